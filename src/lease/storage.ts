@@ -1,0 +1,12 @@
+/**
+ * Where lease bytes live. The engine sees only this: the real edge is the direct-I/O addon
+ * (src/io), the simulation's edge an in-memory sector store with injected faults. Offsets are
+ * absolute byte offsets on the path; lengths and offsets are sector multiples.
+ */
+export interface LeaseStorage {
+  /** Stable identity (the path) used in messages and I/O accounting. */
+  readonly id: string;
+  /** Reject with an Error (ideally LeaseError -202 on timeout) rather than wait past timeoutMs. */
+  read(offset: number, length: number, timeoutMs: number): Promise<Buffer>;
+  write(offset: number, data: Buffer, timeoutMs: number): Promise<void>;
+}
