@@ -1,0 +1,251 @@
+import { readFileSync } from 'fs';
+import { ConfEntry, ConfSyntaxError, ConfValue, parseConfText } from './confsyntax';
+import { nearest } from './nearest';
+
+/**
+ * /etc/lockagent.conf: the keys of libvirt's qemu-sanlock.conf with libvirt's meaning and
+ * defaults, plus the agent's own. conf/lockagent.conf documents every key.
+ */
+export interface AgentConfig {
+  /** qemu-sanlock.conf keys */
+  autoDiskLeases: boolean;
+  diskLeaseDir: string;
+  hostId: number;
+  requireLeaseForDisks: boolean;
+  /** seconds; 0 in the file means sanlock's default 10 */
+  ioTimeout: number;
+  user?: string;
+  group?: string;
+  /** agent keys */
+  hostName?: string;
+  socketPath: string;
+  socketMode: number;
+  socketUser?: string;
+  socketGroup?: string;
+  statePath: string;
+  logLevel: LogLevel;
+  logFile: string;
+  logStderr: boolean;
+  sectorSize: 512 | 4096;
+  alignSize: number;
+  lockspaces: string[];
+  cleanupSchedule: string;
+  cleanupMinAge: number;
+  leaseFailureAction: LeaseFailureAction;
+  killGraceSeconds: number;
+  metricsListen: string;
+  libvirtUri: string;
+  /** file the config came from (for messages) */
+  source: string;
+}
+
+export type LogLevel = 'error' | 'warning' | 'info' | 'debug';
+export type LeaseFailureAction = 'kill' | 'poweroff' | 'pause' | 'ignore';
+
+export const DEFAULT_CONFIG_PATH = '/etc/lockagent.conf';
+export const DISKS_LOCKSPACE = '__LIBVIRT__DISKS__';
+
+export class ConfigError extends Error {
+  constructor(msg: string) {
+    super(msg);
+    this.name = 'ConfigError';
+  }
+}
+
+type Kind = 'bool' | 'int' | 'string' | 'list' | 'mode' | 'duration' | 'size';
+interface KeySpec {
+  kind: Kind;
+  field: keyof AgentConfig;
+  min?: number;
+  max?: number;
+  choices?: readonly string[];
+}
+
+const KEYS: Record<string, KeySpec> = {
+  auto_disk_leases: { kind: 'bool', field: 'autoDiskLeases' },
+  disk_lease_dir: { kind: 'string', field: 'diskLeaseDir' },
+  host_id: { kind: 'int', field: 'hostId', min: 0, max: 2000 },
+  require_lease_for_disks: { kind: 'bool', field: 'requireLeaseForDisks' },
+  io_timeout: { kind: 'int', field: 'ioTimeout', min: 0, max: 255 },
+  user: { kind: 'string', field: 'user' },
+  group: { kind: 'string', field: 'group' },
+  host_name: { kind: 'string', field: 'hostName' },
+  socket_path: { kind: 'string', field: 'socketPath' },
+  socket_mode: { kind: 'mode', field: 'socketMode' },
+  socket_user: { kind: 'string', field: 'socketUser' },
+  socket_group: { kind: 'string', field: 'socketGroup' },
+  state_path: { kind: 'string', field: 'statePath' },
+  log_level: { kind: 'string', field: 'logLevel', choices: ['error', 'warning', 'info', 'debug'] },
+  log_file: { kind: 'string', field: 'logFile' },
+  log_stderr: { kind: 'bool', field: 'logStderr' },
+  sector_size: { kind: 'int', field: 'sectorSize', choices: ['512', '4096'] },
+  align_size: { kind: 'size', field: 'alignSize', choices: ['1M', '2M', '4M', '8M'] },
+  lockspaces: { kind: 'list', field: 'lockspaces' },
+  cleanup_schedule: { kind: 'string', field: 'cleanupSchedule' },
+  cleanup_min_age: { kind: 'duration', field: 'cleanupMinAge' },
+  lease_failure_action: { kind: 'string', field: 'leaseFailureAction', choices: ['kill', 'poweroff', 'pause', 'ignore'] },
+  kill_grace_seconds: { kind: 'int', field: 'killGraceSeconds', min: 0, max: 60 },
+  metrics_listen: { kind: 'string', field: 'metricsListen' },
+  libvirt_uri: { kind: 'string', field: 'libvirtUri' },
+};
+
+/** Keys libvirt's lens still accepts but no driver reads: accepted with a warning, not an error. */
+const OBSOLETE_KEYS = new Set(['ignore_readonly_and_shared_disks']);
+
+export function configKeys(): string[] {
+  return Object.keys(KEYS);
+}
+
+export function defaultConfig(): AgentConfig {
+  return {
+    autoDiskLeases: false,
+    diskLeaseDir: '/var/lib/libvirt/sanlock',
+    hostId: 0,
+    requireLeaseForDisks: true,
+    ioTimeout: 10,
+    socketPath: '/run/lockagent/lockagent.sock',
+    socketMode: 0o660,
+    statePath: '/var/lib/lockagent/state.db',
+    logLevel: 'info',
+    logFile: '/var/log/lockagent.log',
+    logStderr: true,
+    sectorSize: 512,
+    alignSize: 1048576,
+    lockspaces: [],
+    cleanupSchedule: '0 3 * * 0',
+    cleanupMinAge: 3600,
+    leaseFailureAction: 'kill',
+    killGraceSeconds: 40,
+    metricsListen: '',
+    libvirtUri: 'qemu:///system',
+    source: '(defaults)',
+  };
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+
+/** "90", "90s", "15m", "1h", "7d" → seconds */
+export function parseDuration(s: string): number | undefined {
+  const m = /^\s*(\d+)\s*([smhdw]?)\s*$/.exec(s);
+  if (!m) return undefined;
+  return Number(m[1]) * DURATION_UNITS[m[2] || 's'];
+}
+
+function describe(v: ConfValue): string {
+  return Array.isArray(v) ? '[list]' : typeof v === 'string' ? `"${v}"` : String(v);
+}
+
+function convert(key: string, spec: KeySpec, e: ConfEntry, where: string): unknown {
+  const bad = (allowed: string): never => {
+    throw new ConfigError(`${where}: ${key} = ${describe(e.value)} is not valid; allowed: ${allowed}`);
+  };
+  const v = e.value;
+  switch (spec.kind) {
+    case 'bool':
+      if (v === 0 || v === 1) return v === 1;
+      return bad('0 or 1');
+    case 'int': {
+      if (typeof v !== 'number') return bad(spec.choices ? spec.choices.join(' or ') : `a number from ${spec.min} to ${spec.max}`);
+      if (spec.choices && !spec.choices.includes(String(v))) return bad(spec.choices.join(' or '));
+      if ((spec.min !== undefined && v < spec.min) || (spec.max !== undefined && v > spec.max)) return bad(`a number from ${spec.min} to ${spec.max}`);
+      return v;
+    }
+    case 'string':
+      if (typeof v !== 'string') return bad(spec.choices ? spec.choices.map((c) => `"${c}"`).join(', ') : 'a "quoted string"');
+      if (spec.choices && !spec.choices.includes(v)) return bad(spec.choices.map((c) => `"${c}"`).join(', '));
+      return v;
+    case 'list':
+      if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) return bad('a list of quoted strings, e.g. [ "LS:1:/path:0" ]');
+      return v as string[];
+    case 'mode': {
+      const s = typeof v === 'number' ? String(v) : v;
+      if (typeof s !== 'string' || !/^0?[0-7]{3}$/.test(s)) return bad('an octal mode such as "0660"');
+      return parseInt(s as string, 8);
+    }
+    case 'duration': {
+      const d = typeof v === 'number' ? v : typeof v === 'string' ? parseDuration(v) : undefined;
+      if (d === undefined || d < 0) return bad('a duration such as "3600", "90m", "1h" or "7d"');
+      return d;
+    }
+    case 'size': {
+      const s = typeof v === 'number' ? String(v) : v;
+      const m = typeof s === 'string' ? /^([1248])M$/i.exec(s) : null;
+      if (!m) return bad('"1M", "2M", "4M" or "8M"');
+      return Number(m[1]) * 1048576;
+    }
+  }
+}
+
+export interface LoadResult {
+  config: AgentConfig;
+  warnings: string[];
+}
+
+/** Parse and validate config text. Throws ConfigError naming file, line, key and what is allowed. */
+export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH): LoadResult {
+  const cfg = defaultConfig();
+  cfg.source = source;
+  const warnings: string[] = [];
+  let entries: ConfEntry[];
+  try {
+    entries = parseConfText(text, source);
+  } catch (e) {
+    if (e instanceof ConfSyntaxError) throw new ConfigError(e.message);
+    throw e;
+  }
+  const seen = new Set<string>();
+  let requireGiven = false;
+  for (const e of entries) {
+    const where = `${source}:${e.line}`;
+    const spec = KEYS[e.key];
+    if (!spec) {
+      if (OBSOLETE_KEYS.has(e.key)) {
+        warnings.push(`${where}: ${e.key} is obsolete (libvirt no longer reads it) and is ignored`);
+        continue;
+      }
+      const near = nearest(e.key, Object.keys(KEYS));
+      throw new ConfigError(`${where}: unknown key "${e.key}"${near ? `; did you mean "${near}"?` : ''}`);
+    }
+    if (seen.has(e.key)) warnings.push(`${where}: ${e.key} is set more than once; the last value wins`);
+    seen.add(e.key);
+    if (e.key === 'require_lease_for_disks') requireGiven = true;
+    (cfg as unknown as Record<string, unknown>)[spec.field] = convert(e.key, spec, e, where);
+  }
+  // libvirt: require_lease_for_disks defaults to the inverse of auto_disk_leases.
+  if (!requireGiven) cfg.requireLeaseForDisks = !cfg.autoDiskLeases;
+  if (cfg.ioTimeout === 0) cfg.ioTimeout = 10;
+  if (cfg.sectorSize === 512 && cfg.alignSize !== 1048576) {
+    throw new ConfigError(`${source}: sector_size = 512 only allows align_size = "1M" (sanlock's valid pairs: 512/1M, 4096/1M, 4096/2M, 4096/4M, 4096/8M)`);
+  }
+  validateSafety(cfg);
+  return { config: cfg, warnings };
+}
+
+function validateSafety(cfg: AgentConfig): void {
+  if (cfg.autoDiskLeases && cfg.hostId === 0) {
+    throw new ConfigError(
+      `${cfg.source}: Automatic disk lease mode enabled, but no host ID is set: ` +
+        'set host_id to a number from 1 to 2000 that no other host sharing disk_lease_dir uses',
+    );
+  }
+  if (!cfg.diskLeaseDir.startsWith('/')) {
+    throw new ConfigError(`${cfg.source}: disk_lease_dir = "${cfg.diskLeaseDir}" must be an absolute path (the shared mount every host uses)`);
+  }
+  if (cfg.hostName !== undefined && (cfg.hostName.length === 0 || Buffer.byteLength(cfg.hostName) > 47)) {
+    throw new ConfigError(`${cfg.source}: host_name must be 1 to 47 bytes (sanlock stores at most 47 characters of it)`);
+  }
+}
+
+export function loadConfig(path = DEFAULT_CONFIG_PATH, opts: { allowMissing?: boolean } = {}): LoadResult {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT' && opts.allowMissing) return { config: { ...defaultConfig(), source: `${path} (missing; defaults)` }, warnings: [`${path} does not exist; using defaults`] };
+    if (err.code === 'ENOENT') throw new ConfigError(`config file ${path} does not exist: copy conf/lockagent.conf there or pass -c PATH`);
+    if (err.code === 'EACCES') throw new ConfigError(`cannot read config file ${path}: permission denied (run as root or fix its mode)`);
+    throw new ConfigError(`cannot read config file ${path}: ${err.message}`);
+  }
+  return parseConfig(text, path);
+}

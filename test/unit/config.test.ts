@@ -1,0 +1,67 @@
+import { readFileSync } from 'fs';
+import { join } from 'path';
+import { ConfigError, configKeys, parseConfig, parseDuration } from '../../src/config/config';
+
+const SHIPPED = join(__dirname, '..', '..', 'conf', 'lockagent.conf');
+
+describe('config', () => {
+  it('parses the shipped conf/lockagent.conf, which documents every key', () => {
+    const text = readFileSync(SHIPPED, 'utf8');
+    const { config, warnings } = parseConfig(text, SHIPPED);
+    expect(warnings).toEqual([]);
+    expect(config).toMatchObject({ autoDiskLeases: true, hostId: 1, ioTimeout: 10, requireLeaseForDisks: false, socketMode: 0o660, cleanupMinAge: 3600, alignSize: 1048576 });
+    for (const key of configKeys()) expect(text).toMatch(new RegExp(`^#?${key} =`, 'm'));
+  });
+
+  it('accepts libvirt qemu-sanlock.conf lines as the augeas lens writes them', () => {
+    const { config } = parseConfig('auto_disk_leases=1\ndisk_lease_dir="/var/lib/libvirt/sanlock"\nhost_id=1\nrequire_lease_for_disks=1\nio_timeout=0\nuser="root"\ngroup="root"\n');
+    expect(config).toMatchObject({ autoDiskLeases: true, hostId: 1, requireLeaseForDisks: true, ioTimeout: 10, user: 'root', group: 'root' });
+  });
+
+  it('require_lease_for_disks defaults to the inverse of auto_disk_leases, as libvirt', () => {
+    expect(parseConfig('auto_disk_leases = 0').config.requireLeaseForDisks).toBe(true);
+    expect(parseConfig('auto_disk_leases = 1\nhost_id = 3').config.requireLeaseForDisks).toBe(false);
+  });
+
+  it.each([
+    ['host_idd = 1', /unknown key "host_idd"; did you mean "host_id"\?/],
+    ['io_timout = 5', /did you mean "io_timeout"/],
+    ['host_id = 2001', /host_id = 2001 is not valid; allowed: a number from 0 to 2000/],
+    ['auto_disk_leases = 2', /allowed: 0 or 1/],
+    ['auto_disk_leases = 1', /no host ID is set/],
+    ['log_level = "verbose"', /allowed: "error", "warning", "info", "debug"/],
+    ['align_size = "3M"', /"1M", "2M", "4M" or "8M"/],
+    ['sector_size = 512\nalign_size = "8M"', /only allows align_size = "1M"/],
+    ['disk_lease_dir = "relative/dir"', /must be an absolute path/],
+    ['host_id = "one"', /allowed: a number from 0 to 2000/],
+    ['socket_mode = "rw"', /octal mode/],
+    ['host_id = 1 junk', /unexpected text after the value of "host_id"/],
+    ['host_id 1', /expected "=" after "host_id"/],
+    ['disk_lease_dir = "/x', /unterminated string/],
+    ['lockspaces = [ "a", ', /unterminated list/],
+    ['cleanup_min_age = "soon"', /duration/],
+  ])('refuses %j with a clear reason', (text, re) => {
+    let err: unknown;
+    try { parseConfig(text, 'test.conf'); } catch (e) { err = e; }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toMatch(re);
+    expect((err as Error).message).toMatch(/^test\.conf/);
+  });
+
+  it('reports the line of the offending key', () => {
+    expect(() => parseConfig('# c\n\nhost_id = 1\nbogus_key = 1\n', 'f.conf')).toThrow(/^f\.conf:4: unknown key "bogus_key"/);
+  });
+
+  it('accepts lists spanning lines, comments and the obsolete libvirt key (with a warning)', () => {
+    const { config, warnings } = parseConfig('lockspaces = [\n  "A:1:/x:0", # first\n  "B:2:/y:1M"\n]\nignore_readonly_and_shared_disks = 1\n');
+    expect(config.lockspaces).toEqual(['A:1:/x:0', 'B:2:/y:1M']);
+    expect(warnings.join()).toMatch(/obsolete/);
+  });
+
+  it('parses durations', () => {
+    expect(parseDuration('90')).toBe(90);
+    expect(parseDuration('15m')).toBe(900);
+    expect(parseDuration('7d')).toBe(604800);
+    expect(parseDuration('x')).toBeUndefined();
+  });
+});
