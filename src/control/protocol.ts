@@ -1,0 +1,142 @@
+/**
+ * The control socket protocol, version 1: one JSON object per line in each direction.
+ *   request:  {"v":1,"id":7,"op":"acquire","owner":{...},"leases":[...]}
+ *   response: {"v":1,"id":7,"ok":true,"result":{...}}
+ *             {"v":1,"id":7,"ok":false,"error":{"rv":-243,"name":"SANLK_ACQUIRE_IDLIVE","message":"..."}}
+ * Versioned so an old hook binary talking to a new agent gets a clear refusal, not a misparse.
+ */
+export const PROTOCOL_VERSION = 1;
+/** A request line longer than this is refused (domain XML is a few KB; 4 MiB is generous). */
+export const MAX_LINE_BYTES = 4 * 1024 * 1024;
+
+export interface OwnerRef {
+  /** domain uuid (or any stable id for non-libvirt owners) */
+  uuid: string;
+  name?: string;
+  pid?: number;
+}
+
+export interface LeaseSpec {
+  lockspace: string;
+  resource: string;
+  path: string;
+  offset: number;
+  mode?: 'exclusive' | 'shared';
+  /** require this lease version (sanlock's RES:lver), -240 when it changed */
+  lver?: number;
+}
+
+export type Request =
+  | { op: 'status' }
+  | { op: 'host_status'; lockspace?: string }
+  | { op: 'acquire'; owner: OwnerRef; leases: LeaseSpec[]; timeoutMs?: number }
+  | { op: 'release'; owner: OwnerRef; leases?: LeaseSpec[] }
+  | { op: 'inquire'; owner: OwnerRef }
+  | { op: 'add_lockspace'; lockspace: string; hostId: number; path: string; offset: number; ioTimeout?: number }
+  | { op: 'rem_lockspace'; lockspace: string }
+  | { op: 'domain_prepare'; xml: string; timeoutMs?: number }
+  | { op: 'domain_release'; xml?: string; uuid?: string }
+  | { op: 'domain_reconnect'; xml: string }
+  | { op: 'cleanup'; dryRun: boolean; minAgeSeconds?: number };
+
+export type RequestOp = Request['op'];
+export const REQUEST_OPS: readonly RequestOp[] = [
+  'status', 'host_status', 'acquire', 'release', 'inquire', 'add_lockspace', 'rem_lockspace',
+  'domain_prepare', 'domain_release', 'domain_reconnect', 'cleanup',
+];
+
+export interface ErrorBody {
+  rv: number;
+  name: string;
+  message: string;
+}
+
+export type Response =
+  | { v: number; id: number | string | null; ok: true; result: unknown }
+  | { v: number; id: number | string | null; ok: false; error: ErrorBody };
+
+export class ProtocolError extends Error {
+  constructor(msg: string) {
+    super(msg);
+    this.name = 'ProtocolError';
+  }
+}
+
+const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+const str = (o: Record<string, unknown>, k: string, required = true): string | undefined => {
+  const v = o[k];
+  if (v === undefined && !required) return undefined;
+  if (typeof v !== 'string' || v.length === 0) throw new ProtocolError(`"${k}" must be a non-empty string`);
+  return v;
+};
+const int = (o: Record<string, unknown>, k: string, required = true): number | undefined => {
+  const v = o[k];
+  if (v === undefined && !required) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ProtocolError(`"${k}" must be a non-negative integer`);
+  return v;
+};
+
+function owner(o: Record<string, unknown>): OwnerRef {
+  const w = o.owner;
+  if (!isObj(w)) throw new ProtocolError('"owner" must be an object {uuid, name?, pid?}');
+  return { uuid: str(w, 'uuid')!, name: str(w, 'name', false), pid: int(w, 'pid', false) };
+}
+
+function lease(x: unknown, i: number): LeaseSpec {
+  if (!isObj(x)) throw new ProtocolError(`leases[${i}] must be an object`);
+  const mode = x.mode;
+  if (mode !== undefined && mode !== 'exclusive' && mode !== 'shared') throw new ProtocolError(`leases[${i}].mode must be "exclusive" or "shared"`);
+  return {
+    lockspace: str(x, 'lockspace')!, resource: str(x, 'resource')!, path: str(x, 'path')!,
+    offset: int(x, 'offset')!, mode: mode as LeaseSpec['mode'], lver: int(x, 'lver', false),
+  };
+}
+
+function leases(o: Record<string, unknown>, required: boolean): LeaseSpec[] | undefined {
+  const v = o.leases;
+  if (v === undefined && !required) return undefined;
+  if (!Array.isArray(v)) throw new ProtocolError('"leases" must be an array');
+  return v.map(lease);
+}
+
+/** Validate a parsed request line. Throws ProtocolError with a message fit for the client. */
+export function parseRequest(line: string): { id: number | string | null; req: Request } {
+  let o: unknown;
+  try {
+    o = JSON.parse(line);
+  } catch {
+    throw new ProtocolError('request is not valid JSON');
+  }
+  if (!isObj(o)) throw new ProtocolError('request must be a JSON object');
+  const id = typeof o.id === 'number' || typeof o.id === 'string' ? o.id : null;
+  if (o.v !== PROTOCOL_VERSION) throw Object.assign(new ProtocolError(`unsupported protocol version ${JSON.stringify(o.v)}; this agent speaks version ${PROTOCOL_VERSION}`), { id });
+  const op = o.op;
+  try {
+    switch (op) {
+      case 'status': return { id, req: { op } };
+      case 'host_status': return { id, req: { op, lockspace: str(o, 'lockspace', false) } };
+      case 'acquire': return { id, req: { op, owner: owner(o), leases: leases(o, true)!, timeoutMs: int(o, 'timeoutMs', false) } };
+      case 'release': return { id, req: { op, owner: owner(o), leases: leases(o, false) } };
+      case 'inquire': return { id, req: { op, owner: owner(o) } };
+      case 'add_lockspace':
+        return { id, req: { op, lockspace: str(o, 'lockspace')!, hostId: int(o, 'hostId')!, path: str(o, 'path')!, offset: int(o, 'offset')!, ioTimeout: int(o, 'ioTimeout', false) } };
+      case 'rem_lockspace': return { id, req: { op, lockspace: str(o, 'lockspace')! } };
+      case 'domain_prepare': return { id, req: { op, xml: str(o, 'xml')!, timeoutMs: int(o, 'timeoutMs', false) } };
+      case 'domain_release': {
+        const req = { op, xml: str(o, 'xml', false), uuid: str(o, 'uuid', false) } as const;
+        if (!req.xml && !req.uuid) throw new ProtocolError('domain_release needs "xml" or "uuid"');
+        return { id, req };
+      }
+      case 'domain_reconnect': return { id, req: { op, xml: str(o, 'xml')! } };
+      case 'cleanup': {
+        if (typeof o.dryRun !== 'boolean') throw new ProtocolError('"dryRun" must be true or false');
+        return { id, req: { op, dryRun: o.dryRun, minAgeSeconds: int(o, 'minAgeSeconds', false) } };
+      }
+      default:
+        throw new ProtocolError(`unknown op ${JSON.stringify(op)}; known: ${REQUEST_OPS.join(', ')}`);
+    }
+  } catch (e) {
+    if (e instanceof ProtocolError) throw Object.assign(e, { id });
+    throw e;
+  }
+}
