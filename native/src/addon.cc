@@ -1,0 +1,523 @@
+// Node-API bindings for the sector I/O engine (io_engine.h).
+//
+// Every request settles exactly once, on some engine thread, and is handed to
+// the JS thread through one ThreadSafeFunction per addon instance. That TSFN
+// is ref'd only while promises are pending so an idle addon (or a thread
+// stuck forever in open() on a FIFO) never keeps the process alive.
+#include <napi.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <string.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "io_engine.h"
+
+namespace lockagent {
+namespace {
+
+constexpr int kSanlockAioTimeout = -202;  // SANLK_AIO_TIMEOUT
+constexpr double kMaxSafeInteger = 9007199254740991.0;
+
+// Forwards settled requests from engine threads to the TSFN. Once the Node
+// environment is torn down the TSFN is gone; detach() makes late deliveries
+// from still-running threads a no-op instead of a use-after-free.
+class Bridge : public Sink {
+ public:
+  void deliver(std::shared_ptr<Request> req) override {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!tsfn_) return;
+    auto* boxed = new std::shared_ptr<Request>(std::move(req));
+    // Unbounded queue: non-blocking calls cannot fail with queue-full.
+    if (napi_call_threadsafe_function(tsfn_, boxed, napi_tsfn_nonblocking) !=
+        napi_ok) {
+      delete boxed;
+    }
+  }
+  void attach(napi_threadsafe_function t) {
+    std::lock_guard<std::mutex> g(mu_);
+    tsfn_ = t;
+  }
+  void detach() {
+    std::lock_guard<std::mutex> g(mu_);
+    tsfn_ = nullptr;
+  }
+
+ private:
+  std::mutex mu_;
+  napi_threadsafe_function tsfn_ = nullptr;
+};
+
+// Per-environment state (instance data); only touched on the JS thread.
+struct Addon {
+  std::shared_ptr<Bridge> bridge = std::make_shared<Bridge>();
+  napi_threadsafe_function tsfn = nullptr;
+  Napi::FunctionReference fileCtor;
+  size_t pending = 0;
+
+  void retain(napi_env env) {
+    if (pending++ == 0) napi_ref_threadsafe_function(env, tsfn);
+  }
+  void release(napi_env env) {
+    if (pending > 0 && --pending == 0) napi_unref_threadsafe_function(env, tsfn);
+  }
+};
+
+std::string errnoName(int err) {
+  const char* name = strerrorname_np(err);
+  return name ? std::string(name) : "E" + std::to_string(err);
+}
+
+std::string errnoText(int err) {
+  char buf[256];
+  // GNU strerror_r: returns a pointer that may or may not be buf.
+  return std::string(strerror_r(err, buf, sizeof buf));
+}
+
+std::string fmtMs(double ms) {
+  if (std::floor(ms) == ms) return std::to_string(static_cast<int64_t>(ms));
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", ms);
+  return buf;
+}
+
+// "read of 512 bytes at offset 1048576 on /path"
+std::string describe(const Request& r) {
+  switch (r.op) {
+    case Op::Open:
+      return "open of " + r.path;
+    case Op::Close:
+      return "close of " + r.path;
+    case Op::Read:
+    case Op::Write:
+      return std::string(r.op == Op::Read ? "read" : "write") + " of " +
+             std::to_string(r.length) + " bytes at offset " +
+             std::to_string(r.offset) + " on " + r.path;
+  }
+  return r.path;
+}
+
+// "cannot read 512 bytes at offset 0 from /path"
+std::string cannot(const Request& r) {
+  switch (r.op) {
+    case Op::Open:
+      return "cannot open " + r.path;
+    case Op::Close:
+      return "cannot close " + r.path;
+    case Op::Read:
+      return "cannot read " + std::to_string(r.length) + " bytes at offset " +
+             std::to_string(r.offset) + " from " + r.path;
+    case Op::Write:
+      return "cannot write " + std::to_string(r.length) +
+             " bytes at offset " + std::to_string(r.offset) + " to " + r.path;
+  }
+  return r.path;
+}
+
+// Short pointers at the usual cause, appended to the strerror text.
+std::string hint(const Request& r) {
+  const bool io = r.op == Op::Read || r.op == Op::Write;
+  switch (r.err) {
+    case EACCES:
+    case EPERM:
+      return " (check the owner, mode and SELinux label of the path)";
+    case EINVAL:
+      return io ? " (offset or length not aligned to the device's logical "
+                  "sector size?)"
+                : "";
+    case EIO:
+      return " (storage I/O error: check dmesg and the path to the storage)";
+    case ENXIO:
+      return io && r.op == Op::Read ? " (read beyond the end of the device)"
+                                    : "";
+    default:
+      return "";
+  }
+}
+
+Napi::Value makeError(Napi::Env env, const Request& r) {
+  std::string msg;
+  std::string code;
+  int err = r.err;
+  bool timeout = false;
+  const char* verb = r.op == Op::Read    ? "read"
+                     : r.op == Op::Write ? "write"
+                     : r.op == Op::Open  ? "open"
+                                         : "close";
+  std::string syscall = verb;
+  switch (r.outcome) {
+    case Outcome::Timeout:
+      timeout = true;
+      err = ETIMEDOUT;
+      msg = "I/O timeout: " + describe(r) + " did not complete within " +
+            fmtMs(r.timeoutMs) + " ms";
+      break;
+    case Outcome::Stuck:
+      timeout = true;
+      err = ETIMEDOUT;
+      msg = "I/O timeout: " + describe(r) + " was not started: all " +
+            std::to_string(r.threadsStuck) +
+            " I/O threads for this path are stuck in requests past their "
+            "deadline";
+      break;
+    case Outcome::Cancelled:
+      err = ECANCELED;
+      msg = describe(r) + " cancelled: the file was closed before it started";
+      break;
+    case Outcome::Closed:
+      err = EBADF;
+      msg = cannot(r) + ": the file is closed";
+      break;
+    case Outcome::ReadOnly:
+      err = EBADF;
+      msg = cannot(r) + ": the file was opened read-only";
+      break;
+    case Outcome::SysError:
+    default:
+      syscall = r.syscall[0] ? r.syscall : verb;
+      if (syscall == "pthread_create") {
+        msg = "cannot start an I/O thread for " + r.path + ": " +
+              errnoText(err);
+      } else if (r.op == Op::Open && syscall != "open") {
+        msg = cannot(r) + ": " + syscall + " failed: " + errnoText(err);
+      } else {
+        msg = cannot(r) + ": " + errnoText(err) + hint(r);
+      }
+      break;
+  }
+  code = errnoName(err);
+  Napi::Error e = Napi::Error::New(env, msg);
+  Napi::Object o = e.Value();
+  o.Set("code", code);
+  o.Set("errno", Napi::Number::New(env, err));
+  o.Set("syscall", syscall);
+  o.Set("path", r.path);
+  if (timeout) o.Set("sanlockRv", Napi::Number::New(env, kSanlockAioTimeout));
+  return o;
+}
+
+Napi::Value makeOpenResult(Napi::Env env, Addon* addon, Request& r) {
+  Napi::Object res = Napi::Object::New(env);
+  auto ext = Napi::External<std::shared_ptr<Handle>>::New(env, &r.owner);
+  res.Set("file", addon->fileCtor.New({ext}));
+  res.Set("direct", r.direct);
+  res.Set("isBlockDevice", r.info.isBlockDevice);
+  res.Set("size", static_cast<double>(r.info.size));
+  res.Set("logicalSectorSize", r.info.logicalSectorSize);
+  return res;
+}
+
+// TSFN callback, on the JS thread. env is null when the TSFN is being torn
+// down with items still queued; then we only free the box.
+void callJs(napi_env rawEnv, napi_value, void* context, void* data) {
+  std::unique_ptr<std::shared_ptr<Request>> boxed(
+      static_cast<std::shared_ptr<Request>*>(data));
+  if (rawEnv == nullptr) return;
+  Napi::Env env(rawEnv);
+  Addon* addon = static_cast<Addon*>(context);
+  Request& r = **boxed;
+  auto deferred = static_cast<napi_deferred>(r.jsDeferred);
+  r.jsDeferred = nullptr;
+  if (deferred) {
+    Napi::HandleScope scope(env);
+    napi_value value = nullptr;
+    bool ok = r.outcome == Outcome::Ok;
+    try {
+      if (!ok) {
+        value = makeError(env, r);
+      } else if (r.op == Op::Open) {
+        value = makeOpenResult(env, addon, r);
+      } else if (r.op == Op::Read) {
+        value = Napi::Buffer<char>::Copy(env, static_cast<char*>(r.buf),
+                                         r.length);
+      } else {
+        value = env.Undefined();
+      }
+    } catch (const Napi::Error& e) {
+      ok = false;
+      value = e.Value();
+    } catch (const std::exception& e) {  // e.g. bad_alloc: never unwind into Node
+      ok = false;
+      napi_value msg;
+      napi_create_string_utf8(env, e.what(), NAPI_AUTO_LENGTH, &msg);
+      napi_create_error(env, nullptr, msg, &value);
+    }
+    if (ok)
+      napi_resolve_deferred(env, deferred, value);
+    else
+      napi_reject_deferred(env, deferred, value);
+  }
+  // Drop the handle reference held for the open before JS could wrap it.
+  r.owner.reset();
+  addon->release(env);
+}
+
+[[noreturn]] void throwEinval(Napi::Env env, const std::string& msg) {
+  Napi::Error e = Napi::RangeError::New(env, msg);
+  e.Set("code", "EINVAL");
+  e.Set("errno", Napi::Number::New(env, EINVAL));
+  throw e;
+}
+
+double argTimeout(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsNumber()) throwEinval(info.Env(), "timeoutMs must be a number");
+  double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v > 0) || !std::isfinite(v) || v > 1e9)
+    throwEinval(info.Env(), "timeoutMs must be a positive number of ms");
+  return v;
+}
+
+// Defensive re-validation; the TypeScript wrapper reports these more nicely.
+uint64_t argAligned(const Napi::CallbackInfo& info, size_t i, const char* what,
+                    bool allowZero) {
+  if (!info[i].IsNumber())
+    throwEinval(info.Env(), std::string(what) + " must be a number");
+  double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= 0) || v > kMaxSafeInteger || std::floor(v) != v ||
+      (!allowZero && v == 0))
+    throwEinval(info.Env(), std::string(what) + " is invalid");
+  auto u = static_cast<uint64_t>(v);
+  if (u % kSectorAlign)
+    throwEinval(info.Env(), std::string(what) + " " + std::to_string(u) +
+                                " is not a multiple of 512");
+  return u;
+}
+
+// Creates the promise, registers it as pending and hands req to the handle.
+Napi::Value start(Napi::Env env, Addon* addon,
+                  const std::shared_ptr<Handle>& handle,
+                  std::shared_ptr<Request> req, bool isClose = false) {
+  napi_deferred deferred;
+  napi_value promise;
+  NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &deferred, &promise),
+                       Napi::Value());
+  req->jsDeferred = deferred;
+  req->sink = addon->bridge;
+  req->handle = handle;
+  addon->retain(env);
+  if (isClose)
+    handle->close(std::move(req));
+  else
+    handle->submit(std::move(req));
+  return Napi::Value(env, promise);
+}
+
+class NativeFile : public Napi::ObjectWrap<NativeFile> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeFile",
+                       {InstanceMethod<&NativeFile::Read>("read"),
+                        InstanceMethod<&NativeFile::Write>("write"),
+                        InstanceMethod<&NativeFile::Close>("close"),
+                        InstanceMethod<&NativeFile::Threads>("threadCount")});
+  }
+
+  explicit NativeFile(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<NativeFile>(info) {
+    if (info.Length() < 1 || !info[0].IsExternal())
+      throw Napi::TypeError::New(info.Env(), "NativeFile is created by open()");
+    handle_ = *info[0].As<Napi::External<std::shared_ptr<Handle>>>().Data();
+  }
+
+  // Garbage-collected without close(): release the fd and threads anyway.
+  ~NativeFile() override {
+    if (handle_) handle_->shutdown();
+  }
+
+ private:
+  Napi::Value Read(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t offset = argAligned(info, 0, "offset", true);
+    uint64_t length = argAligned(info, 1, "length", false);
+    double timeoutMs = argTimeout(info, 2);
+    if (length > kMaxIoLength) throwEinval(env, "length is too large");
+    auto req = std::shared_ptr<Request>(new Request(
+        Op::Read, handle_->path(), static_cast<int64_t>(offset), length,
+        timeoutMs));
+    if (!req->allocate()) throw Napi::Error::New(env, "out of memory");
+    req->stats = handle_->stats();
+    return start(env, addon(env), handle_, std::move(req));
+  }
+
+  Napi::Value Write(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t offset = argAligned(info, 0, "offset", true);
+    if (!info[1].IsTypedArray())
+      throwEinval(env, "data must be a Buffer or Uint8Array");
+    auto data = info[1].As<Napi::TypedArray>();
+    uint64_t length = data.ByteLength();
+    const uint8_t* bytes =
+        static_cast<const uint8_t*>(data.ArrayBuffer().Data()) +
+        data.ByteOffset();
+    if (length == 0 || length % kSectorAlign || length > kMaxIoLength)
+      throwEinval(env, "data length " + std::to_string(length) +
+                           " is not a positive multiple of 512");
+    double timeoutMs = argTimeout(info, 2);
+    auto req = std::shared_ptr<Request>(new Request(
+        Op::Write, handle_->path(), static_cast<int64_t>(offset), length,
+        timeoutMs));
+    if (!req->allocate()) throw Napi::Error::New(env, "out of memory");
+    // Copy into the aligned buffer now: O_DIRECT needs the alignment, and the
+    // caller may reuse its Buffer as soon as write() returns.
+    std::memcpy(req->buf, bytes, length);
+    req->stats = handle_->stats();
+    return start(env, addon(env), handle_, std::move(req));
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    double timeoutMs = argTimeout(info, 0);
+    auto req = std::shared_ptr<Request>(
+        new Request(Op::Close, handle_->path(), 0, 0, timeoutMs));
+    req->stats = handle_->stats();
+    return start(env, addon(env), handle_, std::move(req), true);
+  }
+
+  Napi::Value Threads(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(),
+                             static_cast<double>(handle_->threadCount()));
+  }
+
+  static Addon* addon(Napi::Env env) { return env.GetInstanceData<Addon>(); }
+
+  std::shared_ptr<Handle> handle_;
+};
+
+// open(path, readOnly, timeoutMs) -> Promise<{file, direct, isBlockDevice,
+// size, logicalSectorSize}>
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throwEinval(env, "path must be a string");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  if (path.empty() || path.find('\0') != std::string::npos)
+    throwEinval(env, "path must be a non-empty string without NUL bytes");
+  bool readOnly = info[1].ToBoolean().Value();
+  double timeoutMs = argTimeout(info, 2);
+  auto stats = statsFor(path);
+  auto handle = std::make_shared<Handle>(path, readOnly, stats);
+  auto req = std::shared_ptr<Request>(
+      new Request(Op::Open, path, 0, 0, timeoutMs));
+  req->stats = stats;
+  req->owner = handle;
+  return start(env, env.GetInstanceData<Addon>(), handle, std::move(req));
+}
+
+Napi::Object statsObject(Napi::Env env, const StatsSnapshot& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("reads", static_cast<double>(s.reads));
+  o.Set("writes", static_cast<double>(s.writes));
+  o.Set("bytesRead", static_cast<double>(s.bytesRead));
+  o.Set("bytesWritten", static_cast<double>(s.bytesWritten));
+  o.Set("errors", static_cast<double>(s.errors));
+  o.Set("timeouts", static_cast<double>(s.timeouts));
+  o.Set("lateCompletions", static_cast<double>(s.lateCompletions));
+  return o;
+}
+
+Napi::Value IoStats(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsString()) {
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    return statsObject(info.Env(), snapshotStats(&path));
+  }
+  return statsObject(info.Env(), snapshotStats(nullptr));
+}
+
+Napi::Value ResetIoStats(const Napi::CallbackInfo& info) {
+  resetStats();
+  return info.Env().Undefined();
+}
+
+Napi::Value TestForceDirectEinval(const Napi::CallbackInfo& info) {
+  testForceDirectEinval(info[0].ToBoolean().Value());
+  return info.Env().Undefined();
+}
+
+// _testInjectStall(path, offset, ms, count): the next `count` reads/writes
+// at `offset` on `path` sleep `ms` before their syscall (simulated hang).
+Napi::Value TestInjectStall(const Napi::CallbackInfo& info) {
+  testInjectStall(info[0].ToString().Utf8Value(),
+                  info[1].ToNumber().Int64Value(),
+                  info[2].ToNumber().Uint32Value(),
+                  info[3].ToNumber().Uint32Value());
+  return info.Env().Undefined();
+}
+
+// Node dlclose()s an addon when the worker_thread that loaded it exits, but
+// our detached threads (the watchdog, workers stuck in a syscall) keep
+// running code from this library. Take an extra RTLD_NODELETE reference so
+// the code and the process-wide state stay mapped for the process lifetime.
+void pinLibrary() {
+  static bool pinned = false;  // JS-thread calls only; a race merely re-pins
+  if (pinned) return;
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&pinLibrary), &info) && info.dli_fname) {
+    if (dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE))
+      pinned = true;  // the handle is intentionally never closed
+  }
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  pinLibrary();
+  auto* addon = new Addon();
+  env.SetInstanceData<Addon>(addon);  // deleted by Node at env teardown
+  addon->fileCtor = Napi::Persistent(NativeFile::Define(env));
+
+  // The async resource answers hasRef() like timers and sockets do, so
+  // leak detectors (jest --detectOpenHandles) see that an idle TSFN does not
+  // hold the process open.
+  Napi::Object resource = Napi::Object::New(env);
+  resource.Set("hasRef",
+               Napi::Function::New(
+                   env,
+                   [](const Napi::CallbackInfo& info) -> Napi::Value {
+                     Addon* a = info.Env().GetInstanceData<Addon>();
+                     return Napi::Boolean::New(info.Env(), a && a->pending > 0);
+                   },
+                   "hasRef"));
+  napi_threadsafe_function tsfn;
+  NAPI_THROW_IF_FAILED(
+      env,
+      napi_create_threadsafe_function(
+          env, nullptr, resource,
+          Napi::String::New(env, "lockagent:directio"), 0 /* unbounded */,
+          1, nullptr, nullptr, addon, callJs, &tsfn),
+      exports);
+  addon->tsfn = tsfn;
+  addon->bridge->attach(tsfn);
+  // Idle until a request is pending.
+  napi_unref_threadsafe_function(env, tsfn);
+  // Registered after the TSFN, so it runs before the TSFN's own teardown.
+  auto* hookBridge = new std::shared_ptr<Bridge>(addon->bridge);
+  napi_add_env_cleanup_hook(
+      env,
+      [](void* arg) {
+        auto* b = static_cast<std::shared_ptr<Bridge>*>(arg);
+        (*b)->detach();
+        delete b;
+      },
+      hookBridge);
+
+  exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("ioStats", Napi::Function::New(env, IoStats, "ioStats"));
+  exports.Set("resetIoStats",
+              Napi::Function::New(env, ResetIoStats, "resetIoStats"));
+  exports.Set("_testForceDirectEinval",
+              Napi::Function::New(env, TestForceDirectEinval));
+  exports.Set("_testInjectStall", Napi::Function::New(env, TestInjectStall));
+  return exports;
+}
+
+}  // namespace
+}  // namespace lockagent
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  return lockagent::Init(env, exports);
+}
+
+NODE_API_MODULE(lockagent_native, InitModule)

@@ -1,0 +1,575 @@
+#include "io_engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <queue>
+#include <system_error>
+#include <thread>
+
+namespace lockagent {
+
+namespace {
+
+// Process-wide state is heap-allocated and never freed: detached worker
+// threads may still be blocked in a syscall at process exit, and must not
+// touch statics that exit() has already destroyed.
+struct StatsRegistry {
+  std::mutex mu;
+  std::map<std::string, std::shared_ptr<PathStats>> byPath;
+};
+StatsRegistry& registry() {
+  static StatsRegistry* r = new StatsRegistry();
+  return *r;
+}
+
+struct StallHook {
+  std::string path;
+  int64_t offset;
+  uint32_t ms;
+  uint32_t remaining;
+};
+struct TestHooks {
+  std::atomic<bool> forceDirectEinval{false};
+  std::mutex mu;
+  std::vector<StallHook> stalls;
+};
+TestHooks& hooks() {
+  static TestHooks* h = new TestHooks();
+  return *h;
+}
+
+void maybeStall(const std::string& path, int64_t offset) {
+  uint32_t ms = 0;
+  {
+    TestHooks& h = hooks();
+    std::lock_guard<std::mutex> g(h.mu);
+    for (auto it = h.stalls.begin(); it != h.stalls.end(); ++it) {
+      if (it->path == path && it->offset == offset) {
+        ms = it->ms;
+        if (--it->remaining == 0) h.stalls.erase(it);
+        break;
+      }
+    }
+  }
+  if (ms) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
+void snapshotInto(const PathStats& s, StatsSnapshot& out) {
+  out.reads += s.reads.load();
+  out.writes += s.writes.load();
+  out.bytesRead += s.bytesRead.load();
+  out.bytesWritten += s.bytesWritten.load();
+  out.errors += s.errors.load();
+  out.timeouts += s.timeouts.load();
+  out.lateCompletions += s.lateCompletions.load();
+}
+
+// Settles req if nobody has yet; the outcome fields are written after
+// winning the claim and published to the JS thread by Sink::deliver.
+bool settle(const std::shared_ptr<Request>& req, Outcome outcome, int err = 0,
+            const char* syscall = "") {
+  if (!req->claim()) return false;
+  req->claimedBy(outcome, err, syscall);
+  switch (outcome) {
+    case Outcome::SysError:
+      req->stats->errors++;
+      break;
+    case Outcome::Timeout:
+    case Outcome::Stuck:
+      req->stats->timeouts++;
+      break;
+    default:
+      break;
+  }
+  req->sink->deliver(req);
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Deadline watchdog: a single thread sleeping until the earliest deadline.
+// It only flips atomics and posts to the JS queue, so it cannot be delayed by
+// any hung syscall. Entries hold weak_ptrs so completed requests (and their
+// buffers) are freed immediately rather than at their deadline.
+struct WatchEntry {
+  Clock::time_point when;
+  std::weak_ptr<Request> req;
+  bool operator>(const WatchEntry& o) const { return when > o.when; }
+};
+
+class Watchdog {
+ public:
+  Watchdog() { std::thread([this] { run(); }).detach(); }
+
+  void add(const std::shared_ptr<Request>& req) {
+    std::lock_guard<std::mutex> g(mu_);
+    bool earliest = heap_.empty() || req->deadline < heap_.top().when;
+    heap_.push(WatchEntry{req->deadline, req});
+    if (earliest) cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lk(mu_);
+    std::vector<std::weak_ptr<Request>> due;
+    for (;;) {
+      if (heap_.empty()) {
+        cv_.wait(lk);
+        continue;
+      }
+      Clock::time_point now = Clock::now();
+      if (heap_.top().when > now) {
+        // By value: wait_until keeps reading its argument while the lock is
+        // released, and add() may reallocate the heap meanwhile.
+        const Clock::time_point next = heap_.top().when;
+        cv_.wait_until(lk, next);
+        continue;
+      }
+      while (!heap_.empty() && heap_.top().when <= now) {
+        due.push_back(heap_.top().req);
+        heap_.pop();
+      }
+      lk.unlock();
+      for (auto& w : due) {
+        std::shared_ptr<Request> req = w.lock();
+        if (!req) continue;
+        settle(req, Outcome::Timeout, ETIMEDOUT);
+        // Even if it completed meanwhile, let the handle re-evaluate: a
+        // thread busy past this deadline may need a replacement.
+        if (auto h = req->handle.lock()) h->onDeadline();
+      }
+      due.clear();
+      lk.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::priority_queue<WatchEntry, std::vector<WatchEntry>,
+                      std::greater<WatchEntry>>
+      heap_;
+};
+
+Watchdog& watchdog() {
+  static Watchdog* w = new Watchdog();
+  return *w;
+}
+
+int retryOpen(const char* path, int flags) {
+  int fd;
+  do {
+    fd = ::open(path, flags);
+  } while (fd < 0 && errno == EINTR);
+  return fd;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+std::shared_ptr<PathStats> statsFor(const std::string& path) {
+  StatsRegistry& r = registry();
+  std::lock_guard<std::mutex> g(r.mu);
+  auto& slot = r.byPath[path];
+  if (!slot) slot = std::make_shared<PathStats>();
+  return slot;
+}
+
+StatsSnapshot snapshotStats(const std::string* path) {
+  StatsRegistry& r = registry();
+  std::lock_guard<std::mutex> g(r.mu);
+  StatsSnapshot out;
+  if (path) {
+    auto it = r.byPath.find(*path);
+    if (it != r.byPath.end()) snapshotInto(*it->second, out);
+  } else {
+    for (auto& kv : r.byPath) snapshotInto(*kv.second, out);
+  }
+  return out;
+}
+
+void resetStats() {
+  StatsRegistry& r = registry();
+  std::lock_guard<std::mutex> g(r.mu);
+  for (auto it = r.byPath.begin(); it != r.byPath.end();) {
+    if (it->second.use_count() == 1) {
+      it = r.byPath.erase(it);  // no handle or request refers to it
+      continue;
+    }
+    PathStats& s = *it->second;
+    s.reads = 0;
+    s.writes = 0;
+    s.bytesRead = 0;
+    s.bytesWritten = 0;
+    s.errors = 0;
+    s.timeouts = 0;
+    s.lateCompletions = 0;
+    ++it;
+  }
+}
+
+void watchDeadline(const std::shared_ptr<Request>& req) { watchdog().add(req); }
+
+void testForceDirectEinval(bool on) { hooks().forceDirectEinval = on; }
+
+void testInjectStall(const std::string& path, int64_t offset, uint32_t ms,
+                     uint32_t count) {
+  TestHooks& h = hooks();
+  std::lock_guard<std::mutex> g(h.mu);
+  if (count) h.stalls.push_back(StallHook{path, offset, ms, count});
+}
+
+// ---------------------------------------------------------------------------
+static Clock::time_point deadlineFrom(double timeoutMs) {
+  return Clock::now() + std::chrono::microseconds(
+                            static_cast<int64_t>(timeoutMs * 1000.0));
+}
+
+Request::Request(Op op, std::string path, int64_t offset, uint64_t length,
+                 double timeoutMs)
+    : op(op),
+      path(std::move(path)),
+      offset(offset),
+      length(length),
+      timeoutMs(timeoutMs),
+      deadline(deadlineFrom(timeoutMs)) {}
+
+Request::~Request() { std::free(buf); }
+
+bool Request::allocate() {
+  if (length == 0) return true;
+  void* p = nullptr;
+  if (posix_memalign(&p, kBufferAlignment, length) != 0) return false;
+  buf = p;
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+Handle::Handle(std::string path, bool readOnly, std::shared_ptr<PathStats> s)
+    : path_(std::move(path)), readOnly_(readOnly), stats_(std::move(s)) {}
+
+Handle::~Handle() {
+  // Every worker holds a shared_ptr to us, so by now none is running; the fd
+  // is normally closed already, this only covers odd paths (spawn failure).
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Handle::submit(std::shared_ptr<Request> req) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (closing_) {
+    settle(req, Outcome::Closed, EBADF);
+    return;
+  }
+  if (req->op == Op::Write && readOnly_) {
+    settle(req, Outcome::ReadOnly, EBADF);
+    return;
+  }
+  queue_.push_back(req);
+  watchDeadline(req);
+  dispatchLocked();
+}
+
+void Handle::close(std::shared_ptr<Request> closeReq) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (closing_) {  // idempotent
+    settle(closeReq, Outcome::Ok);
+    return;
+  }
+  closing_ = true;
+  cancelQueuedLocked(Outcome::Cancelled);
+  cv_.notify_all();  // spare idle threads exit
+  if (inflight_ > 0) {
+    // A syscall is still running (possibly stuck for good): the thread that
+    // returns from it last closes the fd. Don't make close() wait for that.
+    settle(closeReq, Outcome::Ok);
+    return;
+  }
+  queue_.push_back(closeReq);
+  watchDeadline(closeReq);
+  dispatchLocked();
+}
+
+void Handle::shutdown() {
+  int fd = -1;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (closing_) return;
+    closing_ = true;
+    cancelQueuedLocked(Outcome::Cancelled);
+    cv_.notify_all();  // idle workers exit and close the fd on their way out
+    if (workers_.empty() && inflight_ == 0) {
+      fd = fd_;
+      fd_ = -1;
+    }
+  }
+  if (fd >= 0) ::close(fd);
+}
+
+void Handle::onDeadline() {
+  std::lock_guard<std::mutex> g(mu_);
+  dispatchLocked();
+}
+
+size_t Handle::threadCount() {
+  std::lock_guard<std::mutex> g(mu_);
+  return workers_.size();
+}
+
+void Handle::cancelQueuedLocked(Outcome why) {
+  for (auto& r : queue_) settle(r, why, ECANCELED);
+  queue_.clear();
+}
+
+// Makes sure someone will pick up the queue. A busy thread whose request is
+// still within its deadline is trusted to come back; once every thread has
+// overrun, a replacement is spawned, up to kMaxThreadsPerHandle.
+void Handle::dispatchLocked() {
+  if (queue_.empty()) return;
+  Clock::time_point now = Clock::now();
+  size_t idle = 0, healthy = 0;
+  for (auto& w : workers_) {
+    if (!w->busy)
+      idle++;
+    else if (w->deadline > now)
+      healthy++;
+  }
+  if (idle > 0) {
+    cv_.notify_one();
+    return;
+  }
+  if (healthy > 0) return;  // the watchdog calls us again at its deadline
+  if (workers_.size() < kMaxThreadsPerHandle) {
+    auto slot = std::make_shared<WorkerSlot>();
+    try {
+      std::thread(&Handle::workerMain, shared_from_this(), slot).detach();
+      workers_.push_back(slot);
+      return;
+    } catch (const std::system_error& e) {
+      // Could not create a thread (EAGAIN): fail what is queued.
+      int err = e.code().value() ? e.code().value() : EAGAIN;
+      for (auto& r : queue_) {
+        r->threadsStuck = workers_.size();
+        settle(r, Outcome::SysError, err, "pthread_create");
+      }
+      queue_.clear();
+      return;
+    }
+  }
+  // Every thread is stuck in a request past its deadline: fail fast rather
+  // than queue behind them; the caller's own timeout logic takes over.
+  for (auto& r : queue_) {
+    r->threadsStuck = workers_.size();
+    settle(r, Outcome::Stuck, ETIMEDOUT);
+  }
+  queue_.clear();
+}
+
+void Handle::workerMain(std::shared_ptr<WorkerSlot> me) {
+  std::unique_lock<std::mutex> lk(mu_);
+  for (;;) {
+    cv_.wait(lk, [&] { return !queue_.empty() || closing_; });
+    if (queue_.empty()) break;  // closing and nothing left to do
+    std::shared_ptr<Request> req = std::move(queue_.front());
+    queue_.pop_front();
+    if (req->settled()) continue;  // timed out while queued: never start it
+
+    me->busy = true;
+    me->deadline = req->deadline;
+    if (req->op == Op::Close) {
+      // Take the fd now, under the lock, unless another thread is still in
+      // a syscall on it; then that thread closes it when it returns.
+      int fd = -1;
+      if (inflight_ == 0) {
+        fd = fd_;
+        fd_ = -1;
+      }
+      lk.unlock();
+      int err = 0;
+      if (fd >= 0 && ::close(fd) != 0) err = errno;
+      if (err)
+        settle(req, Outcome::SysError, err, "close");
+      else
+        settle(req, Outcome::Ok);
+      lk.lock();
+      me->busy = false;
+      continue;
+    }
+
+    ++inflight_;
+    int fd = fd_;
+    lk.unlock();
+    if (req->op == Op::Open)
+      executeOpen(req);
+    else
+      execute(req, fd);
+    lk.lock();
+    --inflight_;
+    me->busy = false;
+
+    // Keep at most one idle thread per handle: a replacement spawned while
+    // this one was stuck makes this one redundant once it returns.
+    if (!closing_ && queue_.empty()) {
+      size_t idle = 0;
+      for (auto& w : workers_) idle += w->busy ? 0 : 1;
+      if (idle > 1) break;
+    }
+  }
+  if (closing_ && inflight_ == 0 && fd_ >= 0) {
+    int fd = fd_;
+    fd_ = -1;
+    lk.unlock();
+    ::close(fd);
+    lk.lock();
+  }
+  workers_.erase(std::find(workers_.begin(), workers_.end(), me));
+}
+
+// Runs one read/write on the calling worker thread and settles it. Called
+// without the lock; the fd stays valid because inflight_ > 0.
+void Handle::execute(const std::shared_ptr<Request>& req, int fd) {
+  maybeStall(path_, req->offset);
+  if (!direct_ && req->op == Op::Read) {
+    // Best effort against stale page-cache data when O_DIRECT is refused.
+    ::posix_fadvise(fd, req->offset, static_cast<off_t>(req->length),
+                    POSIX_FADV_DONTNEED);
+  }
+
+  char* buf = static_cast<char*>(req->buf);
+  uint64_t done = 0;
+  int err = 0;
+  const bool isRead = req->op == Op::Read;
+  while (done < req->length) {
+    off_t off = static_cast<off_t>(req->offset + done);
+    ssize_t n = isRead ? ::pread(fd, buf + done, req->length - done, off)
+                       : ::pwrite(fd, buf + done, req->length - done, off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    if (n == 0) {
+      if (!isRead) err = EIO;  // a zero-length write would loop forever
+      break;
+    }
+    done += static_cast<uint64_t>(n);
+    // A partial sector means EOF inside it; another O_DIRECT pread at an
+    // unaligned offset would only fail with EINVAL.
+    if (isRead && done % kSectorAlign) break;
+  }
+  if (!err && isRead && done < req->length) {
+    if (info_.isBlockDevice) {
+      err = ENXIO;  // past the end of a device is a layout error, not zeros
+    } else {
+      // sanlock treats short/sparse regular files as zero-filled.
+      std::memset(buf + done, 0, req->length - done);
+    }
+  }
+
+  if (!req->claim()) {
+    // The promise already rejected at its deadline; only the buffer (owned
+    // by req) had to stay alive until now.
+    stats_->lateCompletions++;
+    return;
+  }
+  req->claimedBy(err ? Outcome::SysError : Outcome::Ok, err,
+                 isRead ? "read" : "write");
+  if (err) {
+    stats_->errors++;
+  } else {
+    if (isRead) {
+      stats_->reads++;
+      stats_->bytesRead += req->length;
+    } else {
+      stats_->writes++;
+      stats_->bytesWritten += req->length;
+    }
+  }
+  req->sink->deliver(req);
+}
+
+// open() runs on the worker too: on NFS or a FIFO it can block indefinitely.
+void Handle::executeOpen(const std::shared_ptr<Request>& req) {
+  const int base = (readOnly_ ? O_RDONLY : (O_RDWR | O_SYNC)) | O_CLOEXEC;
+  int fd = -1;
+  int err = 0;
+  const char* syscall = "open";
+  bool direct = true;
+  if (hooks().forceDirectEinval.load()) {
+    errno = EINVAL;
+  } else {
+    fd = retryOpen(path_.c_str(), base | O_DIRECT);
+  }
+  if (fd < 0 && errno == EINVAL) {
+    // The filesystem refuses O_DIRECT (tmpfs, some FUSE): fall back to
+    // synchronous writes through the page cache; JS warns about it.
+    direct = false;
+    fd = retryOpen(path_.c_str(),
+                   (readOnly_ ? O_RDONLY : O_RDWR) | O_DSYNC | O_CLOEXEC);
+  }
+  DeviceInfo info;
+  if (fd < 0) {
+    err = errno;
+  } else {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      err = errno;
+      syscall = "fstat";
+    } else if (S_ISBLK(st.st_mode)) {
+      int lss = 0;
+      uint64_t bytes = 0;
+      info.isBlockDevice = true;
+      if (::ioctl(fd, BLKSSZGET, &lss) != 0 ||
+          ::ioctl(fd, BLKGETSIZE64, &bytes) != 0) {
+        err = errno;
+        syscall = "ioctl";
+      } else {
+        info.logicalSectorSize = static_cast<uint32_t>(lss);
+        info.size = bytes;
+      }
+    } else {
+      info.size = static_cast<uint64_t>(st.st_size);
+    }
+    if (err) {
+      ::close(fd);
+      fd = -1;
+    }
+  }
+
+  if (!req->claim()) {
+    // Timed out already: nobody will ever use this handle.
+    stats_->lateCompletions++;
+    if (fd >= 0) ::close(fd);
+    std::lock_guard<std::mutex> g(mu_);
+    closing_ = true;
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (fd >= 0) {
+      fd_ = fd;
+      direct_ = direct;
+      info_ = info;
+    } else {
+      closing_ = true;  // failed open: let this worker exit
+    }
+  }
+  req->direct = direct;
+  req->info = info;
+  if (err) {
+    req->claimedBy(Outcome::SysError, err, syscall);
+    stats_->errors++;
+  } else {
+    req->claimedBy(Outcome::Ok, 0, "open");
+  }
+  req->sink->deliver(req);
+}
+
+}  // namespace lockagent

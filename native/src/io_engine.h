@@ -1,0 +1,190 @@
+// Sector I/O engine: per-handle worker threads, a deadline watchdog and
+// per-path counters. Deliberately free of any Node-API types so the threading
+// logic can be reasoned about (and tested) on its own; addon.cc bridges it to
+// JavaScript through a Sink.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace lockagent {
+
+using Clock = std::chrono::steady_clock;
+
+// Upper bound on threads per handle. Only reached when earlier requests are
+// stuck past their deadline; beyond it requests fail fast (see Handle).
+constexpr size_t kMaxThreadsPerHandle = 4;
+constexpr size_t kBufferAlignment = 4096;
+constexpr uint64_t kSectorAlign = 512;
+constexpr uint64_t kMaxIoLength = 1ull << 30;
+
+enum class Op { Open, Read, Write, Close };
+
+// How a request was settled. Exactly one settlement happens per request; the
+// first party to flip Request::settled_ decides which.
+enum class Outcome {
+  Pending,
+  Ok,
+  SysError,   // err/syscall hold the failing syscall's errno
+  Timeout,    // deadline passed (watchdog)
+  Stuck,      // not started: every thread of the handle is stuck (fail fast)
+  Cancelled,  // queued when close() was called
+  Closed,     // submitted after close()
+  ReadOnly,   // write on a handle opened read-only
+};
+
+struct PathStats {
+  std::atomic<uint64_t> reads{0}, writes{0}, bytesRead{0}, bytesWritten{0},
+      errors{0}, timeouts{0}, lateCompletions{0};
+};
+
+struct StatsSnapshot {
+  uint64_t reads = 0, writes = 0, bytesRead = 0, bytesWritten = 0, errors = 0,
+           timeouts = 0, lateCompletions = 0;
+};
+
+// Counters live in a process-wide registry keyed by the path string as given
+// to open(). Entries are shared with open handles, so reset zeroes in place.
+std::shared_ptr<PathStats> statsFor(const std::string& path);
+StatsSnapshot snapshotStats(const std::string* path /* nullptr = totals */);
+void resetStats();
+
+struct DeviceInfo {
+  bool isBlockDevice = false;
+  uint64_t size = 0;
+  uint32_t logicalSectorSize = 512;
+};
+
+class Handle;
+struct Request;
+
+// Receives settled requests on arbitrary threads; must not block for long
+// and must not call back into the Handle (called with the handle lock held).
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual void deliver(std::shared_ptr<Request> req) = 0;
+};
+
+struct Request {
+  Request(Op op, std::string path, int64_t offset, uint64_t length,
+          double timeoutMs);
+  ~Request();
+  Request(const Request&) = delete;
+  Request& operator=(const Request&) = delete;
+
+  // Allocates the aligned buffer; false on ENOMEM.
+  bool allocate();
+  // Atomically claims the right to settle; only one caller ever gets true.
+  bool claim() {
+    bool expected = false;
+    return settled_.compare_exchange_strong(expected, true,
+                                            std::memory_order_acq_rel);
+  }
+  bool settled() const { return settled_.load(std::memory_order_acquire); }
+  // Records the outcome; only for the caller that won claim().
+  void claimedBy(Outcome o, int e, const char* sc) {
+    outcome = o;
+    err = e;
+    if (sc && sc[0]) syscall = sc;
+  }
+
+  const Op op;
+  const std::string path;
+  const int64_t offset;
+  const uint64_t length;
+  const double timeoutMs;
+  const Clock::time_point deadline;
+
+  // Aligned I/O buffer, owned by the request (freed in the destructor) so it
+  // stays valid for a syscall that outlives the JS promise.
+  void* buf = nullptr;
+
+  // Written by whoever won claim(), before Sink::deliver (which publishes).
+  Outcome outcome = Outcome::Pending;
+  int err = 0;
+  const char* syscall = "";
+  bool direct = true;
+  DeviceInfo info;
+  size_t threadsStuck = 0;
+
+  std::shared_ptr<PathStats> stats;
+  std::shared_ptr<Sink> sink;
+  std::weak_ptr<Handle> handle;
+  // Only set for Op::Open: keeps the handle alive until JS wraps it.
+  std::shared_ptr<Handle> owner;
+  // Opaque JS-thread state (napi_deferred); never touched off the JS thread.
+  void* jsDeferred = nullptr;
+
+ private:
+  std::atomic<bool> settled_{false};
+};
+
+// One open path. Requests are executed by this handle's own detached threads,
+// so a hung syscall here never delays another handle.
+class Handle : public std::enable_shared_from_this<Handle> {
+ public:
+  Handle(std::string path, bool readOnly, std::shared_ptr<PathStats> stats);
+  ~Handle();
+
+  // All three are called on the JS thread and never block on I/O.
+  void submit(std::shared_ptr<Request> req);
+  void close(std::shared_ptr<Request> closeReq);
+  void shutdown();  // close without a promise (handle garbage-collected)
+
+  // Watchdog hook: a request of this handle passed its deadline, so a busy
+  // thread may now count as stuck and a replacement may be needed.
+  void onDeadline();
+
+  size_t threadCount();
+  const std::string& path() const { return path_; }
+  const std::shared_ptr<PathStats>& stats() const { return stats_; }
+  bool readOnly() const { return readOnly_; }
+
+ private:
+  struct WorkerSlot {
+    bool busy = false;
+    Clock::time_point deadline;
+  };
+
+  void dispatchLocked();
+  void cancelQueuedLocked(Outcome why);
+  void workerMain(std::shared_ptr<WorkerSlot> me);
+  void execute(const std::shared_ptr<Request>& req, int fd);
+  void executeOpen(const std::shared_ptr<Request>& req);
+
+  const std::string path_;
+  const bool readOnly_;
+  const std::shared_ptr<PathStats> stats_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Request>> queue_;
+  std::vector<std::shared_ptr<WorkerSlot>> workers_;
+  int fd_ = -1;
+  // Set once by the open, before the handle is handed to JS.
+  bool direct_ = true;
+  DeviceInfo info_;
+  bool closing_ = false;
+  // Threads currently inside a syscall on fd_. The fd is only closed when
+  // this is zero so its number cannot be reused under a pending pread.
+  int inflight_ = 0;
+};
+
+// Registers a request with the process-wide deadline watchdog thread.
+void watchDeadline(const std::shared_ptr<Request>& req);
+
+// Test hooks (not part of the public API).
+void testForceDirectEinval(bool on);
+void testInjectStall(const std::string& path, int64_t offset, uint32_t ms,
+                     uint32_t count);
+
+}  // namespace lockagent

@@ -1,0 +1,197 @@
+// Sector I/O for lease areas on shared storage: O_DIRECT (or O_DSYNC fallback)
+// reads/writes with per-request deadlines, executed by the native addon on
+// per-file threads of its own. See docs/direct-io.md for the design.
+import { loadNative, NativeFile } from './native';
+
+export interface IoStats {
+  reads: number;
+  writes: number;
+  bytesRead: number;
+  bytesWritten: number;
+  errors: number;
+  timeouts: number;
+  lateCompletions: number;
+}
+
+export interface OpenOptions {
+  readOnly?: boolean;
+  /** Deadline for open itself, default 10000 ms. */
+  timeoutMs?: number;
+}
+
+export interface DeviceInfo {
+  isBlockDevice: boolean;
+  size: number;
+  /** BLKSSZGET for block devices; 512 for regular files. */
+  logicalSectorSize: number;
+}
+
+/**
+ * Shape of every error this module rejects with. Timeouts have
+ * code 'ETIMEDOUT' and sanlockRv -202 (SANLK_AIO_TIMEOUT).
+ */
+export interface DirectIoError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+  path: string;
+  sanlockRv?: number;
+}
+
+const DEFAULT_OPEN_TIMEOUT_MS = 10000;
+const CLOSE_TIMEOUT_MS = 10000;
+const SECTOR = 512;
+const EINVAL = 22;
+
+let fallbackWarning: (path: string) => void = (p) => {
+  process.stderr.write(
+    `lockagent: ${p}: filesystem refuses O_DIRECT, falling back to O_DSYNC ` +
+      '(page cache may serve stale data on shared storage)\n',
+  );
+};
+const warnedPaths = new Set<string>();
+
+/** Replaces the default stderr line printed (once per path) on O_DSYNC fallback. */
+export function setFallbackWarningHandler(fn: (path: string) => void): void {
+  fallbackWarning = fn;
+}
+
+function warnFallbackOnce(path: string): void {
+  if (warnedPaths.has(path)) return;
+  warnedPaths.add(path);
+  try {
+    fallbackWarning(path);
+  } catch {
+    // a failing logger must not fail the open
+  }
+}
+
+function invalid(path: string, syscall: string, message: string): DirectIoError {
+  return Object.assign(new Error(message), { code: 'EINVAL', errno: EINVAL, syscall, path });
+}
+
+/**
+ * Re-creates a native error as an Error of the caller's realm with a useful
+ * async stack: the addon builds errors on a bare TSFN callback frame (and, under
+ * jest, in another realm, which breaks `instanceof Error`).
+ */
+function rethrown(e: unknown): unknown {
+  if (!(e && typeof e === 'object' && 'code' in e && 'message' in e)) return e;
+  const src = e as DirectIoError;
+  const out: DirectIoError = Object.assign(new Error(src.message), {
+    code: src.code,
+    errno: src.errno,
+    syscall: src.syscall,
+    path: src.path,
+  });
+  if (src.sanlockRv !== undefined) out.sanlockRv = src.sanlockRv;
+  return out;
+}
+
+function checkTimeout(path: string, syscall: string, timeoutMs: number): void {
+  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw invalid(path, syscall, `invalid ${syscall} on ${path}: timeoutMs must be a positive number, got ${timeoutMs}`);
+  }
+}
+
+export class DirectFile {
+  readonly path: string;
+  /** false when the filesystem refused O_DIRECT and O_DSYNC is used instead. */
+  readonly direct: boolean;
+  /** Snapshot taken at open time (size does not follow later writes). */
+  readonly info: DeviceInfo;
+  private readonly native: NativeFile;
+
+  private constructor(path: string, native: NativeFile, direct: boolean, info: DeviceInfo) {
+    this.path = path;
+    this.native = native;
+    this.direct = direct;
+    this.info = info;
+  }
+
+  /**
+   * Opens an existing file or block device read-write (O_RDWR|O_DIRECT|O_SYNC)
+   * or read-only. The open runs on the file's own thread under a deadline, so
+   * an unresponsive NFS server or a FIFO cannot block the caller.
+   */
+  static async open(path: string, opts: OpenOptions = {}): Promise<DirectFile> {
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS;
+    checkTimeout(path, 'open', timeoutMs);
+    const res = await loadNative()
+      .open(path, opts.readOnly === true, timeoutMs)
+      .catch((e: unknown) => Promise.reject(rethrown(e)));
+    const info: DeviceInfo = Object.freeze({
+      isBlockDevice: res.isBlockDevice,
+      size: res.size,
+      logicalSectorSize: res.logicalSectorSize,
+    });
+    if (!res.direct) warnFallbackOnce(path);
+    return new DirectFile(path, res.file, res.direct, info);
+  }
+
+  /** Reads `length` bytes; the part past EOF of a regular file reads as zeros. */
+  async read(offset: number, length: number, timeoutMs: number): Promise<Buffer> {
+    this.checkIo('read', offset, length, timeoutMs);
+    try {
+      return await this.native.read(offset, length, timeoutMs);
+    } catch (e) {
+      throw rethrown(e);
+    }
+  }
+
+  /** Writes `data` (a multiple of 512 bytes); writes past EOF extend the file. */
+  async write(offset: number, data: Buffer, timeoutMs: number): Promise<void> {
+    if (!(data instanceof Uint8Array)) {
+      throw invalid(this.path, 'write', `invalid write on ${this.path}: data must be a Buffer`);
+    }
+    this.checkIo('write', offset, data.length, timeoutMs);
+    try {
+      await this.native.write(offset, data, timeoutMs);
+    } catch (e) {
+      throw rethrown(e);
+    }
+  }
+
+  /**
+   * Stops accepting I/O and closes the fd. Requests still queued reject with
+   * ECANCELED; if a syscall is stuck, the fd is closed when it returns.
+   */
+  async close(): Promise<void> {
+    try {
+      await this.native.close(CLOSE_TIMEOUT_MS);
+    } catch (e) {
+      throw rethrown(e);
+    }
+  }
+
+  private checkIo(op: 'read' | 'write', offset: number, length: number, timeoutMs: number): void {
+    // With O_DIRECT the kernel enforces the device's logical sector size;
+    // checking it here gives a clear message instead of a bare EINVAL.
+    const align =
+      this.direct && this.info.isBlockDevice ? Math.max(SECTOR, this.info.logicalSectorSize) : SECTOR;
+    const unit = align === SECTOR ? `${SECTOR}` : `${align} (the logical sector size of ${this.path})`;
+    const what = `misaligned ${op} on ${this.path}`;
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw invalid(this.path, op, `${what}: offset ${offset} is not a non-negative integer`);
+    }
+    if (offset % align !== 0) {
+      throw invalid(this.path, op, `${what}: offset ${offset} is not a multiple of ${unit}`);
+    }
+    if (!Number.isSafeInteger(length) || length <= 0) {
+      throw invalid(this.path, op, `${what}: length ${length} must be a positive integer`);
+    }
+    if (length % align !== 0) {
+      throw invalid(this.path, op, `${what}: length ${length} at offset ${offset} is not a multiple of ${unit}`);
+    }
+    checkTimeout(this.path, op, timeoutMs);
+  }
+}
+
+/** Per-path counters (keyed by the path string given to open); totals if omitted. */
+export function ioStats(path?: string): IoStats {
+  return loadNative().ioStats(path);
+}
+
+export function resetIoStats(): void {
+  loadNative().resetIoStats();
+}

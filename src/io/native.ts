@@ -1,0 +1,83 @@
+// Loader for the lockagent_native addon (native/, built by `npm run build:native`).
+import * as fs from 'fs';
+import * as path from 'path';
+
+export interface NativeIoStats {
+  reads: number;
+  writes: number;
+  bytesRead: number;
+  bytesWritten: number;
+  errors: number;
+  timeouts: number;
+  lateCompletions: number;
+}
+
+/** A handle opened by the addon; every method settles on an I/O thread of its own. */
+export interface NativeFile {
+  read(offset: number, length: number, timeoutMs: number): Promise<Buffer>;
+  write(offset: number, data: Uint8Array, timeoutMs: number): Promise<void>;
+  close(timeoutMs: number): Promise<void>;
+  /** Worker threads currently alive for this handle (diagnostics/tests). */
+  threadCount(): number;
+}
+
+export interface NativeOpenResult {
+  file: NativeFile;
+  direct: boolean;
+  isBlockDevice: boolean;
+  size: number;
+  logicalSectorSize: number;
+}
+
+export interface NativeBinding {
+  open(path: string, readOnly: boolean, timeoutMs: number): Promise<NativeOpenResult>;
+  ioStats(path?: string): NativeIoStats;
+  resetIoStats(): void;
+  /** Test hook: pretend every filesystem refuses O_DIRECT. */
+  _testForceDirectEinval(on: boolean): void;
+  /** Test hook: the next `count` reads/writes at `offset` on `path` sleep `ms` first. */
+  _testInjectStall(path: string, offset: number, ms: number, count: number): void;
+}
+
+const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'lockagent_native.node');
+
+/**
+ * Finds the package root by walking up from this file: it is src/io under
+ * ts-jest and dist/io after tsc, so a fixed '../..' would be fragile.
+ */
+export function findPackageRoot(start: string = __dirname): string {
+  let dir = start;
+  for (;;) {
+    const pkg = path.join(dir, 'package.json');
+    if (fs.existsSync(pkg)) {
+      try {
+        const name = (JSON.parse(fs.readFileSync(pkg, 'utf8')) as { name?: string }).name;
+        if (name === 'lockagent') return dir;
+      } catch {
+        // unreadable package.json: keep walking
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) {
+      throw new Error(`lockagent: cannot locate the package root (no lockagent package.json above ${start})`);
+    }
+    dir = parent;
+  }
+}
+
+let cached: NativeBinding | undefined;
+
+/** Loads the addon once; throws an actionable error if it has not been built. */
+export function loadNative(): NativeBinding {
+  if (cached) return cached;
+  const file = path.join(findPackageRoot(), ADDON_RELATIVE);
+  if (!fs.existsSync(file)) {
+    throw new Error(
+      `lockagent: native addon not found at ${file}; run \`npm run build:native\` ` +
+        '(needs g++, make and the Node.js headers)',
+    );
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  cached = require(file) as NativeBinding;
+  return cached;
+}
