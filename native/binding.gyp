@@ -15,6 +15,34 @@
       "conditions": [
         ["OS!='linux'", {"type": "none"}]
       ]
+    },
+    {
+      # libvirt connections, domain control and events (virt_*.cc). Built
+      # only where pkg-config finds libvirt (Debian: libvirt-dev), so a host
+      # without it still gets lockagent_native.
+      "target_name": "lockagent_virt",
+      "variables": {
+        "libvirt_found": "<!(pkg-config --exists libvirt && echo 1 || echo 0)"
+      },
+      "sources": [
+        "src/virt_addon.cc",
+        "src/virt_conn.cc",
+        "src/virt_loop.cc",
+        "src/virt_names.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": [
+        "-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-pthread",
+        "<!@(pkg-config --cflags libvirt 2>/dev/null || true)"
+      ],
+      "ldflags": ["-pthread"],
+      "libraries": ["<!@(pkg-config --libs libvirt 2>/dev/null || true)", "-ldl"],
+      "conditions": [
+        ["OS!='linux' or libvirt_found!=1", {"type": "none"}]
+      ]
     }
   ]
 }

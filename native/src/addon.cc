@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <cmath>
 #include <cstdio>
@@ -448,6 +449,30 @@ Napi::Value TestInjectStall(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// peerCred(fd) -> {pid, uid, gid} of the process at the other end of a
+// connected unix socket (SO_PEERCRED: the credentials at connect() time).
+// Throws an Error with code/errno/syscall like Node's own errors.
+Napi::Value PeerCred(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throwEinval(env, "fd must be a number");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    int err = fd < 0 ? EBADF : errno;
+    Napi::Error e = Napi::Error::New(env, "getsockopt(SO_PEERCRED) failed: " + errnoText(err));
+    e.Set("code", errnoName(err));
+    e.Set("errno", Napi::Number::New(env, err));
+    e.Set("syscall", "getsockopt");
+    throw e;
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("pid", Napi::Number::New(env, cred.pid));
+  o.Set("uid", Napi::Number::New(env, cred.uid));
+  o.Set("gid", Napi::Number::New(env, cred.gid));
+  return o;
+}
+
 // Node dlclose()s an addon when the worker_thread that loaded it exits, but
 // our detached threads (the watchdog, workers stuck in a syscall) keep
 // running code from this library. Take an extra RTLD_NODELETE reference so
@@ -510,6 +535,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("_testForceDirectEinval",
               Napi::Function::New(env, TestForceDirectEinval));
   exports.Set("_testInjectStall", Napi::Function::New(env, TestInjectStall));
+  exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
   return exports;
 }
 
