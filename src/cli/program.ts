@@ -1,0 +1,165 @@
+/**
+ * The `lockagent` command line. `lockagent direct ...` takes sanlock's syntax and prints what
+ * `sanlock direct ...` prints; operator explanations go to stderr, one line each.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'fs';
+import { join } from 'path';
+import { findPackageRoot } from '../io/native';
+import { LeaseError } from '../ondisk/results';
+import {
+  parseClearOpt, parseDumpTarget, parseForceModeOpt, parseGeometryOpts, parseIoTimeoutOpt,
+  parseLockspaceArg, parseNumHostsOpt, parseResourceArg, UsageError,
+} from './args';
+import { CliContext, defaultContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './context';
+import { directDump } from './direct-dump';
+import { directInit } from './direct-init';
+import { directReadLeader } from './direct-read-leader';
+
+interface CommonOpts {
+  lockspace?: string;
+  resource?: string;
+  sectorSize?: string;
+  alignSize?: string;
+  ioTimeout?: string;
+  json?: boolean;
+}
+
+const LS_HELP = 'lockspace LOCKSPACE:HOST_ID:PATH:OFFSET (escape ":" or " " in PATH with "\\"; OFFSET in bytes or with M)';
+const RES_HELP = 'resource LOCKSPACE:RESOURCE:PATH:OFFSET';
+const SECTOR_HELP = 'sector size: 512 or 4096 (with -A)';
+const ALIGN_HELP = 'align size: 1M, 2M, 4M or 8M (with -Z)';
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(join(findPackageRoot(), 'package.json'), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+export function buildProgram(ctx: CliContext, setExit: (code: number) => void): Command {
+  const program = new Command('lockagent');
+  program
+    .description('host lease agent: sanlock 3.8.5-compatible delta and paxos leases on shared storage')
+    .version(version(), '-V, --version')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => process.stdout.write(s),
+      writeErr: (s) => ctx.output.err(s.replace(/\n$/, '')),
+      outputError: (str, write) => write(`lockagent: ${str.replace(/^error: /, '').trimEnd()} (see --help)\n`),
+    });
+
+  const direct = program
+    .command('direct')
+    .description('read and write lease areas directly, without a daemon (same syntax and output as "sanlock direct")');
+
+  /** Run an action: usage problems -> exit 2 with one line; nothing else escapes as a stack. */
+  const act = <T>(fn: (opts: T, ...rest: string[]) => Promise<number>) => async (...args: unknown[]) => {
+    const cmd = args[args.length - 1] as Command;
+    const opts = cmd.opts() as T;
+    const positional = args.slice(0, -2).filter((a): a is string => typeof a === 'string');
+    try {
+      setExit(await fn(opts, ...positional));
+    } catch (err) {
+      if (err instanceof UsageError) {
+        ctx.output.err(`lockagent: direct ${cmd.name()}: ${err.message}`);
+        setExit(EXIT_USAGE);
+      } else if (err instanceof LeaseError) {
+        ctx.output.err(`lockagent: direct ${cmd.name()} failed: ${err.message} (sanlock ${err.rv})`);
+        setExit(EXIT_FAILED);
+      } else {
+        const msg = (err instanceof Error ? err.message : String(err)).replace(/^lockagent: /, '');
+        ctx.output.err(`lockagent: direct ${cmd.name()} failed unexpectedly: ${msg}`);
+        if (process.env.LOCKAGENT_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+        setExit(EXIT_FAILED);
+      }
+    }
+  };
+
+  const exactlyOne = (o: CommonOpts) => {
+    if (o.lockspace !== undefined && o.resource !== undefined) throw new UsageError('give either -s or -r, not both');
+    if (o.lockspace === undefined && o.resource === undefined) throw new UsageError('needs -s LOCKSPACE or -r RESOURCE');
+  };
+
+  direct
+    .command('init')
+    .description('initialise a lockspace (-s) or a resource lease (-r), byte-identical to "sanlock direct init"')
+    .option('-s, --lockspace <LS:HOST_ID:PATH:OFFSET>', `${LS_HELP}; HOST_ID is ignored (use 0)`)
+    .option('-r, --resource <LS:RES:PATH:OFFSET>', RES_HELP)
+    .option('-Z, --sector-size <bytes>', SECTOR_HELP)
+    .option('-A, --align-size <size>', ALIGN_HELP)
+    .option('-o, --io-timeout <seconds>', 'io_timeout written into every lockspace record (default 10)')
+    .option('-n, --num-hosts <n>', 'resource: number of host slots (dblocks) in use (default: max_hosts)')
+    .option('-z, --clear <0|1>', 'resource: 1 writes the "cleared" magic, making the lease unusable until initialised again')
+    .action(act<CommonOpts & { numHosts?: string; clear?: string }>(async (o) => {
+      exactlyOne(o);
+      const geometry = parseGeometryOpts(o.sectorSize, o.alignSize);
+      return directInit(ctx, {
+        lockspace: o.lockspace !== undefined ? parseLockspaceArg(o.lockspace) : undefined,
+        resource: o.resource !== undefined ? parseResourceArg(o.resource) : undefined,
+        geometry,
+        ioTimeout: o.ioTimeout !== undefined ? parseIoTimeoutOpt(o.ioTimeout) : undefined,
+        numHosts: o.numHosts !== undefined ? parseNumHostsOpt(o.numHosts) : undefined,
+        clear: o.clear !== undefined ? parseClearOpt(o.clear) : undefined,
+      });
+    }));
+
+  direct
+    .command('read_leader')
+    .description('read and verify one leader record, like "sanlock direct read_leader"')
+    .option('-s, --lockspace <LS:HOST_ID:PATH:OFFSET>', `${LS_HELP}; reads host_id HOST_ID's delta lease`)
+    .option('-r, --resource <LS:RES:PATH:OFFSET>', RES_HELP)
+    .option('-Z, --sector-size <bytes>', `${SECTOR_HELP}; default: from the lease`)
+    .option('-A, --align-size <size>', ALIGN_HELP)
+    .option('-o, --io-timeout <seconds>', 'I/O timeout (default 10)')
+    .addOption(new Option('--json', 'print the result and the decoded record as JSON instead of sanlock\'s text'))
+    .action(act<CommonOpts>(async (o) => {
+      exactlyOne(o);
+      const geometry = parseGeometryOpts(o.sectorSize, o.alignSize);
+      return directReadLeader(ctx, {
+        lockspace: o.lockspace !== undefined ? parseLockspaceArg(o.lockspace) : undefined,
+        resource: o.resource !== undefined ? parseResourceArg(o.resource) : undefined,
+        geometry,
+        ioTimeout: o.ioTimeout !== undefined ? parseIoTimeoutOpt(o.ioTimeout) : undefined,
+        json: !!o.json,
+      });
+    }));
+
+  direct
+    .command('dump')
+    .description('list the leases in a file or device, like "sanlock direct dump"')
+    .argument('<PATH[:OFFSET[:SIZE]]>', 'lease file or device; OFFSET and SIZE in bytes or with M')
+    .option('-f, --force-mode <0|1|2>', '1: also bitmaps, request records, rindex entries; 2: also dblocks', '0')
+    .option('-Z, --sector-size <bytes>', `${SECTOR_HELP}; default: from the first lease found`)
+    .option('-A, --align-size <size>', ALIGN_HELP)
+    .addOption(new Option('--json', 'print the decoded records as JSON instead of sanlock\'s text'))
+    .action(act<CommonOpts & { forceMode: string }>(async (o, target) => {
+      return directDump(ctx, {
+        target: parseDumpTarget(target),
+        forceMode: parseForceModeOpt(o.forceMode),
+        geometry: parseGeometryOpts(o.sectorSize, o.alignSize),
+        json: !!o.json,
+      });
+    }));
+
+  return program;
+}
+
+/** Parse and run; resolves to the exit status. */
+export async function run(argv: string[], ctx: CliContext = defaultContext()): Promise<number> {
+  let code = EXIT_OK;
+  const program = buildProgram(ctx, (c) => { code = c; });
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      if (err.code === 'commander.executeSubCommandAsync') return err.exitCode;
+      return EXIT_USAGE;
+    }
+    throw err;
+  }
+  return code;
+}

@@ -1,0 +1,117 @@
+/**
+ * LeaseStorage over a lease file or block device, through the O_DIRECT addon (DirectFile):
+ * whole-sector I/O that bypasses the page cache, as sanlock does, so every host sees what the
+ * others wrote. Timeouts become LeaseError -202 (SANLK_AIO_TIMEOUT); other I/O errors are
+ * DirectFile's (with `code`/`errno`; misaligned I/O is EINVAL).
+ */
+import { LeaseStorage } from '../lease/storage';
+import { LeaseError, SANLK } from '../ondisk/results';
+import { DirectFile } from './directio';
+
+export interface OpenLeaseStorageOptions {
+  /** open O_RDONLY (read_leader, dump); writes are then refused */
+  readOnly?: boolean;
+  /** timeout for the open itself (a hung NFS server can block open) */
+  timeoutMs?: number;
+}
+
+export interface StorageInfo {
+  isBlockDevice: boolean;
+  /** bytes: file size at open, or device size */
+  size: number;
+  /** the device's logical sector size (O_DIRECT alignment) */
+  logicalSectorSize: number;
+}
+
+/** Smallest I/O unit sanlock uses; O_DIRECT on files needs at least this alignment. */
+const MIN_SECTOR = 512;
+
+function isTimeout(err: unknown): boolean {
+  if (err instanceof LeaseError) return err.rv === SANLK.AIO_TIMEOUT;
+  const e = err as { code?: unknown; sanlockRv?: unknown } | null;
+  return !!e && (e.code === 'ETIMEDOUT' || e.sanlockRv === SANLK.AIO_TIMEOUT);
+}
+
+export class FileLeaseStorage implements LeaseStorage {
+  readonly id: string;
+  private closed = false;
+
+  private constructor(private readonly file: DirectFile, readonly readOnly: boolean) {
+    this.id = file.path;
+  }
+
+  static async open(path: string, opts: OpenLeaseStorageOptions = {}): Promise<FileLeaseStorage> {
+    const readOnly = opts.readOnly ?? false;
+    try {
+      const file = await DirectFile.open(path, { readOnly, timeoutMs: opts.timeoutMs });
+      return new FileLeaseStorage(file, readOnly);
+    } catch (err) {
+      if (isTimeout(err)) {
+        throw new LeaseError(SANLK.AIO_TIMEOUT, `opening ${path} did not complete within ${opts.timeoutMs ?? '?'} ms`);
+      }
+      throw err;
+    }
+  }
+
+  get path(): string {
+    return this.file.path;
+  }
+
+  /** true when the addon really bypasses the page cache (tmpfs, for one, ignores O_DIRECT) */
+  get direct(): boolean {
+    return this.file.direct;
+  }
+
+  get info(): StorageInfo {
+    return this.file.info;
+  }
+
+  /**
+   * I/O alignment the storage requires (DirectFile enforces it with EINVAL): the logical sector
+   * size of a block device opened O_DIRECT, else 512.
+   */
+  get alignment(): number {
+    const i = this.file.info;
+    return this.file.direct && i.isBlockDevice ? Math.max(MIN_SECTOR, i.logicalSectorSize) : MIN_SECTOR;
+  }
+
+  private check(op: string): void {
+    if (this.closed) throw new Error(`${op} on closed lease storage ${this.id}`);
+  }
+
+  async read(offset: number, length: number, timeoutMs: number): Promise<Buffer> {
+    this.check('read');
+    try {
+      return await this.file.read(offset, length, timeoutMs);
+    } catch (err) {
+      if (isTimeout(err)) {
+        throw new LeaseError(SANLK.AIO_TIMEOUT, `read of ${length} bytes at ${offset} on ${this.id} did not complete within ${timeoutMs} ms`);
+      }
+      throw err;
+    }
+  }
+
+  async write(offset: number, data: Buffer, timeoutMs: number): Promise<void> {
+    this.check('write');
+    if (this.readOnly) throw new Error(`write to ${this.id}, which was opened read-only`);
+    try {
+      await this.file.write(offset, data, timeoutMs);
+    } catch (err) {
+      if (isTimeout(err)) {
+        throw new LeaseError(SANLK.AIO_TIMEOUT, `write of ${data.length} bytes at ${offset} on ${this.id} did not complete within ${timeoutMs} ms`);
+      }
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.file.close();
+  }
+}
+
+/** Open a lease path (file or block device) for direct I/O. */
+export function openLeaseStorage(path: string, opts: OpenLeaseStorageOptions = {}): Promise<FileLeaseStorage> {
+  return FileLeaseStorage.open(path, opts);
+}
