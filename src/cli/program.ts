@@ -15,6 +15,7 @@ import { CliContext, defaultContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './
 import { directDump } from './direct-dump';
 import { directInit } from './direct-init';
 import { directReadLeader } from './direct-read-leader';
+import { registerAgentCommands } from './agent-commands';
 
 interface CommonOpts {
   lockspace?: string;
@@ -144,6 +145,7 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
       });
     }));
 
+  registerAgentCommands(program, ctx, setExit);
   return program;
 }
 

@@ -24,6 +24,8 @@ export interface LeaseSpec {
   mode?: 'exclusive' | 'shared';
   /** require this lease version (sanlock's RES:lver), -240 when it changed */
   lver?: number;
+  /** the disk this lease protects, for messages ("disk /nfs/a.qcow2 is leased by host 3") */
+  disk?: string;
 }
 
 export type Request =
@@ -37,12 +39,13 @@ export type Request =
   | { op: 'domain_prepare'; xml: string; timeoutMs?: number }
   | { op: 'domain_release'; xml?: string; uuid?: string }
   | { op: 'domain_reconnect'; xml: string }
+  | { op: 'domain_migrate'; xml: string }
   | { op: 'cleanup'; dryRun: boolean; minAgeSeconds?: number };
 
 export type RequestOp = Request['op'];
 export const REQUEST_OPS: readonly RequestOp[] = [
   'status', 'host_status', 'acquire', 'release', 'inquire', 'add_lockspace', 'rem_lockspace',
-  'domain_prepare', 'domain_release', 'domain_reconnect', 'cleanup',
+  'domain_prepare', 'domain_release', 'domain_reconnect', 'domain_migrate', 'cleanup',
 ];
 
 export interface ErrorBody {
@@ -88,7 +91,7 @@ function lease(x: unknown, i: number): LeaseSpec {
   if (mode !== undefined && mode !== 'exclusive' && mode !== 'shared') throw new ProtocolError(`leases[${i}].mode must be "exclusive" or "shared"`);
   return {
     lockspace: str(x, 'lockspace')!, resource: str(x, 'resource')!, path: str(x, 'path')!,
-    offset: int(x, 'offset')!, mode: mode as LeaseSpec['mode'], lver: int(x, 'lver', false),
+    offset: int(x, 'offset')!, mode: mode as LeaseSpec['mode'], lver: int(x, 'lver', false), disk: str(x, 'disk', false),
   };
 }
 
@@ -128,6 +131,7 @@ export function parseRequest(line: string): { id: number | string | null; req: R
         return { id, req };
       }
       case 'domain_reconnect': return { id, req: { op, xml: str(o, 'xml')! } };
+      case 'domain_migrate': return { id, req: { op, xml: str(o, 'xml')! } };
       case 'cleanup': {
         if (typeof o.dryRun !== 'boolean') throw new ProtocolError('"dryRun" must be true or false');
         return { id, req: { op, dryRun: o.dryRun, minAgeSeconds: int(o, 'minAgeSeconds', false) } };

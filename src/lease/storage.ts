@@ -9,4 +9,11 @@ export interface LeaseStorage {
   /** Reject with an Error (ideally LeaseError -202 on timeout) rather than wait past timeoutMs. */
   read(offset: number, length: number, timeoutMs: number): Promise<Buffer>;
   write(offset: number, data: Buffer, timeoutMs: number): Promise<void>;
+  /**
+   * Optional: read `target.length` bytes into a caller-owned buffer, so large areas (a renewal
+   * reads the whole 1–8 MiB lockspace every 2·io) reuse one page-aligned buffer as sanlock's
+   * task->iobuf does. If this rejects, the I/O may still complete later into `target`: the
+   * caller must abandon that buffer, never reuse it.
+   */
+  readInto?(offset: number, target: Buffer, timeoutMs: number): Promise<void>;
 }

@@ -39,3 +39,24 @@ export function timeoutsFor(ioTimeout: number): Timeouts {
 export function hostDeadSeconds(otherIoTimeout: number, ourIoTimeout: number): number {
   return timeoutsFor(otherIoTimeout || ourIoTimeout).hostDead;
 }
+
+/** id_renewal_fail_seconds of a host with this io_timeout: it stops using its leases after this long. */
+export function renewalFailSeconds(ioTimeout: number): number {
+  return timeoutsFor(ioTimeout).idRenewalFail;
+}
+
+/**
+ * delta_acquire's wait when the host_id is held under another name: max(host_dead, 2·io + 6·io)
+ * of the *previous owner's* io_timeout (its on-disk value, or ours when it wrote 0). The host_id
+ * must not change hands before the old owner's watchdog has fired, because paxos takeover
+ * treats a re-acquired host_id as "owner gone".
+ */
+export function deltaAcquireHeldDelay(otherIoTimeout: number, ourIoTimeout: number): number {
+  const t = timeoutsFor(otherIoTimeout || ourIoTimeout);
+  return Math.max(t.hostDead, t.idRenewal + 6 * t.ioTimeout);
+}
+
+/** delta_acquire's check delay after writing: 2·io of the previous owner (delta_short_delay). */
+export function deltaShortDelay(otherIoTimeout: number, ourIoTimeout: number): number {
+  return timeoutsFor(otherIoTimeout || ourIoTimeout).deltaShortDelay;
+}

@@ -2,6 +2,7 @@ import {
   DEFAULT_IO_TIMEOUT, DELTA_DISK_MAGIC, DELTA_DISK_VERSION, PAXOS_DISK_CLEAR, PAXOS_DISK_MAGIC,
   PAXOS_DISK_VERSION,
 } from './constants';
+import { LEADER_RECORD_SIZE } from './constants';
 import { emptyLeader, LeaderRecord, sealLeaderInto } from './leader';
 import { encodeRequestInto, freshRequest } from './request';
 import { LeaseError, SANLK } from './results';
@@ -43,9 +44,10 @@ export function buildLockspaceArea(init: LockspaceInit): { area: Buffer; commitS
   const g = init.geometry;
   const area = Buffer.alloc(g.alignSize);
   const rec = freshDeltaLeader(init);
-  for (let i = 0; i < g.maxHosts; i++) {
-    sealLeaderInto(i === 0 ? { ...rec, magic: 0 } : rec, area, i * g.sectorSize);
-  }
+  // Every host_id sector holds the same record: seal it once and copy it.
+  sealLeaderInto(rec, area, g.sectorSize);
+  for (let i = 2; i < g.maxHosts; i++) area.copy(area, i * g.sectorSize, g.sectorSize, g.sectorSize + LEADER_RECORD_SIZE);
+  sealLeaderInto({ ...rec, magic: 0 }, area, 0);
   const commitSector = Buffer.alloc(g.sectorSize);
   sealLeaderInto(rec, commitSector, 0);
   return { area, commitSector };

@@ -50,7 +50,7 @@ export function emptyLeader(): LeaderRecord {
 /** Decode 200 bytes at `off`. Never throws for in-range buffers: any bytes are a record. */
 export function decodeLeader(buf: Buffer, off = 0): LeaderRecord {
   if (buf.length < off + LEADER_RECORD_SIZE) throw new RangeError(`leader record needs ${LEADER_RECORD_SIZE} bytes at offset ${off}`);
-  return {
+  const rec: LeaderRecord = {
     magic: buf.readUInt32LE(off),
     version: buf.readUInt32LE(off + 4),
     flags: buf.readUInt32LE(off + 8),
@@ -71,6 +71,16 @@ export function decodeLeader(buf: Buffer, off = 0): LeaderRecord {
     writeGeneration: u64(buf, off + 184),
     writeTimestamp: u64(buf, off + 192),
   };
+  // The exact bytes, for sanlock's memcmp-style comparisons: u64 fields above 2^53 do not
+  // survive a Number. Not enumerable, so a record copied with changes ({...rec}) drops it.
+  Object.defineProperty(rec, RAW, { value: Buffer.from(buf.subarray(off, off + LEADER_RECORD_SIZE)), enumerable: false });
+  return rec;
+}
+
+const RAW = Symbol('raw leader bytes');
+
+function rawBytes(rec: LeaderRecord): Buffer {
+  return (rec as unknown as Record<symbol, Buffer | undefined>)[RAW] ?? encodeLeader(rec);
 }
 
 /**
@@ -138,7 +148,7 @@ export function leaderKind(magic: number): LeaderKind {
   }
 }
 
-/** Field-by-field equality of the 200 stored bytes, as sanlock's memcmp of records. */
+/** Equality of the 200 stored bytes, as sanlock's memcmp of records. */
 export function leadersEqual(a: LeaderRecord, b: LeaderRecord): boolean {
-  return encodeLeader(a).equals(encodeLeader(b));
+  return rawBytes(a).equals(rawBytes(b));
 }

@@ -107,6 +107,9 @@ export const SANLK = {
   HOSTID_BUSY: -262,
   EAGAIN: -11,
   EEXIST: -17,
+  EBUSY: -16,
+  ENOENT: -2,
+  ENOSPC: -28,
 } as const;
 
 /** Look up a code (number, "-243") or a name ("SANLK_ACQUIRE_IDLIVE", "ACQUIRE_IDLIVE"). */

@@ -47,15 +47,16 @@ export function geometryFor(sectorSize: number, alignSize: number): Geometry {
  */
 export function geometryFromLeader(sectorSize: number, flags: number): Geometry | undefined {
   if (sectorSize !== 512 && sectorSize !== 4096) return undefined;
-  const bits = flags & LFL_ALIGN_MASK;
+  // sanlock tests the bits from 1M upwards, so the lowest set bit wins.
+  const all = flags & LFL_ALIGN_MASK;
+  const bits = all & -all;
   let align: number;
   switch (bits) {
     case LFL_ALIGN_1M: align = 1 * MiB; break;
     case LFL_ALIGN_2M: align = 2 * MiB; break;
     case LFL_ALIGN_4M: align = 4 * MiB; break;
     case LFL_ALIGN_8M: align = 8 * MiB; break;
-    case 0: align = sectorSize === 512 ? 1 * MiB : 8 * MiB; break;
-    default: return undefined;
+    default: align = sectorSize === 512 ? 1 * MiB : 8 * MiB; break;
   }
   return GEOMETRIES.find((x) => x.sectorSize === sectorSize && x.alignSize === align);
 }

@@ -1,0 +1,352 @@
+import { FileLeaseStorage } from '../io/file-storage';
+import { Clock } from '../lease/clock';
+import { acquireResource, releaseResource } from '../lease/resource';
+import { LeaseStorage } from '../lease/storage';
+import { ResourceToken } from '../lease/token';
+import { LeaseAcquireError } from '../lease/paxos';
+import { LeaseError, SANLK } from '../ondisk';
+import { Logger } from '../log/logger';
+import { LeaseMode, StateStore } from '../state/statestore';
+import { LeaseSpec, OwnerRef } from '../control/protocol';
+import { FailedOwner, LeaseFailurePolicy } from './failure';
+import { JoinState, Lockspace, LockspaceSpec } from './lockspace';
+import { KeyedQueue } from './keyedqueue';
+
+/**
+ * The agent's lease bookkeeping: lockspaces this host joined, and for each owner (a domain, a
+ * process) the resource leases it holds. Every change is written to the state store before it
+ * is acknowledged, so a restarted agent can re-adopt leases instead of releasing them.
+ * Operations for one owner run in order; different owners proceed in parallel.
+ */
+
+export interface AgentOptions {
+  clock: Clock;
+  log: Logger;
+  store: StateStore;
+  hostName: string;
+  policy: LeaseFailurePolicy;
+  /** default wait for a lockspace join before an acquire gives up */
+  joinWaitMs?: number;
+  openStorage?: (path: string) => Promise<LeaseStorage>;
+}
+
+export interface HeldLease {
+  spec: Required<Pick<LeaseSpec, 'lockspace' | 'resource' | 'path' | 'offset'>> & { mode: LeaseMode };
+  token: ResourceToken;
+}
+
+interface OwnerState {
+  ref: OwnerRef & { name: string };
+  leases: Map<string, HeldLease>;
+  action?: string;
+}
+
+const key = (l: { lockspace: string; resource: string }) => `${l.lockspace}:${l.resource}`;
+const toMode = (m: LeaseMode) => (m === 'shared' ? 'SH' : 'EX');
+
+export class Agent {
+  readonly lockspaces = new Map<string, Lockspace>();
+  private readonly owners = new Map<string, OwnerState>();
+  private readonly queue = new KeyedQueue();
+  private readonly openStorage: (path: string) => Promise<LeaseStorage>;
+
+  constructor(private readonly o: AgentOptions) {
+    this.openStorage = o.openStorage ?? ((p) => FileLeaseStorage.open(p));
+  }
+
+  get hostName(): string {
+    return this.o.hostName;
+  }
+
+  // ---- lockspaces -----------------------------------------------------------------------------
+
+  addLockspace(spec: Omit<LockspaceSpec, 'hostName'>): Lockspace {
+    const existing = this.lockspaces.get(spec.name);
+    if (existing) {
+      if (existing.spec.hostId !== spec.hostId || existing.spec.path !== spec.path || existing.spec.offset !== spec.offset) {
+        throw new LeaseError(SANLK.EEXIST, `lockspace ${spec.name} is already joined as host_id ${existing.spec.hostId} at ${existing.spec.path}:${existing.spec.offset}`);
+      }
+      return existing;
+    }
+    const ls = new Lockspace({ ...spec, hostName: this.o.hostName }, this.o.clock, this.o.log, {
+      onLost: (l, reason) => this.onLockspaceLost(l, reason),
+    }, this.openStorage);
+    this.lockspaces.set(spec.name, ls);
+    this.o.store.saveLockspace({ name: spec.name, hostId: spec.hostId, path: spec.path, offset: spec.offset, generation: 0, ioTimeout: spec.ioTimeout });
+    ls.start();
+    return ls;
+  }
+
+  async removeLockspace(name: string): Promise<void> {
+    const ls = this.lockspaces.get(name);
+    if (!ls) throw new LeaseError(SANLK.ENOENT, `lockspace ${name} is not joined on this host`);
+    const users = [...this.owners.values()].filter((o) => [...o.leases.values()].some((l) => l.spec.lockspace === name));
+    if (users.length) {
+      throw new LeaseError(SANLK.EBUSY, `lockspace ${name} still has leases of ${users.map((u) => u.ref.name).join(', ')}; release them first`);
+    }
+    await ls.stop(true);
+    this.lockspaces.delete(name);
+    this.o.store.removeLockspace(name);
+  }
+
+  private lockspaceFor(name: string): Lockspace {
+    const ls = this.lockspaces.get(name);
+    if (!ls) {
+      throw new LeaseError(SANLK.ENOSPC, `lockspace ${name} is not joined on this host (libvirt would say "No space left on device"): ` +
+        `add it with lockagent client add_lockspace -s ${name}:HOST_ID:PATH:OFFSET or list it in lockspaces = [...] in lockagent.conf`);
+    }
+    return ls;
+  }
+
+  // ---- owners and resources -------------------------------------------------------------------
+
+  /**
+   * Acquire every lease for the owner, all or nothing (like sanlock's acquire of several
+   * resources): on the first refusal the leases taken by this call are released again.
+   */
+  acquire(owner: OwnerRef, specs: LeaseSpec[], opts: { timeoutMs?: number; action?: string } = {}): Promise<HeldLease[]> {
+    return this.queue.run(owner.uuid, () => this.acquireNow(owner, specs, opts));
+  }
+
+  private async acquireNow(owner: OwnerRef, specs: LeaseSpec[], opts: { timeoutMs?: number; action?: string }): Promise<HeldLease[]> {
+    const st = this.ownerState(owner, opts.action);
+    const taken: HeldLease[] = [];
+    const fresh: HeldLease[] = [];
+    try {
+      for (const s of specs) {
+        const mine = st.leases.get(key(s));
+        if (mine) { taken.push(mine); continue; }
+        this.checkLocalConflict(owner.uuid, s);
+        const h = await this.acquireOne(st, s, opts.timeoutMs);
+        fresh.push(h);
+        taken.push(h);
+      }
+      return taken;
+    } catch (e) {
+      // All or nothing: give back what this call took; leases held before stay held.
+      for (const h of fresh) await this.releaseOne(st, h).catch(() => undefined);
+      if (st.leases.size === 0 && !this.o.store.leases(owner.uuid).length) this.forgetOwner(owner.uuid);
+      throw e;
+    }
+  }
+
+  /** Two owners on one host must not share an exclusive lease: sanlock refuses with -EEXIST. */
+  private checkLocalConflict(uuid: string, s: LeaseSpec): void {
+    for (const [u, o] of this.owners) {
+      if (u === uuid) continue;
+      const h = o.leases.get(key(s));
+      if (h && (h.spec.mode === 'exclusive' || (s.mode ?? 'exclusive') === 'exclusive')) {
+        throw new LeaseError(SANLK.EEXIST, `${s.path} (${key(s)}) is already leased on this host by ${o.ref.name} (${u})`);
+      }
+    }
+  }
+
+  private async acquireOne(st: OwnerState, s: LeaseSpec, timeoutMs?: number): Promise<HeldLease> {
+    const ls = this.lockspaceFor(s.lockspace);
+    const mode: LeaseMode = s.mode ?? 'exclusive';
+    if (ls.state !== 'joined') this.o.log.info(`acquire of ${key(s)} for ${st.ref.name} waits for lockspace ${ls.name} to join (${ls.state})`);
+    const lease = await ls.waitJoined(timeoutMs ?? this.o.joinWaitMs ?? 120000);
+    const op = this.o.store.beginOp({ op: 'acquire', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode });
+    const storage = await this.openStorage(s.path);
+    try {
+      const token = await acquireResource(
+        { storage, offset: s.offset, spaceName: s.lockspace, resourceName: s.resource },
+        { hostId: lease.hostId, generation: lease.generation, ioTimeout: lease.ioTimeout },
+        { clock: this.o.clock, liveness: ls.liveness(), lver: s.lver, mode: toMode(mode), cancel: timeoutMs ? { deadlineMs: this.o.clock.nowMs() + timeoutMs } : undefined },
+      );
+      const held: HeldLease = { spec: { lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode }, token };
+      this.o.store.transaction(() => {
+        this.o.store.recordLease({ ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode, lver: token.lver, generation: lease.generation });
+        this.o.store.endOp(op);
+      });
+      st.leases.set(key(s), held);
+      this.o.log.info(`acquired ${mode} lease ${key(s)} (${s.path}:${s.offset}) lver ${token.lver} for ${st.ref.name}`);
+      return held;
+    } catch (e) {
+      this.o.store.endOp(op);
+      throw this.explainAcquireFailure(e, s);
+    } finally {
+      await closeStorage(storage);
+    }
+  }
+
+  /** Name the disk and the holder; contention is expected, so it is logged at info. */
+  private explainAcquireFailure(e: unknown, s: LeaseSpec): Error {
+    if (!(e instanceof LeaseError)) return e as Error;
+    const h = e instanceof LeaseAcquireError ? e.holder : undefined;
+    if (h) {
+      const ago = h.lastRenewalAgo !== undefined ? `, last renewal ${h.lastRenewalAgo} s ago` : '';
+      const msg = `${s.disk ? `disk ${s.disk}` : `lease ${s.path}`} is leased by host ${h.hostId}${h.hostName ? ` (node ${h.hostName})` : ''}${ago} [${key(s)}, sanlock ${e.rv}]`;
+      this.o.log.info(`acquire refused: ${msg}`);
+      return new LeaseError(e.rv, msg);
+    }
+    if (e.rv === SANLK.ACQUIRE_LVER) {
+      return new LeaseError(e.rv, `${s.disk ? `disk ${s.disk}` : `lease ${s.path}`}: the lease changed hands since it was released here (${e.message}); the domain must not resume on stale data`);
+    }
+    this.o.log.info(`acquire of ${key(s)} failed: ${e.message}`);
+    return new LeaseError(e.rv, `${s.path} [${key(s)}]: ${e.message}`);
+  }
+
+  release(owner: OwnerRef, specs?: LeaseSpec[], opts: { keepRecord?: boolean } = {}): Promise<number> {
+    return this.queue.run(owner.uuid, async () => {
+      const st = this.owners.get(owner.uuid);
+      if (!st) return 0;
+      const which = specs ? specs.map((s) => st.leases.get(key(s))).filter((h): h is HeldLease => !!h) : [...st.leases.values()];
+      let n = 0;
+      let firstErr: Error | undefined;
+      for (const h of which) {
+        try {
+          await this.releaseOne(st, h, opts.keepRecord);
+          n++;
+        } catch (e) {
+          firstErr ??= e as Error;
+        }
+      }
+      if (!opts.keepRecord && st.leases.size === 0) this.forgetOwner(owner.uuid);
+      if (firstErr) throw firstErr;
+      return n;
+    });
+  }
+
+  private async releaseOne(st: OwnerState, h: HeldLease, keepRecord = false): Promise<void> {
+    const s = h.spec;
+    const op = this.o.store.beginOp({ op: 'release', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode: s.mode });
+    const storage = await this.openStorage(s.path);
+    try {
+      h.token.res.storage = storage;
+      await releaseResource(h.token, { clock: this.o.clock });
+      this.o.log.info(`released ${s.mode} lease ${key(s)} of ${st.ref.name}`);
+    } catch (e) {
+      // -250/-251: someone else holds it now; nothing of ours is left to release.
+      const rv = (e as LeaseError).rv;
+      if (rv !== SANLK.RELEASE_LVER && rv !== SANLK.RELEASE_OWNER) {
+        this.o.store.endOp(op);
+        throw e;
+      }
+      this.o.log.warning(`release of ${key(s)} for ${st.ref.name}: ${(e as Error).message}`);
+    } finally {
+      await closeStorage(storage);
+    }
+    st.leases.delete(key(s));
+    this.o.store.transaction(() => {
+      if (keepRecord) this.o.store.markLeaseReleased(st.ref.uuid, s.lockspace, s.resource);
+      else this.o.store.forgetLease(st.ref.uuid, s.lockspace, s.resource);
+      this.o.store.endOp(op);
+    });
+  }
+
+  inquire(uuid: string): HeldLease[] {
+    return [...(this.owners.get(uuid)?.leases.values() ?? [])];
+  }
+
+  ownersList(): Array<{ ref: OwnerRef & { name: string }; leases: HeldLease[] }> {
+    return [...this.owners.values()].map((o) => ({ ref: o.ref, leases: [...o.leases.values()] }));
+  }
+
+  private ownerState(owner: OwnerRef, action?: string): OwnerState {
+    let st = this.owners.get(owner.uuid);
+    const name = owner.name ?? st?.ref.name ?? owner.uuid;
+    if (!st) {
+      st = { ref: { ...owner, name }, leases: new Map(), action };
+      this.owners.set(owner.uuid, st);
+    } else {
+      st.ref = { ...st.ref, ...owner, name, pid: owner.pid ?? st.ref.pid };
+      if (action) st.action = action;
+    }
+    this.o.store.upsertOwner({ uuid: owner.uuid, name, pid: st.ref.pid ?? null, state: 'active' });
+    return st;
+  }
+
+  private forgetOwner(uuid: string): void {
+    this.owners.delete(uuid);
+    this.o.store.removeOwner(uuid);
+  }
+
+  setOwnerPid(uuid: string, pid: number): void {
+    const st = this.owners.get(uuid);
+    if (st) st.ref.pid = pid;
+    this.o.store.upsertOwner({ uuid, name: st?.ref.name ?? uuid, pid, state: 'active' });
+  }
+
+  // ---- lease loss ------------------------------------------------------------------------------
+
+  private onLockspaceLost(ls: Lockspace, reason: string): void {
+    for (const st of this.owners.values()) {
+      const lost = [...st.leases.values()].filter((h) => h.spec.lockspace === ls.name);
+      if (!lost.length) continue;
+      // Those leases are gone from our point of view: other hosts may take them after host_dead.
+      for (const h of lost) st.leases.delete(key(h.spec));
+      const failed: FailedOwner = { uuid: st.ref.uuid, name: st.ref.name, pid: st.ref.pid, reason: `lockspace ${ls.name} lost: ${reason}`, action: st.action };
+      void this.o.policy.onLeaseFailure(failed);
+    }
+  }
+
+  // ---- restart recovery ----------------------------------------------------------------------
+
+  /**
+   * After a restart (kill -9 included): owners that still exist keep their leases — re-acquired
+   * under our new generation, which sanlock lets an older generation of the same host_id do at
+   * once, so no other host can slip in. Leases of owners that are gone are released. Journal
+   * entries of operations cut short are finished the same way.
+   */
+  async recover(ownerExists: (o: { uuid: string; name: string; pid: number | null }) => Promise<boolean>): Promise<{ adopted: number; released: number }> {
+    let adopted = 0;
+    let released = 0;
+    const pending = this.o.store.pendingOps();
+    for (const o of this.o.store.owners()) {
+      const rows = this.o.store.leases(o.uuid);
+      const exists = await ownerExists(o).catch(() => true);
+      const ref = { uuid: o.uuid, name: o.name, pid: o.pid ?? undefined };
+      const held = rows.filter((r) => r.held);
+      const maybe = pending.filter((p) => p.ownerUuid === o.uuid && p.op === 'acquire' && !rows.some((r) => r.resource === p.resource && r.lockspace === p.lockspace));
+      const specs = [...held, ...maybe].map((r) => ({ lockspace: r.lockspace, resource: r.resource, path: r.path, offset: r.offset, mode: r.mode }));
+      if (exists && o.state === 'active') {
+        try {
+          await this.acquire(ref, specs);
+          adopted += specs.length;
+          this.o.log.info(`re-adopted ${specs.length} lease(s) of ${o.name} after restart`);
+        } catch (e) {
+          this.o.log.error(`could not re-adopt the leases of ${o.name} after restart: ${(e as Error).message}`);
+          void this.o.policy.onLeaseFailure({ uuid: o.uuid, name: o.name, pid: o.pid ?? undefined, reason: `its lease could not be re-adopted after an agent restart: ${(e as Error).message}` });
+        }
+      } else if (!exists) {
+        // Take and release: the leases are ours (older generation), so this is immediate.
+        try {
+          if (specs.length) await this.acquire(ref, specs);
+          released += await this.release(ref);
+        } catch (e) {
+          this.o.log.warning(`could not release the leases of vanished owner ${o.name}: ${(e as Error).message}`);
+        }
+        this.forgetOwner(o.uuid);
+      }
+    }
+    for (const p of pending) this.o.store.endOp(p.id);
+    return { adopted, released };
+  }
+
+  // ---- status --------------------------------------------------------------------------------
+
+  lockspaceStatus(): Array<{ name: string; hostId: number; path: string; offset: number; state: JoinState; generation?: number; ioTimeout: number; renewedAgo?: number; lastError?: string; ioTimeoutMismatches: Array<{ hostId: number; ownerName: string; ioTimeout: number }> }> {
+    return [...this.lockspaces.values()].map((ls) => ({
+      name: ls.name, hostId: ls.spec.hostId, path: ls.spec.path, offset: ls.spec.offset, state: ls.state,
+      generation: ls.lease?.generation, ioTimeout: ls.spec.ioTimeout, renewedAgo: ls.secondsSinceRenewal(),
+      lastError: ls.lastError, ioTimeoutMismatches: ls.ioTimeoutMismatches(),
+    }));
+  }
+
+  async shutdown(releaseAll: boolean): Promise<void> {
+    if (releaseAll) {
+      for (const o of [...this.owners.values()]) await this.release(o.ref).catch(() => undefined);
+    }
+    for (const ls of this.lockspaces.values()) {
+      const inUse = [...this.owners.values()].some((o) => [...o.leases.values()].some((l) => l.spec.lockspace === ls.name));
+      // Never free the host_id while leases of it are held: others would treat them as free.
+      await ls.stop(!inUse);
+    }
+  }
+}
+
+async function closeStorage(s: LeaseStorage): Promise<void> {
+  const c = (s as { close?: () => Promise<void> }).close;
+  if (c) await c.call(s).catch(() => undefined);
+}

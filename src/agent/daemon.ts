@@ -1,0 +1,136 @@
+import { mkdirSync } from 'fs';
+import { join } from 'path';
+import { AgentConfig, DISKS_LOCKSPACE, loadConfig } from '../config/config';
+import { ControlServer, Peer } from '../control/server';
+import { systemClock } from '../lease/clock';
+import { createLogger, Logger, parseLevel } from '../log/logger';
+import { geometryFor } from '../ondisk';
+import { StateStore } from '../state/statestore';
+import { Agent } from './agent';
+import { KillPolicy, LeaseFailurePolicy } from './failure';
+import { DomainHandler, makeHandler } from './handler';
+import { resolveHostName } from './hostname';
+import { ensureLockspaceFile } from './lockspacefile';
+import { parseLockspaceArg } from '../cli/args';
+import { ConfigError } from '../config/config';
+
+/**
+ * `lockagent daemon`: config → log → state → lockspaces (joined in the background) → control
+ * socket → re-adoption of leases held before a restart. Status and releases are served from the
+ * first moment; acquisitions wait for their lockspace.
+ */
+export interface DaemonHandle {
+  agent: Agent;
+  config: AgentConfig;
+  log: Logger;
+  store: StateStore;
+  server: ControlServer;
+  stop(opts?: { releaseAll?: boolean }): Promise<void>;
+}
+
+export interface DaemonExtensions {
+  /** plugs in the libvirt integration; receives the agent, returns domain request handling */
+  domain?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => Promise<{ handler: DomainHandler; policy?: LeaseFailurePolicy; ownerExists?: (o: { uuid: string; name: string; pid: number | null }) => Promise<boolean>; stop?: () => Promise<void> }>;
+  peerOf?: (sock: import('net').Socket) => Peer | undefined;
+  cleanup?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => { handler: DomainHandler; stop: () => void };
+  allowPeer?: (config: AgentConfig) => (p: Peer) => boolean;
+}
+
+function pidAlive(pid: number | null): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {}, logOverride?: Logger): Promise<DaemonHandle> {
+  const log = logOverride ?? createLogger({
+    file: config.logFile || undefined, fileLevel: config.logFile ? parseLevel(config.logLevel) : undefined,
+    stderrLevel: config.logStderr ? parseLevel(config.logLevel) : undefined,
+  });
+  mkdirSync(join(config.statePath, '..'), { recursive: true });
+  const store = new StateStore(config.statePath);
+  const hostName = resolveHostName(store, config.hostName);
+  log.info(`lockagent starting: host name ${hostName}, config ${config.source}`);
+
+  // Policy is swappable: the libvirt integration replaces the default kill policy.
+  let policy: LeaseFailurePolicy = new KillPolicy({ graceSeconds: config.killGraceSeconds, log: (lvl, m) => log[lvl](m) });
+  const agent = new Agent({ clock: systemClock, log, store, hostName, policy: { onLeaseFailure: (o) => policy.onLeaseFailure(o) } });
+
+  if (config.autoDiskLeases) {
+    const path = join(config.diskLeaseDir, DISKS_LOCKSPACE);
+    // Creation failures are retried by the join loop's own errors; the file is needed first.
+    await ensureLockspaceFile(path, DISKS_LOCKSPACE, geometryFor(config.sectorSize, config.alignSize), config.ioTimeout, {
+      mode: config.group ? 0o660 : 0o600, log: (m) => log.info(m),
+    }).catch((e) => log.error(`cannot prepare lockspace file ${path}: ${(e as Error).message}; the join will keep retrying`));
+    agent.addLockspace({ name: DISKS_LOCKSPACE, hostId: config.hostId, path, offset: 0, ioTimeout: config.ioTimeout });
+  }
+  for (const s of config.lockspaces) {
+    let ls;
+    try {
+      ls = parseLockspaceArg(s);
+    } catch (e) {
+      throw new ConfigError(`${config.source}: lockspaces entry "${s}": ${(e as Error).message}`);
+    }
+    agent.addLockspace({ name: ls.name, hostId: ls.hostId, path: ls.path, offset: ls.offset, ioTimeout: config.ioTimeout });
+  }
+  // Lockspaces joined at runtime before a restart are joined again.
+  for (const row of store.lockspaces()) {
+    if (!agent.lockspaces.has(row.name)) agent.addLockspace({ name: row.name, hostId: row.hostId, path: row.path, offset: row.offset, ioTimeout: row.ioTimeout });
+  }
+
+  const base = { agent, config, log, store };
+  const domain = ext.domain ? await ext.domain(base) : undefined;
+  if (domain?.policy) policy = domain.policy;
+  const cleanup = ext.cleanup?.(base);
+
+  const server = new ControlServer({
+    path: config.socketPath,
+    mode: config.socketMode,
+    handler: makeHandler(agent, { domain: domain?.handler, cleanup: cleanup?.handler }),
+    peerOf: ext.peerOf,
+    allow: ext.allowPeer?.(config),
+    onError: (m) => log.error(m),
+  });
+  await server.listen();
+  log.info(`control socket ${config.socketPath} (mode ${config.socketMode.toString(8)})`);
+
+  // Re-adopt in the background: it waits for the lockspace join.
+  void agent.recover(domain?.ownerExists ?? (async (o) => pidAlive(o.pid))).then(
+    (r) => { if (r.adopted || r.released) log.info(`restart recovery: ${r.adopted} lease(s) re-adopted, ${r.released} released`); },
+    (e) => log.error(`restart recovery failed: ${(e as Error).message}`),
+  );
+
+  return {
+    ...base,
+    server,
+    async stop(opts = {}) {
+      cleanup?.stop();
+      await server.close();
+      await domain?.stop?.();
+      await agent.shutdown(opts.releaseAll ?? false);
+      store.close();
+      log.info('lockagent stopped');
+      await log.close();
+    },
+  };
+}
+
+/** Foreground daemon entry: runs until SIGTERM/SIGINT. */
+export async function runDaemon(configPath: string, ext: DaemonExtensions = {}): Promise<void> {
+  const { config, warnings } = loadConfig(configPath);
+  const d = await startDaemon(config, ext);
+  for (const w of warnings) d.log.warning(w);
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    d.log.info(`${sig}: stopping; leases of running owners are kept (restart within ${8 * config.ioTimeout} s to keep renewing them)`);
+    void d.stop().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}

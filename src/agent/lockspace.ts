@@ -1,0 +1,271 @@
+import { FileLeaseStorage } from '../io/file-storage';
+import { Clock } from '../lease/clock';
+import { DeltaLease, deltaAcquire, deltaRelease, deltaRenew, isCorruptRenewal, readDeltaLeader, readLockspaceGeometry } from '../lease/delta';
+import { HostMonitor, HostState, HostStatus } from '../lease/hostmonitor';
+import { HostLiveness, lockspaceLiveness } from '../lease/liveness';
+import { LeaseStorage } from '../lease/storage';
+import { timeoutsFor } from '../lease/timeouts';
+import { LeaseError, namesEqual, SANLK } from '../ondisk';
+import { Logger } from '../log/logger';
+
+/**
+ * One lockspace this host is a member of: the join (delta acquire) running in the background
+ * with retries, the renewal loop, the host monitor fed by renewals, and the lease-loss
+ * timeline (warning at 6·io, failure at 8·io) checked once a second independently of I/O, so a
+ * hung renewal cannot delay the verdict.
+ */
+export type JoinState = 'joining' | 'joined' | 'retrying' | 'lost' | 'leaving' | 'left';
+
+export interface LockspaceSpec {
+  name: string;
+  hostId: number;
+  path: string;
+  offset: number;
+  ioTimeout: number;
+  hostName: string;
+}
+
+export interface LockspaceHooks {
+  /** Renewals failed for 8·io (or our sector was overwritten): every owner must stop using its leases. */
+  onLost(ls: Lockspace, reason: string): void;
+  /** A renewal succeeded after a loss: the lockspace is usable again (new generation). */
+  onJoined?(ls: Lockspace): void;
+}
+
+export interface HostReport extends HostStatus {
+  state: HostState;
+  /** seconds since we saw its timestamp change (or since our first look) */
+  ageSeconds: number;
+}
+
+const BACKOFF_MAX_S = 60;
+
+export class Lockspace {
+  state: JoinState = 'joining';
+  lease?: DeltaLease;
+  monitor?: HostMonitor;
+  /** the last join/renew problem, for status */
+  lastError?: string;
+  joinAttempts = 0;
+  private storage?: LeaseStorage;
+  private stopped = false;
+  private abort = new AbortController();
+  private renewTimer?: NodeJS.Timeout;
+  private checkTimer?: NodeJS.Timeout;
+  private renewing = false;
+  private warned = false;
+  private waiters: Array<{ resolve: (l: DeltaLease) => void; reject: (e: Error) => void }> = [];
+
+  constructor(
+    readonly spec: LockspaceSpec,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly hooks: LockspaceHooks,
+    private readonly openStorage: (path: string) => Promise<LeaseStorage> = (p) => FileLeaseStorage.open(p),
+  ) {}
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  /** Begin joining in the background; status and releases are served meanwhile. */
+  start(): void {
+    void this.joinLoop();
+    this.checkTimer = setInterval(() => this.checkTimeline(), 1000);
+    this.checkTimer.unref();
+  }
+
+  /** Resolves once joined (immediately if already); acquisitions wait here. */
+  waitJoined(timeoutMs: number): Promise<DeltaLease> {
+    if (this.state === 'joined' && this.lease) return Promise.resolve(this.lease);
+    if (this.stopped) return Promise.reject(new LeaseError(-28, `lockspace ${this.name} is being removed`));
+    return new Promise((resolve, reject) => {
+      const w = { resolve, reject };
+      const t = setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        reject(new LeaseError(-28, `lockspace ${this.name} is not joined yet (${this.state}${this.lastError ? `: ${this.lastError}` : ''}); ` +
+          'acquisitions wait for the join — check the lease directory and lockagent status'));
+      }, timeoutMs);
+      w.resolve = (l) => { clearTimeout(t); resolve(l); };
+      w.reject = (e) => { clearTimeout(t); reject(e); };
+      this.waiters.push(w);
+    });
+  }
+
+  liveness(): HostLiveness {
+    if (!this.lease || !this.monitor) throw new LeaseError(-28, `lockspace ${this.name} is not joined`);
+    return lockspaceLiveness(this.lease, this.monitor, this.clock);
+  }
+
+  /** Every host that ever appeared in the lockspace, with its state as sanlock would judge it. */
+  hosts(): HostReport[] {
+    if (!this.monitor) return [];
+    const now = this.clock.monotime();
+    return this.monitor.known().map((h) => ({
+      ...h,
+      state: this.monitor!.state(h.hostId, now),
+      ageSeconds: now - (h.lastLive || h.firstCheck),
+    }));
+  }
+
+  /** Hosts whose on-disk io_timeout differs from ours: their delays differ; operators should know. */
+  ioTimeoutMismatches(): Array<{ hostId: number; ownerName: string; ioTimeout: number }> {
+    return this.hosts()
+      .filter((h) => h.hostId !== this.spec.hostId && h.state !== 'FREE' && h.state !== 'DEAD' && h.ioTimeout && h.ioTimeout !== this.spec.ioTimeout)
+      .map((h) => ({ hostId: h.hostId, ownerName: h.ownerName, ioTimeout: h.ioTimeout }));
+  }
+
+  secondsSinceRenewal(): number | undefined {
+    return this.lease ? this.clock.monotime() - this.lease.lastSuccess : undefined;
+  }
+
+  /** Stop renewing; release the delta lease if asked (only after every resource was released). */
+  async stop(release: boolean): Promise<void> {
+    this.stopped = true;
+    this.state = 'leaving';
+    this.abort.abort();
+    clearTimeout(this.renewTimer);
+    clearInterval(this.checkTimer);
+    for (const w of this.waiters.splice(0)) w.reject(new LeaseError(-28, `lockspace ${this.name} is being removed`));
+    if (release && this.lease && !this.lease.released) {
+      try {
+        await deltaRelease(this.lease);
+        this.log.info(`released host_id ${this.spec.hostId} in lockspace ${this.name}`);
+      } catch (e) {
+        this.log.warning(`releasing host_id ${this.spec.hostId} in lockspace ${this.name} failed: ${(e as Error).message}; other hosts will see it expire`);
+      }
+    }
+    this.state = 'left';
+  }
+
+  private async joinLoop(): Promise<void> {
+    while (!this.stopped) {
+      this.joinAttempts++;
+      try {
+        this.storage ??= await this.openStorage(this.spec.path);
+        await this.refuseLiveOtherHost(this.storage);
+        const lease = await deltaAcquire({
+          storage: this.storage, offset: this.spec.offset, spaceName: this.name, hostId: this.spec.hostId,
+          hostName: this.spec.hostName, ioTimeout: this.spec.ioTimeout, clock: this.clock, cancel: { signal: this.abort.signal },
+        });
+        if (this.stopped) return;
+        this.lease = lease;
+        this.monitor = new HostMonitor({
+          spaceName: this.name, hostId: this.spec.hostId, sectorSize: lease.geometry.sectorSize,
+          maxHosts: lease.geometry.maxHosts, ioTimeout: this.spec.ioTimeout,
+        });
+        this.state = 'joined';
+        this.warned = false;
+        this.lastError = undefined;
+        this.log.info(`joined lockspace ${this.name} as host_id ${this.spec.hostId} generation ${lease.generation} (${this.spec.path}:${this.spec.offset})`);
+        // First renewal right away: it reads the whole lockspace and seeds the host monitor.
+        this.scheduleRenew(0);
+        for (const w of this.waiters.splice(0)) w.resolve(lease);
+        this.hooks.onJoined?.(this);
+        return;
+      } catch (e) {
+        if (this.stopped) return;
+        const err = e as Error;
+        this.lastError = err.message;
+        this.state = 'retrying';
+        const delay = Math.min(BACKOFF_MAX_S, 2 ** Math.min(this.joinAttempts - 1, 6));
+        this.log.error(`cannot join lockspace ${this.name} as host_id ${this.spec.hostId} (attempt ${this.joinAttempts}): ${err.message}; retrying in ${delay} s`);
+        await new Promise((r) => setTimeout(r, delay * 1000));
+      }
+    }
+  }
+
+  /**
+   * sanlock would wait host_dead (8·io + 60 s) and then fail with -262 when our host_id is held
+   * by a live host under another name. Watch its sector for a renewal interval first, and refuse
+   * at once — naming it — if it is renewing: two hosts configured with one host_id is a
+   * configuration error the operator must hear about now, not in two minutes.
+   */
+  private async refuseLiveOtherHost(storage: LeaseStorage): Promise<void> {
+    const g = await readLockspaceGeometry(storage, this.spec.offset, this.name, this.spec.ioTimeout);
+    const read = () => readDeltaLeader(storage, this.spec.offset, g, this.name, this.spec.hostId, this.spec.ioTimeout);
+    const first = await read();
+    if (first.timestamp === 0 || namesEqual(first.resourceName, this.spec.hostName.slice(0, 47))) return;
+    const watch = 2 * (first.ioTimeout || this.spec.ioTimeout) + 1;
+    this.log.info(`host_id ${this.spec.hostId} of ${this.name} was last held by "${first.resourceName}"; watching it for ${watch} s before taking it over`);
+    for (let i = 0; i < watch && !this.stopped; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const now = await read();
+      if (now.timestamp !== first.timestamp && now.timestamp !== 0) {
+        throw new LeaseError(SANLK.HOSTID_BUSY,
+          `host_id ${this.spec.hostId} in lockspace ${this.name} is held by live host "${now.resourceName}" (generation ${now.ownerGeneration}), ` +
+          `which renewed it within the last ${watch} s: give this host a different host_id in lockagent.conf`);
+      }
+      if (now.timestamp === 0) return;
+    }
+  }
+
+  private scheduleRenew(ms: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.renewTimer);
+    this.renewTimer = setTimeout(() => void this.renewOnce(), ms);
+  }
+
+  private async renewOnce(): Promise<void> {
+    const lease = this.lease;
+    if (!lease || this.stopped || this.state === 'lost' || this.renewing) return;
+    const t = timeoutsFor(this.spec.ioTimeout);
+    const now = this.clock.monotime();
+    const due = lease.lastSuccess + t.idRenewal;
+    // The very first renewal (seeding the monitor) runs at once; later ones every 2·io.
+    if (this.monitor?.checked && now < due) {
+      this.scheduleRenew((due - now) * 1000);
+      return;
+    }
+    this.renewing = true;
+    try {
+      const r = await deltaRenew(lease, this.clock);
+      this.monitor?.observe(r.area, this.clock.monotime());
+      if (this.warned) this.log.warning(`lockspace ${this.name}: renewal succeeded again after ${now - (this.lastRenewOk ?? now)} s of failures`);
+      this.warned = false;
+      this.lastRenewOk = this.clock.monotime();
+      this.lastError = undefined;
+      this.scheduleRenew(t.idRenewal * 1000);
+    } catch (e) {
+      const err = e as LeaseError;
+      this.lastError = err.message;
+      if (err instanceof LeaseError && isCorruptRenewal(err.rv)) {
+        this.lose(`our delta lease was overwritten or became unreadable: ${err.message}`);
+      } else {
+        this.log.warning(`lockspace ${this.name}: renewal failed (${this.clock.monotime() - lease.lastSuccess} s since the last success): ${err.message}`);
+        this.scheduleRenew(500);
+      }
+    } finally {
+      this.renewing = false;
+    }
+  }
+
+  private lastRenewOk?: number;
+
+  /** sanlock's main loop: once a second, judge time since the last successful renewal. */
+  private checkTimeline(): void {
+    if (this.state !== 'joined' || !this.lease) return;
+    const t = timeoutsFor(this.spec.ioTimeout);
+    const since = this.clock.monotime() - this.lease.lastSuccess;
+    if (since >= t.idRenewalFail) {
+      this.lose(`renewals failed for ${since} s (limit ${t.idRenewalFail} s = 8 x io_timeout ${this.spec.ioTimeout})`);
+    } else if (since >= t.idRenewalWarn) {
+      this.warned = true;
+      this.log.warning(`lockspace ${this.name}: no successful renewal for ${since} s; leases fail in ${t.idRenewalFail - since} s ` +
+        `(other hosts may take them ${t.hostDead - since} s from now)${this.lastError ? `; last error: ${this.lastError}` : ''}`);
+    }
+  }
+
+  private lose(reason: string): void {
+    if (this.state === 'lost') return;
+    this.state = 'lost';
+    clearTimeout(this.renewTimer);
+    this.log.error(`lockspace ${this.name} lost: ${reason}; stopping every owner that uses it`);
+    this.hooks.onLost(this, reason);
+    // Try to join again (fast reacquire with our own name: a new generation) once storage is back.
+    this.lease = undefined;
+    this.monitor = undefined;
+    this.joinAttempts = 0;
+    setTimeout(() => { if (!this.stopped) void this.joinLoop(); }, 1000);
+  }
+}

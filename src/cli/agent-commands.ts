@@ -1,0 +1,197 @@
+/**
+ * Commands that talk to (or are) the running agent: daemon, status, host_status, client ...,
+ * explain, config check. Output is a readable table by default and JSON with --json.
+ */
+import { Command } from 'commander';
+import { existsSync } from 'fs';
+import { DEFAULT_CONFIG_PATH, defaultConfig, loadConfig } from '../config/config';
+import { callAgent } from '../control/client';
+import { LeaseSpec, Request } from '../control/protocol';
+import { allResults, explainResult, LeaseError } from '../ondisk/results';
+import { parseLockspaceArg, parseResourceArg, UsageError } from './args';
+import { CliContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './context';
+import { formatHostStatus, formatStatus, HostStatusReply, StatusReply } from './status-format';
+import { registerCleanupCommand } from '../cleanup/command';
+
+/** Exit status when the agent cannot be reached at all. */
+export const EXIT_UNREACHABLE = 3;
+
+interface SocketOpts { config?: string; socket?: string; json?: boolean }
+
+/** --socket, then $LOCKAGENT_SOCKET, then socket_path from the config file, then the default. */
+export function resolveSocket(o: SocketOpts): string {
+  if (o.socket) return o.socket;
+  if (process.env.LOCKAGENT_SOCKET) return process.env.LOCKAGENT_SOCKET;
+  const path = o.config ?? process.env.LOCKAGENT_CONFIG ?? DEFAULT_CONFIG_PATH;
+  if (o.config || existsSync(path)) return loadConfig(path).config.socketPath;
+  return defaultConfig().socketPath;
+}
+
+export function registerAgentCommands(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
+  const run = (label: string, fn: (...a: unknown[]) => Promise<number>) => async (...args: unknown[]) => {
+    try {
+      setExit(await fn(...args));
+    } catch (err) {
+      if (err instanceof UsageError) {
+        ctx.output.err(`lockagent: ${label}: ${err.message}`);
+        setExit(EXIT_USAGE);
+      } else if (err instanceof LeaseError) {
+        ctx.output.err(`lockagent: ${label}: ${err.message}`);
+        setExit(err.rv === -111 ? EXIT_UNREACHABLE : EXIT_FAILED);
+      } else {
+        ctx.output.err(`lockagent: ${label}: ${err instanceof Error ? err.message : String(err)}`);
+        setExit(EXIT_FAILED);
+      }
+    }
+  };
+  const sockOpts = (c: Command) => c
+    .option('-c, --config <path>', `config file (default ${DEFAULT_CONFIG_PATH})`)
+    .option('--socket <path>', 'control socket (default: socket_path from the config)')
+    .option('--json', 'print JSON');
+
+  program.command('daemon')
+    .description('run the agent in the foreground (systemd unit: conf/lockagent.service)')
+    .option('-c, --config <path>', `config file (default ${DEFAULT_CONFIG_PATH})`)
+    .action(run('daemon', async (o) => {
+      const { runDaemon } = await import('../agent/daemon');
+      const { daemonExtensions } = await import('./daemon-extensions');
+      await runDaemon((o as SocketOpts).config ?? DEFAULT_CONFIG_PATH, daemonExtensions());
+      return new Promise<number>(() => undefined); // runs until a signal
+    }));
+
+  sockOpts(program.command('status'))
+    .description('lockspaces (join state, renewal age), owners and their leases')
+    .action(run('status', async (o) => {
+      const r = (await callAgent(resolveSocket(o as SocketOpts), { op: 'status' }, 10000)) as StatusReply;
+      if ((o as SocketOpts).json) ctx.output.json(r);
+      else ctx.output.out(formatStatus(r));
+      return EXIT_OK;
+    }));
+
+  sockOpts(program.command('host_status'))
+    .description('hosts seen in a lockspace and their state (LIVE, FAIL, DEAD, FREE, UNKNOWN)')
+    .option('-s, --lockspace <name>', 'lockspace name (default: all joined)')
+    .action(run('host_status', async (o) => {
+      const opts = o as SocketOpts & { lockspace?: string };
+      const name = opts.lockspace?.split(':')[0];
+      const r = (await callAgent(resolveSocket(opts), { op: 'host_status', lockspace: name }, 10000)) as HostStatusReply;
+      if (opts.json) ctx.output.json(r);
+      else ctx.output.out(formatHostStatus(r));
+      return EXIT_OK;
+    }));
+
+  const client = program.command('client').description('ask the running agent to acquire, release or inquire leases, or join/leave lockspaces');
+  const collect = (v: string, prev: string[] = []) => [...prev, v];
+  const leaseCmd = (name: 'acquire' | 'release' | 'inquire') => sockOpts(client.command(name))
+    .option('-r, --resource <LS:RES:PATH:OFF[:lver|:SH]>', 'resource lease (repeat for several)', collect)
+    .requiredOption('--owner <uuid>', 'owner id: a domain uuid or any stable id')
+    .option('--name <name>', 'owner name shown in status')
+    .option('-p, --pid <pid>', 'owner pid (killed on lease loss)')
+    .option('--timeout <seconds>', 'acquire: give up waiting (e.g. for a silent owner to be proven dead) after this long')
+    .action(run(`client ${name}`, async (o) => {
+      const opts = o as SocketOpts & { resource?: string[]; owner: string; name?: string; pid?: string; timeout?: string };
+      const timeoutMs = opts.timeout !== undefined ? Number(opts.timeout) * 1000 : undefined;
+      if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new UsageError(`--timeout "${opts.timeout}" must be a positive number of seconds`);
+      const owner = { uuid: opts.owner, name: opts.name, pid: opts.pid !== undefined ? Number(opts.pid) : undefined };
+      const leases: LeaseSpec[] = (opts.resource ?? []).map((s) => {
+        const r = parseResourceArg(s);
+        return { lockspace: r.lockspace, resource: r.resource, path: r.path, offset: r.offset, mode: r.shared ? 'shared' : 'exclusive', lver: r.lver };
+      });
+      if (name === 'acquire' && !leases.length) throw new UsageError('acquire needs at least one -r');
+      const req: Request = name === 'acquire' ? { op: 'acquire', owner, leases, timeoutMs }
+        : name === 'release' ? { op: 'release', owner, leases: leases.length ? leases : undefined }
+          : { op: 'inquire', owner };
+      const r = await callAgent(resolveSocket(opts), req, timeoutMs ? timeoutMs + 10000 : undefined);
+      if (opts.json) ctx.output.json(r);
+      else if (Array.isArray(r)) ctx.output.out(r.map((l: { lockspace: string; resource: string; path: string; offset: number; lver: number; mode: string }) => `r ${l.lockspace}:${l.resource}:${l.path.replace(/([: \\])/g, '\\$1')}:${l.offset}:${l.mode === 'shared' ? 'SH' : l.lver}\n`).join(''));
+      else ctx.output.out(`${name} done 0\n`);
+      return EXIT_OK;
+    }));
+  leaseCmd('acquire');
+  leaseCmd('release');
+  leaseCmd('inquire');
+
+  sockOpts(client.command('add_lockspace'))
+    .requiredOption('-s, --lockspace <LS:HOST_ID:PATH:OFF>', 'lockspace to join')
+    .option('-o, --io-timeout <seconds>', 'io_timeout (default 10)')
+    .action(run('client add_lockspace', async (o) => {
+      const opts = o as SocketOpts & { lockspace: string; ioTimeout?: string };
+      const ls = parseLockspaceArg(opts.lockspace);
+      if (ls.hostId < 1) throw new UsageError('add_lockspace needs a host_id from 1 to 2000');
+      await callAgent(resolveSocket(opts), { op: 'add_lockspace', lockspace: ls.name, hostId: ls.hostId, path: ls.path, offset: ls.offset, ioTimeout: opts.ioTimeout ? Number(opts.ioTimeout) : undefined }, 15 * 60000);
+      ctx.output.out('add_lockspace done 0\n');
+      return EXIT_OK;
+    }));
+  sockOpts(client.command('rem_lockspace'))
+    .requiredOption('-s, --lockspace <LS:HOST_ID:PATH:OFF>', 'lockspace to leave')
+    .action(run('client rem_lockspace', async (o) => {
+      const opts = o as SocketOpts & { lockspace: string };
+      await callAgent(resolveSocket(opts), { op: 'rem_lockspace', lockspace: opts.lockspace.split(':')[0] });
+      ctx.output.out('rem_lockspace done 0\n');
+      return EXIT_OK;
+    }));
+
+  program.command('explain')
+    .argument('[code]', 'a sanlock result code (-243) or name (SANLK_ACQUIRE_IDLIVE); omit to list all')
+    .description('what a sanlock result code means and what to do about it')
+    .action(run('explain', async (code) => {
+      if (code === undefined) {
+        ctx.output.out(allResults().map((r) => `${String(r.code).padStart(5)} ${r.name.padEnd(26)} ${r.meaning}\n`).join(''));
+        return EXIT_OK;
+      }
+      const r = explainResult(code as string);
+      if (!r) throw new UsageError(`unknown result code "${code}"; lockagent explain lists them all`);
+      ctx.output.out(`${r.code} ${r.name}\n  what:   ${r.meaning}\n  remedy: ${r.remedy}\n`);
+      return EXIT_OK;
+    }));
+
+  program.command('demo')
+    .description('run two agents on a local lease directory with libvirt test:///default and show a gated start')
+    .option('--dir <dir>', 'work directory (default: a temporary one, removed afterwards)')
+    .option('--keep', 'keep the temporary directory')
+    .option('-v, --verbose', 'show the agents\' logs')
+    .action(run('demo', async (o) => {
+      const { runDemo } = await import('./demo');
+      return runDemo(o as { dir?: string; keep?: boolean; verbose?: boolean });
+    }));
+
+  program.command('hook')
+    .description('the libvirt qemu hook (installed by install-hook): forwards the domain XML on stdin to the agent')
+    .argument('[args...]', 'domain operation sub-operation extra, as libvirt passes them')
+    .action(async (args: string[]) => {
+      const { runHook } = await import('../libvirt/hook');
+      const chunks: Buffer[] = [];
+      for await (const c of process.stdin) chunks.push(c as Buffer);
+      const r = await runHook(args, Buffer.concat(chunks).toString('utf8'), resolveSocket({}));
+      if (r.stderr) ctx.output.err(r.stderr);
+      setExit(r.code);
+    });
+
+  program.command('install-hook')
+    .description('install the start gate into libvirt\'s hook directory (then: kill -HUP $(pidof libvirtd))')
+    .option('--dir <dir>', 'hook directory', '/etc/libvirt/hooks/qemu.d')
+    .option('-c, --config <path>', 'config file the hook should read for socket_path')
+    .option('--socket <path>', 'control socket the hook should use')
+    .action(run('install-hook', async (o) => {
+      const { installHook } = await import('../libvirt/hook');
+      const opts = o as { dir: string; config?: string; socket?: string };
+      // the hook runs this build's cli/main.js (see defaultHookMain)
+      const path = installHook({ dir: opts.dir, socket: opts.socket, config: opts.config });
+      ctx.output.out(`installed ${path}\nlibvirtd notices new hooks only after a SIGHUP: kill -HUP $(pidof libvirtd)\n`);
+      return EXIT_OK;
+    }));
+
+  const config = program.command('config').description('configuration helpers');
+  config.command('check')
+    .option('-c, --config <path>', `config file (default ${DEFAULT_CONFIG_PATH})`)
+    .description('validate a config file and print the effective values')
+    .action(run('config check', async (o) => {
+      const path = (o as SocketOpts).config ?? DEFAULT_CONFIG_PATH;
+      const { config: c, warnings } = loadConfig(path);
+      for (const w of warnings) ctx.output.err(`lockagent: warning: ${w}`);
+      ctx.output.json(c);
+      return EXIT_OK;
+    }));
+
+  registerCleanupCommand(program, ctx, setExit);
+}

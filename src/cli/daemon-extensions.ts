@@ -1,0 +1,88 @@
+import { DaemonExtensions } from '../agent/daemon';
+import { peerOf } from '../control/peercred';
+import { Request } from '../control/protocol';
+import { LeaseError, SANLK } from '../ondisk';
+import { LibvirtConnection } from '../libvirt/connection';
+import { parseDomainXml } from '../libvirt/domainxml';
+import { DomainManager, isDomainUuid } from '../libvirt/domains';
+import { peerAllowed } from '../control/peerpolicy';
+import { cleanupExtension } from '../cleanup/extension';
+
+/**
+ * What the daemon plugs in beyond the lease core: peer checks on the socket and, unless
+ * libvirt_uri is "", the libvirt integration (hook requests, lifecycle events, lock-failure
+ * actions on domains).
+ */
+export function daemonExtensions(): DaemonExtensions {
+  return {
+    peerOf,
+    domain: async ({ agent, config, log, store }) => {
+      let conn: LibvirtConnection | undefined;
+      const mgr = new DomainManager({ agent, config, store, log, control: () => (conn?.connected ? conn : undefined) });
+      let stopped = false;
+      if (config.libvirtUri) {
+        const connect = async (attempt: number): Promise<void> => {
+          if (stopped) return;
+          const c = new LibvirtConnection(config.libvirtUri, {});
+          c.on('lifecycle', (ev) => void mgr.onLifecycle({ uuid: ev.uuid, name: ev.name, event: ev.eventName, detail: ev.detailName })
+            .catch((e) => log.error(`handling ${ev.eventName}/${ev.detailName} of ${ev.name}: ${(e as Error).message}`)));
+          c.on('resync', (r) => void mgr.onResync(r.domains.map((d) => ({ uuid: d.uuid, name: d.name, state: d.stateName })))
+            .catch((e) => log.error(`libvirt resync: ${(e as Error).message}`)));
+          c.on('disconnected', () => log.warning(`libvirt connection ${config.libvirtUri} lost; reconnecting (events meanwhile are recovered by a resync)`));
+          c.on('reconnected', (i) => log.info(`libvirt connection back after ${Math.round(i.downMs / 1000)} s`));
+          // Set before connecting: the initial resync is emitted inside connect(), and its
+          // handling needs libvirt calls (the XML of running domains).
+          conn = c;
+          try {
+            await c.connect();
+            log.info(`connected to libvirt ${config.libvirtUri}`);
+          } catch (e) {
+            if (conn === c) conn = undefined;
+            await c.close().catch(() => undefined);
+            const delay = Math.min(30, 2 ** Math.min(attempt, 5));
+            log.warning(`cannot connect to libvirt ${config.libvirtUri}: ${(e as Error).message}; retrying in ${delay} s (the start gate works meanwhile)`);
+            setTimeout(() => void connect(attempt + 1), delay * 1000).unref();
+          }
+        };
+        void connect(0);
+      }
+      const handler = async (req: Request): Promise<unknown> => {
+        switch (req.op) {
+          case 'domain_prepare': return mgr.prepare(req.xml, req.timeoutMs);
+          case 'domain_migrate': return mgr.migrateBegin(req.xml);
+          case 'domain_reconnect': return mgr.reconnect(req.xml);
+          case 'domain_release': {
+            const uuid = req.uuid ?? parseDomainXml(req.xml!).uuid;
+            return { released: await mgr.release(uuid, 'libvirt stopped it') };
+          }
+          default: throw new LeaseError(SANLK.EINVAL, `unexpected request ${req.op}`);
+        }
+      };
+      return {
+        handler,
+        policy: mgr,
+        ownerExists: async (o) => {
+          if (!isDomainUuid(o.uuid)) return o.pid ? pidAlive(o.pid) : true; // not a domain: a plain client owner
+          if (!conn?.connected) return true; // cannot tell yet: keep the leases; the resync decides
+          const st = await conn.state(o.uuid).catch(() => undefined);
+          return !!st && st.stateName !== 'SHUTOFF' && st.stateName !== 'CRASHED';
+        },
+        stop: async () => {
+          stopped = true;
+          await conn?.close().catch(() => undefined);
+        },
+      };
+    },
+    allowPeer: (config) => peerAllowed(config),
+    cleanup: cleanupExtension(),
+  };
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

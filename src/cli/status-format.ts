@@ -1,0 +1,42 @@
+/** Readable tables for `lockagent status` and `host_status`. */
+
+export interface StatusReply {
+  hostName: string;
+  lockspaces: Array<{ name: string; hostId: number; path: string; offset: number; state: string; generation?: number; ioTimeout: number; renewedAgo?: number; lastError?: string; ioTimeoutMismatches: Array<{ hostId: number; ownerName: string; ioTimeout: number }> }>;
+  owners: Array<{ uuid: string; name: string; pid?: number; leases: Array<{ lockspace: string; resource: string; path: string; offset: number; mode: string; lver: number }> }>;
+  [k: string]: unknown;
+}
+
+export type HostStatusReply = Array<{ lockspace: string; hostId: number; state: string; hosts: Array<{ hostId: number; ownerName: string; ownerGeneration: number; timestamp: number; ioTimeout: number; state: string; ageSeconds: number }> }>;
+
+function table(rows: string[][]): string {
+  if (!rows.length) return '';
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]))).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+export function formatStatus(r: StatusReply): string {
+  let out = `host ${r.hostName}\n\n`;
+  out += table([
+    ['LOCKSPACE', 'HOST_ID', 'STATE', 'GEN', 'RENEWED', 'IO_TIMEOUT', 'PATH'],
+    ...r.lockspaces.map((l) => [l.name, String(l.hostId), l.state, l.generation !== undefined ? String(l.generation) : '-',
+      l.renewedAgo !== undefined ? `${l.renewedAgo} s ago` : '-', `${l.ioTimeout} s`, `${l.path}:${l.offset}`]),
+  ]);
+  for (const l of r.lockspaces) {
+    if (l.lastError) out += `  ${l.name}: ${l.lastError}\n`;
+    for (const m of l.ioTimeoutMismatches) out += `  ${l.name}: host ${m.hostId} (${m.ownerName}) uses io_timeout ${m.ioTimeout} s, this host ${l.ioTimeout} s\n`;
+  }
+  out += '\n';
+  const rows = r.owners.flatMap((o) => (o.leases.length ? o.leases : [undefined]).map((l) => [
+    o.name, o.uuid, o.pid ? String(o.pid) : '-', l ? `${l.lockspace}:${l.resource}` : '(no leases)', l ? (l.mode === 'shared' ? 'SH' : 'EX') : '', l ? String(l.lver) : '', l ? l.path : '',
+  ]));
+  out += rows.length ? table([['OWNER', 'UUID', 'PID', 'LEASE', 'MODE', 'LVER', 'PATH'], ...rows]) : 'no owners hold leases\n';
+  return out;
+}
+
+export function formatHostStatus(r: HostStatusReply): string {
+  return r.map((ls) => `lockspace ${ls.lockspace} (this host: ${ls.hostId}, ${ls.state})\n` + table([
+    ['HOST_ID', 'STATE', 'GEN', 'TIMESTAMP', 'AGE', 'IO_TIMEOUT', 'NAME'],
+    ...ls.hosts.map((h) => [String(h.hostId), h.state, String(h.ownerGeneration), String(h.timestamp), `${h.ageSeconds} s`, `${h.ioTimeout} s`, h.ownerName]),
+  ])).join('\n');
+}

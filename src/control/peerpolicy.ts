@@ -1,0 +1,42 @@
+import { readFileSync } from 'fs';
+import { AgentConfig } from '../config/config';
+import { Peer } from './server';
+
+/**
+ * Who may use the control socket, checked with SO_PEERCRED after the file mode let them
+ * connect: root, the agent's own user, socket_user, and members of socket_group (primary or
+ * supplementary). Anything else is refused before a request is read.
+ */
+function lookupId(file: string, name: string | undefined): { id: number; members: string[] } | undefined {
+  if (!name) return undefined;
+  if (/^\+?\d+$/.test(name)) return { id: Number(name.replace('+', '')), members: [] };
+  try {
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f[0] === name) return { id: Number(f[2]), members: (f[3] ?? '').split(',').filter(Boolean) };
+    }
+  } catch { /* no such file: only numeric ids work */ }
+  return undefined;
+}
+
+function userName(uid: number): string | undefined {
+  try {
+    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (Number(f[2]) === uid) return f[0];
+    }
+  } catch { /* ignore */ }
+  return undefined;
+}
+
+export function peerAllowed(config: Pick<AgentConfig, 'socketUser' | 'socketGroup'>): (p: Peer) => boolean {
+  const user = lookupId('/etc/passwd', config.socketUser);
+  const group = lookupId('/etc/group', config.socketGroup);
+  const self = process.getuid?.() ?? 0;
+  return (p: Peer) => {
+    if (p.uid === undefined) return true; // no credentials available: the file mode is the gate
+    if (p.uid === 0 || p.uid === self || (user && p.uid === user.id)) return true;
+    if (group && (p.gid === group.id || group.members.includes(userName(p.uid) ?? '\0'))) return true;
+    return false;
+  };
+}

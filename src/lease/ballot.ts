@@ -1,0 +1,148 @@
+import {
+  Dblock, DBLOCK_SIZE, dblockValid, decodeDblock, decodeModeBlock, encodeModeBlockInto, isShared, MBLOCK_SHARED,
+  MODE_BLOCK_OFFSET,
+  paxosReadSize, SANLK, sealDblockInto,
+} from '../ondisk';
+import { Clock } from './clock';
+import { ioError, readArea, writeSector } from './diskio';
+import { OpBuffers } from './iobuf';
+import { PaxosHost, ResourceLocation } from './token';
+
+/**
+ * One Disk Paxos ballot on one disk (sanlock's run_ballot), for one lease version (lver).
+ * Every host writes only its own dblock sector and reads everyone's.
+ */
+
+/**
+ * Ballot numbers: host h uses k·max_hosts + h, so numbers never collide; the next attempt
+ * starts above the largest mbal seen. Note max_hosts, not num_hosts (1, 2001, 4002 for 512/1M).
+ */
+export function firstMbal(maxMbal: number, maxHosts: number, hostId: number): number {
+  if (!maxMbal) return hostId;
+  return maxMbal - (maxMbal % maxHosts) + maxHosts + hostId;
+}
+
+export interface BallotContext {
+  res: ResourceLocation;
+  host: PaxosHost;
+  sectorSize: number;
+  clock: Clock;
+  bufs: OpBuffers;
+  /**
+   * Host ids seen with a SHARED mode block in phase 1. Accumulates over attempts, like sanlock's
+   * token->shared_bitmap; the exclusive acquirer checks these holders after winning.
+   */
+  sharedHosts: Set<number>;
+  /** Write our SHARED mode block with each dblock (sh→ex conversion keeps it); default false. */
+  keepSharedMode?: boolean;
+}
+
+export interface BallotResult {
+  /** 0, -210/-211 (I/O), -212 (newer lver seen), -213 (higher mbal seen). */
+  rv: number;
+  message?: string;
+  /** Our dblock as last written (or about to be written when the write failed). */
+  dblock: Dblock;
+  /** Phase 2 started: on an I/O failure now, another host may still commit our value (retract). */
+  phase2: boolean;
+}
+
+/**
+ * A never-written dblock (all 56 bytes zero): valid, and no vote. Most of a 2000-host lease
+ * is blank, so this skips decoding them.
+ */
+export function dblockBlank(area: Buffer, off: number): boolean {
+  const end = off + BLANK_LEN;
+  for (let i = off; i < end; i++) if (area[i] !== 0) return false;
+  return true;
+}
+/** Local copies: a re-exported constant is a getter call in CommonJS output, too slow in these loops. */
+const BLANK_LEN = DBLOCK_SIZE;
+/** Low byte of the mode block's flags (little-endian u32 at 128). */
+const MODE_FLAGS = MODE_BLOCK_OFFSET;
+
+/** Offset of host_id's dblock sector in the lease area: leader, request, then one per host. */
+export function dblockOffset(sectorSize: number, hostId: number): number {
+  return (2 + hostId - 1) * sectorSize;
+}
+
+/** Write our dblock as one whole sector (zeroing the mode block unless we keep SHARED). */
+export async function writeDblock(
+  ctx: Pick<BallotContext, 'res' | 'host' | 'sectorSize'>, d: Dblock, mode?: { flags: number; generation: number },
+): Promise<Dblock> {
+  let sealed = d;
+  await writeSector(ctx.res.storage, ctx.res.offset + dblockOffset(ctx.sectorSize, ctx.host.hostId), ctx.sectorSize,
+    ctx.host.ioTimeout * 1000, (s) => {
+      sealed = sealDblockInto(d, s, 0);
+      if (mode) encodeModeBlockInto(mode, s, 0);
+    });
+  return sealed;
+}
+
+type Phase = 1 | 2;
+
+export async function runBallot(ctx: BallotContext, numHosts: number, nextLver: number, ourMbal: number): Promise<BallotResult> {
+  const { host, sectorSize: ss, res } = ctx;
+  const readLen = paxosReadSize(numHosts, ss);
+  const what = `ballot for ${res.spaceName}:${res.resourceName} lver ${nextLver}`;
+  const mode = ctx.keepSharedMode ? { flags: MBLOCK_SHARED, generation: host.generation } : undefined;
+  let dblock: Dblock = { mbal: ourMbal, bal: 0, inp: 0, inp2: 0, inp3: 0, lver: nextLver, checksum: 0, flags: 0 };
+
+  const write = async (phase: Phase): Promise<BallotResult | undefined> => {
+    try {
+      dblock = await writeDblock(ctx, dblock, mode);
+      return undefined;
+    } catch (e) {
+      const err = ioError(e, SANLK.DBLOCK_WRITE, `${what}: phase ${phase} writing our dblock`, true);
+      return { rv: err.rv, message: err.message, dblock, phase2: phase === 2 };
+    }
+  };
+
+  /** Read all dblocks; abort on a newer lver or a higher mbal; in phase 1 pick bk_max. */
+  const read = async (phase: Phase): Promise<{ fail?: BallotResult; bkMax?: Dblock }> => {
+    const buf = ctx.bufs.get(readLen);
+    let area: Buffer;
+    try {
+      area = await readArea(res.storage, res.offset, readLen, host.ioTimeout * 1000, buf);
+    } catch (e) {
+      ctx.bufs.poison(buf);
+      const err = ioError(e, SANLK.DBLOCK_READ, `${what}: phase ${phase} reading the dblocks`, true);
+      return { fail: { rv: err.rv, message: err.message, dblock, phase2: phase === 2 } };
+    }
+    let bkMax: Dblock | undefined;
+    for (let q = 0; q < numHosts; q++) {
+      const off = dblockOffset(ss, q + 1);
+      if (dblockBlank(area, off) && !(area[off + MODE_FLAGS] & MBLOCK_SHARED)) continue;
+      if (!dblockValid(area, off)) continue; // a torn or foreign sector is not a vote
+      const bk = decodeDblock(area, off);
+      if (phase === 1 && isShared(decodeModeBlock(area, off))) ctx.sharedHosts.add(q + 1);
+      if (bk.lver < dblock.lver) continue;
+      if (bk.lver > dblock.lver) {
+        return { fail: { rv: SANLK.DBLOCK_LVER, message: `${what}: host ${q + 1} is already at lver ${bk.lver}`, dblock, phase2: phase === 2 } };
+      }
+      if (bk.mbal > dblock.mbal) {
+        return { fail: { rv: SANLK.DBLOCK_MBAL, message: `${what}: host ${q + 1} runs a higher ballot (${bk.mbal} > ${dblock.mbal})`, dblock, phase2: phase === 2 } };
+      }
+      if (phase === 1 && bk.inp && bk.bal && (!bkMax || bk.bal > bkMax.bal)) bkMax = bk;
+    }
+    return { bkMax };
+  };
+
+  // Phase 1: announce our ballot number, learn any value already accepted in this instance.
+  const w1 = await write(1);
+  if (w1) return w1;
+  const r1 = await read(1);
+  if (r1.fail) return r1.fail;
+
+  // Paxos rule: propose the value with the highest bal seen; ourselves only if none.
+  dblock = r1.bkMax
+    ? { ...dblock, inp: r1.bkMax.inp, inp2: r1.bkMax.inp2, inp3: r1.bkMax.inp3, bal: dblock.mbal }
+    : { ...dblock, inp: host.hostId, inp2: host.generation, inp3: ctx.clock.monotime(), bal: dblock.mbal };
+
+  // Phase 2: accept the value; nobody may have started a higher ballot meanwhile.
+  const w2 = await write(2);
+  if (w2) return w2;
+  const r2 = await read(2);
+  if (r2.fail) return r2.fail;
+  return { rv: SANLK.OK, dblock, phase2: true };
+}

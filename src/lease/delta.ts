@@ -1,0 +1,294 @@
+import {
+  DELTA_DISK_MAGIC, DELTA_DISK_VERSION_MAJOR, Geometry, geometryFromLeader, HOST_NAME_MAX_ON_DISK,
+  HOSTID_BITMAP_OFFSET, HOSTID_BITMAP_SIZE, LeaderRecord, leadersEqual, LeaseError, namesEqual,
+  SANLK, sealLeaderInto, verifyDeltaLeader, VERSION_MAJOR_MASK, decodeLeader,
+} from '../ondisk';
+import { Clock } from './clock';
+import { ioError, readArea, writeSector } from './diskio';
+import { LeaseStorage } from './storage';
+import { deltaAcquireHeldDelay, deltaShortDelay, hostDeadSeconds } from './timeouts';
+import { Cancel, checkCancel, leaseTimestamp, sleepSeconds } from './wait';
+
+/**
+ * Delta leases (sanlock's delta_lease.c): the host_id lease a host holds in a lockspace, with
+ * the same reads, writes, delays and checks as sanlock 3.8.5 so both can share a lockspace.
+ */
+
+/** The host event a daemon publishes in write_id/gen/ts ("extra1..3") with each renewal. */
+export interface HostEvent {
+  generation: number;
+  event: number;
+  data: number;
+}
+
+/** Our hold on one host_id sector: what sanlock keeps in struct space + the lockspace thread. */
+export interface DeltaLease {
+  readonly spaceName: string;
+  readonly hostId: number;
+  /** The name we were given; on disk it is truncated to 47 bytes + NUL. */
+  readonly hostName: string;
+  readonly storage: LeaseStorage;
+  /** Byte offset of the lockspace area (sector 0 = host_id 1). */
+  readonly offset: number;
+  readonly geometry: Geometry;
+  /** Our io_timeout, written (& 0xFF) into every record. */
+  readonly ioTimeout: number;
+  /** Host generation (owner_generation of our acquire): tokens carry it as inp2/mode-block gen. */
+  readonly generation: number;
+  /** The record we last wrote (leader_last): renew compares the disk against it. */
+  leader: LeaderRecord;
+  /** Monotime of our last successful acquire/renew, i.e. the timestamp we wrote. */
+  lastSuccess: number;
+  /** Result of the last acquire/renew (sanlock's prev_result): 0 enables the -261 check. */
+  lastResult: number;
+  /** Bits we set for other hosts ("look at your requests/events"), written at 256..511 on renew. */
+  readonly bitmap: Buffer;
+  /** Host event for write_id/gen/ts; undefined leaves the on-disk values as they are. */
+  event?: HostEvent;
+  /** Renewal read buffer, reused across renewals and dropped after a failed read. */
+  iobuf?: Buffer;
+  released: boolean;
+}
+
+export interface DeltaAcquireParams {
+  storage: LeaseStorage;
+  offset: number;
+  spaceName: string;
+  hostId: number;
+  hostName: string;
+  ioTimeout: number;
+  clock: Clock;
+  cancel?: Cancel;
+}
+
+const ls = (space: string, hostId: number) => `host_id ${hostId} of lockspace ${space}`;
+
+/**
+ * delta_read_lockspace_sizes: sector 0 tells the sector and align size (4096 bytes read at the
+ * lockspace offset cover one 4K sector or eight 512 ones). A magic of 0 there means init is
+ * not committed yet.
+ */
+export async function readLockspaceGeometry(
+  storage: LeaseStorage, offset: number, spaceName: string, ioTimeout: number,
+): Promise<Geometry> {
+  let buf: Buffer;
+  try {
+    buf = await storage.read(offset, 4096, ioTimeout * 1000);
+  } catch (e) {
+    throw ioError(e, SANLK.LEADER_READ, `reading the header of lockspace ${spaceName} on ${storage.id}`);
+  }
+  const l = decodeLeader(buf, 0);
+  if (l.magic !== DELTA_DISK_MAGIC) {
+    throw new LeaseError(SANLK.LEADER_MAGIC, l.magic === 0
+      ? `lockspace ${spaceName} on ${storage.id}:${offset} is not initialised (or its init did not complete)`
+      : `no lockspace at ${storage.id}:${offset} (magic 0x${l.magic.toString(16)})`);
+  }
+  if (((l.version & VERSION_MAJOR_MASK) >>> 0) !== DELTA_DISK_VERSION_MAJOR) {
+    throw new LeaseError(SANLK.LEADER_VERSION, `lockspace at ${storage.id}:${offset} has unsupported version 0x${l.version.toString(16)}`);
+  }
+  const g = geometryFromLeader(l.sectorSize, l.flags);
+  if (!g) {
+    throw new LeaseError(SANLK.ADDLS_SIZES, `lockspace at ${storage.id}:${offset} has an invalid sector/align size (${l.sectorSize}, flags 0x${l.flags.toString(16)})`);
+  }
+  return g;
+}
+
+/** delta_lease_leader_read: one sector, verified (magic, version, lockspace name, checksum). */
+export async function readDeltaLeader(
+  storage: LeaseStorage, offset: number, geometry: Geometry, spaceName: string, hostId: number, ioTimeout: number,
+): Promise<LeaderRecord> {
+  const at = offset + (hostId - 1) * geometry.sectorSize;
+  let buf: Buffer;
+  try {
+    buf = await storage.read(at, geometry.sectorSize, ioTimeout * 1000);
+  } catch (e) {
+    throw ioError(e, SANLK.LEADER_READ, `reading the delta lease of ${ls(spaceName, hostId)}`);
+  }
+  const { rv, leader } = verifyDeltaLeader(buf, 0, spaceName);
+  if (rv < 0) throw new LeaseError(rv, `the delta lease of ${ls(spaceName, hostId)} at ${storage.id}:${at} is invalid (${rv})`);
+  return leader;
+}
+
+async function writeDeltaSector(
+  storage: LeaseStorage, at: number, sectorSize: number, rec: LeaderRecord, timeoutMs: number,
+  what: string, bitmap?: Buffer,
+): Promise<LeaderRecord> {
+  let written = rec;
+  try {
+    await writeSector(storage, at, sectorSize, timeoutMs, (s) => {
+      written = sealLeaderInto(rec, s, 0, HOST_NAME_MAX_ON_DISK);
+      if (bitmap) bitmap.copy(s, HOSTID_BITMAP_OFFSET, 0, HOSTID_BITMAP_SIZE);
+    });
+  } catch (e) {
+    throw ioError(e, SANLK.LEADER_WRITE, what);
+  }
+  return written;
+}
+
+const describeOwner = (l: LeaderRecord) =>
+  `host "${l.resourceName}" (generation ${l.ownerGeneration}, timestamp ${l.timestamp})`;
+
+/**
+ * delta_lease_acquire. Free sector or our own name ("fast reacquire"): write at once. Held under
+ * another name: wait max(host_dead, 8·io) of the previous owner's io_timeout, then take it only
+ * if the record did not change or became free. After writing, wait 2·io and re-read: any
+ * difference means another host is writing the same host_id (-262).
+ */
+export async function deltaAcquire(p: DeltaAcquireParams): Promise<DeltaLease> {
+  const { storage, offset, spaceName, hostId, clock } = p;
+  const what = () => `acquiring ${ls(spaceName, hostId)}`;
+  checkCancel(clock, p.cancel, what);
+  const geometry = await readLockspaceGeometry(storage, offset, spaceName, p.ioTimeout);
+  if (!Number.isInteger(hostId) || hostId < 1 || hostId > geometry.maxHosts) {
+    throw new LeaseError(SANLK.ADDLS_INVALID_HOSTID, `host_id ${hostId} is outside 1..${geometry.maxHosts} for lockspace ${spaceName}`);
+  }
+  const at = offset + (hostId - 1) * geometry.sectorSize;
+  const read = () => readDeltaLeader(storage, offset, geometry, spaceName, hostId, p.ioTimeout);
+
+  let leader = await read();
+  // Delays concern the previous owner: use the io_timeout it wrote (ours if it wrote none).
+  const otherIo = leader.ioTimeout;
+
+  if (leader.timestamp !== 0 && !namesEqual(leader.resourceName, p.hostName)) {
+    // Held by another name: it may be alive. Wait long enough that, if it is dead, its
+    // watchdog has fired; if it renews meanwhile, the host_id is busy.
+    const delay = deltaAcquireHeldDelay(otherIo, p.ioTimeout);
+    const before = leader;
+    await sleepSeconds(clock, delay, p.cancel, () => `${what()} (waiting ${delay} s for ${describeOwner(before)} to prove dead)`);
+    leader = await read();
+    if (!leadersEqual(before, leader) && leader.timestamp !== 0) {
+      throw new LeaseError(SANLK.HOSTID_BUSY,
+        `${ls(spaceName, hostId)} is in use: ${describeOwner(leader)} renewed it during our ${delay} s wait`);
+    }
+  }
+
+  checkCancel(clock, p.cancel, what);
+  const rec: LeaderRecord = {
+    ...leader,
+    timestamp: leaseTimestamp(clock),
+    ioTimeout: p.ioTimeout & 0xff,
+    ownerId: hostId,
+    ownerGeneration: leader.ownerGeneration + 1,
+    resourceName: truncateHostName(p.hostName),
+  };
+  const written = await writeDeltaSector(storage, at, geometry.sectorSize, rec, p.ioTimeout * 1000, `writing the delta lease of ${ls(spaceName, hostId)}`);
+
+  // Another host may be doing the same: if it wrote after us, our record is gone.
+  await sleepSeconds(clock, deltaShortDelay(otherIo, p.ioTimeout), p.cancel, what);
+  const check = await read();
+  if (!leadersEqual(written, check)) {
+    throw new LeaseError(SANLK.HOSTID_BUSY,
+      `${ls(spaceName, hostId)} is in use: ${describeOwner(check)} wrote it while we were acquiring it`);
+  }
+  return {
+    spaceName, hostId, hostName: p.hostName, storage, offset, geometry, ioTimeout: p.ioTimeout,
+    generation: written.ownerGeneration, leader: written, lastSuccess: written.timestamp, lastResult: SANLK.OK,
+    bitmap: Buffer.alloc(HOSTID_BITMAP_SIZE), released: false,
+  };
+}
+
+/**
+ * Set or clear host_id's bit in the bitmap our renewals write (sanlock sets it to signal a
+ * request or host event to that host, for set_bitmap_seconds).
+ */
+export function setDeltaBitmap(lease: DeltaLease, hostId: number, on: boolean): void {
+  const byte = (hostId - 1) >> 3;
+  const mask = 1 << ((hostId - 1) & 7);
+  lease.bitmap[byte] = on ? lease.bitmap[byte] | mask : lease.bitmap[byte] & ~mask;
+}
+
+/** The host name as sanlock stores it: at most 47 bytes, then NUL. */
+export function truncateHostName(name: string): string {
+  return Buffer.from(name, 'latin1').subarray(0, HOST_NAME_MAX_ON_DISK).toString('latin1');
+}
+
+export interface DeltaRenewal {
+  /**
+   * The whole lockspace area as read (for the host monitor). It is the lease's reusable iobuf:
+   * valid until the next renewal.
+   */
+  area: Buffer;
+  leader: LeaderRecord;
+}
+
+/**
+ * Results after which sanlock stops using the lockspace at once (corrupt_result): our sector was
+ * overwritten or is unreadable as ours. Retrying cannot help.
+ */
+export function isCorruptRenewal(rv: number): boolean {
+  return rv === SANLK.RENEW_OWNER || rv === SANLK.RENEW_DIFF || rv === SANLK.LEADER_MAGIC ||
+    rv === SANLK.LEADER_VERSION || rv === SANLK.LEADER_SECTORSIZE || rv === SANLK.LEADER_LOCKSPACE ||
+    rv === SANLK.LEADER_CHECKSUM;
+}
+
+/**
+ * delta_lease_renew: read the whole lockspace in one I/O, check our sector is still ours (-260)
+ * and, if the last renewal succeeded, unchanged since we wrote it (-261); then write a new
+ * timestamp with our io_timeout and bitmap. The write gets host_dead seconds: timing it out
+ * early would only make us retry a write that may still land.
+ */
+export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<DeltaRenewal> {
+  const g = lease.geometry;
+  const idOff = (lease.hostId - 1) * g.sectorSize;
+  const name = ls(lease.spaceName, lease.hostId);
+  const fail = (e: LeaseError): never => {
+    lease.lastResult = e.rv;
+    throw e;
+  };
+  if (lease.released) fail(new LeaseError(SANLK.RENEW_OWNER, `${name} was released; acquire it again`));
+
+  let area: Buffer;
+  try {
+    const target = lease.storage.readInto ? (lease.iobuf ?? Buffer.allocUnsafe(g.alignSize)) : undefined;
+    area = await readArea(lease.storage, lease.offset, g.alignSize, lease.ioTimeout * 1000, target);
+  } catch (e) {
+    lease.iobuf = undefined; // a late completion may still land in it
+    return fail(ioError(e, SANLK.LEADER_READ, `renewing ${name}: reading the lockspace`));
+  }
+  if (lease.storage.readInto) lease.iobuf = area;
+
+  const { rv, leader } = verifyDeltaLeader(area, idOff, lease.spaceName);
+  if (rv < 0) fail(new LeaseError(rv, `renewing ${name}: our delta lease sector is invalid (${rv})`));
+  const last = lease.leader;
+  if (leader.ownerId !== last.ownerId || leader.ownerGeneration !== last.ownerGeneration ||
+      leader.resourceName !== last.resourceName) {
+    fail(new LeaseError(SANLK.RENEW_OWNER,
+      `renewing ${name}: the sector now belongs to ${describeOwner(leader)}, not to us (generation ${last.ownerGeneration}); ` +
+      'two hosts are using the same host_id'));
+  }
+  if (lease.lastResult === SANLK.OK && !leadersEqual(leader, last)) {
+    fail(new LeaseError(SANLK.RENEW_DIFF,
+      `renewing ${name}: our delta lease changed on disk since our last write; another host is writing our host_id`));
+  }
+
+  const rec: LeaderRecord = {
+    ...leader,
+    ioTimeout: lease.ioTimeout & 0xff,
+    timestamp: leaseTimestamp(clock),
+    ...(lease.event ? {
+      writeId: lease.event.generation, writeGeneration: lease.event.event, writeTimestamp: lease.event.data,
+    } : {}),
+  };
+  const written = await writeDeltaSector(
+    lease.storage, lease.offset + idOff, g.sectorSize, rec, hostDeadSeconds(lease.ioTimeout, lease.ioTimeout) * 1000,
+    `renewing ${name}: writing our delta lease`, lease.bitmap,
+  ).catch((e: LeaseError) => fail(e));
+  lease.leader = written;
+  lease.lastSuccess = written.timestamp;
+  lease.lastResult = SANLK.OK;
+  return { area, leader: written };
+}
+
+/**
+ * delta_lease_release: our last record with timestamp 0, written as a whole sector (so the
+ * bitmap is cleared). Release resources first: other hosts treat every paxos lease of a free
+ * host_id as free.
+ */
+export async function deltaRelease(lease: DeltaLease): Promise<LeaderRecord> {
+  const at = lease.offset + (lease.hostId - 1) * lease.geometry.sectorSize;
+  const written = await writeDeltaSector(lease.storage, at, lease.geometry.sectorSize,
+    { ...lease.leader, timestamp: 0 }, lease.ioTimeout * 1000, `releasing ${ls(lease.spaceName, lease.hostId)}`);
+  lease.leader = written;
+  lease.released = true;
+  return written;
+}

@@ -1,0 +1,60 @@
+import { LeaseError, SANLK } from '../ondisk';
+import { LeaseStorage } from './storage';
+
+/**
+ * Sector I/O for the lease algorithms (sanlock's diskio.c): whole-sector writes that zero what
+ * they do not own, and the mapping of storage failures to sanlock result codes.
+ */
+
+/** sanlock's general error, used for cancelled waits (sanlock returns it on remove/shutdown). */
+export const SANLK_ERROR = -201;
+
+/** True when the failure is an I/O timeout (LeaseError -202 or an ETIMEDOUT-style error). */
+export function isIoTimeout(err: unknown): boolean {
+  if (err instanceof LeaseError) return err.rv === SANLK.AIO_TIMEOUT;
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ETIMEDOUT' || code === 'ETIME';
+}
+
+function reason(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+/**
+ * Map a storage failure to a sanlock code. Timeouts are -202 (SANLK_AIO_TIMEOUT) unless
+ * `always` is set: run_ballot reports every dblock I/O failure, timeouts included, as
+ * -210/-211. Other failures get `code` (-210/-211/-220/-221), which is what sanlock returns
+ * when it cannot read or write a majority of the lease disks.
+ */
+export function ioError(err: unknown, code: number, what: string, always = false): LeaseError {
+  if (!always && isIoTimeout(err)) {
+    return new LeaseError(SANLK.AIO_TIMEOUT, `${what}: I/O timed out (${reason(err)})`);
+  }
+  return new LeaseError(code, `${what}: I/O failed (${reason(err)})`);
+}
+
+/** Read `length` bytes at `offset`, into `target` when given and the storage supports it. */
+export async function readArea(
+  storage: LeaseStorage, offset: number, length: number, timeoutMs: number, target?: Buffer,
+): Promise<Buffer> {
+  if (target && storage.readInto && target.length === length) {
+    await storage.readInto(offset, target, timeoutMs);
+    return target;
+  }
+  return storage.read(offset, length, timeoutMs);
+}
+
+/**
+ * Write one whole sector whose content is `fill`ed into a zeroed buffer: sanlock's write_sector
+ * zeroes everything after the structure, which is why a delta acquire clears the bitmap and a
+ * dblock write clears the mode block.
+ */
+export async function writeSector(
+  storage: LeaseStorage, offset: number, sectorSize: number, timeoutMs: number, fill: (sector: Buffer) => void,
+): Promise<Buffer> {
+  const sector = Buffer.alloc(sectorSize);
+  fill(sector);
+  await storage.write(offset, sector, timeoutMs);
+  return sector;
+}

@@ -1,0 +1,51 @@
+import { Dblock, Geometry, LeaderRecord } from '../ondisk';
+import { LeaseStorage } from './storage';
+
+/**
+ * The vocabulary shared by the paxos files: where a resource lease lives, who we are in its
+ * lockspace, and the token (sanlock's struct token) a host holds after acquiring it.
+ */
+
+export interface ResourceLocation {
+  storage: LeaseStorage;
+  /** Byte offset of the lease area (its leader sector). */
+  offset: number;
+  spaceName: string;
+  resourceName: string;
+  /**
+   * Sector/align size to start with (sanlock starts from the lockspace's). The leader's own
+   * sizes win: acquire restarts with them when they differ. Default 512/1M.
+   */
+  geometry?: Geometry;
+}
+
+/** Us, as a lockspace member: sanlock's token->host_id / host_generation / io_timeout. */
+export interface PaxosHost {
+  hostId: number;
+  /** Our delta lease generation (owner_generation of our acquire). */
+  generation: number;
+  /** Our lockspace io_timeout: every lease I/O gets this many seconds. */
+  ioTimeout: number;
+}
+
+export type LeaseMode = 'EX' | 'SH';
+
+/** A held resource lease (sanlock's token + struct resource): what release needs. */
+export interface ResourceToken {
+  res: ResourceLocation;
+  host: PaxosHost;
+  mode: LeaseMode;
+  /** Sector size the lease actually uses (from its leader). */
+  sectorSize: number;
+  alignSize: number;
+  /** The leader as of our acquire (what we committed, or what another host committed for us). */
+  leader: LeaderRecord;
+  /** Our dblock from the winning ballot: release rewrites it with RELEASED set. */
+  dblock: Dblock;
+  lver: number;
+}
+
+/** "LS:RES1", as sanlock names a resource. */
+export function resName(res: Pick<ResourceLocation, 'spaceName' | 'resourceName'>): string {
+  return `${res.spaceName}:${res.resourceName}`;
+}

@@ -1,0 +1,46 @@
+import { LeaseError } from '../ondisk';
+import { Clock } from './clock';
+import { SANLK_ERROR } from './diskio';
+
+/**
+ * Cancellation of long lease waits (a delta takeover waits 140 s, a paxos takeover up to
+ * host_dead). sanlock sleeps one second at a time and checks for lockspace removal or shutdown
+ * between sleeps; we do the same with an AbortSignal and/or a deadline on the caller's clock.
+ */
+export interface Cancel {
+  signal?: AbortSignal;
+  /** Give up once clock.nowMs() reaches this value. */
+  deadlineMs?: number;
+}
+
+/** Throw SANLK_ERROR (-201) with `what` if the caller cancelled or its deadline passed. */
+export function checkCancel(clock: Clock, cancel: Cancel | undefined, what: () => string): void {
+  if (!cancel) return;
+  if (cancel.signal?.aborted) throw new LeaseError(SANLK_ERROR, `${what()}: cancelled`);
+  if (cancel.deadlineMs !== undefined && clock.nowMs() >= cancel.deadlineMs) {
+    throw new LeaseError(SANLK_ERROR, `${what()}: gave up at the caller's deadline`);
+  }
+}
+
+/** Sleep `seconds` in one-second steps, checking cancellation before each step. */
+export async function sleepSeconds(
+  clock: Clock, seconds: number, cancel: Cancel | undefined, what: () => string,
+): Promise<void> {
+  for (let i = 0; i < seconds; i++) {
+    checkCancel(clock, cancel, what);
+    await clock.sleep(1000);
+  }
+  checkCancel(clock, cancel, what);
+}
+
+/** A short sleep (ballot back-off, shared retry) that still honours cancellation. */
+export async function sleepMs(clock: Clock, ms: number, cancel: Cancel | undefined, what: () => string): Promise<void> {
+  checkCancel(clock, cancel, what);
+  await clock.sleep(ms);
+  checkCancel(clock, cancel, what);
+}
+
+/** sanlock must never write timestamp 0 (= free) for a held lease, even in the first second after boot. */
+export function leaseTimestamp(clock: Clock): number {
+  return Math.max(1, clock.monotime());
+}

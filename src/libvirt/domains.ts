@@ -1,0 +1,420 @@
+import { readFile } from 'fs/promises';
+import { Agent } from '../agent/agent';
+import { FailedOwner, KillPolicy, LeaseFailurePolicy } from '../agent/failure';
+import { KeyedQueue } from '../agent/keyedqueue';
+import { ensureResourceFile } from '../agent/resourcefile';
+import { AgentConfig } from '../config/config';
+import { LeaseSpec } from '../control/protocol';
+import { Logger } from '../log/logger';
+import { geometryFor, LeaseError, SANLK } from '../ondisk';
+import { StateStore } from '../state/statestore';
+import { DomainInfo, parseDomainXml } from './domainxml';
+import { LeasePlan, planLeases } from './leaseplan';
+
+/**
+ * Domains and their leases: the start gate (hook requests), lifecycle events, and what to do
+ * when a lease is lost. Hook requests are answered from our own state — they never call
+ * libvirt, which is blocked waiting for the hook. Work for one domain runs in order.
+ */
+
+/** The libvirt calls the manager needs, outside hook requests. */
+export interface DomainControl {
+  listDomains(): Promise<Array<{ uuid: string; name: string; id?: number; state: number | string }>>;
+  getXML(uuid: string): Promise<string>;
+  suspend(uuid: string): Promise<void>;
+  resume(uuid: string): Promise<void>;
+  destroy(uuid: string): Promise<void>;
+  create(uuid: string): Promise<void>;
+  /** virDomainGetState, to tell whether a failed action's goal is reached anyway */
+  state?(uuid: string): Promise<{ stateName: string }>;
+}
+
+export interface LifecycleEventLike {
+  uuid: string;
+  name: string;
+  event: string;
+  detail: string;
+}
+
+interface DomainState {
+  uuid: string;
+  name: string;
+  xml?: string;
+  plan?: LeasePlan;
+  /** `migrate begin` seen: this start is an incoming migration; take leases on resume. */
+  incoming: boolean;
+}
+
+export interface DomainManagerOptions {
+  agent: Agent;
+  config: AgentConfig;
+  store: StateStore;
+  log: Logger;
+  /** null until connected; actions are retried when it is missing */
+  control: () => DomainControl | undefined;
+  /** where libvirt keeps QEMU pid files */
+  qemuRunDir?: string;
+  /** wait this long for a lease the migration source is releasing */
+  migrationAcquireMs?: number;
+}
+
+const toSpec = (e: LeasePlan['entries'][number]): LeaseSpec => ({ lockspace: e.lockspace, resource: e.resource, path: e.path, offset: e.offset, mode: e.mode, disk: e.disk?.source });
+
+/** Longest wait for a libvirt call made while handling an event (getXML). */
+const LIBVIRT_CALL_MS = 15000;
+
+export class DomainManager implements LeaseFailurePolicy {
+  private readonly domains = new Map<string, DomainState>();
+  /**
+   * Lease work of one domain, in order: hook requests and the lease part of events. Nothing in
+   * here calls libvirt: a hook request may be waiting in this queue while libvirtd holds the
+   * domain locked for that very hook, so a libvirt call in front of it could deadlock.
+   */
+  private readonly queue = new KeyedQueue();
+  /** Events (and resync work) of one domain, in order; their libvirt calls run here, outside `queue`. */
+  private readonly events = new KeyedQueue();
+  private readonly kill: KillPolicy;
+
+  constructor(private readonly o: DomainManagerOptions) {
+    this.kill = new KillPolicy({ graceSeconds: o.config.killGraceSeconds, log: (l, m) => o.log[l](m) });
+  }
+
+  // ---- hook requests: never call libvirt from here ---------------------------------------------
+
+  /** `prepare begin`: the start gate. Resolves when every lease is ours; rejects with the reason. */
+  prepare(xml: string, timeoutMs?: number): Promise<{ leases: number; deferred: boolean }> {
+    const dom = parseDomainXml(xml);
+    return this.queue.run(dom.uuid, async () => {
+      const st = this.state(dom, xml);
+      const plan = this.plan(dom, st);
+      if (st.incoming) {
+        this.o.log.info(`${dom.name}: incoming migration; its ${plan.entries.length} lease(s) are taken when it resumes here`);
+        return { leases: plan.entries.length, deferred: true };
+      }
+      await this.acquirePlan(dom, plan, { timeoutMs });
+      return { leases: plan.entries.length, deferred: false };
+    });
+  }
+
+  /** `migrate begin` on the destination: the next start of this domain is an incoming migration. */
+  migrateBegin(xml: string): Promise<void> {
+    const dom = parseDomainXml(xml);
+    return this.queue.run(dom.uuid, async () => {
+      this.state(dom, xml).incoming = true;
+    });
+  }
+
+  /** `stopped end` / `release end` (also after a start we vetoed): idempotent. */
+  release(uuid: string, why: string): Promise<number> {
+    return this.queue.run(uuid, () => this.releaseAll(uuid, why));
+  }
+
+  /** `reconnect begin`: never refuse (libvirt would kill the domain); re-adopt what we can. */
+  reconnect(xml: string): Promise<void> {
+    const dom = parseDomainXml(xml);
+    return this.queue.run(dom.uuid, async () => {
+      const st = this.state(dom, xml);
+      const plan = this.plan(dom, st);
+      const missing = plan.entries.filter((e) => !this.o.agent.inquire(dom.uuid).some((h) => h.spec.resource === e.resource && h.spec.lockspace === e.lockspace));
+      if (!missing.length) return;
+      void this.acquirePlan(dom, plan, { withPid: true }).catch((e) => {
+        // Outside the hook (deferred): apply the lock-failure action later.
+        setTimeout(() => void this.onLeaseFailure({ uuid: dom.uuid, name: dom.name, reason: `its leases could not be re-adopted on libvirt reconnect: ${(e as Error).message}`, action: dom.onLockFailure }), 2000);
+      });
+    });
+  }
+
+  // ---- lifecycle events --------------------------------------------------------------------------
+
+  onLifecycle(ev: LifecycleEventLike): Promise<void> {
+    return this.events.run(ev.uuid, async () => {
+      const kind = `${ev.event}/${ev.detail}`;
+      // libvirt calls happen here, before the lease work is queued behind hook requests.
+      const wantsXml = ev.event === 'RESUMED' || (ev.event === 'STARTED' && ev.detail !== 'MIGRATED' && ev.detail !== 'WAKEUP');
+      const xml = wantsXml ? await this.fetchXml(ev.uuid) : undefined;
+      const after = await this.queue.run(ev.uuid, async (): Promise<(() => Promise<void>) | undefined> => {
+        switch (ev.event) {
+          case 'STOPPED':
+            await this.releaseAll(ev.uuid, `stopped (${ev.detail.toLowerCase()})`);
+            this.domains.delete(ev.uuid);
+            return undefined;
+          case 'SUSPENDED':
+            await this.suspendRelease(ev.uuid, ev.name, kind);
+            return undefined;
+          case 'RESUMED':
+            return this.resumeAcquire(ev.uuid, ev.name, ev.detail, xml);
+          case 'STARTED':
+            if (ev.detail === 'MIGRATED' || ev.detail === 'WAKEUP') return undefined;
+            await this.ensureHeld(ev.uuid, ev.name, kind, xml);
+            return undefined;
+          case 'UNDEFINED':
+            if (!this.o.agent.inquire(ev.uuid).length) this.domains.delete(ev.uuid);
+            return undefined;
+          default:
+            return undefined; // DEFINED, PMSUSPENDED, SHUTDOWN, CRASHED: leases unchanged
+        }
+      });
+      // Actions on the domain (pause it again, destroy it...) also run outside `queue`.
+      if (after) await after();
+    });
+  }
+
+  /** After every (re)connect: reconcile with what libvirt says runs now. Missed events are lost. */
+  async onResync(domains: Array<{ uuid: string; name: string; state: number | string }>): Promise<void> {
+    const running = new Map(domains.map((d) => [d.uuid, d]));
+    for (const o of this.o.agent.ownersList()) {
+      // Owners that are not domains (`lockagent client acquire --owner NAME`) are not libvirt's.
+      if (!isDomainUuid(o.ref.uuid)) continue;
+      const d = running.get(o.ref.uuid);
+      const st = stateName(d?.state);
+      if (!d || st === 'SHUTOFF' || st === 'CRASHED') {
+        await this.events.run(o.ref.uuid, () => this.release(o.ref.uuid, 'not running after libvirt resync'));
+      } else if (st === 'PAUSED' && o.leases.length) {
+        await this.events.run(d.uuid, () => this.queue.run(d.uuid, () => this.suspendRelease(d.uuid, d.name, 'paused at resync')));
+      }
+    }
+    for (const d of domains) {
+      if (stateName(d.state) !== 'RUNNING') continue;
+      await this.events.run(d.uuid, async () => {
+        const xml = await this.fetchXml(d.uuid);
+        await this.queue.run(d.uuid, () => this.ensureHeld(d.uuid, d.name, 'running at resync', xml));
+      });
+    }
+  }
+
+  // ---- lock failure --------------------------------------------------------------------------
+
+  /** The action for an owner whose leases are lost: <on_lockfailure>, else the configured default. */
+  async onLeaseFailure(owner: FailedOwner): Promise<void> {
+    const action = owner.action ?? this.o.config.leaseFailureAction;
+    const ctl = this.o.control();
+    const who = `${owner.name} (${owner.uuid})`;
+    try {
+      switch (action) {
+        case 'poweroff':
+          this.o.log.error(`lease lost for ${who}: ${owner.reason}; on_lockfailure=poweroff: destroying it`);
+          if (!ctl) throw new Error('libvirt is not connected');
+          await ctl.destroy(owner.uuid);
+          return;
+        case 'pause':
+          this.o.log.error(`lease lost for ${who}: ${owner.reason}; on_lockfailure=pause: pausing it`);
+          if (!ctl) throw new Error('libvirt is not connected');
+          await ctl.suspend(owner.uuid);
+          return;
+        case 'restart':
+          this.o.log.error(`lease lost for ${who}: ${owner.reason}; on_lockfailure=restart: destroying it and starting it again (the start needs its leases)`);
+          if (!ctl) throw new Error('libvirt is not connected');
+          await ctl.destroy(owner.uuid);
+          await ctl.create(owner.uuid).catch((e) => this.o.log.error(`restart of ${who} failed: ${(e as Error).message}`));
+          return;
+        case 'ignore':
+          this.o.log.error(`lease lost for ${who}: ${owner.reason}; on_lockfailure=ignore: leaving it running WITHOUT its leases`);
+          return;
+        default:
+          await this.kill.onLeaseFailure({ ...owner, pid: await this.ownerPid(owner) });
+      }
+    } catch (e) {
+      // The goal may be reached anyway (already paused, already gone): then there is nothing to kill.
+      const now = await ctl?.state?.(owner.uuid).then((s) => s.stateName, () => undefined);
+      if ((action === 'pause' && now === 'PAUSED') || ((action === 'poweroff' || action === 'restart') && (now === 'SHUTOFF' || now === 'CRASHED'))) {
+        this.o.log.warning(`lock-failure action ${action} for ${who}: ${(e as Error).message}; the domain is ${now.toLowerCase()} anyway`);
+        return;
+      }
+      this.o.log.error(`lock-failure action ${action} for ${who} failed: ${(e as Error).message}; falling back to SIGTERM/SIGKILL`);
+      await this.kill.onLeaseFailure({ ...owner, pid: await this.ownerPid(owner) });
+    }
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  private state(dom: DomainInfo, xml?: string): DomainState {
+    let st = this.domains.get(dom.uuid);
+    if (!st) {
+      st = { uuid: dom.uuid, name: dom.name, incoming: false };
+      this.domains.set(dom.uuid, st);
+    }
+    st.name = dom.name;
+    if (xml) st.xml = xml;
+    return st;
+  }
+
+  private plan(dom: DomainInfo, st: DomainState): LeasePlan {
+    const plan = planLeases(dom, this.o.config);
+    st.plan = plan;
+    return plan;
+  }
+
+  private async ensureLeaseFiles(plan: LeasePlan): Promise<void> {
+    const g = geometryFor(this.o.config.sectorSize, this.o.config.alignSize);
+    for (const e of plan.entries) {
+      if (e.origin !== 'disk') continue;
+      await ensureResourceFile(e.path, e.lockspace, e.resource, g, { mode: 0o600 });
+    }
+  }
+
+  /** withPid: QEMU exists (not at `prepare`): record its pid for the kill policy. */
+  private async acquirePlan(dom: DomainInfo, plan: LeasePlan, opts: { timeoutMs?: number; lvers?: Map<string, number>; retryMs?: number; withPid?: boolean }): Promise<void> {
+    if (!plan.entries.length) return;
+    await this.ensureLeaseFiles(plan);
+    const specs = plan.entries.map((e) => ({ ...toSpec(e), lver: opts.lvers?.get(`${e.lockspace}:${e.resource}`) }));
+    const pid = opts.withPid ? await this.qemuPid(dom.name) : undefined;
+    const until = Date.now() + (opts.retryMs ?? 0);
+    for (;;) {
+      try {
+        await this.o.agent.acquire({ uuid: dom.uuid, name: dom.name, pid }, specs, { timeoutMs: opts.timeoutMs, action: dom.onLockFailure });
+        return;
+      } catch (e) {
+        const rv = (e as LeaseError).rv;
+        const busy = rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER;
+        if (!busy || Date.now() >= until) throw e;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  private async releaseAll(uuid: string, why: string): Promise<number> {
+    const n = await this.o.agent.release({ uuid }).catch((e) => {
+      this.o.log.warning(`releasing the leases of ${uuid} (${why}) failed: ${(e as Error).message}`);
+      return 0;
+    });
+    // Leases released on suspend keep rows (lver) until the domain stops.
+    for (const l of this.o.store.leases(uuid)) this.o.store.forgetLease(uuid, l.lockspace, l.resource);
+    this.o.store.removeOwner(uuid);
+    if (n) this.o.log.info(`released ${n} lease(s) of ${this.domains.get(uuid)?.name ?? uuid}: ${why}`);
+    return n;
+  }
+
+  /** SUSPENDED: give the leases up (another host may take the disk), remembering each lver. */
+  private async suspendRelease(uuid: string, name: string, why: string): Promise<void> {
+    const held = this.o.agent.inquire(uuid);
+    if (!held.length) return;
+    await this.o.agent.release({ uuid, name }, undefined, { keepRecord: true });
+    this.o.store.setOwnerState(uuid, 'suspended');
+    this.o.log.info(`${name} paused (${why}): released ${held.length} lease(s), lver kept for the resume check`);
+  }
+
+  /**
+   * RESUMED: take the leases again and require each lver unchanged — libvirt parses the saved
+   * state and never checks it. If another host took a disk meanwhile, the domain must not run:
+   * the returned follow-up (run outside the lease queue) pauses it again at once and then applies
+   * its lock-failure action — nothing more for `pause` (it is paused), and `ignore` leaves it
+   * paused too: it cannot run on a disk another host is using.
+   */
+  private async resumeAcquire(uuid: string, name: string, detail: string, xml?: string): Promise<(() => Promise<void>) | undefined> {
+    const st = this.domains.get(uuid);
+    const rows = this.o.store.leases(uuid).filter((r) => !r.held);
+    const dom = this.domainInfo(uuid, name, xml);
+    if (!dom) return undefined;
+    const plan = this.plan(dom, this.state(dom));
+    const lvers = new Map(rows.map((r) => [`${r.lockspace}:${r.resource}`, r.lver]));
+    const migrated = detail === 'MIGRATED' || st?.incoming;
+    try {
+      await this.acquirePlan(dom, plan, {
+        lvers: migrated ? undefined : lvers,
+        retryMs: migrated ? this.o.migrationAcquireMs ?? 20000 : 0,
+        withPid: true,
+      });
+      if (st) st.incoming = false;
+      this.o.store.setOwnerState(uuid, 'active');
+      this.o.log.info(`${name} resumed${migrated ? ' after incoming migration' : ''}: ${plan.entries.length} lease(s) held`);
+      return undefined;
+    } catch (e) {
+      const reason = (e as Error).message;
+      this.o.log.error(`${name} resumed but its leases cannot be taken: ${reason}; pausing it again`);
+      return async () => {
+        const ctl = this.o.control();
+        let paused = false;
+        if (ctl) {
+          paused = await ctl.suspend(uuid).then(() => true, (err) => {
+            this.o.log.error(`pausing ${name} again failed: ${(err as Error).message}`);
+            return false;
+          });
+        }
+        const action = dom.onLockFailure ?? this.o.config.leaseFailureAction;
+        if (paused && (action === 'pause' || action === 'ignore')) {
+          this.o.log.error(`${name} stays paused (on_lockfailure=${action}): resume it once its leases are free`);
+          return;
+        }
+        await this.onLeaseFailure({ uuid, name, reason: `resumed without its leases: ${reason}`, action });
+      };
+    }
+  }
+
+  /** A running domain must hold its leases (it started while we were down, or without the hook). */
+  private async ensureHeld(uuid: string, name: string, why: string, xml?: string): Promise<void> {
+    const dom = this.domainInfo(uuid, name, xml);
+    if (!dom) return;
+    const plan = this.plan(dom, this.state(dom));
+    const have = this.o.agent.inquire(uuid);
+    if (plan.entries.every((e) => have.some((h) => h.spec.lockspace === e.lockspace && h.spec.resource === e.resource))) {
+      // Leases taken at `prepare` (before QEMU existed): record QEMU's pid for the kill policy.
+      const pid = await this.qemuPid(dom.name);
+      if (pid && plan.entries.length) this.o.agent.setOwnerPid(uuid, pid);
+      return;
+    }
+    // Leases recorded before an agent restart are being re-adopted, not taken for the first time.
+    const known = this.o.store.leases(uuid).some((r) => r.held);
+    try {
+      await this.acquirePlan(dom, plan, { withPid: true });
+      if (known) this.o.log.info(`${name} is ${why}: its ${plan.entries.length} lease(s) are held again`);
+      else this.o.log.warning(`${name} was ${why} without all its leases; they are now held`);
+    } catch (e) {
+      void this.onLeaseFailure({ uuid, name, reason: `it runs without its leases (${why}): ${(e as Error).message}`, action: dom.onLockFailure });
+    }
+  }
+
+  /** The live XML (fetched before the lease work is queued), else the one the hook sent. */
+  private async fetchXml(uuid: string): Promise<string | undefined> {
+    const ctl = this.o.control();
+    if (!ctl) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), LIBVIRT_CALL_MS); });
+    try {
+      return await Promise.race([ctl.getXML(uuid).catch(() => undefined), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private domainInfo(uuid: string, name: string, xml?: string): DomainInfo | undefined {
+    const text = xml ?? this.domains.get(uuid)?.xml;
+    if (!text) {
+      this.o.log.warning(`no XML known for ${name} (${uuid}); cannot plan its leases`);
+      return undefined;
+    }
+    return parseDomainXml(text);
+  }
+
+  /** The pid to signal: QEMU's (from libvirt's pid file) for a domain, else the one the owner gave. */
+  private async ownerPid(owner: FailedOwner): Promise<number | undefined> {
+    return (await this.qemuPid(owner.name)) ?? owner.pid;
+  }
+
+  /**
+   * QEMU's pid from libvirt's pid file (<qemuRunDir>/<name>.pid), only if that process really is
+   * this domain's QEMU: a stale pid file must never make us signal an unrelated process.
+   */
+  private async qemuPid(name: string): Promise<number | undefined> {
+    const dir = this.o.qemuRunDir ?? '/run/libvirt/qemu';
+    const txt = await readFile(`${dir}/${name}.pid`, 'utf8').catch(() => '');
+    const pid = Number(txt.trim());
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => '');
+    // libvirt passes "-name guest=<name>,debug-threads=on" with commas in the name doubled.
+    const args = cmdline.split('\0');
+    const i = args.indexOf('-name');
+    const guest = i >= 0 ? args[i + 1] ?? '' : '';
+    const want = `guest=${name.replace(/,/g, ',,')}`;
+    return guest === want || (guest.startsWith(`${want},`) && !guest.startsWith(`${want},,`)) ? pid : undefined;
+  }
+}
+
+/** Domain owners are keyed by the canonical lower-case UUID (parseDomainXml's form). */
+export function isDomainUuid(id: string): boolean {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id);
+}
+
+function stateName(s: number | string | undefined): string {
+  if (typeof s === 'string') return s.toUpperCase();
+  return ['NOSTATE', 'RUNNING', 'BLOCKED', 'PAUSED', 'SHUTDOWN', 'SHUTOFF', 'CRASHED', 'PMSUSPENDED'][s ?? 0] ?? 'NOSTATE';
+}

@@ -1,0 +1,123 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'fs';
+import { join } from 'path';
+import { callAgent } from '../control/client';
+import { findPackageRoot } from '../io/native';
+import { Request } from '../control/protocol';
+import { LeaseError } from '../ondisk/results';
+
+/**
+ * The libvirt qemu hook: `<domain> <operation> <sub-operation> <extra>`, domain XML on stdin.
+ * It only forwards to the agent over the control socket — it must never call libvirt, which is
+ * blocked waiting for it. A refusal is one line on stderr, which virsh shows to the operator.
+ */
+export interface HookResult {
+  code: number;
+  stderr?: string;
+}
+
+export const HOOK_TIMEOUT_MS = 90_000;
+
+export async function runHook(argv: string[], xml: string, socket: string, timeoutMs = HOOK_TIMEOUT_MS): Promise<HookResult> {
+  const [name, op, sub] = argv;
+  let req: Request | undefined;
+  switch (`${op}:${sub}`) {
+    case 'prepare:begin': req = { op: 'domain_prepare', xml, timeoutMs: timeoutMs - 5000 }; break;
+    case 'migrate:begin': req = { op: 'domain_migrate', xml }; break;
+    case 'stopped:end':
+    case 'release:end': req = { op: 'domain_release', xml }; break;
+    case 'reconnect:begin': req = { op: 'domain_reconnect', xml }; break;
+    default: return { code: 0 }; // start, started, restore, attach...: nothing to do
+  }
+  try {
+    await callAgent(socket, req, timeoutMs);
+    return { code: 0 };
+  } catch (e) {
+    const msg = e instanceof LeaseError ? e.message : (e as Error).message;
+    // Only the start gate and migration may refuse (an unreachable agent refuses too: the gate
+    // fails closed). libvirt ignores stop/release exit codes, and a failing reconnect hook would
+    // make libvirt kill a running domain.
+    if (req.op === 'domain_prepare' || req.op === 'domain_migrate') {
+      return { code: 1, stderr: `lockagent: ${msg}` };
+    }
+    return { code: 0, stderr: `lockagent: ${op} ${sub} of ${name}: ${msg}` };
+  }
+}
+
+/**
+ * The operations the installed script forwards to the agent; it answers every other one itself.
+ * `release end` follows `stopped end` in every stop (vetoed starts included) and would only repeat
+ * the same idempotent release ~10 ms later, for another node start; runHook still serves it.
+ */
+export const FORWARDED_OPS = ['prepare:begin', 'migrate:begin', 'stopped:end', 'reconnect:begin'] as const;
+
+/** Marks files written by installHook, so uninstallHook removes only ours. */
+const MARK = 'installed by "lockagent install-hook"';
+
+const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * The CLI entry the hook runs: the main.js of the build this code belongs to (…/cli/main.js
+ * beside …/libvirt/hook.js), so the hook is the same lockagent that installed it; from the
+ * TypeScript sources (tests), the package's dist/cli/main.js.
+ */
+export function defaultHookMain(): string {
+  const own = join(__dirname, '..', 'cli', 'main.js');
+  return existsSync(own) ? own : join(findPackageRoot(), 'dist', 'cli', 'main.js');
+}
+
+/**
+ * Install the hook script into libvirt's hook directory (<dir> is .../hooks/qemu.d); libvirtd
+ * notices a hook created while it runs only after a SIGHUP. The script runs node only for the
+ * operations in FORWARDED_OPS (each node start costs ~0.15-0.2 s of `virsh start`); for the others
+ * it drains stdin and exits 0. Where there is no main `qemu` hook, a placeholder is written
+ * (libvirt runs the qemu.d scripts after it).
+ */
+export function installHook(opts: { dir?: string; nodePath?: string; mainJs?: string; socket?: string; config?: string }): string {
+  const dir = opts.dir ?? '/etc/libvirt/hooks/qemu.d';
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, '50-lockagent');
+  const env = [
+    opts.socket ? `LOCKAGENT_SOCKET=${shq(opts.socket)}` : '',
+    opts.config ? `LOCKAGENT_CONFIG=${shq(opts.config)}` : '',
+  ].filter(Boolean).join(' ');
+  const script = `#!/bin/sh
+# lockagent start gate: takes each disk's lease before libvirt starts the domain, releases
+# them when it stops; ${MARK}. It only talks to the
+# lockagent socket, never to libvirt. To uninstall: remove this file, then kill -HUP libvirtd.
+case "$2:$3" in
+  ${FORWARDED_OPS.join('|')}) ;;
+  *) cat > /dev/null; exit 0 ;;
+esac
+${env ? `export ${env}
+` : ''}exec ${shq(opts.nodePath ?? process.execPath)} ${shq(opts.mainJs ?? defaultHookMain())} hook "$@"
+`;
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, script, { mode: 0o755 });
+  chmodSync(tmp, 0o755);
+  renameSync(tmp, path); // atomic: libvirt may be running the old one right now
+  // libvirt runs the qemu.d scripts after the main hook; make sure one exists and works.
+  const main = join(dir, '..', 'qemu');
+  if (!existsSync(main)) {
+    writeFileSync(main, `#!/bin/sh\n# placeholder so libvirt runs the scripts in qemu.d; ${MARK}\ncat > /dev/null\nexit 0\n`, { mode: 0o755 });
+    chmodSync(main, 0o755);
+  }
+  return path;
+}
+
+/** Remove what installHook wrote (the placeholder main hook only if it is ours). Returns the removed paths. */
+export function uninstallHook(opts: { dir?: string } = {}): string[] {
+  const dir = opts.dir ?? '/etc/libvirt/hooks/qemu.d';
+  const removed: string[] = [];
+  for (const p of [join(dir, '50-lockagent'), join(dir, '..', 'qemu')]) {
+    let text = '';
+    try {
+      text = readFileSync(p, 'utf8');
+    } catch {
+      continue;
+    }
+    if (!text.includes(MARK) && !text.includes('(installed by lockagent)')) continue;
+    rmSync(p, { force: true });
+    removed.push(p);
+  }
+  return removed;
+}

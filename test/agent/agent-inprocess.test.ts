@@ -1,0 +1,65 @@
+import { mkdtempSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { Agent } from '../../src/agent/agent';
+import { FailedOwner } from '../../src/agent/failure';
+import { ensureLockspaceFile } from '../../src/agent/lockspacefile';
+import { DirectFile } from '../../src/io/directio';
+import { systemClock } from '../../src/lease/clock';
+import { memoryLogger } from '../../src/log/logger';
+import { buildResourceArea, DEFAULT_GEOMETRY } from '../../src/ondisk';
+import { StateStore } from '../../src/state/statestore';
+
+const LS = '__LIBVIRT__DISKS__';
+
+async function initResource(path: string, name: string) {
+  const { writeFileSync } = await import('fs');
+  writeFileSync(path, Buffer.alloc(0));
+  const f = await DirectFile.open(path);
+  await f.write(0, buildResourceArea({ spaceName: LS, resourceName: name, geometry: DEFAULT_GEOMETRY }), 10000);
+  await f.close();
+}
+
+describe('two agents over one lease directory (real files, O_DIRECT, io_timeout 1)', () => {
+  let dir: string;
+  const agents: Agent[] = [];
+  const failures: FailedOwner[] = [];
+  const mk = (hostId: number, name: string) => {
+    const a = new Agent({
+      clock: systemClock, log: memoryLogger(), store: new StateStore(join(dir, `state${hostId}.db`)), hostName: name,
+      policy: { onLeaseFailure: async (o) => { failures.push(o); } },
+    });
+    a.addLockspace({ name: LS, hostId, path: join(dir, LS), offset: 0, ioTimeout: 1 });
+    agents.push(a);
+    return a;
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'la-agent-'));
+    await ensureLockspaceFile(join(dir, LS), LS, DEFAULT_GEOMETRY, 1);
+    await initResource(join(dir, 'disk1'), 'disk1');
+  });
+  afterAll(async () => {
+    for (const a of agents) await a.shutdown(true);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('excludes the second host while the first holds the disk, and lets it in after release', async () => {
+    const a = mk(1, 'node-a');
+    const b = mk(2, 'node-b');
+    const lease = { lockspace: LS, resource: 'disk1', path: join(dir, 'disk1'), offset: 0 };
+    const held = await a.acquire({ uuid: 'vm-a', name: 'vmA' }, [lease], { timeoutMs: 20000 });
+    expect(held[0].token.lver).toBe(1);
+    // b must have seen a's renewals to judge it alive: wait for b to join and observe once.
+    await b.lockspaces.get(LS)!.waitJoined(20000);
+    await expect(b.acquire({ uuid: 'vm-b', name: 'vmB' }, [lease], { timeoutMs: 20000 }))
+      .rejects.toMatchObject({ rv: -243, message: expect.stringMatching(/lease .*disk1 is leased by host 1 \(node node-a\)/) });
+    expect(b.inquire('vm-b')).toEqual([]);
+    await a.release({ uuid: 'vm-a' });
+    const got = await b.acquire({ uuid: 'vm-b', name: 'vmB' }, [lease], { timeoutMs: 20000 });
+    expect(got[0].token.lver).toBe(2);
+    // Same host, another owner: refused locally without touching storage.
+    await expect(b.acquire({ uuid: 'vm-c', name: 'vmC' }, [lease])).rejects.toMatchObject({ rv: -17 });
+    expect(failures).toEqual([]);
+  }, 60000);
+});

@@ -1,0 +1,108 @@
+/**
+ * Real lockagent daemons as separate processes ("hosts") over one lease directory, driven
+ * through the CLI and the control socket, as an operator would.
+ */
+import { ChildProcess, spawn } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { callAgent } from '../../src/control/client';
+import { cliEntry, lockagent, RunResult } from './cli';
+
+export interface AgentHost {
+  id: number;
+  dir: string;
+  conf: string;
+  socket: string;
+  logFile: string;
+  proc?: ChildProcess;
+  exited?: Promise<number | null>;
+}
+
+export interface HostOptions {
+  leaseDir: string;
+  ioTimeout?: number;
+  extra?: string;
+  hostName?: string;
+  /** "" = no libvirt */
+  libvirtUri?: string;
+}
+
+export function writeHostConfig(base: string, id: number, o: HostOptions): AgentHost {
+  const dir = path.join(base, `host${id}`);
+  fs.mkdirSync(dir, { recursive: true });
+  const socket = path.join(dir, 'sock');
+  const conf = path.join(dir, 'lockagent.conf');
+  fs.writeFileSync(conf, [
+    'auto_disk_leases = 1',
+    `disk_lease_dir = "${o.leaseDir}"`,
+    `host_id = ${id}`,
+    `io_timeout = ${o.ioTimeout ?? 1}`,
+    `socket_path = "${socket}"`,
+    `state_path = "${path.join(dir, 'state.db')}"`,
+    'log_file = ""',
+    'log_level = "debug"',
+    `host_name = "${o.hostName ?? `node0${id}`}"`,
+    `libvirt_uri = "${o.libvirtUri ?? ''}"`,
+    'kill_grace_seconds = 3',
+    o.extra ?? '',
+  ].join('\n'));
+  return { id, dir, conf, socket, logFile: path.join(dir, 'agent.log') };
+}
+
+export function startHost(h: AgentHost): AgentHost {
+  const out = fs.openSync(h.logFile, 'a');
+  h.proc = spawn(process.execPath, [cliEntry(), 'daemon', '-c', h.conf], { stdio: ['ignore', out, out], env: { ...process.env, LOCKAGENT_SOCKET: '' } });
+  fs.closeSync(out);
+  h.exited = new Promise((resolve) => h.proc!.once('exit', (code) => resolve(code)));
+  return h;
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30000, stepMs = 200): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+interface StatusJson {
+  lockspaces: Array<{ name: string; state: string; generation?: number }>;
+  owners: Array<{ uuid: string; name: string; leases: Array<{ resource: string; lver: number }> }>;
+}
+
+export function status(h: AgentHost): Promise<StatusJson> {
+  return callAgent(h.socket, { op: 'status' }, 5000) as Promise<StatusJson>;
+}
+
+export async function waitJoined(h: AgentHost, lockspace = '__LIBVIRT__DISKS__', timeoutMs = 30000): Promise<number> {
+  return waitFor(`host ${h.id} to join ${lockspace}`, async () => {
+    const s = await status(h);
+    const ls = s.lockspaces.find((l) => l.name === lockspace);
+    return ls?.state === 'joined' ? ls.generation : undefined;
+  }, timeoutMs);
+}
+
+export function cli(h: AgentHost, args: string[]): Promise<RunResult> {
+  return lockagent([...args, '-c', h.conf], { timeoutMs: 60000 });
+}
+
+export async function stopHost(h: AgentHost, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (!h.proc || h.proc.exitCode !== null || h.proc.signalCode !== null) return;
+  h.proc.kill(signal);
+  await h.exited;
+}
+
+export function log(h: AgentHost): string {
+  try {
+    return fs.readFileSync(h.logFile, 'utf8');
+  } catch {
+    return '';
+  }
+}
