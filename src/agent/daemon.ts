@@ -2,6 +2,7 @@ import { mkdirSync } from 'fs';
 import { join } from 'path';
 import { AgentConfig, DISKS_LOCKSPACE, loadConfig } from '../config/config';
 import { ControlServer, Peer } from '../control/server';
+import { socketOwner } from '../control/peerpolicy';
 import { systemClock } from '../lease/clock';
 import { createLogger, Logger, parseLevel } from '../log/logger';
 import { geometryFor } from '../ondisk';
@@ -90,6 +91,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   const server = new ControlServer({
     path: config.socketPath,
     mode: config.socketMode,
+    ...socketOwner(config),
     handler: makeHandler(agent, { domain: domain?.handler, cleanup: cleanup?.handler }),
     peerOf: ext.peerOf,
     allow: ext.allowPeer?.(config),

@@ -221,6 +221,7 @@ export class Lockspace {
     try {
       const r = await deltaRenew(lease, this.clock);
       this.monitor?.observe(r.area, this.clock.monotime());
+      this.reportIoTimeoutMismatches();
       if (this.warned) this.log.warning(`lockspace ${this.name}: renewal succeeded again after ${now - (this.lastRenewOk ?? now)} s of failures`);
       this.warned = false;
       this.lastRenewOk = this.clock.monotime();
@@ -241,6 +242,17 @@ export class Lockspace {
   }
 
   private lastRenewOk?: number;
+  private readonly mismatchReported = new Map<number, number>();
+
+  /** Log once per host (and again if it changes) when another host runs with another io_timeout. */
+  private reportIoTimeoutMismatches(): void {
+    for (const m of this.ioTimeoutMismatches()) {
+      if (this.mismatchReported.get(m.hostId) === m.ioTimeout) continue;
+      this.mismatchReported.set(m.hostId, m.ioTimeout);
+      this.log.warning(`lockspace ${this.name}: host ${m.hostId} (${m.ownerName}) uses io_timeout ${m.ioTimeout} s, this host ${this.spec.ioTimeout} s; ` +
+        'takeover and failure delays differ between them — use one io_timeout on every host');
+    }
+  }
 
   /** sanlock's main loop: once a second, judge time since the last successful renewal. */
   private checkTimeline(): void {

@@ -175,7 +175,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
     .action(run('install-hook', async (o) => {
       const { installHook } = await import('../libvirt/hook');
       const opts = o as { dir: string; config?: string; socket?: string };
-      // the hook runs this build's cli/main.js (see defaultHookMain)
+      // the hook runs this build's libvirt/hook.js (see defaultHookMain)
       const path = installHook({ dir: opts.dir, socket: opts.socket, config: opts.config });
       ctx.output.out(`installed ${path}\nlibvirtd notices new hooks only after a SIGHUP: kill -HUP $(pidof libvirtd)\n`);
       return EXIT_OK;

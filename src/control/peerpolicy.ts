@@ -7,7 +7,7 @@ import { Peer } from './server';
  * connect: root, the agent's own user, socket_user, and members of socket_group (primary or
  * supplementary). Anything else is refused before a request is read.
  */
-function lookupId(file: string, name: string | undefined): { id: number; members: string[] } | undefined {
+export function lookupId(file: string, name: string | undefined): { id: number; members: string[] } | undefined {
   if (!name) return undefined;
   if (/^\+?\d+$/.test(name)) return { id: Number(name.replace('+', '')), members: [] };
   try {
@@ -27,6 +27,15 @@ function userName(uid: number): string | undefined {
     }
   } catch { /* ignore */ }
   return undefined;
+}
+
+/** uid/gid for chown of the socket from socket_user / socket_group (names or numeric ids). */
+export function socketOwner(config: Pick<AgentConfig, 'socketUser' | 'socketGroup'>): { uid?: number; gid?: number } {
+  const uid = lookupId('/etc/passwd', config.socketUser)?.id;
+  const gid = lookupId('/etc/group', config.socketGroup)?.id;
+  if (config.socketUser && uid === undefined) throw new Error(`socket_user "${config.socketUser}" does not exist`);
+  if (config.socketGroup && gid === undefined) throw new Error(`socket_group "${config.socketGroup}" does not exist`);
+  return { uid, gid };
 }
 
 export function peerAllowed(config: Pick<AgentConfig, 'socketUser' | 'socketGroup'>): (p: Peer) => boolean {

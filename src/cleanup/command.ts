@@ -1,0 +1,136 @@
+/**
+ * `lockagent cleanup [--dry-run] [--min-age DURATION] [--json] [-c CONF] [--socket PATH] [--standalone]`
+ *
+ * Deleting runs inside the agent (op `cleanup` on the control socket): only a member of the
+ * lockspace can take a lease. A dry run asks the agent too, and falls back to reading the
+ * directory itself (read-only) when no agent is running, or with --standalone.
+ *
+ * Exit status: 0 nothing failed, 1 some file or the sweep failed, 2 usage, 3 the agent is not
+ * reachable (real sweep), 4 another host (or this one) is sweeping.
+ */
+import { Command } from 'commander';
+import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, parseDuration } from '../config/config';
+import { callAgent } from '../control/client';
+import { CliContext } from '../cli/context';
+import { LeaseError } from '../ondisk/results';
+import {
+  busyLine, exitStatus, EXIT_CLEANUP_ERRORS, EXIT_CLEANUP_UNREACHABLE, EXIT_CLEANUP_USAGE, formatReport, SweepReport,
+} from './report';
+import { dryRunStandalone } from './sweep';
+
+interface CleanupOpts {
+  dryRun?: boolean;
+  minAge?: string;
+  json?: boolean;
+  config?: string;
+  socket?: string;
+  standalone?: boolean;
+}
+
+/** A sweep can take long on a large directory; the socket call waits this long. */
+const AGENT_CALL_MS = 12 * 3600 * 1000;
+/** Progress is shown from this many directory entries on, and only on a terminal. */
+const PROGRESS_FROM = 500;
+
+function progressLine(): { update: (done: number, total: number) => void; note: (text: string) => void; end: () => void } {
+  const tty = process.stderr.isTTY === true;
+  let last = 0;
+  let shown = false;
+  const write = (s: string) => {
+    process.stderr.write(`\r\x1b[K${s}`);
+    shown = true;
+  };
+  return {
+    update(done, total) {
+      if (!tty || total < PROGRESS_FROM) return;
+      const now = Date.now();
+      if (done !== total && now - last < 200) return;
+      last = now;
+      write(`lockagent cleanup: ${done}/${total} entries examined`);
+    },
+    note(text) {
+      if (tty) write(text);
+    },
+    end() {
+      if (shown) process.stderr.write('\r\x1b[K');
+      shown = false;
+    },
+  };
+}
+
+export function registerCleanupCommand(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
+  program.command('cleanup')
+    .description('delete lease files of disk_lease_dir that no host uses (a safe virt-sanlock-cleanup); --dry-run only reports')
+    .option('--dry-run', 'classify every entry and delete nothing (writes nothing; works without a running agent)')
+    .option('--min-age <duration>', 'keep files modified less than this long ago: 3600, 90m, 1h, 7d (default: cleanup_min_age)')
+    .option('--standalone', 'with --dry-run: read the directory here instead of asking the agent')
+    .option('-c, --config <path>', `config file (default ${DEFAULT_CONFIG_PATH})`)
+    .option('--socket <path>', 'control socket (default: socket_path from the config)')
+    .option('--json', 'print the report as JSON')
+    .action(async (o: CleanupOpts) => {
+      setExit(await runCleanup(ctx, o));
+    });
+}
+
+async function runCleanup(ctx: CliContext, o: CleanupOpts): Promise<number> {
+  const fail = (msg: string, code: number) => {
+    ctx.output.err(`lockagent: cleanup: ${msg}`);
+    return code;
+  };
+  let minAgeSeconds: number | undefined;
+  if (o.minAge !== undefined) {
+    minAgeSeconds = parseDuration(o.minAge);
+    if (minAgeSeconds === undefined) return fail(`--min-age "${o.minAge}" is not a duration such as 3600, 90m, 1h or 7d`, EXIT_CLEANUP_USAGE);
+  }
+  if (o.standalone && !o.dryRun) {
+    return fail('--standalone needs --dry-run: deleting takes leases, which only the running agent (a lockspace member) can', EXIT_CLEANUP_USAGE);
+  }
+  const progress = progressLine();
+  let report: SweepReport | undefined;
+  try {
+    if (!o.standalone) {
+      const { resolveSocket } = await import('../cli/agent-commands');
+      let socket: string;
+      try {
+        socket = resolveSocket(o);
+      } catch (e) {
+        return fail((e as Error).message, EXIT_CLEANUP_ERRORS);
+      }
+      const started = Date.now();
+      const ticker = setInterval(() => progress.note(`lockagent cleanup: the agent is sweeping… ${Math.round((Date.now() - started) / 1000)} s`), 1000);
+      try {
+        report = (await callAgent(socket, { op: 'cleanup', dryRun: !!o.dryRun, minAgeSeconds }, AGENT_CALL_MS)) as SweepReport;
+      } catch (e) {
+        if (!(e instanceof LeaseError) || e.rv !== -111 || !o.dryRun) {
+          const code = e instanceof LeaseError && e.rv === -111 ? EXIT_CLEANUP_UNREACHABLE : EXIT_CLEANUP_ERRORS;
+          return fail((e as Error).message + (code === EXIT_CLEANUP_UNREACHABLE ? ' (a dry run works without it: --dry-run)' : ''), code);
+        }
+        ctx.output.err('lockagent: cleanup: the agent is not running; the dry run reads the lease directory itself');
+      } finally {
+        clearInterval(ticker);
+        progress.end();
+      }
+    }
+    if (!report) {
+      const path = o.config ?? process.env.LOCKAGENT_CONFIG ?? DEFAULT_CONFIG_PATH;
+      const { config, warnings } = loadConfig(path, { allowMissing: !o.config });
+      for (const w of warnings) ctx.output.err(`lockagent: warning: ${w}`);
+      report = await dryRunStandalone(config, {
+        minAgeSeconds,
+        onProgress: progress.update,
+        onWatch: (s) => ctx.output.err(`lockagent: cleanup: no agent: watching the lockspace for ${s} s to see which hosts renew`),
+      });
+      progress.end();
+    }
+  } catch (e) {
+    progress.end();
+    if (e instanceof ConfigError) return fail(e.message, EXIT_CLEANUP_ERRORS);
+    const err = e as NodeJS.ErrnoException;
+    return fail(err.code === 'ENOENT' ? `the lease directory does not exist: ${err.message}` : err.message ?? String(e), EXIT_CLEANUP_ERRORS);
+  }
+
+  if (o.json) ctx.output.json(report);
+  else ctx.output.out(Buffer.from(formatReport(report), 'utf8').toString('latin1')); // out() writes latin1: keep UTF-8 names intact
+  if (report.status === 'busy') ctx.output.err(`lockagent: cleanup: ${busyLine(report)}`);
+  return exitStatus(report);
+}

@@ -1,0 +1,112 @@
+/**
+ * The sweeper inside the daemon (DaemonExtensions.cleanup): the control op `cleanup` and the
+ * cleanup_schedule (a cron expression, croner; "" or "off" disables it). Every host may run the
+ * schedule: the sweep lock lets one of them sweep and the others log that it is busy. Each
+ * run's summary goes to the log.
+ */
+import { Cron } from 'croner';
+import type { DaemonHandle, DaemonExtensions } from '../agent/daemon';
+import { DISKS_LOCKSPACE } from '../config/config';
+import { Request } from '../control/protocol';
+import { Peer } from '../control/server';
+import { LeaseError, SANLK } from '../ondisk';
+import { busyLine, SweepReport } from './report';
+import { isSweeping, sweep, sweeperOwner } from './sweep';
+
+export interface CleanupExtensionOptions {
+  /** random delay before a scheduled sweep, so hosts do not all race for the lock; default 30 s */
+  jitterMs?: number;
+}
+
+type Base = Omit<DaemonHandle, 'server' | 'stop'>;
+
+/** Log one run: the summary line, and every file that failed. */
+export function logReport(d: Pick<Base, 'log'>, trigger: string, r: SweepReport): void {
+  const secs = (r.durationMs / 1000).toFixed(1);
+  if (r.status === 'busy') {
+    d.log.info(`cleanup (${trigger}): ${busyLine(r)}; skipped`);
+    return;
+  }
+  const failed = r.files.filter((f) => f.class === 'error' || f.action === 'failed');
+  const line = `cleanup (${trigger}${r.dryRun ? ', dry run' : ''}): ${r.summaryLine} in ${secs} s`;
+  if (failed.length || r.errors.length) d.log.warning(line);
+  else d.log.info(line);
+  for (const f of failed) d.log.warning(`cleanup: ${f.name}: ${f.detail}`);
+  for (const e of r.errors) d.log.warning(`cleanup: ${e}`);
+}
+
+export function cleanupExtension(opts: CleanupExtensionOptions = {}): NonNullable<DaemonExtensions['cleanup']> {
+  return (d) => {
+    const { agent, config, log, store } = d;
+    const abort = new AbortController();
+    let job: Cron | undefined;
+    const timers: NodeJS.Timeout[] = [];
+
+    const run = async (trigger: string, dryRun: boolean, minAgeSeconds?: number): Promise<SweepReport> => {
+      const r = await sweep({ agent, config, log, store }, { dryRun, minAgeSeconds, signal: abort.signal });
+      logReport(d, trigger, r);
+      return r;
+    };
+
+    const scheduled = async () => {
+      if (abort.signal.aborted) return;
+      const ls = agent.lockspaces.get(DISKS_LOCKSPACE);
+      if (!ls || ls.state !== 'joined') {
+        log.warning(`cleanup (scheduled): skipped: lockspace ${DISKS_LOCKSPACE} is ${ls ? ls.state : 'not configured'}`);
+        return;
+      }
+      const jitter = Math.floor(Math.random() * (opts.jitterMs ?? 30000));
+      if (jitter) await new Promise<void>((r) => { const t = setTimeout(r, jitter); t.unref(); timers.push(t); });
+      if (abort.signal.aborted) return;
+      await run('scheduled', false).catch((e) => log.error(`cleanup (scheduled) failed: ${(e as Error).message}`));
+    };
+
+    const schedule = config.cleanupSchedule.trim();
+    if (!schedule || schedule.toLowerCase() === 'off') {
+      log.info('cleanup_schedule is off: lease files are swept only on request (lockagent cleanup)');
+    } else if (!config.autoDiskLeases && !agent.lockspaces.has(DISKS_LOCKSPACE)) {
+      log.info(`cleanup_schedule ignored: lockspace ${DISKS_LOCKSPACE} is not used on this host (auto_disk_leases = 0)`);
+    } else {
+      try {
+        job = new Cron(schedule, { protect: true, unref: true, catch: (e) => log.error(`cleanup (scheduled) failed: ${(e as Error).message}`) }, scheduled);
+        log.info(`cleanup sweeper scheduled "${schedule}"; next run ${job.nextRun()?.toISOString() ?? 'never'}`);
+      } catch (e) {
+        log.error(`cleanup_schedule "${schedule}" is not a valid cron expression (${(e as Error).message}); the sweeper will not run on a schedule`);
+      }
+    }
+
+    // Leases of a sweep interrupted by a crash are re-adopted by restart recovery; give them back
+    // once that happened (recovery runs in the background after the join).
+    const owner = sweeperOwner(agent);
+    if (store.leases(owner.uuid).length) {
+      const until = Date.now() + 10 * 60000;
+      const t = setInterval(() => {
+        if (abort.signal.aborted || Date.now() > until || !store.leases(owner.uuid).length) {
+          clearInterval(t);
+          return;
+        }
+        if (isSweeping(agent) || !agent.inquire(owner.uuid).length) return;
+        void agent.release(owner).then(
+          (n) => log.info(`cleanup: released ${n} lease(s) left by a sweep interrupted before the restart`),
+          (e) => log.warning(`cleanup: releasing leases of an interrupted sweep: ${(e as Error).message}`),
+        );
+      }, 2000);
+      t.unref();
+      timers.push(t);
+    }
+
+    const handler = async (req: Request, peer: Peer): Promise<unknown> => {
+      if (req.op !== 'cleanup') throw new LeaseError(SANLK.EINVAL, `unexpected request ${req.op}`);
+      return run(`requested${peer.pid ? ` by pid ${peer.pid}` : ''}`, req.dryRun, req.minAgeSeconds);
+    };
+
+    return {
+      handler,
+      stop: () => {
+        abort.abort();
+        job?.stop();
+        for (const t of timers) clearTimeout(t);
+      },
+    };
+  };
+}

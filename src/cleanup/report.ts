@@ -1,0 +1,102 @@
+/**
+ * The sweep report: what `lockagent cleanup` prints (table or JSON), what the daemon logs, and
+ * the exit status it maps to.
+ */
+import { CLASS_ORDER, CleanupClass, Verdict } from './classify';
+
+export interface SweepReport {
+  dir: string;
+  dryRun: boolean;
+  minAgeSeconds: number;
+  /** 'busy': another sweeper holds the sweep lock; nothing was examined */
+  status: 'done' | 'busy';
+  /** who holds the sweep lock (busy), when it could be read */
+  sweeper?: { hostId: number; name?: string; thisHost: boolean };
+  /** this host, when it is a member of the lockspace */
+  host?: { hostId: number; name: string; generation?: number };
+  /** how other hosts' liveness was judged */
+  liveness: string;
+  /** ISO time the sweep started */
+  startedAt: string;
+  durationMs: number;
+  files: Verdict[];
+  summary: SweepSummary;
+  /** "12 files: 3 deleted, 8 in use, 1 not a lease" */
+  summaryLine: string;
+  /** sweep-level problems (the lock, the lockspace), beside per-file errors */
+  errors: string[];
+}
+
+export interface SweepSummary {
+  total: number;
+  deleted: number;
+  /** files left per class (deleted files are not counted again) */
+  byClass: Partial<Record<CleanupClass, number>>;
+  /** per-file errors and failed deletions */
+  failed: number;
+}
+
+/** Exit status of `lockagent cleanup`. */
+export const EXIT_CLEANUP_OK = 0;
+export const EXIT_CLEANUP_ERRORS = 1;
+export const EXIT_CLEANUP_USAGE = 2;
+/** the agent could not be reached (as the other agent commands) */
+export const EXIT_CLEANUP_UNREACHABLE = 3;
+export const EXIT_CLEANUP_BUSY = 4;
+
+export function summarize(files: Verdict[], dryRun: boolean): { summary: SweepSummary; line: string } {
+  const byClass: Partial<Record<CleanupClass, number>> = {};
+  let deleted = 0;
+  let failed = 0;
+  for (const f of files) {
+    if (f.action === 'deleted') {
+      deleted++;
+      continue;
+    }
+    byClass[f.class] = (byClass[f.class] ?? 0) + 1;
+    if (f.class === 'error' || f.action === 'failed') failed++;
+  }
+  const parts: string[] = [];
+  if (deleted || !dryRun) parts.push(`${deleted} deleted`);
+  for (const c of CLASS_ORDER) {
+    const n = byClass[c];
+    if (!n) continue;
+    parts.push(c === 'free' && dryRun ? `${n} free (would be deleted)` : `${n} ${c}`);
+  }
+  const total = files.length;
+  const line = `${total} file${total === 1 ? '' : 's'}${dryRun ? ' (dry run)' : ''}: ${parts.length ? parts.join(', ') : 'nothing'}`;
+  return { summary: { total, deleted, byClass, failed }, line };
+}
+
+export function exitStatus(r: SweepReport): number {
+  if (r.status === 'busy') return EXIT_CLEANUP_BUSY;
+  return r.summary.failed > 0 || r.errors.length > 0 ? EXIT_CLEANUP_ERRORS : EXIT_CLEANUP_OK;
+}
+
+export function busyLine(r: SweepReport): string {
+  const s = r.sweeper;
+  if (!s) return 'another host is sweeping (the sweep lock is held)';
+  if (s.thisHost) return `this host (host ${s.hostId}) is already sweeping`;
+  return `another host (host ${s.hostId}${s.name ? `, ${s.name}` : ''}) is sweeping`;
+}
+
+function table(rows: string[][]): string {
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]))).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+/** The CLASS column: what happened to the file, or what it is. */
+export function shownClass(f: Verdict): string {
+  if (f.action === 'deleted') return 'deleted';
+  return f.class;
+}
+
+export function formatReport(r: SweepReport): string {
+  if (r.status === 'busy') return `${busyLine(r)}; nothing done\n`;
+  let out = `${r.dryRun ? 'dry run of ' : ''}cleanup of ${r.dir} (min age ${r.minAgeSeconds} s; liveness: ${r.liveness})\n`;
+  if (r.files.length) {
+    out += table([['FILE', 'CLASS', 'DETAIL'], ...r.files.map((f) => [f.name, shownClass(f), f.class === 'free' && r.dryRun ? `would delete: ${f.detail}` : f.detail])]);
+  }
+  for (const e of r.errors) out += `error: ${e}\n`;
+  return `${out}${r.summaryLine}\n`;
+}
