@@ -320,6 +320,9 @@ export class DomainManager implements LeaseFailurePolicy {
       return undefined;
     } catch (e) {
       const reason = (e as Error).message;
+      const rv = (e as LeaseError).rv;
+      // Another host holds or has held the disk since the pause: this guest's view of it is stale.
+      const taken = rv === SANLK.ACQUIRE_LVER || rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER;
       this.o.log.error(`${name} resumed but its leases cannot be taken: ${reason}; pausing it again`);
       return async () => {
         const ctl = this.o.control();
@@ -332,7 +335,9 @@ export class DomainManager implements LeaseFailurePolicy {
         }
         const action = dom.onLockFailure ?? this.o.config.leaseFailureAction;
         if (paused && (action === 'pause' || action === 'ignore')) {
-          this.o.log.error(`${name} stays paused (on_lockfailure=${action}): resume it once its leases are free`);
+          this.o.log.error(`${name} stays paused (on_lockfailure=${action}): ` + (taken
+            ? 'another host has had its disk since it was paused, so it must not resume; destroy it and start it again'
+            : 'resume it once its leases can be taken'));
           return;
         }
         await this.onLeaseFailure({ uuid, name, reason: `resumed without its leases: ${reason}`, action });

@@ -1,0 +1,118 @@
+/**
+ * <on_lockfailure> on real domains: four TCG domains, each with an explicit <lease> in lockspace
+ * LSLOOP1 on a loop device, plus its automatic disk lease. The loop device then fails every I/O
+ * (backing file truncated, `losetup -c`): renewals fail, the agent declares LSLOOP1 lost at
+ * 8 x io_timeout (8 s) and applies each domain's action:
+ *   poweroff -> destroyed;  pause -> paused;  ignore -> keeps running (logged);
+ *   no element -> the default, lease_failure_action "kill": SIGTERM to QEMU, SIGKILL after
+ *   kill_grace_seconds (3 s here; QEMU is SIGSTOPped first so that the SIGKILL step shows).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { AgentHost, log, startHost, status, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
+import { lockagent, makeTempDir, removeTempDir, sparseFile } from '../helpers/cli';
+import {
+  attachLoop, breakLoop, defineDomain, describeE2E, detachLoop, domState, installHook, md5, qemuPid, removeDomains, removeHook,
+  startServices, suiteLock, TestDomain, URI, virshOk, waitDomState,
+} from '../helpers/libvirt';
+
+const LS = 'LSLOOP1';
+const ACTIONS = ['poweroff', 'pause', 'default', 'ignore'] as const;
+type Action = (typeof ACTIONS)[number];
+jest.setTimeout(120_000);
+
+describeE2E('e2e: on_lockfailure actions when lockspace storage fails (real libvirtd + QEMU, loop device)', () => {
+  let unlock: (() => void) | undefined;
+  let base = '';
+  let dev = '';
+  let backing = '';
+  let A: AgentHost | undefined;
+  const doms = {} as Record<Action, TestDomain>;
+  let stoppedPid: number | undefined;
+
+  beforeAll(async () => {
+    unlock = await suiteLock('lockfailure');
+    await startServices();
+    await removeDomains();
+    base = makeTempDir('la-e2e-lockfailure');
+    const leaseDir = path.join(base, 'leases');
+    fs.mkdirSync(leaseDir);
+    backing = sparseFile(path.join(base, 'lockspace.img'), 1048576);
+    dev = await attachLoop(backing);
+    expect((await lockagent(['direct', 'init', '-s', `${LS}:0:${dev}:0`, '-o', '1'])).code).toBe(0);
+    A = startHost(writeHostConfig(base, 1, { leaseDir, libvirtUri: URI, extra: `lockspaces = [ "${LS}:1:${dev}:0" ]` }));
+    await Promise.all([waitJoined(A), waitJoined(A, LS)]);
+    await installHook(A.socket);
+    for (const a of ACTIONS) {
+      const resFile = sparseFile(path.join(base, `res-${a}`), 1048576);
+      expect((await lockagent(['direct', 'init', '-r', `${LS}:k-${a}:${resFile}:0`])).code).toBe(0);
+      doms[a] = await defineDomain(base, `la-e2e-lf-${a}`, {
+        leases: [{ lockspace: LS, key: `k-${a}`, path: resFile }],
+        onLockFailure: a === 'default' ? undefined : a,
+      });
+      await virshOk(['start', doms[a].name]);
+    }
+  }, 600_000);
+
+  afterAll(async () => {
+    if (stoppedPid) {
+      try {
+        process.kill(stoppedPid, 'SIGCONT');
+      } catch {
+        // gone
+      }
+    }
+    await removeDomains().catch(() => undefined);
+    await removeHook().catch(() => undefined);
+    if (A) await stopHost(A, 'SIGKILL');
+    await detachLoop(dev).catch(() => undefined);
+    if (!process.env.LOCKAGENT_E2E_KEEP) removeTempDir(base);
+    unlock?.();
+  }, 120_000);
+
+  it('each running domain holds its <lease> in LSLOOP1 and its disk lease', async () => {
+    const s = await status(A!);
+    for (const a of ACTIONS) {
+      const o = s.owners.find((x) => x.uuid === doms[a].uuid);
+      expect(o?.leases.map((l) => l.resource).sort()).toEqual([md5(doms[a].disk), `k-${a}`].sort());
+      expect(await domState(doms[a].name)).toMatch(/^running/);
+    }
+  });
+
+  it('storage failure: poweroff destroys, pause pauses, the default SIGTERMs then SIGKILLs QEMU, ignore keeps running', async () => {
+    // QEMU stopped: SIGTERM stays pending, so the default action must go on to SIGKILL.
+    stoppedPid = qemuPid(doms.default.name);
+    expect(stoppedPid).toBeGreaterThan(0);
+    process.kill(stoppedPid!, 'SIGSTOP');
+
+    const t0 = Date.now();
+    await breakLoop(dev, backing);
+
+    await waitFor(`${LS} declared lost`, async () => /lockspace LSLOOP1 lost: renewals failed for 8 s/.test(log(A!)) || undefined, 30_000, 100);
+    const lostAfter = (Date.now() - t0) / 1000;
+    expect(lostAfter).toBeGreaterThanOrEqual(5);
+    expect(lostAfter).toBeLessThan(15);
+
+    expect(await waitDomState(doms.poweroff.name, /^shut off \(destroyed\)/)).toBeTruthy();
+    expect(await waitDomState(doms.pause.name, /^paused/)).toBeTruthy();
+    expect(await waitDomState(doms.default.name, /^shut off/, 20_000)).toBeTruthy();
+    stoppedPid = undefined;
+
+    const text = log(A!);
+    expect(text).toMatch(/lease lost for la-e2e-lf-poweroff .*lockspace LSLOOP1 lost.*on_lockfailure=poweroff: destroying it/);
+    expect(text).toMatch(/lease lost for la-e2e-lf-pause .*on_lockfailure=pause: pausing it/);
+    expect(text).toMatch(/lease lost for la-e2e-lf-default \(.*pid \d+\).*sending SIGTERM, SIGKILL in 3 s/);
+    expect(text).toMatch(/la-e2e-lf-default .* ignored SIGTERM for 3 s; sending SIGKILL/);
+    expect(text).toMatch(/lease lost for la-e2e-lf-ignore .*on_lockfailure=ignore: leaving it running WITHOUT its leases/);
+
+    // ignore: still running well after the loss, holding only its disk lease now.
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(await domState(doms.ignore.name)).toMatch(/^running/);
+    const s = await status(A!);
+    expect(s.owners.find((o) => o.uuid === doms.ignore.uuid)?.leases.map((l) => l.resource)).toEqual([md5(doms.ignore.disk)]);
+    // The others gave up their disk leases too (stopped, or paused).
+    for (const a of ['poweroff', 'pause', 'default'] as const) {
+      await waitFor(`${a}: disk lease released`, async () => !(await status(A!)).owners.find((o) => o.uuid === doms[a].uuid)?.leases.length || undefined, 10_000, 100);
+    }
+  });
+});
