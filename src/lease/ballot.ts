@@ -45,6 +45,8 @@ export interface BallotResult {
   dblock: Dblock;
   /** Phase 2 started: on an I/O failure now, another host may still commit our value (retract). */
   phase2: boolean;
+  /** Our phase-2 dblock (our vote) was written: it must not be erased within this lver. */
+  voted: boolean;
 }
 
 /**
@@ -81,12 +83,25 @@ export async function writeDblock(
 
 type Phase = 1 | 2;
 
-export async function runBallot(ctx: BallotContext, numHosts: number, nextLver: number, ourMbal: number): Promise<BallotResult> {
+/**
+ * @param ourVote our dblock as last known on disk. If it holds a vote (bal, inp) for this same
+ *   lver, phase 1 keeps it, as Disk Paxos specifies. sanlock 3.8.5 resets bal/inp to 0 here;
+ *   when a host re-runs a ballot for an lver whose value it had already chosen (its commit
+ *   failed), that erases the only copy of the chosen value and another host can decide a
+ *   different owner for the same lver (found by the simulation). The kept values are ordinary
+ *   dblock contents to sanlock peers: they pick bk_max by bal, as for any accepted value.
+ */
+export async function runBallot(ctx: BallotContext, numHosts: number, nextLver: number, ourMbal: number, ourVote?: Dblock): Promise<BallotResult> {
   const { host, sectorSize: ss, res } = ctx;
   const readLen = paxosReadSize(numHosts, ss);
   const what = `ballot for ${res.spaceName}:${res.resourceName} lver ${nextLver}`;
   const mode = ctx.keepSharedMode ? { flags: MBLOCK_SHARED, generation: host.generation } : undefined;
-  let dblock: Dblock = { mbal: ourMbal, bal: 0, inp: 0, inp2: 0, inp3: 0, lver: nextLver, checksum: 0, flags: 0 };
+  const keep = ourVote && ourVote.lver === nextLver && ourVote.bal && ourVote.inp ? ourVote : undefined;
+  let dblock: Dblock = {
+    mbal: ourMbal, bal: keep?.bal ?? 0, inp: keep?.inp ?? 0, inp2: keep?.inp2 ?? 0, inp3: keep?.inp3 ?? 0,
+    lver: nextLver, checksum: 0, flags: 0,
+  };
+  let voted = false;
 
   const write = async (phase: Phase): Promise<BallotResult | undefined> => {
     try {
@@ -94,7 +109,7 @@ export async function runBallot(ctx: BallotContext, numHosts: number, nextLver: 
       return undefined;
     } catch (e) {
       const err = ioError(e, SANLK.DBLOCK_WRITE, `${what}: phase ${phase} writing our dblock`, true);
-      return { rv: err.rv, message: err.message, dblock, phase2: phase === 2 };
+      return { rv: err.rv, message: err.message, dblock, phase2: phase === 2, voted };
     }
   };
 
@@ -107,7 +122,7 @@ export async function runBallot(ctx: BallotContext, numHosts: number, nextLver: 
     } catch (e) {
       ctx.bufs.poison(buf);
       const err = ioError(e, SANLK.DBLOCK_READ, `${what}: phase ${phase} reading the dblocks`, true);
-      return { fail: { rv: err.rv, message: err.message, dblock, phase2: phase === 2 } };
+      return { fail: { rv: err.rv, message: err.message, dblock, phase2: phase === 2, voted } };
     }
     let bkMax: Dblock | undefined;
     for (let q = 0; q < numHosts; q++) {
@@ -118,10 +133,10 @@ export async function runBallot(ctx: BallotContext, numHosts: number, nextLver: 
       if (phase === 1 && isShared(decodeModeBlock(area, off))) ctx.sharedHosts.add(q + 1);
       if (bk.lver < dblock.lver) continue;
       if (bk.lver > dblock.lver) {
-        return { fail: { rv: SANLK.DBLOCK_LVER, message: `${what}: host ${q + 1} is already at lver ${bk.lver}`, dblock, phase2: phase === 2 } };
+        return { fail: { rv: SANLK.DBLOCK_LVER, message: `${what}: host ${q + 1} is already at lver ${bk.lver}`, dblock, phase2: phase === 2, voted } };
       }
       if (bk.mbal > dblock.mbal) {
-        return { fail: { rv: SANLK.DBLOCK_MBAL, message: `${what}: host ${q + 1} runs a higher ballot (${bk.mbal} > ${dblock.mbal})`, dblock, phase2: phase === 2 } };
+        return { fail: { rv: SANLK.DBLOCK_MBAL, message: `${what}: host ${q + 1} runs a higher ballot (${bk.mbal} > ${dblock.mbal})`, dblock, phase2: phase === 2, voted } };
       }
       if (phase === 1 && bk.inp && bk.bal && (!bkMax || bk.bal > bkMax.bal)) bkMax = bk;
     }
@@ -142,7 +157,8 @@ export async function runBallot(ctx: BallotContext, numHosts: number, nextLver: 
   // Phase 2: accept the value; nobody may have started a higher ballot meanwhile.
   const w2 = await write(2);
   if (w2) return w2;
+  voted = true;
   const r2 = await read(2);
   if (r2.fail) return r2.fail;
-  return { rv: SANLK.OK, dblock, phase2: true };
+  return { rv: SANLK.OK, dblock, phase2: true, voted };
 }

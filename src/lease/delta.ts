@@ -1,9 +1,10 @@
 import {
   DELTA_DISK_MAGIC, DELTA_DISK_VERSION_MAJOR, Geometry, geometryFromLeader, HOST_NAME_MAX_ON_DISK,
-  HOSTID_BITMAP_OFFSET, HOSTID_BITMAP_SIZE, LeaderRecord, leadersEqual, LeaseError, namesEqual,
-  SANLK, sealLeaderInto, verifyDeltaLeader, VERSION_MAJOR_MASK, decodeLeader,
+  HOSTID_BITMAP_OFFSET, HOSTID_BITMAP_SIZE, LeaderRecord, LeaseError, namesEqual,
+  SANLK, verifyDeltaLeader, VERSION_MAJOR_MASK, decodeLeader, describeResult,
 } from '../ondisk';
 import { Clock } from './clock';
+import { sameLeader, sealLeader } from './record';
 import { ioError, readArea, writeSector } from './diskio';
 import { LeaseStorage } from './storage';
 import { deltaAcquireHeldDelay, deltaShortDelay, hostDeadSeconds } from './timeouts';
@@ -105,7 +106,7 @@ export async function readDeltaLeader(
     throw ioError(e, SANLK.LEADER_READ, `reading the delta lease of ${ls(spaceName, hostId)}`);
   }
   const { rv, leader } = verifyDeltaLeader(buf, 0, spaceName);
-  if (rv < 0) throw new LeaseError(rv, `the delta lease of ${ls(spaceName, hostId)} at ${storage.id}:${at} is invalid (${rv})`);
+  if (rv < 0) throw new LeaseError(rv, `the delta lease of ${ls(spaceName, hostId)} at ${storage.id}:${at} is invalid: ${describeResult(rv)}`);
   return leader;
 }
 
@@ -116,7 +117,7 @@ async function writeDeltaSector(
   let written = rec;
   try {
     await writeSector(storage, at, sectorSize, timeoutMs, (s) => {
-      written = sealLeaderInto(rec, s, 0, HOST_NAME_MAX_ON_DISK);
+      written = sealLeader(rec, s, 0, HOST_NAME_MAX_ON_DISK);
       if (bitmap) bitmap.copy(s, HOSTID_BITMAP_OFFSET, 0, HOSTID_BITMAP_SIZE);
     });
   } catch (e) {
@@ -156,7 +157,7 @@ export async function deltaAcquire(p: DeltaAcquireParams): Promise<DeltaLease> {
     const before = leader;
     await sleepSeconds(clock, delay, p.cancel, () => `${what()} (waiting ${delay} s for ${describeOwner(before)} to prove dead)`);
     leader = await read();
-    if (!leadersEqual(before, leader) && leader.timestamp !== 0) {
+    if (!sameLeader(before, leader) && leader.timestamp !== 0) {
       throw new LeaseError(SANLK.HOSTID_BUSY,
         `${ls(spaceName, hostId)} is in use: ${describeOwner(leader)} renewed it during our ${delay} s wait`);
     }
@@ -176,7 +177,7 @@ export async function deltaAcquire(p: DeltaAcquireParams): Promise<DeltaLease> {
   // Another host may be doing the same: if it wrote after us, our record is gone.
   await sleepSeconds(clock, deltaShortDelay(otherIo, p.ioTimeout), p.cancel, what);
   const check = await read();
-  if (!leadersEqual(written, check)) {
+  if (!sameLeader(written, check)) {
     throw new LeaseError(SANLK.HOSTID_BUSY,
       `${ls(spaceName, hostId)} is in use: ${describeOwner(check)} wrote it while we were acquiring it`);
   }
@@ -248,7 +249,7 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
   if (lease.storage.readInto) lease.iobuf = area;
 
   const { rv, leader } = verifyDeltaLeader(area, idOff, lease.spaceName);
-  if (rv < 0) fail(new LeaseError(rv, `renewing ${name}: our delta lease sector is invalid (${rv})`));
+  if (rv < 0) fail(new LeaseError(rv, `renewing ${name}: our delta lease sector is invalid: ${describeResult(rv)}`));
   const last = lease.leader;
   if (leader.ownerId !== last.ownerId || leader.ownerGeneration !== last.ownerGeneration ||
       leader.resourceName !== last.resourceName) {
@@ -256,7 +257,7 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
       `renewing ${name}: the sector now belongs to ${describeOwner(leader)}, not to us (generation ${last.ownerGeneration}); ` +
       'two hosts are using the same host_id'));
   }
-  if (lease.lastResult === SANLK.OK && !leadersEqual(leader, last)) {
+  if (lease.lastResult === SANLK.OK && !sameLeader(leader, last)) {
     fail(new LeaseError(SANLK.RENEW_DIFF,
       `renewing ${name}: our delta lease changed on disk since our last write; another host is writing our host_id`));
   }

@@ -1,5 +1,5 @@
 import {
-  bitmapHas, decodeLeader, DELTA_DISK_MAGIC, namesEqual,
+  bitmapHas, DELTA_DISK_MAGIC, namesEqual, readName,
 } from '../ondisk';
 import { hostDeadSeconds, renewalFailSeconds, timeoutsFor } from './timeouts';
 
@@ -62,6 +62,11 @@ export interface HostMonitorParams {
   ioTimeout: number;
 }
 
+/** A little-endian u64 that fits a double (every sanlock counter does). */
+function u64(b: Buffer, off: number): number {
+  return b.readUInt32LE(off) + b.readUInt32LE(off + 4) * 0x100000000;
+}
+
 function isZero(b: Buffer, off: number, len: number): boolean {
   for (let i = off; i < off + len; i++) if (b[i] !== 0) return false;
   return true;
@@ -122,33 +127,37 @@ export class HostMonitor {
     // A never-owned sector (owner, generation, timestamp all 0) matches the initial status:
     // nothing to record. Skipping the decode matters: a fresh lockspace has 2000 of them.
     if (!hs && isZero(area, off + 32, 16) && isZero(area, off + 152, 8)) return undefined;
-    const leader = decodeLeader(area, off);
+    // Only the fields the status needs; names are read only when the record is good.
+    const magic = area.readUInt32LE(off);
+    const ownerId = u64(area, off + 32);
+    const ownerGeneration = u64(area, off + 40);
+    const timestamp = u64(area, off + 152);
     if (!hs) {
       hs = { ownerId: 0, ownerGeneration: 0, timestamp: 0, ioTimeout: 0, ownerName: '', lastLive: 0, leaseBad: false, lastReq: 0 };
       this.hosts.set(hostId, hs);
     }
-    const bad = leader.magic !== DELTA_DISK_MAGIC || !namesEqual(leader.spaceName, this.params.spaceName);
+    const bad = magic !== DELTA_DISK_MAGIC || !namesEqual(readName(area, off + 56), this.params.spaceName);
     hs.leaseBad = bad;
-    if (!bad) hs.ownerName = leader.resourceName;
-    if (hs.ownerId === leader.ownerId && hs.ownerGeneration === leader.ownerGeneration && hs.timestamp === leader.timestamp) {
+    if (!bad) hs.ownerName = readName(area, off + 104);
+    if (hs.ownerId === ownerId && hs.ownerGeneration === ownerGeneration && hs.timestamp === timestamp) {
       return undefined;
     }
     // Never replace good identity with a bad record's, but keep following its timestamp: a
     // host that renews is not dead even if its record looks odd.
     if (!bad) {
-      hs.ownerId = leader.ownerId;
-      hs.ownerGeneration = leader.ownerGeneration;
-      hs.ownerName = leader.resourceName;
-      hs.ioTimeout = leader.ioTimeout;
+      hs.ownerId = ownerId;
+      hs.ownerGeneration = ownerGeneration;
+      hs.ioTimeout = area.readUInt16LE(off + 174);
     }
-    hs.timestamp = leader.timestamp;
+    hs.timestamp = timestamp;
     hs.lastLive = now;
 
     if (hostId === this.params.hostId || bad) return undefined;
     if (!bitmapHas(area, this.params.hostId, off)) return undefined;
     const sig: HostSignal = { hostId, ownerGeneration: hs.ownerGeneration, request: false };
-    if (leader.writeGeneration) {
-      sig.event = { generation: leader.writeId, event: leader.writeGeneration, data: leader.writeTimestamp };
+    const writeGeneration = u64(area, off + 184);
+    if (writeGeneration) {
+      sig.event = { generation: u64(area, off + 176), event: writeGeneration, data: u64(area, off + 192) };
     }
     if (now - hs.lastReq >= timeoutsFor(this.params.ioTimeout).setBitmap) {
       hs.lastReq = now;

@@ -6,11 +6,17 @@
  */
 export class IoBufferPool {
   private readonly free = new Map<number, Buffer[]>();
-  /** Buffers kept per length; beyond this they are left to the GC. */
-  constructor(private readonly keepPerLength = 4) {}
+  /**
+   * @param keepPerLength buffers kept per length; beyond this they are left to the GC
+   * @param allocate where new buffers come from (aligned memory for direct I/O)
+   */
+  constructor(
+    private readonly keepPerLength = 4,
+    private readonly allocate: (length: number) => Buffer = (n) => Buffer.allocUnsafe(n),
+  ) {}
 
   take(length: number): Buffer {
-    return this.free.get(length)?.pop() ?? Buffer.allocUnsafe(length);
+    return this.free.get(length)?.pop() ?? this.allocate(length);
   }
 
   give(buf: Buffer): void {

@@ -36,6 +36,8 @@ export interface MemStorageOptions {
   size: number;
   /** Unit of alignment checks and torn writes. Default 512. */
   sectorSize?: number;
+  /** Backing memory to use (its content is the initial device content); default zeroed. */
+  data?: Buffer;
   clock: Pick<Clock, 'sleep' | 'nowMs'>;
   /** Latency of a normal I/O; default 0 (completes on the next tick of the clock). */
   latencyMs?: (req: IoRequest) => number;
@@ -95,7 +97,8 @@ export class MemStorage implements LeaseStorage {
   constructor(opts: MemStorageOptions) {
     this.opts = opts;
     this.id = opts.id ?? 'mem';
-    this.data = Buffer.alloc(opts.size);
+    this.data = opts.data ?? Buffer.alloc(opts.size);
+    if (this.data.length !== opts.size) throw new RangeError(`backing buffer is ${this.data.length} bytes, not ${opts.size}`);
     this.sectorSize = opts.sectorSize ?? 512;
     this.chunkVersion = new Uint32Array(Math.ceil(opts.size / CHUNK));
   }
@@ -267,7 +270,9 @@ export class MemStorage implements LeaseStorage {
     const req = this.request('write', tag, offset, data.length, timeoutMs);
     this.stats.writes++;
     this.stats.writeBytes += data.length;
-    const copy = Buffer.from(data); // the caller may reuse its buffer; the device has its own
+    // Like real direct I/O, the caller's buffer must stay untouched until the write completes;
+    // the device lands it from there (no copy).
+    const copy = data;
     const fault = this.decide(req);
     const base = this.opts.latencyMs?.(req) ?? 0;
     if (fault?.type === 'hang') return this.run(req, undefined, () => undefined);

@@ -1,9 +1,10 @@
 import {
   DBLOCK_FL_RELEASED, Dblock, dblockValid, DEFAULT_GEOMETRY, decodeDblock, emptyDblock, Geometry, geometryFromLeader,
-  LeaderRecord, leadersEqual, LeaseError, LFL_SHORT_HOLD, SANLK, sealLeaderInto, verifyPaxosLeader,
+  LeaderRecord, LeaseError, LFL_SHORT_HOLD, SANLK, verifyPaxosLeader, describeResult,
 } from '../ondisk';
 import { dblockBlank, dblockOffset, firstMbal, runBallot } from './ballot';
 import { Clock } from './clock';
+import { sameLeader, sealLeader } from './record';
 import { ioError, readArea } from './diskio';
 import { IoBufferPool, OpBuffers } from './iobuf';
 import { HostLiveness } from './liveness';
@@ -85,6 +86,8 @@ const holderText = (h: LeaseHolder) =>
 interface LeaseRead {
   leader: LeaderRecord;
   maxMbal: number;
+  /** Our own dblock as on disk (it may hold our vote from an earlier, failed acquire). */
+  ourDblock?: Dblock;
 }
 
 /**
@@ -100,7 +103,7 @@ export async function readPaxosLeader(
     throw ioError(e, SANLK.LEADER_READ, `reading the leader of ${resName(res)}`);
   }
   const { rv, leader } = verifyPaxosLeader(buf, 0, res.spaceName, res.resourceName, hostId);
-  if (rv < 0) throw new LeaseError(rv, `the leader of ${resName(res)} at ${res.storage.id}:${res.offset} is invalid (${rv})`);
+  if (rv < 0) throw new LeaseError(rv, `the leader of ${resName(res)} at ${res.storage.id}:${res.offset} is invalid: ${describeResult(rv)}`);
   return leader;
 }
 
@@ -114,7 +117,7 @@ class LeaderWriteError extends LeaseError {
 /** Write a leader as sector 0 (the rest of the sector zeroed); returns it as stored. */
 async function writeLeader(res: ResourceLocation, sectorSize: number, rec: LeaderRecord, ioTimeout: number, what: string): Promise<LeaderRecord> {
   const sector = Buffer.alloc(sectorSize);
-  const sealed = sealLeaderInto(rec, sector, 0);
+  const sealed = sealLeader(rec, sector, 0);
   try {
     await res.storage.write(res.offset, sector, ioTimeout * 1000);
   } catch (e) {
@@ -158,7 +161,7 @@ async function acquire(res: ResourceLocation, host: PaxosHost, opts: PaxosAcquir
     const { rv, leader } = verifyPaxosLeader(area, 0, res.spaceName, res.resourceName, host.hostId);
     if (rv < 0) {
       const why = rv === SANLK.LEADER_NUMHOSTS ? `: it has ${leader.numHosts} host slots, our host_id is ${host.hostId}` : '';
-      throw new LeaseError(rv, `acquiring ${name}: the leader at ${res.storage.id}:${res.offset} is invalid (${rv})${why}`);
+      throw new LeaseError(rv, `acquiring ${name}: the leader at ${res.storage.id}:${res.offset} is invalid: ${describeResult(rv)}${why}`);
     }
     // Every dblock must verify (-214), as verify_dblock in sanlock's lease read; track max mbal.
     const n = Math.min(leader.numHosts, Math.floor(area.length / geometry.sectorSize) - 2);
@@ -173,12 +176,14 @@ async function acquire(res: ResourceLocation, host: PaxosHost, opts: PaxosAcquir
       const mbal = decodeDblock(area, off).mbal;
       if (mbal > maxMbal) maxMbal = mbal;
     }
-    return { leader, maxMbal };
+    const ourOff = dblockOffset(geometry.sectorSize, host.hostId);
+    const ourDblock = host.hostId <= n && !dblockBlank(area, ourOff) ? decodeDblock(area, ourOff) : undefined;
+    return { leader, maxMbal, ourDblock };
   };
 
   for (;;) { // restart
     checkCancel(clock, opts.cancel, cancelWhat);
-    const { leader: cur, maxMbal } = await readLease();
+    const { leader: cur, maxMbal, ourDblock } = await readLease();
     const g = geometryFromLeader(cur.sectorSize, cur.flags);
     if (!g) throw new LeaseError(SANLK.LEADER_SECTORSIZE, `acquiring ${name}: the leader has an invalid sector/align size`);
     if (g.sectorSize !== geometry.sectorSize || g.alignSize !== geometry.alignSize) {
@@ -198,7 +203,7 @@ async function acquire(res: ResourceLocation, host: PaxosHost, opts: PaxosAcquir
       reuseLeader = false;
     }
 
-    const r = await ballots(res, host, opts, bufs, geometry, cur, maxMbal, reuseLeader, sharedHosts);
+    const r = await ballots(res, host, opts, bufs, geometry, cur, maxMbal, reuseLeader, sharedHosts, ourDblock);
     if (r === 'restart') continue;
     return r;
   }
@@ -271,7 +276,7 @@ async function waitForOwner(
     }
     await sleepMs(clock, 1000, opts.cancel, cancelWhat);
     const tmp = await readPaxosLeader(res, sectorSize, host.hostId, host.ioTimeout);
-    if (!leadersEqual(cur, tmp)) return 'restart';
+    if (!sameLeader(cur, tmp)) return 'restart';
   }
 }
 
@@ -292,7 +297,7 @@ async function ownerReleased(res: ResourceLocation, sectorSize: number, owner: n
  */
 async function ballots(
   res: ResourceLocation, host: PaxosHost, opts: PaxosAcquireOptions, bufs: OpBuffers, geometry: Geometry,
-  cur: LeaderRecord, maxMbal: number, reuseLeader: boolean, sharedHosts: Set<number>,
+  cur: LeaderRecord, maxMbal: number, reuseLeader: boolean, sharedHosts: Set<number>, ourDblock?: Dblock,
 ): Promise<PaxosAcquireResult | 'restart'> {
   const { clock } = opts;
   const name = resName(res);
@@ -300,6 +305,8 @@ async function ballots(
   const nextLver = cur.lver + 1;
   let ourMbal = firstMbal(maxMbal, cur.maxHosts, host.hostId);
   let lastDblock: Dblock | undefined;
+  /** Our vote in this lver as known on disk: kept by every later ballot for the same lver. */
+  let ourVote = ourDblock;
   const result = (leader: LeaderRecord, dblock: Dblock): PaxosAcquireResult => ({
     leader, dblock, sectorSize: ss, alignSize: geometry.alignSize, sharedHosts: [...sharedHosts].sort((a, b) => a - b),
   });
@@ -322,10 +329,11 @@ async function ballots(
         `resource ${name} was acquired by host ${tmp.ownerId}, generation ${tmp.ownerGeneration}, at lease version ${tmp.lver} while we were running our ballot`,
         { leader: tmp, holder: { hostId: tmp.ownerId, generation: tmp.ownerGeneration, lver: tmp.lver, hostName: opts.liveness?.snapshot(tmp.ownerId)?.ownerName || undefined } });
     }
-    if (tmp.lver > nextLver || !leadersEqual(cur, tmp)) return 'restart';
+    if (tmp.lver > nextLver || !sameLeader(cur, tmp)) return 'restart';
 
-    const b = await runBallot(ctx, cur.numHosts, nextLver, ourMbal);
+    const b = await runBallot(ctx, cur.numHosts, nextLver, ourMbal, ourVote);
     lastDblock = b.dblock;
+    if (b.voted) ourVote = b.dblock;
     if (b.rv === SANLK.DBLOCK_MBAL || b.rv === SANLK.DBLOCK_LVER) {
       // Contention: back off a random 0–1 s so competing hosts do not keep colliding.
       await sleepMs(clock, Math.floor(clock.random() * 1000), undefined, () => name);
@@ -355,7 +363,10 @@ async function ballots(
       const le = e as LeaderWriteError;
       throw new LeaseAcquireError(le.rv, le.message, { leader: le.leader, retract: true, dblock: d });
     }
-    if (written.ownerId !== host.hostId) {
+    // sanlock compares only owner_id here. Committing an earlier generation of our own host_id
+    // (its vote survived a crash) is not ours to use: other hosts see our newer delta
+    // generation and take that lease at once. Treat it as another owner and go round again.
+    if (written.ownerId !== host.hostId || written.ownerGeneration !== host.generation) {
       throw new LeaseAcquireError(SANLK.ACQUIRE_OTHER,
         `resource ${name}: our ballot for lease version ${written.lver} committed host ${written.ownerId}, generation ${written.ownerGeneration}, ` +
         'whose value was already accepted; it holds the lease now',
@@ -393,7 +404,7 @@ export async function paxosLeaseRelease(
     throw new LeaseError(SANLK.RELEASE_OWNER,
       `releasing ${name}: the lease is owned by host ${leader.ownerId}, generation ${leader.ownerGeneration}, not by us (host ${host.hostId}, generation ${host.generation})`);
   }
-  if (!leadersEqual(leader, ref)) {
+  if (!sameLeader(leader, ref)) {
     throw new LeaseError(SANLK.RELEASE_OWNER, `releasing ${name}: the leader changed since we wrote it`);
   }
   const rel: LeaderRecord = {

@@ -1,6 +1,6 @@
 import {
   DBLOCK_FL_RELEASED, Dblock, DEFAULT_GEOMETRY, decodeModeBlock, geometryFromLeader, isShared, LeaderRecord,
-  LeaseError, LFL_SHORT_HOLD, MBLOCK_SHARED, SANLK, verifyPaxosLeader,
+  LeaseError, LFL_SHORT_HOLD, MBLOCK_SHARED, SANLK, verifyPaxosLeader, describeResult,
 } from '../ondisk';
 import { dblockOffset, writeDblock } from './ballot';
 import { ioError, writeSector } from './diskio';
@@ -214,7 +214,7 @@ export async function readResourceOwners(res: ResourceLocation, ioTimeout: numbe
       g = lg;
       continue;
     }
-    if (rv < 0) throw new LeaseError(rv, `the leader of ${resName(res)} at ${res.storage.id}:${res.offset} is invalid (${rv})`);
+    if (rv < 0) throw new LeaseError(rv, `the leader of ${resName(res)} at ${res.storage.id}:${res.offset} is invalid: ${describeResult(rv)}`);
     const owners: ResourceOwner[] = [];
     const held = leader.timestamp !== 0 && leader.ownerId !== 0;
     if (held) owners.push({ hostId: leader.ownerId, generation: leader.ownerGeneration, mode: 'EX', timestamp: leader.timestamp });

@@ -9,6 +9,7 @@ import { acquireResource, releaseResource } from '../../src/lease/resource';
 import { LeaseStorage } from '../../src/lease/storage';
 import { hostDeadSeconds, Timeouts, timeoutsFor } from '../../src/lease/timeouts';
 import { ResourceLocation, ResourceToken } from '../../src/lease/token';
+import { arena } from './arena';
 import { Gate } from './gate';
 import { Oracle } from './oracle';
 import { prng, VirtualScheduler } from './virtualclock';
@@ -56,17 +57,22 @@ class Proc {
   readonly storage: LeaseStorage;
   /** The renewal read buffer, handed from one membership to the next (sanlock's task->iobuf). */
   renewBuf?: Buffer;
-  /** Read buffers per resource: the in-memory disk then copies only what changed since. */
-  private readonly pools = new Map<number, IoBufferPool>();
+  /**
+   * Read buffers per resource, kept by the host across restarts: a buffer in a pool is not in
+   * use, so a crash cannot leave a read in flight into it. The in-memory disk then copies
+   * only what changed since that buffer's last read.
+   */
+  readonly pools: Map<number, IoBufferPool>;
   poolFor(resource: number): IoBufferPool {
     let p = this.pools.get(resource);
     if (!p) {
-      p = new IoBufferPool(1);
+      p = new IoBufferPool(1, (n) => arena.alloc(n));
       this.pools.set(resource, p);
     }
     return p;
   }
-  constructor(world: World, readonly tag: string, readonly bootMs: number, seed: number) {
+  constructor(world: World, readonly tag: string, readonly bootMs: number, seed: number, pools: Map<number, IoBufferPool>) {
+    this.pools = pools;
     const sched = world.sched;
     const g = this.gate;
     this.clock = {
@@ -120,6 +126,7 @@ class Membership {
 
 export class SimHost {
   private procSeq = 0;
+  private readonly pools = new Map<number, IoBufferPool>();
   private memberSeq = 0;
   proc?: Proc;
   member?: Membership;
@@ -166,7 +173,7 @@ export class SimHost {
 
   private boot(): void {
     const seq = ++this.procSeq;
-    const proc = new Proc(this.w, `h${this.hostId}.${seq}`, this.bootS * 1000, Math.floor(this.rng() * 2 ** 31));
+    const proc = new Proc(this.w, `h${this.hostId}.${seq}`, this.bootS * 1000, Math.floor(this.rng() * 2 ** 31), this.pools);
     proc.gate.onResume = () => this.checkOurLease(proc);
     this.proc = proc;
     this.log(`boot (monotime ${proc.clock.monotime()}, name ${this.name})`);
@@ -191,7 +198,7 @@ export class SimHost {
         continue;
       }
       this.w.stats.joins++;
-      lease.iobuf = proc.renewBuf;
+      lease.iobuf = proc.renewBuf ?? arena.alloc(lease.geometry.alignSize);
       const g = lease.geometry;
       const monitor = new HostMonitor({ spaceName: this.w.spaceName, hostId: this.hostId, sectorSize: g.sectorSize, maxHosts: g.maxHosts, ioTimeout: this.io });
       const m = new Membership(`h${this.hostId}#${this.procSeq}.${++this.memberSeq}`, proc, lease, monitor);

@@ -4,6 +4,7 @@ import { ResourceLocation } from '../../src/lease/token';
 import { configFor, SimConfig } from './config';
 import { Oracle, Violation } from './oracle';
 import { SimHost, SimStats, World } from './simhost';
+import { arena } from './arena';
 import { prng, VirtualScheduler } from './virtualclock';
 
 /**
@@ -77,8 +78,9 @@ export async function runSeed(seed: number, opts: RunOptions = {}): Promise<SimR
   const rng = prng(seed);
   const sched = new VirtualScheduler();
   const g = cfg.geometry;
+  const size = g.alignSize * (1 + cfg.resources);
   const storage = new MemStorage({
-    id: 'shared-disk', size: g.alignSize * (1 + cfg.resources), sectorSize: g.sectorSize, clock: sched.clock(),
+    id: 'shared-disk', size, data: arena.alloc(size), sectorSize: g.sectorSize, clock: sched.clock(),
     latencyMs: (req) => 1 + Math.floor(rng() * (req.kind === 'read' && req.length > g.sectorSize ? 20 : 8)),
     fault: faultPlan(cfg, prng(seed ^ 0xfa017)),
   });
@@ -146,6 +148,7 @@ export async function runSeed(seed: number, opts: RunOptions = {}): Promise<SimR
   }
 
   await sched.runUntil(cfg.durationMs);
+  arena.reset(); // the run is over: nothing will touch its buffers again
 
   return {
     seed, config: cfg, violations: oracle.violations, stats, io: storage.stats,

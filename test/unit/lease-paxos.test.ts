@@ -308,6 +308,56 @@ describe('shared leases', () => {
   });
 });
 
+describe('where lockagent is stricter than sanlock 3.8.5', () => {
+  const failCommit = (w: ReturnType<typeof world>) =>
+    w.st.failNext('write', { type: 'error' }, (r) => r.offset === RES_OFF);
+
+  it('a failed commit keeps our vote (RELEASED) so another host commits our value, not its own', async () => {
+    const w = world();
+    const [h1, h2] = [w.member(1, 'hostA'), w.member(2, 'hostB')];
+    await w.sched.run(Promise.all([h1.join(), h2.join()]));
+    h1.startRenewals();
+    h2.startRenewals();
+    failCommit(w);
+    const e = await rejects(w.sched, acquireResource(w.res, h1.host, { clock: h1.clock }));
+    expect(e.rv).toBe(SANLK.LEADER_WRITE);
+    expect(w.dblock(1)).toMatchObject({ mbal: 1, bal: 1, inp: 1, lver: 1, flags: DBLOCK_FL_RELEASED });
+    expect(w.leader().lver).toBe(0);
+    // Host 2's ballot for lver 1 must decide host 1's value: lver 1 was chosen.
+    const e2 = await rejects(w.sched, acquireResource(w.res, h2.host, { clock: h2.clock, liveness: h2.liveness }));
+    expect(e2.rv).toBe(SANLK.ACQUIRE_OTHER);
+    expect(w.leader()).toMatchObject({ lver: 1, ownerId: 1, writeId: 2 });
+    // Host 1 released (RELEASED dblock): host 2 may take lver 2 at once.
+    const t = await w.sched.run(acquireResource(w.res, h2.host, { clock: h2.clock, liveness: h2.liveness }));
+    expect(t.leader).toMatchObject({ lver: 2, ownerId: 2 });
+  });
+
+  it('re-running a ballot for the same lver keeps our earlier vote', async () => {
+    const w = world();
+    const h1 = w.member(1, 'hostA');
+    await w.sched.run(h1.join());
+    failCommit(w);
+    await rejects(w.sched, acquireResource(w.res, h1.host, { clock: h1.clock }));
+    const t = await w.sched.run(acquireResource(w.res, h1.host, { clock: h1.clock }));
+    expect(w.dblock(1)).toMatchObject({ mbal: 2001, bal: 2001, inp: 1, lver: 1 });
+    expect(t.leader).toMatchObject({ lver: 1, ownerId: 1 });
+  });
+
+  it('committing an older generation of ourselves is -245, the next try takes it as ours', async () => {
+    const w = world();
+    const h1 = w.member(1, 'hostA');
+    await w.sched.run(h1.join());
+    failCommit(w);
+    await rejects(w.sched, acquireResource(w.res, h1.host, { clock: h1.clock }));
+    await w.sched.run(h1.join()); // restart: generation 2; our generation-1 vote for lver 1 is on disk
+    const e = await rejects(w.sched, acquireResource(w.res, h1.host, { clock: h1.clock }));
+    expect(e.rv).toBe(SANLK.ACQUIRE_OTHER);
+    expect(w.leader()).toMatchObject({ lver: 1, ownerId: 1, ownerGeneration: 1 });
+    const t = await w.sched.run(acquireResource(w.res, h1.host, { clock: h1.clock }));
+    expect(t.leader).toMatchObject({ lver: 2, ownerId: 1, ownerGeneration: 2 });
+  });
+});
+
 describe('against the real sanlock files', () => {
   it('re-acquire of res_acq.img by host 1 gen 2 reproduces res_acq_g2.img', async () => {
     const sched = new VirtualScheduler();
