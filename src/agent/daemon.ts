@@ -4,7 +4,7 @@ import { AgentConfig, DISKS_LOCKSPACE, loadConfig } from '../config/config';
 import { ControlServer, Peer } from '../control/server';
 import { socketOwner } from '../control/peerpolicy';
 import { systemClock } from '../lease/clock';
-import { createLogger, Logger, parseLevel } from '../log/logger';
+import { createLogger, Level, Logger, parseLevel } from '../log/logger';
 import { geometryFor } from '../ondisk';
 import { StateStore } from '../state/statestore';
 import { Agent } from './agent';
@@ -122,9 +122,18 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
 }
 
 /** Foreground daemon entry: runs until SIGTERM/SIGINT. */
-export async function runDaemon(configPath: string, ext: DaemonExtensions = {}): Promise<void> {
+export async function runDaemon(
+  configPath: string, ext: DaemonExtensions = {},
+  levels: { file?: Level | null; stderr?: Level | null } = {},
+): Promise<void> {
   const { config, warnings } = loadConfig(configPath);
-  const d = await startDaemon(config, ext);
+  // -L / -S override the config's level per target (null = off), as sanlock's flags do.
+  const log = createLogger({
+    file: config.logFile || undefined,
+    fileLevel: levels.file === null ? undefined : levels.file ?? (config.logFile ? parseLevel(config.logLevel) : undefined),
+    stderrLevel: levels.stderr === null ? undefined : levels.stderr ?? (config.logStderr ? parseLevel(config.logLevel) : undefined),
+  });
+  const d = await startDaemon(config, ext, log);
   for (const w of warnings) d.log.warning(w);
   let stopping = false;
   const stop = (sig: string) => {

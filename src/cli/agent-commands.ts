@@ -52,10 +52,18 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
   program.command('daemon')
     .description('run the agent in the foreground (systemd unit: conf/lockagent.service)')
     .option('-c, --config <path>', `config file (default ${DEFAULT_CONFIG_PATH})`)
+    .option('-L, --log-file-level <level>', 'log file level, as sanlock -L: 3 error, 4 warning, 6 info, 7 debug, -1 off (or a name)')
+    .option('-S, --log-stderr-level <level>', 'stderr/journal level, as sanlock -S (same values)')
     .action(run('daemon', async (o) => {
       const { runDaemon } = await import('../agent/daemon');
       const { daemonExtensions } = await import('./daemon-extensions');
-      await runDaemon((o as SocketOpts).config ?? DEFAULT_CONFIG_PATH, daemonExtensions());
+      const { parseLevel } = await import('../log/logger');
+      const opts = o as SocketOpts & { logFileLevel?: string; logStderrLevel?: string };
+      const levels = {
+        file: opts.logFileLevel !== undefined ? parseLevel(opts.logFileLevel) ?? null : undefined,
+        stderr: opts.logStderrLevel !== undefined ? parseLevel(opts.logStderrLevel) ?? null : undefined,
+      };
+      await runDaemon(opts.config ?? DEFAULT_CONFIG_PATH, daemonExtensions(), levels);
       return new Promise<number>(() => undefined); // runs until a signal
     }));
 
