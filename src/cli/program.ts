@@ -14,6 +14,7 @@ import {
 import { CliContext, defaultContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './context';
 import { directDump } from './direct-dump';
 import { directInit } from './direct-init';
+import { registerDirectLeaseCommands } from './direct-lease';
 import { directReadLeader } from './direct-read-leader';
 import { registerAgentCommands } from './agent-commands';
 
@@ -145,6 +146,7 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
       });
     }));
 
+  registerDirectLeaseCommands(direct, ctx, setExit);
   registerAgentCommands(program, ctx, setExit);
   return program;
 }
