@@ -9,7 +9,7 @@ import { Logger } from '../log/logger';
 import { LeaseMode, StateStore } from '../state/statestore';
 import { LeaseSpec, OwnerRef } from '../control/protocol';
 import { FailedOwner, LeaseFailurePolicy } from './failure';
-import { JoinState, Lockspace, LockspaceSpec } from './lockspace';
+import { currentBootId, JoinState, Lockspace, LockspaceSpec } from './lockspace';
 import { KeyedQueue } from './keyedqueue';
 
 /**
@@ -70,6 +70,11 @@ export class Agent {
     }
     const ls = new Lockspace({ ...spec, hostName: this.o.hostName }, this.o.clock, this.o.log, {
       onLost: (l, reason) => this.onLockspaceLost(l, reason),
+      previousDelta: (l) => {
+        const v = this.o.store.getMeta(`delta:${l.name}`);
+        return v ? (JSON.parse(v) as { bootId: string; generation: number }) : undefined;
+      },
+      onDeltaLease: (l, lease) => this.o.store.setMeta(`delta:${l.name}`, JSON.stringify({ bootId: currentBootId(), generation: lease.generation })),
     }, this.openStorage);
     this.lockspaces.set(spec.name, ls);
     this.o.store.saveLockspace({ name: spec.name, hostId: spec.hostId, path: spec.path, offset: spec.offset, generation: 0, ioTimeout: spec.ioTimeout });

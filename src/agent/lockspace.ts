@@ -1,3 +1,4 @@
+import { readFileSync } from 'fs';
 import { FileLeaseStorage } from '../io/file-storage';
 import { Clock } from '../lease/clock';
 import { DeltaLease, deltaAcquire, deltaRelease, deltaRenew, isCorruptRenewal, readDeltaLeader, readLockspaceGeometry } from '../lease/delta';
@@ -30,6 +31,10 @@ export interface LockspaceHooks {
   onLost(ls: Lockspace, reason: string): void;
   /** A renewal succeeded after a loss: the lockspace is usable again (new generation). */
   onJoined?(ls: Lockspace): void;
+  /** Our delta lease as recorded before a restart, to continue it instead of acquiring anew. */
+  previousDelta?(ls: Lockspace): { bootId: string; generation: number } | undefined;
+  /** We hold this delta lease now (record it for a restart). */
+  onDeltaLease?(ls: Lockspace, lease: DeltaLease): void;
 }
 
 export interface HostReport extends HostStatus {
@@ -39,6 +44,15 @@ export interface HostReport extends HostStatus {
 }
 
 const BACKOFF_MAX_S = 60;
+
+/** Changes at every boot: monotonic timestamps are comparable only within one boot. */
+export function currentBootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
+}
 
 export class Lockspace {
   state: JoinState = 'joining';
@@ -143,11 +157,14 @@ export class Lockspace {
       this.joinAttempts++;
       try {
         this.storage ??= await this.openStorage(this.spec.path);
-        await this.refuseLiveOtherHost(this.storage);
-        const lease = await deltaAcquire({
-          storage: this.storage, offset: this.spec.offset, spaceName: this.name, hostId: this.spec.hostId,
-          hostName: this.spec.hostName, ioTimeout: this.spec.ioTimeout, clock: this.clock, cancel: { signal: this.abort.signal },
-        });
+        const lease = (await this.continueOwnLease(this.storage)) ?? await (async () => {
+          await this.refuseLiveOtherHost(this.storage!);
+          return deltaAcquire({
+            storage: this.storage!, offset: this.spec.offset, spaceName: this.name, hostId: this.spec.hostId,
+            hostName: this.spec.hostName, ioTimeout: this.spec.ioTimeout, clock: this.clock, cancel: { signal: this.abort.signal },
+          });
+        })();
+        this.hooks.onDeltaLease?.(this, lease);
         if (this.stopped) return;
         this.lease = lease;
         this.monitor = new HostMonitor({
@@ -198,6 +215,31 @@ export class Lockspace {
       }
       if (now.timestamp === 0) return;
     }
+  }
+
+  /**
+   * After an agent restart (kill -9 included) on the same boot, our delta lease on disk may still
+   * be valid: renewed less than 8·io ago, under our name and the generation we recorded. Then we
+   * simply go on renewing it — a fresh acquire would bump the generation, and hosts waiting for
+   * our leases treat a newer generation as "the owner is gone" and take them at once, while our
+   * domains still run. A lease older than that, or from another boot, is acquired anew.
+   */
+  private async continueOwnLease(storage: LeaseStorage): Promise<DeltaLease | undefined> {
+    const prev = this.hooks.previousDelta?.(this);
+    if (!prev || prev.bootId !== currentBootId()) return undefined;
+    const g = await readLockspaceGeometry(storage, this.spec.offset, this.name, this.spec.ioTimeout);
+    const leader = await readDeltaLeader(storage, this.spec.offset, g, this.name, this.spec.hostId, this.spec.ioTimeout);
+    const age = this.clock.monotime() - leader.timestamp;
+    if (leader.timestamp === 0 || leader.ownerId !== this.spec.hostId || leader.ownerGeneration !== prev.generation ||
+        !namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47)) || age < 0 || age >= timeoutsFor(this.spec.ioTimeout).idRenewalFail) {
+      return undefined;
+    }
+    this.log.info(`lockspace ${this.name}: our delta lease (generation ${leader.ownerGeneration}) was renewed ${age} s ago; continuing it`);
+    return {
+      spaceName: this.name, hostId: this.spec.hostId, hostName: this.spec.hostName, storage, offset: this.spec.offset,
+      geometry: g, ioTimeout: this.spec.ioTimeout, generation: leader.ownerGeneration, leader, lastSuccess: leader.timestamp,
+      lastResult: SANLK.OK, bitmap: Buffer.alloc(256), released: false,
+    } as DeltaLease;
   }
 
   private scheduleRenew(ms: number): void {
@@ -274,10 +316,16 @@ export class Lockspace {
     clearTimeout(this.renewTimer);
     this.log.error(`lockspace ${this.name} lost: ${reason}; stopping every owner that uses it`);
     this.hooks.onLost(this, reason);
-    // Try to join again (fast reacquire with our own name: a new generation) once storage is back.
+    // Join again (fast reacquire: a new generation) only after host_dead since our last renewal.
+    // A new generation tells waiting hosts our leases are free at once; before host_dead our
+    // owners may still be running (SIGTERM grace, an ignored signal), so rejoining earlier would
+    // hand their disks to another host while they write.
+    const last = this.lease?.lastSuccess ?? this.clock.monotime();
+    const wait = Math.max(1, last + timeoutsFor(this.spec.ioTimeout).hostDead - this.clock.monotime());
+    this.log.warning(`lockspace ${this.name}: rejoining in ${wait} s (host_dead after our last renewal)`);
     this.lease = undefined;
     this.monitor = undefined;
     this.joinAttempts = 0;
-    setTimeout(() => { if (!this.stopped) void this.joinLoop(); }, 1000);
+    setTimeout(() => { if (!this.stopped) void this.joinLoop(); }, wait * 1000);
   }
 }
