@@ -177,7 +177,7 @@ describeE2E('e2e: hook and lifecycle events on real libvirtd + QEMU', () => {
     expect((await bRelease()).code).toBe(0);
   });
 
-  it.each(['SIGTERM', 'SIGKILL'] as const)('agent restart (%s) with the domain running changes nothing: lease kept by host 1, new generation', async (sig) => {
+  it.each(['SIGTERM', 'SIGKILL'] as const)('agent restart (%s) with the domain running changes nothing: lease kept by host 1', async (sig) => {
     if (!/^running/.test(await domState(d1.name))) await virshOk(['start', d1.name]);
     await waitHeld(d1);
     const genBefore = (await status(A!)).lockspaces.find((l) => l.name === LS)!.generation!;
@@ -191,7 +191,9 @@ describeE2E('e2e: hook and lifecycle events on real libvirtd + QEMU', () => {
 
     startHost(A!);
     const gen = await waitJoined(A!);
-    expect(gen).toBe(genBefore + 1);
+    // Back within 8 x io_timeout on the same boot: the delta lease is continued (same generation),
+    // so hosts waiting for our leases never see them as free; later than that, a new generation.
+    expect([genBefore, genBefore + 1]).toContain(gen);
     await waitHeld(d1);
     const dump = await lockagent(['direct', 'dump', leaseFile(d1)]);
     expect(dump.stdout).toMatch(new RegExp(`${md5(d1.disk)} \\d{10} 0001 ${String(gen).padStart(4, '0')}`));
