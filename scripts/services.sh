@@ -135,8 +135,10 @@ start() {
   write_configs
   rm -f "$PIDFILE" "$TINIPID"
   local t0; t0=$(date +%s%N)
-  setsid tini -s -- libvirtd -f "$STATE/libvirtd.conf" --pid-file "$PIDFILE" \
-    > "$STATE/logs/libvirtd.stdout" 2>&1 < /dev/null 9>&- &
+  # Start from / : libvirtd's hooks inherit its working directory, and a removed one (a test's
+  # temporary clone) makes every hook's /bin/sh print "getcwd() failed" into virsh's error.
+  (cd / && exec setsid tini -s -- libvirtd -f "$STATE/libvirtd.conf" --pid-file "$PIDFILE" \
+    > "$STATE/logs/libvirtd.stdout" 2>&1 < /dev/null 9>&-) &
   echo $! > "$TINIPID"
   # The first call also probes QEMU's capabilities (~8 s on a fresh machine).
   if ! wait_for 600 "${V[@]}" version; then

@@ -77,7 +77,7 @@ describeE2E('e2e: hook and lifecycle events on real libvirtd + QEMU', () => {
     const r = await virsh(['start', d1.name]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(`Failed to start domain '${d1.name}'`);
-    expect(r.stderr).toMatch(/Hook script execution failed: .*prepare begin.*: lockagent: disk .*la-e2e-h1\.qcow2 is leased by host 2 \(node node02\)/);
+    expect(r.stderr).toMatch(/Hook script execution failed: .*prepare begin[\s\S]*lockagent: disk .*la-e2e-h1\.qcow2 is leased by host 2 \(node node02\)/);
     expect(await domState(d1.name)).toMatch(/^shut off/);
 
     // libvirt still runs `stopped` and `release` after a vetoed start; they change nothing.
