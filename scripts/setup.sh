@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PKGS=(
   sanlock libsanlock-dev                 # the real sanlock 3.8.5: interop tests and benchmarks
+  python3-sanlock                        # sanlock's client API for scripts/bench (throughput, hold)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-sanlock libvirt-dev
   qemu-system-x86 qemu-utils tini        # real libvirtd + QEMU (TCG) for end-to-end tests
   python3 make g++ pkg-config            # node-gyp toolchain for native/

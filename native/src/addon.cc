@@ -8,6 +8,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -225,6 +226,8 @@ void callJs(napi_env rawEnv, napi_value, void* context, void* data) {
   Request& r = **boxed;
   auto deferred = static_cast<napi_deferred>(r.jsDeferred);
   r.jsDeferred = nullptr;
+  auto target = static_cast<napi_ref>(r.jsTarget);
+  r.jsTarget = nullptr;
   if (deferred) {
     Napi::HandleScope scope(env);
     napi_value value = nullptr;
@@ -234,6 +237,18 @@ void callJs(napi_env rawEnv, napi_value, void* context, void* data) {
         value = makeError(env, r);
       } else if (r.op == Op::Open) {
         value = makeOpenResult(env, addon, r);
+      } else if (r.op == Op::Read && target) {
+        // readInto: copy into the caller's buffer, which is only ever written
+        // here, after a successful read (a timed-out read never touches it).
+        napi_value tv;
+        void* data = nullptr;
+        size_t len = 0;
+        if (napi_get_reference_value(env, target, &tv) != napi_ok || tv == nullptr ||
+            napi_get_typedarray_info(env, tv, nullptr, &len, &data, nullptr, nullptr) != napi_ok ||
+            len != r.length)
+          throw Napi::Error::New(env, "readInto: the target buffer is gone or changed size");
+        std::memcpy(data, r.buf, r.length);
+        value = env.Undefined();
       } else if (r.op == Op::Read) {
         value = Napi::Buffer<char>::Copy(env, static_cast<char*>(r.buf),
                                          r.length);
@@ -254,6 +269,7 @@ void callJs(napi_env rawEnv, napi_value, void* context, void* data) {
     else
       napi_reject_deferred(env, deferred, value);
   }
+  if (target) napi_delete_reference(env, target);
   // Drop the handle reference held for the open before JS could wrap it.
   r.owner.reset();
   addon->release(env);
@@ -314,6 +330,7 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeFile",
                        {InstanceMethod<&NativeFile::Read>("read"),
+                        InstanceMethod<&NativeFile::ReadInto>("readInto"),
                         InstanceMethod<&NativeFile::Write>("write"),
                         InstanceMethod<&NativeFile::Close>("close"),
                         InstanceMethod<&NativeFile::Threads>("threadCount")});
@@ -342,6 +359,33 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
         Op::Read, handle_->path(), static_cast<int64_t>(offset), length,
         timeoutMs));
     if (!req->allocate()) throw Napi::Error::New(env, "out of memory");
+    req->stats = handle_->stats();
+    return start(env, addon(env), handle_, std::move(req));
+  }
+
+  // readInto(offset, target, timeoutMs): reads target.length bytes and copies
+  // them into target (a Buffer/Uint8Array) on completion; resolves undefined.
+  // Saves the JS-side allocation of read(): a lease read is up to 8 MiB, and
+  // fresh external buffers of that size per read make V8 collect garbage often.
+  Napi::Value ReadInto(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t offset = argAligned(info, 0, "offset", true);
+    if (!info[1].IsTypedArray())
+      throwEinval(env, "target must be a Buffer or Uint8Array");
+    auto target = info[1].As<Napi::TypedArray>();
+    uint64_t length = target.ByteLength();
+    if (length == 0 || length % kSectorAlign || length > kMaxIoLength)
+      throwEinval(env, "target length " + std::to_string(length) +
+                           " is not a positive multiple of 512");
+    double timeoutMs = argTimeout(info, 2);
+    auto req = std::shared_ptr<Request>(new Request(
+        Op::Read, handle_->path(), static_cast<int64_t>(offset), length,
+        timeoutMs));
+    if (!req->allocate()) throw Napi::Error::New(env, "out of memory");
+    napi_ref ref;
+    NAPI_THROW_IF_FAILED(env, napi_create_reference(env, target, 1, &ref),
+                         Napi::Value());
+    req->jsTarget = ref;
     req->stats = handle_->stats();
     return start(env, addon(env), handle_, std::move(req));
   }
@@ -473,6 +517,15 @@ Napi::Value PeerCred(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// trimMemory() -> whether memory was released: drops the cached aligned I/O
+// buffers, then malloc_trim(0) hands freed pages inside glibc's arenas back to
+// the kernel. Lease reads use 1-8 MiB buffers; after a burst of acquires the
+// freed ones would otherwise stay resident.
+Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
+  dropBufferCache();
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
+}
+
 // Node dlclose()s an addon when the worker_thread that loaded it exits, but
 // our detached threads (the watchdog, workers stuck in a syscall) keep
 // running code from this library. Take an extra RTLD_NODELETE reference so
@@ -536,6 +589,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, TestForceDirectEinval));
   exports.Set("_testInjectStall", Napi::Function::New(env, TestInjectStall));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
+  exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
   return exports;
 }
 

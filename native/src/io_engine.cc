@@ -242,10 +242,62 @@ Request::Request(Op op, std::string path, int64_t offset, uint64_t length,
       timeoutMs(timeoutMs),
       deadline(deadlineFrom(timeoutMs)) {}
 
-Request::~Request() { std::free(buf); }
+// A few aligned buffers are kept for reuse: a lease read is 1-8 MiB, and
+// glibc serves such sizes with a fresh mmap (zeroed pages, one fault per page)
+// and a munmap per request, as sanlock avoids by keeping its iobufs. A buffer
+// is only cached from ~Request, i.e. after its syscall really returned.
+namespace {
+constexpr size_t kBufCacheMaxEntries = 16;
+constexpr size_t kBufCachePerLength = 4;
+constexpr uint64_t kBufCacheMaxLength = 8ull << 20;
+struct BufCache {
+  std::mutex mu;
+  std::vector<std::pair<uint64_t, void*>> free;
+};
+BufCache& bufCache() {
+  static BufCache* c = new BufCache();  // never freed, like the registry
+  return *c;
+}
+}  // namespace
+
+Request::~Request() {
+  if (!buf) return;
+  if (length <= kBufCacheMaxLength) {
+    BufCache& c = bufCache();
+    std::lock_guard<std::mutex> g(c.mu);
+    size_t same = 0;
+    for (auto& e : c.free) same += e.first == length;
+    if (c.free.size() < kBufCacheMaxEntries && same < kBufCachePerLength) {
+      c.free.emplace_back(length, buf);
+      return;
+    }
+  }
+  std::free(buf);
+}
+
+void dropBufferCache() {
+  std::vector<std::pair<uint64_t, void*>> drop;
+  {
+    BufCache& c = bufCache();
+    std::lock_guard<std::mutex> g(c.mu);
+    drop.swap(c.free);
+  }
+  for (auto& e : drop) std::free(e.second);
+}
 
 bool Request::allocate() {
   if (length == 0) return true;
+  {
+    BufCache& c = bufCache();
+    std::lock_guard<std::mutex> g(c.mu);
+    for (size_t i = c.free.size(); i-- > 0;) {
+      if (c.free[i].first == length) {
+        buf = c.free[i].second;
+        c.free.erase(c.free.begin() + static_cast<std::ptrdiff_t>(i));
+        return true;
+      }
+    }
+  }
   void* p = nullptr;
   if (posix_memalign(&p, kBufferAlignment, length) != 0) return false;
   buf = p;

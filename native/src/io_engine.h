@@ -56,6 +56,8 @@ struct StatsSnapshot {
 std::shared_ptr<PathStats> statsFor(const std::string& path);
 StatsSnapshot snapshotStats(const std::string* path /* nullptr = totals */);
 void resetStats();
+// Frees the cached aligned I/O buffers (they are reused across requests).
+void dropBufferCache();
 
 struct DeviceInfo {
   bool isBlockDevice = false;
@@ -123,6 +125,9 @@ struct Request {
   std::shared_ptr<Handle> owner;
   // Opaque JS-thread state (napi_deferred); never touched off the JS thread.
   void* jsDeferred = nullptr;
+  // readInto only: napi_ref to the caller's Buffer, filled on the JS thread at
+  // completion (never by a late syscall); never touched off the JS thread.
+  void* jsTarget = nullptr;
 
  private:
   std::atomic<bool> settled_{false};

@@ -11,11 +11,15 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 [ -f native/build/Release/lockagent_native.node ] || npm run build:native
 # A private build of the CLI and of this script, so a concurrent `npm run build` cannot change
-# the code under a running daemon. Compiled with rootDir = the repository, so that paths between
-# src/, test/helpers/ and scripts/ stay as they are.
-out="$root/node_modules/.cache/lockagent-chaos/build-$(date +%s)-$$"
+# the code under a running daemon (an `npm ci` during the run removes it: restarts then fail).
+# Compiled with rootDir = the repository, so that paths between src/, test/helpers/ and
+# scripts/ stay as they are.
+cache="$root/node_modules/.cache/lockagent-chaos"
+out="$cache/build-$(date +%s)-$$"
+# builds of runs older than a day
+[ -d "$cache" ] && find "$cache" -maxdepth 1 -name 'build-*' -mmin +1440 -exec rm -rf {} +
 mkdir -p "$out"
-cfg="$root/node_modules/.cache/lockagent-chaos/tsconfig-$$.json"
+cfg="$cache/tsconfig-$$.json"
 cat > "$cfg" <<JSON
 {
   "extends": "$root/tsconfig.json",

@@ -12,6 +12,7 @@ import { KillPolicy, LeaseFailurePolicy } from './failure';
 import { DomainHandler, makeHandler } from './handler';
 import { resolveHostName } from './hostname';
 import { ensureLockspaceFile } from './lockspacefile';
+import { IdleTrimmer } from './memtrim';
 import { parseLockspaceArg } from '../cli/args';
 import { ConfigError } from '../config/config';
 
@@ -88,11 +89,19 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   if (domain?.policy) policy = domain.policy;
   const cleanup = ext.cleanup?.(base);
 
+  // Memory grown by a burst of requests is given back once the agent is quiet again.
+  const trimmer = new IdleTrimmer(5000, (before, after) => log.debug(`idle: memory trimmed, RSS ${Math.round(before / 1048576)} → ${Math.round(after / 1048576)} MiB`),
+    () => agent.dropIoBuffers());
+  trimmer.start();
+  const handle = makeHandler(agent, { domain: domain?.handler, cleanup: cleanup?.handler });
   const server = new ControlServer({
     path: config.socketPath,
     mode: config.socketMode,
     ...socketOwner(config),
-    handler: makeHandler(agent, { domain: domain?.handler, cleanup: cleanup?.handler }),
+    handler: (req, peer) => {
+      trimmer.touch();
+      return handle(req, peer);
+    },
     peerOf: ext.peerOf,
     allow: ext.allowPeer?.(config),
     onError: (m) => log.error(m),
@@ -110,6 +119,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     ...base,
     server,
     async stop(opts = {}) {
+      trimmer.stop();
       cleanup?.stop();
       await server.close();
       await domain?.stop?.();

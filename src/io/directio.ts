@@ -139,6 +139,21 @@ export class DirectFile {
     }
   }
 
+  /**
+   * Reads `target.length` bytes into `target` (a caller-owned, reusable buffer): no new Buffer
+   * per read, which matters for 1-8 MiB lease areas (each fresh one is external memory V8 must
+   * collect). `target` is written only when the read succeeds, never after a rejection.
+   */
+  async readInto(offset: number, target: Buffer, timeoutMs: number): Promise<void> {
+    this.checkIo('read', offset, target.length, timeoutMs);
+    try {
+      if (this.native.readInto) await this.native.readInto(offset, target, timeoutMs);
+      else (await this.native.read(offset, target.length, timeoutMs)).copy(target);
+    } catch (e) {
+      throw rethrown(e);
+    }
+  }
+
   /** Writes `data` (a multiple of 512 bytes); writes past EOF extend the file. */
   async write(offset: number, data: Buffer, timeoutMs: number): Promise<void> {
     if (!(data instanceof Uint8Array)) {

@@ -91,6 +91,19 @@ export class FileLeaseStorage implements LeaseStorage {
     }
   }
 
+  /** LeaseStorage.readInto: the lease engine reuses its area buffers (see DirectFile.readInto). */
+  async readInto(offset: number, target: Buffer, timeoutMs: number): Promise<void> {
+    this.check('read');
+    try {
+      await this.file.readInto(offset, target, timeoutMs);
+    } catch (err) {
+      if (isTimeout(err)) {
+        throw new LeaseError(SANLK.AIO_TIMEOUT, `read of ${target.length} bytes at ${offset} on ${this.id} did not complete within ${timeoutMs} ms`);
+      }
+      throw err;
+    }
+  }
+
   async write(offset: number, data: Buffer, timeoutMs: number): Promise<void> {
     this.check('write');
     if (this.readOnly) throw new Error(`write to ${this.id}, which was opened read-only`);

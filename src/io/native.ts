@@ -15,6 +15,11 @@ export interface NativeIoStats {
 /** A handle opened by the addon; every method settles on an I/O thread of its own. */
 export interface NativeFile {
   read(offset: number, length: number, timeoutMs: number): Promise<Buffer>;
+  /**
+   * Reads target.length bytes and copies them into `target` when the read succeeds (never
+   * after a rejection). Absent in addons built before it existed.
+   */
+  readInto?(offset: number, target: Uint8Array, timeoutMs: number): Promise<void>;
   write(offset: number, data: Uint8Array, timeoutMs: number): Promise<void>;
   close(timeoutMs: number): Promise<void>;
   /** Worker threads currently alive for this handle (diagnostics/tests). */
@@ -67,10 +72,14 @@ export function findPackageRoot(start: string = __dirname): string {
 
 let cached: NativeBinding | undefined;
 
-/** Loads the addon once; throws an actionable error if it has not been built. */
+/**
+ * Loads the addon once; throws an actionable error if it has not been built.
+ * $LOCKAGENT_NATIVE_ADDON names another build of it (scripts/bench uses a private build, so a
+ * concurrent `npm run build:native` cannot swap the addon under a running measurement).
+ */
 export function loadNative(): NativeBinding {
   if (cached) return cached;
-  const file = path.join(findPackageRoot(), ADDON_RELATIVE);
+  const file = process.env.LOCKAGENT_NATIVE_ADDON || path.join(findPackageRoot(), ADDON_RELATIVE);
   if (!fs.existsSync(file)) {
     throw new Error(
       `lockagent: native addon not found at ${file}; run \`npm run build:native\` ` +

@@ -6,7 +6,15 @@ import { dirname } from 'path';
  * Durable agent state in SQLite: who owns which leases (with lver and mode), the host identity,
  * and a journal of in-flight acquires/releases. After kill -9 the agent reads this to re-adopt
  * leases of owners that still exist — without releasing them first — and to finish or undo
- * operations it was in the middle of. WAL + synchronous=FULL: a lease we report held is on disk.
+ * operations it was in the middle of.
+ *
+ * WAL + synchronous=NORMAL: every commit is in the OS before it returns, so it survives a crash or
+ * kill -9 of the agent, which is what re-adoption is for. Only an OS crash or power loss can lose
+ * the last commits, and then every owner died with the host and our delta lease comes back with
+ * a new generation: other hosts take leases of the old generation at once, and the restarted
+ * agent releases those it still lists. synchronous=FULL added an fsync (2-7 ms here, blocking
+ * the event loop) to every commit, so to every acquire and release, for no such benefit
+ * (docs/benchmarks.md).
  */
 
 export type LeaseMode = 'exclusive' | 'shared';
@@ -83,7 +91,7 @@ export class StateStore {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
     this.db.exec(SCHEMA);
   }
@@ -92,52 +100,63 @@ export class StateStore {
     this.db.close();
   }
 
+  /** Prepared once per SQL text: preparing on every call cost ~0.4 ms per acquire+release. */
+  private readonly stmts = new Map<string, Database.Statement>();
+  private stmt(sql: string): Database.Statement {
+    let st = this.stmts.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.stmts.set(sql, st);
+    }
+    return st;
+  }
+
   getMeta(key: string): string | undefined {
-    const r = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    const r = this.stmt('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
     return r?.value;
   }
 
   setMeta(key: string, value: string): void {
-    this.db.prepare('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+    this.stmt('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 
   saveLockspace(ls: LockspaceRow): void {
-    this.db.prepare(`INSERT INTO lockspaces(name, host_id, path, offset, generation, io_timeout) VALUES (@name, @hostId, @path, @offset, @generation, @ioTimeout)
+    this.stmt(`INSERT INTO lockspaces(name, host_id, path, offset, generation, io_timeout) VALUES (@name, @hostId, @path, @offset, @generation, @ioTimeout)
       ON CONFLICT(name) DO UPDATE SET host_id = excluded.host_id, path = excluded.path, offset = excluded.offset, generation = excluded.generation, io_timeout = excluded.io_timeout`).run(ls);
   }
 
   removeLockspace(name: string): void {
-    this.db.prepare('DELETE FROM lockspaces WHERE name = ?').run(name);
+    this.stmt('DELETE FROM lockspaces WHERE name = ?').run(name);
   }
 
   lockspaces(): LockspaceRow[] {
-    return this.db.prepare('SELECT name, host_id AS hostId, path, offset, generation, io_timeout AS ioTimeout FROM lockspaces ORDER BY name').all() as LockspaceRow[];
+    return this.stmt('SELECT name, host_id AS hostId, path, offset, generation, io_timeout AS ioTimeout FROM lockspaces ORDER BY name').all() as LockspaceRow[];
   }
 
   upsertOwner(o: { uuid: string; name: string; pid?: number | null; state?: OwnerRow['state'] }): void {
-    this.db.prepare(`INSERT INTO owners(uuid, name, pid, state, updated_at) VALUES (?, ?, ?, ?, ?)
+    this.stmt(`INSERT INTO owners(uuid, name, pid, state, updated_at) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT(uuid) DO UPDATE SET name = excluded.name, pid = COALESCE(excluded.pid, owners.pid), state = excluded.state, updated_at = excluded.updated_at`)
       .run(o.uuid, o.name, o.pid ?? null, o.state ?? 'active', Date.now());
   }
 
   setOwnerState(uuid: string, state: OwnerRow['state']): void {
-    this.db.prepare('UPDATE owners SET state = ?, updated_at = ? WHERE uuid = ?').run(state, Date.now(), uuid);
+    this.stmt('UPDATE owners SET state = ?, updated_at = ? WHERE uuid = ?').run(state, Date.now(), uuid);
   }
 
   removeOwner(uuid: string): void {
-    this.db.prepare('DELETE FROM owners WHERE uuid = ?').run(uuid);
+    this.stmt('DELETE FROM owners WHERE uuid = ?').run(uuid);
   }
 
   owner(uuid: string): OwnerRow | undefined {
-    return this.db.prepare('SELECT uuid, name, pid, state, updated_at AS updatedAt FROM owners WHERE uuid = ?').get(uuid) as OwnerRow | undefined;
+    return this.stmt('SELECT uuid, name, pid, state, updated_at AS updatedAt FROM owners WHERE uuid = ?').get(uuid) as OwnerRow | undefined;
   }
 
   owners(): OwnerRow[] {
-    return this.db.prepare('SELECT uuid, name, pid, state, updated_at AS updatedAt FROM owners ORDER BY name').all() as OwnerRow[];
+    return this.stmt('SELECT uuid, name, pid, state, updated_at AS updatedAt FROM owners ORDER BY name').all() as OwnerRow[];
   }
 
   recordLease(l: Omit<LeaseRow, 'acquiredAt' | 'held'> & { held?: number }): void {
-    this.db.prepare(`INSERT INTO leases(owner_uuid, lockspace, resource, path, offset, mode, lver, generation, held, acquired_at)
+    this.stmt(`INSERT INTO leases(owner_uuid, lockspace, resource, path, offset, mode, lver, generation, held, acquired_at)
       VALUES (@ownerUuid, @lockspace, @resource, @path, @offset, @mode, @lver, @generation, @held, @acquiredAt)
       ON CONFLICT(owner_uuid, lockspace, resource) DO UPDATE SET path = excluded.path, offset = excluded.offset, mode = excluded.mode,
         lver = excluded.lver, generation = excluded.generation, held = excluded.held, acquired_at = excluded.acquired_at`)
@@ -146,33 +165,33 @@ export class StateStore {
 
   /** Mark released but keep the row (and its lver) for a later resume check. */
   markLeaseReleased(ownerUuid: string, lockspace: string, resource: string): void {
-    this.db.prepare('UPDATE leases SET held = 0 WHERE owner_uuid = ? AND lockspace = ? AND resource = ?').run(ownerUuid, lockspace, resource);
+    this.stmt('UPDATE leases SET held = 0 WHERE owner_uuid = ? AND lockspace = ? AND resource = ?').run(ownerUuid, lockspace, resource);
   }
 
   forgetLease(ownerUuid: string, lockspace: string, resource: string): void {
-    this.db.prepare('DELETE FROM leases WHERE owner_uuid = ? AND lockspace = ? AND resource = ?').run(ownerUuid, lockspace, resource);
+    this.stmt('DELETE FROM leases WHERE owner_uuid = ? AND lockspace = ? AND resource = ?').run(ownerUuid, lockspace, resource);
   }
 
   leases(ownerUuid?: string): LeaseRow[] {
     const sql = `SELECT owner_uuid AS ownerUuid, lockspace, resource, path, offset, mode, lver, generation, held, acquired_at AS acquiredAt FROM leases`;
     return (ownerUuid
-      ? this.db.prepare(`${sql} WHERE owner_uuid = ? ORDER BY lockspace, resource`).all(ownerUuid)
-      : this.db.prepare(`${sql} ORDER BY owner_uuid, lockspace, resource`).all()) as LeaseRow[];
+      ? this.stmt(`${sql} WHERE owner_uuid = ? ORDER BY lockspace, resource`).all(ownerUuid)
+      : this.stmt(`${sql} ORDER BY owner_uuid, lockspace, resource`).all()) as LeaseRow[];
   }
 
   /** Journal an operation before its first write to storage; returns the entry id. */
   beginOp(op: Omit<JournalRow, 'id' | 'startedAt'>): number {
-    const r = this.db.prepare(`INSERT INTO journal(op, owner_uuid, lockspace, resource, path, offset, mode, started_at)
+    const r = this.stmt(`INSERT INTO journal(op, owner_uuid, lockspace, resource, path, offset, mode, started_at)
       VALUES (@op, @ownerUuid, @lockspace, @resource, @path, @offset, @mode, @startedAt)`).run({ ...op, startedAt: Date.now() });
     return Number(r.lastInsertRowid);
   }
 
   endOp(id: number): void {
-    this.db.prepare('DELETE FROM journal WHERE id = ?').run(id);
+    this.stmt('DELETE FROM journal WHERE id = ?').run(id);
   }
 
   pendingOps(): JournalRow[] {
-    return this.db.prepare(`SELECT id, op, owner_uuid AS ownerUuid, lockspace, resource, path, offset, mode, started_at AS startedAt FROM journal ORDER BY id`).all() as JournalRow[];
+    return this.stmt(`SELECT id, op, owner_uuid AS ownerUuid, lockspace, resource, path, offset, mode, started_at AS startedAt FROM journal ORDER BY id`).all() as JournalRow[];
   }
 
   /** Run several updates atomically. */

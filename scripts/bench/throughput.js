@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+'use strict';
+/**
+ * Benchmark 1: acquire/release throughput. N resource leases (1 MiB areas, one file per tool),
+ * one host, io_timeout 1, uncontended. Each tool's daemon is driven through its client API:
+ *   sanlock:   python3-sanlock (libsanlock): register once per client process, then
+ *              sanlock.acquire + sanlock.release of each lease, one lease at a time;
+ *   lockagent: the control socket (callAgent: one JSON request per connection), one owner per
+ *              client, acquire + release of each lease, one lease at a time.
+ * Run with 1 client and with P concurrent clients (P processes for sanlock, P concurrent
+ * request loops for lockagent), alternating the tools, R repetitions.
+ *
+ *   node scripts/bench/throughput.js [--quick] [--reps R] [--out FILE] [--keep]
+ */
+const path = require('path');
+const c = require('./lib/common');
+
+c.runMain('throughput', async (args) => {
+  const N = args.quick ? 200 : 1000;
+  const reps = args.reps ?? (args.quick ? 3 : 5);
+  const clients = [1, 8];
+  const W = c.workDir('tput');
+  c.log(`throughput: ${N} leases per tool, ${reps} repetitions, clients ${clients.join(' and ')}, work dir ${W}`);
+
+  const la = { ls: 'BENCH_LA', lsFile: path.join(W, 'la-lockspace'), res: path.join(W, 'la-leases') };
+  const sl = { ls: 'BENCH_SL', lsFile: path.join(W, 'sl-lockspace'), res: path.join(W, 'sl-leases') };
+  for (const t of [la, sl]) {
+    c.initLockspace(t.lsFile, t.ls, 1);
+    c.initResources(t.res, t.ls, N);
+  }
+  c.log('lease areas written');
+
+  const sanlock = await new c.SanlockDaemon(path.join(W, 'sanlock'), 'bench-sl').start();
+  const agent = new c.AgentDaemon(path.join(W, 'agent'), { lockspaces: [`${la.ls}:1:${la.lsFile}:0`] });
+  await Promise.all([sanlock.py(['join', sl.ls, '1', sl.lsFile, '1']), agent.start()]);
+  c.log(`both joined (sanlock pid ${sanlock.pid}, lockagent pid ${agent.pid})`);
+
+  const runSanlock = async (procs, start, count) => {
+    const p0 = c.procSample(sanlock.pid);
+    const r = await sanlock.py(['cycle', sl.ls, sl.res, String(start), String(count), String(procs)]);
+    const p1 = c.procSample(sanlock.pid);
+    return { seconds: r.seconds, acq: r.acquire_ms, rel: r.release_ms, cpuMs: ((p1.cpu - p0.cpu) * 1000) / count };
+  };
+  const runAgent = async (procs, start, count) => {
+    const acq = [];
+    const rel = [];
+    const p0 = c.procSample(agent.pid);
+    const t = c.hr();
+    await Promise.all(Array.from({ length: procs }, async (_, p) => {
+      const owner = { uuid: `bench-client-${p}`, name: `bench-client-${p}` };
+      for (let i = start + p; i < start + count; i += procs) {
+        const lease = { lockspace: la.ls, resource: c.resName(i), path: la.res, offset: i * c.MiB };
+        const a = c.hr();
+        await agent.call({ op: 'acquire', owner, leases: [lease] });
+        const b = c.hr();
+        await agent.call({ op: 'release', owner, leases: [lease] });
+        acq.push(b - a);
+        rel.push(c.hr() - b);
+      }
+    }));
+    const seconds = (c.hr() - t) / 1000;
+    const p1 = c.procSample(agent.pid);
+    return { seconds, acq, rel, cpuMs: ((p1.cpu - p0.cpu) * 1000) / count };
+  };
+
+  // warm-up: first opens, JIT, page tables
+  await runAgent(1, 0, 20);
+  await runSanlock(1, 0, 20);
+
+  const res = {};
+  for (const p of clients) res[p] = { lockagent: [], sanlock: [], laAcq: [], laRel: [], slAcq: [], slRel: [], laCpu: [], slCpu: [] };
+  for (let rep = 0; rep < reps; rep++) {
+    for (const p of clients) {
+      const order = (rep + p) % 2 ? ['sanlock', 'lockagent'] : ['lockagent', 'sanlock'];
+      for (const tool of order) {
+        const r = tool === 'sanlock' ? await runSanlock(p, 0, N) : await runAgent(p, 0, N);
+        const rate = N / r.seconds;
+        res[p][tool].push(rate);
+        res[p][tool === 'sanlock' ? 'slAcq' : 'laAcq'].push(...r.acq);
+        res[p][tool === 'sanlock' ? 'slRel' : 'laRel'].push(...r.rel);
+        res[p][tool === 'sanlock' ? 'slCpu' : 'laCpu'].push(r.cpuMs);
+        c.log(`rep ${rep + 1}/${reps} ${String(p).padStart(2)} client(s) ${tool.padEnd(9)} ${rate.toFixed(1).padStart(7)} cycles/s ` +
+          `(acquire median ${c.stats(r.acq).median.toFixed(2)} ms, release ${c.stats(r.rel).median.toFixed(2)} ms; daemon CPU ${r.cpuMs.toFixed(2)} ms/cycle)`);
+      }
+    }
+  }
+
+  const metrics = [];
+  for (const p of clients) {
+    const r = res[p];
+    metrics.push(c.metric(`throughput.clients${p}`, `acquire+release cycles/s, ${N} leases, ${p} client${p > 1 ? 's' : ''}`, 'cycles/s',
+      r.lockagent, r.sanlock, { better: 'higher', target: p === 1 ? '≥ 1.5× sanlock' : undefined, pass: p === 1 ? (a, s, ratio) => ratio >= 1.5 : undefined }));
+    metrics.push(c.metric(`cpu.clients${p}`, `daemon CPU time (user+sys, all threads) per cycle, ${p} client${p > 1 ? 's' : ''}`, 'ms', r.laCpu, r.slCpu));
+    metrics.push(c.metric(`latency.acquire.clients${p}`, `acquire latency, ${p} client${p > 1 ? 's' : ''} (all ops of all reps)`, 'ms', r.laAcq, r.slAcq, { summaryOnly: true }));
+    metrics.push(c.metric(`latency.release.clients${p}`, `release latency, ${p} client${p > 1 ? 's' : ''} (all ops of all reps)`, 'ms', r.laRel, r.slRel, { summaryOnly: true }));
+  }
+  // per-op latency lists are long: keep only their statistics
+  for (const m of metrics) if (m.id.startsWith('latency.')) { delete m.lockagent.runs; delete m.sanlock.runs; }
+
+  const laProc = c.procSample(agent.pid);
+  const slProc = c.procSample(sanlock.pid);
+  return {
+    params: { leases: N, reps, clients, ioTimeout: 1, layout: 'one file per tool, lease i at i MiB, dense 1 MiB areas, 512 B sectors, 2000 host slots' },
+    machine: c.machine(),
+    metrics,
+    extra: { lockagentCpuSeconds: laProc.cpu, sanlockCpuSeconds: slProc.cpu, lockagentRssKiB: laProc.rssKiB, sanlockRssKiB: slProc.rssKiB },
+    notes: [
+      'one cycle = acquire + release of one lease (2 operations)',
+      'sanlock client: python3-sanlock (C library) in forked processes; lockagent client: callAgent (node, one unix connection per request) in the benchmark process',
+    ],
+  };
+});

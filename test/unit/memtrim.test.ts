@@ -1,0 +1,31 @@
+import { getHeapSpaceStatistics } from 'v8';
+import { IdleTrimmer, trimMemory } from '../../src/agent/memtrim';
+
+const newSpace = () => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_size;
+
+describe('IdleTrimmer', () => {
+  it('trims only after activity followed by quiet', () => {
+    const calls: string[] = [];
+    const t = new IdleTrimmer(5000, () => calls.push('trim'), () => calls.push('before'));
+    const now = Date.now();
+    expect(t.check(now + 60000)).toBe(false); // no activity yet
+    t.touch();
+    expect(t.check(now + 1000)).toBe(false); // not quiet long enough
+    const trimmed = t.check(Date.now() + 6000);
+    // trimmed only when memory grew; either way the activity is consumed
+    expect(calls).toEqual(trimmed ? ['before', 'trim'] : []);
+    expect(t.check(Date.now() + 12000)).toBe(false);
+  });
+
+  it('trimMemory runs a full GC that shrinks a grown young generation', () => {
+    const keep: unknown[] = [];
+    for (let i = 0; i < 300000; i++) {
+      const o = { i, s: `x${i}`, a: [i] };
+      if (i % 100 === 0) keep.push(o);
+    }
+    const before = newSpace();
+    trimMemory();
+    expect(newSpace()).toBeLessThanOrEqual(before);
+    expect(keep.length).toBe(3000);
+  });
+});
