@@ -5,8 +5,8 @@
  * one host, io_timeout 1, uncontended. Each tool's daemon is driven through its client API:
  *   sanlock:   python3-sanlock (libsanlock): register once per client process, then
  *              sanlock.acquire + sanlock.release of each lease, one lease at a time;
- *   lockagent: the control socket (callAgent: one JSON request per connection), one owner per
- *              client, acquire + release of each lease, one lease at a time.
+ *   lockagent: the control socket, one persistent connection (AgentConnection) and one owner
+ *              per client, acquire + release of each lease, one lease at a time.
  * Run with 1 client and with P concurrent clients (P processes for sanlock, P concurrent
  * request loops for lockagent), alternating the tools, R repetitions.
  *
@@ -48,15 +48,17 @@ c.runMain('throughput', async (args) => {
     const t = c.hr();
     await Promise.all(Array.from({ length: procs }, async (_, p) => {
       const owner = { uuid: `bench-client-${p}`, name: `bench-client-${p}` };
+      const conn = await agent.connect();
       for (let i = start + p; i < start + count; i += procs) {
         const lease = { lockspace: la.ls, resource: c.resName(i), path: la.res, offset: i * c.MiB };
         const a = c.hr();
-        await agent.call({ op: 'acquire', owner, leases: [lease] });
+        await conn.call({ op: 'acquire', owner, leases: [lease] });
         const b = c.hr();
-        await agent.call({ op: 'release', owner, leases: [lease] });
+        await conn.call({ op: 'release', owner, leases: [lease] });
         acq.push(b - a);
         rel.push(c.hr() - b);
       }
+      conn.close();
     }));
     const seconds = (c.hr() - t) / 1000;
     const p1 = c.procSample(agent.pid);
@@ -106,7 +108,7 @@ c.runMain('throughput', async (args) => {
     extra: { lockagentCpuSeconds: laProc.cpu, sanlockCpuSeconds: slProc.cpu, lockagentRssKiB: laProc.rssKiB, sanlockRssKiB: slProc.rssKiB },
     notes: [
       'one cycle = acquire + release of one lease (2 operations)',
-      'sanlock client: python3-sanlock (C library) in forked processes; lockagent client: callAgent (node, one unix connection per request) in the benchmark process',
+      'sanlock client: python3-sanlock (C library) in forked processes, each registered once (one connection for its acquires and releases); lockagent client: AgentConnection (node, one persistent unix connection per client) in the benchmark process',
     ],
   };
 });

@@ -25,21 +25,109 @@ export async function callAgent(socketPath: string, req: Request, timeoutMs = 30
       } catch {
         return reject(new LeaseError(-201, 'lockagent sent an unreadable reply'));
       }
-      if (r.ok) resolve(r.result);
-      else reject(new LeaseError(r.error.rv, r.error.message));
+      settle(r, resolve, reject);
     });
     sock.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      const why = e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
-        ? `lockagent is not running (no listener on ${socketPath}); start it with: lockagent daemon`
-        : e.code === 'EACCES'
-          ? `permission denied on ${socketPath}: run as root or as a member of socket_group`
-          : `cannot reach lockagent on ${socketPath}: ${e.message}`;
-      reject(new LeaseError(e.code === 'EACCES' ? -13 : -111, why));
+      reject(connectError(socketPath, e));
     });
     sock.on('close', () => {
       clearTimeout(timer);
       if (!buf.includes('\n')) reject(new LeaseError(-201, `lockagent closed the connection without answering (socket ${socketPath})`));
     });
   });
+}
+
+/** What a failed connection to the agent means to the operator. */
+function connectError(socketPath: string, e: NodeJS.ErrnoException): LeaseError {
+  const why = e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
+    ? `lockagent is not running (no listener on ${socketPath}); start it with: lockagent daemon`
+    : e.code === 'EACCES'
+      ? `permission denied on ${socketPath}: run as root or as a member of socket_group`
+      : `cannot reach lockagent on ${socketPath}: ${e.message}`;
+  return new LeaseError(e.code === 'EACCES' ? -13 : -111, why);
+}
+
+function settle(r: Response, resolve: (v: unknown) => void, reject: (e: Error) => void): void {
+  if (r.ok) resolve(r.result);
+  else reject(new LeaseError(r.error.rv, r.error.message));
+}
+
+/**
+ * One long-lived connection carrying many requests, matched to replies by id (the server
+ * answers each line as soon as it is done, so requests may overlap). For programs that manage
+ * many leases — like a sanlock client that registers once and reuses its fd — it saves a
+ * connect, a peer-credential check and a socket per request.
+ */
+export class AgentConnection {
+  private nextId = 1;
+  private buf = '';
+  private failure?: LeaseError;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+
+  private constructor(private readonly sock: net.Socket, private readonly socketPath: string) {
+    sock.setEncoding('utf8');
+    sock.on('data', (chunk: string) => this.onData(chunk));
+    sock.on('error', (e: NodeJS.ErrnoException) => this.fail(new LeaseError(-201, `lockagent closed the connection (socket ${socketPath}): ${e.message}`)));
+    sock.on('close', () => this.fail(new LeaseError(-201, `lockagent closed the connection (socket ${socketPath})`)));
+  }
+
+  static connect(socketPath: string): Promise<AgentConnection> {
+    return new Promise((resolve, reject) => {
+      const sock = net.connect(socketPath);
+      sock.once('connect', () => {
+        sock.off('error', reject);
+        resolve(new AgentConnection(sock, socketPath));
+      });
+      sock.once('error', (e: NodeJS.ErrnoException) => reject(connectError(socketPath, e)));
+    });
+  }
+
+  call(req: Request, timeoutMs = 300000): Promise<unknown> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new LeaseError(-110, `lockagent did not answer within ${Math.round(timeoutMs / 1000)} s (socket ${this.socketPath})`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.sock.write(JSON.stringify({ v: PROTOCOL_VERSION, id, ...req }) + '\n');
+    });
+  }
+
+  close(): void {
+    this.sock.end();
+  }
+
+  private onData(chunk: string): void {
+    this.buf += chunk;
+    let nl: number;
+    while ((nl = this.buf.indexOf('\n')) >= 0) {
+      const line = this.buf.slice(0, nl);
+      this.buf = this.buf.slice(nl + 1);
+      let r: Response;
+      try {
+        r = JSON.parse(line) as Response;
+      } catch {
+        this.fail(new LeaseError(-201, 'lockagent sent an unreadable reply'));
+        this.sock.destroy();
+        return;
+      }
+      const p = typeof r.id === 'number' ? this.pending.get(r.id) : undefined;
+      if (!p) continue;
+      this.pending.delete(r.id as number);
+      clearTimeout(p.timer);
+      settle(r, p.resolve, p.reject);
+    }
+  }
+
+  private fail(e: LeaseError): void {
+    this.failure ??= e;
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(e);
+    }
+    this.pending.clear();
+  }
 }

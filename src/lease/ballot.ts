@@ -1,8 +1,7 @@
-import {
-  Dblock, DBLOCK_SIZE, dblockValid, decodeDblock, decodeModeBlock, encodeModeBlockInto, isShared, MBLOCK_SHARED,
-  MODE_BLOCK_OFFSET,
-  paxosReadSize, SANLK, sealDblockInto,
-} from '../ondisk';
+import { DBLOCK_SIZE, MBLOCK_SHARED, MODE_BLOCK_OFFSET } from '../ondisk/constants';
+import { Dblock, dblockValid, decodeDblock, decodeModeBlock, encodeModeBlockInto, isShared, sealDblockInto } from '../ondisk/dblock';
+import { SANLK } from '../ondisk/results';
+import { paxosReadSize } from '../ondisk/sizes';
 import { Clock } from './clock';
 import { ioError, readArea, writeSector } from './diskio';
 import { OpBuffers } from './iobuf';
@@ -60,8 +59,36 @@ export function dblockBlank(area: Buffer, off: number): boolean {
 }
 /** Local copies: a re-exported constant is a getter call in CommonJS output, too slow in these loops. */
 const BLANK_LEN = DBLOCK_SIZE;
+const BLANK_WORDS = DBLOCK_SIZE >>> 2;
 /** Low byte of the mode block's flags (little-endian u32 at 128). */
 const MODE_FLAGS = MODE_BLOCK_OFFSET;
+
+/**
+ * The 0-based slots (host_id - 1) among the first `n` dblocks that are not blank, or, with
+ * `shared`, whose mode block says SHARED. A 2000-host area is scanned on every read of every
+ * ballot phase; reading it as 32-bit words is ~4x faster than byte by byte, and it is the
+ * agent's largest CPU cost per acquire after the I/O itself (scripts/bench throughput).
+ */
+export function usedDblocks(area: Buffer, sectorSize: number, n: number, shared = false): number[] {
+  const out: number[] = [];
+  const aligned = (area.byteOffset & 3) === 0 && (sectorSize & 3) === 0;
+  if (!aligned) {
+    for (let q = 0; q < n; q++) {
+      const off = dblockOffset(sectorSize, q + 1);
+      if (!dblockBlank(area, off) || (shared && area[off + MODE_FLAGS] & MBLOCK_SHARED)) out.push(q);
+    }
+    return out;
+  }
+  const w = new Int32Array(area.buffer, area.byteOffset, area.length >>> 2);
+  const step = sectorSize >>> 2;
+  const modeWord = MODE_FLAGS >>> 2;
+  for (let q = 0, base = 2 * step; q < n; q++, base += step) {
+    let any = 0;
+    for (let k = 0; k < BLANK_WORDS; k++) any |= w[base + k];
+    if (any !== 0 || (shared && (w[base + modeWord] & MBLOCK_SHARED))) out.push(q);
+  }
+  return out;
+}
 
 /** Offset of host_id's dblock sector in the lease area: leader, request, then one per host. */
 export function dblockOffset(sectorSize: number, hostId: number): number {
@@ -125,9 +152,8 @@ export async function runBallot(ctx: BallotContext, numHosts: number, nextLver: 
       return { fail: { rv: err.rv, message: err.message, dblock, phase2: phase === 2, voted } };
     }
     let bkMax: Dblock | undefined;
-    for (let q = 0; q < numHosts; q++) {
+    for (const q of usedDblocks(area, ss, numHosts, true)) {
       const off = dblockOffset(ss, q + 1);
-      if (dblockBlank(area, off) && !(area[off + MODE_FLAGS] & MBLOCK_SHARED)) continue;
       if (!dblockValid(area, off)) continue; // a torn or foreign sector is not a vote
       const bk = decodeDblock(area, off);
       if (phase === 1 && isShared(decodeModeBlock(area, off))) ctx.sharedHosts.add(q + 1);

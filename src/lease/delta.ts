@@ -1,8 +1,9 @@
-import {
-  DELTA_DISK_MAGIC, DELTA_DISK_VERSION_MAJOR, Geometry, geometryFromLeader, HOST_NAME_MAX_ON_DISK,
-  HOSTID_BITMAP_OFFSET, HOSTID_BITMAP_SIZE, LeaderRecord, LeaseError, namesEqual,
-  SANLK, verifyDeltaLeader, VERSION_MAJOR_MASK, decodeLeader, describeResult,
-} from '../ondisk';
+import { DELTA_DISK_MAGIC, DELTA_DISK_VERSION_MAJOR, HOST_NAME_MAX_ON_DISK, HOSTID_BITMAP_OFFSET, HOSTID_BITMAP_SIZE, VERSION_MAJOR_MASK } from '../ondisk/constants';
+import { decodeLeader, LeaderRecord } from '../ondisk/leader';
+import { namesEqual } from '../ondisk/names';
+import { describeResult, LeaseError, SANLK } from '../ondisk/results';
+import { Geometry, geometryFromLeader } from '../ondisk/sizes';
+import { verifyDeltaLeader } from '../ondisk/verify';
 import { Clock } from './clock';
 import { sameLeader, sealLeader } from './record';
 import { ioError, readArea, writeSector } from './diskio';

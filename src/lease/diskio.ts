@@ -1,4 +1,4 @@
-import { LeaseError, SANLK } from '../ondisk';
+import { LeaseError, SANLK } from '../ondisk/results';
 import { LeaseStorage } from './storage';
 
 /**

@@ -1,6 +1,6 @@
-import {
-  bitmapHas, DELTA_DISK_MAGIC, namesEqual, readName,
-} from '../ondisk';
+import { bitmapHas } from '../ondisk/bitmap';
+import { DELTA_DISK_MAGIC } from '../ondisk/constants';
+import { namesEqual, readName } from '../ondisk/names';
 import { hostDeadSeconds, renewalFailSeconds, timeoutsFor } from './timeouts';
 
 /**

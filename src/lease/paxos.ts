@@ -1,8 +1,10 @@
-import {
-  DBLOCK_FL_RELEASED, Dblock, dblockValid, DEFAULT_GEOMETRY, decodeDblock, emptyDblock, Geometry, geometryFromLeader,
-  LeaderRecord, LeaseError, LFL_SHORT_HOLD, SANLK, verifyPaxosLeader, describeResult,
-} from '../ondisk';
-import { dblockBlank, dblockOffset, firstMbal, runBallot } from './ballot';
+import { DBLOCK_FL_RELEASED, LFL_SHORT_HOLD } from '../ondisk/constants';
+import { Dblock, dblockValid, decodeDblock, emptyDblock } from '../ondisk/dblock';
+import { LeaderRecord } from '../ondisk/leader';
+import { describeResult, LeaseError, SANLK } from '../ondisk/results';
+import { DEFAULT_GEOMETRY, Geometry, geometryFromLeader } from '../ondisk/sizes';
+import { verifyPaxosLeader } from '../ondisk/verify';
+import { dblockBlank, dblockOffset, firstMbal, runBallot, usedDblocks } from './ballot';
 import { Clock } from './clock';
 import { sameLeader, sealLeader } from './record';
 import { ioError, readArea } from './diskio';
@@ -166,9 +168,8 @@ async function acquire(res: ResourceLocation, host: PaxosHost, opts: PaxosAcquir
     // Every dblock must verify (-214), as verify_dblock in sanlock's lease read; track max mbal.
     const n = Math.min(leader.numHosts, Math.floor(area.length / geometry.sectorSize) - 2);
     let maxMbal = 0;
-    for (let q = 0; q < n; q++) {
+    for (const q of usedDblocks(area, geometry.sectorSize, n)) {
       const off = dblockOffset(geometry.sectorSize, q + 1);
-      if (dblockBlank(area, off)) continue;
       if (!dblockValid(area, off)) {
         throw new LeaseError(SANLK.DBLOCK_CHECKSUM,
           `acquiring ${name}: the dblock of host ${q + 1} in the lease area has a bad checksum (corrupt sector)`);

@@ -1,4 +1,5 @@
-import { encodeLeaderInto, LeaderRecord, leaderChecksum, readName } from '../ondisk';
+import { encodeLeaderInto, leaderChecksum, LeaderRecord } from '../ondisk/leader';
+import { readName } from '../ondisk/names';
 
 /**
  * Leader-record helpers on the engine's hot paths (every renewal compares and writes one; the

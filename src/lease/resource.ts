@@ -1,7 +1,9 @@
-import {
-  DBLOCK_FL_RELEASED, Dblock, DEFAULT_GEOMETRY, decodeModeBlock, geometryFromLeader, isShared, LeaderRecord,
-  LeaseError, LFL_SHORT_HOLD, MBLOCK_SHARED, SANLK, verifyPaxosLeader, describeResult,
-} from '../ondisk';
+import { DBLOCK_FL_RELEASED, LFL_SHORT_HOLD, MBLOCK_SHARED } from '../ondisk/constants';
+import { Dblock, decodeModeBlock, isShared } from '../ondisk/dblock';
+import { LeaderRecord } from '../ondisk/leader';
+import { describeResult, LeaseError, SANLK } from '../ondisk/results';
+import { DEFAULT_GEOMETRY, geometryFromLeader } from '../ondisk/sizes';
+import { verifyPaxosLeader } from '../ondisk/verify';
 import { dblockOffset, writeDblock } from './ballot';
 import { ioError, writeSector } from './diskio';
 import {

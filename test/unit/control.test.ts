@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, statSync } from 'fs';
 import net from 'net';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { callAgent } from '../../src/control/client';
+import { AgentConnection, callAgent } from '../../src/control/client';
 import { Request } from '../../src/control/protocol';
 import { ControlServer } from '../../src/control/server';
 import { LeaseError } from '../../src/ondisk/results';
@@ -42,6 +42,24 @@ describe('control socket', () => {
   it('creates the socket with the configured mode and answers requests', async () => {
     expect(statSync(join(dir, 'sock')).mode & 0o777).toBe(0o660);
     await expect(callAgent(join(dir, 'sock'), { op: 'status' })).resolves.toEqual({ pong: 'status' });
+  });
+
+  it('carries many overlapping requests on one persistent connection, each answered by id', async () => {
+    const conn = await AgentConnection.connect(join(dir, 'sock'));
+    const ops = ['status', 'host_status', 'status', 'host_status', 'status'] as const;
+    const replies = await Promise.all(ops.map((op) => conn.call({ op } as Request)));
+    expect(replies).toEqual(ops.map((op) => ({ pong: op })));
+    // an error reply fails only its own call; the connection goes on
+    await expect(conn.call({ op: 'acquire', owner: { uuid: 'u' }, leases: [{ lockspace: 'L', resource: 'R', path: '/p', offset: 0 }] }))
+      .rejects.toMatchObject({ rv: -243, message: expect.stringContaining('leased by host 3') });
+    await expect(conn.call({ op: 'status' })).resolves.toEqual({ pong: 'status' });
+    // the agent going away fails what is pending and every later call, naming the socket
+    const pending = conn.call({ op: 'status' });
+    await server.close();
+    await pending.catch(() => undefined);
+    await expect(conn.call({ op: 'status' })).rejects.toMatchObject({ message: expect.stringContaining('closed the connection') });
+    conn.close();
+    await expect(AgentConnection.connect(join(dir, 'sock'))).rejects.toMatchObject({ rv: -111, message: expect.stringContaining('lockagent is not running') });
   });
 
   it('returns lease errors with their code and sentence', async () => {

@@ -3,6 +3,8 @@ import { join } from 'path';
 import {
   DBLOCK_FL_RELEASED, decodeDblock, decodeLeader, decodeModeBlock, LeaseError, LFL_SHORT_HOLD, MiB, SANLK,
 } from '../../src/ondisk';
+import fc from 'fast-check';
+import { dblockBlank, dblockOffset, usedDblocks } from '../../src/lease/ballot';
 import { MemStorage } from '../../src/lease/memstorage';
 import { paxosLeaseAcquire, paxosLeaseRelease } from '../../src/lease/paxos';
 import { acquireResource, readResourceOwners, releaseResource } from '../../src/lease/resource';
@@ -395,5 +397,29 @@ describe('against the real sanlock files', () => {
     const e = await rejects(sched, paxosLeaseAcquire(res, { hostId: 1, generation: 1, ioTimeout: 10 }, { clock: sched.clock() }));
     expect(e.rv).toBe(SANLK.DBLOCK_CHECKSUM);
     expect(st.data.equals(img)).toBe(true);
+  });
+});
+
+describe('dblock scan', () => {
+  it('usedDblocks finds exactly the non-blank (and, when asked, SHARED) dblocks, on aligned and unaligned buffers', () => {
+    fc.assert(fc.property(
+      fc.array(fc.record({ q: fc.integer({ min: 0, max: 63 }), byte: fc.integer({ min: 0, max: 55 }), shared: fc.boolean() }), { maxLength: 12 }),
+      fc.integer({ min: 0, max: 3 }),
+      (marks, shift) => {
+        const ss = 512;
+        const n = 64;
+        const backing = Buffer.alloc((n + 2) * ss + 4);
+        const area = backing.subarray(shift, shift + (n + 2) * ss);
+        const used = new Set<number>();
+        const usedShared = new Set<number>();
+        for (const m of marks) {
+          const off = dblockOffset(ss, m.q + 1);
+          if (m.shared) { area[off + 128] |= 1; usedShared.add(m.q); } else { area[off + m.byte] = 0x5a; used.add(m.q); }
+        }
+        const sorted = (xs: Iterable<number>) => [...xs].sort((a, b) => a - b);
+        expect(usedDblocks(area, ss, n)).toEqual(sorted(used));
+        expect(usedDblocks(area, ss, n, true)).toEqual(sorted(new Set([...used, ...usedShared])));
+        for (let q = 0; q < n; q++) expect(dblockBlank(area, dblockOffset(ss, q + 1))).toBe(!used.has(q));
+      }));
   });
 });

@@ -433,6 +433,11 @@ class AgentDaemon {
     return req('control/client').callAgent(this.socket, request, timeoutMs);
   }
 
+  /** A persistent connection (AgentConnection): many requests, one socket, as a sanlock client's registered fd. */
+  connect() {
+    return req('control/client').AgentConnection.connect(this.socket);
+  }
+
   async waitJoined(timeoutMs = 60000) {
     return waitFor('lockagent lockspaces joined', async () => {
       const s = await this.call({ op: 'status' }, 5000);
