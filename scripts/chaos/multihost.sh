@@ -3,7 +3,7 @@
 # devcount-style holders, injected faults. Options (see scripts/chaos/multihost.ts):
 #   --duration SECONDS (600)  --hosts N (8)  --sanlock-hosts M (1)  --resources K (3)
 #   --fault-every SECONDS (20)  --faults LIST  --hold MIN-MAX ms (20-100)  --pause MIN-MAX ms (0-50)
-#   --long-hold PCT:MIN-MAX ms  --term-delay MS  --dir DIR
+#   --long-hold PCT:MIN-MAX ms  --term-delay MS  --contenders C (0 = all hosts)  --dir DIR
 # Prints acquisitions, faults injected, overlaps and the log directory; exit 1 on any overlap.
 # Needs root for the sanlock hosts, the native addon (npm run build:native) and sanlock 3.8.5.
 set -euo pipefail
