@@ -2,6 +2,7 @@ import { DBLOCK_SIZE, MBLOCK_SHARED, MODE_BLOCK_OFFSET } from '../ondisk/constan
 import { Dblock, dblockValid, decodeDblock, decodeModeBlock, encodeModeBlockInto, isShared, sealDblockInto } from '../ondisk/dblock';
 import { SANLK } from '../ondisk/results';
 import { paxosReadSize } from '../ondisk/sizes';
+import { decodeLeader, LeaderRecord, leadersEqual } from '../ondisk/leader';
 import { Clock } from './clock';
 import { ioError, readArea, writeSector } from './diskio';
 import { OpBuffers } from './iobuf';
@@ -34,6 +35,12 @@ export interface BallotContext {
   sharedHosts: Set<number>;
   /** Write our SHARED mode block with each dblock (sh→ex conversion keeps it); default false. */
   keepSharedMode?: boolean;
+  /**
+   * The leader this ballot assumes (an AcquireHint's, not read beforehand): the phase-1 read
+   * (which starts at the leader sector) must show exactly it, or the ballot stops with
+   * `leaderMoved`.
+   */
+  expectLeader?: LeaderRecord;
 }
 
 export interface BallotResult {
@@ -46,6 +53,8 @@ export interface BallotResult {
   phase2: boolean;
   /** Our phase-2 dblock (our vote) was written: it must not be erased within this lver. */
   voted: boolean;
+  /** With expectLeader: the leader found instead (rv is then -212). */
+  leaderMoved?: LeaderRecord;
 }
 
 /**
@@ -151,10 +160,20 @@ export async function runBallot(ctx: BallotContext, numHosts: number, nextLver: 
       const err = ioError(e, SANLK.DBLOCK_READ, `${what}: phase ${phase} reading the dblocks`, true);
       return { fail: { rv: err.rv, message: err.message, dblock, phase2: phase === 2, voted } };
     }
+    if (phase === 1 && ctx.expectLeader) {
+      const seen = decodeLeader(area, 0);
+      if (!leadersEqual(seen, ctx.expectLeader)) {
+        return { fail: { rv: SANLK.DBLOCK_LVER, message: `${what}: the leader changed since our release`, dblock, phase2: false, voted, leaderMoved: seen } };
+      }
+    }
     let bkMax: Dblock | undefined;
     for (const q of usedDblocks(area, ss, numHosts, true)) {
       const off = dblockOffset(ss, q + 1);
-      if (!dblockValid(area, off)) continue; // a torn or foreign sector is not a vote
+      if (!dblockValid(area, off)) {
+        // From a hint, leave corrupt areas to the full path (which refuses them with -214).
+        if (phase === 1 && ctx.expectLeader) return { fail: { rv: SANLK.DBLOCK_LVER, message: `${what}: the dblock of host ${q + 1} is corrupt`, dblock, phase2: false, voted } };
+        continue; // a torn or foreign sector is not a vote
+      }
       const bk = decodeDblock(area, off);
       if (phase === 1 && isShared(decodeModeBlock(area, off))) ctx.sharedHosts.add(q + 1);
       if (bk.lver < dblock.lver) continue;

@@ -7,11 +7,11 @@ import { verifyPaxosLeader } from '../ondisk/verify';
 import { dblockBlank, dblockOffset, firstMbal, runBallot, usedDblocks } from './ballot';
 import { Clock } from './clock';
 import { sameLeader, sealLeader } from './record';
-import { ioError, readArea } from './diskio';
+import { ioError, readArea, writeSector } from './diskio';
 import { IoBufferPool, OpBuffers } from './iobuf';
 import { HostLiveness } from './liveness';
 import { hostDeadSeconds } from './timeouts';
-import { PaxosHost, ResourceLocation, resName } from './token';
+import { AcquireHint, PaxosHost, ResourceLocation, resName } from './token';
 import { Cancel, checkCancel, leaseTimestamp, sleepMs } from './wait';
 
 /**
@@ -68,6 +68,8 @@ export interface PaxosAcquireOptions {
   keepSharedMode?: boolean;
   cancel?: Cancel;
   iobufs?: IoBufferPool;
+  /** What our last release of this lease left on disk: lets an exclusive acquire skip its first read. */
+  hint?: AcquireHint;
 }
 
 export interface PaxosAcquireResult {
@@ -181,6 +183,15 @@ async function acquire(res: ResourceLocation, host: PaxosHost, opts: PaxosAcquir
     const ourDblock = host.hostId <= n && !dblockBlank(area, ourOff) ? decodeDblock(area, ourOff) : undefined;
     return { leader, maxMbal, ourDblock };
   };
+
+  const hint = opts.hint;
+  if (hint && !opts.shared && !opts.keepSharedMode && hint.hostId === host.hostId && hint.generation === host.generation &&
+      hint.leader.timestamp === 0 && (!opts.lver || opts.lver === hint.leader.lver)) {
+    checkCancel(clock, opts.cancel, cancelWhat);
+    // The lease as our release left it: straight to the ballot (see AcquireHint).
+    const r = await ballots(res, host, opts, bufs, hint.geometry, hint.leader, hint.dblock.mbal, true, sharedHosts, hint.dblock, hint.leader);
+    if (r !== 'restart') return r;
+  }
 
   for (;;) { // restart
     checkCancel(clock, opts.cancel, cancelWhat);
@@ -299,6 +310,7 @@ async function ownerReleased(res: ResourceLocation, sectorSize: number, owner: n
 async function ballots(
   res: ResourceLocation, host: PaxosHost, opts: PaxosAcquireOptions, bufs: OpBuffers, geometry: Geometry,
   cur: LeaderRecord, maxMbal: number, reuseLeader: boolean, sharedHosts: Set<number>, ourDblock?: Dblock,
+  expectLeader?: LeaderRecord,
 ): Promise<PaxosAcquireResult | 'restart'> {
   const { clock } = opts;
   const name = resName(res);
@@ -311,7 +323,7 @@ async function ballots(
   const result = (leader: LeaderRecord, dblock: Dblock): PaxosAcquireResult => ({
     leader, dblock, sectorSize: ss, alignSize: geometry.alignSize, sharedHosts: [...sharedHosts].sort((a, b) => a - b),
   });
-  const ctx = { res, host, sectorSize: ss, clock, bufs, sharedHosts, keepSharedMode: opts.keepSharedMode };
+  const ctx = { res, host, sectorSize: ss, clock, bufs, sharedHosts, keepSharedMode: opts.keepSharedMode, expectLeader };
 
   for (;;) {
     if (opts.cancel) {
@@ -335,6 +347,12 @@ async function ballots(
     const b = await runBallot(ctx, cur.numHosts, nextLver, ourMbal, ourVote);
     lastDblock = b.dblock;
     if (b.voted) ourVote = b.dblock;
+    if (expectLeader && (b.rv === SANLK.DBLOCK_MBAL || b.rv === SANLK.DBLOCK_LVER)) {
+      // Started from an AcquireHint and something changed: the full path reads the area
+      // (including our dblock and any vote in it) and goes on from there.
+      if (b.leaderMoved && !(b.leaderMoved.lver >= cur.lver)) await unwriteHintDblock(res, host, ss);
+      return 'restart';
+    }
     if (b.rv === SANLK.DBLOCK_MBAL || b.rv === SANLK.DBLOCK_LVER) {
       // Contention: back off a random 0–1 s so competing hosts do not keep colliding.
       await sleepMs(clock, Math.floor(clock.random() * 1000), undefined, () => name);
@@ -375,6 +393,17 @@ async function ballots(
     }
     return result(written, d);
   }
+}
+
+/**
+ * The leader went back below the lver our hint ballot wrote (the area was initialized again):
+ * our dblock now names a future lver that would make every other host's ballot abort with
+ * -212. Put back what initialization left there, a blank sector. A failed write is left for
+ * our next ballot on this lease to overwrite.
+ */
+async function unwriteHintDblock(res: ResourceLocation, host: PaxosHost, sectorSize: number): Promise<void> {
+  await writeSector(res.storage, res.offset + dblockOffset(sectorSize, host.hostId), sectorSize, host.ioTimeout * 1000, () => undefined)
+    .catch(() => undefined);
 }
 
 export interface PaxosReleaseOptions {

@@ -9,7 +9,7 @@ import { ioError, writeSector } from './diskio';
 import {
   LeaseAcquireError, LeaseHolder, paxosLeaseAcquire, PaxosAcquireOptions, paxosLeaseRelease,
 } from './paxos';
-import { PaxosHost, ResourceLocation, ResourceToken, resName } from './token';
+import { AcquireHint, PaxosHost, ResourceLocation, ResourceToken, resName } from './token';
 import { sleepMs } from './wait';
 
 /**
@@ -172,13 +172,17 @@ export interface ReleaseOptions {
  * write is what frees the lease for others), then the leader release. Shared: our dblock with
  * RELEASED and a zero mode block; the leader is not ours.
  */
-export async function releaseResource(token: ResourceToken, opts: ReleaseOptions): Promise<void> {
+export async function releaseResource(token: ResourceToken, opts: ReleaseOptions): Promise<AcquireHint | undefined> {
   if (token.mode === 'SH') {
     await writeReleasedDblock(token, token.dblock);
-    return;
+    return undefined;
   }
-  await writeReleasedDblock(token, token.dblock).catch(() => undefined);
-  await paxosLeaseRelease(token.res, token.host, token.sectorSize, token.leader, opts);
+  const dblock = await writeReleasedDblock(token, token.dblock).catch(() => undefined);
+  const leader = await paxosLeaseRelease(token.res, token.host, token.sectorSize, token.leader, opts);
+  // Both writes landed as we made them: the next acquire here may start from them.
+  const geometry = geometryFromLeader(token.sectorSize, token.leader.flags);
+  if (!dblock || !leader || !geometry) return undefined;
+  return { leader, dblock, geometry, hostId: token.host.hostId, generation: token.host.generation };
 }
 
 export interface ResourceOwner {

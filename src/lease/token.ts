@@ -45,6 +45,22 @@ export interface ResourceToken {
   lver: number;
 }
 
+/**
+ * What our exclusive release left on disk: the freed leader (as written) and our RELEASED
+ * dblock. The next acquire of the same lease by the same host may run its ballot from this
+ * instead of reading the whole area first (one area read less: 5 I/Os instead of 6). The
+ * phase-1 read shows the leader again; if it is not byte for byte what we wrote, the acquire
+ * goes back to the full path. Safe as an ordinary acquire whose first read was simply slow:
+ * Disk Paxos does not rely on that read being fresh, only on the phase reads.
+ */
+export interface AcquireHint {
+  leader: LeaderRecord;
+  dblock: Dblock;
+  geometry: Geometry;
+  hostId: number;
+  generation: number;
+}
+
 /** "LS:RES1", as sanlock names a resource. */
 export function resName(res: Pick<ResourceLocation, 'spaceName' | 'resourceName'>): string {
   return `${res.spaceName}:${res.resourceName}`;

@@ -15,6 +15,7 @@ export interface SeedSummary {
   /** describeRun() line. */
   line: string;
   acquisitions: number;
+  hintedAcquisitions: number;
   sharedAcquisitions: number;
   faults: number;
   lateCompletions: number;
@@ -33,6 +34,7 @@ export function summarize(r: SimResult, wallMs: number): SeedSummary {
     violations: r.violations.map((v) => v.text),
     line: describeRun(r),
     acquisitions: r.acquisitions,
+    hintedAcquisitions: r.stats.hintedAcquisitions,
     sharedAcquisitions: r.sharedAcquisitions,
     faults: Object.values(r.io.faults).reduce((a, b) => a + b, 0),
     lateCompletions: r.io.lateCompletions,

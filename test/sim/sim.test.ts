@@ -36,7 +36,7 @@ if (replay) {
     const report = [
       `simulation: ${rs.length} seeds (${start}..${start + count - 1}) in ${(wall / 1000).toFixed(1)} s wall, ` +
         `${Math.round(total(rs, 'virtualMs') / 3600_000)} h virtual, ${total(rs, 'events')} events`,
-      `  ${total(rs, 'acquisitions')} acquisitions (${total(rs, 'sharedAcquisitions')} shared), ` +
+      `  ${total(rs, 'acquisitions')} acquisitions (${total(rs, 'sharedAcquisitions')} shared, ${total(rs, 'hintedAcquisitions')} from a release hint), ` +
         `${total(rs, 'faults')} I/O faults injected, ${total(rs, 'lateCompletions')} late completions, ` +
         `${total(rs, 'crashes')} crashes, ${total(rs, 'pauses')} pauses, ${total(rs, 'watchdogResets')} watchdog resets, ` +
         `${total(rs, 'lockspaceFailures')} lockspace failures`,
@@ -45,5 +45,6 @@ if (replay) {
     process.stdout.write(`${report.join('\n')}\n`);
     expect(bad.map((r) => r.seed)).toEqual([]);
     expect(total(rs, 'acquisitions')).toBeGreaterThan(count * 5);
+    expect(total(rs, 'hintedAcquisitions')).toBeGreaterThan(count);
   }, 3_600_000);
 }

@@ -8,7 +8,7 @@ import { MemStorage } from '../../src/lease/memstorage';
 import { acquireResource, releaseResource } from '../../src/lease/resource';
 import { LeaseStorage } from '../../src/lease/storage';
 import { hostDeadSeconds, Timeouts, timeoutsFor } from '../../src/lease/timeouts';
-import { ResourceLocation, ResourceToken } from '../../src/lease/token';
+import { AcquireHint, ResourceLocation, ResourceToken } from '../../src/lease/token';
 import { arena } from './arena';
 import { Gate } from './gate';
 import { Oracle } from './oracle';
@@ -44,6 +44,8 @@ export interface SimStats {
   lockspaceFailures: number;
   leaves: number;
   releases: number;
+  /** acquisitions that started from a release hint (no first area read) */
+  hintedAcquisitions: number;
 }
 
 const count = (m: Record<string, number>, k: number | string) => {
@@ -116,6 +118,8 @@ class Membership {
   readonly abort = new AbortController();
   readonly holdings = new Map<number, ResourceToken>();
   readonly busy = new Set<number>();
+  /** AcquireHints from our exclusive releases, as the agent keeps them (lost with the process). */
+  readonly hints = new Map<number, AcquireHint>();
   readonly workers: Promise<void>[] = [];
   renewLoop?: Promise<void>;
   stopRenewals = false;
@@ -316,10 +320,12 @@ export class SimHost {
       const mode = this.rng() < 0.3 ? 'SH' : 'EX';
       m.busy.add(r);
       let token: ResourceToken;
+      const hint = m.hints.get(r);
+      m.hints.delete(r);
       try {
         // Through this process's storage view: its I/O stops with it and carries its tag.
         token = await acquireResource({ ...this.w.resources[r], storage: m.proc.storage }, host, {
-          clock, liveness, mode, cancel: { signal }, iobufs: m.proc.poolFor(r), ownerNoWait: this.rng() < 0.1,
+          clock, liveness, mode, cancel: { signal }, iobufs: m.proc.poolFor(r), ownerNoWait: this.rng() < 0.1, hint,
         });
       } catch (e) {
         m.busy.delete(r);
@@ -337,6 +343,7 @@ export class SimHost {
         m.busy.delete(r);
         continue;
       }
+      if (hint) this.w.stats.hintedAcquisitions++;
       m.holdings.set(r, token);
       this.w.oracle.acquired(m.key, r, mode, this.w.sched.nowMs(), token.lver);
       this.log(`w${n} acquired R${r} ${mode} lver ${token.lver}`);
@@ -349,7 +356,8 @@ export class SimHost {
       m.holdings.delete(r);
       this.w.stats.releases++;
       try {
-        await releaseResource(token, { clock });
+        const hint = await releaseResource(token, { clock });
+        if (hint) m.hints.set(r, hint);
         this.log(`w${n} released R${r}`);
       } catch (e) {
         count(this.w.stats.releaseErrors, (e as LeaseError).rv ?? 'exception');

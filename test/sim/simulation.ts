@@ -96,7 +96,7 @@ export async function runSeed(seed: number, opts: RunOptions = {}): Promise<SimR
   const hosts = new Map<number, SimHost>();
   const stats: SimStats = {
     joins: 0, joinErrors: {}, acquireErrors: {}, releaseErrors: {}, renewErrors: {},
-    crashes: 0, pauses: 0, watchdogResets: 0, lockspaceFailures: 0, leaves: 0, releases: 0,
+    crashes: 0, pauses: 0, watchdogResets: 0, lockspaceFailures: 0, leaves: 0, releases: 0, hintedAcquisitions: 0,
   };
   const oracle = new Oracle((holder) => {
     const id = Number(/^h(\d+)#/.exec(holder)?.[1]);
