@@ -79,29 +79,44 @@ export function cName(buf: Buffer, off: number, max = NAME_ID_SIZE): string {
   return buf.toString('latin1', off, end);
 }
 
+/**
+ * Where each field of a record lies (byte offset from the record's start) and how it is read:
+ * `u64` → bigint, `name` → a NUL-terminated name (cName), `u16`/`u32` → number.
+ */
+type FieldOf<V> = V extends bigint ? readonly ['u64', number] : V extends string ? readonly ['name', number] : readonly ['u16' | 'u32', number];
+type Layout<T> = { readonly [K in keyof T]: FieldOf<T[K]> };
+
+function readRecord<T>(layout: Layout<T>, buf: Buffer, off: number): T {
+  const out: Record<string, bigint | number | string> = {};
+  for (const [key, [kind, at]] of Object.entries(layout) as Array<[string, readonly [string, number]]>) {
+    const p = off + at;
+    out[key] = kind === 'u64' ? buf.readBigUInt64LE(p) : kind === 'u32' ? buf.readUInt32LE(p) : kind === 'u16' ? buf.readUInt16LE(p) : cName(buf, p);
+  }
+  return out as T;
+}
+
+const LEADER: Layout<RawLeader> = {
+  magic: ['u32', 0], version: ['u32', 4], flags: ['u32', 8], sectorSize: ['u32', 12],
+  numHosts: ['u64', 16], maxHosts: ['u64', 24], ownerId: ['u64', 32], ownerGeneration: ['u64', 40], lver: ['u64', 48],
+  spaceName: ['name', 56], resourceName: ['name', 104],
+  timestamp: ['u64', 152], unused1: ['u64', 160], checksum: ['u32', 168], unused2: ['u16', 172], ioTimeout: ['u16', 174],
+  writeId: ['u64', 176], writeGeneration: ['u64', 184], writeTimestamp: ['u64', 192],
+};
+const DBLOCK: Layout<RawDblock> = {
+  mbal: ['u64', 0], bal: ['u64', 8], inp: ['u64', 16], inp2: ['u64', 24], inp3: ['u64', 32], lver: ['u64', 40],
+  checksum: ['u32', 48], flags: ['u32', 52],
+};
+const MODE_BLOCK: Layout<RawModeBlock> = { flags: ['u32', 0], generation: ['u64', 8] };
+const REQUEST: Layout<RawRequest> = { magic: ['u32', 0], version: ['u32', 4], lver: ['u64', 8], forceMode: ['u32', 16] };
+const RINDEX_HEADER: Layout<RawRindexHeader> = {
+  magic: ['u32', 0], version: ['u32', 4], flags: ['u32', 8], sectorSize: ['u32', 12], maxResources: ['u32', 16],
+  rxOffset: ['u64', 24], lockspaceName: ['name', 32],
+};
+const RINDEX_ENTRY: Layout<RawRindexEntry> = { resOffset: ['u64', 0], flags: ['u32', 8], name: ['name', 16] };
+
 export function readRawLeader(buf: Buffer, off = 0): RawLeader {
   if (off < 0 || buf.length < off + LEADER_RECORD_SIZE) throw new RangeError(`leader record needs ${LEADER_RECORD_SIZE} bytes at offset ${off}`);
-  return {
-    magic: buf.readUInt32LE(off),
-    version: buf.readUInt32LE(off + 4),
-    flags: buf.readUInt32LE(off + 8),
-    sectorSize: buf.readUInt32LE(off + 12),
-    numHosts: buf.readBigUInt64LE(off + 16),
-    maxHosts: buf.readBigUInt64LE(off + 24),
-    ownerId: buf.readBigUInt64LE(off + 32),
-    ownerGeneration: buf.readBigUInt64LE(off + 40),
-    lver: buf.readBigUInt64LE(off + 48),
-    spaceName: cName(buf, off + 56),
-    resourceName: cName(buf, off + 104),
-    timestamp: buf.readBigUInt64LE(off + 152),
-    unused1: buf.readBigUInt64LE(off + 160),
-    checksum: buf.readUInt32LE(off + 168),
-    unused2: buf.readUInt16LE(off + 172),
-    ioTimeout: buf.readUInt16LE(off + 174),
-    writeId: buf.readBigUInt64LE(off + 176),
-    writeGeneration: buf.readBigUInt64LE(off + 184),
-    writeTimestamp: buf.readBigUInt64LE(off + 192),
-  };
+  return readRecord(LEADER, buf, off);
 }
 
 /** An all-zero leader: what sanlock prints when it never got to read one. */
@@ -110,52 +125,23 @@ export function zeroRawLeader(): RawLeader {
 }
 
 export function readRawDblock(buf: Buffer, off: number): RawDblock {
-  return {
-    mbal: buf.readBigUInt64LE(off),
-    bal: buf.readBigUInt64LE(off + 8),
-    inp: buf.readBigUInt64LE(off + 16),
-    inp2: buf.readBigUInt64LE(off + 24),
-    inp3: buf.readBigUInt64LE(off + 32),
-    lver: buf.readBigUInt64LE(off + 40),
-    checksum: buf.readUInt32LE(off + 48),
-    flags: buf.readUInt32LE(off + 52),
-  };
+  return readRecord(DBLOCK, buf, off);
 }
 
 export function readRawModeBlock(buf: Buffer, sectorOff: number): RawModeBlock {
-  return {
-    flags: buf.readUInt32LE(sectorOff + MODE_BLOCK_OFFSET),
-    generation: buf.readBigUInt64LE(sectorOff + MODE_BLOCK_OFFSET + 8),
-  };
+  return readRecord(MODE_BLOCK, buf, sectorOff + MODE_BLOCK_OFFSET);
 }
 
 export function readRawRequest(buf: Buffer, off: number): RawRequest {
-  return {
-    magic: buf.readUInt32LE(off),
-    version: buf.readUInt32LE(off + 4),
-    lver: buf.readBigUInt64LE(off + 8),
-    forceMode: buf.readUInt32LE(off + 16),
-  };
+  return readRecord(REQUEST, buf, off);
 }
 
 export function readRawRindexHeader(buf: Buffer, off: number): RawRindexHeader {
-  return {
-    magic: buf.readUInt32LE(off),
-    version: buf.readUInt32LE(off + 4),
-    flags: buf.readUInt32LE(off + 8),
-    sectorSize: buf.readUInt32LE(off + 12),
-    maxResources: buf.readUInt32LE(off + 16),
-    rxOffset: buf.readBigUInt64LE(off + 24),
-    lockspaceName: cName(buf, off + 32),
-  };
+  return readRecord(RINDEX_HEADER, buf, off);
 }
 
 export function readRawRindexEntry(buf: Buffer, off: number): RawRindexEntry {
-  return {
-    resOffset: buf.readBigUInt64LE(off),
-    flags: buf.readUInt32LE(off + 8),
-    name: cName(buf, off + 16),
-  };
+  return readRecord(RINDEX_ENTRY, buf, off);
 }
 
 // ---- printf emulation ----------------------------------------------------------------------
