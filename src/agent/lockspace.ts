@@ -219,10 +219,11 @@ export class Lockspace {
 
   /**
    * After an agent restart (kill -9 included) on the same boot, our delta lease on disk may still
-   * be valid: renewed less than 8·io ago, under our name and the generation we recorded. Then we
-   * simply go on renewing it — a fresh acquire would bump the generation, and hosts waiting for
-   * our leases treat a newer generation as "the owner is gone" and take them at once, while our
-   * domains still run. A lease older than that, or from another boot, is acquired anew.
+   * be ours: under our name and the generation we recorded, renewed less than host_dead ago (as
+   * other hosts judge it). Then we simply go on renewing it — a fresh acquire would bump the
+   * generation, and hosts waiting for our leases treat a newer generation as "the owner is gone"
+   * and take them at once, while our domains still run. A lease older than that, or from another
+   * boot, is acquired anew (after host_dead, when it is that close).
    */
   private async continueOwnLease(storage: LeaseStorage): Promise<DeltaLease | undefined> {
     const prev = this.hooks.previousDelta?.(this);
@@ -231,10 +232,30 @@ export class Lockspace {
     const leader = await readDeltaLeader(storage, this.spec.offset, g, this.name, this.spec.hostId, this.spec.ioTimeout);
     const age = this.clock.monotime() - leader.timestamp;
     if (leader.timestamp === 0 || leader.ownerId !== this.spec.hostId || leader.ownerGeneration !== prev.generation ||
-        !namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47)) || age < 0 || age >= timeoutsFor(this.spec.ioTimeout).idRenewalFail) {
+        !namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47)) || age < 0) {
       return undefined;
     }
-    this.log.info(`lockspace ${this.name}: our delta lease (generation ${leader.ownerGeneration}) was renewed ${age} s ago; continuing it`);
+    const t = timeoutsFor(this.spec.ioTimeout);
+    // Other hosts take our leases only host_dead after the last renewal they saw. Until then a
+    // renewal — same generation — keeps them ours; a new generation would free them at once
+    // while our domains run (nothing stopped them while the agent was down). Leave room for
+    // the first renewal's I/O.
+    const lastChance = t.hostDead - 2 * this.spec.ioTimeout - 1;
+    if (age >= lastChance) {
+      if (age < t.hostDead) {
+        const wait = t.hostDead - age;
+        this.log.warning(`lockspace ${this.name}: our delta lease was last renewed ${age} s ago, too close to host_dead (${t.hostDead} s) to continue; ` +
+          `other hosts may take our leases now; joining with a new generation in ${wait} s`);
+        await new Promise((r) => setTimeout(r, wait * 1000));
+      }
+      return undefined;
+    }
+    if (age >= t.idRenewalFail) {
+      this.log.warning(`lockspace ${this.name}: our delta lease (generation ${leader.ownerGeneration}) was last renewed ${age} s ago, more than 8 x io_timeout; ` +
+        `continuing it before host_dead (${t.hostDead} s) so that other hosts never see it expire while our domains run`);
+    } else {
+      this.log.info(`lockspace ${this.name}: our delta lease (generation ${leader.ownerGeneration}) was renewed ${age} s ago; continuing it`);
+    }
     return {
       spaceName: this.name, hostId: this.spec.hostId, hostName: this.spec.hostName, storage, offset: this.spec.offset,
       geometry: g, ioTimeout: this.spec.ioTimeout, generation: leader.ownerGeneration, leader, lastSuccess: leader.timestamp,
