@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'fs';
+import { accessSync, chmodSync, constants as FS, existsSync, mkdirSync, renameSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import { DEFAULT_CONFIG_PATH, defaultConfig, loadConfig } from '../config/config';
 import { callAgent } from '../control/client';
@@ -66,6 +66,27 @@ export function defaultHookMain(): string {
   return __filename.endsWith('.js') ? __filename : join(findPackageRoot(), 'dist', 'libvirt', 'hook.js');
 }
 
+/**
+ * The compiled hook client (native/hook/lockagent-hook.c, built by `npm run build:native` into
+ * native/build/Release/lockagent-hook) of this build, if it was built: it does what hookMain
+ * does without a node start per hook call (about 60 ms less each). undefined when absent.
+ */
+export function defaultHookClient(): string | undefined {
+  let root: string;
+  try {
+    root = findPackageRoot();
+  } catch {
+    return undefined;
+  }
+  const p = join(root, 'native', 'build', 'Release', 'lockagent-hook');
+  try {
+    accessSync(p, FS.X_OK);
+    return p;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Socket for the hook: $LOCKAGENT_SOCKET, else socket_path of $LOCKAGENT_CONFIG or /etc/lockagent.conf. */
 function hookSocket(): string {
   if (process.env.LOCKAGENT_SOCKET) return process.env.LOCKAGENT_SOCKET;
@@ -94,12 +115,13 @@ export async function hookMain(argv: string[] = process.argv.slice(2)): Promise<
 
 /**
  * Install the hook script into libvirt's hook directory (<dir> is .../hooks/qemu.d); libvirtd
- * notices a hook created while it runs only after a SIGHUP. The script runs node only for the
- * operations in FORWARDED_OPS (each node start costs ~0.15-0.2 s of `virsh start`); for the others
- * it drains stdin and exits 0. Where there is no main `qemu` hook, a placeholder is written
- * (libvirt runs the qemu.d scripts after it).
+ * notices a hook created while it runs only after a SIGHUP. The script starts the client only
+ * for the operations in FORWARDED_OPS; for the others it drains stdin and exits 0. The client is
+ * the compiled one (`client`, default defaultHookClient()) when there is one, else node with
+ * hook.js (a node start costs ~60 ms or more per call); `client: 'node'` forces node. Where there
+ * is no main `qemu` hook, a placeholder is written (libvirt runs the qemu.d scripts after it).
  */
-export function installHook(opts: { dir?: string; nodePath?: string; hookJs?: string; socket?: string; config?: string }): string {
+export function installHook(opts: { dir?: string; nodePath?: string; hookJs?: string; socket?: string; config?: string; client?: string }): string {
   const dir = opts.dir ?? '/etc/libvirt/hooks/qemu.d';
   mkdirSync(dir, { recursive: true });
   const path = join(dir, '50-lockagent');
@@ -107,6 +129,8 @@ export function installHook(opts: { dir?: string; nodePath?: string; hookJs?: st
     opts.socket ? `LOCKAGENT_SOCKET=${shq(opts.socket)}` : '',
     opts.config ? `LOCKAGENT_CONFIG=${shq(opts.config)}` : '',
   ].filter(Boolean).join(' ');
+  const client = opts.client === 'node' ? undefined : opts.client ?? (opts.hookJs || opts.nodePath ? undefined : defaultHookClient());
+  const cmd = client ? shq(client) : `${shq(opts.nodePath ?? process.execPath)} ${shq(opts.hookJs ?? defaultHookMain())}`;
   const script = `#!/bin/sh
 # lockagent start gate: takes each disk's lease before libvirt starts the domain, releases
 # them when it stops; ${MARK}. It only talks to the
@@ -116,7 +140,7 @@ case "$2:$3" in
   *) cat > /dev/null; exit 0 ;;
 esac
 ${env ? `export ${env}
-` : ''}exec ${shq(opts.nodePath ?? process.execPath)} ${shq(opts.hookJs ?? defaultHookMain())} "$@"
+` : ''}exec ${cmd} "$@"
 `;
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, script, { mode: 0o755 });
