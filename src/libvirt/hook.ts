@@ -1,4 +1,4 @@
-import { accessSync, chmodSync, constants as FS, existsSync, mkdirSync, renameSync, writeFileSync } from 'fs';
+import { accessSync, chmodSync, constants as FS, existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import { DEFAULT_CONFIG_PATH, defaultConfig, loadConfig } from '../config/config';
 import { callAgent } from '../control/client';
@@ -53,6 +53,8 @@ export const FORWARDED_OPS = ['prepare:begin', 'migrate:begin', 'stopped:end', '
 
 /** Marks the files installHook writes. */
 const MARK = 'installed by "lockagent install-hook"';
+/** The placeholder main hook earlier versions wrote (removed by installHook). */
+const PLACEHOLDER = `#!/bin/sh\n# placeholder so libvirt runs the scripts in qemu.d; ${MARK}\ncat > /dev/null\nexit 0\n`;
 
 const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
@@ -118,8 +120,8 @@ export async function hookMain(argv: string[] = process.argv.slice(2)): Promise<
  * notices a hook created while it runs only after a SIGHUP. The script starts the client only
  * for the operations in FORWARDED_OPS; for the others it drains stdin and exits 0. The client is
  * the compiled one (`client`, default defaultHookClient()) when there is one, else node with
- * hook.js (a node start costs ~60 ms or more per call); `client: 'node'` forces node. Where there
- * is no main `qemu` hook, a placeholder is written (libvirt runs the qemu.d scripts after it).
+ * hook.js (a node start costs ~60 ms or more per call); `client: 'node'` forces node. No main
+ * `qemu` hook is needed (a placeholder an earlier version wrote is removed).
  */
 export function installHook(opts: { dir?: string; nodePath?: string; hookJs?: string; socket?: string; config?: string; client?: string }): string {
   const dir = opts.dir ?? '/etc/libvirt/hooks/qemu.d';
@@ -137,7 +139,7 @@ export function installHook(opts: { dir?: string; nodePath?: string; hookJs?: st
 # lockagent socket, never to libvirt. To uninstall: remove this file, then kill -HUP libvirtd.
 case "$2:$3" in
   ${FORWARDED_OPS.join('|')}) ;;
-  *) cat > /dev/null; exit 0 ;;
+  *) exec cat > /dev/null ;;
 esac
 ${env ? `export ${env}
 ` : ''}exec ${cmd} "$@"
@@ -146,11 +148,15 @@ ${env ? `export ${env}
   writeFileSync(tmp, script, { mode: 0o755 });
   chmodSync(tmp, 0o755);
   renameSync(tmp, path); // atomic: libvirt may be running the old one right now
-  // libvirt runs the qemu.d scripts after the main hook; make sure one exists and works.
+  // libvirt (>= 6.5, which introduced qemu.d) runs the qemu.d scripts whether or not there is a
+  // main `qemu` hook. Earlier versions of install-hook wrote a placeholder main hook; it cost a
+  // fork+exec of sh and cat in libvirtd at every hook call (~10 ms each, 3 per virsh start), so
+  // it is removed — only if it is ours, unchanged.
   const main = join(dir, '..', 'qemu');
-  if (!existsSync(main)) {
-    writeFileSync(main, `#!/bin/sh\n# placeholder so libvirt runs the scripts in qemu.d; ${MARK}\ncat > /dev/null\nexit 0\n`, { mode: 0o755 });
-    chmodSync(main, 0o755);
+  try {
+    if (readFileSync(main, 'utf8') === PLACEHOLDER) unlinkSync(main);
+  } catch {
+    // no main hook, or not readable: nothing of ours to remove
   }
   return path;
 }
