@@ -98,10 +98,15 @@ static void buf_printf(struct buf *b, const char *fmt, ...) {
 static const char *g_name = "", *g_op = "", *g_sub = "";
 static int g_gate; /* prepare/migrate: refusals and failures exit 1 */
 
-/* One line on stderr (a refusal or a failure to reach the agent), then the exit code runHook gives. */
+/*
+ * One line on stderr (a refusal or a failure to reach the agent), then the exit code runHook
+ * gives. A config error is "lockagent: <message>" for every operation, as in hookMain.
+ */
+static int g_plain;
+
 static void finish_error(const char *msg) {
   struct buf b = {0};
-  if (g_gate) buf_printf(&b, "lockagent: %s\n", msg);
+  if (g_gate || g_plain) buf_printf(&b, "lockagent: %s\n", msg);
   else buf_printf(&b, "lockagent: %s %s of %s: %s\n", g_op, g_sub, g_name, msg);
   size_t off = 0;
   while (off < b.n) {
@@ -273,7 +278,7 @@ static int conf_socket_path(struct conf *c, char **out) {
 }
 
 /* $LOCKAGENT_SOCKET, else socket_path of $LOCKAGENT_CONFIG or /etc/lockagent.conf, else the default. */
-static char *hook_socket(void) {
+static char *hook_socket_inner(void) {
   const char *env = getenv("LOCKAGENT_SOCKET");
   if (env && *env) return strdup(env);
   const char *cfgenv = getenv("LOCKAGENT_CONFIG");
@@ -294,6 +299,13 @@ static char *hook_socket(void) {
   if (r < 0) finish_error(c.err);
   free(text.p);
   return r == 0 ? sock : strdup(DEFAULT_SOCKET_PATH);
+}
+
+static char *hook_socket(void) {
+  g_plain = 1; /* errors here are config errors */
+  char *s = hook_socket_inner();
+  g_plain = 0;
+  return s;
 }
 
 /* ---- JSON ---------------------------------------------------------------------------------- */

@@ -230,7 +230,7 @@ describe('compiled hook client (native/hook/lockagent-hook.c)', () => {
     let r = await runClient(['vm1', 'prepare', 'begin', '-'], '<domain/>', { LOCKAGENT_CONFIG: missing });
     expect(r).toMatchObject({ code: 1, stderr: `lockagent: config file ${missing} does not exist: copy conf/lockagent.conf there or pass -c PATH\n` });
     r = await runClient(['vm1', 'stopped', 'end', '-'], '<domain/>', { LOCKAGENT_CONFIG: missing });
-    expect(r.code).toBe(0);
+    expect(r).toMatchObject({ code: 0, stderr: `lockagent: config file ${missing} does not exist: copy conf/lockagent.conf there or pass -c PATH\n` });
     const bad = join(work, 'bad.conf');
     writeFileSync(bad, 'host_id = 1\nsocket_path = "/unterminated\n');
     r = await runClient(['vm1', 'prepare', 'begin', '-'], '<domain/>', { LOCKAGENT_CONFIG: bad });
