@@ -17,6 +17,20 @@
       ]
     },
     {
+      # The libvirt qemu hook's client (native/hook/lockagent-hook.c): plain C, no Node-API,
+      # no libraries, so a hook call is a fork+exec instead of a node start. installHook execs
+      # build/Release/lockagent-hook when it exists, else node dist/libvirt/hook.js.
+      "target_name": "lockagent-hook",
+      "type": "executable",
+      "sources": ["hook/lockagent-hook.c"],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra"],
+      "cflags!": ["-pthread"],
+      "ldflags!": ["-pthread", "-rdynamic"],
+      "conditions": [
+        ["OS!='linux'", {"type": "none"}]
+      ]
+    },
+    {
       # libvirt connections, domain control and events (virt_*.cc). Built
       # only where pkg-config finds libvirt (Debian: libvirt-dev), so a host
       # without it still gets lockagent_native.

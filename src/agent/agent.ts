@@ -176,6 +176,7 @@ export class Agent {
     const ls = this.lockspaceFor(s.lockspace);
     const mode: LeaseMode = s.mode ?? 'exclusive';
     if (ls.state !== 'joined') this.o.log.info(`acquire of ${key(s)} for ${st.ref.name} waits for lockspace ${ls.name} to join (${ls.state})`);
+    const t0 = performance.now();
     const lease = await ls.waitJoined(timeoutMs ?? this.o.joinWaitMs ?? 120000);
     // Journalled (with the owner row) before the first write to the lease: after a crash,
     // recover() finishes or undoes it.
@@ -183,7 +184,10 @@ export class Agent {
       if (!ownerSaved) this.saveOwner(st);
       return this.o.store.beginOp({ op: 'acquire', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode });
     });
+    const t1 = performance.now();
     const storage = await this.openStorage(s.path);
+    const t2 = performance.now();
+    let t3 = t2;
     const hintKey = `${s.path}\0${s.offset}`;
     const hint = this.hints.get(hintKey);
     this.hints.delete(hintKey);
@@ -194,12 +198,16 @@ export class Agent {
         { clock: this.o.clock, liveness: ls.liveness(), lver: s.lver, mode: toMode(mode), cancel: timeoutMs ? { deadlineMs: this.o.clock.nowMs() + timeoutMs } : undefined, iobufs: this.iobufs, hint },
       );
       const held: HeldLease = { spec: { lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode }, token };
+      t3 = performance.now();
       this.o.store.transaction(() => {
         this.o.store.recordLease({ ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode, lver: token.lver, generation: lease.generation });
         this.o.store.endOp(op);
       });
       st.leases.set(key(s), held);
       this.o.log.info(`acquired ${mode} lease ${key(s)} (${s.path}:${s.offset}) lver ${token.lver} for ${st.ref.name}`);
+      const ms = (x: number) => x.toFixed(1);
+      const t4 = performance.now();
+      this.o.log.debug(`acquire ${key(s)}: join+journal ${ms(t1 - t0)} ms, open ${ms(t2 - t1)}, paxos ${ms(t3 - t2)}, record ${ms(t4 - t3)}`);
       return held;
     } catch (e) {
       this.o.store.endOp(op);

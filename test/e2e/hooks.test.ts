@@ -12,7 +12,7 @@ import * as path from 'path';
 import { AgentHost, cli, log, startHost, status, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
 import { lockagent, makeTempDir, removeTempDir, sparseFile } from '../helpers/cli';
 import {
-  defineDomain, describeE2E, domState, E2E_DIR, EventMonitor, installHook, md5, removeDomains, removeHook, restartLibvirtd,
+  defineDomain, describeE2E, domState, E2E_DIR, EventMonitor, HOOK_FILE, hookClient, installHook, md5, removeDomains, removeHook, restartLibvirtd,
   startServices, suiteLock, TestDomain, URI, virsh, virshOk, waitDomState,
 } from '../helpers/libvirt';
 
@@ -52,6 +52,9 @@ describeE2E('e2e: hook and lifecycle events on real libvirtd + QEMU', () => {
     B = startHost(writeHostConfig(base, 2, { leaseDir }));
     await Promise.all([waitJoined(A), waitJoined(B)]);
     await installHook(A.socket);
+    // the compiled client when built (the shipped configuration), else node with hook.js
+    const client = hookClient();
+    if (client !== 'node') expect(fs.readFileSync(HOOK_FILE, 'utf8')).toContain(`exec '${client}' "$@"`);
     monitor.start(path.join(base, 'events.log'));
     d1 = await defineDomain(base, 'la-e2e-h1');
     d2 = await defineDomain(base, 'la-e2e-h2', { onLockFailure: 'pause' });

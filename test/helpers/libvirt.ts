@@ -266,15 +266,25 @@ export function qemuPid(name: string): number | undefined {
 // ---- the hook -------------------------------------------------------------------------------
 
 /** `lockagent install-hook --socket <socket>`, then SIGHUP libvirtd (a new hook is ignored until then). */
+/**
+ * The compiled hook client of this checkout (npm run build:native), which install-hook installs
+ * by default. Passed explicitly: the private test CLI may resolve another package root.
+ * LOCKAGENT_E2E_HOOK_CLIENT=node tests the node hook instead.
+ */
+export function hookClient(): string {
+  if (process.env.LOCKAGENT_E2E_HOOK_CLIENT) return process.env.LOCKAGENT_E2E_HOOK_CLIENT;
+  const built = path.join(ROOT, 'native', 'build', 'Release', 'lockagent-hook');
+  return fs.existsSync(built) ? built : 'node';
+}
+
 export async function installHook(socket: string): Promise<void> {
-  const r = await lockagent(['install-hook', '--socket', socket]);
+  const r = await lockagent(['install-hook', '--socket', socket, '--client', hookClient()]);
   if (r.code !== 0) throw new Error(`lockagent install-hook failed: ${r.stderr}`);
   await reloadLibvirtd();
 }
 
 /**
- * Remove our hook. Without it libvirt still runs the placeholder main hook, which does nothing;
- * a hook left pointing at a dead agent socket would refuse every start on the machine.
+ * Remove our hook. A hook left pointing at a dead agent socket would refuse every start on the machine.
  */
 export async function removeHook(): Promise<void> {
   fs.rmSync(HOOK_FILE, { force: true });

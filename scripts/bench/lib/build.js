@@ -82,7 +82,8 @@ function resolveBuild(log = (m) => process.stderr.write(`${m}\n`)) {
 
 /**
  * The native I/O addon the benchmarks load ($LOCKAGENT_NATIVE_ADDON): a private build of
- * native/ keyed by a hash of its sources, under node_modules/.cache/lockagent-bench/native-<hash>.
+ * native/ keyed by a hash of its sources (the compiled hook client, lockagent-hook, is built
+ * beside it), under node_modules/.cache/lockagent-bench/native-<hash>.
  * The shared native/build/ is rebuilt by anyone's `npm run build` at any time, possibly from
  * other sources; a measurement must not change addon halfway or silently run an old one.
  */
@@ -90,7 +91,8 @@ function resolveNative(log = (m) => process.stderr.write(`${m}\n`)) {
   if (process.env.LOCKAGENT_NATIVE_ADDON) return path.resolve(process.env.LOCKAGENT_NATIVE_ADDON);
   const src = path.join(ROOT, 'native');
   const h = crypto.createHash('sha256');
-  const files = ['binding.gyp', ...fs.readdirSync(path.join(src, 'src')).sort().map((f) => path.join('src', f))];
+  const dirs = ['src', 'hook'].filter((d) => fs.existsSync(path.join(src, d)));
+  const files = ['binding.gyp', ...dirs.flatMap((d) => fs.readdirSync(path.join(src, d)).sort().map((f) => path.join(d, f)))];
   for (const f of files) h.update(f).update(fs.readFileSync(path.join(src, f)));
   const cache = path.join(ROOT, 'node_modules', '.cache', 'lockagent-bench');
   const dir = path.join(cache, `native-${h.digest('hex').slice(0, 16)}`);
@@ -101,7 +103,7 @@ function resolveNative(log = (m) => process.stderr.write(`${m}\n`)) {
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
   fs.copyFileSync(path.join(src, 'binding.gyp'), path.join(tmp, 'binding.gyp'));
-  fs.cpSync(path.join(src, 'src'), path.join(tmp, 'src'), { recursive: true });
+  for (const d of dirs) fs.cpSync(path.join(src, d), path.join(tmp, d), { recursive: true });
   const gyp = path.join(ROOT, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
   // Debian's nodejs ships its headers in /usr/include/node (no download needed)
   const nodedir = fs.existsSync('/usr/include/node/node_api.h') ? ['--nodedir=/usr'] : [];
