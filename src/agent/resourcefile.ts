@@ -25,9 +25,11 @@ export async function ensureResourceFile(
     await waitInitialised(path, opts.waitInitMs ?? 5000);
     return 'existing';
   }
+  let ours: { dev: bigint; ino: bigint };
   try {
     if (opts.uid !== undefined || opts.gid !== undefined) await fh.chown(opts.uid ?? -1, opts.gid ?? -1);
     await fh.truncate(geometry.alignSize);
+    ours = await fh.stat({ bigint: true });
   } finally {
     await fh.close();
   }
@@ -35,7 +37,9 @@ export async function ensureResourceFile(
   try {
     await f.write(0, buildResourceArea({ spaceName, resourceName, geometry }), 60000);
   } catch (e) {
-    await fsp.unlink(path).catch(() => undefined);
+    // Remove only the file we created: the name may already be someone else's new file.
+    const now = await fsp.lstat(path, { bigint: true }).catch(() => undefined);
+    if (now && now.ino === ours.ino && now.dev === ours.dev) await fsp.unlink(path).catch(() => undefined);
     throw e;
   } finally {
     await f.close();
