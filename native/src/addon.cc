@@ -212,6 +212,8 @@ Napi::Value makeOpenResult(Napi::Env env, Addon* addon, Request& r) {
   res.Set("isBlockDevice", r.info.isBlockDevice);
   res.Set("size", static_cast<double>(r.info.size));
   res.Set("logicalSectorSize", r.info.logicalSectorSize);
+  res.Set("dev", Napi::BigInt::New(env, r.info.dev));
+  res.Set("ino", Napi::BigInt::New(env, r.info.ino));
   return res;
 }
 

@@ -589,6 +589,11 @@ void Handle::executeOpen(const std::shared_ptr<Request>& req) {
     } else {
       info.size = static_cast<uint64_t>(st.st_size);
     }
+    if (!err) {
+      // Which file this fd is: a lease path may name another file later.
+      info.dev = static_cast<uint64_t>(st.st_dev);
+      info.ino = static_cast<uint64_t>(st.st_ino);
+    }
     if (err) {
       ::close(fd);
       fd = -1;

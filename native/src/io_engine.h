@@ -63,6 +63,9 @@ struct DeviceInfo {
   bool isBlockDevice = false;
   uint64_t size = 0;
   uint32_t logicalSectorSize = 512;
+  // st_dev / st_ino of the opened fd: which file the fd is, whatever the path names later.
+  uint64_t dev = 0;
+  uint64_t ino = 0;
 };
 
 class Handle;

@@ -1,3 +1,4 @@
+import { DirectFile, FileId, sameFileId } from '../io/directio';
 import { FileLeaseStorage } from '../io/file-storage';
 import { Clock } from '../lease/clock';
 import { acquireResource, releaseResource } from '../lease/resource';
@@ -29,11 +30,49 @@ export interface AgentOptions {
   /** default wait for a lockspace join before an acquire gives up */
   joinWaitMs?: number;
   openStorage?: (path: string) => Promise<LeaseStorage>;
+  /**
+   * Which file a lease path names right now, or undefined when it does not exist. Default: open
+   * it read-only (an open revalidates the name on NFS, a stat may answer from the attribute
+   * cache) and fstat the fd.
+   */
+  identifyPath?: (path: string, timeoutMs: number) => Promise<FileId | undefined>;
 }
 
 export interface HeldLease {
   spec: Required<Pick<LeaseSpec, 'lockspace' | 'resource' | 'path' | 'offset'>> & { mode: LeaseMode };
   token: ResourceToken;
+  /** The file the lease was acquired on (when the storage can tell): its path named it then. */
+  file?: FileId;
+}
+
+export interface AcquireOptions {
+  timeoutMs?: number;
+  action?: string;
+  /**
+   * Called when a lease file vanished under an acquire (a cleanup on another host deleted it
+   * while we were opening it): re-create it, as the caller created it before (auto disk leases).
+   * Without it such an acquire fails with -2.
+   */
+  recreate?: (spec: LeaseSpec) => Promise<void>;
+}
+
+/**
+ * How often one acquire follows a lease file that is deleted or replaced under it before it
+ * gives up with -11. Each round means another host deleted the file while we held an fd of it.
+ */
+export const FILE_REPLACED_RETRIES = 3;
+
+async function identifyByOpen(path: string, timeoutMs: number): Promise<FileId | undefined> {
+  let f: DirectFile;
+  try {
+    f = await DirectFile.open(path, { readOnly: true, timeoutMs });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  await f.close().catch(() => undefined);
+  if (!f.fileId) throw new Error(`cannot tell which file ${path} is (no st_ino from the I/O addon)`);
+  return f.fileId;
 }
 
 interface OwnerState {
@@ -65,9 +104,11 @@ export class Agent {
    */
   private readonly hints = new Map<string, AcquireHint>();
   private readonly openStorage: (path: string) => Promise<LeaseStorage>;
+  private readonly identifyPath: (path: string, timeoutMs: number) => Promise<FileId | undefined>;
 
   constructor(private readonly o: AgentOptions) {
     this.openStorage = o.openStorage ?? ((p) => FileLeaseStorage.open(p));
+    this.identifyPath = o.identifyPath ?? identifyByOpen;
   }
 
   get hostName(): string {
@@ -130,11 +171,11 @@ export class Agent {
    * Acquire every lease for the owner, all or nothing (like sanlock's acquire of several
    * resources): on the first refusal the leases taken by this call are released again.
    */
-  acquire(owner: OwnerRef, specs: LeaseSpec[], opts: { timeoutMs?: number; action?: string } = {}): Promise<HeldLease[]> {
+  acquire(owner: OwnerRef, specs: LeaseSpec[], opts: AcquireOptions = {}): Promise<HeldLease[]> {
     return this.queue.run(owner.uuid, () => this.acquireNow(owner, specs, opts));
   }
 
-  private async acquireNow(owner: OwnerRef, specs: LeaseSpec[], opts: { timeoutMs?: number; action?: string }): Promise<HeldLease[]> {
+  private async acquireNow(owner: OwnerRef, specs: LeaseSpec[], opts: AcquireOptions): Promise<HeldLease[]> {
     const st = this.ownerState(owner, opts.action);
     const taken: HeldLease[] = [];
     const fresh: HeldLease[] = [];
@@ -146,7 +187,7 @@ export class Agent {
         const mine = st.leases.get(key(s));
         if (mine) { taken.push(mine); continue; }
         this.checkLocalConflict(owner.uuid, s);
-        const h = await this.acquireOne(st, s, opts.timeoutMs, ownerSaved);
+        const h = await this.acquireOne(st, s, opts, ownerSaved);
         ownerSaved = true;
         fresh.push(h);
         taken.push(h);
@@ -172,7 +213,8 @@ export class Agent {
     }
   }
 
-  private async acquireOne(st: OwnerState, s: LeaseSpec, timeoutMs?: number, ownerSaved = false): Promise<HeldLease> {
+  private async acquireOne(st: OwnerState, s: LeaseSpec, opts: AcquireOptions, ownerSaved = false): Promise<HeldLease> {
+    const { timeoutMs } = opts;
     const ls = this.lockspaceFor(s.lockspace);
     const mode: LeaseMode = s.mode ?? 'exclusive';
     if (ls.state !== 'joined') this.o.log.info(`acquire of ${key(s)} for ${st.ref.name} waits for lockspace ${ls.name} to join (${ls.state})`);
@@ -184,37 +226,84 @@ export class Agent {
       if (!ownerSaved) this.saveOwner(st);
       return this.o.store.beginOp({ op: 'acquire', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode });
     });
-    const t1 = performance.now();
-    const storage = await this.openStorage(s.path);
-    const t2 = performance.now();
-    let t3 = t2;
-    const hintKey = `${s.path}\0${s.offset}`;
-    const hint = this.hints.get(hintKey);
-    this.hints.delete(hintKey);
+    const deadline = timeoutMs ? this.o.clock.nowMs() + timeoutMs : undefined;
     try {
-      const token = await acquireResource(
-        { storage, offset: s.offset, spaceName: s.lockspace, resourceName: s.resource },
-        { hostId: lease.hostId, generation: lease.generation, ioTimeout: lease.ioTimeout },
-        { clock: this.o.clock, liveness: ls.liveness(), lver: s.lver, mode: toMode(mode), cancel: timeoutMs ? { deadlineMs: this.o.clock.nowMs() + timeoutMs } : undefined, iobufs: this.iobufs, hint },
-      );
-      const held: HeldLease = { spec: { lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode }, token };
-      t3 = performance.now();
-      this.o.store.transaction(() => {
-        this.o.store.recordLease({ ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode, lver: token.lver, generation: lease.generation });
-        this.o.store.endOp(op);
-      });
-      st.leases.set(key(s), held);
-      this.o.log.info(`acquired ${mode} lease ${key(s)} (${s.path}:${s.offset}) lver ${token.lver} for ${st.ref.name}`);
-      const ms = (x: number) => x.toFixed(1);
-      const t4 = performance.now();
-      this.o.log.debug(`acquire ${key(s)}: join+journal ${ms(t1 - t0)} ms, open ${ms(t2 - t1)}, paxos ${ms(t3 - t2)}, record ${ms(t4 - t3)}`);
-      return held;
+      for (let round = 0; ; round++) {
+        const t1 = performance.now();
+        const storage = await this.openStorage(s.path);
+        const t2 = performance.now();
+        // Our last release's view of the lease, for the first round only (see AcquireHint).
+        const hintKey = `${s.path}\0${s.offset}`;
+        const hint = round === 0 ? this.hints.get(hintKey) : undefined;
+        this.hints.delete(hintKey);
+        try {
+          const token = await acquireResource(
+            { storage, offset: s.offset, spaceName: s.lockspace, resourceName: s.resource },
+            { hostId: lease.hostId, generation: lease.generation, ioTimeout: lease.ioTimeout },
+            { clock: this.o.clock, liveness: ls.liveness(), lver: s.lver, mode: toMode(mode), cancel: deadline ? { deadlineMs: deadline } : undefined, iobufs: this.iobufs, hint },
+          );
+          // Holding it: does the path still name the file we leased? A host deleting lease
+          // files (lockagent cleanup, virt-sanlock-cleanup) unlinks only while it holds the
+          // lease, but our fd may be older than that unlink; then we hold a lease on a file
+          // nobody else can see while the path names a new one. Once this check passes, the
+          // name cannot change without the lease, which is ours now.
+          let now: 'same' | 'missing' | 'other';
+          try {
+            now = storage.fileId ? await this.checkLeasedFile(s.path, storage.fileId, lease.ioTimeout) : 'same';
+          } catch (e) {
+            await releaseResource(token, { clock: this.o.clock }).catch(() => undefined);
+            throw new LeaseError(SANLK.EIO, `cannot check that ${s.path} is still the file we leased (released it again): ${(e as Error).message}`);
+          }
+          if (now !== 'same') {
+            await releaseResource(token, { clock: this.o.clock }).catch((e: unknown) =>
+              this.o.log.warning(`releasing ${key(s)} on the replaced file failed (the file is unreachable by its name): ${(e as Error).message}`));
+            const what = now === 'missing' ? 'was deleted' : 'was replaced by a new file';
+            this.o.log.warning(`acquire of ${key(s)} for ${st.ref.name}: ${s.path} ${what} while we were acquiring its lease; ` +
+              `released the lease on the old file${round < FILE_REPLACED_RETRIES ? ', trying again' : ''}`);
+            if (round >= FILE_REPLACED_RETRIES) {
+              throw new LeaseError(SANLK.EAGAIN, `the lease file was deleted or replaced ${round + 1} times while acquiring it; try again later`);
+            }
+            if (now === 'missing') {
+              if (!opts.recreate) throw new LeaseError(SANLK.ENOENT, 'the lease file was deleted (by a cleanup on another host?) while acquiring it');
+              await opts.recreate(s);
+            }
+            continue;
+          }
+          const held: HeldLease = { spec: { lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode }, token, file: storage.fileId };
+          this.o.store.transaction(() => {
+            this.o.store.recordLease({ ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode, lver: token.lver, generation: lease.generation });
+            this.o.store.endOp(op);
+          });
+          st.leases.set(key(s), held);
+          this.o.log.info(`acquired ${mode} lease ${key(s)} (${s.path}:${s.offset}) lver ${token.lver} for ${st.ref.name}`);
+          const ms = (x: number) => x.toFixed(1);
+          this.o.log.debug(`acquire ${key(s)}: join+journal ${ms(t1 - t0)} ms, open ${ms(t2 - t1)}, paxos+check+record ${ms(performance.now() - t2)}${hint ? ' (from release hint)' : ''}`);
+          return held;
+        } finally {
+          await closeStorage(storage);
+        }
+      }
     } catch (e) {
       this.o.store.endOp(op);
       throw this.explainAcquireFailure(e, s);
-    } finally {
-      await closeStorage(storage);
     }
+  }
+
+  /**
+   * The lease area at the path cannot be the one we acquired: not a leader of this resource, or
+   * a lower lease version than ours (lver never goes back on one area). This catches a file
+   * re-created under the same inode number, which (dev, ino) alone cannot: we keep no fd while
+   * holding, so a deleted file's inode number may be reused at once. I/O errors propagate.
+   */
+
+  /**
+   * 'same' when `path` names the file `leased` (st_dev, st_ino), else 'missing' or 'other'.
+   * Sound because our fd of the leased file is still open: its inode number cannot be reused.
+   */
+  private async checkLeasedFile(path: string, leased: FileId, ioTimeout: number): Promise<'same' | 'missing' | 'other'> {
+    const now = await this.identifyPath(path, Math.max(1000, ioTimeout * 1000));
+    if (!now) return 'missing';
+    return sameFileId(now, leased) ? 'same' : 'other';
   }
 
   /** Name the disk and the holder; contention is expected, so it is logged at info. */
@@ -262,19 +351,44 @@ export class Agent {
    */
   private async releaseOne(st: OwnerState, h: HeldLease, keepRecord = false, forgetIfEmpty = false): Promise<void> {
     const s = h.spec;
-    const storage = await this.openStorage(s.path);
+    let storage: LeaseStorage | undefined;
     try {
-      h.token.res.storage = storage;
-      const hint = await releaseResource(h.token, { clock: this.o.clock });
-      if (hint) this.rememberHint(`${s.path}\0${s.offset}`, hint);
-      this.o.log.info(`released ${s.mode} lease ${key(s)} of ${st.ref.name}`);
+      storage = await this.openStorage(s.path);
     } catch (e) {
-      // -250/-251: someone else holds it now; nothing of ours is left to release.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      // Deleted while we held it (by hand: lease-respecting cleanups need the lease): the lease
+      // on that file is unreachable by name and stays as it is.
+      this.o.log.warning(`release of ${key(s)} for ${st.ref.name}: ${s.path} no longer exists; the lease on the deleted file is left as it is`);
+    }
+    try {
+      if (!storage) {
+        // nothing to write
+      } else if (h.file && storage.fileId && !sameFileId(h.file, storage.fileId)) {
+        // Never write our dblock or leader into a different file: our ballot values would be
+        // a vote nobody cast in that file's paxos.
+        this.o.log.warning(`release of ${key(s)} for ${st.ref.name}: ${s.path} is no longer the file we leased (deleted and re-created); ` +
+          'the new file is left alone, the lease on the old one stays as it is');
+      } else {
+        h.token.res.storage = storage;
+        const hint = await releaseResource(h.token, { clock: this.o.clock });
+        if (hint) this.rememberHint(`${s.path}\0${s.offset}`, hint);
+        this.o.log.info(`released ${s.mode} lease ${key(s)} of ${st.ref.name}`);
+      }
+    } catch (e) {
       const rv = (e as LeaseError).rv;
-      if (rv !== SANLK.RELEASE_LVER && rv !== SANLK.RELEASE_OWNER) throw e;
-      this.o.log.warning(`release of ${key(s)} for ${st.ref.name}: ${(e as Error).message}`);
+      if (rv <= SANLK.LEADER_MAGIC && rv >= SANLK.LEADER_CHECKSUM) {
+        // releaseResource read the leader before writing anything: not this resource's lease
+        // area any more (re-created or re-initialized under the same inode number, as ext4
+        // reuses them): the new file is left alone.
+        this.o.log.warning(`release of ${key(s)} for ${st.ref.name}: ${s.path} no longer holds the lease area we acquired (${(e as Error).message}); left alone`);
+      } else {
+        // -250/-251: someone else holds it now (or a lower version: re-initialized); nothing
+        // of ours is left to release.
+        if (rv !== SANLK.RELEASE_LVER && rv !== SANLK.RELEASE_OWNER) throw e;
+        this.o.log.warning(`release of ${key(s)} for ${st.ref.name}: ${(e as Error).message}`);
+      }
     } finally {
-      await closeStorage(storage);
+      if (storage) await closeStorage(storage);
     }
     st.leases.delete(key(s));
     const forget = forgetIfEmpty && st.leases.size === 0 && this.owners.get(st.ref.uuid) === st;

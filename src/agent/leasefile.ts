@@ -26,7 +26,8 @@ export interface LeaseAreaSpec {
 
 /**
  * Create a lease file safely on shared storage: exclusive create, sized to one align area, then
- * sanlock's init written with direct I/O (the file is removed again if that fails). A host that
+ * sanlock's init written with direct I/O (the file is removed again if that fails and the name
+ * is still ours). A host that
  * loses the creation race uses the winner's file: it waits for the winner's init instead of
  * initialising over it.
  */
@@ -45,9 +46,11 @@ export async function createLeaseArea(s: LeaseAreaSpec): Promise<'created' | 'ex
     await waitForWinner(s);
     return 'existing';
   }
+  let ours: { dev: bigint; ino: bigint };
   try {
     if (s.uid !== undefined || s.gid !== undefined) await fh.chown(s.uid ?? -1, s.gid ?? -1);
     await fh.truncate(s.alignSize);
+    ours = await fh.stat({ bigint: true });
   } finally {
     await fh.close();
   }
@@ -55,7 +58,9 @@ export async function createLeaseArea(s: LeaseAreaSpec): Promise<'created' | 'ex
   try {
     for (const b of s.initWrites()) await f.write(0, b, 60000);
   } catch (e) {
-    await fsp.unlink(s.path).catch(() => undefined);
+    // Remove only the file we created: the name may already be someone else's new file.
+    const now = await fsp.lstat(s.path, { bigint: true }).catch(() => undefined);
+    if (now && now.ino === ours.ino && now.dev === ours.dev) await fsp.unlink(s.path).catch(() => undefined);
     throw e;
   } finally {
     await f.close();

@@ -14,13 +14,18 @@
  *    checked and deleted, and can still release it after the real name is gone.
  *  - After acquiring: the real name must still be that inode, unmodified since it was
  *    classified, and the leader must be exactly the one our acquire committed (lver = the
- *    classified lver + 1: nobody used it in between).
+ *    classified lver + 1: nobody used it in between), written by us: when another host's
+ *    ballot committed us, that host was acquiring the lease right then and may hold an fd of
+ *    the file, and a leader naming us but written by another host is free to everyone once
+ *    our dblock says RELEASED — the pin below would not hold. Such a file is kept.
  *  - A host that opened the file just before the unlink could acquire it on the unlinked inode
  *    after our release — a lease on a file nobody else can see, while a new file at the same
  *    path is leased by someone else. So before releasing, the leader of the unlinked inode is
- *    rewritten still naming us as owner (only its write_timestamp changes): such a late
- *    acquirer sees a live owner and gets -243, and our own release stops at "leader changed"
- *    (-251), which the agent logs and treats as released.
+ *    rewritten still naming us as owner (only write_timestamp changes; write_id stays ours,
+ *    all outside the checksum): such a late acquirer sees a live owner and gets -243, and our
+ *    own release stops at "leader changed" (-251), which the agent logs and treats as released.
+ *    The agent's acquire also checks, once it holds a lease, that the path still names the
+ *    file it leased, and otherwise releases and follows the path (src/agent/agent.ts).
  */
 import { promises as fsp } from 'fs';
 import { join } from 'path';
@@ -109,6 +114,10 @@ async function readLeader(path: string, ioTimeoutMs: number): Promise<ReturnType
 /**
  * Rewrite the leader we hold with write_timestamp + 1 (outside the checksummed bytes): still ours,
  * still held — but no longer the record our release expects, so the release leaves it held.
+ * write_id/write_generation (also outside the checksum) are set to ours: a leader that names
+ * us as owner but another host as writer is free to every acquirer once our dblock says
+ * RELEASED (sanlock's "released, then overwritten by a host committing us" rule), and our
+ * release writes exactly that dblock.
  */
 async function pinLeader(path: string, held: HeldLease, ioTimeoutMs: number): Promise<void> {
   const ss = held.token.sectorSize;
@@ -116,6 +125,8 @@ async function pinLeader(path: string, held: HeldLease, ioTimeoutMs: number): Pr
   try {
     const sector = await f.read(0, ss, ioTimeoutMs);
     if (!leadersEqual(decodeLeader(sector, 0), held.token.leader)) throw new Error('the leader changed while we held it');
+    sector.writeBigUInt64LE(BigInt(held.token.host.hostId), 176);
+    sector.writeBigUInt64LE(BigInt(held.token.host.generation), 184);
     sector.writeBigUInt64LE(sector.readBigUInt64LE(192) + 1n, 192);
     await f.write(0, sector, ioTimeoutMs);
   } finally {
@@ -184,8 +195,13 @@ async function deleteLease(c: Ctx, v: Verdict): Promise<Verdict> {
     const ours = await readLeader(alias, c.ioMs);
     const expectLver = (v.lver ?? 0) + 1;
     let problem: string | undefined;
-    if (!ours || !leadersEqual(ours, held.token.leader)) problem = 'its leader is not the one our acquire wrote';
-    else if (held.token.lver !== expectLver) problem = `used by another host during the sweep (lease version ${held.token.lver - 1}, classified at ${expectLver - 1})`;
+    if (held.file && (held.file.ino.toString() !== v.ino || held.file.dev.toString() !== v.dev)) problem = 'the file we leased is not the one classified';
+    else if (!ours || !leadersEqual(ours, held.token.leader)) problem = 'its leader is not the one our acquire wrote';
+    else if (ours.writeId !== held.token.host.hostId || ours.writeGeneration !== held.token.host.generation) {
+      // Another host's ballot committed us: it was acquiring this lease at the same moment, and
+      // may still hold an fd of this file. Someone is about to use it; keep it.
+      problem = `host ${ours.writeId} was acquiring it at the same moment (its ballot committed our lease)`;
+    } else if (held.token.lver !== expectLver) problem = `used by another host during the sweep (lease version ${held.token.lver - 1}, classified at ${expectLver - 1})`;
     else {
       const p = await statEntry(path).catch(() => undefined);
       if (!p) problem = 'its name vanished while we held the lease';

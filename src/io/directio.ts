@@ -19,6 +19,16 @@ export interface OpenOptions {
   timeoutMs?: number;
 }
 
+/** Which file an fd is: st_dev and st_ino from fstat(2) of the fd right after the open. */
+export interface FileId {
+  dev: bigint;
+  ino: bigint;
+}
+
+export function sameFileId(a: FileId | undefined, b: FileId | undefined): boolean {
+  return !!a && !!b && a.dev === b.dev && a.ino === b.ino;
+}
+
 export interface DeviceInfo {
   isBlockDevice: boolean;
   size: number;
@@ -100,13 +110,19 @@ export class DirectFile {
   readonly direct: boolean;
   /** Snapshot taken at open time (size does not follow later writes). */
   readonly info: DeviceInfo;
+  /**
+   * The file this fd is (fstat of the fd at open). A lease file's path may later name another
+   * file (deleted and re-created by another host); the fd keeps naming this one.
+   */
+  readonly fileId?: FileId;
   private readonly native: NativeFile;
 
-  private constructor(path: string, native: NativeFile, direct: boolean, info: DeviceInfo) {
+  private constructor(path: string, native: NativeFile, direct: boolean, info: DeviceInfo, fileId?: FileId) {
     this.path = path;
     this.native = native;
     this.direct = direct;
     this.info = info;
+    this.fileId = fileId;
   }
 
   /**
@@ -126,7 +142,8 @@ export class DirectFile {
       logicalSectorSize: res.logicalSectorSize,
     });
     if (!res.direct) warnFallbackOnce(path);
-    return new DirectFile(path, res.file, res.direct, info);
+    const fileId = typeof res.dev === 'bigint' && typeof res.ino === 'bigint' ? Object.freeze({ dev: res.dev, ino: res.ino }) : undefined;
+    return new DirectFile(path, res.file, res.direct, info, fileId);
   }
 
   /** Reads `length` bytes; the part past EOF of a regular file reads as zeros. */

@@ -6,7 +6,7 @@
  */
 import { LeaseStorage } from '../lease/storage';
 import { LeaseError, SANLK } from '../ondisk/results';
-import { DirectFile } from './directio';
+import { DirectFile, FileId } from './directio';
 
 export interface OpenLeaseStorageOptions {
   /** open O_RDONLY (read_leader, dump); writes are then refused */
@@ -55,6 +55,11 @@ export class FileLeaseStorage implements LeaseStorage {
 
   get path(): string {
     return this.file.path;
+  }
+
+  /** LeaseStorage.fileId: the file the fd is (st_dev, st_ino), fixed at open. */
+  get fileId(): FileId | undefined {
+    return this.file.fileId;
   }
 
   /** true when the addon really bypasses the page cache (tmpfs, for one, ignores O_DIRECT) */

@@ -32,6 +32,9 @@ export interface NativeOpenResult {
   isBlockDevice: boolean;
   size: number;
   logicalSectorSize: number;
+  /** st_dev / st_ino of the opened fd (fstat right after the open) */
+  dev?: bigint;
+  ino?: bigint;
 }
 
 export interface NativeBinding {

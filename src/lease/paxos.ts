@@ -415,12 +415,14 @@ export interface PaxosReleaseOptions {
  * the leader (it committed us in the same ballot) leave the leader alone: clearing it could
  * overwrite a newer leader, and other hosts honour our RELEASED dblock. Otherwise it must still
  * be exactly what we wrote: clear its timestamp. `last` undefined: "whatever is there".
+ * `preread`: the leader as the caller read it just before (releaseResource reads it first).
  */
 export async function paxosLeaseRelease(
   res: ResourceLocation, host: PaxosHost, sectorSize: number, last: LeaderRecord | undefined, opts: PaxosReleaseOptions,
+  preread?: LeaderRecord,
 ): Promise<LeaderRecord | undefined> {
   const name = resName(res);
-  const leader = await readPaxosLeader(res, sectorSize, host.hostId, host.ioTimeout);
+  const leader = preread ?? await readPaxosLeader(res, sectorSize, host.hostId, host.ioTimeout);
   const ref = last ?? leader;
   if (leader.writeId !== host.hostId) return undefined;
   if (leader.lver !== ref.lver) {

@@ -7,7 +7,7 @@ import { verifyPaxosLeader } from '../ondisk/verify';
 import { dblockOffset, writeDblock } from './ballot';
 import { ioError, writeSector } from './diskio';
 import {
-  LeaseAcquireError, LeaseHolder, paxosLeaseAcquire, PaxosAcquireOptions, paxosLeaseRelease,
+  LeaseAcquireError, LeaseHolder, paxosLeaseAcquire, PaxosAcquireOptions, paxosLeaseRelease, readPaxosLeader,
 } from './paxos';
 import { AcquireHint, PaxosHost, ResourceLocation, ResourceToken, resName } from './token';
 import { sleepMs } from './wait';
@@ -173,16 +173,25 @@ export interface ReleaseOptions {
  * RELEASED and a zero mode block; the leader is not ours.
  */
 export async function releaseResource(token: ResourceToken, opts: ReleaseOptions): Promise<AcquireHint | undefined> {
+  // The leader first, before writing anything: if the area is no longer this resource's at our
+  // lease version or later (the file was re-created or re-initialized — inode numbers get
+  // reused), neither our dblock nor the leader belongs there. Also the read the leader release
+  // needs, so still 3 I/Os.
+  const leader = await readPaxosLeader(token.res, token.sectorSize, token.host.hostId, token.host.ioTimeout);
+  if (leader.lver < token.lver) {
+    throw new LeaseError(SANLK.RELEASE_LVER,
+      `releasing ${resName(token.res)}: the lease area is at version ${leader.lver}, below ours (${token.lver}): it was initialized again since; left alone`);
+  }
   if (token.mode === 'SH') {
     await writeReleasedDblock(token, token.dblock);
     return undefined;
   }
   const dblock = await writeReleasedDblock(token, token.dblock).catch(() => undefined);
-  const leader = await paxosLeaseRelease(token.res, token.host, token.sectorSize, token.leader, opts);
+  const freed = await paxosLeaseRelease(token.res, token.host, token.sectorSize, token.leader, opts, leader);
   // Both writes landed as we made them: the next acquire here may start from them.
   const geometry = geometryFromLeader(token.sectorSize, token.leader.flags);
-  if (!dblock || !leader || !geometry) return undefined;
-  return { leader, dblock, geometry, hostId: token.host.hostId, generation: token.host.generation };
+  if (!dblock || !freed || !geometry) return undefined;
+  return { leader: freed, dblock, geometry, hostId: token.host.hostId, generation: token.host.generation };
 }
 
 export interface ResourceOwner {

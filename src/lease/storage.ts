@@ -6,6 +6,12 @@
 export interface LeaseStorage {
   /** Stable identity (the path) used in messages and I/O accounting. */
   readonly id: string;
+  /**
+   * Optional: which file this storage is (st_dev, st_ino of the open fd). Lets the agent check,
+   * while it holds a lease, that the lease's path still names the file it leased; storages
+   * without it (the simulation's memory storage) are not checked.
+   */
+  readonly fileId?: { dev: bigint; ino: bigint };
   /** Reject with an Error (ideally LeaseError -202 on timeout) rather than wait past timeoutMs. */
   read(offset: number, length: number, timeoutMs: number): Promise<Buffer>;
   write(offset: number, data: Buffer, timeoutMs: number): Promise<void>;

@@ -276,6 +276,16 @@ export class DomainManager implements LeaseFailurePolicy {
     return skipped;
   }
 
+  /**
+   * A lease file deleted under an acquire (a cleanup on another host removed it just after we
+   * opened it): create it again, as at start. Only automatic disk leases are ours to create.
+   */
+  private async recreateLeaseFile(plan: LeasePlan, s: LeaseSpec): Promise<void> {
+    const e = plan.entries.find((x) => x.origin === 'disk' && x.path === s.path && x.lockspace === s.lockspace && x.resource === s.resource);
+    if (!e) throw new LeaseError(SANLK.ENOENT, `lease file ${s.path} was deleted while acquiring it, and it is not an automatic disk lease to re-create`);
+    await ensureResourceFile(e.path, e.lockspace, e.resource, geometryFor(this.o.config.sectorSize, this.o.config.alignSize), { mode: 0o600 });
+  }
+
   /** withPid: QEMU exists (not at `prepare`): record its pid for the kill policy. */
   private async acquirePlan(dom: DomainInfo, plan: LeasePlan, opts: { timeoutMs?: number; lvers?: Map<string, number>; retryMs?: number; withPid?: boolean; timing?: { files: number; acquire: number } }): Promise<void> {
     if (!plan.entries.length) return;
@@ -290,7 +300,9 @@ export class DomainManager implements LeaseFailurePolicy {
     const until = Date.now() + (opts.retryMs ?? 0);
     for (;;) {
       try {
-        await this.o.agent.acquire({ uuid: dom.uuid, name: dom.name, pid }, specs, { timeoutMs: opts.timeoutMs, action: dom.onLockFailure });
+        await this.o.agent.acquire({ uuid: dom.uuid, name: dom.name, pid }, specs, {
+          timeoutMs: opts.timeoutMs, action: dom.onLockFailure, recreate: (s) => this.recreateLeaseFile(plan, s),
+        });
         if (opts.timing) opts.timing.acquire = performance.now() - t;
         return;
       } catch (e) {

@@ -106,6 +106,7 @@ export const SANLK = {
   RENEW_DIFF: -261,
   HOSTID_BUSY: -262,
   EAGAIN: -11,
+  EIO: -5,
   EEXIST: -17,
   EBUSY: -16,
   ENOENT: -2,

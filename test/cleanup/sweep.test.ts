@@ -194,10 +194,12 @@ describe('cleanup sweeper with several lockagent hosts', () => {
 
   it('a sweep racing another host\'s acquisitions never leaves that host holding a lease on an unlinked file', async () => {
     // Host 3 records the inode of every file it opens for an acquire, and dawdles a little
-    // between open and I/O, as a slow NFS client would.
+    // between open and I/O, as a slow NFS client would. Its agent must notice when the file it
+    // leased is no longer the one the path names, and follow the path to the new file.
     let lastOpen: { path: string; ino: bigint } | undefined;
+    const clog = memoryLogger();
     const C = new Agent({
-      clock: systemClock, log: memoryLogger(), store: new StateStore(path.join(base, 'host3.db')), hostName: 'node03',
+      clock: systemClock, log: clog, store: new StateStore(path.join(base, 'host3.db')), hostName: 'node03',
       policy: { onLeaseFailure: async () => undefined },
       openStorage: async (target) => {
         const fh = await fs.promises.open(target, 'r+');
@@ -215,26 +217,31 @@ describe('cleanup sweeper with several lockagent hosts', () => {
     C.addLockspace({ name: LS, hostId: 3, path: p(LS), offset: 0, ioTimeout: 1 });
     await C.lockspaces.get(LS)!.waitJoined(30000);
     const names = [md5('/race/1'), md5('/race/2')];
-    const stats = { held: 0, refused: 0, violations: [] as string[], deleted: 0, sweeps: 0 };
+    const stats = { held: 0, refused: 0, violations: [] as string[], deleted: 0, sweeps: 0, releaseFailures: 0 };
     const until = Date.now() + 12000;
 
     const hostC = async () => {
       for (let i = 0; Date.now() < until; i++) {
         const n = names[i % names.length];
+        const recreate = () => ensureResourceFile(p(n), LS, n, DEFAULT_GEOMETRY, { waitInitMs: 2000 }).then(() => undefined);
+        lastOpen = undefined;
+        let held;
         try {
-          await ensureResourceFile(p(n), LS, n, DEFAULT_GEOMETRY, { waitInitMs: 2000 });
-          await C.acquire({ uuid: 'vm-race', name: 'vmRace' }, [spec(n)], { timeoutMs: 5000 });
+          await recreate();
+          [held] = await C.acquire({ uuid: 'vm-race', name: 'vmRace' }, [spec(n)], { timeoutMs: 5000, recreate });
         } catch {
           stats.refused++;
           continue;
         }
         stats.held++;
         const now = fs.existsSync(p(n)) ? fs.statSync(p(n), { bigint: true }).ino : undefined;
-        if (!lastOpen || lastOpen.path !== p(n) || now !== lastOpen.ino) {
-          stats.violations.push(`${n}: leased inode ${lastOpen?.ino}, path now ${now ?? 'missing'}`);
+        // The last file this acquire opened is the one it holds the lease on.
+        const leased = lastOpen as { path: string; ino: bigint } | undefined;
+        if (!leased || leased.path !== p(n) || now !== leased.ino || held.file?.ino !== leased.ino) {
+          stats.violations.push(`${n}: leased inode ${leased?.ino} (agent says ${held.file?.ino}), path now ${now ?? 'missing'}`);
         }
         await new Promise((r) => setTimeout(r, Math.random() * 30));
-        await C.release({ uuid: 'vm-race' }).catch(() => undefined);
+        await C.release({ uuid: 'vm-race' }).catch(() => { stats.releaseFailures++; });
       }
     };
     const hostA = async () => {
@@ -246,7 +253,10 @@ describe('cleanup sweeper with several lockagent hosts', () => {
       }
     };
     await Promise.all([hostA(), hostC()]);
+    const followed = clog.lines.filter((l) => /while we were acquiring its lease; released the lease on the old file/.test(l)).length;
+    process.stderr.write(`racing: ${JSON.stringify({ ...stats, followed })}\n`);
     expect(stats.violations).toEqual([]);
+    expect(stats.releaseFailures).toBe(0);
     expect(stats.held).toBeGreaterThan(5);
     expect(stats.deleted).toBeGreaterThan(5);
     expect(fs.readdirSync(dir).filter((n) => n.startsWith('.lockagent-cleanup.'))).toEqual([]);

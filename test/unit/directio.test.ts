@@ -176,6 +176,17 @@ describe('DirectFile basics', () => {
     await f.close();
   });
 
+  it('names the file the fd is (st_dev, st_ino of the fd), even after the path is re-created', async () => {
+    const p = makeFile('fileid', 4096);
+    const f = await DirectFile.open(p, { readOnly: true });
+    const st = fs.statSync(p, { bigint: true });
+    expect(f.fileId).toEqual({ dev: st.dev, ino: st.ino });
+    fs.renameSync(p, `${p}.old`);
+    fs.writeFileSync(p, Buffer.alloc(4096));
+    expect(f.fileId!.ino).not.toBe(fs.statSync(p, { bigint: true }).ino);
+    await f.close();
+  });
+
   it('rejects writes on read-only opens and any I/O after close', async () => {
     const p = makeFile('ro', 4096);
     const f = await DirectFile.open(p, { readOnly: true });
