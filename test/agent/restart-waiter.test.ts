@@ -132,7 +132,8 @@ describe('agent restart while another host waits for its lease', () => {
     expect(ownerAlive).toBe(true);
     // Host 1 came back with the same generation: it continued its delta lease.
     expect(gen).toBe(genBefore);
-    expect(log(h1)).toMatch(new RegExp(`our delta lease \\(generation ${genBefore}\\) was renewed \\d+ s ago; continuing it`));
+    // (more than 8 s under load: continued all the same, with a warning, up to host_dead)
+    expect(log(h1)).toMatch(new RegExp(`our delta lease \\(generation ${genBefore}\\) was (last )?renewed \\d+ s ago[;,] .*continuing it`));
     expect(release.code).toBe(0);
     // Host 2 took it at once after the release (owner released, no wait for host_dead).
     const won = attempts.find((a) => a.ok)!;
