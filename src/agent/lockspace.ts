@@ -256,11 +256,17 @@ export class Lockspace {
     } else {
       this.log.info(`lockspace ${this.name}: our delta lease (generation ${leader.ownerGeneration}) was renewed ${age} s ago; continuing it`);
     }
-    return {
+    const lease = {
       spaceName: this.name, hostId: this.spec.hostId, hostName: this.spec.hostName, storage, offset: this.spec.offset,
       geometry: g, ioTimeout: this.spec.ioTimeout, generation: leader.ownerGeneration, leader, lastSuccess: leader.timestamp,
       lastResult: SANLK.OK, bitmap: Buffer.alloc(256), released: false,
     } as DeltaLease;
+    // Renew it before we call ourselves joined: its last renewal may be 8 x io_timeout old or
+    // more, and the once-a-second timeline check would declare the lockspace lost — stopping
+    // every owner — if it ran before the first scheduled renewal completed. A failure here is
+    // retried by the join loop, which reads the lease again.
+    await deltaRenew(lease, this.clock);
+    return lease;
   }
 
   private scheduleRenew(ms: number): void {
