@@ -55,6 +55,8 @@ export interface BallotResult {
   voted: boolean;
   /** With expectLeader: the leader found instead (rv is then -212). */
   leaderMoved?: LeaderRecord;
+  /** A phase-1 read completed: every dblock's shared mode was seen (ctx.sharedHosts). */
+  phase1Read?: boolean;
 }
 
 /**
@@ -99,6 +101,14 @@ export function usedDblocks(area: Buffer, sectorSize: number, n: number, shared 
   return out;
 }
 
+/** Add the hosts (1-based) among `used` slots whose valid dblock carries a SHARED mode block. */
+export function collectShared(area: Buffer, sectorSize: number, used: number[], into: Set<number>): void {
+  for (const q of used) {
+    const off = dblockOffset(sectorSize, q + 1);
+    if (isShared(decodeModeBlock(area, off)) && dblockValid(area, off)) into.add(q + 1);
+  }
+}
+
 /** Offset of host_id's dblock sector in the lease area: leader, request, then one per host. */
 export function dblockOffset(sectorSize: number, hostId: number): number {
   return (2 + hostId - 1) * sectorSize;
@@ -128,6 +138,14 @@ type Phase = 1 | 2;
  *   dblock contents to sanlock peers: they pick bk_max by bal, as for any accepted value.
  */
 export async function runBallot(ctx: BallotContext, numHosts: number, nextLver: number, ourMbal: number, ourVote?: Dblock): Promise<BallotResult> {
+  const seen = { phase1Read: false };
+  const r = await ballotSteps(ctx, numHosts, nextLver, ourMbal, ourVote, seen);
+  return { ...r, phase1Read: seen.phase1Read };
+}
+
+async function ballotSteps(
+  ctx: BallotContext, numHosts: number, nextLver: number, ourMbal: number, ourVote: Dblock | undefined, seen: { phase1Read: boolean },
+): Promise<BallotResult> {
   const { host, sectorSize: ss, res } = ctx;
   const readLen = paxosReadSize(numHosts, ss);
   const what = `ballot for ${res.spaceName}:${res.resourceName} lver ${nextLver}`;
@@ -166,8 +184,17 @@ export async function runBallot(ctx: BallotContext, numHosts: number, nextLver: 
         return { fail: { rv: SANLK.DBLOCK_LVER, message: `${what}: the leader changed since our release`, dblock, phase2: false, voted, leaderMoved: seen } };
       }
     }
+    // Shared holders first, over the whole area: the checks below may stop at the first host
+    // with a higher ballot, and a holder after it would go unseen. An exclusive acquirer that
+    // then finds the lease committed to it by another host's ballot (no phase 1 of its own
+    // completing) would take it over a live shared holder (simulation seed 1646).
+    const used = usedDblocks(area, ss, numHosts, true);
+    if (phase === 1) {
+      collectShared(area, ss, used, ctx.sharedHosts);
+      seen.phase1Read = true;
+    }
     let bkMax: Dblock | undefined;
-    for (const q of usedDblocks(area, ss, numHosts, true)) {
+    for (const q of used) {
       const off = dblockOffset(ss, q + 1);
       if (!dblockValid(area, off)) {
         // From a hint, leave corrupt areas to the full path (which refuses them with -214).
@@ -175,7 +202,6 @@ export async function runBallot(ctx: BallotContext, numHosts: number, nextLver: 
         continue; // a torn or foreign sector is not a vote
       }
       const bk = decodeDblock(area, off);
-      if (phase === 1 && isShared(decodeModeBlock(area, off))) ctx.sharedHosts.add(q + 1);
       if (bk.lver < dblock.lver) continue;
       if (bk.lver > dblock.lver) {
         return { fail: { rv: SANLK.DBLOCK_LVER, message: `${what}: host ${q + 1} is already at lver ${bk.lver}`, dblock, phase2: phase === 2, voted } };

@@ -2,9 +2,9 @@ import { DBLOCK_FL_RELEASED, LFL_SHORT_HOLD } from '../ondisk/constants';
 import { Dblock, dblockValid, decodeDblock, emptyDblock } from '../ondisk/dblock';
 import { LeaderRecord } from '../ondisk/leader';
 import { describeResult, LeaseError, SANLK } from '../ondisk/results';
-import { DEFAULT_GEOMETRY, Geometry, geometryFromLeader } from '../ondisk/sizes';
+import { DEFAULT_GEOMETRY, Geometry, geometryFromLeader, paxosReadSize } from '../ondisk/sizes';
 import { verifyPaxosLeader } from '../ondisk/verify';
-import { dblockBlank, dblockOffset, firstMbal, runBallot, usedDblocks } from './ballot';
+import { collectShared, dblockBlank, dblockOffset, firstMbal, runBallot, usedDblocks } from './ballot';
 import { Clock } from './clock';
 import { sameLeader, sealLeader } from './record';
 import { ioError, readArea, writeSector } from './diskio';
@@ -320,6 +320,8 @@ async function ballots(
   let lastDblock: Dblock | undefined;
   /** Our vote in this lver as known on disk: kept by every later ballot for the same lver. */
   let ourVote = ourDblock;
+  /** A phase-1 read of ours saw every dblock (so sharedHosts is complete). */
+  let scannedShared = false;
   const result = (leader: LeaderRecord, dblock: Dblock): PaxosAcquireResult => ({
     leader, dblock, sectorSize: ss, alignSize: geometry.alignSize, sharedHosts: [...sharedHosts].sort((a, b) => a - b),
   });
@@ -337,7 +339,13 @@ async function ballots(
     const tmp = reuseLeader ? cur : await readPaxosLeader(res, ss, host.hostId, host.ioTimeout);
     reuseLeader = false;
     if (tmp.lver === nextLver) {
-      if (tmp.ownerId === host.hostId && tmp.ownerGeneration === host.generation) return result(tmp, lastDblock ?? emptyDblock());
+      if (tmp.ownerId === host.hostId && tmp.ownerGeneration === host.generation) {
+        // Another host's ballot committed our value. Unless one of our phase-1 reads saw the
+        // whole area, we do not know the shared holders yet: look, or the caller would take
+        // an exclusive lease over a live shared one.
+        if (!scannedShared) await scanShared(res, host, ss, cur.numHosts, sharedHosts, tmp, lastDblock);
+        return result(tmp, lastDblock ?? emptyDblock());
+      }
       throw new LeaseAcquireError(SANLK.ACQUIRE_OWNED,
         `resource ${name} was acquired by host ${tmp.ownerId}, generation ${tmp.ownerGeneration}, at lease version ${tmp.lver} while we were running our ballot`,
         { leader: tmp, holder: { hostId: tmp.ownerId, generation: tmp.ownerGeneration, lver: tmp.lver, hostName: opts.liveness?.snapshot(tmp.ownerId)?.ownerName || undefined } });
@@ -346,6 +354,7 @@ async function ballots(
 
     const b = await runBallot(ctx, cur.numHosts, nextLver, ourMbal, ourVote);
     lastDblock = b.dblock;
+    if (b.phase1Read) scannedShared = true;
     if (b.voted) ourVote = b.dblock;
     if (expectLeader && (b.rv === SANLK.DBLOCK_MBAL || b.rv === SANLK.DBLOCK_LVER)) {
       // Started from an AcquireHint and something changed: the full path reads the area
@@ -404,6 +413,20 @@ async function ballots(
 async function unwriteHintDblock(res: ResourceLocation, host: PaxosHost, sectorSize: number): Promise<void> {
   await writeSector(res.storage, res.offset + dblockOffset(sectorSize, host.hostId), sectorSize, host.ioTimeout * 1000, () => undefined)
     .catch(() => undefined);
+}
+
+/** The shared holders of the lease area, read now (see ballots). A failed read fails the acquire. */
+async function scanShared(
+  res: ResourceLocation, host: PaxosHost, sectorSize: number, numHosts: number, into: Set<number>, leader: LeaderRecord, dblock?: Dblock,
+): Promise<void> {
+  let area: Buffer;
+  try {
+    area = await readArea(res.storage, res.offset, paxosReadSize(numHosts, sectorSize), host.ioTimeout * 1000);
+  } catch (e) {
+    const err = ioError(e, SANLK.DBLOCK_READ, `acquiring ${resName(res)}: reading the shared holders`);
+    throw new LeaseAcquireError(err.rv, err.message, { leader, retract: true, dblock });
+  }
+  collectShared(area, sectorSize, usedDblocks(area, sectorSize, numHosts, true), into);
 }
 
 export interface PaxosReleaseOptions {
