@@ -57,21 +57,23 @@ c.runMain('ios', async (args) => {
   const owner = { uuid: 'bench-ios', name: 'bench-ios' };
   const snap = () => ioStats(la.res);
   const diff = (a, b) => ({ reads: b.reads - a.reads, writes: b.writes - a.writes, bytesRead: b.bytesRead - a.bytesRead, bytesWritten: b.bytesWritten - a.bytesWritten });
-  const laOps = { acquire: [], release: [] };
+  const laOps = { acquire: [], release: [], reacquire: [], rerelease: [] };
   const runAgent = async (from, count) => {
     for (let i = from; i < from + count; i++) {
       const lease = { lockspace: la.ls, resource: c.resName(i), path: la.res, offset: i * c.MiB };
-      const s0 = snap();
-      await callAgent(sock, { op: 'acquire', owner, leases: [lease] });
-      const s1 = snap();
-      await callAgent(sock, { op: 'release', owner, leases: [lease] });
-      const s2 = snap();
-      laOps.acquire.push(diff(s0, s1));
-      laOps.release.push(diff(s1, s2));
+      for (const [a, r] of [['acquire', 'release'], ['reacquire', 'rerelease']]) {
+        const s0 = snap();
+        await callAgent(sock, { op: 'acquire', owner, leases: [lease] });
+        const s1 = snap();
+        await callAgent(sock, { op: 'release', owner, leases: [lease] });
+        const s2 = snap();
+        laOps[a].push(diff(s0, s1));
+        laOps[r].push(diff(s1, s2));
+      }
     }
   };
 
-  const slOps = { acquire: [], release: [] };
+  const slOps = { acquire: [], release: [], reacquire: [], rerelease: [] };
   let slUnattributed = 0;
   const runSanlock = async (from, count, rep) => {
     const trace = path.join(W, `strace-${rep}.log`);
