@@ -57,7 +57,7 @@ export function startHost(h: AgentHost): AgentHost {
   return h;
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30000, stepMs = 200): Promise<T> {
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30000, stepMs = 200): Promise<T> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {

@@ -12,7 +12,11 @@
 import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import { waitFor as waitForEvery } from './agentproc';
 import { run, RunResult, SANLOCK, sanlockInstalled } from './cli';
+
+/** Polls every 100 ms (sanlock answers fast). */
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, stepMs = 100): Promise<T> => waitForEvery(what, fn, timeoutMs, stepMs);
 
 export interface SanlockDaemon {
   name: string;
@@ -61,20 +65,6 @@ export function describeSanlockDaemons(name: string, fn: () => void): void {
   describe.skip(name, fn);
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, stepMs = 100): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-}
 
 /** Start a daemon named `name` (its delta-lease host name) with its run dir under `base/name`. */
 export async function startSanlockDaemon(base: string, name: string): Promise<SanlockDaemon> {
