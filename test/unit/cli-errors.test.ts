@@ -144,7 +144,10 @@ describe('lockagent direct: bad input is refused cleanly and writes nothing', ()
       expect(expectOneLine(b.stderr)).toMatch(/neither a regular file nor a block device/);
     });
 
-    const canDropPrivileges = process.getuid?.() === 0 && spawnSync('setpriv', ['--version']).status === 0;
+    // Also needs the CLI readable by nobody: a checkout under a private directory (mktemp -d is 0700) is not.
+    const canDropPrivileges = process.getuid?.() === 0 && spawnSync('setpriv', ['--version']).status === 0 &&
+      spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e',
+        `require('fs').accessSync(${JSON.stringify(cliEntry())}, require('fs').constants.R_OK)`]).status === 0;
     (canDropPrivileges ? it : it.skip)('permission denied (run as nobody): -13 for a resource, -19 for a lockspace, remedy named', async () => {
       const pdir = makeTempDir('lockagent-perm');
       try {
