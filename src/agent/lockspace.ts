@@ -5,8 +5,9 @@ import { DeltaLease, deltaAcquire, deltaRelease, deltaRenew, isCorruptRenewal, r
 import { HostMonitor, HostState, HostStatus } from '../lease/hostmonitor';
 import { HostLiveness, lockspaceLiveness } from '../lease/liveness';
 import { LeaseStorage } from '../lease/storage';
-import { timeoutsFor } from '../lease/timeouts';
-import { LeaseError, namesEqual, SANLK } from '../ondisk';
+import { deltaAcquireHeldDelay, timeoutsFor } from '../lease/timeouts';
+import { Geometry, LeaderRecord, LeaseError, namesEqual, SANLK } from '../ondisk';
+import { sameLeader } from '../lease/record';
 import { Logger } from '../log/logger';
 
 /**
@@ -44,6 +45,18 @@ export interface HostReport extends HostStatus {
 }
 
 const BACKOFF_MAX_S = 60;
+
+/** How long a held slot is watched for another host's renewal: one renewal interval (2·io) + 2 s for its I/O. */
+export function slotWatchSeconds(ioTimeout: number): number {
+  return timeoutsFor(ioTimeout).idRenewal + 2;
+}
+
+function slotBusyError(space: string, hostId: number, now: LeaderRecord, ourName: boolean): LeaseError {
+  return new LeaseError(SANLK.HOSTID_BUSY,
+    `host_id ${hostId} in lockspace ${space} is being renewed by another live host (node "${now.resourceName}", generation ${now.ownerGeneration})` +
+    (ourName ? ' under this host\'s own host name — duplicate host_id/host_name? (a cloned host, or a second agent started with a copied config)' : '') +
+    `; not taking it: give every host its own host_id${ourName ? ' and host_name' : ''} in lockagent.conf, or stop the other agent`);
+}
 
 /** Changes at every boot: monotonic timestamps are comparable only within one boot. */
 export function currentBootId(): string {
@@ -157,13 +170,11 @@ export class Lockspace {
       this.joinAttempts++;
       try {
         this.storage ??= await this.openStorage(this.spec.path);
-        const lease = (await this.continueOwnLease(this.storage)) ?? await (async () => {
-          await this.refuseLiveOtherHost(this.storage!);
-          return deltaAcquire({
-            storage: this.storage!, offset: this.spec.offset, spaceName: this.name, hostId: this.spec.hostId,
-            hostName: this.spec.hostName, ioTimeout: this.spec.ioTimeout, clock: this.clock, cancel: { signal: this.abort.signal },
-          });
-        })();
+        const slot = await this.watchSlot(this.storage);
+        const lease = (await this.continueOwnLease(this.storage, slot)) ?? await deltaAcquire({
+          storage: this.storage, offset: this.spec.offset, spaceName: this.name, hostId: this.spec.hostId,
+          hostName: this.spec.hostName, ioTimeout: this.spec.ioTimeout, clock: this.clock, cancel: { signal: this.abort.signal },
+        });
         this.hooks.onDeltaLease?.(this, lease);
         if (this.stopped) return;
         this.lease = lease;
@@ -193,47 +204,69 @@ export class Lockspace {
   }
 
   /**
-   * sanlock would wait host_dead (8·io + 60 s) and then fail with -262 when our host_id is held
-   * by a live host under another name. Watch its sector for a renewal interval first, and refuse
-   * at once — naming it — if it is renewing: two hosts configured with one host_id is a
-   * configuration error the operator must hear about now, not in two minutes.
+   * A slot someone else renews is never taken, whatever name it carries. Before taking or
+   * continuing our host_id we watch its sector for one renewal interval and a little more
+   * (2·io + 2 s): a live host — another machine configured with our host_id, or a clone of this
+   * one with our host name, or a second agent started with a copied config — renews within that
+   * time, and we refuse, naming it, and keep refusing at every retry. sanlock's delta acquire
+   * waits for the same evidence (host_dead) but skips it for its own name, which a clone shares.
+   * A free slot (timestamp 0) needs no watch. Returns the geometry and the sector as last read.
    */
-  private async refuseLiveOtherHost(storage: LeaseStorage): Promise<void> {
-    const g = await readLockspaceGeometry(storage, this.spec.offset, this.name, this.spec.ioTimeout);
-    const read = () => readDeltaLeader(storage, this.spec.offset, g, this.name, this.spec.hostId, this.spec.ioTimeout);
+  private async watchSlot(storage: LeaseStorage, seconds?: number): Promise<{ geometry: Geometry; leader: LeaderRecord }> {
+    const geometry = await readLockspaceGeometry(storage, this.spec.offset, this.name, this.spec.ioTimeout);
+    const read = () => readDeltaLeader(storage, this.spec.offset, geometry, this.name, this.spec.hostId, this.spec.ioTimeout);
     const first = await read();
-    if (first.timestamp === 0 || namesEqual(first.resourceName, this.spec.hostName.slice(0, 47))) return;
-    const watch = 2 * (first.ioTimeout || this.spec.ioTimeout) + 1;
-    this.log.info(`host_id ${this.spec.hostId} of ${this.name} was last held by "${first.resourceName}"; watching it for ${watch} s before taking it over`);
-    for (let i = 0; i < watch && !this.stopped; i++) {
-      await new Promise((r) => setTimeout(r, 1000));
+    if (first.timestamp === 0) return { geometry, leader: first };
+    const watchMs = (seconds ?? slotWatchSeconds(first.ioTimeout || this.spec.ioTimeout)) * 1000;
+    const ours = namesEqual(first.resourceName, this.spec.hostName.slice(0, 47));
+    this.log.info(`host_id ${this.spec.hostId} of ${this.name} was last written by ${ours ? 'our host name' : `"${first.resourceName}"`} ` +
+      `(generation ${first.ownerGeneration}); watching it ${watchMs / 1000} s for renewals by another host before ${ours ? 'continuing' : 'taking'} it`);
+    const until = this.clock.nowMs() + watchMs;
+    let last = first;
+    while (!this.stopped && this.clock.nowMs() < until) {
+      await this.clock.sleep(Math.min(1000, Math.max(0, until - this.clock.nowMs())));
+      if (this.stopped) break;
       const now = await read();
-      if (now.timestamp !== first.timestamp && now.timestamp !== 0) {
-        throw new LeaseError(SANLK.HOSTID_BUSY,
-          `host_id ${this.spec.hostId} in lockspace ${this.name} is held by live host "${now.resourceName}" (generation ${now.ownerGeneration}), ` +
-          `which renewed it within the last ${watch} s: give this host a different host_id in lockagent.conf`);
-      }
-      if (now.timestamp === 0) return;
+      if (now.timestamp === 0) return { geometry, leader: now };
+      if (!sameLeader(now, last)) throw slotBusyError(this.name, this.spec.hostId, now, namesEqual(now.resourceName, this.spec.hostName.slice(0, 47)));
+      last = now;
     }
+    return { geometry, leader: last };
   }
 
   /**
    * After an agent restart (kill -9 included) on the same boot, our delta lease on disk may still
-   * be ours: under our name and the generation we recorded, renewed less than host_dead ago (as
-   * other hosts judge it). Then we simply go on renewing it — a fresh acquire would bump the
-   * generation, and hosts waiting for our leases treat a newer generation as "the owner is gone"
-   * and take them at once, while our domains still run. A lease older than that, or from another
-   * boot, is acquired anew (after host_dead, when it is that close).
+   * be ours: under our name and our generation, renewed less than host_dead ago (as other hosts
+   * judge it), and — watchSlot saw to it — not renewed by anyone else. Then we go on renewing it:
+   * a fresh acquire would bump the generation, and hosts waiting for our leases treat a newer
+   * generation as "the owner is gone" and take them at once, while our domains still run.
+   * Our record of the lease (boot id, generation) says which lease is ours; without the record
+   * (the state database was lost) the sector's name and a timestamp that is plausible on this
+   * boot's clock must do — the leases it covers are reconciled after the join. A lease older than
+   * that, or from another boot, is acquired anew (after host_dead, when it is that close).
    */
-  private async continueOwnLease(storage: LeaseStorage): Promise<DeltaLease | undefined> {
+  private async continueOwnLease(storage: LeaseStorage, slot: { geometry: Geometry; leader: LeaderRecord }): Promise<DeltaLease | undefined> {
     const prev = this.hooks.previousDelta?.(this);
-    if (!prev || prev.bootId !== currentBootId()) return undefined;
-    const g = await readLockspaceGeometry(storage, this.spec.offset, this.name, this.spec.ioTimeout);
-    const leader = await readDeltaLeader(storage, this.spec.offset, g, this.name, this.spec.hostId, this.spec.ioTimeout);
+    if (prev && prev.bootId !== currentBootId()) return undefined;
+    const { geometry: g, leader } = slot;
+    if (prev && leader.timestamp !== 0 && leader.ownerGeneration !== prev.generation && namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47))) {
+      // Our name, but not the generation we hold: another agent under our name wrote it since.
+      // It may only be paused: wait as sanlock waits for a foreign owner before taking it.
+      const wait = deltaAcquireHeldDelay(leader.ioTimeout, this.spec.ioTimeout);
+      this.log.warning(`lockspace ${this.name}: host_id ${this.spec.hostId} carries our host name but generation ${leader.ownerGeneration}, not ours (${prev.generation}): ` +
+        `another agent with our host name held it since; watching it ${wait} s before taking it`);
+      await this.watchSlot(storage, wait);
+      return undefined;
+    }
     const age = this.clock.monotime() - leader.timestamp;
-    if (leader.timestamp === 0 || leader.ownerId !== this.spec.hostId || leader.ownerGeneration !== prev.generation ||
+    if (leader.timestamp === 0 || leader.ownerId !== this.spec.hostId || (prev && leader.ownerGeneration !== prev.generation) ||
         !namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47)) || age < 0) {
       return undefined;
+    }
+    if (!prev) {
+      this.log.warning(`lockspace ${this.name}: no record of our delta lease in the state database, but host_id ${this.spec.hostId} carries our host name ` +
+        `(generation ${leader.ownerGeneration}, renewed ${age} s ago by this machine's clock) and nobody else renews it: continuing it; ` +
+        'leases it covers are reconciled with what runs once joined');
     }
     const t = timeoutsFor(this.spec.ioTimeout);
     // Other hosts take our leases only host_dead after the last renewal they saw. Until then a
