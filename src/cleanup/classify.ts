@@ -197,7 +197,7 @@ interface LeaseJudgement {
   leader: LeaderRecord;
 }
 
-/** Who may be using a valid lease, as sanlock's acquire would judge it (paxos_lease_acquire §7.1). */
+/** Who may be using a valid lease, as sanlock's acquire would judge it (sanlock's paxos_lease_acquire). */
 function judgeLease(buf: Buffer, name: string, ctx: ClassifyContext): LeaseJudgement {
   const leader = decodeLeader(buf, 0);
   const ss = leader.sectorSize;

@@ -31,7 +31,7 @@ export interface HostStatus {
   leaseBad: boolean;
 }
 
-/** Another host signalling us through its bitmap (§6.4). */
+/** Another host signalling us through its bitmap (docs/ondisk.md, host bitmap). */
 export interface HostSignal {
   hostId: number;
   ownerGeneration: number;

@@ -312,7 +312,7 @@ describeInterop('lockagent direct acquire_id/renew_id/release_id/acquire/release
         await done(S(['acquire', '-r', rs(b), '-i', '1', '-g', '5']), 'acquire', -241);
       })(),
       (async () => {
-        // sanlock-ondisk.md §7.4: a daemon-style release of res_acq_g2 (host 1 gen 2, lver 2, mbal
+        // docs/ondisk.md, exclusive release: a daemon-style release of res_acq_g2 (host 1 gen 2, lver 2, mbal
         // 2001), then sanlock's direct acquire by host 2 gives lver 3, mbal 4002.
         await done(L(['release', '-r', rs(c, 'RES1'), '-i', '1', '-g', '2']), 'release');
         expect(leaderAt(c)).toMatchObject({ timestamp: 0, lver: 2, writeId: 1, writeGeneration: 2 });
