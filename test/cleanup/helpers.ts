@@ -154,7 +154,7 @@ export function sanlockUsable(): string | undefined {
   return undefined;
 }
 
-/** `sanlock daemon` as one more host, with its own run directory (real-components.md §4). */
+/** `sanlock daemon` as one more host, with its own run directory (docs/testing.md). */
 export async function startSanlock(base: string, name: string): Promise<SanlockDaemon> {
   const runDir = path.join(base, `sanlock-${name}`);
   fs.mkdirSync(runDir, { recursive: true });

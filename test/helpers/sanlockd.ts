@@ -1,6 +1,6 @@
 /**
  * Real sanlock 3.8.5 daemons as hosts for multi-host tests, as root without systemd or a
- * watchdog (shared/reference/real-components.md §4):
+ * watchdog (docs/testing.md, "Hosts on one machine"):
  *
  *   SANLOCK_RUN_DIR=<dir> SANLOCK_PRIVILEGED=0 sanlock daemon -D -w 0 -L -1 -S -1 -e NAME
  *
