@@ -6,7 +6,7 @@
 //
 // Never call this from inside the handling of a libvirt hook request: libvirtd
 // holds the domain's lock while the hook runs, so a call that needs that domain
-// (and listDomains, which touches all of them) can deadlock (reference §4.4).
+// (and listDomains, which touches all of them) can deadlock (docs/libvirt-events.md, "The hook rule").
 import { EventEmitter } from 'events';
 import {
   LibvirtErrorFields,
