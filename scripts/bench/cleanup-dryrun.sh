@@ -140,7 +140,7 @@ start_agent() {
   echo "bench: agent with $1 did not join" >&2; exit 1
 }
 
-echo "lockagent build: $BUILD"
+echo "lockagent build: ${BUILD#"$ROOT"/}"
 echo "machine: $(nproc) CPU, $(uname -r), /tmp on $(df --output=fstype /tmp | tail -1); files: $([ $DENSE = 1 ] && echo 'dense 1 MiB' || echo 'sparse 1 MiB (init bytes only)')"
 echo
 

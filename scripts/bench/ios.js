@@ -140,7 +140,7 @@ c.runMain('ios', async (args) => {
     extra: { lockagentPattern: shape(laOps), sanlockPattern: shape(slOps), sanlockIosOutsideAnyWindow: slUnattributed },
     notes: [
       'lockagent counted by its addon (ioStats per path), sanlock by strace of the daemon; only I/O on the lease file counts (renewals go to the lockspace file)',
-      'reference (sanlock-ondisk.md §7.3): a free acquire is one area read, two dblock writes with two area reads, one leader write = 6 I/Os',
+      'sanlock 3.8.5 (docs/engine.md): a free acquire is one area read, two dblock writes with two area reads, one leader write = 6 I/Os',
     ],
   };
 });

@@ -543,6 +543,10 @@ function parseStraceIo(file, initialFds) {
   return events;
 }
 
+function inRepo(p) {
+  return p && p.startsWith(ROOT + path.sep) ? path.relative(ROOT, p) : p;
+}
+
 function machine() {
   const v = (cmd, argv) => {
     try {
@@ -560,8 +564,9 @@ function machine() {
     libvirt: dpkg('libvirt-daemon'), qemu: dpkg('qemu-system-x86'),
     loadavg: os.loadavg().map((x) => round(x, 2)),
     lockagentGit: v('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']),
-    lockagentBuild: distDir,
-    nativeAddon: process.env.LOCKAGENT_NATIVE_ADDON,
+    // Relative to the checkout, so results name no build machine's paths.
+    lockagentBuild: inRepo(distDir),
+    nativeAddon: inRepo(process.env.LOCKAGENT_NATIVE_ADDON),
     lockagentDirty: (v('git', ['-C', ROOT, 'status', '--porcelain', 'src']) || '') !== '',
   };
 }
