@@ -144,6 +144,36 @@ describe('lockagent direct: bad input is refused cleanly and writes nothing', ()
       expect(expectOneLine(b.stderr)).toMatch(/neither a regular file nor a block device/);
     });
 
+    // Files of procfs/sysfs are kernel settings: refused from stat + statfs, before any open. The
+    // targets are read-only files with no write handler, so even a regression cannot change
+    // anything: /proc/version (a write fails with EIO) and a 0444 sysfs attribute (kernfs refuses
+    // to open it for writing).
+    it.each([
+      ['procfs', '/proc/version'],
+      ['sysfs', '/sys/kernel/address_bits'],
+    ])('a file of %s is refused before opening, like a FIFO', async (fsName, f) => {
+      if (!fs.existsSync(f)) return;
+      const a = await lockagent(['direct', 'init', '-r', `LS:R:${f}:0`]);
+      expect([a.code, a.stdout]).toEqual([1, 'init done -19\n']);
+      expect(expectOneLine(a.stderr)).toBe(
+        `lockagent: init LS:R on ${f}:0 failed: ${f} is a file of ${fsName} (a kernel interface, not storage); leases live in files or on block devices`,
+      );
+      const b = await lockagent(['direct', 'init', '-s', `LS:0:${f}:0`]);
+      expect([b.code, b.stdout]).toEqual([1, 'init done -19\n']);
+      expect(expectOneLine(b.stderr)).toMatch(new RegExp(`is a file of ${fsName} \\(a kernel interface`));
+      const c = await lockagent(['direct', 'read_leader', '-r', `LS:R:${f}:0`]);
+      expect(c.code).toBe(1);
+      expect(expectOneLine(c.stderr)).toMatch(/a kernel interface, not storage/);
+    });
+
+    it('a FIFO is refused before opening (the open would block)', async () => {
+      const fifo = p('fifo');
+      spawnSync('mkfifo', [fifo]);
+      const r = await lockagent(['direct', 'init', '-r', `LS:R:${fifo}:0`], { timeoutMs: 20000 });
+      expect(r.code).toBe(1);
+      expect(expectOneLine(r.stderr)).toMatch(/neither a regular file nor a block device/);
+    });
+
     // Also needs the CLI readable by nobody: a checkout under a private directory (mktemp -d is 0700) is not.
     const canDropPrivileges = process.getuid?.() === 0 && spawnSync('setpriv', ['--version']).status === 0 &&
       spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e',
