@@ -214,6 +214,7 @@ Napi::Value makeOpenResult(Napi::Env env, Addon* addon, Request& r) {
   res.Set("logicalSectorSize", r.info.logicalSectorSize);
   res.Set("dev", Napi::BigInt::New(env, r.info.dev));
   res.Set("ino", Napi::BigInt::New(env, r.info.ino));
+  res.Set("nlink", static_cast<double>(r.info.nlink));
   return res;
 }
 

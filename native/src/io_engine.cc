@@ -593,6 +593,7 @@ void Handle::executeOpen(const std::shared_ptr<Request>& req) {
       // Which file this fd is: a lease path may name another file later.
       info.dev = static_cast<uint64_t>(st.st_dev);
       info.ino = static_cast<uint64_t>(st.st_ino);
+      info.nlink = static_cast<uint64_t>(st.st_nlink);
     }
     if (err) {
       ::close(fd);

@@ -66,6 +66,8 @@ struct DeviceInfo {
   // st_dev / st_ino of the opened fd: which file the fd is, whatever the path names later.
   uint64_t dev = 0;
   uint64_t ino = 0;
+  // st_nlink at the open: a lease file with another name elsewhere must not be written.
+  uint64_t nlink = 0;
 };
 
 class Handle;

@@ -54,6 +54,11 @@ export interface AcquireOptions {
    * Without it such an acquire fails with -2.
    */
   recreate?: (spec: LeaseSpec) => Promise<void>;
+  /**
+   * Called with the opened lease storage before anything is written to it; throwing refuses the
+   * acquire with that error (the cleanup sweeper refuses a file that gained another hard link).
+   */
+  checkFile?: (storage: LeaseStorage) => void;
 }
 
 /**
@@ -237,6 +242,7 @@ export class Agent {
         const hint = round === 0 ? this.hints.get(hintKey) : undefined;
         this.hints.delete(hintKey);
         try {
+          opts.checkFile?.(storage);
           const token = await acquireResource(
             { storage, offset: s.offset, spaceName: s.lockspace, resourceName: s.resource },
             { hostId: lease.hostId, generation: lease.generation, ioTimeout: lease.ioTimeout },

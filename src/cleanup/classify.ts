@@ -3,9 +3,10 @@
  * the scanner (scan.ts) gathers the facts — lstat, the first sectors of the file, the hosts of
  * the lockspace as this host sees them — and this module decides.
  *
- * Only `free` entries with an MD5 name and an old enough mtime are deletable (plus `leftover`
- * links of an interrupted sweep). Whatever cannot be judged with certainty is kept: an owner
- * that is FAIL or UNKNOWN is "in use", never guessed dead.
+ * Only `free` entries with an MD5 name, one link and an old enough mtime are deletable (plus
+ * `leftover` names of an interrupted sweep that hold a lease area of their resource). Whatever
+ * cannot be judged with certainty is kept: an owner that is FAIL or UNKNOWN is "in use", never
+ * guessed dead; a file with another hard link is never written through, so never deleted.
  */
 import { DISKS_LOCKSPACE } from '../config/config';
 import { HostState } from '../lease/hostmonitor';
@@ -24,11 +25,11 @@ export const LEFTOVER_PREFIX = '.lockagent-cleanup.';
 const MD5_NAME = /^[0-9a-f]{32}$/;
 
 export type CleanupClass =
-  | 'lockspace' | 'in use' | 'free' | 'too recent' | 'not a lease' | 'unknown name' | 'leftover' | 'error';
+  | 'lockspace' | 'in use' | 'free' | 'too recent' | 'not a lease' | 'unknown name' | 'linked' | 'leftover' | 'error';
 
 /** Order of classes in tables and summaries. */
 export const CLASS_ORDER: readonly CleanupClass[] = [
-  'free', 'in use', 'too recent', 'not a lease', 'unknown name', 'leftover', 'lockspace', 'error',
+  'free', 'in use', 'too recent', 'not a lease', 'unknown name', 'linked', 'leftover', 'lockspace', 'error',
 ];
 
 export function isMd5Name(name: string): boolean {
@@ -37,6 +38,15 @@ export function isMd5Name(name: string): boolean {
 
 export function isLeftoverName(name: string): boolean {
   return name.startsWith(LEFTOVER_PREFIX) && isMd5Name(name.slice(LEFTOVER_PREFIX.length));
+}
+
+/**
+ * Why a lease file with `nlink` names is kept: acquiring it writes the leader into a file that
+ * is also reachable by another name, possibly outside the lease directory.
+ */
+export function hardLinkText(nlink: number): string {
+  return `has ${nlink} hard links: the file is also reachable by another name (maybe outside the lease directory), ` +
+    'so the sweeper never writes to it or deletes it';
 }
 
 /** One host of the lockspace, as this host judges it (sanlock's host_status + get_host_flag). */
@@ -113,6 +123,8 @@ export interface Verdict {
   /** identity as classified: a delete goes ahead only while the path still names this inode, unmodified */
   ino?: string;
   dev?: string;
+  /** link count as classified (leftover names: 2 while the lease file keeps its own name) */
+  nlink?: number;
   mtimeMs?: number;
   mtimeNs?: string;
   size?: number;
@@ -299,9 +311,14 @@ export function classifyEntry(f: EntryFacts, ctx: ClassifyContext): Verdict {
 
   if (isLeftoverName(f.name)) {
     if (st.kind !== 'file') return v('unknown name', `sweeper-style name but ${kindText(st.kind)}`);
+    // Only what a sweep would have made: a lease area of the resource the name carries.
+    const bad = notALease(f.head ?? Buffer.alloc(0), f.name.slice(LEFTOVER_PREFIX.length));
+    if (bad) return v('not a lease', `sweeper-style name, but not a lease left by a sweep (${bad}); kept`);
+    // A sweep's second name makes 2 links (the lease file's own name and this one).
+    if (st.nlink > 2) return v('linked', hardLinkText(st.nlink));
     return st.nlink > 1
-      ? v('leftover', 'second name left by an interrupted sweep (the lease file keeps its own name)', true)
-      : v('leftover', 'lease file unlinked by an interrupted sweep (no longer reachable by its name)', true);
+      ? v('leftover', 'second name left by an interrupted sweep (the lease file keeps its own name)', true, { nlink: st.nlink })
+      : v('leftover', 'lease file unlinked by an interrupted sweep (no longer reachable by its name)', true, { nlink: st.nlink });
   }
 
   const md5 = isMd5Name(f.name);
@@ -325,6 +342,7 @@ export function classifyEntry(f: EntryFacts, ctx: ClassifyContext): Verdict {
   if (!md5) {
     return v('unknown name', `not an MD5 name (32 lower-case hex digits); ${inner.cls}: ${inner.detail}`, false, { holders: inner.holders, lver: inner.lver });
   }
+  if (st.nlink > 1) return v('linked', `${hardLinkText(st.nlink)}; ${inner.cls}: ${inner.detail}`, false, { holders: inner.holders, lver: inner.lver });
   return v(inner.cls, inner.detail, inner.deletable, { holders: inner.holders, lver: inner.lver });
 }
 

@@ -10,7 +10,7 @@
  */
 import { Command } from 'commander';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, parseDuration } from '../config/config';
-import { callAgent } from '../control/client';
+import { AgentUnreachable, callAgent } from '../control/client';
 import { CliContext } from '../cli/context';
 import { LeaseError } from '../ondisk/results';
 import {
@@ -102,7 +102,7 @@ async function runCleanup(ctx: CliContext, o: CleanupOpts): Promise<number> {
         report = (await callAgent(socket, { op: 'cleanup', dryRun: !!o.dryRun, minAgeSeconds }, AGENT_CALL_MS)) as SweepReport;
       } catch (e) {
         if (!(e instanceof LeaseError) || e.rv !== -111 || !o.dryRun) {
-          const code = e instanceof LeaseError && e.rv === -111 ? EXIT_CLEANUP_UNREACHABLE : EXIT_CLEANUP_ERRORS;
+          const code = e instanceof AgentUnreachable ? EXIT_CLEANUP_UNREACHABLE : EXIT_CLEANUP_ERRORS;
           return fail((e as Error).message + (code === EXIT_CLEANUP_UNREACHABLE ? ' (a dry run works without it: --dry-run)' : ''), code);
         }
         ctx.output.err('lockagent: cleanup: the agent is not running; the dry run reads the lease directory itself');

@@ -7,7 +7,7 @@ import { BigIntStats, promises as fsp } from 'fs';
 import { join } from 'path';
 import { DirectFile } from '../io/directio';
 import {
-  bytesNeeded, classifyEntry, ClassifyContext, EntryFacts, EntryStat, isLeftoverName, LivenessView, SWEEP_LOCK_NAME, Verdict,
+  bytesNeeded, classifyEntry, ClassifyContext, EntryFacts, EntryStat, LivenessView, SWEEP_LOCK_NAME, Verdict,
 } from './classify';
 
 export interface ScanOptions {
@@ -59,7 +59,7 @@ export async function inspect(dir: string, name: string, view: LivenessView, ioT
   } catch (e) {
     return { name, error: `cannot stat: ${errText(e)}` };
   }
-  if (stat.kind !== 'file' || isLeftoverName(name)) return { name, stat };
+  if (stat.kind !== 'file') return { name, stat };
   try {
     // A regular file: its size may be anything; past EOF reads as zeros.
     return { name, stat, head: stat.size > 0 ? await readHead(path, view, ioTimeoutMs) : Buffer.alloc(0) };

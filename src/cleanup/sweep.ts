@@ -8,7 +8,10 @@
  *  - Only one host of the cluster sweeps at a time: the whole sweep runs under the lease
  *    __LIBVIRT__DISKS__:__lockagent_cleanup__ (file <disk_lease_dir>/__lockagent_cleanup__).
  *  - Only MD5-named files that are free (released, never used, or owned by a host that is dead
- *    as sanlock judges a takeover) and older than min-age are attempted.
+ *    as sanlock judges a takeover), older than min-age and with no other hard link are attempted.
+ *    Acquiring writes the leader: through a hard link that write lands in a file elsewhere. The
+ *    link count is checked again after the second name is made, on the fd the agent acquires
+ *    through, before the unlink and on the fd the pin writes through.
  *  - The lease is acquired through a second, private name of the same inode
  *    (.lockagent-cleanup.<md5>): the agent holds the lease on exactly the inode that is
  *    checked and deleted, and can still release it after the real name is gone.
@@ -39,8 +42,9 @@ import { timeoutsFor } from '../lease/timeouts';
 import { Logger } from '../log/logger';
 import { decodeLeader, geometryFor, leadersEqual, LeaseError, PAXOS_DISK_MAGIC, SANLK } from '../ondisk';
 import { StateStore } from '../state/statestore';
+import { LeaseStorage } from '../lease/storage';
 import {
-  classifyEntry, ClassifyContext, LEFTOVER_PREFIX, LivenessView, needsWatching, SWEEP_LOCK_NAME, Verdict,
+  classifyEntry, ClassifyContext, hardLinkText, LEFTOVER_PREFIX, LivenessView, needsWatching, SWEEP_LOCK_NAME, Verdict,
 } from './classify';
 import { joinedView, WatchView } from './liveness';
 import { summarize, SweepReport } from './report';
@@ -57,7 +61,15 @@ export interface SweepDeps {
 export interface SweepHooks {
   /** the sweep lock is held; the directory is not read yet (tests hold a sweep open here) */
   locked?(): Promise<void>;
+  /** the directory is classified; nothing is deleted yet (tests change files here) */
+  scanned?(): Promise<void>;
 }
+
+/** The file gained another name after it was classified: nothing may be written to it. */
+class HardLinked extends Error {}
+
+/** Links of a lease file while the sweep holds it by its own name and its second name. */
+const SWEEP_LINKS = 2;
 
 export interface SweepOptions {
   dryRun: boolean;
@@ -123,6 +135,8 @@ async function pinLeader(path: string, held: HeldLease, ioTimeoutMs: number): Pr
   const ss = held.token.sectorSize;
   const f = await DirectFile.open(path, { timeoutMs: ioTimeoutMs });
   try {
+    // Only the second name is left: any other link is a name someone made meanwhile.
+    if (f.linkCount !== undefined && f.linkCount > 1) throw new HardLinked(`the deleted file gained another name (${f.linkCount} links)`);
     const sector = await f.read(0, ss, ioTimeoutMs);
     if (!leadersEqual(decodeLeader(sector, 0), held.token.leader)) throw new Error('the leader changed while we held it');
     sector.writeBigUInt64LE(BigInt(held.token.host.hostId), 176);
@@ -170,17 +184,26 @@ async function deleteLease(c: Ctx, v: Verdict): Promise<Verdict> {
       await unlinkQuiet(alias);
       return kept('too recent', 'changed during the sweep (written to or replaced); kept');
     }
+    if (a.nlink > SWEEP_LINKS) {
+      await unlinkQuiet(alias);
+      return kept('linked', `${hardLinkText(a.nlink - 1)} (linked during the sweep)`);
+    }
   } catch (e) {
     await unlinkQuiet(alias);
     return kept('free', `${v.detail}; gone before the delete (${errMsg(e)})`);
   }
 
   const spec: LeaseSpec = { lockspace: DISKS_LOCKSPACE, resource: v.name, path: alias, offset: 0, mode: 'exclusive' };
+  // On the fd the acquire writes through, before its first write.
+  const checkFile = (st: LeaseStorage) => {
+    if (st.linkCount !== undefined && st.linkCount > SWEEP_LINKS) throw new HardLinked(`${hardLinkText(st.linkCount - 1)} (linked during the sweep)`);
+  };
   let held: HeldLease;
   try {
-    [held] = await agent.acquire(c.owner, [spec], { timeoutMs: c.acquireMs });
+    [held] = await agent.acquire(c.owner, [spec], { timeoutMs: c.acquireMs, checkFile });
   } catch (e) {
     await unlinkQuiet(alias);
+    if (e instanceof HardLinked) return kept('linked', e.message);
     if (heldByOther(e)) return kept('in use', `its lease could not be taken: ${errMsg(e)}`);
     return kept('error', `acquiring its lease failed: ${errMsg(e)}`, 'failed');
   }
@@ -195,6 +218,7 @@ async function deleteLease(c: Ctx, v: Verdict): Promise<Verdict> {
     const ours = await readLeader(alias, c.ioMs);
     const expectLver = (v.lver ?? 0) + 1;
     let problem: string | undefined;
+    let linked: string | undefined;
     if (held.file && (held.file.ino.toString() !== v.ino || held.file.dev.toString() !== v.dev)) problem = 'the file we leased is not the one classified';
     else if (!ours || !leadersEqual(ours, held.token.leader)) problem = 'its leader is not the one our acquire wrote';
     else if (ours.writeId !== held.token.host.hostId || ours.writeGeneration !== held.token.host.generation) {
@@ -206,6 +230,12 @@ async function deleteLease(c: Ctx, v: Verdict): Promise<Verdict> {
       const p = await statEntry(path).catch(() => undefined);
       if (!p) problem = 'its name vanished while we held the lease';
       else if (p.ino !== v.ino || p.dev !== v.dev) problem = 'its name now refers to another file';
+      else if (p.nlink > SWEEP_LINKS) linked = `${hardLinkText(p.nlink - 1)} (linked during the sweep)`;
+    }
+    if (linked) {
+      // Our acquire wrote to it already, as any acquirer's could; release and leave it be.
+      await releaseNormally('hard-linked');
+      return kept('linked', linked);
     }
     if (problem) {
       await releaseNormally(problem);
@@ -256,6 +286,9 @@ async function removeLeftover(c: Ctx, v: Verdict): Promise<Verdict> {
   const real = join(c.dir, v.name.slice(LEFTOVER_PREFIX.length));
   try {
     const a = await statEntry(alias);
+    if (a.ino !== v.ino || a.dev !== v.dev || a.nlink !== v.nlink) {
+      return { ...v, class: 'too recent', deletable: false, action: 'kept', detail: 'changed during the sweep (replaced or linked); kept' };
+    }
     if (a.nlink > 1) {
       const p = await statEntry(real).catch(() => undefined);
       if (!p || p.ino !== a.ino || p.dev !== a.dev) {
@@ -394,6 +427,7 @@ export async function sweep(deps: SweepDeps, opts: SweepOptions): Promise<SweepR
       await c.hooks.locked?.();
       const names = await listDir(dir);
       const files = await scanDirectory(dir, names, ctx, { ioTimeoutMs: c.ioMs, onProgress: opts.onProgress });
+      await c.hooks.scanned?.();
       for (let i = 0; i < files.length; i++) {
         const v = files[i];
         if (!v.deletable) continue;

@@ -5,7 +5,7 @@
 import { Command } from 'commander';
 import { existsSync } from 'fs';
 import { DEFAULT_CONFIG_PATH, defaultConfig, loadConfig } from '../config/config';
-import { callAgent } from '../control/client';
+import { AgentUnreachable, callAgent } from '../control/client';
 import { LeaseSpec, Request } from '../control/protocol';
 import { allResults, explainResult, LeaseError } from '../ondisk/results';
 import { parseLockspaceArg, parseResourceArg, UsageError } from './args';
@@ -37,7 +37,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
         setExit(EXIT_USAGE);
       } else if (err instanceof LeaseError) {
         ctx.output.err(`lockagent: ${label}: ${err.message}`);
-        setExit(err.rv === -111 ? EXIT_UNREACHABLE : EXIT_FAILED);
+        setExit(err instanceof AgentUnreachable ? EXIT_UNREACHABLE : EXIT_FAILED);
       } else {
         ctx.output.err(`lockagent: ${label}: ${err instanceof Error ? err.message : String(err)}`);
         setExit(EXIT_FAILED);

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * lockagent command-line entry point (package.json bin). Exit status: 0 success, 1 the
- * operation failed, 2 the command line was refused (nothing was read or written).
+ * operation failed, 2 the command line was refused (nothing was written), 3 the agent could not
+ * be reached (agent commands), 4 another sweep is running (cleanup). docs/operator-guide.md.
  */
 import { run } from './program';
 

@@ -1,4 +1,4 @@
-import { readFileSync } from 'fs';
+import { closeSync, constants as fsc, fstatSync, openSync, readSync } from 'fs';
 import { ConfEntry, ConfSyntaxError, ConfValue, parseConfText } from './confsyntax';
 import { nearest } from './nearest';
 
@@ -236,11 +236,46 @@ function validateSafety(cfg: AgentConfig): void {
   }
 }
 
+/** A config file is a few KiB; anything near this is not one (and would cost memory to parse). */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/**
+ * The file's text, refusing what is not a config file: a FIFO or a device (/dev/zero) would hang
+ * or never end, a huge file would be read whole. O_NONBLOCK: opening a FIFO does not wait for a
+ * writer; fstat of the opened fd, so the file checked is the file read.
+ */
+function readConfigText(path: string): string {
+  const fd = openSync(path, fsc.O_RDONLY | fsc.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) {
+      const what = st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device'
+        : st.isDirectory() ? 'a directory' : st.isSocket() ? 'a socket' : 'not a regular file';
+      throw new ConfigError(`config file ${path} is ${what}, not a regular file: pass the path of the config file itself`);
+    }
+    const tooBig = () => new ConfigError(`config file ${path} is larger than ${MAX_CONFIG_BYTES / 1024} KiB: that is not a lockagent config file`);
+    if (st.size > MAX_CONFIG_BYTES) throw tooBig();
+    // Read at most one byte past the limit: the file may grow while we read it.
+    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let len = 0;
+    for (;;) {
+      const n = readSync(fd, buf, len, buf.length - len, null);
+      if (n === 0) break;
+      len += n;
+      if (len > MAX_CONFIG_BYTES) throw tooBig();
+    }
+    return buf.toString('utf8', 0, len);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export function loadConfig(path = DEFAULT_CONFIG_PATH, opts: { allowMissing?: boolean } = {}): LoadResult {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readConfigText(path);
   } catch (e) {
+    if (e instanceof ConfigError) throw e;
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ENOENT' && opts.allowMissing) return { config: { ...defaultConfig(), source: `${path} (missing; defaults)` }, warnings: [`${path} does not exist; using defaults`] };
     if (err.code === 'ENOENT') throw new ConfigError(`config file ${path} does not exist: copy conf/lockagent.conf there or pass -c PATH`);

@@ -18,12 +18,20 @@ export class ConfSyntaxError extends Error {
   }
 }
 
+/** Longest quoted value accepted: paths and names are far shorter; this bounds what one value costs. */
+export const MAX_VALUE_BYTES = 64 * 1024;
+
 export function parseConfText(text: string, file = 'config'): ConfEntry[] {
   const entries: ConfEntry[] = [];
   let i = 0;
   let line = 1;
   const n = text.length;
   const err = (msg: string): never => { throw new ConfSyntaxError(file, line, msg); };
+  /** The rest of the current line, for messages (shortened: a line may be very long). */
+  const rest = () => {
+    const l = text.slice(i, i + 81).split('\n')[0];
+    return l.length > 80 ? `${l.slice(0, 77)}...` : l;
+  };
 
   const skipBlank = (newlines: boolean) => {
     while (i < n) {
@@ -40,12 +48,15 @@ export function parseConfText(text: string, file = 'config'): ConfEntry[] {
     const c = text[i];
     if (c === '"' || c === "'") {
       const q = c; i++;
-      let s = '';
+      const start = i;
       while (i < n && text[i] !== q) {
         if (text[i] === '\n') err('unterminated string (a quoted value must end on the same line)');
-        s += text[i++];
+        if (i - start >= MAX_VALUE_BYTES) err(`quoted value longer than ${MAX_VALUE_BYTES / 1024} KiB`);
+        i++;
       }
       if (i >= n) err('unterminated string');
+      const s = text.slice(start, i);
+      if (Buffer.byteLength(s) > MAX_VALUE_BYTES) err(`quoted value longer than ${MAX_VALUE_BYTES / 1024} KiB`);
       i++;
       return s;
     }
@@ -65,14 +76,14 @@ export function parseConfText(text: string, file = 'config'): ConfEntry[] {
     }
     const m = /^[+-]?\d+/.exec(text.slice(i, i + 32));
     if (m) { i += m[0].length; return Number(m[0]); }
-    return err(`expected a value (a "quoted string", a number or a [list]) but found "${text.slice(i).split('\n')[0]}"`);
+    return err(`expected a value (a "quoted string", a number or a [list]) but found "${rest()}"`);
   };
 
   for (;;) {
     skipBlank(true);
     if (i >= n) break;
     const m = /^[A-Za-z_][A-Za-z0-9_.]*/.exec(text.slice(i, i + 256));
-    if (!m) err(`expected "key = value", found "${text.slice(i).split('\n')[0]}"`);
+    if (!m) err(`expected "key = value", found "${rest()}"`);
     const key = m![0];
     const keyLine = line;
     i += key.length;
@@ -81,7 +92,7 @@ export function parseConfText(text: string, file = 'config'): ConfEntry[] {
     i++;
     const value = parseValue();
     skipBlank(false);
-    if (i < n && text[i] !== '\n' && text[i] !== ';') err(`unexpected text after the value of "${key}": "${text.slice(i).split('\n')[0]}"`);
+    if (i < n && text[i] !== '\n' && text[i] !== ';') err(`unexpected text after the value of "${key}": "${rest()}"`);
     if (text[i] === ';') i++;
     entries.push({ key, value, line: keyLine });
   }

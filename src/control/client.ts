@@ -38,6 +38,12 @@ export async function callAgent(socketPath: string, req: Request, timeoutMs = 30
   });
 }
 
+/**
+ * The connection to the agent failed: nothing was sent, so nothing was done (the CLI exits 3).
+ * Unlike an answer that does not come in time, after which the request may have been carried out.
+ */
+export class AgentUnreachable extends LeaseError {}
+
 /** What a failed connection to the agent means to the operator. */
 function connectError(socketPath: string, e: NodeJS.ErrnoException): LeaseError {
   const why = e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
@@ -45,7 +51,7 @@ function connectError(socketPath: string, e: NodeJS.ErrnoException): LeaseError 
     : e.code === 'EACCES'
       ? `permission denied on ${socketPath}: run as root or as a member of socket_group`
       : `cannot reach lockagent on ${socketPath}: ${e.message}`;
-  return new LeaseError(e.code === 'EACCES' ? -13 : -111, why);
+  return new AgentUnreachable(e.code === 'EACCES' ? -13 : -111, why);
 }
 
 function settle(r: Response, resolve: (v: unknown) => void, reject: (e: Error) => void): void {

@@ -115,14 +115,20 @@ export class DirectFile {
    * file (deleted and re-created by another host); the fd keeps naming this one.
    */
   readonly fileId?: FileId;
+  /**
+   * st_nlink of the fd at open: more than 1 means the file has another name too (a hard link),
+   * possibly outside the directory it was opened in.
+   */
+  readonly linkCount?: number;
   private readonly native: NativeFile;
 
-  private constructor(path: string, native: NativeFile, direct: boolean, info: DeviceInfo, fileId?: FileId) {
+  private constructor(path: string, native: NativeFile, direct: boolean, info: DeviceInfo, fileId?: FileId, linkCount?: number) {
     this.path = path;
     this.native = native;
     this.direct = direct;
     this.info = info;
     this.fileId = fileId;
+    this.linkCount = linkCount;
   }
 
   /**
@@ -143,7 +149,7 @@ export class DirectFile {
     });
     if (!res.direct) warnFallbackOnce(path);
     const fileId = typeof res.dev === 'bigint' && typeof res.ino === 'bigint' ? Object.freeze({ dev: res.dev, ino: res.ino }) : undefined;
-    return new DirectFile(path, res.file, res.direct, info, fileId);
+    return new DirectFile(path, res.file, res.direct, info, fileId, typeof res.nlink === 'number' ? res.nlink : undefined);
   }
 
   /** Reads `length` bytes; the part past EOF of a regular file reads as zeros. */

@@ -62,6 +62,11 @@ export class FileLeaseStorage implements LeaseStorage {
     return this.file.fileId;
   }
 
+  /** LeaseStorage.linkCount: st_nlink of the fd at open. */
+  get linkCount(): number | undefined {
+    return this.file.linkCount;
+  }
+
   /** true when the addon really bypasses the page cache (tmpfs, for one, ignores O_DIRECT) */
   get direct(): boolean {
     return this.file.direct;

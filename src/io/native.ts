@@ -35,6 +35,8 @@ export interface NativeOpenResult {
   /** st_dev / st_ino of the opened fd (fstat right after the open) */
   dev?: bigint;
   ino?: bigint;
+  /** st_nlink of the opened fd at the open */
+  nlink?: number;
 }
 
 export interface NativeBinding {

@@ -12,6 +12,8 @@ export interface LeaseStorage {
    * without it (the simulation's memory storage) are not checked.
    */
   readonly fileId?: { dev: bigint; ino: bigint };
+  /** Optional: st_nlink of the file when it was opened (more than 1: it has another name too). */
+  readonly linkCount?: number;
   /** Reject with an Error (ideally LeaseError -202 on timeout) rather than wait past timeoutMs. */
   read(offset: number, length: number, timeoutMs: number): Promise<Buffer>;
   write(offset: number, data: Buffer, timeoutMs: number): Promise<void>;

@@ -78,7 +78,7 @@ describe('agent restart while another host waits for its lease', () => {
 
     // Host 2 keeps asking for the lease until it gets it (each attempt may wait up to 40 s).
     const attempts: Attempt[] = [];
-    let current: { start: number } | undefined;
+    let current: Attempt | undefined;
     let stop = false;
     const contender = (async () => {
       while (!stop) {
@@ -105,7 +105,7 @@ describe('agent restart while another host waits for its lease', () => {
     await stopHost(h1, 'SIGKILL');
     const killedAt = Date.now();
     // Wait until host 2 has an attempt that is waiting for host 1 (no longer refused at once).
-    await waitFor('host 2 to wait for host 1', async () => (current && Date.now() - current.start >= 800) || undefined, 6000, 50);
+    const waiting = await waitFor('host 2 to wait for host 1', async () => (current && Date.now() - current.start >= 800 ? current : undefined), 6000, 50);
     await sleep(killedAt + downMs - Date.now());
     const restartAt = Date.now();
     startHost(h1);
@@ -134,10 +134,11 @@ describe('agent restart while another host waits for its lease', () => {
     // Never acquired while host 1's owner held the lease.
     const early = attempts.filter((a) => a.ok && a.end < releasedAt);
     expect({ early, summary }).toEqual({ early: [], summary });
-    // An attempt really waited across the restart, and was then refused naming host 1.
+    // The attempt seen waiting for host 1 before the restart was still waiting at the restart,
+    // and was then refused naming host 1 (how long it waited depends on the machine's load).
     const spanning = attempts.filter((a) => a.start < restartAt && a.end > restartAt);
     expect(spanning).toHaveLength(1);
-    expect(spanning[0].end - spanning[0].start).toBeGreaterThanOrEqual(2000);
+    expect(spanning[0]).toBe(waiting);
     expect(spanning[0].rv).toBe(-243);
     expect(spanning[0].message).toMatch(/is leased by host 1 \(node node01\)/);
     // Refused the whole time until the release, every refusal naming host 1.

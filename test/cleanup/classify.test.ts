@@ -141,10 +141,23 @@ describe('classifyEntry', () => {
     expect(classifyEntry({ name: MD5, error: 'cannot read: EIO' }, ctx(none))).toMatchObject({ class: 'error', deletable: false });
   });
 
-  it('leftover private names of an interrupted sweep are removable', () => {
-    const v = classifyEntry(file(`.lockagent-cleanup.${MD5}`, Buffer.alloc(0), OLD, { nlink: 2 }), ctx(none));
-    expect(v).toMatchObject({ class: 'leftover', deletable: true });
+  it('leftover private names of an interrupted sweep are removable only when they hold a lease area of their resource', () => {
+    const left = `.lockagent-cleanup.${MD5}`;
+    expect(classifyEntry(file(left, lease(), OLD, { nlink: 2 }), ctx(none))).toMatchObject({ class: 'leftover', deletable: true, nlink: 2 });
+    expect(classifyEntry(file(left, lease(), OLD, { nlink: 1 }), ctx(none))).toMatchObject({ class: 'leftover', deletable: true, nlink: 1 });
+    // Someone else's file under a sweeper-style name: kept, and the report says why.
+    const foreign = classifyEntry(file(left, Buffer.from('precious data\n'), OLD, { nlink: 1 }), ctx(none));
+    expect(foreign).toMatchObject({ class: 'not a lease', deletable: false });
+    expect(foreign.detail).toMatch(/sweeper-style name, but not a lease left by a sweep \(too short/);
+    expect(classifyEntry(file(left, lease('0123456789abcdef0123456789abcdef'), OLD), ctx(none))).toMatchObject({ class: 'not a lease', deletable: false });
+    expect(classifyEntry(file(left, lease(), OLD, { nlink: 3 }), ctx(none))).toMatchObject({ class: 'linked', deletable: false });
     expect(classifyEntry(file('.hidden', Buffer.alloc(0)), ctx(none))).toMatchObject({ class: 'unknown name' });
+  });
+
+  it('a lease file with another hard link is kept, whatever it holds', () => {
+    const v = classifyEntry(file(MD5, lease(), OLD, { nlink: 2 }), ctx(none));
+    expect(v).toMatchObject({ class: 'linked', deletable: false });
+    expect(v.detail).toMatch(/^has 2 hard links: .*never writes to it or deletes it; free: never used$/);
   });
 
   it('a standalone dry run watches leases held by hosts it could not judge yet', () => {

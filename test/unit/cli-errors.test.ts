@@ -4,6 +4,7 @@
  */
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
+import * as net from 'net';
 import * as path from 'path';
 import {
   cliEntry, copyFixture, expectOneLine, lockagent, makeTempDir, removeTempDir, run, sha256, sparseFile,
@@ -144,6 +145,36 @@ describe('lockagent direct: bad input is refused cleanly and writes nothing', ()
       expect(expectOneLine(b.stderr)).toMatch(/neither a regular file nor a block device/);
     });
 
+    // Files of procfs/sysfs are kernel settings: refused from stat + statfs, before any open. The
+    // targets are read-only files with no write handler, so even a regression cannot change
+    // anything: /proc/version (a write fails with EIO) and a 0444 sysfs attribute (kernfs refuses
+    // to open it for writing).
+    it.each([
+      ['procfs', '/proc/version'],
+      ['sysfs', '/sys/kernel/address_bits'],
+    ])('a file of %s is refused before opening, like a FIFO', async (fsName, f) => {
+      if (!fs.existsSync(f)) return;
+      const a = await lockagent(['direct', 'init', '-r', `LS:R:${f}:0`]);
+      expect([a.code, a.stdout]).toEqual([1, 'init done -19\n']);
+      expect(expectOneLine(a.stderr)).toBe(
+        `lockagent: init LS:R on ${f}:0 failed: ${f} is a file of ${fsName} (a kernel interface, not storage); leases live in files or on block devices`,
+      );
+      const b = await lockagent(['direct', 'init', '-s', `LS:0:${f}:0`]);
+      expect([b.code, b.stdout]).toEqual([1, 'init done -19\n']);
+      expect(expectOneLine(b.stderr)).toMatch(new RegExp(`is a file of ${fsName} \\(a kernel interface`));
+      const c = await lockagent(['direct', 'read_leader', '-r', `LS:R:${f}:0`]);
+      expect(c.code).toBe(1);
+      expect(expectOneLine(c.stderr)).toMatch(/a kernel interface, not storage/);
+    });
+
+    it('a FIFO is refused before opening (the open would block)', async () => {
+      const fifo = p('fifo');
+      spawnSync('mkfifo', [fifo]);
+      const r = await lockagent(['direct', 'init', '-r', `LS:R:${fifo}:0`], { timeoutMs: 20000 });
+      expect(r.code).toBe(1);
+      expect(expectOneLine(r.stderr)).toMatch(/neither a regular file nor a block device/);
+    });
+
     // Also needs the CLI readable by nobody: a checkout under a private directory (mktemp -d is 0700) is not.
     const canDropPrivileges = process.getuid?.() === 0 && spawnSync('setpriv', ['--version']).status === 0 &&
       spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e',
@@ -191,5 +222,78 @@ describe('lockagent direct: bad input is refused cleanly and writes nothing', ()
       expect(v.code).toBe(0);
       expect(v.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
     });
+  });
+});
+
+/**
+ * The agent commands' exit statuses, as docs/operator-guide.md lists them: 0 done, 1 failed (also
+ * an agent that does not answer in time: the request may have been carried out), 2 a refused
+ * command line, 3 no agent could be reached (nothing was sent), permission denied included.
+ */
+describe('lockagent agent commands: exit statuses', () => {
+  let dir: string;
+  const servers: net.Server[] = [];
+  beforeAll(() => {
+    cliEntry();
+    dir = makeTempDir('lockagent-exit');
+    fs.chmodSync(dir, 0o755);
+  });
+  afterAll(() => {
+    for (const s of servers) s.close();
+    removeTempDir(dir);
+  });
+  const listen = async (name: string, mode: number) => {
+    const sock = path.join(dir, name);
+    const srv = net.createServer(() => undefined); // accepts, never answers
+    servers.push(srv);
+    await new Promise<void>((r) => srv.listen(sock, r));
+    fs.chmodSync(sock, mode);
+    return sock;
+  };
+
+  it('0: done', async () => {
+    const r = await lockagent(['explain', '-243']);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+  });
+
+  it('1: the operation ran and failed (a missing config; an agent that does not answer in time)', async () => {
+    const a = await lockagent(['status', '-c', path.join(dir, 'missing.conf')]);
+    expect(a.code).toBe(1);
+    expect(expectOneLine(a.stderr)).toMatch(/^lockagent: status: config file .* does not exist/);
+    const mute = await listen('mute.sock', 0o600);
+    const b = await lockagent(['status', '--socket', mute], { timeoutMs: 60000 });
+    expect(b.code).toBe(1);
+    expect(expectOneLine(b.stderr)).toMatch(/^lockagent: status: lockagent did not answer within \d+ s/);
+  }, 90000);
+
+  it('2: the command line was refused', async () => {
+    const a = await lockagent(['status', '--bogus']);
+    expect(a.code).toBe(2);
+    expect(expectOneLine(a.stderr)).toMatch(/unknown option '--bogus'/);
+    const b = await lockagent(['client', 'acquire', '-r', 'bad', '--owner', 'a', '--socket', path.join(dir, 'none.sock')]);
+    expect(b.code).toBe(2);
+    expect(expectOneLine(b.stderr)).toMatch(/-r "bad" must be LOCKSPACE:RESOURCE:PATH:OFFSET/);
+  });
+
+  it('3: no agent listens on the socket', async () => {
+    const none = path.join(dir, 'none.sock');
+    for (const args of [['status'], ['host_status'], ['client', 'release', '--owner', 'a'], ['cleanup']]) {
+      const r = await lockagent([...args, '--socket', none]);
+      expect([args, r.code]).toEqual([args, 3]);
+      expect(expectOneLine(r.stderr)).toMatch(/lockagent is not running \(no listener on /);
+    }
+  });
+
+  const canDropPrivileges = process.getuid?.() === 0 && spawnSync('setpriv', ['--version']).status === 0 &&
+    spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e',
+      `require('fs').accessSync(${JSON.stringify(cliEntry())}, require('fs').constants.R_OK)`]).status === 0;
+  (canDropPrivileges ? it : it.skip)('3: permission denied on the socket (run as nobody) is unreachable too, not a failed operation', async () => {
+    const sock = await listen('private.sock', 0o600);
+    const asNobody = (args: string[]) => run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, cliEntry(), ...args]);
+    for (const args of [['status'], ['cleanup']]) {
+      const r = await asNobody([...args, '--socket', sock]);
+      expect([args, r.code]).toEqual([args, 3]);
+      expect(expectOneLine(r.stderr)).toMatch(/permission denied on .*private\.sock: run as root or as a member of socket_group/);
+    }
   });
 });

@@ -1,6 +1,9 @@
-import { readFileSync } from 'fs';
+import { execFileSync } from 'child_process';
+import { readFileSync, writeFileSync } from 'fs';
 import { join } from 'path';
-import { ConfigError, configKeys, parseConfig, parseDuration } from '../../src/config/config';
+import { ConfigError, configKeys, MAX_CONFIG_BYTES, parseConfig, parseDuration } from '../../src/config/config';
+import { MAX_VALUE_BYTES } from '../../src/config/confsyntax';
+import { expectOneLine, lockagent, makeTempDir, removeTempDir } from '../helpers/cli';
 
 const SHIPPED = join(__dirname, '..', '..', 'conf', 'lockagent.conf');
 
@@ -63,5 +66,68 @@ describe('config', () => {
     expect(parseDuration('15m')).toBe(900);
     expect(parseDuration('7d')).toBe(604800);
     expect(parseDuration('x')).toBeUndefined();
+  });
+});
+
+/**
+ * `lockagent config check -c PATH` (the real CLI) on what is not a config file: it must answer at
+ * once with one line and exit 1, never hang (a FIFO), read forever (/dev/zero) or parse a huge
+ * file into memory. The timeout fails the test instead of hanging it.
+ */
+describe('config check refuses what is not a config file', () => {
+  let dir: string;
+  beforeAll(() => { dir = makeTempDir('la-config-'); });
+  afterAll(() => removeTempDir(dir));
+
+  const check = async (path: string) => {
+    const r = await lockagent(['config', 'check', '-c', path], { timeoutMs: 20000 });
+    return { ...r, line: expectOneLine(r.stderr) };
+  };
+
+  it('/dev/zero: a character device', async () => {
+    const r = await check('/dev/zero');
+    expect(r.line).toBe('lockagent: config check: config file /dev/zero is a character device, not a regular file: pass the path of the config file itself');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+  });
+
+  it('a FIFO nobody writes to', async () => {
+    const fifo = join(dir, 'fifo.conf');
+    execFileSync('mkfifo', [fifo]);
+    const r = await check(fifo);
+    expect(r.line).toBe(`lockagent: config check: config file ${fifo} is a FIFO, not a regular file: pass the path of the config file itself`);
+    expect(r.code).toBe(1);
+  });
+
+  it('a directory', async () => {
+    const r = await check(dir);
+    expect(r.line).toMatch(/is a directory, not a regular file/);
+    expect(r.code).toBe(1);
+  });
+
+  it('a 30 MB value: the file is over the size limit', async () => {
+    const big = join(dir, 'big.conf');
+    writeFileSync(big, `host_name = "${'x'.repeat(30 * 1024 * 1024)}"\n`);
+    const r = await check(big);
+    expect(r.line).toBe(`lockagent: config check: config file ${big} is larger than ${MAX_CONFIG_BYTES / 1024} KiB: that is not a lockagent config file`);
+    expect(r.code).toBe(1);
+  });
+
+  it('a value over the value limit in a small enough file, with a short message', async () => {
+    const long = join(dir, 'long.conf');
+    writeFileSync(long, `host_id = 1\nhost_name = "${'y'.repeat(MAX_VALUE_BYTES + 1)}"\n`);
+    const r = await check(long);
+    expect(r.line).toBe(`lockagent: config check: ${long}:2: quoted value longer than ${MAX_VALUE_BYTES / 1024} KiB`);
+    expect(r.code).toBe(1);
+    // A syntax error quotes at most a short piece of the line.
+    expect(() => parseConfig(`host_id = ${'z'.repeat(100000)}`, 't.conf')).toThrow(/^t\.conf:1: expected a value .* but found "z{77}\.\.\."$/);
+  });
+
+  it('a regular file still works', async () => {
+    const ok = join(dir, 'ok.conf');
+    writeFileSync(ok, 'auto_disk_leases = 0\n');
+    const r = await lockagent(['config', 'check', '-c', ok], { timeoutMs: 20000 });
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ autoDiskLeases: false });
   });
 });
