@@ -446,14 +446,37 @@ export class Agent {
   // ---- lease loss ------------------------------------------------------------------------------
 
   private onLockspaceLost(ls: Lockspace, reason: string): void {
+    const stopping: Array<Promise<void>> = [];
     for (const st of this.owners.values()) {
       const lost = [...st.leases.values()].filter((h) => h.spec.lockspace === ls.name);
       if (!lost.length) continue;
       // Those leases are gone from our point of view: other hosts may take them after host_dead.
       for (const h of lost) st.leases.delete(key(h.spec));
       const failed: FailedOwner = { uuid: st.ref.uuid, name: st.ref.name, pid: st.ref.pid, reason: `lockspace ${ls.name} lost: ${reason}`, action: st.action };
-      void this.o.policy.onLeaseFailure(failed);
+      stopping.push(this.o.policy.onLeaseFailure(failed));
     }
+    // Until every owner is stopped, the lockspace keeps the host's watchdog test armed at its
+    // last renewal (watchdogSources): if the actions hang, wdmd resets the host.
+    if (stopping.length && ls.lease) {
+      const entry = { lockspace: ls.name, lastSuccess: ls.lease.lastSuccess, ioTimeout: ls.spec.ioTimeout };
+      this.stoppingOwners.add(entry);
+      void Promise.allSettled(stopping).then(() => this.stoppingOwners.delete(entry));
+    }
+  }
+
+  private readonly stoppingOwners = new Set<{ lockspace: string; lastSuccess: number; ioTimeout: number }>();
+
+  /**
+   * What must keep the host alive (the wdmd test, wdmd.ts): every joined lockspace's last
+   * renewal, as sanlock arms one test per lockspace, and lost lockspaces whose owners are still
+   * being stopped.
+   */
+  watchdogSources(): Array<{ lockspace: string; lastSuccess: number; ioTimeout: number }> {
+    const out = [...this.stoppingOwners];
+    for (const ls of this.lockspaces.values()) {
+      if (ls.state === 'joined' && ls.lease) out.push({ lockspace: ls.name, lastSuccess: ls.lease.lastSuccess, ioTimeout: ls.spec.ioTimeout });
+    }
+    return out;
   }
 
   // ---- restart recovery ----------------------------------------------------------------------
