@@ -36,6 +36,8 @@ export function formatStatus(r: StatusReply): string {
     o.name, o.uuid, o.pid ? String(o.pid) : '-', l ? `${l.lockspace}:${l.resource}` : '(no leases)', l ? (l.mode === 'shared' ? 'SH' : 'EX') : '', l ? String(l.lver) : '', l ? l.path : '',
   ]));
   out += rows.length ? table([['OWNER', 'UUID', 'PID', 'LEASE', 'MODE', 'LVER', 'PATH'], ...rows]) : 'no owners hold leases\n';
+  const doms = (r.domains as Array<{ name: string; uuid: string; state: string }> | undefined) ?? [];
+  for (const d of doms) out += `domain ${d.name} (${d.uuid}): ${d.state}\n`;
   return out;
 }
 
