@@ -19,6 +19,7 @@
 #include <mutex>
 #include <string>
 
+#include "hostwatch.h"
 #include "io_engine.h"
 
 namespace lockagent {
@@ -593,6 +594,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("_testInjectStall", Napi::Function::New(env, TestInjectStall));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
+  registerHostWatch(env, exports);
   return exports;
 }
 

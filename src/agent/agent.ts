@@ -316,17 +316,32 @@ export class Agent {
   private explainAcquireFailure(e: unknown, s: LeaseSpec): Error {
     if (!(e instanceof LeaseError)) return e as Error;
     const h = e instanceof LeaseAcquireError ? e.holder : undefined;
+    // The holder stays attached (LeaseAcquireError.holder): a stale resume names it in status.
     if (h) {
       const ago = h.lastRenewalAgo !== undefined ? `, last renewal ${h.lastRenewalAgo} s ago` : '';
       const msg = `${s.disk ? `disk ${s.disk}` : `lease ${s.path}`} is leased by host ${h.hostId}${h.hostName ? ` (node ${h.hostName})` : ''}${ago} [${key(s)}, sanlock ${e.rv}]`;
       this.o.log.info(`acquire refused: ${msg}`);
-      return new LeaseError(e.rv, msg);
+      return new LeaseAcquireError(e.rv, msg, { holder: h });
     }
     if (e.rv === SANLK.ACQUIRE_LVER) {
-      return new LeaseError(e.rv, `${s.disk ? `disk ${s.disk}` : `lease ${s.path}`}: the lease changed hands since it was released here (${e.message}); the domain must not resume on stale data`);
+      // The leader names the last owner even after it released (sanlock keeps owner_id).
+      const l = e instanceof LeaseAcquireError ? e.leader : undefined;
+      const last = l?.ownerId ? { hostId: l.ownerId, generation: l.ownerGeneration, lver: l.lver, hostName: this.hostNameOf(s.lockspace, l.ownerId) } : undefined;
+      const who = last ? `host ${last.hostId}${last.hostName ? ` (node ${last.hostName})` : ''}` : 'another host';
+      return new LeaseAcquireError(e.rv, `${s.disk ? `disk ${s.disk}` : `lease ${s.path}`}: the lease changed hands since it was released here (${e.message}; last held by ${who}); ` +
+        'the domain must not resume on stale data', { holder: last });
     }
     this.o.log.info(`acquire of ${key(s)} failed: ${e.message}`);
     return new LeaseError(e.rv, `${s.path} [${key(s)}]: ${e.message}`);
+  }
+
+  /** A host's name as its delta lease in the lockspace says, when we have seen it. */
+  private hostNameOf(lockspace: string, hostId: number): string | undefined {
+    try {
+      return this.lockspaces.get(lockspace)?.liveness().snapshot(hostId)?.ownerName || undefined;
+    } catch {
+      return undefined; // not joined
+    }
   }
 
   release(owner: OwnerRef, specs?: LeaseSpec[], opts: { keepRecord?: boolean } = {}): Promise<number> {
@@ -452,14 +467,37 @@ export class Agent {
   // ---- lease loss ------------------------------------------------------------------------------
 
   private onLockspaceLost(ls: Lockspace, reason: string): void {
+    const stopping: Array<Promise<void>> = [];
     for (const st of this.owners.values()) {
       const lost = [...st.leases.values()].filter((h) => h.spec.lockspace === ls.name);
       if (!lost.length) continue;
       // Those leases are gone from our point of view: other hosts may take them after host_dead.
       for (const h of lost) st.leases.delete(key(h.spec));
       const failed: FailedOwner = { uuid: st.ref.uuid, name: st.ref.name, pid: st.ref.pid, reason: `lockspace ${ls.name} lost: ${reason}`, action: st.action };
-      void this.o.policy.onLeaseFailure(failed);
+      stopping.push(this.o.policy.onLeaseFailure(failed));
     }
+    // Until every owner is stopped, the lockspace keeps the host's watchdog test armed at its
+    // last renewal (watchdogSources): if the actions hang, wdmd resets the host.
+    if (stopping.length && ls.lease) {
+      const entry = { lockspace: ls.name, lastSuccess: ls.lease.lastSuccess, ioTimeout: ls.spec.ioTimeout };
+      this.stoppingOwners.add(entry);
+      void Promise.allSettled(stopping).then(() => this.stoppingOwners.delete(entry));
+    }
+  }
+
+  private readonly stoppingOwners = new Set<{ lockspace: string; lastSuccess: number; ioTimeout: number }>();
+
+  /**
+   * What must keep the host alive (the wdmd test, wdmd.ts): every joined lockspace's last
+   * renewal, as sanlock arms one test per lockspace, and lost lockspaces whose owners are still
+   * being stopped.
+   */
+  watchdogSources(): Array<{ lockspace: string; lastSuccess: number; ioTimeout: number }> {
+    const out = [...this.stoppingOwners];
+    for (const ls of this.lockspaces.values()) {
+      if (ls.state === 'joined' && ls.lease) out.push({ lockspace: ls.name, lastSuccess: ls.lease.lastSuccess, ioTimeout: ls.spec.ioTimeout });
+    }
+    return out;
   }
 
   // ---- restart recovery ----------------------------------------------------------------------

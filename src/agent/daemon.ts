@@ -13,6 +13,9 @@ import { DomainHandler, makeHandler } from './handler';
 import { resolveHostName } from './hostname';
 import { ensureLockspaceFile } from './lockspacefile';
 import { IdleTrimmer } from './memtrim';
+import { hostWatchStatus, joinStatusLine } from './hostwatch';
+import { SdNotifier } from './sdnotify';
+import { WdmdClient } from './wdmd';
 import { parseLockspaceArg } from '../cli/args';
 import { ConfigError } from '../config/config';
 
@@ -32,10 +35,12 @@ export interface DaemonHandle {
 
 export interface DaemonExtensions {
   /** plugs in the libvirt integration; receives the agent, returns domain request handling */
-  domain?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => Promise<{ handler: DomainHandler; policy?: LeaseFailurePolicy; ownerExists?: (o: { uuid: string; name: string; pid: number | null }) => Promise<boolean>; stop?: () => Promise<void> }>;
+  domain?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => Promise<{ handler: DomainHandler; policy?: LeaseFailurePolicy; ownerExists?: (o: { uuid: string; name: string; pid: number | null }) => Promise<boolean>; stop?: () => Promise<void>; status?: () => Record<string, unknown> }>;
   peerOf?: (sock: import('net').Socket) => Peer | undefined;
   cleanup?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => { handler: DomainHandler; stop: () => void };
   allowPeer?: (config: AgentConfig) => (p: Peer) => boolean;
+  /** another native binding (tests) */
+  native?: import('../io/native').NativeBinding;
 }
 
 function pidAlive(pid: number | null): boolean {
@@ -61,6 +66,16 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   // Policy is swappable: the libvirt integration replaces the default kill policy.
   let policy: LeaseFailurePolicy = new KillPolicy({ graceSeconds: config.killGraceSeconds, log: (lvl, m) => log[lvl](m) });
   const agent = new Agent({ clock: systemClock, log, store, hostName, policy: { onLeaseFailure: (o) => policy.onLeaseFailure(o) } });
+
+  // wdmd before any lockspace is joined: use_watchdog = 1 without it refuses to start (WdmdRefusal).
+  const wdmd = new WdmdClient({ log, required: config.useWatchdog, sources: () => agent.watchdogSources(), native: ext.native });
+  try {
+    wdmd.start();
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+  const notify = new SdNotifier({ log, native: ext.native });
 
   if (config.autoDiskLeases) {
     const path = join(config.diskLeaseDir, DISKS_LOCKSPACE);
@@ -93,7 +108,10 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   const trimmer = new IdleTrimmer(5000, (before, after) => log.debug(`idle: memory trimmed, RSS ${Math.round(before / 1048576)} → ${Math.round(after / 1048576)} MiB`),
     () => agent.dropIoBuffers());
   trimmer.start();
-  const handle = makeHandler(agent, { domain: domain?.handler, cleanup: cleanup?.handler });
+  const handle = makeHandler(agent, {
+    domain: domain?.handler, cleanup: cleanup?.handler, statusExtra: domain?.status,
+    fencing: () => hostWatchStatus(wdmd, notify),
+  });
   const server = new ControlServer({
     path: config.socketPath,
     mode: config.socketMode,
@@ -108,6 +126,10 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   });
   await server.listen();
   log.info(`control socket ${config.socketPath} (mode ${config.socketMode.toString(8)})`);
+  // systemd: ready once the socket serves; STATUS= follows the join state.
+  notify.ready(joinStatusLine(agent));
+  const statusTimer = setInterval(() => notify.status(joinStatusLine(agent)), 1000);
+  statusTimer.unref();
 
   // Re-adopt in the background: it waits for the lockspace join.
   void agent.recover(domain?.ownerExists ?? (async (o) => pidAlive(o.pid))).then(
@@ -119,11 +141,14 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     ...base,
     server,
     async stop(opts = {}) {
+      notify.stopping();
+      clearInterval(statusTimer);
       trimmer.stop();
       cleanup?.stop();
       await server.close();
       await domain?.stop?.();
       await agent.shutdown(opts.releaseAll ?? false);
+      wdmd.stop();
       store.close();
       log.info('lockagent stopped');
       await log.close();

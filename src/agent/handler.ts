@@ -9,7 +9,7 @@ import { Agent } from './agent';
  */
 export type DomainHandler = (req: Request, peer: Peer) => Promise<unknown>;
 
-export function makeHandler(agent: Agent, extra?: { domain?: DomainHandler; cleanup?: DomainHandler; statusExtra?: () => Record<string, unknown> }) {
+export function makeHandler(agent: Agent, extra?: { domain?: DomainHandler; cleanup?: DomainHandler; statusExtra?: () => Record<string, unknown>; fencing?: () => object }) {
   return async (req: Request, peer: Peer): Promise<unknown> => {
     void peer;
     switch (req.op) {
@@ -22,6 +22,7 @@ export function makeHandler(agent: Agent, extra?: { domain?: DomainHandler; clea
             leases: o.leases.map((l) => ({ ...l.spec, lver: l.token.lver })),
           })),
           ...(extra?.statusExtra?.() ?? {}),
+          ...(extra?.fencing ? { fencing: extra.fencing() } : {}),
         };
       case 'host_status': {
         const list = req.lockspace ? [agent.lockspaces.get(req.lockspace)] : [...agent.lockspaces.values()];

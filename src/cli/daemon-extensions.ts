@@ -61,6 +61,7 @@ export function daemonExtensions(): DaemonExtensions {
       return {
         handler,
         policy: mgr,
+        status: () => ({ domains: mgr.statusDomains() }),
         ownerExists: async (o) => {
           if (!isDomainUuid(o.uuid)) return o.pid ? pidAlive(o.pid) : true; // not a domain: a plain client owner
           if (!conn?.connected) return true; // cannot tell yet: keep the leases; the resync decides

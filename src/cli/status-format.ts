@@ -26,11 +26,18 @@ export function formatStatus(r: StatusReply): string {
     if (l.lastError) out += `  ${l.name}: ${l.lastError}\n`;
     for (const m of l.ioTimeoutMismatches) out += `  ${l.name}: host ${m.hostId} (${m.ownerName}) uses io_timeout ${m.ioTimeout} s, this host ${l.ioTimeout} s\n`;
   }
+  const f = r.fencing as { wdmd?: string; wdmdExpiresIn?: number; wdmdLockspace?: string; systemdWatchdog?: string } | undefined;
+  if (f?.wdmd) {
+    out += `fencing: wdmd ${f.wdmd}${f.wdmdExpiresIn !== undefined ? ` (test expires in ${f.wdmdExpiresIn} s, ${f.wdmdLockspace})` : ''}, ` +
+      `systemd watchdog ${f.systemdWatchdog ?? 'off'}\n`;
+  }
   out += '\n';
   const rows = r.owners.flatMap((o) => (o.leases.length ? o.leases : [undefined]).map((l) => [
     o.name, o.uuid, o.pid ? String(o.pid) : '-', l ? `${l.lockspace}:${l.resource}` : '(no leases)', l ? (l.mode === 'shared' ? 'SH' : 'EX') : '', l ? String(l.lver) : '', l ? l.path : '',
   ]));
   out += rows.length ? table([['OWNER', 'UUID', 'PID', 'LEASE', 'MODE', 'LVER', 'PATH'], ...rows]) : 'no owners hold leases\n';
+  const doms = (r.domains as Array<{ name: string; uuid: string; state: string }> | undefined) ?? [];
+  for (const d of doms) out += `domain ${d.name} (${d.uuid}): ${d.state}\n`;
   return out;
 }
 

@@ -35,6 +35,8 @@ export interface AgentConfig {
   killGraceSeconds: number;
   metricsListen: string;
   libvirtUri: string;
+  /** sanlock's use_watchdog (-w): 1 = wdmd must be usable or the agent refuses to start */
+  useWatchdog: boolean;
   /** file the config came from (for messages) */
   source: string;
 }
@@ -87,6 +89,7 @@ const KEYS: Record<string, KeySpec> = {
   kill_grace_seconds: { kind: 'int', field: 'killGraceSeconds', min: 0, max: 60 },
   metrics_listen: { kind: 'string', field: 'metricsListen' },
   libvirt_uri: { kind: 'string', field: 'libvirtUri' },
+  use_watchdog: { kind: 'bool', field: 'useWatchdog' },
 };
 
 /** Keys libvirt's lens still accepts but no driver reads: accepted with a warning, not an error. */
@@ -118,6 +121,7 @@ export function defaultConfig(): AgentConfig {
     killGraceSeconds: 40,
     metricsListen: '',
     libvirtUri: 'qemu:///system',
+    useWatchdog: false,
     source: '(defaults)',
   };
 }

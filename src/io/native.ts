@@ -47,6 +47,14 @@ export interface NativeBinding {
   _testForceDirectEinval(on: boolean): void;
   /** Test hook: the next `count` reads/writes at `offset` on `path` sleep `ms` first. */
   _testInjectStall(path: string, offset: number, ms: number, count: number): void;
+  /** One datagram to systemd's $NOTIFY_SOCKET (path or @abstract); `fd` goes along as SCM_RIGHTS. */
+  sdNotify?(socketPath: string, text: string, fd?: number): boolean;
+  /** libwdmd (loaded at run time): connect, register `name`, set the refcount; returns the connection fd. */
+  wdmdConnect?(name: string): number;
+  wdmdStatus?(fd: number): { testInterval: number; fireTimeout: number; lastKeepalive: number };
+  /** Monotonic seconds; (0, 0) disarms the test. */
+  wdmdTestLive?(fd: number, renewal: number, expire: number): void;
+  wdmdClose?(fd: number, clearRefcount: boolean): void;
 }
 
 const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'lockagent_native.node');

@@ -6,6 +6,7 @@ import { ensureResourceFile } from '../agent/resourcefile';
 import { AgentConfig } from '../config/config';
 import { LeaseSpec } from '../control/protocol';
 import { Logger } from '../log/logger';
+import { LeaseAcquireError } from '../lease/paxos';
 import { geometryFor, LeaseError, SANLK } from '../ondisk';
 import { StateStore } from '../state/statestore';
 import { DomainInfo, parseDomainXml } from './domainxml';
@@ -76,6 +77,8 @@ export class DomainManager implements LeaseFailurePolicy {
   private readonly kill: KillPolicy;
   /** Lease files (disk_lease_dir) seen initialised: see ensureLeaseFiles. */
   private readonly initialisedFiles = new Set<string>();
+  /** Domains kept paused because another host had their disk while they were paused (status). */
+  private readonly stale = new Map<string, { name: string; heldBy: string; since: string }>();
 
   constructor(private readonly o: DomainManagerOptions) {
     this.kill = new KillPolicy({ graceSeconds: o.config.killGraceSeconds, log: (l, m) => o.log[l](m) });
@@ -147,6 +150,7 @@ export class DomainManager implements LeaseFailurePolicy {
           case 'STOPPED':
             await this.releaseAll(ev.uuid, `stopped (${ev.detail.toLowerCase()})`);
             this.domains.delete(ev.uuid);
+            this.stale.delete(ev.uuid);
             return undefined;
           case 'SUSPENDED':
             await this.suspendRelease(ev.uuid, ev.name, kind);
@@ -345,9 +349,11 @@ export class DomainManager implements LeaseFailurePolicy {
   /**
    * RESUMED: take the leases again and require each lver unchanged — libvirt parses the saved
    * state and never checks it. If another host took a disk meanwhile, the domain must not run:
-   * the returned follow-up (run outside the lease queue) pauses it again at once and then applies
-   * its lock-failure action — nothing more for `pause` (it is paused), and `ignore` leaves it
-   * paused too: it cannot run on a disk another host is using.
+   * the returned follow-up (run outside the lease queue) pauses it again at once. A stale lease
+   * (another host holds or has held the disk since the pause) keeps it paused — every later
+   * resume is paused again the same way — and only <on_lockfailure>poweroff</on_lockfailure>
+   * destroys it: a paused guest writes nothing, and its memory may still be worth saving. Other
+   * failures (storage, lockspace not joined) apply the lock-failure action after the pause.
    */
   private async resumeAcquire(uuid: string, name: string, detail: string, xml?: string): Promise<(() => Promise<void>) | undefined> {
     const st = this.domains.get(uuid);
@@ -364,6 +370,7 @@ export class DomainManager implements LeaseFailurePolicy {
         withPid: true,
       });
       if (st) st.incoming = false;
+      this.stale.delete(uuid);
       this.o.store.setOwnerState(uuid, 'active');
       this.o.log.info(`${name} resumed${migrated ? ' after incoming migration' : ''}: ${plan.entries.length} lease(s) held`);
       return undefined;
@@ -372,6 +379,8 @@ export class DomainManager implements LeaseFailurePolicy {
       const rv = (e as LeaseError).rv;
       // Another host holds or has held the disk since the pause: this guest's view of it is stale.
       const taken = rv === SANLK.ACQUIRE_LVER || rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER;
+      const h = e instanceof LeaseAcquireError ? e.holder : undefined;
+      const heldBy = h ? `host ${h.hostId}${h.hostName ? ` (node ${h.hostName})` : ''}` : 'another host';
       this.o.log.error(`${name} resumed but its leases cannot be taken: ${reason}; pausing it again`);
       return async () => {
         const ctl = this.o.control();
@@ -383,15 +392,29 @@ export class DomainManager implements LeaseFailurePolicy {
           });
         }
         const action = dom.onLockFailure ?? this.o.config.leaseFailureAction;
-        if (paused && (action === 'pause' || action === 'ignore')) {
-          this.o.log.error(`${name} stays paused (on_lockfailure=${action}): ` + (taken
-            ? 'another host has had its disk since it was paused, so it must not resume; destroy it and start it again'
-            : 'resume it once its leases can be taken'));
+        if (paused && taken && action !== 'poweroff') {
+          const prev = this.stale.get(uuid);
+          this.stale.set(uuid, { name, heldBy, since: prev?.since ?? new Date().toISOString() });
+          this.o.log.error(`${name} stays paused: stale lease, its disk was held by ${heldBy} since it was paused here ` +
+            `(on_lockfailure=${action}; only poweroff destroys it). It must not resume on that disk: destroy it and start it again`);
+          return;
+        }
+        if (paused && action === 'pause') {
+          this.o.log.error(`${name} stays paused (on_lockfailure=pause): resume it once its leases can be taken`);
+          return;
+        }
+        if (paused && action === 'ignore') {
+          this.o.log.error(`${name} stays paused (on_lockfailure=ignore): resume it once its leases can be taken`);
           return;
         }
         await this.onLeaseFailure({ uuid, name, reason: `resumed without its leases: ${reason}`, action });
       };
     }
+  }
+
+  /** For `lockagent status`: domains kept paused on a stale lease, and why. */
+  statusDomains(): Array<{ uuid: string; name: string; state: string }> {
+    return [...this.stale].map(([uuid, s]) => ({ uuid, name: s.name, state: `paused: stale lease (held by ${s.heldBy} since it was paused; kept paused since ${s.since})` }));
   }
 
   /** A running domain must hold its leases (it started while we were down, or without the hook). */

@@ -49,9 +49,9 @@ export function writeHostConfig(base: string, id: number, o: HostOptions): Agent
   return { id, dir, conf, socket, logFile: path.join(dir, 'agent.log') };
 }
 
-export function startHost(h: AgentHost): AgentHost {
+export function startHost(h: AgentHost, env: NodeJS.ProcessEnv = {}): AgentHost {
   const out = fs.openSync(h.logFile, 'a');
-  h.proc = spawn(process.execPath, [cliEntry(), 'daemon', '-c', h.conf], { stdio: ['ignore', out, out], env: { ...process.env, LOCKAGENT_SOCKET: '' } });
+  h.proc = spawn(process.execPath, [cliEntry(), 'daemon', '-c', h.conf], { stdio: ['ignore', out, out], env: { ...process.env, LOCKAGENT_SOCKET: '', ...env } });
   fs.closeSync(out);
   h.exited = new Promise((resolve) => h.proc!.once('exit', (code) => resolve(code)));
   return h;
