@@ -10,7 +10,7 @@ import { LeaseError, SANLK } from '../ondisk';
 import { Logger } from '../log/logger';
 import { LeaseMode, StateStore } from '../state/statestore';
 import { LeaseSpec, OwnerRef } from '../control/protocol';
-import { FailedOwner, LeaseFailurePolicy } from './failure';
+import { FailedOwner, killDeadline, LeaseFailurePolicy } from './failure';
 import { currentBootId, JoinState, Lockspace, LockspaceSpec } from './lockspace';
 import { KeyedQueue } from './keyedqueue';
 
@@ -446,12 +446,15 @@ export class Agent {
   // ---- lease loss ------------------------------------------------------------------------------
 
   private onLockspaceLost(ls: Lockspace, reason: string): void {
+    // Other hosts may take our leases host_dead after the last renewal we wrote: every action
+    // must have ended its owner before then (the lease is still set while onLost runs).
+    const deadline = killDeadline(ls.lease?.lastSuccess ?? this.o.clock.monotime(), ls.spec.ioTimeout);
     for (const st of this.owners.values()) {
       const lost = [...st.leases.values()].filter((h) => h.spec.lockspace === ls.name);
       if (!lost.length) continue;
       // Those leases are gone from our point of view: other hosts may take them after host_dead.
       for (const h of lost) st.leases.delete(key(h.spec));
-      const failed: FailedOwner = { uuid: st.ref.uuid, name: st.ref.name, pid: st.ref.pid, reason: `lockspace ${ls.name} lost: ${reason}`, action: st.action };
+      const failed: FailedOwner = { uuid: st.ref.uuid, name: st.ref.name, pid: st.ref.pid, reason: `lockspace ${ls.name} lost: ${reason}`, action: st.action, ...deadline };
       void this.o.policy.onLeaseFailure(failed);
     }
   }
