@@ -13,6 +13,7 @@ import { DomainHandler, makeHandler } from './handler';
 import { resolveHostName } from './hostname';
 import { ensureLockspaceFile } from './lockspacefile';
 import { IdleTrimmer } from './memtrim';
+import { stillThere } from './process';
 import { parseLockspaceArg } from '../cli/args';
 import { ConfigError } from '../config/config';
 
@@ -32,20 +33,10 @@ export interface DaemonHandle {
 
 export interface DaemonExtensions {
   /** plugs in the libvirt integration; receives the agent, returns domain request handling */
-  domain?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => Promise<{ handler: DomainHandler; policy?: LeaseFailurePolicy; ownerExists?: (o: { uuid: string; name: string; pid: number | null }) => Promise<boolean>; stop?: () => Promise<void> }>;
+  domain?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => Promise<{ handler: DomainHandler; policy?: LeaseFailurePolicy; ownerExists?: (o: { uuid: string; name: string; pid: number | null; startTime: number | null }) => Promise<boolean>; stop?: () => Promise<void> }>;
   peerOf?: (sock: import('net').Socket) => Peer | undefined;
   cleanup?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => { handler: DomainHandler; stop: () => void };
   allowPeer?: (config: AgentConfig) => (p: Peer) => boolean;
-}
-
-function pidAlive(pid: number | null): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {}, logOverride?: Logger): Promise<DaemonHandle> {
@@ -110,7 +101,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   log.info(`control socket ${config.socketPath} (mode ${config.socketMode.toString(8)})`);
 
   // Re-adopt in the background: it waits for the lockspace join.
-  void agent.recover(domain?.ownerExists ?? (async (o) => pidAlive(o.pid))).then(
+  void agent.recover(domain?.ownerExists ?? (async (o) => !!o.pid && stillThere(o.pid, o.startTime))).then(
     (r) => { if (r.adopted || r.released) log.info(`restart recovery: ${r.adopted} lease(s) re-adopted, ${r.released} released`); },
     (e) => log.error(`restart recovery failed: ${(e as Error).message}`),
   );

@@ -1,5 +1,6 @@
 import { Clock, systemClock } from '../lease/clock';
 import { timeoutsFor } from '../lease/timeouts';
+import { identify, ProcessId } from './process';
 
 /**
  * What happens to an owner (a domain, a process) whose leases are lost: the lockspace could not
@@ -11,6 +12,8 @@ export interface FailedOwner {
   uuid: string;
   name: string;
   pid?: number;
+  /** the process `pid` named when it was registered: a pid now naming another process is never signalled */
+  process?: ProcessId;
   /** e.g. "lockspace __LIBVIRT__DISKS__ could not renew for 8 s" */
   reason: string;
   /** the action requested for this owner (from <on_lockfailure> or the config default) */
@@ -61,16 +64,8 @@ export interface KillPolicyOptions {
   /** the clock FailedOwner deadlines are on (monotonic: it runs on while the agent is stopped) */
   clock?: Clock;
   /** injectable for tests */
-  kill?: (pid: number, sig: NodeJS.Signals | 0) => void;
-}
-
-function alive(kill: (pid: number, sig: 0) => void, pid: number): boolean {
-  try {
-    kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  kill?: (pid: number, sig: NodeJS.Signals) => void;
+  identify?: (pid: number) => ProcessId | undefined;
 }
 
 const secs = (ms: number) => Math.max(0, Math.ceil(ms / 1000));
@@ -85,7 +80,8 @@ export class KillPolicy implements LeaseFailurePolicy {
   constructor(private readonly o: KillPolicyOptions) {}
 
   async onLeaseFailure(owner: FailedOwner): Promise<void> {
-    const kill = this.o.kill ?? ((pid: number, sig: NodeJS.Signals | 0) => process.kill(pid, sig));
+    const kill = this.o.kill ?? ((pid: number, sig: NodeJS.Signals) => process.kill(pid, sig));
+    const ident = this.o.identify ?? identify;
     const clock = this.o.clock ?? systemClock;
     const who = `${owner.name} (${owner.uuid}${owner.pid ? `, pid ${owner.pid}` : ''})`;
     if (!owner.pid) {
@@ -93,7 +89,25 @@ export class KillPolicy implements LeaseFailurePolicy {
       return;
     }
     const pid = owner.pid;
-    if (!alive(kill, pid)) return;
+    // The process to stop: the one registered under this pid, else whatever has it now (a pid
+    // from libvirt's pid file, checked by the caller). Checked again before every signal.
+    const target = owner.process?.pid === pid ? owner.process : ident(pid);
+    const now0 = ident(pid);
+    if (!target || !now0) {
+      this.o.log('warning', `lease lost for ${who}: ${owner.reason}; the process has already exited, nothing to signal`);
+      return;
+    }
+    if (now0.startTime !== target.startTime) {
+      this.o.log('warning', `lease lost for ${who}: ${owner.reason}; pid ${pid} now belongs to another process (the owner exited and its pid was reused): not signalled`);
+      return;
+    }
+    /** the owner is still running under its pid; else says why nothing is signalled */
+    const same = (): boolean => {
+      const cur = ident(pid);
+      if (cur?.startTime === target.startTime) return true;
+      this.o.log('warning', cur ? `${who}: pid ${pid} now belongs to another process; the owner is gone, nothing more is signalled` : `${who} exited after SIGTERM`);
+      return false;
+    };
     const grace = this.o.graceSeconds;
     const start = clock.nowMs();
     const graceEnd = start + grace * 1000;
@@ -118,10 +132,7 @@ export class KillPolicy implements LeaseFailurePolicy {
       const before = clock.nowMs();
       if (before >= killAt) break;
       await clock.sleep(Math.min(1000, killAt - before));
-      if (!alive(kill, pid)) {
-        this.o.log('warning', `${who} exited after SIGTERM`);
-        return;
-      }
+      if (!same()) return;
       const left = secs(killAt - clock.nowMs());
       if (left > 0 && left !== lastReport && (left % 10 === 0 || left <= 3)) {
         lastReport = left;
@@ -129,6 +140,7 @@ export class KillPolicy implements LeaseFailurePolicy {
       }
     }
     const now = clock.nowMs();
+    if (!same()) return;
     if (cutShort) sigkill(`${who} still running after SIGTERM; SIGKILL now: ${why(now)}`);
     else sigkill(`${who} ignored SIGTERM for ${grace} s; sending SIGKILL`);
   }

@@ -29,7 +29,8 @@ export function makeHandler(agent: Agent, extra?: { domain?: DomainHandler; clea
         return list.map((ls) => ({ lockspace: ls!.name, hostId: ls!.spec.hostId, state: ls!.state, hosts: ls!.hosts() }));
       }
       case 'acquire': {
-        const held = await agent.acquire(req.owner, req.leases, { timeoutMs: req.timeoutMs });
+        // A client's pid is the process using the leases: its exit releases them.
+        const held = await agent.acquire(req.owner, req.leases, { timeoutMs: req.timeoutMs, watchPid: true });
         return held.map((h) => ({ ...h.spec, lver: h.token.lver }));
       }
       case 'release':

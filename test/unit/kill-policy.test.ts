@@ -6,8 +6,9 @@
 import { Clock } from '../../src/lease/clock';
 import { FailedOwner, killDeadline, killMarginSeconds, KillPolicy } from '../../src/agent/failure';
 
-function setup(opts: { stallMs?: number } = {}) {
+function setup(opts: { stallMs?: number; reusedAfterMs?: number } = {}) {
   let t = 1_000_000;
+  const t0 = t;
   const sent: Array<{ sig: string; at: number }> = [];
   let dead = false;
   const clock: Clock = {
@@ -22,9 +23,10 @@ function setup(opts: { stallMs?: number } = {}) {
     graceSeconds: 40, clock, log: (_l, m) => logs.push(m),
     kill: (_pid, sig) => {
       if (dead) throw Object.assign(new Error('ESRCH'), { code: 'ESRCH' });
-      if (sig !== 0) sent.push({ sig, at: t });
+      sent.push({ sig, at: t });
       if (sig === 'SIGKILL') dead = true;
     },
+    identify: (pid) => (dead ? undefined : { pid, startTime: opts.reusedAfterMs !== undefined && t - t0 >= opts.reusedAfterMs ? 999 : 77 }),
   });
   const owner = (extra: Partial<FailedOwner> = {}): FailedOwner => ({ uuid: 'u', name: 'victim', pid: 4242, reason: 'lockspace lost', ...extra });
   return { policy, sent, logs, owner, now: () => t };
@@ -60,6 +62,20 @@ describe('KillPolicy and the kill deadline', () => {
     await s.policy.onLeaseFailure(s.owner({ killDeadlineMs: t0 - 1000, hostDeadAtMs: t0 + 7000 }));
     expect(s.sent).toEqual([{ sig: 'SIGKILL', at: t0 }]);
     expect(s.logs[0]).toMatch(/SIGKILL now: other hosts may take its leases in 7 s/);
+  });
+
+  it('never signals a pid that now names another process', async () => {
+    const s = setup();
+    await s.policy.onLeaseFailure(s.owner({ process: { pid: 4242, startTime: 12 } }));
+    expect(s.sent).toEqual([]);
+    expect(s.logs[0]).toMatch(/pid 4242 now belongs to another process .*not signalled/);
+  });
+
+  it('stops signalling when the pid is reused during the grace period', async () => {
+    const s = setup({ reusedAfterMs: 5000 });
+    await s.policy.onLeaseFailure(s.owner({ process: { pid: 4242, startTime: 77 } }));
+    expect(s.sent.map((x) => x.sig)).toEqual(['SIGTERM']);
+    expect(s.logs.join('\n')).toMatch(/now belongs to another process; the owner is gone, nothing more is signalled/);
   });
 
   it('the agent stalled during the grace period: SIGKILL as soon as it runs again', async () => {
