@@ -6,7 +6,7 @@ import { LeaseStorage } from '../lease/storage';
 import { AcquireHint, ResourceToken } from '../lease/token';
 import { LeaseAcquireError } from '../lease/paxos';
 import { IoBufferPool } from '../lease/iobuf';
-import { LeaseError, SANLK } from '../ondisk';
+import { LeaseError, MAX_HOST_ID, MAX_IO_TIMEOUT, SANLK } from '../ondisk';
 import { Logger } from '../log/logger';
 import { LeaseMode, StateStore } from '../state/statestore';
 import { LeaseSpec, OwnerRef } from '../control/protocol';
@@ -140,6 +140,14 @@ export class Agent {
   // ---- lockspaces -----------------------------------------------------------------------------
 
   addLockspace(spec: Omit<LockspaceSpec, 'hostName'>): Lockspace {
+    // The control socket is an API: values the config file would refuse are refused here too,
+    // before anything is joined (an absurd host_id would otherwise be retried for ever).
+    if (!Number.isInteger(spec.hostId) || spec.hostId < 1 || spec.hostId > MAX_HOST_ID) {
+      throw new LeaseError(SANLK.ADDLS_INVALID_HOSTID, `host_id ${spec.hostId} is outside 1..${MAX_HOST_ID}: give lockspace ${spec.name} this host's host_id`);
+    }
+    if (!Number.isInteger(spec.ioTimeout) || spec.ioTimeout < 1 || spec.ioTimeout > MAX_IO_TIMEOUT) {
+      throw new LeaseError(SANLK.EINVAL, `io_timeout ${spec.ioTimeout} is outside 1..${MAX_IO_TIMEOUT} seconds (it is stored in one byte on disk); use this host's io_timeout, e.g. 10`);
+    }
     const existing = this.lockspaces.get(spec.name);
     if (existing) {
       if (existing.spec.hostId !== spec.hostId || existing.spec.path !== spec.path || existing.spec.offset !== spec.offset) {

@@ -96,6 +96,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     peerOf: ext.peerOf,
     allow: ext.allowPeer?.(config),
     onError: (m) => log.error(m),
+    onRefused: (m) => log.warning(m),
   });
   await server.listen();
   log.info(`control socket ${config.socketPath} (mode ${config.socketMode.toString(8)})`);

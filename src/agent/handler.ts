@@ -1,6 +1,6 @@
 import { Request } from '../control/protocol';
 import { Peer } from '../control/server';
-import { LeaseError, SANLK } from '../ondisk';
+import { DEFAULT_IO_TIMEOUT, LeaseError, SANLK } from '../ondisk';
 import { Agent } from './agent';
 
 /**
@@ -38,7 +38,7 @@ export function makeHandler(agent: Agent, extra?: { domain?: DomainHandler; clea
       case 'inquire':
         return agent.inquire(req.owner.uuid).map((h) => ({ ...h.spec, lver: h.token.lver }));
       case 'add_lockspace': {
-        const ls = agent.addLockspace({ name: req.lockspace, hostId: req.hostId, path: req.path, offset: req.offset, ioTimeout: req.ioTimeout ?? 10 });
+        const ls = agent.addLockspace({ name: req.lockspace, hostId: req.hostId, path: req.path, offset: req.offset, ioTimeout: req.ioTimeout || DEFAULT_IO_TIMEOUT }); // 0: the default, as in sanlock
         await ls.waitJoined(10 * 60 * 1000);
         return { lockspace: ls.name, hostId: ls.spec.hostId, generation: ls.lease?.generation };
       }
