@@ -6,13 +6,14 @@ import { LeaseStorage } from '../lease/storage';
 import { AcquireHint, ResourceToken } from '../lease/token';
 import { LeaseAcquireError } from '../lease/paxos';
 import { IoBufferPool } from '../lease/iobuf';
-import { LeaseError, SANLK } from '../ondisk';
+import { LeaseError, MAX_HOST_ID, MAX_IO_TIMEOUT, SANLK } from '../ondisk';
 import { Logger } from '../log/logger';
 import { LeaseMode, StateStore } from '../state/statestore';
 import { LeaseSpec, OwnerRef } from '../control/protocol';
-import { FailedOwner, LeaseFailurePolicy } from './failure';
+import { FailedOwner, killDeadline, LeaseFailurePolicy } from './failure';
 import { currentBootId, JoinState, Lockspace, LockspaceSpec } from './lockspace';
 import { KeyedQueue } from './keyedqueue';
+import { identify, isSame, ProcessId } from './process';
 
 /**
  * The agent's lease bookkeeping: lockspaces this host joined, and for each owner (a domain, a
@@ -59,7 +60,16 @@ export interface AcquireOptions {
    * acquire with that error (the cleanup sweeper refuses a file that gained another hard link).
    */
   checkFile?: (storage: LeaseStorage) => void;
+  /**
+   * The owner's pid is the process using the leases (a client that registered itself): when it
+   * exits, its leases are released, as sanlock does when a registered process goes away.
+   * Domains leave this to libvirt's lifecycle events.
+   */
+  watchPid?: boolean;
 }
+
+/** How often watched owner processes are checked (one read of /proc/PID/stat each). */
+const OWNER_WATCH_MS = 1000;
 
 /**
  * How often one acquire follows a lease file that is deleted or replaced under it before it
@@ -84,6 +94,12 @@ interface OwnerState {
   ref: OwnerRef & { name: string };
   leases: Map<string, HeldLease>;
   action?: string;
+  /** the process ref.pid named at registration */
+  process?: ProcessId;
+  /** release the leases when that process exits (AcquireOptions.watchPid) */
+  watched?: boolean;
+  /** its exit was seen; the release is under way */
+  exiting?: boolean;
 }
 
 const key = (l: { lockspace: string; resource: string }) => `${l.lockspace}:${l.resource}`;
@@ -110,6 +126,7 @@ export class Agent {
   private readonly hints = new Map<string, AcquireHint>();
   private readonly openStorage: (path: string) => Promise<LeaseStorage>;
   private readonly identifyPath: (path: string, timeoutMs: number) => Promise<FileId | undefined>;
+  private ownerWatch?: NodeJS.Timeout;
 
   constructor(private readonly o: AgentOptions) {
     this.openStorage = o.openStorage ?? ((p) => FileLeaseStorage.open(p));
@@ -128,6 +145,14 @@ export class Agent {
   // ---- lockspaces -----------------------------------------------------------------------------
 
   addLockspace(spec: Omit<LockspaceSpec, 'hostName'>): Lockspace {
+    // The control socket is an API: values the config file would refuse are refused here too,
+    // before anything is joined (an absurd host_id would otherwise be retried for ever).
+    if (!Number.isInteger(spec.hostId) || spec.hostId < 1 || spec.hostId > MAX_HOST_ID) {
+      throw new LeaseError(SANLK.ADDLS_INVALID_HOSTID, `host_id ${spec.hostId} is outside 1..${MAX_HOST_ID}: give lockspace ${spec.name} this host's host_id`);
+    }
+    if (!Number.isInteger(spec.ioTimeout) || spec.ioTimeout < 1 || spec.ioTimeout > MAX_IO_TIMEOUT) {
+      throw new LeaseError(SANLK.EINVAL, `io_timeout ${spec.ioTimeout} is outside 1..${MAX_IO_TIMEOUT} seconds (it is stored in one byte on disk); use this host's io_timeout, e.g. 10`);
+    }
     const existing = this.lockspaces.get(spec.name);
     if (existing) {
       if (existing.spec.hostId !== spec.hostId || existing.spec.path !== spec.path || existing.spec.offset !== spec.offset) {
@@ -181,7 +206,13 @@ export class Agent {
   }
 
   private async acquireNow(owner: OwnerRef, specs: LeaseSpec[], opts: AcquireOptions): Promise<HeldLease[]> {
+    const proc = owner.pid !== undefined ? this.registeredProcess(owner.pid, this.owners.get(owner.uuid)?.process) : undefined;
     const st = this.ownerState(owner, opts.action);
+    if (proc) {
+      st.process = proc;
+      if (opts.watchPid) st.watched = true;
+      if (st.watched) this.watchOwners();
+    }
     const taken: HeldLease[] = [];
     const fresh: HeldLease[] = [];
     // The owner row is written in the same commit as the first journal entry: every commit is
@@ -205,6 +236,22 @@ export class Agent {
       if (st.leases.size === 0 && !this.o.store.leases(owner.uuid).length) this.forgetOwner(owner.uuid);
       throw e;
     }
+  }
+
+  /**
+   * The process a registering owner names: it must exist, and be neither init nor the agent
+   * (their death is not an owner's exit, and signalling them on a lease failure would take the
+   * host or the agent down). A pid still naming the process registered before keeps its identity.
+   */
+  private registeredProcess(pid: number, before?: ProcessId): ProcessId {
+    if (pid <= 1 || pid === process.pid) {
+      throw new LeaseError(SANLK.EINVAL, `pid ${pid} cannot own leases: it is ${pid === process.pid ? 'the agent itself' : pid === 1 ? 'init' : 'not a process id'}; ` +
+        'pass the pid of the process that uses the leases, or no pid');
+    }
+    if (before?.pid === pid && isSame(before)) return before;
+    const id = identify(pid);
+    if (!id) throw new LeaseError(SANLK.ESRCH, `no process with pid ${pid} is running: pass the pid of the process that uses the leases`);
+    return id;
   }
 
   /** Two owners on one host must not share an exclusive lease: sanlock refuses with -EEXIST. */
@@ -451,6 +498,7 @@ export class Agent {
   /** The owner's row (written by the caller, with the journal entry when there is one). */
   private saveOwner(st: OwnerState): void {
     this.o.store.upsertOwner({ uuid: st.ref.uuid, name: st.ref.name, pid: st.ref.pid ?? null, state: 'active' });
+    if (st.process) this.o.store.setOwnerProcess(st.ref.uuid, { ...st.process, watched: !!st.watched });
   }
 
   private forgetOwner(uuid: string): void {
@@ -460,20 +508,52 @@ export class Agent {
 
   setOwnerPid(uuid: string, pid: number): void {
     const st = this.owners.get(uuid);
-    if (st) st.ref.pid = pid;
-    this.o.store.upsertOwner({ uuid, name: st?.ref.name ?? uuid, pid, state: 'active' });
+    const proc = pid > 1 && pid !== process.pid ? identify(pid) : undefined;
+    if (st) {
+      st.ref.pid = pid;
+      st.process = proc;
+    }
+    this.o.store.transaction(() => {
+      this.o.store.upsertOwner({ uuid, name: st?.ref.name ?? uuid, pid, state: 'active' });
+      if (proc) this.o.store.setOwnerProcess(uuid, { ...proc, watched: !!st?.watched });
+    });
+  }
+
+  // ---- owner processes -------------------------------------------------------------------------
+
+  private watchOwners(): void {
+    if (this.ownerWatch) return;
+    this.ownerWatch = setInterval(() => this.checkOwnerProcesses(), OWNER_WATCH_MS);
+    this.ownerWatch.unref();
+  }
+
+  /** Watched owners whose process exited (or whose pid now names another process) lose their leases. */
+  private checkOwnerProcesses(): void {
+    for (const st of this.owners.values()) {
+      if (!st.watched || !st.process || st.exiting || isSame(st.process)) continue;
+      st.exiting = true;
+      const n = st.leases.size;
+      this.o.log.info(`owner ${st.ref.name} (${st.ref.uuid}): its process ${st.process.pid} exited; releasing its ${n} lease(s)`);
+      void this.release(st.ref).then(
+        () => undefined,
+        (e: Error) => this.o.log.warning(`releasing the leases of exited owner ${st.ref.name}: ${e.message}; trying again`),
+      ).finally(() => { st.exiting = false; });
+    }
   }
 
   // ---- lease loss ------------------------------------------------------------------------------
 
   private onLockspaceLost(ls: Lockspace, reason: string): void {
     const stopping: Array<Promise<void>> = [];
+    // Other hosts may take our leases host_dead after the last renewal we wrote: every action
+    // must have ended its owner before then (the lease is still set while onLost runs).
+    const deadline = killDeadline(ls.lease?.lastSuccess ?? this.o.clock.monotime(), ls.spec.ioTimeout);
     for (const st of this.owners.values()) {
       const lost = [...st.leases.values()].filter((h) => h.spec.lockspace === ls.name);
       if (!lost.length) continue;
       // Those leases are gone from our point of view: other hosts may take them after host_dead.
       for (const h of lost) st.leases.delete(key(h.spec));
-      const failed: FailedOwner = { uuid: st.ref.uuid, name: st.ref.name, pid: st.ref.pid, reason: `lockspace ${ls.name} lost: ${reason}`, action: st.action };
+      const failed: FailedOwner = { uuid: st.ref.uuid, name: st.ref.name, pid: st.ref.pid, process: st.process, reason: `lockspace ${ls.name} lost: ${reason}`, action: st.action, ...deadline };
       stopping.push(this.o.policy.onLeaseFailure(failed));
     }
     // Until every owner is stopped, the lockspace keeps the host's watchdog test armed at its
@@ -508,25 +588,28 @@ export class Agent {
    * once, so no other host can slip in. Leases of owners that are gone are released. Journal
    * entries of operations cut short are finished the same way.
    */
-  async recover(ownerExists: (o: { uuid: string; name: string; pid: number | null }) => Promise<boolean>): Promise<{ adopted: number; released: number }> {
+  async recover(ownerExists: (o: { uuid: string; name: string; pid: number | null; startTime: number | null }) => Promise<boolean>): Promise<{ adopted: number; released: number }> {
     let adopted = 0;
     let released = 0;
     const pending = this.o.store.pendingOps();
     for (const o of this.o.store.owners()) {
       const rows = this.o.store.leases(o.uuid);
-      const exists = await ownerExists(o).catch(() => true);
-      const ref = { uuid: o.uuid, name: o.name, pid: o.pid ?? undefined };
+      // The start time tells the registered process from a later one that got its pid.
+      const proc = this.o.store.ownerProcess(o.uuid);
+      const known = proc && proc.pid === o.pid ? proc : undefined;
+      const exists = await ownerExists({ ...o, startTime: known?.startTime ?? null }).catch(() => true);
+      const ref = { uuid: o.uuid, name: o.name, pid: exists ? o.pid ?? undefined : undefined };
       const held = rows.filter((r) => r.held);
       const maybe = pending.filter((p) => p.ownerUuid === o.uuid && p.op === 'acquire' && !rows.some((r) => r.resource === p.resource && r.lockspace === p.lockspace));
       const specs = [...held, ...maybe].map((r) => ({ lockspace: r.lockspace, resource: r.resource, path: r.path, offset: r.offset, mode: r.mode }));
       if (exists && o.state === 'active') {
         try {
-          await this.acquire(ref, specs);
+          await this.acquire(ref, specs, { watchPid: known?.watched });
           adopted += specs.length;
           this.o.log.info(`re-adopted ${specs.length} lease(s) of ${o.name} after restart`);
         } catch (e) {
           this.o.log.error(`could not re-adopt the leases of ${o.name} after restart: ${(e as Error).message}`);
-          void this.o.policy.onLeaseFailure({ uuid: o.uuid, name: o.name, pid: o.pid ?? undefined, reason: `its lease could not be re-adopted after an agent restart: ${(e as Error).message}` });
+          void this.o.policy.onLeaseFailure({ uuid: o.uuid, name: o.name, pid: o.pid ?? undefined, process: known, reason: `its lease could not be re-adopted after an agent restart: ${(e as Error).message}` });
         }
       } else if (!exists) {
         // Take and release: the leases are ours (older generation), so this is immediate.
@@ -554,6 +637,7 @@ export class Agent {
   }
 
   async shutdown(releaseAll: boolean): Promise<void> {
+    clearInterval(this.ownerWatch);
     if (releaseAll) {
       for (const o of [...this.owners.values()]) await this.release(o.ref).catch(() => undefined);
     }

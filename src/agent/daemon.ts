@@ -16,6 +16,7 @@ import { IdleTrimmer } from './memtrim';
 import { hostWatchStatus, joinStatusLine } from './hostwatch';
 import { SdNotifier } from './sdnotify';
 import { WdmdClient } from './wdmd';
+import { stillThere } from './process';
 import { parseLockspaceArg } from '../cli/args';
 import { ConfigError } from '../config/config';
 
@@ -35,22 +36,12 @@ export interface DaemonHandle {
 
 export interface DaemonExtensions {
   /** plugs in the libvirt integration; receives the agent, returns domain request handling */
-  domain?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => Promise<{ handler: DomainHandler; policy?: LeaseFailurePolicy; ownerExists?: (o: { uuid: string; name: string; pid: number | null }) => Promise<boolean>; stop?: () => Promise<void>; status?: () => Record<string, unknown> }>;
+  domain?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => Promise<{ handler: DomainHandler; policy?: LeaseFailurePolicy; ownerExists?: (o: { uuid: string; name: string; pid: number | null; startTime: number | null }) => Promise<boolean>; stop?: () => Promise<void>; status?: () => Record<string, unknown> }>;
   peerOf?: (sock: import('net').Socket) => Peer | undefined;
   cleanup?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => { handler: DomainHandler; stop: () => void };
   allowPeer?: (config: AgentConfig) => (p: Peer) => boolean;
   /** another native binding (tests) */
   native?: import('../io/native').NativeBinding;
-}
-
-function pidAlive(pid: number | null): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {}, logOverride?: Logger): Promise<DaemonHandle> {
@@ -123,6 +114,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     peerOf: ext.peerOf,
     allow: ext.allowPeer?.(config),
     onError: (m) => log.error(m),
+    onRefused: (m) => log.warning(m),
   });
   await server.listen();
   log.info(`control socket ${config.socketPath} (mode ${config.socketMode.toString(8)})`);
@@ -132,7 +124,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   statusTimer.unref();
 
   // Re-adopt in the background: it waits for the lockspace join.
-  void agent.recover(domain?.ownerExists ?? (async (o) => pidAlive(o.pid))).then(
+  void agent.recover(domain?.ownerExists ?? (async (o) => !!o.pid && stillThere(o.pid, o.startTime))).then(
     (r) => { if (r.adopted || r.released) log.info(`restart recovery: ${r.adopted} lease(s) re-adopted, ${r.released} released`); },
     (e) => log.error(`restart recovery failed: ${(e as Error).message}`),
   );

@@ -1,6 +1,6 @@
 import { Request } from '../control/protocol';
 import { Peer } from '../control/server';
-import { LeaseError, SANLK } from '../ondisk';
+import { DEFAULT_IO_TIMEOUT, LeaseError, SANLK } from '../ondisk';
 import { Agent } from './agent';
 
 /**
@@ -30,7 +30,8 @@ export function makeHandler(agent: Agent, extra?: { domain?: DomainHandler; clea
         return list.map((ls) => ({ lockspace: ls!.name, hostId: ls!.spec.hostId, state: ls!.state, hosts: ls!.hosts() }));
       }
       case 'acquire': {
-        const held = await agent.acquire(req.owner, req.leases, { timeoutMs: req.timeoutMs });
+        // A client's pid is the process using the leases: its exit releases them.
+        const held = await agent.acquire(req.owner, req.leases, { timeoutMs: req.timeoutMs, watchPid: true });
         return held.map((h) => ({ ...h.spec, lver: h.token.lver }));
       }
       case 'release':
@@ -38,7 +39,7 @@ export function makeHandler(agent: Agent, extra?: { domain?: DomainHandler; clea
       case 'inquire':
         return agent.inquire(req.owner.uuid).map((h) => ({ ...h.spec, lver: h.token.lver }));
       case 'add_lockspace': {
-        const ls = agent.addLockspace({ name: req.lockspace, hostId: req.hostId, path: req.path, offset: req.offset, ioTimeout: req.ioTimeout ?? 10 });
+        const ls = agent.addLockspace({ name: req.lockspace, hostId: req.hostId, path: req.path, offset: req.offset, ioTimeout: req.ioTimeout || DEFAULT_IO_TIMEOUT }); // 0: the default, as in sanlock
         await ls.waitJoined(10 * 60 * 1000);
         return { lockspace: ls.name, hostId: ls.spec.hostId, generation: ls.lease?.generation };
       }

@@ -1,4 +1,5 @@
 import { DaemonExtensions } from '../agent/daemon';
+import { stillThere } from '../agent/process';
 import { peerOf } from '../control/peercred';
 import { Request } from '../control/protocol';
 import { LeaseError, SANLK } from '../ondisk';
@@ -63,7 +64,7 @@ export function daemonExtensions(): DaemonExtensions {
         policy: mgr,
         status: () => ({ domains: mgr.statusDomains() }),
         ownerExists: async (o) => {
-          if (!isDomainUuid(o.uuid)) return o.pid ? pidAlive(o.pid) : true; // not a domain: a plain client owner
+          if (!isDomainUuid(o.uuid)) return o.pid ? stillThere(o.pid, o.startTime) : true; // not a domain: a plain client owner
           if (!conn?.connected) return true; // cannot tell yet: keep the leases; the resync decides
           const st = await conn.state(o.uuid).catch(() => undefined);
           return !!st && st.stateName !== 'SHUTOFF' && st.stateName !== 'CRASHED';
@@ -77,13 +78,4 @@ export function daemonExtensions(): DaemonExtensions {
     allowPeer: (config) => peerAllowed(config),
     cleanup: cleanupExtension(),
   };
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -63,34 +63,53 @@ function settle(r: Response, resolve: (v: unknown) => void, reject: (e: Error) =
  * One long-lived connection carrying many requests, matched to replies by id (the server
  * answers each line as soon as it is done, so requests may overlap). For programs that manage
  * many leases — like a sanlock client that registers once and reuses its fd — it saves a
- * connect, a peer-credential check and a socket per request.
+ * connect, a peer-credential check and a socket per request. The agent closes a connection idle
+ * for SOCKET_LIMITS.idleMs; the next call then connects again. A close while calls are pending
+ * means the agent went away: those calls and every later one fail.
  */
 export class AgentConnection {
   private nextId = 1;
   private buf = '';
   private failure?: LeaseError;
+  private closed = false;
+  private sock?: net.Socket;
+  private connecting?: Promise<net.Socket>;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
 
-  private constructor(private readonly sock: net.Socket, private readonly socketPath: string) {
+  private constructor(sock: net.Socket, private readonly socketPath: string) {
+    this.attach(sock);
+  }
+
+  static async connect(socketPath: string): Promise<AgentConnection> {
+    return new AgentConnection(await openSocket(socketPath), socketPath);
+  }
+
+  private attach(sock: net.Socket): void {
+    this.sock = sock;
+    this.buf = '';
     sock.setEncoding('utf8');
     sock.on('data', (chunk: string) => this.onData(chunk));
-    sock.on('error', (e: NodeJS.ErrnoException) => this.fail(new LeaseError(-201, `lockagent closed the connection (socket ${socketPath}): ${e.message}`)));
-    sock.on('close', () => this.fail(new LeaseError(-201, `lockagent closed the connection (socket ${socketPath})`)));
+    sock.on('error', (e: NodeJS.ErrnoException) => this.lost(sock, `lockagent closed the connection (socket ${this.socketPath}): ${e.message}`));
+    sock.on('close', () => this.lost(sock, `lockagent closed the connection (socket ${this.socketPath})`));
   }
 
-  static connect(socketPath: string): Promise<AgentConnection> {
-    return new Promise((resolve, reject) => {
-      const sock = net.connect(socketPath);
-      sock.once('connect', () => {
-        sock.off('error', reject);
-        resolve(new AgentConnection(sock, socketPath));
-      });
-      sock.once('error', (e: NodeJS.ErrnoException) => reject(connectError(socketPath, e)));
-    });
+  private lost(sock: net.Socket, msg: string): void {
+    if (this.sock !== sock) return;
+    this.sock = undefined;
+    // Idle (nothing pending): the agent dropped an idle connection; the next call reconnects.
+    if (this.pending.size) this.fail(new LeaseError(-201, msg));
   }
 
-  call(req: Request, timeoutMs = 300000): Promise<unknown> {
-    if (this.failure) return Promise.reject(this.failure);
+  async call(req: Request, timeoutMs = 300000): Promise<unknown> {
+    if (this.failure) throw this.failure;
+    if (this.closed) throw new LeaseError(-201, `the connection to lockagent (socket ${this.socketPath}) was closed`);
+    if (!this.sock) {
+      this.connecting ??= openSocket(this.socketPath).finally(() => { this.connecting = undefined; });
+      const sock = await this.connecting;
+      if (!this.sock) this.attach(sock);
+      else if (this.sock !== sock) sock.destroy();
+    }
+    const sock = this.sock!;
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -98,12 +117,13 @@ export class AgentConnection {
         reject(new LeaseError(-110, `lockagent did not answer within ${Math.round(timeoutMs / 1000)} s (socket ${this.socketPath})`));
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
-      this.sock.write(JSON.stringify({ v: PROTOCOL_VERSION, id, ...req }) + '\n');
+      sock.write(JSON.stringify({ v: PROTOCOL_VERSION, id, ...req }) + '\n');
     });
   }
 
   close(): void {
-    this.sock.end();
+    this.closed = true;
+    this.sock?.end();
   }
 
   private onData(chunk: string): void {
@@ -117,7 +137,7 @@ export class AgentConnection {
         r = JSON.parse(line) as Response;
       } catch {
         this.fail(new LeaseError(-201, 'lockagent sent an unreadable reply'));
-        this.sock.destroy();
+        this.sock?.destroy();
         return;
       }
       const p = typeof r.id === 'number' ? this.pending.get(r.id) : undefined;
@@ -136,4 +156,16 @@ export class AgentConnection {
     }
     this.pending.clear();
   }
+}
+
+function openSocket(socketPath: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(socketPath);
+    const onError = (e: NodeJS.ErrnoException) => reject(connectError(socketPath, e));
+    sock.once('error', onError);
+    sock.once('connect', () => {
+      sock.off('error', onError);
+      resolve(sock);
+    });
+  });
 }

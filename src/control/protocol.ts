@@ -6,8 +6,34 @@
  * Versioned so an old hook binary talking to a new agent gets a clear refusal, not a misparse.
  */
 export const PROTOCOL_VERSION = 1;
-/** A request line longer than this is refused (domain XML is a few KB; 4 MiB is generous). */
-export const MAX_LINE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The control socket's limits: any local client allowed on the socket must not be able to grow
+ * the agent without bound (200 clients each sending 4 MB without a newline took it to 2 GB RSS;
+ * half-open connections stayed for ever). What goes past a limit gets one error line, then the
+ * connection is closed.
+ */
+export interface SocketLimits {
+  /** connections open at once (libvirt runs its hooks from ~20 worker threads; clients keep one each) */
+  maxConnections: number;
+  /** one request line (domain XML is a few KB; 1 MiB is generous) */
+  maxLineBytes: number;
+  /** partial request lines buffered over all connections: bounds the memory clients can pin */
+  maxBufferedBytes: number;
+  /**
+   * A connection with no request in flight and no complete request for this long is closed
+   * (AgentConnection reconnects on its next call). A request in flight (an acquire waiting
+   * for the lockspace join) keeps its connection open however long it takes.
+   */
+  idleMs: number;
+}
+
+export const SOCKET_LIMITS: SocketLimits = {
+  maxConnections: 256,
+  maxLineBytes: 1024 * 1024,
+  maxBufferedBytes: 32 * 1024 * 1024,
+  idleMs: 60_000,
+};
 
 export interface OwnerRef {
   /** domain uuid (or any stable id for non-libvirt owners) */

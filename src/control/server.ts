@@ -2,7 +2,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, unlinkSync } from 'fs';
 import net from 'net';
 import { dirname } from 'path';
 import { explainResult, LeaseError } from '../ondisk/results';
-import { MAX_LINE_BYTES, parseRequest, PROTOCOL_VERSION, ProtocolError, Request, Response } from './protocol';
+import { parseRequest, PROTOCOL_VERSION, ProtocolError, Request, Response, SOCKET_LIMITS, SocketLimits } from './protocol';
 
 export interface Peer {
   pid?: number;
@@ -23,7 +23,16 @@ export interface ServerOptions {
   /** Decide whether a peer may use the socket; the file mode is the first gate, this the second. */
   allow?: (peer: Peer) => boolean;
   onError?: (msg: string) => void;
+  /** a refused or dropped client, for the log (warning: it is the client's fault, not ours) */
+  onRefused?: (msg: string) => void;
+  /** SOCKET_LIMITS by default; tests shorten them */
+  limits?: Partial<SocketLimits>;
 }
+
+/** How long a refused client gets to read its error line before the connection is destroyed. */
+const LINGER_MS = 1000;
+/** A flood of refused clients must not flood the log too. */
+const REFUSAL_LOG_MS = 10_000;
 
 function errorBody(e: unknown): { rv: number; name: string; message: string } {
   if (e instanceof LeaseError) return { rv: e.rv, name: explainResult(e.rv)?.name ?? 'SANLK_ERROR', message: e.message };
@@ -36,8 +45,16 @@ function errorBody(e: unknown): { rv: number; name: string; message: string } {
 export class ControlServer {
   private server?: net.Server;
   private readonly sockets = new Set<net.Socket>();
+  private readonly limits: SocketLimits;
+  /** bytes of partial request lines held over all connections */
+  private buffered = 0;
+  /** refusals are logged at most once per REFUSAL_LOG_MS, with a count of those not logged */
+  private lastRefusalLog = 0;
+  private refusalsUnlogged = 0;
 
-  constructor(private readonly opts: ServerOptions) {}
+  constructor(private readonly opts: ServerOptions) {
+    this.limits = { ...SOCKET_LIMITS, ...opts.limits };
+  }
 
   async listen(): Promise<void> {
     const { path } = this.opts;
@@ -59,32 +76,108 @@ export class ControlServer {
   }
 
   private onConnection(sock: net.Socket): void {
-    this.sockets.add(sock);
-    sock.on('close', () => this.sockets.delete(sock));
     sock.on('error', () => sock.destroy());
-    const peer = this.opts.peerOf?.(sock) ?? {};
-    if (this.opts.allow && !this.opts.allow(peer)) {
-      this.send(sock, { v: PROTOCOL_VERSION, id: null, ok: false, error: { rv: -13, name: 'EACCES', message: `permission denied: uid ${peer.uid} may not use the lockagent socket (see socket_user/socket_group in lockagent.conf)` } });
-      sock.end();
+    if (this.sockets.size >= this.limits.maxConnections) {
+      this.refused(`control socket: ${this.limits.maxConnections} connections are open; refusing another`);
+      this.refuse(sock, -16, 'EBUSY', `too many connections to lockagent (${this.limits.maxConnections} open); try again`);
       return;
     }
-    let buf = '';
-    sock.setEncoding('utf8');
-    sock.on('data', (chunk: string) => {
-      buf += chunk;
-      if (buf.length > MAX_LINE_BYTES && !buf.includes('\n')) {
-        this.send(sock, { v: PROTOCOL_VERSION, id: null, ok: false, error: { rv: -22, name: 'EINVAL', message: `request line longer than ${MAX_LINE_BYTES} bytes` } });
-        sock.end();
-        buf = '';
-        return;
+    this.sockets.add(sock);
+    const peer = this.opts.peerOf?.(sock) ?? {};
+    if (this.opts.allow && !this.opts.allow(peer)) {
+      sock.on('close', () => this.sockets.delete(sock));
+      this.refuse(sock, -13, 'EACCES', `permission denied: uid ${peer.uid} may not use the lockagent socket (see socket_user/socket_group in lockagent.conf)`);
+      return;
+    }
+    // A partial request line: chunks not yet ending in a newline.
+    let parts: Buffer[] = [];
+    let partLen = 0;
+    let inFlight = 0;
+    let done = false;
+    let idle: NodeJS.Timeout | undefined;
+    const forget = () => {
+      this.buffered -= partLen;
+      parts = [];
+      partLen = 0;
+    };
+    const armIdle = () => {
+      clearTimeout(idle);
+      if (inFlight === 0 && !done) {
+        idle = setTimeout(() => {
+          done = true;
+          forget();
+          sock.destroy();
+        }, this.limits.idleMs);
+        idle.unref();
       }
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line.trim()) void this.dispatch(sock, line, peer);
+    };
+    const drop = (rv: number, name: string, message: string) => {
+      done = true;
+      clearTimeout(idle);
+      forget();
+      this.refused(`control socket: dropping a client${peer.pid ? ` (pid ${peer.pid})` : ''}: ${message}`);
+      this.refuse(sock, rv, name, message);
+    };
+    sock.on('close', () => {
+      done = true;
+      clearTimeout(idle);
+      forget();
+      this.sockets.delete(sock);
+    });
+    armIdle();
+    sock.on('data', (chunk: Buffer) => {
+      while (!done) {
+        const nl = chunk.indexOf(10);
+        if (nl < 0) {
+          if (chunk.length === 0) return;
+          if (partLen + chunk.length > this.limits.maxLineBytes) {
+            drop(-22, 'EINVAL', `request line longer than ${this.limits.maxLineBytes} bytes`);
+            return;
+          }
+          if (this.buffered + chunk.length > this.limits.maxBufferedBytes) {
+            drop(-16, 'EBUSY', `lockagent is holding ${this.limits.maxBufferedBytes} bytes of unfinished requests; try again`);
+            return;
+          }
+          parts.push(chunk);
+          partLen += chunk.length;
+          this.buffered += chunk.length;
+          return;
+        }
+        if (partLen + nl > this.limits.maxLineBytes) {
+          drop(-22, 'EINVAL', `request line longer than ${this.limits.maxLineBytes} bytes`);
+          return;
+        }
+        const line = (partLen ? Buffer.concat([...parts, chunk.subarray(0, nl)]) : chunk.subarray(0, nl)).toString('utf8');
+        forget();
+        chunk = chunk.subarray(nl + 1);
+        if (!line.trim()) continue;
+        inFlight++;
+        clearTimeout(idle);
+        void this.dispatch(sock, line, peer).finally(() => {
+          inFlight--;
+          armIdle();
+        });
       }
     });
+  }
+
+  private refused(msg: string): void {
+    const now = Date.now();
+    if (now - this.lastRefusalLog < REFUSAL_LOG_MS) {
+      this.refusalsUnlogged++;
+      return;
+    }
+    const more = this.refusalsUnlogged ? ` (and ${this.refusalsUnlogged} more refusals in the last ${Math.round((now - this.lastRefusalLog) / 1000)} s)` : '';
+    this.lastRefusalLog = now;
+    this.refusalsUnlogged = 0;
+    this.opts.onRefused?.(msg + more);
+  }
+
+  /** One error line, then close; destroyed if the client does not read it. */
+  private refuse(sock: net.Socket, rv: number, name: string, message: string): void {
+    this.send(sock, { v: PROTOCOL_VERSION, id: null, ok: false, error: { rv, name, message } });
+    sock.end();
+    setTimeout(() => sock.destroy(), LINGER_MS).unref();
   }
 
   private async dispatch(sock: net.Socket, line: string, peer: Peer): Promise<void> {

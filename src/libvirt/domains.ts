@@ -4,6 +4,7 @@ import { FailedOwner, KillPolicy, LeaseFailurePolicy } from '../agent/failure';
 import { KeyedQueue } from '../agent/keyedqueue';
 import { ensureResourceFile } from '../agent/resourcefile';
 import { AgentConfig } from '../config/config';
+import { systemClock } from '../lease/clock';
 import { LeaseSpec } from '../control/protocol';
 import { Logger } from '../log/logger';
 import { LeaseAcquireError } from '../lease/paxos';
@@ -198,27 +199,32 @@ export class DomainManager implements LeaseFailurePolicy {
 
   // ---- lock failure --------------------------------------------------------------------------
 
-  /** The action for an owner whose leases are lost: <on_lockfailure>, else the configured default. */
+  /**
+   * The action for an owner whose leases are lost: <on_lockfailure>, else the configured default.
+   * No action outlives the owner's kill deadline (host_dead minus a margin): a libvirt call still
+   * pending then is abandoned for the fallback, whose SIGKILL goes out at once.
+   */
   async onLeaseFailure(owner: FailedOwner): Promise<void> {
     const action = owner.action ?? this.o.config.leaseFailureAction;
     const ctl = this.o.control();
     const who = `${owner.name} (${owner.uuid})`;
+    const inTime = <T>(p: Promise<T>) => this.beforeDeadline(owner, p);
     try {
       switch (action) {
         case 'poweroff':
           this.o.log.error(`lease lost for ${who}: ${owner.reason}; on_lockfailure=poweroff: destroying it`);
           if (!ctl) throw new Error('libvirt is not connected');
-          await ctl.destroy(owner.uuid);
+          await inTime(ctl.destroy(owner.uuid));
           return;
         case 'pause':
           this.o.log.error(`lease lost for ${who}: ${owner.reason}; on_lockfailure=pause: pausing it`);
           if (!ctl) throw new Error('libvirt is not connected');
-          await ctl.suspend(owner.uuid);
+          await inTime(ctl.suspend(owner.uuid));
           return;
         case 'restart':
           this.o.log.error(`lease lost for ${who}: ${owner.reason}; on_lockfailure=restart: destroying it and starting it again (the start needs its leases)`);
           if (!ctl) throw new Error('libvirt is not connected');
-          await ctl.destroy(owner.uuid);
+          await inTime(ctl.destroy(owner.uuid));
           await ctl.create(owner.uuid).catch((e) => this.o.log.error(`restart of ${who} failed: ${(e as Error).message}`));
           return;
         case 'ignore':
@@ -229,7 +235,7 @@ export class DomainManager implements LeaseFailurePolicy {
       }
     } catch (e) {
       // The goal may be reached anyway (already paused, already gone): then there is nothing to kill.
-      const now = await ctl?.state?.(owner.uuid).then((s) => s.stateName, () => undefined);
+      const now = await inTime(ctl?.state?.(owner.uuid).then((s) => s.stateName, () => undefined) ?? Promise.resolve(undefined)).catch(() => undefined);
       if ((action === 'pause' && now === 'PAUSED') || ((action === 'poweroff' || action === 'restart') && (now === 'SHUTOFF' || now === 'CRASHED'))) {
         this.o.log.warning(`lock-failure action ${action} for ${who}: ${(e as Error).message}; the domain is ${now.toLowerCase()} anyway`);
         return;
@@ -237,6 +243,17 @@ export class DomainManager implements LeaseFailurePolicy {
       this.o.log.error(`lock-failure action ${action} for ${who} failed: ${(e as Error).message}; falling back to SIGTERM/SIGKILL`);
       await this.kill.onLeaseFailure({ ...owner, pid: await this.ownerPid(owner) });
     }
+  }
+
+  /** `p`, or a rejection at the owner's kill deadline if it is still pending then. */
+  private beforeDeadline<T>(owner: FailedOwner, p: Promise<T>): Promise<T> {
+    if (owner.killDeadlineMs === undefined) return p;
+    const left = owner.killDeadlineMs - systemClock.nowMs();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('libvirt did not complete it before the kill deadline (host_dead minus a margin)')), Math.max(0, left));
+    });
+    return Promise.race([p, late]).finally(() => clearTimeout(timer));
   }
 
   // ---- internals -----------------------------------------------------------------------------

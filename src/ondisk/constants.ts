@@ -57,3 +57,7 @@ export const HOSTID_BITMAP_SIZE = 256;
 export const LVB_SECTOR = 2002;
 /** Default lease io_timeout in seconds. */
 export const DEFAULT_IO_TIMEOUT = 10;
+/** Highest host_id: sanlock's DEFAULT_MAX_HOSTS (fewer fit in some geometries; the join checks those). */
+export const MAX_HOST_ID = 2000;
+/** Highest io_timeout: the delta record stores it in one byte. */
+export const MAX_IO_TIMEOUT = 255;

@@ -28,6 +28,14 @@ export interface OwnerRow {
   updatedAt: number;
 }
 
+export interface OwnerProcessRow {
+  pid: number;
+  /** /proc/PID/stat starttime at registration: tells the process from a later one with its pid */
+  startTime: number;
+  /** its exit releases the owner's leases (a client process); domains are left to libvirt's events */
+  watched: boolean;
+}
+
 export interface LeaseRow {
   ownerUuid: string;
   lockspace: string;
@@ -78,6 +86,9 @@ CREATE TABLE IF NOT EXISTS leases (
   mode TEXT NOT NULL, lver INTEGER NOT NULL, generation INTEGER NOT NULL, held INTEGER NOT NULL DEFAULT 1,
   acquired_at INTEGER NOT NULL,
   PRIMARY KEY (owner_uuid, lockspace, resource));
+CREATE TABLE IF NOT EXISTS owner_process (
+  owner_uuid TEXT PRIMARY KEY REFERENCES owners(uuid) ON DELETE CASCADE,
+  pid INTEGER NOT NULL, start_time INTEGER NOT NULL, watched INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS journal (
   id INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, owner_uuid TEXT NOT NULL,
   lockspace TEXT NOT NULL, resource TEXT NOT NULL, path TEXT NOT NULL, offset INTEGER NOT NULL,
@@ -145,6 +156,22 @@ export class StateStore {
 
   removeOwner(uuid: string): void {
     this.stmt('DELETE FROM owners WHERE uuid = ?').run(uuid);
+  }
+
+  /**
+   * The process an owner registered (pid + start time, src/agent/process.ts), and whether its
+   * exit releases the owner's leases. A table of its own, removed with the owner.
+   */
+  setOwnerProcess(uuid: string, p: OwnerProcessRow): void {
+    this.stmt(`INSERT INTO owner_process(owner_uuid, pid, start_time, watched) VALUES (?, ?, ?, ?)
+      ON CONFLICT(owner_uuid) DO UPDATE SET pid = excluded.pid, start_time = excluded.start_time, watched = excluded.watched`)
+      .run(uuid, p.pid, p.startTime, p.watched ? 1 : 0);
+  }
+
+  ownerProcess(uuid: string): OwnerProcessRow | undefined {
+    const r = this.stmt('SELECT pid, start_time AS startTime, watched FROM owner_process WHERE owner_uuid = ?').get(uuid) as
+      { pid: number; startTime: number; watched: number } | undefined;
+    return r ? { pid: r.pid, startTime: r.startTime, watched: r.watched === 1 } : undefined;
   }
 
   owner(uuid: string): OwnerRow | undefined {

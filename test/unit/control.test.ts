@@ -92,3 +92,92 @@ describe('control socket', () => {
     await expect(callAgent(join(dir, 'nope'), { op: 'status' })).rejects.toThrow(/lockagent is not running/);
   });
 });
+
+describe('control socket limits', () => {
+  let dir: string;
+  let server: ControlServer;
+  const refusals: string[] = [];
+  const sockPath = () => join(dir, 'sock');
+  const start = async (limits: ConstructorParameters<typeof ControlServer>[0]['limits']) => {
+    server = new ControlServer({
+      path: sockPath(), mode: 0o600, limits, onRefused: (m) => refusals.push(m),
+      handler: async (req) => {
+        if (req.op === 'host_status') await new Promise((r) => setTimeout(r, 600)); // a slow request
+        return { pong: req.op };
+      },
+    });
+    await server.listen();
+  };
+  /** Connect, optionally write, and collect lines until the server closes the connection (or `waitMs`). */
+  const session = (payload: string | Buffer | undefined, waitMs = 2000) => new Promise<{ lines: string[]; closed: boolean }>((resolve, reject) => {
+    const s = net.connect(sockPath());
+    let buf = '';
+    const t = setTimeout(() => { s.destroy(); resolve({ lines: buf.split('\n').filter(Boolean), closed: false }); }, waitMs);
+    s.setEncoding('utf8');
+    s.on('connect', () => { if (payload !== undefined) s.write(payload); });
+    s.on('data', (d: string) => { buf += d; });
+    s.on('error', reject);
+    s.on('close', () => { clearTimeout(t); resolve({ lines: buf.split('\n').filter(Boolean), closed: true }); });
+  });
+  const open = () => new Promise<net.Socket>((resolve) => { const s = net.connect(sockPath(), () => resolve(s)); });
+
+  beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'la-ctl-lim-')); refusals.length = 0; });
+  afterEach(async () => { await server.close(); rmSync(dir, { recursive: true, force: true }); });
+
+  it('refuses connections past the cap with one error line, and serves again once one closes', async () => {
+    await start({ maxConnections: 3 });
+    const held = await Promise.all([open(), open(), open()]);
+    await new Promise((r) => setTimeout(r, 50));
+    const extra = await session('{"v":1,"id":1,"op":"status"}\n');
+    expect(extra.closed).toBe(true);
+    expect(extra.lines.map((l) => JSON.parse(l))).toEqual([expect.objectContaining({ ok: false, error: expect.objectContaining({ name: 'EBUSY', message: expect.stringContaining('too many connections to lockagent (3 open)') }) })]);
+    expect(refusals[0]).toMatch(/3 connections are open; refusing another/);
+    held[0].destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    await expect(callAgent(sockPath(), { op: 'status' }, 2000)).resolves.toEqual({ pong: 'status' });
+    for (const s of held) s.destroy();
+  });
+
+  it('answers an over-long request line with an error and closes, with or without its newline', async () => {
+    await start({ maxLineBytes: 1024 });
+    for (const payload of ['x'.repeat(5000), `${'y'.repeat(2000)}\n`]) {
+      const r = await session(payload);
+      expect(r.closed).toBe(true);
+      expect(JSON.parse(r.lines[0])).toMatchObject({ ok: false, error: { name: 'EINVAL', message: 'request line longer than 1024 bytes' } });
+    }
+    // a line within the limit, sent in pieces, is still served
+    const pad = 'p'.repeat(900);
+    const ok = await session(`{"v":1,"id":7,"op":"status","pad":"${pad}"}\n`, 300);
+    expect(JSON.parse(ok.lines[0])).toMatchObject({ id: 7, ok: true });
+  });
+
+  it('caps the bytes of unfinished requests over all connections', async () => {
+    await start({ maxLineBytes: 3000, maxBufferedBytes: 4000 });
+    const first = await open();
+    first.write('{"v":1,"id":1,"op":"status","pad":"' + 'a'.repeat(2500));
+    await new Promise((r) => setTimeout(r, 50));
+    const second = await session('b'.repeat(2500));
+    expect(second.closed).toBe(true);
+    expect(JSON.parse(second.lines[0])).toMatchObject({ ok: false, error: { name: 'EBUSY', message: expect.stringContaining('unfinished requests') } });
+    // the first client's request completes normally
+    const reply = new Promise<string>((resolve) => { first.setEncoding('utf8'); first.once('data', (d: string) => resolve(d)); });
+    first.write('"}\n');
+    expect(JSON.parse(await reply)).toMatchObject({ id: 1, ok: true });
+    first.destroy();
+  });
+
+  it('drops idle connections, never one with a request in flight; a persistent connection reconnects', async () => {
+    await start({ idleMs: 300 });
+    const silent = await session(undefined, 3000);
+    expect(silent.closed).toBe(true);
+    // a request slower than the idle limit is answered on its connection
+    const slow = await session('{"v":1,"id":2,"op":"host_status"}\n', 3000);
+    expect(slow.lines.map((l) => JSON.parse(l))).toEqual([expect.objectContaining({ id: 2, ok: true })]);
+    expect(slow.closed).toBe(true); // and then dropped once idle
+    const conn = await AgentConnection.connect(sockPath());
+    await expect(conn.call({ op: 'status' })).resolves.toEqual({ pong: 'status' });
+    await new Promise((r) => setTimeout(r, 700));
+    await expect(conn.call({ op: 'status' })).resolves.toEqual({ pong: 'status' });
+    conn.close();
+  });
+});

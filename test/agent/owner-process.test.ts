@@ -1,0 +1,111 @@
+/**
+ * Owner processes (issue 11 item 5), on a real agent with real processes: a registered pid must
+ * be a running process other than init and the agent; an owner whose process exits loses its
+ * leases (as sanlock releases a registered client's when it goes away); and a pid that now names
+ * another process is not that owner — after a restart its leases are released, not re-adopted
+ * for the stranger, and the stranger is never signalled.
+ */
+import { ChildProcess, spawn } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { decodeLeader } from '../../src/ondisk';
+import { lockagent, makeTempDir, removeTempDir, sparseFile } from '../helpers/cli';
+import { AgentHost, cli, log, startHost, status, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
+
+const LS = '__LIBVIRT__DISKS__';
+jest.setTimeout(120000);
+
+/** Start `sleep 600` under a given pid by setting the kernel's last-pid counter (root); undefined if another fork won the race. */
+async function spawnWithPid(pid: number): Promise<ChildProcess | undefined> {
+  for (let i = 0; i < 20; i++) {
+    fs.writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+    const c = spawn('sleep', ['600'], { stdio: 'ignore' });
+    if (c.pid === pid) return c;
+    c.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return undefined;
+}
+
+describe('owner processes: registration, exit, reused pids', () => {
+  let base: string;
+  let leaseDir: string;
+  let host: AgentHost;
+  const children: ChildProcess[] = [];
+  const res = (r: string) => `${LS}:${r}:${path.join(leaseDir, r)}:0`;
+  const leaderOf = (r: string) => {
+    const b = Buffer.alloc(512);
+    const fd = fs.openSync(path.join(leaseDir, r), 'r');
+    fs.readSync(fd, b, 0, 512, 0);
+    fs.closeSync(fd);
+    return decodeLeader(b, 0);
+  };
+  const sleeper = () => {
+    const c = spawn('sleep', ['600'], { stdio: 'ignore' });
+    children.push(c);
+    return c;
+  };
+
+  beforeAll(async () => {
+    base = makeTempDir('la-ownerproc-');
+    leaseDir = path.join(base, 'leases');
+    fs.mkdirSync(leaseDir);
+    for (const r of ['p1', 'p2', 'p3']) {
+      sparseFile(path.join(leaseDir, r), 1048576);
+      expect((await lockagent(['direct', 'init', '-r', `${LS}:${r}:${path.join(leaseDir, r)}:0`])).code).toBe(0);
+    }
+    host = startHost(writeHostConfig(base, 1, { leaseDir }));
+    await waitJoined(host);
+  });
+
+  afterAll(async () => {
+    for (const c of children) c.kill('SIGKILL');
+    await stopHost(host, 'SIGKILL');
+    removeTempDir(base);
+  });
+
+  it('refuses pid 1, the agent\'s own pid and a pid with no process, and holds nothing after', async () => {
+    const one = await cli(host, ['client', 'acquire', '-r', res('p1'), '--owner', 'o-1', '--name', 'o1', '--pid', '1']);
+    expect(one.code).toBe(1);
+    expect(one.stderr).toMatch(/pid 1 cannot own leases: it is init/);
+    const agentPid = host.proc!.pid!;
+    const self = await cli(host, ['client', 'acquire', '-r', res('p1'), '--owner', 'o-1', '--name', 'o1', '--pid', String(agentPid)]);
+    expect(self.code).toBe(1);
+    expect(self.stderr).toMatch(new RegExp(`pid ${agentPid} cannot own leases: it is the agent itself`));
+    const gone = spawn('true');
+    await new Promise((r) => gone.once('exit', r));
+    const none = await cli(host, ['client', 'acquire', '-r', res('p1'), '--owner', 'o-1', '--name', 'o1', '--pid', String(gone.pid)]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(new RegExp(`no process with pid ${gone.pid} is running`));
+    expect((await status(host)).owners.find((o) => o.uuid === 'o-1')).toBeUndefined();
+    expect(leaderOf('p1').timestamp).toBe(0);
+  });
+
+  it('releases the leases of an owner whose process exits', async () => {
+    const owner = sleeper();
+    expect((await cli(host, ['client', 'acquire', '-r', res('p2'), '--owner', 'o-2', '--name', 'o2', '--pid', String(owner.pid)])).code).toBe(0);
+    expect(leaderOf('p2').timestamp).not.toBe(0);
+    owner.kill('SIGKILL');
+    await waitFor('the exited owner\'s lease to be released', async () => leaderOf('p2').timestamp === 0 || undefined, 15000, 100);
+    await waitFor('the owner to be forgotten', async () => !(await status(host)).owners.some((o) => o.uuid === 'o-2') || undefined, 5000);
+    expect(log(host)).toMatch(new RegExp(`owner o2 \\(o-2\\): its process ${owner.pid} exited; releasing its 1 lease\\(s\\)`));
+  });
+
+  it('after a restart, a pid reused by another process is not the owner: its leases are released and the stranger is left alone', async () => {
+    const owner = sleeper();
+    const pid = owner.pid!;
+    expect((await cli(host, ['client', 'acquire', '-r', res('p3'), '--owner', 'o-3', '--name', 'o3', '--pid', String(pid)])).code).toBe(0);
+    await stopHost(host, 'SIGKILL');
+    owner.kill('SIGKILL');
+    await new Promise((r) => owner.once('exit', r));
+    const stranger = await spawnWithPid(pid);
+    if (!stranger) throw new Error(`could not start a process with pid ${pid} again (other forks won the race 20 times)`);
+    children.push(stranger);
+    startHost(host);
+    await waitJoined(host);
+    await waitFor('the lease of the gone owner to be released', async () => leaderOf('p3').timestamp === 0 || undefined, 30000, 200);
+    expect((await status(host)).owners.find((o) => o.uuid === 'o-3')).toBeUndefined();
+    expect(stranger.exitCode).toBeNull();
+    expect(stranger.signalCode).toBeNull();
+  });
+});
