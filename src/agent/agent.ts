@@ -13,6 +13,7 @@ import { LeaseSpec, OwnerRef } from '../control/protocol';
 import { FailedOwner, killDeadline, LeaseFailurePolicy } from './failure';
 import { currentBootId, JoinState, Lockspace, LockspaceSpec } from './lockspace';
 import { KeyedQueue } from './keyedqueue';
+import { RenewalRecord } from './renewals';
 import { identify, isSame, ProcessId } from './process';
 
 /**
@@ -628,11 +629,11 @@ export class Agent {
 
   // ---- status --------------------------------------------------------------------------------
 
-  lockspaceStatus(): Array<{ name: string; hostId: number; path: string; offset: number; state: JoinState; generation?: number; ioTimeout: number; renewedAgo?: number; lastError?: string; ioTimeoutMismatches: Array<{ hostId: number; ownerName: string; ioTimeout: number }> }> {
+  lockspaceStatus(): Array<{ name: string; hostId: number; path: string; offset: number; state: JoinState; generation?: number; ioTimeout: number; renewedAgo?: number; lastError?: string; ioTimeoutMismatches: Array<{ hostId: number; ownerName: string; ioTimeout: number }>; renewals: RenewalRecord[] }> {
     return [...this.lockspaces.values()].map((ls) => ({
       name: ls.name, hostId: ls.spec.hostId, path: ls.spec.path, offset: ls.spec.offset, state: ls.state,
       generation: ls.lease?.generation, ioTimeout: ls.spec.ioTimeout, renewedAgo: ls.secondsSinceRenewal(),
-      lastError: ls.lastError, ioTimeoutMismatches: ls.ioTimeoutMismatches(),
+      lastError: ls.lastError, ioTimeoutMismatches: ls.ioTimeoutMismatches(), renewals: ls.renewals.list(),
     }));
   }
 

@@ -29,6 +29,11 @@ export function makeHandler(agent: Agent, extra?: { domain?: DomainHandler; clea
         if (req.lockspace && !list[0]) throw new LeaseError(SANLK.ENOENT, `lockspace ${req.lockspace} is not joined on this host`);
         return list.map((ls) => ({ lockspace: ls!.name, hostId: ls!.spec.hostId, state: ls!.state, hosts: ls!.hosts() }));
       }
+      case 'renewals': {
+        const ls = agent.lockspaces.get(req.lockspace);
+        if (!ls) throw new LeaseError(SANLK.ENOENT, `lockspace ${req.lockspace} is not joined on this host`);
+        return { lockspace: ls.name, hostId: ls.spec.hostId, ioTimeout: ls.spec.ioTimeout, renewals: ls.renewals.list() };
+      }
       case 'acquire': {
         // A client's pid is the process using the leases: its exit releases them.
         const held = await agent.acquire(req.owner, req.leases, { timeoutMs: req.timeoutMs, watchPid: true });

@@ -9,6 +9,7 @@ import { deltaAcquireHeldDelay, timeoutsFor } from '../lease/timeouts';
 import { Geometry, LeaderRecord, LeaseError, namesEqual, SANLK } from '../ondisk';
 import { sameLeader } from '../lease/record';
 import { Logger } from '../log/logger';
+import { RenewalHistory } from './renewals';
 
 /**
  * One lockspace this host is a member of: the join (delta acquire) running in the background
@@ -74,6 +75,8 @@ export class Lockspace {
   /** the last join/renew problem, for status */
   lastError?: string;
   joinAttempts = 0;
+  /** the last renewals, as `sanlock client renewal` shows them */
+  readonly renewals = new RenewalHistory();
   private storage?: LeaseStorage;
   private stopped = false;
   private abort = new AbortController();
@@ -322,6 +325,7 @@ export class Lockspace {
     this.renewing = true;
     try {
       const r = await deltaRenew(lease, this.clock);
+      this.renewals.success(r.leader.timestamp, r.readMs, r.writeMs);
       this.monitor?.observe(r.area, this.clock.monotime());
       this.reportIoTimeoutMismatches();
       if (this.warned) this.log.warning(`lockspace ${this.name}: renewal succeeded again after ${now - (this.lastRenewOk ?? now)} s of failures`);
@@ -332,6 +336,7 @@ export class Lockspace {
     } catch (e) {
       const err = e as LeaseError;
       this.lastError = err.message;
+      this.renewals.failure(err instanceof LeaseError ? err.rv : SANLK.EIO);
       if (err instanceof LeaseError && isCorruptRenewal(err.rv)) {
         this.lose(`our delta lease was overwritten or became unreadable: ${err.message}`);
       } else {

@@ -12,6 +12,9 @@ import { parseLockspaceArg, parseResourceArg, UsageError } from './args';
 import { CliContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './context';
 import { formatHostStatus, formatStatus, HostStatusReply, StatusReply } from './status-format';
 import { registerCleanupCommand } from '../cleanup/command';
+import { formatRenewal, RenewalRecord } from '../agent/renewals';
+
+interface RenewalsReply { lockspace: string; hostId: number; ioTimeout: number; renewals: RenewalRecord[] }
 
 /** Exit status when the agent cannot be reached at all. */
 export const EXIT_UNREACHABLE = 3;
@@ -85,6 +88,17 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
       const r = (await callAgent(resolveSocket(opts), { op: 'host_status', lockspace: name }, 10000)) as HostStatusReply;
       if (opts.json) ctx.output.json(r);
       else ctx.output.out(formatHostStatus(r));
+      return EXIT_OK;
+    }));
+
+  sockOpts(program.command('renewals'))
+    .description("the last renewals of a lockspace (as `sanlock client renewal`): timestamp, read and write ms, failed attempts after each")
+    .requiredOption('-s, --lockspace <name>', 'lockspace name')
+    .action(run('renewals', async (o) => {
+      const opts = o as SocketOpts & { lockspace: string };
+      const r = (await callAgent(resolveSocket(opts), { op: 'renewals', lockspace: opts.lockspace.split(':')[0] }, 10000)) as RenewalsReply;
+      if (opts.json) ctx.output.json(r);
+      else ctx.output.out(r.renewals.map(formatRenewal).join('\n'));
       return EXIT_OK;
     }));
 

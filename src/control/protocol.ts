@@ -57,6 +57,7 @@ export interface LeaseSpec {
 export type Request =
   | { op: 'status' }
   | { op: 'host_status'; lockspace?: string }
+  | { op: 'renewals'; lockspace: string }
   | { op: 'acquire'; owner: OwnerRef; leases: LeaseSpec[]; timeoutMs?: number }
   | { op: 'release'; owner: OwnerRef; leases?: LeaseSpec[] }
   | { op: 'inquire'; owner: OwnerRef }
@@ -70,7 +71,7 @@ export type Request =
 
 export type RequestOp = Request['op'];
 export const REQUEST_OPS: readonly RequestOp[] = [
-  'status', 'host_status', 'acquire', 'release', 'inquire', 'add_lockspace', 'rem_lockspace',
+  'status', 'host_status', 'renewals', 'acquire', 'release', 'inquire', 'add_lockspace', 'rem_lockspace',
   'domain_prepare', 'domain_release', 'domain_reconnect', 'domain_migrate', 'cleanup',
 ];
 
@@ -144,6 +145,7 @@ export function parseRequest(line: string): { id: number | string | null; req: R
     switch (op) {
       case 'status': return { id, req: { op } };
       case 'host_status': return { id, req: { op, lockspace: str(o, 'lockspace', false) } };
+      case 'renewals': return { id, req: { op, lockspace: str(o, 'lockspace')! } };
       case 'acquire': return { id, req: { op, owner: owner(o), leases: leases(o, true)!, timeoutMs: int(o, 'timeoutMs', false) } };
       case 'release': return { id, req: { op, owner: owner(o), leases: leases(o, false) } };
       case 'inquire': return { id, req: { op, owner: owner(o) } };

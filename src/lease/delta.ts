@@ -211,6 +211,9 @@ export interface DeltaRenewal {
    */
   area: Buffer;
   leader: LeaderRecord;
+  /** how long the lockspace read and our sector write took (sanlock's renewal history) */
+  readMs: number;
+  writeMs: number;
 }
 
 /**
@@ -240,6 +243,7 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
   if (lease.released) fail(new LeaseError(SANLK.RENEW_OWNER, `${name} was released; acquire it again`));
 
   let area: Buffer;
+  const t0 = clock.nowMs();
   try {
     const target = lease.storage.readInto ? (lease.iobuf ?? Buffer.allocUnsafe(g.alignSize)) : undefined;
     area = await readArea(lease.storage, lease.offset, g.alignSize, lease.ioTimeout * 1000, target);
@@ -271,6 +275,7 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
       writeId: lease.event.generation, writeGeneration: lease.event.event, writeTimestamp: lease.event.data,
     } : {}),
   };
+  const t1 = clock.nowMs();
   const written = await writeDeltaSector(
     lease.storage, lease.offset + idOff, g.sectorSize, rec, hostDeadSeconds(lease.ioTimeout, lease.ioTimeout) * 1000,
     `renewing ${name}: writing our delta lease`, lease.bitmap,
@@ -278,7 +283,7 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
   lease.leader = written;
   lease.lastSuccess = written.timestamp;
   lease.lastResult = SANLK.OK;
-  return { area, leader: written };
+  return { area, leader: written, readMs: t1 - t0, writeMs: clock.nowMs() - t1 };
 }
 
 /**
