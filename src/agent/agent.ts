@@ -145,10 +145,12 @@ export class Agent {
 
   // ---- lockspaces -----------------------------------------------------------------------------
 
-  addLockspace(spec: Omit<LockspaceSpec, 'hostName'>): Lockspace {
+  addLockspace(given: Omit<LockspaceSpec, 'hostName' | 'hostId' | 'autoHostId'> & { hostId: number | 'auto' }): Lockspace {
+    const auto = given.hostId === 'auto';
+    const spec = { ...given, hostId: given.hostId === 'auto' ? 0 : given.hostId, autoHostId: auto || undefined };
     // The control socket is an API: values the config file would refuse are refused here too,
     // before anything is joined (an absurd host_id would otherwise be retried for ever).
-    if (!Number.isInteger(spec.hostId) || spec.hostId < 1 || spec.hostId > MAX_HOST_ID) {
+    if (!auto && (!Number.isInteger(spec.hostId) || spec.hostId < 1 || spec.hostId > MAX_HOST_ID)) {
       throw new LeaseError(SANLK.ADDLS_INVALID_HOSTID, `host_id ${spec.hostId} is outside 1..${MAX_HOST_ID}: give lockspace ${spec.name} this host's host_id`);
     }
     if (!Number.isInteger(spec.ioTimeout) || spec.ioTimeout < 1 || spec.ioTimeout > MAX_IO_TIMEOUT) {
@@ -156,7 +158,7 @@ export class Agent {
     }
     const existing = this.lockspaces.get(spec.name);
     if (existing) {
-      if (existing.spec.hostId !== spec.hostId || existing.spec.path !== spec.path || existing.spec.offset !== spec.offset) {
+      if ((auto ? !existing.spec.autoHostId : existing.spec.hostId !== spec.hostId) || existing.spec.path !== spec.path || existing.spec.offset !== spec.offset) {
         throw new LeaseError(SANLK.EEXIST, `lockspace ${spec.name} is already joined as host_id ${existing.spec.hostId} at ${existing.spec.path}:${existing.spec.offset}`);
       }
       return existing;
@@ -165,9 +167,10 @@ export class Agent {
       onLost: (l, reason) => this.onLockspaceLost(l, reason),
       previousDelta: (l) => {
         const v = this.o.store.getMeta(`delta:${l.name}`);
-        return v ? (JSON.parse(v) as { bootId: string; generation: number }) : undefined;
+        return v ? (JSON.parse(v) as { bootId: string; generation: number; hostId?: number }) : undefined;
       },
-      onDeltaLease: (l, lease) => this.o.store.setMeta(`delta:${l.name}`, JSON.stringify({ bootId: currentBootId(), generation: lease.generation })),
+      // The host_id is kept too: with host_id = auto it is how a restart finds its slot again.
+      onDeltaLease: (l, lease) => this.o.store.setMeta(`delta:${l.name}`, JSON.stringify({ bootId: currentBootId(), generation: lease.generation, hostId: lease.hostId })),
     }, this.openStorage);
     this.lockspaces.set(spec.name, ls);
     this.o.store.saveLockspace({ name: spec.name, hostId: spec.hostId, path: spec.path, offset: spec.offset, generation: 0, ioTimeout: spec.ioTimeout });

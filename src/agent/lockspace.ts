@@ -10,6 +10,7 @@ import { Geometry, LeaderRecord, LeaseError, namesEqual, SANLK } from '../ondisk
 import { sameLeader } from '../lease/record';
 import { Logger } from '../log/logger';
 import { RenewalHistory } from './renewals';
+import { chooseHostId, HostIdChoice } from './hostidclaim';
 
 /**
  * One lockspace this host is a member of: the join (delta acquire) running in the background
@@ -21,7 +22,10 @@ export type JoinState = 'joining' | 'joined' | 'retrying' | 'lost' | 'leaving' |
 
 export interface LockspaceSpec {
   name: string;
+  /** 0 while `host_id = auto` has not chosen one yet */
   hostId: number;
+  /** host_id = auto: choose a free slot (hostidclaim.ts), keep it across restarts */
+  autoHostId?: boolean;
   path: string;
   offset: number;
   ioTimeout: number;
@@ -34,7 +38,7 @@ export interface LockspaceHooks {
   /** A renewal succeeded after a loss: the lockspace is usable again (new generation). */
   onJoined?(ls: Lockspace): void;
   /** Our delta lease as recorded before a restart, to continue it instead of acquiring anew. */
-  previousDelta?(ls: Lockspace): { bootId: string; generation: number } | undefined;
+  previousDelta?(ls: Lockspace): { bootId: string; generation: number; hostId?: number } | undefined;
   /** We hold this delta lease now (record it for a restart). */
   onDeltaLease?(ls: Lockspace, lease: DeltaLease): void;
 }
@@ -173,11 +177,15 @@ export class Lockspace {
       this.joinAttempts++;
       try {
         this.storage ??= await this.openStorage(this.spec.path);
+        if (this.spec.autoHostId && !this.spec.hostId) await this.chooseHostId(this.storage);
         const slot = await this.watchSlot(this.storage);
         const lease = (await this.continueOwnLease(this.storage, slot)) ?? await deltaAcquire({
           storage: this.storage, offset: this.spec.offset, spaceName: this.name, hostId: this.spec.hostId,
           hostName: this.spec.hostName, ioTimeout: this.spec.ioTimeout, clock: this.clock, cancel: { signal: this.abort.signal },
+          requireFree: this.autoChoice === 'free',
         });
+        if (this.autoChoice) this.log.info(`host_id = auto: lockspace ${this.name}: took host_id ${this.spec.hostId} (${this.autoChoice})`);
+        this.autoChoice = undefined;
         this.hooks.onDeltaLease?.(this, lease);
         if (this.stopped) return;
         this.lease = lease;
@@ -199,11 +207,37 @@ export class Lockspace {
         const err = e as Error;
         this.lastError = err.message;
         this.state = 'retrying';
+        if (this.spec.autoHostId && this.autoChoice && err instanceof LeaseError && err.rv === SANLK.HOSTID_BUSY) {
+          // Another host has (or just took) the slot we chose: choose another one at once.
+          this.log.info(`host_id = auto: lockspace ${this.name}: host_id ${this.spec.hostId} is taken (${err.message}); choosing another`);
+          this.autoRejected.add(this.spec.hostId);
+          this.spec.hostId = 0;
+          this.autoChoice = undefined;
+          this.joinAttempts = 0;
+          await new Promise((r) => setTimeout(r, 100 + Math.floor(this.clock.random() * 400)));
+          continue;
+        }
         const delay = Math.min(BACKOFF_MAX_S, 2 ** Math.min(this.joinAttempts - 1, 6));
         this.log.error(`cannot join lockspace ${this.name} as host_id ${this.spec.hostId} (attempt ${this.joinAttempts}): ${err.message}; retrying in ${delay} s`);
         await new Promise((r) => setTimeout(r, delay * 1000));
       }
     }
+  }
+
+  private autoChoice?: HostIdChoice['kind'];
+  private readonly autoRejected = new Set<number>();
+
+  /** host_id = auto: pick the slot this join attempt tries (hostidclaim.ts says which and why). */
+  private async chooseHostId(storage: LeaseStorage): Promise<void> {
+    const c = await chooseHostId({
+      storage, offset: this.spec.offset, spaceName: this.name, hostName: this.spec.hostName, ioTimeout: this.spec.ioTimeout,
+      clock: this.clock, remembered: this.hooks.previousDelta?.(this)?.hostId, rejected: this.autoRejected,
+      log: (m) => this.log.warning(m), stopped: () => this.stopped,
+    });
+    this.spec.hostId = c.hostId;
+    this.autoChoice = c.kind;
+    this.log.info(`host_id = auto: lockspace ${this.name}: trying host_id ${c.hostId} (${c.kind === 'remembered' ? 'remembered from our state' :
+      c.kind === 'named' ? 'it carries our host name' : c.kind === 'free' ? 'free' : 'its host is dead'})`);
   }
 
   /**

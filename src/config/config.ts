@@ -10,7 +10,8 @@ export interface AgentConfig {
   /** qemu-sanlock.conf keys */
   autoDiskLeases: boolean;
   diskLeaseDir: string;
-  hostId: number;
+  /** 1..2000, 0 = unset, or 'auto': the agent claims a free one (agent/hostidclaim.ts) */
+  hostId: number | 'auto';
   requireLeaseForDisks: boolean;
   /** seconds; 0 in the file means sanlock's default 10 */
   ioTimeout: number;
@@ -54,7 +55,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'bool' | 'int' | 'string' | 'list' | 'mode' | 'duration' | 'size';
+type Kind = 'bool' | 'int' | 'hostid' | 'string' | 'list' | 'mode' | 'duration' | 'size';
 interface KeySpec {
   kind: Kind;
   field: keyof AgentConfig;
@@ -66,7 +67,7 @@ interface KeySpec {
 const KEYS: Record<string, KeySpec> = {
   auto_disk_leases: { kind: 'bool', field: 'autoDiskLeases' },
   disk_lease_dir: { kind: 'string', field: 'diskLeaseDir' },
-  host_id: { kind: 'int', field: 'hostId', min: 0, max: 2000 },
+  host_id: { kind: 'hostid', field: 'hostId', min: 0, max: 2000 },
   require_lease_for_disks: { kind: 'bool', field: 'requireLeaseForDisks' },
   io_timeout: { kind: 'int', field: 'ioTimeout', min: 0, max: 255 },
   user: { kind: 'string', field: 'user' },
@@ -154,6 +155,10 @@ function convert(key: string, spec: KeySpec, e: ConfEntry, where: string): unkno
       if ((spec.min !== undefined && v < spec.min) || (spec.max !== undefined && v > spec.max)) return bad(`a number from ${spec.min} to ${spec.max}`);
       return v;
     }
+    case 'hostid':
+      if (v === 'auto') return v;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < spec.min! || v > spec.max!) return bad(`a number from 1 to ${spec.max}, or "auto"`);
+      return v;
     case 'string':
       if (typeof v !== 'string') return bad(spec.choices ? spec.choices.map((c) => `"${c}"`).join(', ') : 'a "quoted string"');
       if (spec.choices && !spec.choices.includes(v)) return bad(spec.choices.map((c) => `"${c}"`).join(', '));
@@ -229,7 +234,7 @@ function validateSafety(cfg: AgentConfig): void {
   if (cfg.autoDiskLeases && cfg.hostId === 0) {
     throw new ConfigError(
       `${cfg.source}: Automatic disk lease mode enabled, but no host ID is set: ` +
-        'set host_id to a number from 1 to 2000 that no other host sharing disk_lease_dir uses',
+        'set host_id to a number from 1 to 2000 that no other host sharing disk_lease_dir uses, or to "auto"',
     );
   }
   if (!cfg.diskLeaseDir.startsWith('/')) {

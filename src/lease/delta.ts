@@ -61,6 +61,11 @@ export interface DeltaAcquireParams {
   ioTimeout: number;
   clock: Clock;
   cancel?: Cancel;
+  /**
+   * Fail at once with -262 when the slot is held under another name, instead of waiting for its
+   * host to prove dead (host_id = auto chose it as free: another host took it first).
+   */
+  requireFree?: boolean;
 }
 
 const ls = (space: string, hostId: number) => `host_id ${hostId} of lockspace ${space}`;
@@ -151,6 +156,9 @@ export async function deltaAcquire(p: DeltaAcquireParams): Promise<DeltaLease> {
   // Delays concern the previous owner: use the io_timeout it wrote (ours if it wrote none).
   const otherIo = leader.ioTimeout;
 
+  if (p.requireFree && leader.timestamp !== 0 && !namesEqual(leader.resourceName, p.hostName)) {
+    throw new LeaseError(SANLK.HOSTID_BUSY, `${ls(spaceName, hostId)} is no longer free: ${describeOwner(leader)} took it`);
+  }
   if (leader.timestamp !== 0 && !namesEqual(leader.resourceName, p.hostName)) {
     // Held by another name: it may be alive. Wait long enough that, if it is dead, its
     // watchdog has fired; if it renews meanwhile, the host_id is busy.
