@@ -64,11 +64,14 @@ function readMeta(store: StateStore, key: string): string | undefined {
   }
 }
 
-export function resolveHostName(store: StateStore, configured?: string, identity = machineIdentity(), nodename = hostname()): HostNameResult {
+export function resolveHostName(
+  store: StateStore, configured?: string, readIdentity: () => string | undefined = () => machineIdentity(), nodename = hostname(),
+): HostNameResult {
   if (configured) {
     remember(store, 'host_name', configured);
     return { name: configured, source: 'config' };
   }
+  const identity = readIdentity();
   const kept = readMeta(store, 'host_name');
   const keptIdentity = readMeta(store, 'host_identity');
   if (!identity) {

@@ -151,7 +151,7 @@ export function describeStoreError(e: unknown, path: string, doing: string): Sto
   const code = typeof err?.code === 'string' ? err.code : 'SQLITE_ERROR';
   const remedy = codeRemedy(code, path);
   const detail = err?.message ? `: ${err.message}` : '';
-  return { code, remedy, message: `state database ${path}: ${doing} failed with ${codeWords(code)} (${code}${detail}); ${remedy}` };
+  return { code, remedy, message: `state database ${path}: ${doing} failed: ${codeWords(code)} (${code}${detail}); ${remedy}` };
 }
 
 const isCorrupt = (code: string) => code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB';
