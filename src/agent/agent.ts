@@ -1,14 +1,16 @@
 import { DirectFile, FileId, sameFileId } from '../io/directio';
 import { FileLeaseStorage } from '../io/file-storage';
 import { Clock } from '../lease/clock';
+import { readPaxosLeader } from '../lease/paxos';
 import { acquireResource, releaseResource } from '../lease/resource';
 import { LeaseStorage } from '../lease/storage';
 import { AcquireHint, ResourceToken } from '../lease/token';
 import { LeaseAcquireError } from '../lease/paxos';
 import { IoBufferPool } from '../lease/iobuf';
-import { LeaseError, MAX_HOST_ID, MAX_IO_TIMEOUT, SANLK } from '../ondisk';
+import { LeaderRecord, LeaseError, MAX_HOST_ID, MAX_IO_TIMEOUT, namesEqual, SANLK } from '../ondisk';
 import { Logger } from '../log/logger';
-import { LeaseMode, StateStore } from '../state/statestore';
+import { DeltaLease } from '../lease/delta';
+import { JournalRow, LeaseMode, LeaseRow, OwnerRow, StateStore, StoreHealth } from '../state/statestore';
 import { LeaseSpec, OwnerRef } from '../control/protocol';
 import { FailedOwner, killDeadline, LeaseFailurePolicy } from './failure';
 import { currentBootId, JoinState, Lockspace, LockspaceSpec } from './lockspace';
@@ -91,6 +93,33 @@ async function identifyByOpen(path: string, timeoutMs: number): Promise<FileId |
   return f.fileId;
 }
 
+/** A lease the start-up reconcile checks on disk (see Agent.reconcile). */
+export interface LeaseCandidate {
+  lockspace: string;
+  resource: string;
+  path: string;
+  offset: number;
+}
+
+/**
+ * What runs now and needs which lease (key "lockspace:resource"), from outside the agent core
+ * (the libvirt integration); undefined when it cannot tell.
+ */
+export type RunningLeaseOwners = () => Promise<Map<string, { uuid: string; name: string; action?: string }> | undefined>;
+
+/** Placeholder owners of leases found on disk that no known owner holds (Agent.reconcile). */
+const ORPHAN_PREFIX = 'unknown-owner:';
+const isOrphan = (uuid: string) => uuid.startsWith(ORPHAN_PREFIX);
+const orphanRef = (c: LeaseCandidate) => ({ uuid: `${ORPHAN_PREFIX}${c.lockspace}:${c.resource}`, name: `unknown owner of ${c.resource}` });
+
+async function forEachLimited<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+}
+
 interface OwnerState {
   ref: OwnerRef & { name: string };
   leases: Map<string, HeldLease>;
@@ -166,14 +195,19 @@ export class Agent {
     const ls = new Lockspace({ ...spec, hostName: this.o.hostName }, this.o.clock, this.o.log, {
       onLost: (l, reason) => this.onLockspaceLost(l, reason),
       previousDelta: (l) => {
-        const v = this.o.store.getMeta(`delta:${l.name}`);
+        let v: string | undefined;
+        try {
+          v = this.o.store.getMeta(`delta:${l.name}`);
+        } catch {
+          return undefined; // an unreadable store is reported by the store
+        }
         return v ? (JSON.parse(v) as { bootId: string; generation: number; hostId?: number }) : undefined;
       },
       // The host_id is kept too: with host_id = auto it is how a restart finds its slot again.
-      onDeltaLease: (l, lease) => this.o.store.setMeta(`delta:${l.name}`, JSON.stringify({ bootId: currentBootId(), generation: lease.generation, hostId: lease.hostId })),
+      onDeltaLease: (l, lease) => this.o.store.write(() => this.o.store.setMeta(`delta:${l.name}`, JSON.stringify({ bootId: currentBootId(), generation: lease.generation, hostId: lease.hostId }))),
     }, this.openStorage);
     this.lockspaces.set(spec.name, ls);
-    this.o.store.saveLockspace({ name: spec.name, hostId: spec.hostId, path: spec.path, offset: spec.offset, generation: 0, ioTimeout: spec.ioTimeout });
+    this.o.store.write(() => this.o.store.saveLockspace({ name: spec.name, hostId: spec.hostId, path: spec.path, offset: spec.offset, generation: 0, ioTimeout: spec.ioTimeout }));
     ls.start();
     return ls;
   }
@@ -187,7 +221,7 @@ export class Agent {
     }
     await ls.stop(true);
     this.lockspaces.delete(name);
-    this.o.store.removeLockspace(name);
+    this.o.store.write(() => this.o.store.removeLockspace(name));
   }
 
   private lockspaceFor(name: string): Lockspace {
@@ -224,7 +258,7 @@ export class Agent {
     let ownerSaved = false;
     try {
       for (const s of specs) {
-        const mine = st.leases.get(key(s));
+        const mine = st.leases.get(key(s)) ?? this.takeFromOrphan(st, s);
         if (mine) { taken.push(mine); continue; }
         this.checkLocalConflict(owner.uuid, s);
         const h = await this.acquireOne(st, s, opts, ownerSaved);
@@ -237,7 +271,7 @@ export class Agent {
     } catch (e) {
       // All or nothing: give back what this call took; leases held before stay held.
       for (const h of fresh) await this.releaseOne(st, h).catch(() => undefined);
-      if (st.leases.size === 0 && !this.o.store.leases(owner.uuid).length) this.forgetOwner(owner.uuid);
+      if (st.leases.size === 0 && !this.knownRows(owner.uuid).length) this.forgetOwner(owner.uuid);
       throw e;
     }
   }
@@ -278,10 +312,11 @@ export class Agent {
     const lease = await ls.waitJoined(timeoutMs ?? this.o.joinWaitMs ?? 120000);
     // Journalled (with the owner row) before the first write to the lease: after a crash,
     // recover() finishes or undoes it.
-    const op = this.o.store.transaction(() => {
+    // A failing store does not stop the acquire (the intent is kept in memory and written when
+    // it can be): after a crash, reconcile() finds a lease the database missed on disk.
+    const op = this.journal(() => {
       if (!ownerSaved) this.saveOwner(st);
-      return this.o.store.beginOp({ op: 'acquire', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode });
-    });
+    }, { op: 'acquire', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode });
     const deadline = timeoutMs ? this.o.clock.nowMs() + timeoutMs : undefined;
     try {
       for (let round = 0; ; round++) {
@@ -327,10 +362,10 @@ export class Agent {
             continue;
           }
           const held: HeldLease = { spec: { lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode }, token, file: storage.fileId };
-          this.o.store.transaction(() => {
+          this.o.store.write(() => this.o.store.transaction(() => {
             this.o.store.recordLease({ ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode, lver: token.lver, generation: lease.generation });
-            this.o.store.endOp(op);
-          });
+            if (op.id !== undefined) this.o.store.endOp(op.id);
+          }), `recording the lease ${key(s)}`);
           st.leases.set(key(s), held);
           this.o.log.info(`acquired ${mode} lease ${key(s)} (${s.path}:${s.offset}) lver ${token.lver} for ${st.ref.name}`);
           const ms = (x: number) => x.toFixed(1);
@@ -341,7 +376,7 @@ export class Agent {
         }
       }
     } catch (e) {
-      this.o.store.endOp(op);
+      this.o.store.write(() => { if (op.id !== undefined) this.o.store.endOp(op.id); });
       throw this.explainAcquireFailure(e, s);
     }
   }
@@ -417,12 +452,16 @@ export class Agent {
   }
 
   /**
-   * Release one lease. Not journalled: until the final commit the lease row still says held, so
-   * a crash in between is recovered like any held lease (re-adopted or taken and released).
+   * Release one lease. Journalled before the disk write, so that after a crash (or a database
+   * that failed to record the release) the restart knows the lease was being let go: a lease we
+   * released is never a reason to act on its owner. What the disk says wins: once the release
+   * is written the lease is gone from memory and the release succeeded, even when the database
+   * cannot record it yet (StateStore.write keeps and retries the write).
    * With `forgetIfEmpty`, an owner left without leases is removed in the same commit.
    */
   private async releaseOne(st: OwnerState, h: HeldLease, keepRecord = false, forgetIfEmpty = false): Promise<void> {
     const s = h.spec;
+    const op = this.journal(undefined, { op: 'release', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode: s.mode });
     let storage: LeaseStorage | undefined;
     try {
       storage = await this.openStorage(s.path);
@@ -456,7 +495,11 @@ export class Agent {
       } else {
         // -250/-251: someone else holds it now (or a lower version: re-initialized); nothing
         // of ours is left to release.
-        if (rv !== SANLK.RELEASE_LVER && rv !== SANLK.RELEASE_OWNER) throw e;
+        if (rv !== SANLK.RELEASE_LVER && rv !== SANLK.RELEASE_OWNER) {
+          // Still held by us (the write failed): the lease stays, and so does its record.
+          this.o.store.write(() => { if (op.id !== undefined) this.o.store.endOp(op.id); });
+          throw e;
+        }
         this.o.log.warning(`release of ${key(s)} for ${st.ref.name}: ${(e as Error).message}`);
       }
     } finally {
@@ -464,11 +507,12 @@ export class Agent {
     }
     st.leases.delete(key(s));
     const forget = forgetIfEmpty && st.leases.size === 0 && this.owners.get(st.ref.uuid) === st;
-    this.o.store.transaction(() => {
+    this.o.store.write(() => this.o.store.transaction(() => {
       if (keepRecord) this.o.store.markLeaseReleased(st.ref.uuid, s.lockspace, s.resource);
       else this.o.store.forgetLease(st.ref.uuid, s.lockspace, s.resource);
       if (forget) this.o.store.removeOwner(st.ref.uuid);
-    });
+      if (op.id !== undefined) this.o.store.endOp(op.id);
+    }), `recording the release of ${key(s)}`);
     if (forget) this.owners.delete(st.ref.uuid);
   }
 
@@ -507,7 +551,7 @@ export class Agent {
 
   private forgetOwner(uuid: string): void {
     this.owners.delete(uuid);
-    this.o.store.removeOwner(uuid);
+    this.o.store.write(() => this.o.store.removeOwner(uuid));
   }
 
   setOwnerPid(uuid: string, pid: number): void {
@@ -517,10 +561,10 @@ export class Agent {
       st.ref.pid = pid;
       st.process = proc;
     }
-    this.o.store.transaction(() => {
+    this.o.store.write(() => this.o.store.transaction(() => {
       this.o.store.upsertOwner({ uuid, name: st?.ref.name ?? uuid, pid, state: 'active' });
       if (proc) this.o.store.setOwnerProcess(uuid, { ...proc, watched: !!st?.watched });
-    });
+    }));
   }
 
   // ---- owner processes -------------------------------------------------------------------------
@@ -543,6 +587,33 @@ export class Agent {
         (e: Error) => this.o.log.warning(`releasing the leases of exited owner ${st.ref.name}: ${e.message}; trying again`),
       ).finally(() => { st.exiting = false; });
     }
+  }
+
+  /**
+   * Journal an operation before its first write to storage (with `also`, in the same commit).
+   * The entry id is filled in when the store takes it, possibly later: a failing store never
+   * stops a lease operation.
+   */
+  private journal(also: (() => void) | undefined, entry: Parameters<StateStore['beginOp']>[0]): { id?: number } {
+    const op: { id?: number } = {};
+    this.o.store.write(() => this.o.store.transaction(() => {
+      also?.();
+      op.id = this.o.store.beginOp(entry);
+    }), `journalling the ${entry.op} of ${key(entry)}`);
+    return op;
+  }
+
+  /** The owner's lease rows, or none when the store cannot be read. */
+  private knownRows(uuid: string) {
+    try {
+      return this.o.store.leases(uuid);
+    } catch {
+      return [];
+    }
+  }
+
+  stateStoreHealth(): StoreHealth {
+    return this.o.store.health();
   }
 
   // ---- lease loss ------------------------------------------------------------------------------
@@ -591,21 +662,52 @@ export class Agent {
    * under our new generation, which sanlock lets an older generation of the same host_id do at
    * once, so no other host can slip in. Leases of owners that are gone are released. Journal
    * entries of operations cut short are finished the same way.
+   *
+   * A lease the database says held is first checked on disk: one we released before the restart
+   * (a release journalled, a free leader last owned by us, or any other holder while our delta
+   * lease went on under the same generation — nobody can take a lease from a live generation)
+   * was let go here and the database missed it; its owner is left alone, never killed for it.
    */
-  async recover(ownerExists: (o: { uuid: string; name: string; pid: number | null; startTime: number | null }) => Promise<boolean>): Promise<{ adopted: number; released: number }> {
+  async recover(ownerExists: (o: { uuid: string; name: string; pid: number | null; startTime: number | null }) => Promise<boolean>): Promise<{ adopted: number; released: number; forgotten: number }> {
     let adopted = 0;
     let released = 0;
-    const pending = this.o.store.pendingOps();
-    for (const o of this.o.store.owners()) {
-      const rows = this.o.store.leases(o.uuid);
+    let forgotten = 0;
+    let pending: JournalRow[];
+    let ownerRows: OwnerRow[];
+    try {
+      pending = this.o.store.pendingOps();
+      ownerRows = this.o.store.owners();
+    } catch (e) {
+      this.o.log.error(`restart recovery cannot read the state database: ${(e as Error).message}; what this host holds is taken from the lease directory`);
+      return { adopted, released, forgotten };
+    }
+    for (const o of ownerRows) {
+      const rows = this.knownRows(o.uuid);
       // The start time tells the registered process from a later one that got its pid.
-      const proc = this.o.store.ownerProcess(o.uuid);
+      let proc: ReturnType<StateStore['ownerProcess']>;
+      try {
+        proc = this.o.store.ownerProcess(o.uuid);
+      } catch {
+        proc = undefined;
+      }
       const known = proc && proc.pid === o.pid ? proc : undefined;
       const exists = await ownerExists({ ...o, startTime: known?.startTime ?? null }).catch(() => true);
       const ref = { uuid: o.uuid, name: o.name, pid: exists ? o.pid ?? undefined : undefined };
-      const held = rows.filter((r) => r.held);
+      const held: LeaseRow[] = [];
+      for (const r of rows.filter((x) => x.held)) {
+        if (await this.releasedBeforeRestart(o.name, r, pending)) {
+          forgotten++;
+          this.o.store.write(() => this.o.store.forgetLease(o.uuid, r.lockspace, r.resource));
+        } else {
+          held.push(r);
+        }
+      }
       const maybe = pending.filter((p) => p.ownerUuid === o.uuid && p.op === 'acquire' && !rows.some((r) => r.resource === p.resource && r.lockspace === p.lockspace));
       const specs = [...held, ...maybe].map((r) => ({ lockspace: r.lockspace, resource: r.resource, path: r.path, offset: r.offset, mode: r.mode }));
+      if (!specs.length && rows.length && rows.every((r) => r.held)) {
+        this.forgetOwner(o.uuid); // everything it had was released before the restart
+        continue;
+      }
       if (exists && o.state === 'active') {
         try {
           await this.acquire(ref, specs, { watchPid: known?.watched });
@@ -626,8 +728,154 @@ export class Agent {
         this.forgetOwner(o.uuid);
       }
     }
-    for (const p of pending) this.o.store.endOp(p.id);
-    return { adopted, released };
+    for (const p of pending) this.o.store.write(() => this.o.store.endOp(p.id));
+    return { adopted, released, forgotten };
+  }
+
+  /** See recover(): true when the disk shows that a lease the database lists as held was released here. */
+  private async releasedBeforeRestart(ownerName: string, r: LeaseRow, pending: JournalRow[]): Promise<boolean> {
+    const ls = this.lockspaces.get(r.lockspace);
+    if (!ls || r.mode === 'shared') return false; // a shared holder is not in the leader: let the acquire decide
+    const lease = await ls.waitJoined(this.o.joinWaitMs ?? 120000).catch(() => undefined);
+    if (!lease) return false;
+    const leader = await this.readLeader(r, lease.ioTimeout).catch(() => undefined);
+    if (!leader) return false;
+    if (leader.timestamp !== 0 && leader.ownerId === lease.hostId && leader.ownerGeneration <= lease.generation) return false; // still ours
+    const releasing = pending.some((p) => p.op === 'release' && p.ownerUuid === r.ownerUuid && p.lockspace === r.lockspace && p.resource === r.resource);
+    // An agent frees its host_id only while it holds no lease in the lockspace (shutdown()).
+    const p = lease.previous;
+    const leftCleanly = !!p && p.timestamp === 0 && p.ownerId === lease.hostId && namesEqual(p.resourceName, lease.hostName.slice(0, 47)) && r.generation <= p.ownerGeneration;
+    const why = releasing ? 'its release was under way'
+      : leader.timestamp === 0 && leader.ownerId === lease.hostId ? 'we were the last to hold it and it is free'
+        : r.generation === lease.generation ? `our delta lease went on under generation ${lease.generation}, so no other host could take it from us`
+          : leftCleanly ? `this agent left lockspace ${r.lockspace} cleanly (generation ${p.ownerGeneration}), which it does only while holding no lease there` : undefined;
+    if (!why) return false;
+    const now = leader.timestamp === 0 ? 'free' : `held by host ${leader.ownerId} (generation ${leader.ownerGeneration})`;
+    this.o.log.warning(`the state database says ${ownerName} holds ${key(r)} (${r.path}), but on disk it is ${now}: ${why}. ` +
+      `It was released here before the restart and the database missed it; ${ownerName} is not acted on for it`);
+    return true;
+  }
+
+  /** The leader of a lease area; undefined when the file does not exist. */
+  private async readLeader(l: LeaseCandidate, ioTimeout: number): Promise<LeaderRecord | undefined> {
+    let storage: LeaseStorage;
+    try {
+      storage = await this.openStorage(l.path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    try {
+      // 4 KiB: one read on 512- and 4096-byte sector devices alike; the leader is at its start.
+      return await readPaxosLeader({ storage, offset: l.offset, spaceName: l.lockspace, resourceName: l.resource }, 4096, 0, ioTimeout);
+    } finally {
+      await closeStorage(storage);
+    }
+  }
+
+  /**
+   * After the lockspaces joined (and recover() ran): leases that this host_id holds on disk —
+   * under our generation or an older one — but that no owner here holds. They are what a lost,
+   * corrupt or failing state database forgot. Each is taken back at once under a placeholder
+   * owner (an older generation of ours may be taken by other hosts, so this cannot wait), then
+   * handed to the running owner that needs it, released when `runningOwners` says nothing
+   * running needs it, or kept (and logged with the remedy) when nobody can tell.
+   */
+  async reconcile(candidates: LeaseCandidate[], runningOwners?: RunningLeaseOwners): Promise<{ found: number; readopted: number; released: number; kept: number }> {
+    const r = { found: 0, readopted: 0, released: 0, kept: 0 };
+    const heldHere = () => new Set([...this.owners.values()].flatMap((o) => [...o.leases.keys()]));
+    const seen = heldHere();
+    const todo = candidates.filter((c) => {
+      if (seen.has(key(c)) || !this.lockspaces.has(c.lockspace)) return false;
+      seen.add(key(c));
+      return true;
+    });
+    const joined = new Map<string, DeltaLease>();
+    for (const name of new Set(todo.map((c) => c.lockspace))) {
+      const lease = await this.lockspaces.get(name)!.waitJoined(this.o.joinWaitMs ?? 120000).catch(() => undefined);
+      if (lease) joined.set(name, lease);
+      else this.o.log.error(`start-up reconcile: lockspace ${name} did not join; the leases this host may hold in it are not checked`);
+    }
+    const found: LeaseCandidate[] = [];
+    await forEachLimited(todo, 8, async (c) => {
+      const lease = joined.get(c.lockspace);
+      if (!lease) return;
+      const leader = await this.readLeader(c, lease.ioTimeout).catch(() => undefined);
+      if (leader && leader.timestamp !== 0 && leader.ownerId === lease.hostId && leader.ownerGeneration <= lease.generation) found.push(c);
+    });
+    const now = heldHere();
+    const lost = found.filter((c) => !now.has(key(c)));
+    if (!lost.length) return r;
+    r.found = lost.length;
+    const hostIds = [...new Set(lost.map((c) => joined.get(c.lockspace)!.hostId))].join(', ');
+    this.o.log.warning(`found ${lost.length} lease(s) of host_id ${hostIds} on disk that no owner here holds (${this.storeStory()}): ` +
+      `${lost.map((c) => `${key(c)} (${c.path})`).join(', ')}; taking them back before deciding what to do with each`);
+    const taken: LeaseCandidate[] = [];
+    for (const c of lost) {
+      try {
+        await this.acquire(orphanRef(c), [{ lockspace: c.lockspace, resource: c.resource, path: c.path, offset: c.offset }]);
+        taken.push(c);
+      } catch (e) {
+        this.o.log.error(`could not take back ${key(c)} (${c.path}), held on disk by this host_id: ${(e as Error).message}`);
+      }
+    }
+    const owners = runningOwners ? await runningOwners().catch(() => undefined) : undefined;
+    for (const c of taken) {
+      const orphan = orphanRef(c);
+      if (!owners) {
+        r.kept++;
+        this.o.log.warning(`${key(c)} (${c.path}) is kept held for an unknown owner "${orphan.uuid}": nothing here tells which process used it. ` +
+          `Once that process has stopped, release it: lockagent client release --owner ${orphan.uuid}`);
+        continue;
+      }
+      const o = owners.get(key(c));
+      try {
+        if (o) {
+          await this.acquire({ uuid: o.uuid, name: o.name }, [{ lockspace: c.lockspace, resource: c.resource, path: c.path, offset: c.offset }], { action: o.action });
+          r.readopted++;
+          this.o.log.warning(`${key(c)} (${c.path}): re-adopted for ${o.name}, which runs`);
+        } else {
+          await this.release(orphan);
+          r.released++;
+          this.o.log.warning(`${key(c)} (${c.path}): released (no running owner needs it)`);
+        }
+      } catch (e) {
+        this.o.log.error(`${key(c)} (${c.path}): ${(e as Error).message}; it stays held for "${orphan.uuid}"`);
+      }
+    }
+    return r;
+  }
+
+  /** Why the database may not know what we hold, for reconcile's warning. */
+  private storeStory(): string {
+    const h = this.o.store.health();
+    if (h.movedAside) return `the state database ${h.path} was corrupt (moved to ${h.movedAside})`;
+    if (h.backing === 'memory') return `the state database ${h.path} could not be opened`;
+    return `the state database ${h.path} did not list them (it was missing, replaced, or failed to record them)`;
+  }
+
+  /** Hand a lease held for a placeholder owner (see reconcile) to the owner that asks for it. */
+  private takeFromOrphan(st: OwnerState, s: LeaseSpec): HeldLease | undefined {
+    if (isOrphan(st.ref.uuid)) return undefined;
+    for (const [u, o] of this.owners) {
+      const h = isOrphan(u) ? o.leases.get(key(s)) : undefined;
+      if (!h || h.spec.path !== s.path || h.spec.offset !== s.offset) continue;
+      o.leases.delete(key(s));
+      const empty = o.leases.size === 0;
+      if (empty) this.owners.delete(u);
+      st.leases.set(key(s), h);
+      const row = { ownerUuid: st.ref.uuid, lockspace: h.spec.lockspace, resource: h.spec.resource, path: h.spec.path, offset: h.spec.offset, mode: h.spec.mode, lver: h.token.lver, generation: h.token.host.generation };
+      const owner = { uuid: st.ref.uuid, name: st.ref.name, pid: st.ref.pid ?? null, state: 'active' as const };
+      this.o.store.write(() => this.o.store.transaction(() => {
+        this.o.store.upsertOwner(owner);
+        this.o.store.recordLease(row);
+        this.o.store.forgetLease(u, h.spec.lockspace, h.spec.resource);
+        if (empty) this.o.store.removeOwner(u);
+      }), `recording the owner of ${key(s)}`);
+      this.o.log.warning(`${key(s)}: held since the agent's state was lost ("${u}"), now owned by ${st.ref.name}`);
+      return h;
+    }
+    return undefined;
   }
 
   // ---- status --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'fs';
+import { mkdirSync, promises as fsp } from 'fs';
 import { join } from 'path';
 import { AgentConfig, DISKS_LOCKSPACE, loadConfig } from '../config/config';
 import { ControlServer, Peer } from '../control/server';
@@ -7,7 +7,8 @@ import { systemClock } from '../lease/clock';
 import { createLogger, Level, Logger, parseLevel } from '../log/logger';
 import { geometryFor } from '../ondisk';
 import { StateStore } from '../state/statestore';
-import { Agent } from './agent';
+import { isMd5Name } from '../cleanup/classify';
+import { Agent, LeaseCandidate, RunningLeaseOwners } from './agent';
 import { KillPolicy, LeaseFailurePolicy } from './failure';
 import { DomainHandler, makeHandler } from './handler';
 import { resolveHostName } from './hostname';
@@ -36,7 +37,7 @@ export interface DaemonHandle {
 
 export interface DaemonExtensions {
   /** plugs in the libvirt integration; receives the agent, returns domain request handling */
-  domain?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => Promise<{ handler: DomainHandler; policy?: LeaseFailurePolicy; ownerExists?: (o: { uuid: string; name: string; pid: number | null; startTime: number | null }) => Promise<boolean>; stop?: () => Promise<void>; status?: () => Record<string, unknown> }>;
+  domain?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => Promise<{ handler: DomainHandler; policy?: LeaseFailurePolicy; ownerExists?: (o: { uuid: string; name: string; pid: number | null; startTime: number | null }) => Promise<boolean>; runningOwners?: RunningLeaseOwners; stop?: () => Promise<void>; status?: () => Record<string, unknown> }>;
   peerOf?: (sock: import('net').Socket) => Peer | undefined;
   cleanup?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => { handler: DomainHandler; stop: () => void };
   allowPeer?: (config: AgentConfig) => (p: Peer) => boolean;
@@ -50,9 +51,13 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     stderrLevel: config.logStderr ? parseLevel(config.logLevel) : undefined,
   });
   mkdirSync(join(config.statePath, '..'), { recursive: true });
-  const store = new StateStore(config.statePath);
-  const hostName = resolveHostName(store, config.hostName);
-  log.info(`lockagent starting: host name ${hostName}, config ${config.source}`);
+  const store = StateStore.open(config.statePath, {
+    onFault: (f) => log.error(f.message),
+    onRecovered: (m) => log.warning(m),
+  });
+  const { name: hostName, source: nameSource, warning: nameWarning } = resolveHostName(store, config.hostName);
+  log.info(`lockagent starting: host name ${hostName} (from ${nameSource}), config ${config.source}`);
+  if (nameWarning) log.warning(nameWarning);
 
   // Policy is swappable: the libvirt integration replaces the default kill policy.
   let policy: LeaseFailurePolicy = new KillPolicy({ graceSeconds: config.killGraceSeconds, log: (lvl, m) => log[lvl](m) });
@@ -123,11 +128,20 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   const statusTimer = setInterval(() => notify.status(joinStatusLine(agent)), 1000);
   statusTimer.unref();
 
-  // Re-adopt in the background: it waits for the lockspace join.
+  // Re-adopt in the background: it waits for the lockspace join. Then compare with the lease
+  // directory: leases of this host_id that the state database did not know (it was lost,
+  // corrupt, or failed to record them) are taken back and handed to their owners.
   void agent.recover(domain?.ownerExists ?? (async (o) => !!o.pid && stillThere(o.pid, o.startTime))).then(
-    (r) => { if (r.adopted || r.released) log.info(`restart recovery: ${r.adopted} lease(s) re-adopted, ${r.released} released`); },
+    (r) => {
+      if (r.adopted || r.released || r.forgotten) {
+        log.info(`restart recovery: ${r.adopted} lease(s) re-adopted, ${r.released} released, ${r.forgotten} found released already`);
+      }
+    },
     (e) => log.error(`restart recovery failed: ${(e as Error).message}`),
-  );
+  ).then(async () => {
+    const r = await agent.reconcile(await leaseCandidates(config, store), domain?.runningOwners);
+    if (r.found) log.warning(`start-up reconcile: ${r.found} lease(s) held on disk were unknown to the state database: ${r.readopted} re-adopted, ${r.released} released, ${r.kept} kept for an unknown owner`);
+  }).catch((e) => log.error(`start-up reconcile with the lease directory failed: ${(e as Error).message}`));
 
   return {
     ...base,
@@ -146,6 +160,24 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
       await log.close();
     },
   };
+}
+
+/**
+ * Where this host may hold leases: every automatic disk lease file of disk_lease_dir (named by
+ * the md5 of a disk path, offset 0) and every lease the state database lists.
+ */
+async function leaseCandidates(config: AgentConfig, store: StateStore): Promise<LeaseCandidate[]> {
+  const out: LeaseCandidate[] = [];
+  if (config.autoDiskLeases) {
+    const names = await fsp.readdir(config.diskLeaseDir).catch(() => [] as string[]);
+    for (const n of names.filter(isMd5Name)) out.push({ lockspace: DISKS_LOCKSPACE, resource: n, path: `${config.diskLeaseDir}/${n}`, offset: 0 });
+  }
+  try {
+    for (const l of store.leases()) out.push({ lockspace: l.lockspace, resource: l.resource, path: l.path, offset: l.offset });
+  } catch {
+    // an unreadable store is reported by the store
+  }
+  return out;
 }
 
 /** Foreground daemon entry: runs until SIGTERM/SIGINT. */

@@ -16,6 +16,7 @@ export function makeHandler(agent: Agent, extra?: { domain?: DomainHandler; clea
       case 'status':
         return {
           hostName: agent.hostName,
+          stateStore: agent.stateStoreHealth(),
           lockspaces: agent.lockspaceStatus(),
           owners: agent.ownersList().map((o) => ({
             uuid: o.ref.uuid, name: o.ref.name, pid: o.ref.pid,

@@ -69,6 +69,13 @@ export function daemonExtensions(): DaemonExtensions {
           const st = await conn.state(o.uuid).catch(() => undefined);
           return !!st && st.stateName !== 'SHUTOFF' && st.stateName !== 'CRASHED';
         },
+        // Asked once, after the lockspaces joined: wait a while for the connection (libvirtd may
+        // be starting too); meanwhile the leases found stay held.
+        runningOwners: async () => {
+          if (!config.libvirtUri) return undefined; // no libvirt: nothing tells which process used a lease
+          for (let i = 0; i < 60 && !stopped && !conn?.connected; i++) await new Promise((r) => setTimeout(r, 1000));
+          return conn?.connected ? mgr.runningLeaseOwners() : undefined;
+        },
         stop: async () => {
           stopped = true;
           await conn?.close().catch(() => undefined);

@@ -4,6 +4,7 @@ export interface StatusReply {
   hostName: string;
   lockspaces: Array<{ name: string; hostId: number; path: string; offset: number; state: string; generation?: number; ioTimeout: number; renewedAgo?: number; lastError?: string; ioTimeoutMismatches: Array<{ hostId: number; ownerName: string; ioTimeout: number }> }>;
   owners: Array<{ uuid: string; name: string; pid?: number; leases: Array<{ lockspace: string; resource: string; path: string; offset: number; mode: string; lver: number }> }>;
+  stateStore?: { path: string; ok: boolean; backing: string; fault?: { code: string; message: string; remedy: string; since: number }; queued: number; movedAside?: string };
   [k: string]: unknown;
 }
 
@@ -16,7 +17,15 @@ function table(rows: string[][]): string {
 }
 
 export function formatStatus(r: StatusReply): string {
-  let out = `host ${r.hostName}\n\n`;
+  let out = `host ${r.hostName}\n`;
+  const st = r.stateStore;
+  if (st) {
+    if (st.ok) out += `state ${st.path}: ok\n`;
+    else if (st.fault) out += `state ${st.path}: FAILING (${st.fault.code}${st.queued ? `, ${st.queued} write(s) waiting` : ''}): ${st.fault.remedy}\n`;
+    else out += `state ${st.path}: in memory only (${st.backing})\n`;
+    if (st.movedAside) out += `  a corrupt state database was moved to ${st.movedAside}\n`;
+  }
+  out += '\n';
   out += table([
     ['LOCKSPACE', 'HOST_ID', 'STATE', 'GEN', 'RENEWED', 'IO_TIMEOUT', 'PATH'],
     ...r.lockspaces.map((l) => [l.name, String(l.hostId), l.state, l.generation !== undefined ? String(l.generation) : '-',

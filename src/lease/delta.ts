@@ -50,6 +50,11 @@ export interface DeltaLease {
   /** Renewal read buffer, reused across renewals and dropped after a failed read. */
   iobuf?: Buffer;
   released: boolean;
+  /**
+   * The host_id's record as deltaAcquire found it (undefined for a lease continued, not
+   * acquired): a record under our own name with timestamp 0 means we left cleanly last time.
+   */
+  readonly previous?: LeaderRecord;
 }
 
 export interface DeltaAcquireParams {
@@ -193,7 +198,7 @@ export async function deltaAcquire(p: DeltaAcquireParams): Promise<DeltaLease> {
   return {
     spaceName, hostId, hostName: p.hostName, storage, offset, geometry, ioTimeout: p.ioTimeout,
     generation: written.ownerGeneration, leader: written, lastSuccess: written.timestamp, lastResult: SANLK.OK,
-    bitmap: Buffer.alloc(HOSTID_BITMAP_SIZE), released: false,
+    bitmap: Buffer.alloc(HOSTID_BITMAP_SIZE), released: false, previous: leader,
   };
 }
 

@@ -197,6 +197,27 @@ export class DomainManager implements LeaseFailurePolicy {
     }
   }
 
+  /**
+   * For the agent's start-up reconcile: which running domain needs which lease
+   * ("lockspace:resource" → the domain), from libvirt's list and each running domain's live XML.
+   * Paused domains hold no leases. Undefined when libvirt cannot tell (not connected, an XML
+   * that cannot be read): then nothing is released on its word.
+   */
+  async runningLeaseOwners(): Promise<Map<string, { uuid: string; name: string; action?: string }> | undefined> {
+    const ctl = this.o.control();
+    if (!ctl) return undefined;
+    const out = new Map<string, { uuid: string; name: string; action?: string }>();
+    for (const d of await ctl.listDomains()) {
+      const st = stateName(d.state);
+      if (st === 'SHUTOFF' || st === 'CRASHED' || st === 'PAUSED') continue;
+      const xml = await this.fetchXml(d.uuid);
+      if (!xml) return undefined;
+      const dom = parseDomainXml(xml);
+      for (const e of planLeases(dom, this.o.config).entries) out.set(`${e.lockspace}:${e.resource}`, { uuid: dom.uuid, name: dom.name, action: dom.onLockFailure });
+    }
+    return out;
+  }
+
   // ---- lock failure --------------------------------------------------------------------------
 
   /**

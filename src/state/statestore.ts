@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'fs';
+import { existsSync, mkdirSync, renameSync } from 'fs';
 import { dirname } from 'path';
 
 /**
@@ -95,20 +95,241 @@ CREATE TABLE IF NOT EXISTS journal (
   mode TEXT NOT NULL, started_at INTEGER NOT NULL);
 `;
 
+/** What went wrong with the database, in words, and what the operator should do. */
+export interface StoreFault {
+  /** SQLite's code, e.g. SQLITE_FULL, SQLITE_CORRUPT, SQLITE_CANTOPEN */
+  code: string;
+  /** one line: path, what failed, the code in words, the remedy */
+  message: string;
+  remedy: string;
+}
+
+export interface StoreHealth {
+  path: string;
+  ok: boolean;
+  /** 'file', or 'memory' when the file could not be opened at all (nothing survives a restart) */
+  backing: 'file' | 'memory';
+  /** the current fault, while writes fail */
+  fault?: StoreFault & { since: number };
+  /** writes kept in memory, waiting for the database to accept them */
+  queued: number;
+  /** where a corrupt database found at start was moved */
+  movedAside?: string;
+}
+
+export interface StoreEvents {
+  /** the database started failing (or failed differently); one line, no stack trace */
+  onFault?(f: StoreFault): void;
+  /** queued writes reached the database again */
+  onRecovered?(msg: string): void;
+}
+
+/** A database error, with the path and the remedy in its message (no SQLite stack). */
+export class StateStoreError extends Error {
+  constructor(readonly fault: StoreFault) {
+    super(fault.message);
+    this.name = 'StateStoreError';
+  }
+}
+
+function codeWords(code: string): string {
+  if (code === 'SQLITE_FULL') return 'the filesystem is full';
+  if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') return 'the database file is corrupt';
+  if (code.startsWith('SQLITE_CANTOPEN')) return 'the database file cannot be opened';
+  if (code.startsWith('SQLITE_READONLY')) return 'the database is read-only';
+  if (code.startsWith('SQLITE_IOERR')) return 'an I/O error';
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return 'the database is locked by another process';
+  if (code === 'SQLITE_PERM' || code === 'EACCES') return 'permission denied';
+  return 'an error';
+}
+
+function codeRemedy(code: string, path: string): string {
+  const dir = dirname(path);
+  if (code === 'SQLITE_FULL') return `free space on ${dir}`;
+  if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') {
+    return `stop the agent and move ${path} away; at start the agent rebuilds its state from the lease directory`;
+  }
+  if (code.startsWith('SQLITE_CANTOPEN') || code === 'SQLITE_PERM' || code === 'EACCES') return `check that ${dir} exists and is writable by the agent`;
+  if (code.startsWith('SQLITE_READONLY')) return `make ${path} and ${dir} writable (is the filesystem mounted read-only?)`;
+  if (code.startsWith('SQLITE_IOERR')) return `check the filesystem of ${dir} and its disk (dmesg)`;
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return `make sure only one agent uses ${path} (state_path)`;
+  return `check ${path} and the filesystem of ${dir}`;
+}
+
+/** Turn a SQLite (or file system) error into a fault with the path, the code in words and the remedy. */
+export function describeStoreError(e: unknown, path: string, doing: string): StoreFault {
+  const err = e as { code?: string; message?: string };
+  const code = typeof err?.code === 'string' ? err.code : 'SQLITE_ERROR';
+  const remedy = codeRemedy(code, path);
+  const detail = err?.message ? `: ${err.message}` : '';
+  return { code, remedy, message: `state database ${path}: ${doing} failed: ${codeWords(code)} (${code}${detail}); ${remedy}` };
+}
+
+const isCorrupt = (code: string) => code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB';
+
+/** How often writes kept in memory are tried again. */
+const RETRY_MS = 5000;
+
 export class StateStore {
   private db: Database.Database;
+  private fault?: StoreFault & { since: number };
+  /** writes that failed (and every later one, to keep their order), replayed by flush() */
+  private readonly queue: Array<() => void> = [];
+  private retryTimer?: NodeJS.Timeout;
+  private events: StoreEvents = {};
+  backing: 'file' | 'memory' = 'file';
+  movedAside?: string;
 
   constructor(readonly path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('foreign_keys = ON');
-    this.db.exec(SCHEMA);
+    this.db = StateStore.openDb(path);
+  }
+
+  private static openDb(path: string): Database.Database {
+    const db = new Database(path);
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      db.exec(SCHEMA);
+      // A damaged page elsewhere would fail some later write, in the middle of a lease operation.
+      const check = db.pragma('quick_check', { simple: true });
+      if (check !== 'ok') throw Object.assign(new Error(`integrity check: ${String(check)}`), { code: 'SQLITE_CORRUPT' });
+    } catch (e) {
+      try { db.close(); } catch { /* already unusable */ }
+      throw e;
+    }
+    return db;
+  }
+
+  /**
+   * The daemon's way to open its state. A corrupt file is moved aside to <path>.corrupt-<time>
+   * and an empty database takes its place: the agent must run to keep renewing the leases of
+   * running domains, and it rebuilds what it holds from the lease directory (Agent.reconcile).
+   * A file that cannot be opened at all (no space, read-only, permissions) gives a store in
+   * memory, reported unhealthy: lease protection goes on, nothing survives a restart.
+   */
+  static open(path: string, events: StoreEvents = {}): StateStore {
+    let firstFault: StoreFault | undefined;
+    try {
+      const s = new StateStore(path);
+      s.events = events;
+      return s;
+    } catch (e) {
+      firstFault = describeStoreError(e, path, 'opening');
+      if (!isCorrupt(firstFault.code) || !existsSync(path)) {
+        events.onFault?.({ ...firstFault, message: `${firstFault.message}; running with the state in memory only until the agent is restarted` });
+        const s = new StateStore(':memory:');
+        Object.defineProperty(s, 'path', { value: path });
+        s.backing = 'memory';
+        s.events = events;
+        s.fault = { ...firstFault, since: Date.now() };
+        return s;
+      }
+    }
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    const moved = `${path}.corrupt-${stamp}`;
+    renameSync(path, moved);
+    for (const ext of ['-wal', '-shm']) {
+      if (existsSync(path + ext)) renameSync(path + ext, moved + ext);
+    }
+    events.onFault?.({ ...firstFault, message: `state database ${path} is corrupt (${firstFault.code}); moved it to ${moved} and started with an empty one: ` +
+      'the agent rebuilds its leases from the lease directory; see the warnings that follow for what it found' });
+    const s = new StateStore(path);
+    s.events = events;
+    s.movedAside = moved;
+    return s;
   }
 
   close(): void {
-    this.db.close();
+    clearTimeout(this.retryTimer);
+    try {
+      this.flush();
+    } catch { /* reported by flush */ }
+    try {
+      this.db.close();
+    } catch (e) {
+      this.events.onFault?.(describeStoreError(e, this.path, 'closing'));
+    }
+  }
+
+  health(): StoreHealth {
+    return { path: this.path, ok: !this.fault && this.backing === 'file', backing: this.backing, fault: this.fault, queued: this.queue.length, movedAside: this.movedAside };
+  }
+
+  /** Note a failing operation: logged when the store starts failing or fails differently. */
+  private noteFault(e: unknown, doing: string): StateStoreError {
+    if (e instanceof StateStoreError) return e;
+    const f = describeStoreError(e, this.path, doing);
+    if (!this.fault || this.fault.code !== f.code) this.events.onFault?.(f);
+    this.fault = { ...f, since: this.fault?.since ?? Date.now() };
+    return new StateStoreError(f);
+  }
+
+  /**
+   * A write that records what already happened on disk: it must not fail the operation. Done
+   * now when it can be; else kept in memory (with every later write, in order) and retried
+   * every few seconds, so the database ends up telling what the disk tells.
+   */
+  write(fn: () => void, doing = 'writing'): void {
+    if (!this.queue.length) {
+      try {
+        fn();
+        return;
+      } catch (e) {
+        this.noteFault(e, doing);
+      }
+    }
+    this.queue.push(fn);
+    this.scheduleRetry();
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      try {
+        this.flush();
+      } catch { /* noted */ }
+      if (this.queue.length) this.scheduleRetry();
+    }, RETRY_MS);
+    this.retryTimer.unref();
+  }
+
+  /** Replay kept writes in order; stops at the first that fails again. */
+  flush(): void {
+    const n = this.queue.length;
+    while (this.queue.length) {
+      try {
+        this.queue[0]();
+      } catch (e) {
+        throw this.noteFault(e, 'writing');
+      }
+      this.queue.shift();
+    }
+    if (this.fault && this.backing === 'file') {
+      this.fault = undefined;
+      this.events.onRecovered?.(`state database ${this.path} accepts writes again${n ? ` (${n} kept write(s) stored)` : ''}`);
+    }
+  }
+
+  /** nesting of guard(): a transaction's statements run inside it */
+  private depth = 0;
+  /** Run a statement, turning its failure into a StateStoreError that names the path and the remedy. */
+  private guard<T>(fn: () => T, doing = 'writing'): T {
+    this.depth++;
+    try {
+      const r = fn();
+      if (this.depth === 1 && this.fault && !this.queue.length && this.backing === 'file' && doing !== 'reading') {
+        this.fault = undefined;
+        this.events.onRecovered?.(`state database ${this.path} accepts writes again`);
+      }
+      return r;
+    } catch (e) {
+      throw this.noteFault(e, doing);
+    } finally {
+      this.depth--;
+    }
   }
 
   /** Prepared once per SQL text: preparing on every call cost ~0.4 ms per acquire+release. */
@@ -123,39 +344,55 @@ export class StateStore {
   }
 
   getMeta(key: string): string | undefined {
-    const r = this.stmt('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
-    return r?.value;
+    return this.guard(() => {
+      const r = this.stmt('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+      return r?.value;
+    }, 'reading');
   }
 
   setMeta(key: string, value: string): void {
-    this.stmt('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+    this.guard(() => {
+      this.stmt('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+    }, 'writing');
   }
 
   saveLockspace(ls: LockspaceRow): void {
-    this.stmt(`INSERT INTO lockspaces(name, host_id, path, offset, generation, io_timeout) VALUES (@name, @hostId, @path, @offset, @generation, @ioTimeout)
-      ON CONFLICT(name) DO UPDATE SET host_id = excluded.host_id, path = excluded.path, offset = excluded.offset, generation = excluded.generation, io_timeout = excluded.io_timeout`).run(ls);
+    this.guard(() => {
+      this.stmt(`INSERT INTO lockspaces(name, host_id, path, offset, generation, io_timeout) VALUES (@name, @hostId, @path, @offset, @generation, @ioTimeout)
+        ON CONFLICT(name) DO UPDATE SET host_id = excluded.host_id, path = excluded.path, offset = excluded.offset, generation = excluded.generation, io_timeout = excluded.io_timeout`).run(ls);
+    }, 'writing');
   }
 
   removeLockspace(name: string): void {
-    this.stmt('DELETE FROM lockspaces WHERE name = ?').run(name);
+    this.guard(() => {
+      this.stmt('DELETE FROM lockspaces WHERE name = ?').run(name);
+    }, 'writing');
   }
 
   lockspaces(): LockspaceRow[] {
-    return this.stmt('SELECT name, host_id AS hostId, path, offset, generation, io_timeout AS ioTimeout FROM lockspaces ORDER BY name').all() as LockspaceRow[];
+    return this.guard(() => {
+      return this.stmt('SELECT name, host_id AS hostId, path, offset, generation, io_timeout AS ioTimeout FROM lockspaces ORDER BY name').all() as LockspaceRow[];
+    }, 'reading');
   }
 
   upsertOwner(o: { uuid: string; name: string; pid?: number | null; state?: OwnerRow['state'] }): void {
-    this.stmt(`INSERT INTO owners(uuid, name, pid, state, updated_at) VALUES (?, ?, ?, ?, ?)
-      ON CONFLICT(uuid) DO UPDATE SET name = excluded.name, pid = COALESCE(excluded.pid, owners.pid), state = excluded.state, updated_at = excluded.updated_at`)
-      .run(o.uuid, o.name, o.pid ?? null, o.state ?? 'active', Date.now());
+    this.guard(() => {
+      this.stmt(`INSERT INTO owners(uuid, name, pid, state, updated_at) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT(uuid) DO UPDATE SET name = excluded.name, pid = COALESCE(excluded.pid, owners.pid), state = excluded.state, updated_at = excluded.updated_at`)
+        .run(o.uuid, o.name, o.pid ?? null, o.state ?? 'active', Date.now());
+    }, 'writing');
   }
 
   setOwnerState(uuid: string, state: OwnerRow['state']): void {
-    this.stmt('UPDATE owners SET state = ?, updated_at = ? WHERE uuid = ?').run(state, Date.now(), uuid);
+    this.guard(() => {
+      this.stmt('UPDATE owners SET state = ?, updated_at = ? WHERE uuid = ?').run(state, Date.now(), uuid);
+    }, 'writing');
   }
 
   removeOwner(uuid: string): void {
-    this.stmt('DELETE FROM owners WHERE uuid = ?').run(uuid);
+    this.guard(() => {
+      this.stmt('DELETE FROM owners WHERE uuid = ?').run(uuid);
+    }, 'writing');
   }
 
   /**
@@ -175,54 +412,72 @@ export class StateStore {
   }
 
   owner(uuid: string): OwnerRow | undefined {
-    return this.stmt('SELECT uuid, name, pid, state, updated_at AS updatedAt FROM owners WHERE uuid = ?').get(uuid) as OwnerRow | undefined;
+    return this.guard(() => {
+      return this.stmt('SELECT uuid, name, pid, state, updated_at AS updatedAt FROM owners WHERE uuid = ?').get(uuid) as OwnerRow | undefined;
+    }, 'reading');
   }
 
   owners(): OwnerRow[] {
-    return this.stmt('SELECT uuid, name, pid, state, updated_at AS updatedAt FROM owners ORDER BY name').all() as OwnerRow[];
+    return this.guard(() => {
+      return this.stmt('SELECT uuid, name, pid, state, updated_at AS updatedAt FROM owners ORDER BY name').all() as OwnerRow[];
+    }, 'reading');
   }
 
   recordLease(l: Omit<LeaseRow, 'acquiredAt' | 'held'> & { held?: number }): void {
-    this.stmt(`INSERT INTO leases(owner_uuid, lockspace, resource, path, offset, mode, lver, generation, held, acquired_at)
-      VALUES (@ownerUuid, @lockspace, @resource, @path, @offset, @mode, @lver, @generation, @held, @acquiredAt)
-      ON CONFLICT(owner_uuid, lockspace, resource) DO UPDATE SET path = excluded.path, offset = excluded.offset, mode = excluded.mode,
-        lver = excluded.lver, generation = excluded.generation, held = excluded.held, acquired_at = excluded.acquired_at`)
-      .run({ ...l, held: l.held ?? 1, acquiredAt: Date.now() });
+    this.guard(() => {
+      this.stmt(`INSERT INTO leases(owner_uuid, lockspace, resource, path, offset, mode, lver, generation, held, acquired_at)
+        VALUES (@ownerUuid, @lockspace, @resource, @path, @offset, @mode, @lver, @generation, @held, @acquiredAt)
+        ON CONFLICT(owner_uuid, lockspace, resource) DO UPDATE SET path = excluded.path, offset = excluded.offset, mode = excluded.mode,
+          lver = excluded.lver, generation = excluded.generation, held = excluded.held, acquired_at = excluded.acquired_at`)
+        .run({ ...l, held: l.held ?? 1, acquiredAt: Date.now() });
+    }, 'writing');
   }
 
   /** Mark released but keep the row (and its lver) for a later resume check. */
   markLeaseReleased(ownerUuid: string, lockspace: string, resource: string): void {
-    this.stmt('UPDATE leases SET held = 0 WHERE owner_uuid = ? AND lockspace = ? AND resource = ?').run(ownerUuid, lockspace, resource);
+    this.guard(() => {
+      this.stmt('UPDATE leases SET held = 0 WHERE owner_uuid = ? AND lockspace = ? AND resource = ?').run(ownerUuid, lockspace, resource);
+    }, 'writing');
   }
 
   forgetLease(ownerUuid: string, lockspace: string, resource: string): void {
-    this.stmt('DELETE FROM leases WHERE owner_uuid = ? AND lockspace = ? AND resource = ?').run(ownerUuid, lockspace, resource);
+    this.guard(() => {
+      this.stmt('DELETE FROM leases WHERE owner_uuid = ? AND lockspace = ? AND resource = ?').run(ownerUuid, lockspace, resource);
+    }, 'writing');
   }
 
   leases(ownerUuid?: string): LeaseRow[] {
-    const sql = `SELECT owner_uuid AS ownerUuid, lockspace, resource, path, offset, mode, lver, generation, held, acquired_at AS acquiredAt FROM leases`;
-    return (ownerUuid
-      ? this.stmt(`${sql} WHERE owner_uuid = ? ORDER BY lockspace, resource`).all(ownerUuid)
-      : this.stmt(`${sql} ORDER BY owner_uuid, lockspace, resource`).all()) as LeaseRow[];
+    return this.guard(() => {
+      const sql = `SELECT owner_uuid AS ownerUuid, lockspace, resource, path, offset, mode, lver, generation, held, acquired_at AS acquiredAt FROM leases`;
+      return (ownerUuid
+        ? this.stmt(`${sql} WHERE owner_uuid = ? ORDER BY lockspace, resource`).all(ownerUuid)
+        : this.stmt(`${sql} ORDER BY owner_uuid, lockspace, resource`).all()) as LeaseRow[];
+    }, 'reading');
   }
 
   /** Journal an operation before its first write to storage; returns the entry id. */
   beginOp(op: Omit<JournalRow, 'id' | 'startedAt'>): number {
-    const r = this.stmt(`INSERT INTO journal(op, owner_uuid, lockspace, resource, path, offset, mode, started_at)
-      VALUES (@op, @ownerUuid, @lockspace, @resource, @path, @offset, @mode, @startedAt)`).run({ ...op, startedAt: Date.now() });
-    return Number(r.lastInsertRowid);
+    return this.guard(() => {
+      const r = this.stmt(`INSERT INTO journal(op, owner_uuid, lockspace, resource, path, offset, mode, started_at)
+        VALUES (@op, @ownerUuid, @lockspace, @resource, @path, @offset, @mode, @startedAt)`).run({ ...op, startedAt: Date.now() });
+      return Number(r.lastInsertRowid);
+    }, 'writing');
   }
 
   endOp(id: number): void {
-    this.stmt('DELETE FROM journal WHERE id = ?').run(id);
+    this.guard(() => {
+      this.stmt('DELETE FROM journal WHERE id = ?').run(id);
+    }, 'writing');
   }
 
   pendingOps(): JournalRow[] {
-    return this.stmt(`SELECT id, op, owner_uuid AS ownerUuid, lockspace, resource, path, offset, mode, started_at AS startedAt FROM journal ORDER BY id`).all() as JournalRow[];
+    return this.guard(() => {
+      return this.stmt(`SELECT id, op, owner_uuid AS ownerUuid, lockspace, resource, path, offset, mode, started_at AS startedAt FROM journal ORDER BY id`).all() as JournalRow[];
+    }, 'reading');
   }
 
   /** Run several updates atomically. */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    return this.guard(() => this.db.transaction(fn)());
   }
 }

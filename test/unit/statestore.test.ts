@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync } from 'fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { StateStore } from '../../src/state/statestore';
+import { describeStoreError, StateStore, StoreFault } from '../../src/state/statestore';
+import { machineIdentity, nameFromIdentity, resolveHostName } from '../../src/agent/hostname';
 
 describe('StateStore', () => {
   let dir: string;
@@ -42,5 +43,111 @@ describe('StateStore', () => {
     s.removeOwner('u1');
     expect(s.leases()).toEqual([]);
     s.close();
+  });
+
+  it('moves a corrupt database aside, says so with the path and the remedy, and starts empty', () => {
+    const path = join(dir, 'state.db');
+    writeFileSync(path, Buffer.alloc(8192, 0x41));
+    const faults: StoreFault[] = [];
+    const s = StateStore.open(path, { onFault: (f) => faults.push(f) });
+    expect(faults).toHaveLength(1);
+    expect(faults[0].code).toBe('SQLITE_NOTADB');
+    expect(faults[0].message).toContain(`state database ${path} is corrupt (SQLITE_NOTADB); moved it to ${path}.corrupt-`);
+    expect(s.movedAside).toMatch(/state\.db\.corrupt-/);
+    expect(existsSync(s.movedAside!)).toBe(true);
+    expect(s.health()).toMatchObject({ ok: true, backing: 'file' });
+    expect(s.owners()).toEqual([]);
+    s.close();
+    expect(readdirSync(dir).filter((n) => n.startsWith('state.db.corrupt-'))).toHaveLength(1);
+  });
+
+  it('runs in memory, reported unhealthy, when the file cannot be opened at all', () => {
+    const faults: StoreFault[] = [];
+    writeFileSync(join(dir, 'notadir'), '');
+    const path = join(dir, 'notadir', 'state.db');
+    const s = StateStore.open(path, { onFault: (f) => faults.push(f) });
+    expect(faults).toHaveLength(1);
+    expect(s.health()).toMatchObject({ ok: false, backing: 'memory', path });
+    s.upsertOwner({ uuid: 'u1', name: 'vm1' });
+    expect(s.owner('u1')).toBeDefined();
+    s.close();
+  });
+
+  it('names each SQLite failure in words, with the remedy and no stack', () => {
+    const p = '/var/lib/lockagent/state.db';
+    const full = describeStoreError(Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }), p, 'writing');
+    expect(full.message).toBe(`state database ${p}: writing failed: the filesystem is full (SQLITE_FULL: database or disk is full); free space on /var/lib/lockagent`);
+    expect(describeStoreError({ code: 'SQLITE_CORRUPT' }, p, 'reading').remedy).toMatch(/move \/var\/lib\/lockagent\/state.db away; at start the agent rebuilds its state from the lease directory/);
+    expect(describeStoreError({ code: 'SQLITE_CANTOPEN' }, p, 'opening').message).toMatch(/cannot be opened \(SQLITE_CANTOPEN\); check that \/var\/lib\/lockagent exists and is writable/);
+    expect(describeStoreError({ code: 'SQLITE_IOERR_WRITE' }, p, 'writing').message).toMatch(/an I\/O error/);
+    expect(full.message).not.toMatch(/\n/);
+  });
+
+  it('keeps writes that fail, in order, and stores them once the database accepts writes again', () => {
+    const s = new StateStore(join(dir, 'state.db'));
+    const faults: StoreFault[] = [];
+    const recovered: string[] = [];
+    (s as unknown as { events: object }).events = { onFault: (f: StoreFault) => faults.push(f), onRecovered: (m: string) => recovered.push(m) };
+    let failing = true;
+    const failOnce = (fn: () => void) => () => {
+      if (failing) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+      fn();
+    };
+    s.write(failOnce(() => s.upsertOwner({ uuid: 'u1', name: 'vm1' })));
+    s.write(() => s.removeOwner('u1')); // after the failed one: kept behind it
+    s.write(() => s.upsertOwner({ uuid: 'u2', name: 'vm2' }));
+    expect(s.health()).toMatchObject({ ok: false, queued: 3, fault: { code: 'SQLITE_FULL' } });
+    expect(faults).toHaveLength(1);
+    expect(s.owners()).toEqual([]);
+    failing = false;
+    s.flush();
+    expect(s.owners().map((o) => o.uuid)).toEqual(['u2']);
+    expect(s.health()).toMatchObject({ ok: true, queued: 0 });
+    expect(recovered).toHaveLength(1);
+    s.close();
+  });
+});
+
+describe('default host name', () => {
+  const id = (m: string, p?: string) => machineIdentity((f) => {
+    if (f === '/etc/machine-id') return `${m}\n`;
+    if (f.endsWith('product_uuid') && p) return p;
+    throw new Error('ENOENT');
+  });
+
+  it('is derived from the machine identity: stable, 47 bytes at most, different on a clone', () => {
+    const a = nameFromIdentity(id('m1', 'P1')!, 'a-very-long-node-name.example.com');
+    expect(a).toBe(nameFromIdentity(id('m1', 'P1')!, 'a-very-long-node-name.example.com'));
+    expect(a).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.a-very-lon$/);
+    expect(Buffer.byteLength(a)).toBe(47);
+    // a clone: machine-id copied, new product UUID
+    expect(nameFromIdentity(id('m1', 'P2')!, 'a-very-long-node-name.example.com')).not.toBe(a);
+    expect(id('m1')).not.toBe(id('m1', 'P1'));
+  });
+
+  it('survives a lost state database; a database copied from another machine is not trusted', () => {
+    const s1 = new StateStore(':memory:');
+    const r1 = resolveHostName(s1, undefined, () => id('m1', 'P1'), 'node1');
+    expect(r1).toMatchObject({ source: 'machine identity', warning: undefined });
+    expect(resolveHostName(new StateStore(':memory:'), undefined, () => id('m1', 'P1'), 'node1').name).toBe(r1.name);
+    // the same database on a clone (other product UUID): derive anew, warn
+    const r2 = resolveHostName(s1, undefined, () => id('m1', 'P2'), 'node1');
+    expect(r2.name).not.toBe(r1.name);
+    expect(r2.warning).toMatch(/recorded on another machine/);
+  });
+
+  it('keeps a name recorded by an older version on the same machine; host_name in the config wins', () => {
+    const s = new StateStore(':memory:');
+    s.setMeta('host_name', 'old-random-uuid.node1');
+    expect(resolveHostName(s, undefined, () => id('m1'), 'node1')).toMatchObject({ name: 'old-random-uuid.node1', source: 'state database' });
+    expect(s.getMeta('host_identity')).toBe(id('m1'));
+    expect(resolveHostName(s, 'configured', () => id('m1'), 'node1')).toMatchObject({ name: 'configured', source: 'config' });
+  });
+
+  it('falls back to a random name kept in the state database, with a warning, when nothing identifies the machine', () => {
+    const s = new StateStore(':memory:');
+    const r = resolveHostName(s, undefined, () => undefined, 'node1');
+    expect(r).toMatchObject({ source: 'random', warning: expect.stringMatching(/set host_name in lockagent.conf/) });
+    expect(resolveHostName(s, undefined, () => undefined, 'node1').name).toBe(r.name);
   });
 });
