@@ -36,6 +36,18 @@ export interface AgentOptions {
    * cache) and fstat the fd.
    */
   identifyPath?: (path: string, timeoutMs: number) => Promise<FileId | undefined>;
+  /** The fencing guard's view of our leases (src/agent/guard.ts); kept up to date when owners change. */
+  fence?: AgentFence;
+}
+
+/** What the agent tells the fencing guard client (src/agent/guard.ts GuardClient). */
+export interface AgentFence {
+  /** Throws when this owner may not acquire now (its leases could not be fenced). */
+  admit(owner: OwnerRef): void;
+  /** The owners or pids holding leases changed. */
+  changed(): void;
+  /** A lockspace renewed its delta lease (or joined): its deadline moves. */
+  renewed(ls: Lockspace): void;
 }
 
 export interface HeldLease {
@@ -136,6 +148,7 @@ export class Agent {
         const v = this.o.store.getMeta(`delta:${l.name}`);
         return v ? (JSON.parse(v) as { bootId: string; generation: number }) : undefined;
       },
+      onRenewed: (l) => this.o.fence?.renewed(l),
       onDeltaLease: (l, lease) => this.o.store.setMeta(`delta:${l.name}`, JSON.stringify({ bootId: currentBootId(), generation: lease.generation })),
     }, this.openStorage);
     this.lockspaces.set(spec.name, ls);
@@ -176,6 +189,7 @@ export class Agent {
   }
 
   private async acquireNow(owner: OwnerRef, specs: LeaseSpec[], opts: AcquireOptions): Promise<HeldLease[]> {
+    this.o.fence?.admit(owner);
     const st = this.ownerState(owner, opts.action);
     const taken: HeldLease[] = [];
     const fresh: HeldLease[] = [];
@@ -193,6 +207,8 @@ export class Agent {
         taken.push(h);
       }
       if (!ownerSaved) this.saveOwner(st);
+      // Before the caller hears "acquired": the guard knows the owner's pid from now on.
+      this.o.fence?.changed();
       return taken;
     } catch (e) {
       // All or nothing: give back what this call took; leases held before stay held.
@@ -339,6 +355,7 @@ export class Agent {
         }
       }
       if (!opts.keepRecord && st.leases.size === 0 && this.owners.get(owner.uuid) === st) this.forgetOwner(owner.uuid);
+      if (n) this.o.fence?.changed();
       if (firstErr) throw firstErr;
       return n;
     });
@@ -441,6 +458,7 @@ export class Agent {
     const st = this.owners.get(uuid);
     if (st) st.ref.pid = pid;
     this.o.store.upsertOwner({ uuid, name: st?.ref.name ?? uuid, pid, state: 'active' });
+    this.o.fence?.changed();
   }
 
   // ---- lease loss ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import { geometryFor } from '../ondisk';
 import { StateStore } from '../state/statestore';
 import { Agent } from './agent';
 import { KillPolicy, LeaseFailurePolicy } from './failure';
+import { GuardClient } from './guard';
 import { DomainHandler, makeHandler } from './handler';
 import { resolveHostName } from './hostname';
 import { ensureLockspaceFile } from './lockspacefile';
@@ -60,7 +61,14 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
 
   // Policy is swappable: the libvirt integration replaces the default kill policy.
   let policy: LeaseFailurePolicy = new KillPolicy({ graceSeconds: config.killGraceSeconds, log: (lvl, m) => log[lvl](m) });
-  const agent = new Agent({ clock: systemClock, log, store, hostName, policy: { onLeaseFailure: (o) => policy.onLeaseFailure(o) } });
+  // The fencing guard's client needs the agent and the agent tells it about changes: a late binding.
+  let guard: GuardClient | undefined;
+  const agent = new Agent({
+    clock: systemClock, log, store, hostName,
+    // Once the failure action is done with an owner, the guard need not kill it.
+    policy: { onLeaseFailure: (o) => policy.onLeaseFailure(o).finally(() => guard?.failureHandled(o.pid)) },
+    fence: { admit: (o) => guard?.admit(o), changed: () => guard?.changed(), renewed: (l) => guard?.renewed(l) },
+  });
 
   if (config.autoDiskLeases) {
     const path = join(config.diskLeaseDir, DISKS_LOCKSPACE);
@@ -84,6 +92,12 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     if (!agent.lockspaces.has(row.name)) agent.addLockspace({ name: row.name, hostId: row.hostId, path: row.path, offset: row.offset, ioTimeout: row.ioTimeout });
   }
 
+  guard = new GuardClient({
+    agent, clock: systemClock, log, fencing: config.fencing, mode: config.fencingMode,
+    controlSocket: config.socketPath, killGraceSeconds: config.killGraceSeconds,
+  });
+  await guard.start();
+
   const base = { agent, config, log, store };
   const domain = ext.domain ? await ext.domain(base) : undefined;
   if (domain?.policy) policy = domain.policy;
@@ -93,7 +107,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   const trimmer = new IdleTrimmer(5000, (before, after) => log.debug(`idle: memory trimmed, RSS ${Math.round(before / 1048576)} → ${Math.round(after / 1048576)} MiB`),
     () => agent.dropIoBuffers());
   trimmer.start();
-  const handle = makeHandler(agent, { domain: domain?.handler, cleanup: cleanup?.handler });
+  const handle = makeHandler(agent, { domain: domain?.handler, cleanup: cleanup?.handler, statusExtra: () => ({ fencing: guard!.status() }) });
   const server = new ControlServer({
     path: config.socketPath,
     mode: config.socketMode,
@@ -113,7 +127,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   void agent.recover(domain?.ownerExists ?? (async (o) => pidAlive(o.pid))).then(
     (r) => { if (r.adopted || r.released) log.info(`restart recovery: ${r.adopted} lease(s) re-adopted, ${r.released} released`); },
     (e) => log.error(`restart recovery failed: ${(e as Error).message}`),
-  );
+  ).finally(() => guard!.setRecovered());
 
   return {
     ...base,
@@ -124,6 +138,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
       await server.close();
       await domain?.stop?.();
       await agent.shutdown(opts.releaseAll ?? false);
+      guard!.stop();
       store.close();
       log.info('lockagent stopped');
       await log.close();

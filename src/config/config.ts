@@ -35,6 +35,10 @@ export interface AgentConfig {
   killGraceSeconds: number;
   metricsListen: string;
   libvirtUri: string;
+  /** fencing layer that stops owners when this agent stops renewing (docs/fencing.md) */
+  fencing: 'guard' | 'wdmd' | 'none';
+  /** enforce: the guard kills; log: it only logs what it would kill (calibration) */
+  fencingMode: 'enforce' | 'log';
   /** file the config came from (for messages) */
   source: string;
 }
@@ -87,6 +91,8 @@ const KEYS: Record<string, KeySpec> = {
   kill_grace_seconds: { kind: 'int', field: 'killGraceSeconds', min: 0, max: 60 },
   metrics_listen: { kind: 'string', field: 'metricsListen' },
   libvirt_uri: { kind: 'string', field: 'libvirtUri' },
+  fencing: { kind: 'string', field: 'fencing', choices: ['guard', 'wdmd', 'none'] },
+  fencing_mode: { kind: 'string', field: 'fencingMode', choices: ['enforce', 'log'] },
 };
 
 /** Keys libvirt's lens still accepts but no driver reads: accepted with a warning, not an error. */
@@ -118,6 +124,8 @@ export function defaultConfig(): AgentConfig {
     killGraceSeconds: 40,
     metricsListen: '',
     libvirtUri: 'qemu:///system',
+    fencing: 'guard',
+    fencingMode: 'enforce',
     source: '(defaults)',
   };
 }
