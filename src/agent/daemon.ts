@@ -62,12 +62,12 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   // Policy is swappable: the libvirt integration replaces the default kill policy.
   let policy: LeaseFailurePolicy = new KillPolicy({ graceSeconds: config.killGraceSeconds, log: (lvl, m) => log[lvl](m) });
   // The fencing guard's client needs the agent and the agent tells it about changes: a late binding.
-  let guard: GuardClient | undefined;
+  const late: { guard?: GuardClient } = {};
   const agent = new Agent({
     clock: systemClock, log, store, hostName,
     // Once the failure action is done with an owner, the guard need not kill it.
-    policy: { onLeaseFailure: (o) => policy.onLeaseFailure(o).finally(() => guard?.failureHandled(o.pid)) },
-    fence: { admit: (o) => guard?.admit(o), changed: () => guard?.changed(), renewed: (l) => guard?.renewed(l) },
+    policy: { onLeaseFailure: (o) => policy.onLeaseFailure(o).finally(() => late.guard?.failureHandled(o.pid)) },
+    fence: { admit: (o) => late.guard?.admit(o), changed: () => late.guard?.changed(), renewed: (l) => late.guard?.renewed(l) },
   });
 
   if (config.autoDiskLeases) {
@@ -92,10 +92,11 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     if (!agent.lockspaces.has(row.name)) agent.addLockspace({ name: row.name, hostId: row.hostId, path: row.path, offset: row.offset, ioTimeout: row.ioTimeout });
   }
 
-  guard = new GuardClient({
+  const guard = new GuardClient({
     agent, clock: systemClock, log, fencing: config.fencing, mode: config.fencingMode,
     controlSocket: config.socketPath, killGraceSeconds: config.killGraceSeconds,
   });
+  late.guard = guard;
   await guard.start();
 
   const base = { agent, config, log, store };
@@ -107,7 +108,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   const trimmer = new IdleTrimmer(5000, (before, after) => log.debug(`idle: memory trimmed, RSS ${Math.round(before / 1048576)} → ${Math.round(after / 1048576)} MiB`),
     () => agent.dropIoBuffers());
   trimmer.start();
-  const handle = makeHandler(agent, { domain: domain?.handler, cleanup: cleanup?.handler, statusExtra: () => ({ fencing: guard!.status() }) });
+  const handle = makeHandler(agent, { domain: domain?.handler, cleanup: cleanup?.handler, statusExtra: () => ({ fencing: guard.status() }) });
   const server = new ControlServer({
     path: config.socketPath,
     mode: config.socketMode,
@@ -127,7 +128,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   void agent.recover(domain?.ownerExists ?? (async (o) => pidAlive(o.pid))).then(
     (r) => { if (r.adopted || r.released) log.info(`restart recovery: ${r.adopted} lease(s) re-adopted, ${r.released} released`); },
     (e) => log.error(`restart recovery failed: ${(e as Error).message}`),
-  ).finally(() => guard!.setRecovered());
+  ).finally(() => guard.setRecovered());
 
   return {
     ...base,
@@ -138,7 +139,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
       await server.close();
       await domain?.stop?.();
       await agent.shutdown(opts.releaseAll ?? false);
-      guard!.stop();
+      guard.stop();
       store.close();
       log.info('lockagent stopped');
       await log.close();

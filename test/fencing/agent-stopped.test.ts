@@ -28,7 +28,7 @@ describeSanlockDaemons('fencing guard: the agent is stopped (kill -STOP)', () =>
     const stoppedAt = mono();
     let acquired;
     try {
-      acquired = await Promise.race([poll.acquired, new Promise<undefined>((r) => setTimeout(r, 130_000).unref())]);
+      acquired = await Promise.race([poll.acquired, new Promise<undefined>((r) => setTimeout(() => r(undefined), 130_000).unref())]);
     } finally {
       await poll.stop();
       process.kill(cl.h1.proc!.pid!, 'SIGCONT');

@@ -69,9 +69,9 @@ export async function startCluster(prefix: string, resources: string[], o: { ext
   startHost(c.h1);
   if (o.sanlockHost !== false) {
     c.sl = await startSanlockDaemon(base, 'sanlockB');
-    await Promise.all([addLockspace(c.sl, `${LS}:2:${lsPath}:0`, 1), waitJoined(c.h1, LS, 30_000)]);
+    await Promise.all([addLockspace(c.sl, `${LS}:2:${lsPath}:0`, 1), waitJoined(c.h1, LS, 60_000)]);
   } else {
-    await waitJoined(c.h1, LS, 30_000);
+    await waitJoined(c.h1, LS, 60_000);
   }
   return c;
 }
