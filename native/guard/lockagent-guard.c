@@ -384,6 +384,8 @@ static void accept_client(void) {
 
 /* ---- the socket ------------------------------------------------------------------------------ */
 
+static int quiet_listen_errors; /* while the socket cannot be re-created: say so once */
+
 static int open_socket(void) {
   struct sockaddr_un a = {.sun_family = AF_UNIX};
   if (strlen(sock_path) >= sizeof a.sun_path) {
@@ -406,7 +408,7 @@ static int open_socket(void) {
   int rc = bind(fd, (struct sockaddr *)&a, sizeof a);
   umask(old);
   if (rc < 0 || listen(fd, 8) < 0) {
-    logf_(3, "cannot listen on %s: %s", sock_path, strerror(errno));
+    if (!quiet_listen_errors) logf_(3, "cannot listen on %s: %s", sock_path, strerror(errno));
     close(fd);
     return -1;
   }
@@ -428,7 +430,12 @@ static void check_socket(void) {
     mkdir(dir, 0755);
   }
   int fd = open_socket();
-  if (fd < 0) return;
+  if (fd < 0) {
+    if (!quiet_listen_errors) logf_(4, "socket %s was removed and cannot be re-created; retrying every second (the armed deadlines stay armed)", sock_path);
+    quiet_listen_errors = 1;
+    return;
+  }
+  quiet_listen_errors = 0;
   if (listen_fd >= 0) close(listen_fd);
   listen_fd = fd;
   logf_(4, "socket %s was removed; listening on a new one", sock_path);
