@@ -31,6 +31,19 @@
       ]
     },
     {
+      # The fencing guard (native/guard/lockagent-guard.c, docs/fencing.md): plain C, libc only,
+      # a process of its own that SIGKILLs lease owners when the agent stops renewing.
+      "target_name": "lockagent-guard",
+      "type": "executable",
+      "sources": ["guard/lockagent-guard.c"],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra"],
+      "cflags!": ["-pthread"],
+      "ldflags!": ["-pthread", "-rdynamic"],
+      "conditions": [
+        ["OS!='linux'", {"type": "none"}]
+      ]
+    },
+    {
       # libvirt connections, domain control and events (virt_*.cc). Built
       # only where pkg-config finds libvirt (Debian: libvirt-dev), so a host
       # without it still gets lockagent_native.

@@ -40,6 +40,18 @@ export interface AgentOptions {
    * cache) and fstat the fd.
    */
   identifyPath?: (path: string, timeoutMs: number) => Promise<FileId | undefined>;
+  /** The fencing guard's view of our leases (src/agent/guard.ts); kept up to date when owners change. */
+  fence?: AgentFence;
+}
+
+/** What the agent tells the fencing guard client (src/agent/guard.ts GuardClient). */
+export interface AgentFence {
+  /** Throws when this owner may not acquire now (its leases could not be fenced). */
+  admit(owner: OwnerRef): void;
+  /** The owners or pids holding leases changed. */
+  changed(): void;
+  /** A lockspace renewed its delta lease (or joined): its deadline moves. */
+  renewed(ls: Lockspace): void;
 }
 
 export interface HeldLease {
@@ -203,6 +215,7 @@ export class Agent {
         }
         return v ? (JSON.parse(v) as { bootId: string; generation: number; hostId?: number }) : undefined;
       },
+      onRenewed: (l) => this.o.fence?.renewed(l),
       // The host_id is kept too: with host_id = auto it is how a restart finds its slot again.
       onDeltaLease: (l, lease) => this.o.store.write(() => this.o.store.setMeta(`delta:${l.name}`, JSON.stringify({ bootId: currentBootId(), generation: lease.generation, hostId: lease.hostId }))),
     }, this.openStorage);
@@ -244,6 +257,7 @@ export class Agent {
   }
 
   private async acquireNow(owner: OwnerRef, specs: LeaseSpec[], opts: AcquireOptions): Promise<HeldLease[]> {
+    this.o.fence?.admit(owner);
     const proc = owner.pid !== undefined ? this.registeredProcess(owner.pid, this.owners.get(owner.uuid)?.process) : undefined;
     const st = this.ownerState(owner, opts.action);
     if (proc) {
@@ -267,6 +281,8 @@ export class Agent {
         taken.push(h);
       }
       if (!ownerSaved) this.saveOwner(st);
+      // Before the caller hears "acquired": the guard knows the owner's pid from now on.
+      this.o.fence?.changed();
       return taken;
     } catch (e) {
       // All or nothing: give back what this call took; leases held before stay held.
@@ -446,6 +462,7 @@ export class Agent {
         }
       }
       if (!opts.keepRecord && st.leases.size === 0 && this.owners.get(owner.uuid) === st) this.forgetOwner(owner.uuid);
+      if (n) this.o.fence?.changed();
       if (firstErr) throw firstErr;
       return n;
     });
@@ -565,6 +582,7 @@ export class Agent {
       this.o.store.upsertOwner({ uuid, name: st?.ref.name ?? uuid, pid, state: 'active' });
       if (proc) this.o.store.setOwnerProcess(uuid, { ...proc, watched: !!st?.watched });
     }));
+    this.o.fence?.changed();
   }
 
   // ---- owner processes -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import { StateStore } from '../state/statestore';
 import { isMd5Name } from '../cleanup/classify';
 import { Agent, LeaseCandidate, RunningLeaseOwners } from './agent';
 import { KillPolicy, LeaseFailurePolicy } from './failure';
+import { GuardClient } from './guard';
 import { DomainHandler, makeHandler } from './handler';
 import { resolveHostName } from './hostname';
 import { ensureLockspaceFile } from './lockspacefile';
@@ -61,10 +62,17 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
 
   // Policy is swappable: the libvirt integration replaces the default kill policy.
   let policy: LeaseFailurePolicy = new KillPolicy({ graceSeconds: config.killGraceSeconds, log: (lvl, m) => log[lvl](m) });
-  const agent = new Agent({ clock: systemClock, log, store, hostName, policy: { onLeaseFailure: (o) => policy.onLeaseFailure(o) } });
+  // The fencing guard's client needs the agent and the agent tells it about changes: a late binding.
+  const late: { guard?: GuardClient } = {};
+  const agent = new Agent({
+    clock: systemClock, log, store, hostName,
+    // Once the failure action is done with an owner, the guard need not kill it.
+    policy: { onLeaseFailure: (o) => policy.onLeaseFailure(o).finally(() => late.guard?.failureHandled(o.pid)) },
+    fence: { admit: (o) => late.guard?.admit(o), changed: () => late.guard?.changed(), renewed: (l) => late.guard?.renewed(l) },
+  });
 
   // wdmd before any lockspace is joined: use_watchdog = 1 without it refuses to start (WdmdRefusal).
-  const wdmd = new WdmdClient({ log, required: config.useWatchdog, sources: () => agent.watchdogSources(), native: ext.native });
+  const wdmd = new WdmdClient({ log, required: config.useWatchdog || config.fencing === 'wdmd', sources: () => agent.watchdogSources(), native: ext.native });
   try {
     wdmd.start();
   } catch (e) {
@@ -95,6 +103,13 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     if (!agent.lockspaces.has(row.name)) agent.addLockspace({ name: row.name, hostId: row.hostId, path: row.path, offset: row.offset, ioTimeout: row.ioTimeout });
   }
 
+  const guard = new GuardClient({
+    agent, clock: systemClock, log, fencing: config.fencing, mode: config.fencingMode,
+    controlSocket: config.socketPath, killGraceSeconds: config.killGraceSeconds,
+  });
+  late.guard = guard;
+  await guard.start();
+
   const base = { agent, config, log, store };
   const domain = ext.domain ? await ext.domain(base) : undefined;
   if (domain?.policy) policy = domain.policy;
@@ -106,7 +121,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   trimmer.start();
   const handle = makeHandler(agent, {
     domain: domain?.handler, cleanup: cleanup?.handler, statusExtra: domain?.status,
-    fencing: () => hostWatchStatus(wdmd, notify),
+    fencing: () => ({ ...guard.status(), ...hostWatchStatus(wdmd, notify) }),
   });
   const server = new ControlServer({
     path: config.socketPath,
@@ -138,7 +153,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
       }
     },
     (e) => log.error(`restart recovery failed: ${(e as Error).message}`),
-  ).then(async () => {
+  ).finally(() => guard.setRecovered()).then(async () => {
     const r = await agent.reconcile(await leaseCandidates(config, store), domain?.runningOwners);
     if (r.found) log.warning(`start-up reconcile: ${r.found} lease(s) held on disk were unknown to the state database: ${r.readopted} re-adopted, ${r.released} released, ${r.kept} kept for an unknown owner`);
   }).catch((e) => log.error(`start-up reconcile with the lease directory failed: ${(e as Error).message}`));
@@ -155,6 +170,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
       await domain?.stop?.();
       await agent.shutdown(opts.releaseAll ?? false);
       wdmd.stop();
+      guard.stop();
       store.close();
       log.info('lockagent stopped');
       await log.close();

@@ -41,6 +41,8 @@ export interface LockspaceHooks {
   previousDelta?(ls: Lockspace): { bootId: string; generation: number; hostId?: number } | undefined;
   /** We hold this delta lease now (record it for a restart). */
   onDeltaLease?(ls: Lockspace, lease: DeltaLease): void;
+  /** A renewal succeeded, or we joined: lease.lastSuccess moved (the fencing guard's deadline follows it). */
+  onRenewed?(ls: Lockspace): void;
 }
 
 export interface HostReport extends HostStatus {
@@ -201,6 +203,7 @@ export class Lockspace {
         this.scheduleRenew(0);
         for (const w of this.waiters.splice(0)) w.resolve(lease);
         this.hooks.onJoined?.(this);
+        this.hooks.onRenewed?.(this);
         return;
       } catch (e) {
         if (this.stopped) return;
@@ -366,6 +369,7 @@ export class Lockspace {
       this.warned = false;
       this.lastRenewOk = this.clock.monotime();
       this.lastError = undefined;
+      this.hooks.onRenewed?.(this);
       this.scheduleRenew(t.idRenewal * 1000);
     } catch (e) {
       const err = e as LeaseError;

@@ -4,7 +4,7 @@ import { renewalFailSeconds, WATCHDOG_FIRE_TIMEOUT } from '../lease/timeouts';
 import { Logger } from '../log/logger';
 
 /**
- * The agent as a wdmd client (docs/fencing-watchdog.md). wdmd pets /dev/watchdog only while
+ * The agent as a wdmd client (docs/fencing.md). wdmd pets /dev/watchdog only while
  * every client's expiry time lies in the future; sanlock keeps one client per lockspace and,
  * after each successful renewal, sets its expiry to last renewal + id_renewal_fail_seconds
  * (8·io). The agent keeps one client for all its lockspaces with the earliest of those expiries:
@@ -150,7 +150,7 @@ export class WdmdClient {
   /**
    * Clean stop: disarm, drop the refcount, close. A connection closed while armed could never be
    * disarmed again (wdmd keeps its expiry), so the agent disarms even with owners running; the
-   * guard covers them until the agent is back (docs/fencing-watchdog.md).
+   * guard covers them until the agent is back (docs/fencing.md).
    */
   stop(): void {
     clearInterval(this.timer);

@@ -47,6 +47,37 @@ export function formatStatus(r: StatusReply): string {
   out += rows.length ? table([['OWNER', 'UUID', 'PID', 'LEASE', 'MODE', 'LVER', 'PATH'], ...rows]) : 'no owners hold leases\n';
   const doms = (r.domains as Array<{ name: string; uuid: string; state: string }> | undefined) ?? [];
   for (const d of doms) out += `domain ${d.name} (${d.uuid}): ${d.state}\n`;
+  if (r.fencing) out += '\n' + formatFencing(r.fencing as FencingStatus);
+  return out;
+}
+
+/** The fencing section of the status reply (src/agent/guard.ts GuardClient.status, plus the other layers). */
+export interface FencingStatus {
+  layer: string;
+  mode: string;
+  protected: boolean;
+  guard: {
+    state: string; pid?: number; socket?: string; restarts?: number; lastGapMs?: number; downForMs?: number;
+    lockspaces?: Array<{ lockspace: string; secondsLeft: number; pids: number[]; minMarginMs?: number }>;
+    kills?: Array<{ lockspace: string; pid: number; what: string; reportedAt: string }>;
+  };
+  wdmd?: string;
+  systemdWatchdog?: string;
+}
+
+function formatFencing(f: FencingStatus): string {
+  const g = f.guard;
+  let out = `fencing: ${f.layer}, mode ${f.mode}${f.protected ? '' : ' — UNPROTECTED: owners are not stopped if this agent stops renewing'}\n`;
+  const gap = g.lastGapMs !== undefined ? `, last gap ${(g.lastGapMs / 1000).toFixed(1)} s` : '';
+  const down = g.downForMs !== undefined ? `, down for ${(g.downForMs / 1000).toFixed(1)} s` : '';
+  out += `  guard: ${g.state}${g.pid ? ` pid ${g.pid}` : ''}${g.restarts ? `, ${g.restarts} restart(s)` : ''}${gap}${down}\n`;
+  out += `  wdmd: ${f.wdmd ?? 'absent'}\n  systemd watchdog: ${f.systemdWatchdog ?? 'off'}\n`;
+  if (g.lockspaces?.length) {
+    out += table([['LOCKSPACE', 'GUARD_DEADLINE', 'PIDS', 'SMALLEST_MARGIN'], ...g.lockspaces.map((l) => [
+      l.lockspace, `in ${l.secondsLeft.toFixed(1)} s`, l.pids.join(','), l.minMarginMs !== undefined ? `${(l.minMarginMs / 1000).toFixed(1)} s` : '-',
+    ])]).replace(/^/gm, '  ');
+  }
+  for (const k of g.kills ?? []) out += `  ${k.reportedAt}: guard ${k.what === 'killed' ? 'SIGKILLed' : k.what === 'would-kill' ? 'would have SIGKILLed' : 'found gone'} pid ${k.pid} (${k.lockspace})\n`;
   return out;
 }
 

@@ -38,6 +38,10 @@ export interface AgentConfig {
   libvirtUri: string;
   /** sanlock's use_watchdog (-w): 1 = wdmd must be usable or the agent refuses to start */
   useWatchdog: boolean;
+  /** fencing layer that stops owners when this agent stops renewing (docs/fencing.md) */
+  fencing: 'guard' | 'wdmd' | 'none';
+  /** enforce: the guard kills; log: it only logs what it would kill (calibration) */
+  fencingMode: 'enforce' | 'log';
   /** file the config came from (for messages) */
   source: string;
 }
@@ -91,6 +95,8 @@ const KEYS: Record<string, KeySpec> = {
   metrics_listen: { kind: 'string', field: 'metricsListen' },
   libvirt_uri: { kind: 'string', field: 'libvirtUri' },
   use_watchdog: { kind: 'bool', field: 'useWatchdog' },
+  fencing: { kind: 'string', field: 'fencing', choices: ['guard', 'wdmd', 'none'] },
+  fencing_mode: { kind: 'string', field: 'fencingMode', choices: ['enforce', 'log'] },
 };
 
 /** Keys libvirt's lens still accepts but no driver reads: accepted with a warning, not an error. */
@@ -123,6 +129,8 @@ export function defaultConfig(): AgentConfig {
     metricsListen: '',
     libvirtUri: 'qemu:///system',
     useWatchdog: false,
+    fencing: 'guard',
+    fencingMode: 'enforce',
     source: '(defaults)',
   };
 }
@@ -204,6 +212,7 @@ export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH): LoadRes
   }
   const seen = new Set<string>();
   let requireGiven = false;
+  let fencingGiven = false;
   for (const e of entries) {
     const where = `${source}:${e.line}`;
     const spec = KEYS[e.key];
@@ -218,10 +227,13 @@ export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH): LoadRes
     if (seen.has(e.key)) warnings.push(`${where}: ${e.key} is set more than once; the last value wins`);
     seen.add(e.key);
     if (e.key === 'require_lease_for_disks') requireGiven = true;
+    if (e.key === 'fencing') fencingGiven = true;
     (cfg as unknown as Record<string, unknown>)[spec.field] = convert(e.key, spec, e, where);
   }
   // libvirt: require_lease_for_disks defaults to the inverse of auto_disk_leases.
   if (!requireGiven) cfg.requireLeaseForDisks = !cfg.autoDiskLeases;
+  // sanlock's -w 1 means the watchdog fences: fencing defaults to wdmd then.
+  if (!fencingGiven && cfg.useWatchdog) cfg.fencing = 'wdmd';
   if (cfg.ioTimeout === 0) cfg.ioTimeout = 10;
   if (cfg.sectorSize === 512 && cfg.alignSize !== 1048576) {
     throw new ConfigError(`${source}: sector_size = 512 only allows align_size = "1M" (sanlock's valid pairs: 512/1M, 4096/1M, 4096/2M, 4096/4M, 4096/8M)`);

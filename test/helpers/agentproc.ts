@@ -6,7 +6,7 @@ import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { callAgent } from '../../src/control/client';
-import { cliEntry, lockagent, RunResult } from './cli';
+import { cliEntry, lockagent, ROOT, RunResult } from './cli';
 
 export interface AgentHost {
   id: number;
@@ -51,7 +51,12 @@ export function writeHostConfig(base: string, id: number, o: HostOptions): Agent
 
 export function startHost(h: AgentHost, env: NodeJS.ProcessEnv = {}): AgentHost {
   const out = fs.openSync(h.logFile, 'a');
-  h.proc = spawn(process.execPath, [cliEntry(), 'daemon', '-c', h.conf], { stdio: ['ignore', out, out], env: { ...process.env, LOCKAGENT_SOCKET: '', ...env } });
+  // The fencing guard of this checkout (the test CLI build lives under node_modules/.cache,
+  // which may be another checkout's when node_modules is shared).
+  const guard = path.join(ROOT, 'native', 'build', 'Release', 'lockagent-guard');
+  h.proc = spawn(process.execPath, [cliEntry(), 'daemon', '-c', h.conf], {
+    stdio: ['ignore', out, out], env: { ...process.env, LOCKAGENT_SOCKET: '', LOCKAGENT_GUARD_BIN: guard, ...env },
+  });
   fs.closeSync(out);
   h.exited = new Promise((resolve) => h.proc!.once('exit', (code) => resolve(code)));
   return h;
@@ -102,6 +107,38 @@ export async function stopHost(h: AgentHost, signal: NodeJS.Signals = 'SIGTERM')
 export function log(h: AgentHost): string {
   try {
     return fs.readFileSync(h.logFile, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** The fencing guard the host's agent started (lockagent-guard --socket <dir>/guard.sock): its pids, found in /proc. */
+export function guardPids(h: AgentHost): number[] {
+  const sock = path.join(h.dir, 'guard.sock');
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      if (argv[0].endsWith('lockagent-guard') && argv[argv.indexOf('--socket') + 1] === sock) out.push(Number(d));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+/** Kill the host's fencing guard (it outlives the agent by design, and would fence later). */
+export function stopGuard(h: AgentHost): void {
+  for (const pid of guardPids(h)) {
+    try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+}
+
+/** The guard's log (guard.log beside the control socket). */
+export function guardLog(h: AgentHost): string {
+  try {
+    return fs.readFileSync(path.join(h.dir, 'guard.log'), 'utf8');
   } catch {
     return '';
   }

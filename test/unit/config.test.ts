@@ -43,6 +43,8 @@ describe('config', () => {
     ['disk_lease_dir = "/x', /unterminated string/],
     ['lockspaces = [ "a", ', /unterminated list/],
     ['cleanup_min_age = "soon"', /duration/],
+    ['fencing = "watchdog"', /fencing = "watchdog" is not valid; allowed: "guard", "wdmd", "none"/],
+    ['fencing_mode = "dry-run"', /allowed: "enforce", "log"/],
   ])('refuses %j with a clear reason', (text, re) => {
     let err: unknown;
     try { parseConfig(text, 'test.conf'); } catch (e) { err = e; }
@@ -59,6 +61,12 @@ describe('config', () => {
     const { config, warnings } = parseConfig('lockspaces = [\n  "A:1:/x:0", # first\n  "B:2:/y:1M"\n]\nignore_readonly_and_shared_disks = 1\n');
     expect(config.lockspaces).toEqual(['A:1:/x:0', 'B:2:/y:1M']);
     expect(warnings.join()).toMatch(/obsolete/);
+  });
+
+  it('fencing defaults to the guard, enforcing; both keys take their documented values', () => {
+    expect(parseConfig('').config).toMatchObject({ fencing: 'guard', fencingMode: 'enforce' });
+    expect(parseConfig('fencing = "none"\nfencing_mode = "log"').config).toMatchObject({ fencing: 'none', fencingMode: 'log' });
+    expect(parseConfig('fencing = "wdmd"').config.fencing).toBe('wdmd');
   });
 
   it('parses durations', () => {

@@ -1,0 +1,517 @@
+/*
+ * lockagent-guard: the fencing guard (docs/fencing.md). A small process that does not share the
+ * agent's fate: the agent tells it, per lockspace, which owner pids hold leases there and the
+ * deadline by which they must be gone (host_dead after the start of the last successful renewal,
+ * minus a margin). Each renewal moves the deadline. If a deadline passes — the agent is stopped,
+ * killed, hung, or cannot renew — the guard SIGKILLs every owner pid of that lockspace before
+ * another host may take the leases, logs each kill, and reports it to the agent when it is back.
+ *
+ *   lockagent-guard --socket PATH [--mode enforce|log] [--idle-exit SECONDS]
+ *
+ * Plain C, libc only. Memory is locked and preallocated (fixed tables), the OOM score is -1000,
+ * and the kill path does no storage I/O and no allocation: it reads /proc/<pid>/stat into a
+ * static buffer (to never kill a reused pid), calls kill(2) and writes a preformatted line to
+ * stderr and to /dev/log.
+ *
+ * Deadlines are kept on CLOCK_BOOTTIME: other hosts' clocks run on while this host is
+ * suspended, so a suspend must count against the deadline (CLOCK_MONOTONIC stops). The agent
+ * sends deadlines on CLOCK_MONOTONIC (the clock its delta-lease timestamps use); they are
+ * converted on receipt, which follows a renewal by milliseconds.
+ *
+ * Protocol: one line per message each way, on a unix stream socket (mode 0600; the peer must
+ * be root or our own uid, checked with SO_PEERCRED):
+ *   HELLO <agent-pid> <enforce|log>           -> HELLO <guard-pid> <mode>, then ARMED <ls>
+ *                                                <ms-left> <npids> per armed lockspace, KILLED
+ *                                                lines not yet reported, END
+ *   SET <ls> <deadline-ms-monotonic> <pid>:<starttime>...   (no pids = disarm)
+ *                                             -> OK <ls> <smallest-margin-ms or -1>
+ *   CLEAR <ls>                                -> OK <ls> -1
+ * and, pushed to every connected agent when a deadline passes:
+ *   KILLED <ls> <pid> <0 killed | 1 would-kill (log mode) | 2 skipped> <ms-ago>
+ * If the agent disconnects, the last deadlines stay armed: that is the point.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_LS 64
+#define MAX_PIDS 1024
+#define NAME_MAX_LEN 48
+#define MAX_CLIENTS 4
+#define LINE_MAX_LEN (MAX_PIDS * 32 + 256)
+#define MAX_RECORDS 256
+
+struct lockspace {
+  char name[NAME_MAX_LEN + 1];
+  int used;
+  int armed;  /* has pids and a deadline */
+  int fired;  /* the deadline passed (log mode keeps the entry to measure the margin) */
+  int64_t deadline; /* CLOCK_BOOTTIME ms */
+  int64_t min_margin; /* smallest (previous deadline - time of update) seen, ms; INT64_MAX = none */
+  int npids;
+  pid_t pids[MAX_PIDS];
+  unsigned long long start[MAX_PIDS];
+};
+
+struct record {
+  char name[NAME_MAX_LEN + 1];
+  pid_t pid;
+  int what; /* 0 killed, 1 would kill, 2 skipped (gone or reused) */
+  int64_t at;
+  int reported;
+};
+
+struct client {
+  int fd;
+  size_t n;
+  char in[LINE_MAX_LEN];
+};
+
+static struct lockspace spaces[MAX_LS];
+static struct record records[MAX_RECORDS];
+static unsigned records_next;
+static struct client clients[MAX_CLIENTS];
+static char statbuf[1024];
+static char logline[512];
+static char outline[512];
+static const char *sock_path;
+static int listen_fd = -1;
+static ino_t listen_ino;
+static int log_fd = -1;
+static int log_mode; /* 1: log the kills, do not make them */
+static int idle_exit_s;
+
+static int64_t now_ms(clockid_t c) {
+  struct timespec ts;
+  clock_gettime(c, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- logging: stderr (journal under systemd) and /dev/log, no allocation -------------------- */
+
+static void connect_syslog(void) {
+  if (log_fd >= 0) return;
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  strcpy(a.sun_path, "/dev/log");
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+    close(fd);
+    return;
+  }
+  log_fd = fd;
+}
+
+/* prio: syslog severity (2 crit, 3 err, 4 warning, 6 info) */
+static void logf_(int prio, const char *fmt, ...) {
+  char *msg = logline + 64;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof logline - 64, fmt, ap);
+  va_end(ap);
+  static const char *names[] = {"emerg", "alert", "crit", "error", "warning", "notice", "info", "debug"};
+  char line[600];
+  int n = snprintf(line, sizeof line, "lockagent-guard[%d] %s: %s\n", (int)getpid(), names[prio & 7], msg);
+  if (n > 0) (void)!write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+  connect_syslog();
+  if (log_fd >= 0) {
+    n = snprintf(line, sizeof line, "<%d>lockagent-guard[%d]: %s", 3 * 8 + (prio & 7), (int)getpid(), msg);
+    if (n > 0 && send(log_fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN) {
+      close(log_fd);
+      log_fd = -1;
+    }
+  }
+}
+
+/* ---- clients ----------------------------------------------------------------------------------- */
+
+static void drop_client(struct client *c) {
+  if (c->fd >= 0) close(c->fd);
+  c->fd = -1;
+  c->n = 0;
+}
+
+static void send_line(struct client *c, const char *s) {
+  size_t len = strlen(s);
+  /* never block on an agent that is stopped: drop it instead, it reconnects and says HELLO */
+  if (send(c->fd, s, len, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)len) drop_client(c);
+}
+
+static int any_client(void) {
+  for (int i = 0; i < MAX_CLIENTS; i++)
+    if (clients[i].fd >= 0) return 1;
+  return 0;
+}
+
+/* ---- the kill path -------------------------------------------------------------------------- */
+
+/* Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); 0 when unreadable. */
+static unsigned long long proc_start(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, statbuf, sizeof statbuf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  statbuf[n] = 0;
+  char *p = strrchr(statbuf, ')');
+  if (!p) return 0;
+  p++;
+  /* after ")" come fields 3..; the start time is field 22 */
+  for (int field = 3; field < 22; field++) {
+    p = strchr(p + 1, ' ');
+    if (!p) return 0;
+  }
+  return strtoull(p + 1, NULL, 10);
+}
+
+static void record(const struct lockspace *ls, pid_t pid, int what, int64_t at) {
+  struct record *r = &records[records_next++ % MAX_RECORDS];
+  memcpy(r->name, ls->name, sizeof r->name);
+  r->pid = pid;
+  r->what = what;
+  r->at = at;
+  r->reported = 0;
+  if (any_client()) {
+    snprintf(outline, sizeof outline, "KILLED %.48s %d %d 0\n", r->name, (int)pid, what);
+    for (int i = 0; i < MAX_CLIENTS; i++)
+      if (clients[i].fd >= 0) send_line(&clients[i], outline);
+    r->reported = 1;
+  }
+}
+
+static void fire(struct lockspace *ls, int64_t now) {
+  int64_t late = now - ls->deadline;
+  for (int i = 0; i < ls->npids; i++) {
+    pid_t pid = ls->pids[i];
+    unsigned long long st = proc_start(pid);
+    if (st == 0 || st != ls->start[i]) {
+      logf_(6, "lockspace %s: deadline passed; pid %d is gone (or its pid was reused), nothing to kill", ls->name, (int)pid);
+      record(ls, pid, 2, now);
+      continue;
+    }
+    if (log_mode) {
+      logf_(4, "lockspace %s: would SIGKILL pid %d (fencing_mode = log): no lease renewal reached the guard; the deadline passed %lld ms ago, "
+            "other hosts may take its leases at host_dead", ls->name, (int)pid, (long long)late);
+      record(ls, pid, 1, now);
+      continue;
+    }
+    int rc = kill(pid, SIGKILL);
+    logf_(2, "lockspace %s: SIGKILL pid %d%s: no lease renewal reached the guard; the deadline passed %lld ms ago (host_dead minus the margin), "
+          "other hosts may take its leases at host_dead", ls->name, (int)pid, rc == 0 ? "" : " failed", (long long)late);
+    record(ls, pid, rc == 0 ? 0 : 2, now);
+  }
+  ls->fired = 1;
+  /* enforce: the pids are dead; log mode keeps the deadline so the next SET measures the margin */
+  if (!log_mode) ls->armed = 0;
+}
+
+static void check_deadlines(void) {
+  int64_t now = now_ms(CLOCK_BOOTTIME);
+  for (int i = 0; i < MAX_LS; i++) {
+    struct lockspace *ls = &spaces[i];
+    if (ls->used && ls->armed && !ls->fired && now >= ls->deadline) fire(ls, now);
+  }
+}
+
+static int next_timeout_ms(void) {
+  int64_t now = now_ms(CLOCK_BOOTTIME), t = 1000;
+  for (int i = 0; i < MAX_LS; i++) {
+    struct lockspace *ls = &spaces[i];
+    if (ls->used && ls->armed && !ls->fired && ls->deadline - now < t) t = ls->deadline - now;
+  }
+  return t < 0 ? 0 : (int)t;
+}
+
+/* ---- requests --------------------------------------------------------------------------------- */
+
+static struct lockspace *find_ls(const char *name, int create) {
+  struct lockspace *free_ls = NULL;
+  for (int i = 0; i < MAX_LS; i++) {
+    if (spaces[i].used && strcmp(spaces[i].name, name) == 0) return &spaces[i];
+    if (!spaces[i].used && !free_ls) free_ls = &spaces[i];
+  }
+  if (!create || !free_ls) return NULL;
+  memset(free_ls->name, 0, sizeof free_ls->name);
+  strncpy(free_ls->name, name, NAME_MAX_LEN);
+  free_ls->used = 1;
+  free_ls->armed = 0;
+  free_ls->fired = 0;
+  free_ls->npids = 0;
+  free_ls->min_margin = INT64_MAX;
+  return free_ls;
+}
+
+static void reply_ok(struct client *c, const struct lockspace *ls) {
+  snprintf(outline, sizeof outline, "OK %.48s %lld\n", ls ? ls->name : "-",
+           ls && ls->min_margin != INT64_MAX ? (long long)ls->min_margin : -1LL);
+  send_line(c, outline);
+}
+
+static void reply_err(struct client *c, const char *msg) {
+  snprintf(outline, sizeof outline, "ERR %.400s\n", msg);
+  send_line(c, outline);
+}
+
+static void handle_set(struct client *c, char *args) {
+  char *save = NULL;
+  char *name = strtok_r(args, " ", &save);
+  char *dl = name ? strtok_r(NULL, " ", &save) : NULL;
+  if (!name || !dl || strlen(name) > NAME_MAX_LEN) return reply_err(c, "SET needs <lockspace> <deadline-ms> [pid:start...]");
+  struct lockspace *ls = find_ls(name, 1);
+  if (!ls) return reply_err(c, "too many lockspaces (64)");
+  int64_t now_b = now_ms(CLOCK_BOOTTIME);
+  int64_t deadline = strtoll(dl, NULL, 10) + (now_b - now_ms(CLOCK_MONOTONIC));
+  int n = 0;
+  char *tok;
+  while ((tok = strtok_r(NULL, " ", &save)) != NULL) {
+    if (n >= MAX_PIDS) return reply_err(c, "too many pids in one lockspace (1024)");
+    char *colon = strchr(tok, ':');
+    if (!colon) return reply_err(c, "pid must be <pid>:<starttime>");
+    ls->pids[n] = (pid_t)atoi(tok);
+    ls->start[n] = strtoull(colon + 1, NULL, 10);
+    n++;
+  }
+  /* how close the previous deadline came to passing before this update moved it */
+  if (ls->armed && n > 0) {
+    int64_t margin = ls->deadline - now_b;
+    if (margin < ls->min_margin) ls->min_margin = margin;
+    if (margin < 0 && log_mode) logf_(4, "lockspace %s: renewal reached the guard %lld ms after its deadline", ls->name, (long long)-margin);
+  }
+  ls->npids = n;
+  ls->armed = n > 0;
+  ls->fired = 0;
+  ls->deadline = deadline;
+  reply_ok(c, ls);
+}
+
+static void handle_line(struct client *c, char *line) {
+  if (strncmp(line, "SET ", 4) == 0) return handle_set(c, line + 4);
+  if (strncmp(line, "CLEAR ", 6) == 0) {
+    struct lockspace *ls = find_ls(line + 6, 0);
+    if (ls) ls->used = 0;
+    snprintf(outline, sizeof outline, "OK %.48s -1\n", line + 6);
+    return send_line(c, outline);
+  }
+  if (strncmp(line, "HELLO ", 6) == 0) {
+    int agent = atoi(line + 6);
+    const char *mode = strchr(line + 6, ' ');
+    int want_log = mode && strcmp(mode + 1, "log") == 0;
+    if (want_log != log_mode) logf_(5, "fencing mode is now %s (set by the agent)", want_log ? "log" : "enforce");
+    log_mode = want_log;
+    logf_(6, "agent pid %d registered", agent);
+    snprintf(outline, sizeof outline, "HELLO %d %s\n", (int)getpid(), log_mode ? "log" : "enforce");
+    send_line(c, outline);
+    int64_t now = now_ms(CLOCK_BOOTTIME);
+    for (int i = 0; i < MAX_LS && c->fd >= 0; i++) {
+      struct lockspace *ls = &spaces[i];
+      if (!ls->used || !ls->armed) continue;
+      snprintf(outline, sizeof outline, "ARMED %.48s %lld %d\n", ls->name, (long long)(ls->deadline - now), ls->npids);
+      send_line(c, outline);
+    }
+    for (unsigned i = 0; i < MAX_RECORDS && c->fd >= 0; i++) {
+      struct record *r = &records[i];
+      if (!r->name[0] || r->reported) continue;
+      snprintf(outline, sizeof outline, "KILLED %.48s %d %d %lld\n", r->name, (int)r->pid, r->what, (long long)(now - r->at));
+      send_line(c, outline);
+      r->reported = 1;
+    }
+    if (c->fd >= 0) send_line(c, "END\n");
+    return;
+  }
+  reply_err(c, "unknown request");
+}
+
+static void read_client(struct client *c) {
+  ssize_t n = read(c->fd, c->in + c->n, sizeof c->in - 1 - c->n);
+  if (n <= 0) {
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    logf_(6, "agent disconnected; the armed deadlines stay armed");
+    return drop_client(c);
+  }
+  c->n += (size_t)n;
+  c->in[c->n] = 0;
+  char *start = c->in, *nl;
+  while (c->fd >= 0 && (nl = strchr(start, '\n')) != NULL) {
+    *nl = 0;
+    handle_line(c, start);
+    start = nl + 1;
+  }
+  if (c->fd < 0) return;
+  size_t rest = c->n - (size_t)(start - c->in);
+  if (rest == sizeof c->in - 1) {
+    logf_(3, "request line too long; dropping the connection");
+    return drop_client(c);
+  }
+  memmove(c->in, start, rest);
+  c->n = rest;
+}
+
+static void accept_client(void) {
+  int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (fd < 0) return;
+  struct ucred cr;
+  socklen_t len = sizeof cr;
+  /* whoever may talk to us may have pids killed: root or our own uid only */
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || (cr.uid != 0 && cr.uid != geteuid())) {
+    logf_(4, "refused a connection from uid %d", (int)cr.uid);
+    close(fd);
+    return;
+  }
+  for (int i = 0; i < MAX_CLIENTS; i++) {
+    if (clients[i].fd < 0) {
+      clients[i].fd = fd;
+      clients[i].n = 0;
+      return;
+    }
+  }
+  close(fd);
+}
+
+/* ---- the socket ------------------------------------------------------------------------------ */
+
+static int quiet_listen_errors; /* while the socket cannot be re-created: say so once */
+
+static int open_socket(void) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (strlen(sock_path) >= sizeof a.sun_path) {
+    logf_(3, "socket path %s is too long", sock_path);
+    return -1;
+  }
+  strcpy(a.sun_path, sock_path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  /* a live guard answers on it: do not steal its socket */
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 || errno == EAGAIN) {
+    close(fd);
+    logf_(3, "another guard already listens on %s", sock_path);
+    exit(3);
+  }
+  close(fd);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  unlink(sock_path);
+  mode_t old = umask(0177);
+  int rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+  umask(old);
+  if (rc < 0 || listen(fd, 8) < 0) {
+    if (!quiet_listen_errors) logf_(3, "cannot listen on %s: %s", sock_path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  struct stat st;
+  listen_ino = stat(sock_path, &st) == 0 ? st.st_ino : 0;
+  return fd;
+}
+
+/* The socket's directory may be removed under us (systemd's RuntimeDirectory of the agent's
+ * unit on a restart): make a new one, so a restarted agent finds us. */
+static void check_socket(void) {
+  struct stat st;
+  if (stat(sock_path, &st) == 0 && st.st_ino == listen_ino) return;
+  char dir[sizeof ((struct sockaddr_un *)0)->sun_path];
+  snprintf(dir, sizeof dir, "%s", sock_path);
+  char *slash = strrchr(dir, '/');
+  if (slash && slash != dir) {
+    *slash = 0;
+    mkdir(dir, 0755);
+  }
+  int fd = open_socket();
+  if (fd < 0) {
+    if (!quiet_listen_errors) logf_(4, "socket %s was removed and cannot be re-created; retrying every second (the armed deadlines stay armed)", sock_path);
+    quiet_listen_errors = 1;
+    return;
+  }
+  quiet_listen_errors = 0;
+  if (listen_fd >= 0) close(listen_fd);
+  listen_fd = fd;
+  logf_(4, "socket %s was removed; listening on a new one", sock_path);
+}
+
+static volatile sig_atomic_t stop_signal;
+static void on_signal(int sig) { stop_signal = sig; }
+
+static void usage(void) {
+  fprintf(stderr, "usage: lockagent-guard --socket PATH [--mode enforce|log] [--idle-exit SECONDS]\n");
+  exit(2);
+}
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) sock_path = argv[++i];
+    else if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc) {
+      const char *m = argv[++i];
+      if (strcmp(m, "log") == 0) log_mode = 1;
+      else if (strcmp(m, "enforce") != 0) usage();
+    } else if (strcmp(argv[i], "--idle-exit") == 0 && i + 1 < argc) idle_exit_s = atoi(argv[++i]);
+    else usage();
+  }
+  if (!sock_path) usage();
+  for (int i = 0; i < MAX_CLIENTS; i++) clients[i].fd = -1;
+  signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa = {.sa_handler = on_signal};
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  connect_syslog();
+
+  /* the OOM killer must not pick us, and no page of ours may need I/O to come back */
+  int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, "-1000", 5) != 5) logf_(4, "cannot set oom_score_adj to -1000: %s", strerror(errno));
+  if (fd >= 0) close(fd);
+  memset(spaces, 0, sizeof spaces);
+  memset(records, 0, sizeof records);
+  if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0) logf_(4, "cannot lock memory (mlockall): %s", strerror(errno));
+
+  listen_fd = open_socket();
+  if (listen_fd < 0) return 1;
+  logf_(6, "listening on %s, mode %s", sock_path, log_mode ? "log" : "enforce");
+
+  int64_t idle_since = now_ms(CLOCK_BOOTTIME), last_check = 0;
+  struct pollfd pfd[1 + MAX_CLIENTS];
+  while (!stop_signal) {
+    int n = 0;
+    pfd[n++] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
+    for (int i = 0; i < MAX_CLIENTS; i++) pfd[n++] = (struct pollfd){.fd = clients[i].fd, .events = POLLIN};
+    int rc = poll(pfd, (nfds_t)n, next_timeout_ms());
+    /* deadlines first: a flood of requests must not delay a kill */
+    check_deadlines();
+    if (rc > 0) {
+      if (pfd[0].revents & POLLIN) accept_client();
+      for (int i = 0; i < MAX_CLIENTS; i++)
+        if (clients[i].fd >= 0 && pfd[1 + i].fd == clients[i].fd && (pfd[1 + i].revents & (POLLIN | POLLHUP | POLLERR))) read_client(&clients[i]);
+    }
+    int64_t now = now_ms(CLOCK_BOOTTIME);
+    if (now - last_check >= 1000) {
+      last_check = now;
+      check_socket();
+    }
+    int armed = 0;
+    for (int i = 0; i < MAX_LS; i++) armed |= spaces[i].used && spaces[i].armed && !spaces[i].fired;
+    if (armed || any_client()) idle_since = now;
+    else if (idle_exit_s > 0 && now - idle_since >= (int64_t)idle_exit_s * 1000) {
+      logf_(6, "no agent and nothing armed for %d s; exiting", idle_exit_s);
+      break;
+    }
+  }
+  if (stop_signal) {
+    int armed = 0;
+    for (int i = 0; i < MAX_LS; i++) armed += spaces[i].used && spaces[i].armed && !spaces[i].fired;
+    logf_(armed ? 3 : 6, "stopping on signal %d%s", (int)stop_signal, armed ? " while deadlines are armed: those owners are no longer fenced by the guard" : "");
+  }
+  struct stat st;
+  if (stat(sock_path, &st) == 0 && st.st_ino == listen_ino) unlink(sock_path);
+  return 0;
+}

@@ -1,0 +1,413 @@
+import { ChildProcess, spawn } from 'child_process';
+import { accessSync, closeSync, constants as FS, openSync, readFileSync } from 'fs';
+import { connect, Socket } from 'net';
+import { dirname, join } from 'path';
+import { findPackageRoot } from '../io/native';
+import { Clock } from '../lease/clock';
+import { timeoutsFor } from '../lease/timeouts';
+import { LeaseError, SANLK } from '../ondisk';
+import { Logger } from '../log/logger';
+import { OwnerRef } from '../control/protocol';
+import type { Agent } from './agent';
+import type { Lockspace } from './lockspace';
+
+/**
+ * The agent's side of the fencing guard (native/guard/lockagent-guard.c, docs/fencing.md): a
+ * process of its own that SIGKILLs the owners of a lockspace when the deadline the agent gave it
+ * passes. After every successful renewal, and whenever the owners of a lockspace change, the
+ * agent sends the lockspace's owner pids and its deadline: host_dead after the start of the last
+ * successful renewal, minus GUARD_MARGIN_S. A lockspace the agent itself declared lost is left
+ * armed with its last deadline (the agent's failure action runs; an owner it finished with is
+ * taken off), so a guard outlives an agent that dies in the middle of that.
+ */
+export type FencingLayer = 'guard' | 'wdmd' | 'none';
+export type FencingMode = 'enforce' | 'log';
+
+/** The guard kills this long before host_dead (the agent's own kill comes earlier). */
+export const GUARD_MARGIN_S = 5;
+/** A guard the agent started (no systemd unit) exits after this long with no agent and nothing armed. */
+const SPAWNED_IDLE_EXIT_S = 30;
+/** How long a start-up waits for an existing guard to answer (it re-creates a removed socket within 1 s). */
+const FIND_EXISTING_MS = 2000;
+const RETRY_MS = 250;
+
+export interface GuardOptions {
+  agent: Agent;
+  clock: Clock;
+  log: Logger;
+  fencing: FencingLayer;
+  mode: FencingMode;
+  /** the agent's control socket: the guard's socket is guard.sock beside it */
+  controlSocket: string;
+  killGraceSeconds: number;
+  /** the guard binary; default: this build's native/build/Release/lockagent-guard */
+  binary?: string;
+}
+
+export interface GuardKill {
+  lockspace: string;
+  pid: number;
+  /** killed; would-kill (log mode); skipped (gone, or the pid was reused) */
+  what: 'killed' | 'would-kill' | 'skipped';
+  /** when the agent heard of it (ISO time) */
+  reportedAt: string;
+}
+
+interface Sent {
+  deadlineMs: number;
+  pids: string[];
+}
+
+export function guardSocketPath(controlSocket: string): string {
+  return join(dirname(controlSocket), 'guard.sock');
+}
+
+/** The guard of this build, or undefined when it was not built. */
+export function defaultGuardBinary(): string | undefined {
+  try {
+    const p = join(findPackageRoot(), 'native', 'build', 'Release', 'lockagent-guard');
+    accessSync(p, FS.X_OK);
+    return p;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Field 22 of /proc/<pid>/stat: start time in clock ticks since boot (the guard checks it before a kill). */
+export function pidStartTime(pid: number): string | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return s.slice(s.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+export class GuardClient {
+  readonly socketPath: string;
+  private sock?: Socket;
+  private buf = '';
+  private registered = false;
+  private stopped = false;
+  private recovered = false;
+  private guardPid?: number;
+  private child?: ChildProcess;
+  private downSince?: number;
+  private retryTimer?: NodeJS.Timeout;
+  private armedAtHello = new Set<string>();
+  private readonly sent = new Map<string, Sent>();
+  private readonly minMarginMs = new Map<string, number>();
+  private readonly startTimes = new Map<string, string>();
+  readonly kills: GuardKill[] = [];
+  restarts = 0;
+  lastGapMs?: number;
+
+  constructor(private readonly o: GuardOptions) {
+    this.socketPath = guardSocketPath(o.controlSocket);
+  }
+
+  get enabled(): boolean {
+    return this.o.fencing === 'guard';
+  }
+
+  /** Connect to the guard, starting it when none answers. Resolves once registered or given up on (then retried in the background). */
+  async start(): Promise<void> {
+    if (this.o.fencing === 'none') {
+      this.o.log.warning('fencing = none: owners are not fenced if this agent stops renewing (stopped, killed, hung) — another host may start ' +
+        'the same VM at host_dead while they run; set fencing = guard (docs/fencing.md)');
+      return;
+    }
+    if (!this.enabled) return;
+    const io = [...this.o.agent.lockspaces.values()].map((l) => l.spec.ioTimeout);
+    for (const i of new Set(io)) {
+      const t = timeoutsFor(i);
+      if (t.idRenewalFail + this.o.killGraceSeconds + 1 > t.hostDead - GUARD_MARGIN_S) {
+        this.o.log.warning(`kill_grace_seconds = ${this.o.killGraceSeconds} is too long for io_timeout ${i}: the guard kills owners at host_dead - ${GUARD_MARGIN_S} s ` +
+          `= ${t.hostDead - GUARD_MARGIN_S} s after the last renewal, before the grace after the lease failure (${t.idRenewalFail} s) ends; ` +
+          `lower kill_grace_seconds to at most ${t.hostDead - GUARD_MARGIN_S - t.idRenewalFail - 1}`);
+      }
+    }
+    if (await this.tryConnect()) return;
+    // Under systemd the unit may be re-creating a removed socket (it does within 1 s); elsewhere
+    // nothing answering means no guard.
+    const until = Date.now() + (process.env.INVOCATION_ID ? FIND_EXISTING_MS : 0);
+    while (!this.stopped && Date.now() < until) {
+      await sleep(RETRY_MS);
+      if (await this.tryConnect()) return;
+    }
+    this.launch();
+    const until2 = Date.now() + 5000;
+    while (!this.stopped && Date.now() < until2) {
+      if (await this.tryConnect()) return;
+      await sleep(RETRY_MS);
+    }
+    this.o.log.error(`fencing guard: cannot reach ${this.socketPath} after starting it; acquires for owners with a pid are refused until it answers (retrying)`);
+    this.scheduleReconnect();
+  }
+
+  /** Startup recovery is over: the agent's lease table is complete, send it. */
+  setRecovered(): void {
+    this.recovered = true;
+    if (this.registered) this.syncAll(true);
+  }
+
+  /** Throws when an owner with a pid may not acquire now: its leases could not be fenced. */
+  admit(owner: OwnerRef): void {
+    if (!this.enabled || owner.pid === undefined || !this.recovered || this.registered) return;
+    throw new LeaseError(SANLK.EAGAIN, `the fencing guard (lockagent-guard, ${this.socketPath}) is not running, so leases of ${owner.name ?? owner.uuid} ` +
+      'could not be enforced if this agent stopped renewing; the agent is restarting it — try again in a few seconds, and check the guard\'s log ' +
+      '(journalctl -u lockagent-guard, or guard.log beside the control socket)');
+  }
+
+  /** The owners of some lockspace changed (acquire, release, pid learnt). */
+  changed(): void {
+    if (this.registered && this.recovered) this.syncAll(false);
+  }
+
+  /** A lockspace renewed (or joined): move its deadline. */
+  renewed(ls: Lockspace): void {
+    if (this.registered && this.recovered) this.sync(ls);
+  }
+
+  /** The agent's failure action finished with this owner: the guard need not kill it (lockspaces the agent declared lost). */
+  failureHandled(pid: number | undefined): void {
+    if (pid === undefined) return;
+    for (const [name, s] of this.sent) {
+      const ls = this.o.agent.lockspaces.get(name);
+      if (ls && ls.state === 'joined') continue;
+      const pids = s.pids.filter((p) => !p.startsWith(`${pid}:`));
+      if (pids.length !== s.pids.length) this.send(name, { deadlineMs: s.deadlineMs, pids });
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    // The guard keeps the deadlines it has: leases of running owners stay fenced while we are down.
+    this.sock?.destroy();
+    this.child?.unref();
+  }
+
+  status(): Record<string, unknown> {
+    const now = this.o.clock.nowMs();
+    const spaces = [...this.sent.entries()].filter(([, s]) => s.pids.length).map(([name, s]) => ({
+      lockspace: name, deadlineMs: s.deadlineMs, secondsLeft: Math.round((s.deadlineMs - now) / 100) / 10, pids: s.pids.map((p) => Number(p.split(':')[0])),
+      minMarginMs: this.minMarginMs.get(name),
+    }));
+    const guard = this.enabled ? {
+      state: this.registered ? 'running' : 'down', pid: this.guardPid, socket: this.socketPath, mode: this.o.mode, lockspaces: spaces,
+      restarts: this.restarts, lastGapMs: this.lastGapMs, downForMs: this.downSince !== undefined ? now - this.downSince : undefined,
+      kills: this.kills.slice(-20),
+    } : { state: 'off' };
+    return {
+      layer: this.o.fencing,
+      mode: this.o.mode,
+      protected: this.o.fencing !== 'none' && (!this.enabled || this.registered) && this.o.mode === 'enforce',
+      guard,
+      // (filled in by the watchdog layers when they are enabled)
+      wdmd: 'absent',
+      systemdWatchdog: 'off',
+    };
+  }
+
+  // ---- internals --------------------------------------------------------------------------------
+
+  private deadlineFor(ls: Lockspace): number | undefined {
+    if (ls.state !== 'joined' || !ls.lease) return undefined;
+    const t = timeoutsFor(ls.spec.ioTimeout);
+    // lastSuccess is the timestamp our renewal wrote, taken at its start (whole seconds, rounded
+    // down): others see it later, and take our leases host_dead after they saw it.
+    return (ls.lease.lastSuccess + t.hostDead - GUARD_MARGIN_S) * 1000;
+  }
+
+  private pidsOf(name: string): string[] {
+    const out: string[] = [];
+    const live = new Set<string>();
+    for (const o of this.o.agent.ownersList()) {
+      if (o.ref.pid === undefined || !o.leases.some((l) => l.spec.lockspace === name)) continue;
+      const k = `${o.ref.uuid}:${o.ref.pid}`;
+      live.add(k);
+      let st = this.startTimes.get(k);
+      if (!st) {
+        st = pidStartTime(o.ref.pid);
+        if (!st) continue; // already gone
+        this.startTimes.set(k, st);
+      }
+      out.push(`${o.ref.pid}:${st}`);
+    }
+    return out;
+  }
+
+  private sync(ls: Lockspace): void {
+    const deadlineMs = this.deadlineFor(ls);
+    // Not joined (lost, rejoining): keep what the guard has — the last deadline stays armed.
+    if (deadlineMs === undefined) return;
+    this.send(ls.name, { deadlineMs, pids: this.pidsOf(ls.name) });
+  }
+
+  private syncAll(full: boolean): void {
+    for (const ls of this.o.agent.lockspaces.values()) this.sync(ls);
+    const known = new Set(this.o.agent.lockspaces.keys());
+    for (const name of [...this.sent.keys(), ...(full ? this.armedAtHello : [])]) {
+      if (!known.has(name)) this.send(name, { deadlineMs: 0, pids: [] });
+    }
+    if (full) this.armedAtHello.clear();
+    const keys = new Set([...this.o.agent.ownersList()].map((o) => `${o.ref.uuid}:${o.ref.pid}`));
+    for (const k of this.startTimes.keys()) if (!keys.has(k)) this.startTimes.delete(k);
+  }
+
+  private send(name: string, s: Sent): void {
+    const prev = this.sent.get(name);
+    if (!s.pids.length) {
+      if (prev && !prev.pids.length) return;
+      this.write(`CLEAR ${name}\n`);
+    } else {
+      this.write(`SET ${name} ${s.deadlineMs} ${s.pids.join(' ')}\n`);
+    }
+    if (!s.pids.length && !this.o.agent.lockspaces.has(name)) this.sent.delete(name);
+    else this.sent.set(name, s);
+  }
+
+  private write(line: string): void {
+    if (!this.sock || this.sock.destroyed) return;
+    this.sock.write(line);
+  }
+
+  private tryConnect(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const s = connect(this.socketPath);
+      let settled = false;
+      const done = (ok: boolean) => {
+        if (settled) return;
+        settled = true;
+        resolve(ok);
+      };
+      s.once('error', () => { s.destroy(); done(false); });
+      s.once('connect', () => {
+        this.sock = s;
+        this.buf = '';
+        s.setEncoding('utf8');
+        s.on('data', (d: string) => this.onData(d, () => done(true)));
+        s.removeAllListeners('error');
+        s.on('error', () => undefined);
+        s.once('close', () => { this.onClose(s); done(false); });
+        s.write(`HELLO ${process.pid} ${this.o.mode}\n`);
+      });
+    });
+  }
+
+  private onData(d: string, onRegistered: () => void): void {
+    this.buf += d;
+    let nl: number;
+    while ((nl = this.buf.indexOf('\n')) >= 0) {
+      const line = this.buf.slice(0, nl);
+      this.buf = this.buf.slice(nl + 1);
+      const f = line.split(' ');
+      switch (f[0]) {
+        case 'HELLO':
+          this.guardPid = Number(f[1]);
+          this.armedAtHello.clear();
+          break;
+        case 'ARMED':
+          this.armedAtHello.add(f[1]);
+          break;
+        case 'KILLED':
+          this.onKilled(f[1], Number(f[2]), Number(f[3]), Number(f[4]));
+          break;
+        case 'OK':
+          if (Number(f[2]) >= 0) this.minMarginMs.set(f[1], Number(f[2]));
+          break;
+        case 'ERR':
+          this.o.log.error(`fencing guard refused a request: ${line.slice(4)}`);
+          break;
+        case 'END':
+          this.registered = true;
+          if (this.downSince !== undefined) {
+            this.lastGapMs = this.o.clock.nowMs() - this.downSince;
+            this.downSince = undefined;
+            this.o.log.warning(`fencing guard is back (pid ${this.guardPid}) after ${(this.lastGapMs / 1000).toFixed(1)} s without it; leases re-registered`);
+          } else {
+            this.o.log.info(`fencing guard pid ${this.guardPid} (${this.socketPath}, mode ${this.o.mode}): owners are SIGKILLed at host_dead - ${GUARD_MARGIN_S} s if renewals stop`);
+          }
+          // Before startup recovery is over the table is incomplete: the guard keeps what the
+          // previous agent gave it until then.
+          if (this.recovered) this.syncAll(true);
+          onRegistered();
+          break;
+      }
+    }
+  }
+
+  private onKilled(lockspace: string, pid: number, what: number, agoMs: number): void {
+    const k: GuardKill = { lockspace, pid, what: what === 0 ? 'killed' : what === 1 ? 'would-kill' : 'skipped', reportedAt: new Date().toISOString() };
+    this.kills.push(k);
+    if (this.kills.length > 100) this.kills.shift();
+    const ago = agoMs > 0 ? ` ${(agoMs / 1000).toFixed(0)} s ago` : '';
+    if (k.what === 'killed') this.o.log.error(`fencing guard SIGKILLed pid ${pid}${ago}: its lockspace ${lockspace} was not renewed before the guard's deadline (host_dead - ${GUARD_MARGIN_S} s)`);
+    else if (k.what === 'would-kill') this.o.log.warning(`fencing guard would have SIGKILLed pid ${pid}${ago} (fencing_mode = log): lockspace ${lockspace} missed the guard's deadline`);
+    else this.o.log.info(`fencing guard deadline of lockspace ${lockspace} passed${ago}; pid ${pid} was already gone`);
+  }
+
+  private onClose(s: Socket): void {
+    if (this.sock !== s) return;
+    this.sock = undefined;
+    const was = this.registered;
+    this.registered = false;
+    if (this.stopped) return;
+    if (was) {
+      this.downSince = this.o.clock.nowMs();
+      this.o.log.error(`fencing guard (pid ${this.guardPid}) is gone: owners are not fenced if this agent stops renewing; restarting it, ` +
+        'and refusing acquires for owners with a pid until it is back');
+      this.restarts++;
+    }
+    this.scheduleReconnect(true);
+  }
+
+  private scheduleReconnect(launchNow = false): void {
+    if (this.stopped) return;
+    clearTimeout(this.retryTimer);
+    let tries = 0;
+    const attempt = async () => {
+      if (this.stopped || this.registered) return;
+      if (await this.tryConnect()) return;
+      // Try an existing guard first (it may be re-creating its socket), then start one.
+      if ((launchNow && tries === 0) || tries % 8 === 4) this.launch();
+      tries++;
+      this.retryTimer = setTimeout(() => void attempt(), RETRY_MS);
+    };
+    this.retryTimer = setTimeout(() => void attempt(), launchNow ? 0 : RETRY_MS);
+  }
+
+  /** Start the guard: its own systemd unit under systemd, else a detached process of its own session. */
+  private launch(): void {
+    if (process.env.INVOCATION_ID) {
+      // Under systemd a child would live in our cgroup, which `systemctl restart lockagent` kills.
+      const c = spawn('systemctl', ['start', '--no-block', 'lockagent-guard.service'], { stdio: 'ignore' });
+      c.on('error', (e) => this.o.log.error(`cannot start lockagent-guard.service: ${e.message}`));
+      this.o.log.warning('starting lockagent-guard.service');
+      return;
+    }
+    // $LOCKAGENT_GUARD_BIN: another guard binary (packaging; tests use a missing one).
+    const bin = this.o.binary ?? (process.env.LOCKAGENT_GUARD_BIN || defaultGuardBinary());
+    if (!bin) {
+      this.o.log.error('the fencing guard binary (native/build/Release/lockagent-guard) is not built: run npm run build:native, or set fencing = none to run unprotected');
+      return;
+    }
+    const logPath = join(dirname(this.socketPath), 'guard.log');
+    let out: number | 'ignore' = 'ignore';
+    try { out = openSync(logPath, 'a', 0o600); } catch { /* no log file */ }
+    // detached: a session and process group of its own, so a kill of the agent's group spares it.
+    const c = spawn(bin, ['--socket', this.socketPath, '--mode', this.o.mode, '--idle-exit', String(SPAWNED_IDLE_EXIT_S)], {
+      detached: true, stdio: ['ignore', out, out],
+    });
+    if (typeof out === 'number') closeSync(out);
+    c.on('error', (e) => this.o.log.error(`cannot start the fencing guard ${bin}: ${e.message}`));
+    c.unref();
+    this.child = c;
+    this.o.log.info(`started the fencing guard ${bin} (pid ${c.pid}), log ${logPath}`);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
