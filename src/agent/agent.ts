@@ -1,6 +1,7 @@
 import { DirectFile, FileId, sameFileId } from '../io/directio';
 import { FileLeaseStorage } from '../io/file-storage';
 import { Clock } from '../lease/clock';
+import { SANLK_ERROR } from '../lease/diskio';
 import { acquireResource, releaseResource } from '../lease/resource';
 import { LeaseStorage } from '../lease/storage';
 import { AcquireHint, ResourceToken } from '../lease/token';
@@ -11,7 +12,7 @@ import { Logger } from '../log/logger';
 import { LeaseMode, StateStore } from '../state/statestore';
 import { LeaseSpec, OwnerRef } from '../control/protocol';
 import { FailedOwner, LeaseFailurePolicy } from './failure';
-import { currentBootId, JoinState, Lockspace, LockspaceSpec } from './lockspace';
+import { currentBootId, JoinState, Lockspace, LockspaceSpec, RenewalReport } from './lockspace';
 import { KeyedQueue } from './keyedqueue';
 
 /**
@@ -36,6 +37,29 @@ export interface AgentOptions {
    * cache) and fstat the fd.
    */
   identifyPath?: (path: string, timeoutMs: number) => Promise<FileId | undefined>;
+  /** the daemon's metrics (the core never imports them) */
+  observer?: AgentObserver;
+}
+
+/** What the agent core reports as it works; every method must be cheap and must not throw. */
+export interface AgentObserver {
+  renewal?(lockspace: Lockspace, r: RenewalReport): void;
+  /** one acquire or release request, with its result code (0 = OK) and duration */
+  acquired?(rv: number, seconds: number): void;
+  released?(rv: number, seconds: number): void;
+}
+
+/** The result code of a failed request (SANLK_ERROR when it carries none). */
+function resultCode(e: unknown): number {
+  return e instanceof LeaseError ? e.rv : SANLK_ERROR;
+}
+
+/** Report a request's outcome to `report` without changing it. */
+function observed<T>(p: Promise<T>, report: ((rv: number, seconds: number) => void) | undefined): Promise<T> {
+  if (!report) return p;
+  const t0 = performance.now();
+  p.then(() => report(0, (performance.now() - t0) / 1000), (e) => report(resultCode(e), (performance.now() - t0) / 1000));
+  return p;
 }
 
 export interface HeldLease {
@@ -142,6 +166,7 @@ export class Agent {
         return v ? (JSON.parse(v) as { bootId: string; generation: number }) : undefined;
       },
       onDeltaLease: (l, lease) => this.o.store.setMeta(`delta:${l.name}`, JSON.stringify({ bootId: currentBootId(), generation: lease.generation })),
+      onRenewal: (l, r) => this.o.observer?.renewal?.(l, r),
     }, this.openStorage);
     this.lockspaces.set(spec.name, ls);
     this.o.store.saveLockspace({ name: spec.name, hostId: spec.hostId, path: spec.path, offset: spec.offset, generation: 0, ioTimeout: spec.ioTimeout });
@@ -177,7 +202,7 @@ export class Agent {
    * resources): on the first refusal the leases taken by this call are released again.
    */
   acquire(owner: OwnerRef, specs: LeaseSpec[], opts: AcquireOptions = {}): Promise<HeldLease[]> {
-    return this.queue.run(owner.uuid, () => this.acquireNow(owner, specs, opts));
+    return observed(this.queue.run(owner.uuid, () => this.acquireNow(owner, specs, opts)), this.o.observer?.acquired);
   }
 
   private async acquireNow(owner: OwnerRef, specs: LeaseSpec[], opts: AcquireOptions): Promise<HeldLease[]> {
@@ -345,6 +370,10 @@ export class Agent {
   }
 
   release(owner: OwnerRef, specs?: LeaseSpec[], opts: { keepRecord?: boolean } = {}): Promise<number> {
+    return observed(this.releaseNow(owner, specs, opts), this.o.observer?.released);
+  }
+
+  private releaseNow(owner: OwnerRef, specs: LeaseSpec[] | undefined, opts: { keepRecord?: boolean }): Promise<number> {
     return this.queue.run(owner.uuid, async () => {
       const st = this.owners.get(owner.uuid);
       if (!st) return 0;

@@ -8,11 +8,13 @@ import { createLogger, Level, Logger, parseLevel } from '../log/logger';
 import { geometryFor } from '../ondisk';
 import { StateStore } from '../state/statestore';
 import { Agent } from './agent';
-import { KillPolicy, LeaseFailurePolicy } from './failure';
+import { FailedOwner, KillPolicy, LeaseFailurePolicy } from './failure';
 import { DomainHandler, makeHandler } from './handler';
 import { resolveHostName } from './hostname';
+import { leaseFileOwner } from './leasefile';
 import { ensureLockspaceFile } from './lockspacefile';
 import { IdleTrimmer } from './memtrim';
+import { Metrics } from './metrics';
 import { hostWatchStatus, joinStatusLine } from './hostwatch';
 import { SdNotifier } from './sdnotify';
 import { WdmdClient } from './wdmd';
@@ -30,6 +32,8 @@ export interface DaemonHandle {
   log: Logger;
   store: StateStore;
   server: ControlServer;
+  /** the Prometheus metrics, when metrics_listen is set (extensions report into it) */
+  metrics?: Metrics;
   stop(opts?: { releaseAll?: boolean }): Promise<void>;
 }
 
@@ -65,7 +69,14 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
 
   // Policy is swappable: the libvirt integration replaces the default kill policy.
   let policy: LeaseFailurePolicy = new KillPolicy({ graceSeconds: config.killGraceSeconds, log: (lvl, m) => log[lvl](m) });
-  const agent = new Agent({ clock: systemClock, log, store, hostName, policy: { onLeaseFailure: (o) => policy.onLeaseFailure(o) } });
+  const metrics = config.metricsListen ? new Metrics() : undefined;
+  const onLeaseFailure = (o: FailedOwner) => {
+    // KillPolicy always kills; the libvirt policy takes <on_lockfailure>, else the configured default.
+    metrics?.leaseFailureAction(policy instanceof KillPolicy ? 'kill' : o.action ?? config.leaseFailureAction);
+    return policy.onLeaseFailure(o);
+  };
+  const agent = new Agent({ clock: systemClock, log, store, hostName, policy: { onLeaseFailure }, observer: metrics?.observer });
+  metrics?.attach(agent);
 
   // wdmd before any lockspace is joined: use_watchdog = 1 without it refuses to start (WdmdRefusal).
   const wdmd = new WdmdClient({ log, required: config.useWatchdog, sources: () => agent.watchdogSources(), native: ext.native });
@@ -81,7 +92,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     const path = join(config.diskLeaseDir, DISKS_LOCKSPACE);
     // Creation failures are retried by the join loop's own errors; the file is needed first.
     await ensureLockspaceFile(path, DISKS_LOCKSPACE, geometryFor(config.sectorSize, config.alignSize), config.ioTimeout, {
-      mode: config.group ? 0o660 : 0o600, log: (m) => log.info(m),
+      ...leaseFileOwner(config), log: (m) => log.info(m),
     }).catch((e) => log.error(`cannot prepare lockspace file ${path}: ${(e as Error).message}; the join will keep retrying`));
     agent.addLockspace({ name: DISKS_LOCKSPACE, hostId: config.hostId, path, offset: 0, ioTimeout: config.ioTimeout });
   }
@@ -99,7 +110,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     if (!agent.lockspaces.has(row.name)) agent.addLockspace({ name: row.name, hostId: row.hostId, path: row.path, offset: row.offset, ioTimeout: row.ioTimeout });
   }
 
-  const base = { agent, config, log, store };
+  const base = { agent, config, log, store, metrics };
   const domain = ext.domain ? await ext.domain(base) : undefined;
   if (domain?.policy) policy = domain.policy;
   const cleanup = ext.cleanup?.(base);
@@ -130,6 +141,14 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   notify.ready(joinStatusLine(agent));
   const statusTimer = setInterval(() => notify.status(joinStatusLine(agent)), 1000);
   statusTimer.unref();
+  if (metrics) {
+    // A metrics listener that cannot start is reported, not fatal: leases matter more.
+    await metrics.listen(config.metricsListen).then(
+      (a) => log.info(`metrics at http://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}/metrics`),
+      (e) => log.error(`cannot serve metrics on metrics_listen = "${config.metricsListen}": ${(e as Error).message}; ` +
+        'the agent runs without metrics: free the port or choose another one and restart'),
+    );
+  }
 
   // Re-adopt in the background: it waits for the lockspace join.
   void agent.recover(domain?.ownerExists ?? (async (o) => pidAlive(o.pid))).then(
@@ -145,6 +164,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
       clearInterval(statusTimer);
       trimmer.stop();
       cleanup?.stop();
+      await metrics?.close();
       await server.close();
       await domain?.stop?.();
       await agent.shutdown(opts.releaseAll ?? false);

@@ -36,6 +36,17 @@ export interface LockspaceHooks {
   previousDelta?(ls: Lockspace): { bootId: string; generation: number } | undefined;
   /** We hold this delta lease now (record it for a restart). */
   onDeltaLease?(ls: Lockspace, lease: DeltaLease): void;
+  /** Every renewal attempt (metrics). Must not throw. */
+  onRenewal?(ls: Lockspace, r: RenewalReport): void;
+}
+
+export interface RenewalReport {
+  ok: boolean;
+  /** the area read and our sector's write, when the renewal got that far (ms) */
+  readMs?: number;
+  writeMs?: number;
+  /** seconds that were left before 8·io (lease failure) when this renewal completed */
+  marginS: number;
 }
 
 export interface HostReport extends HostStatus {
@@ -320,8 +331,11 @@ export class Lockspace {
       return;
     }
     this.renewing = true;
+    const before = lease.lastSuccess;
+    const margin = () => before + t.idRenewalFail - this.clock.monotime();
     try {
       const r = await deltaRenew(lease, this.clock);
+      this.hooks.onRenewal?.(this, { ok: true, readMs: r.readMs, writeMs: r.writeMs, marginS: margin() });
       this.monitor?.observe(r.area, this.clock.monotime());
       this.reportIoTimeoutMismatches();
       if (this.warned) this.log.warning(`lockspace ${this.name}: renewal succeeded again after ${now - (this.lastRenewOk ?? now)} s of failures`);
@@ -332,6 +346,7 @@ export class Lockspace {
     } catch (e) {
       const err = e as LeaseError;
       this.lastError = err.message;
+      this.hooks.onRenewal?.(this, { ok: false, marginS: margin() });
       if (err instanceof LeaseError && isCorruptRenewal(err.rv)) {
         this.lose(`our delta lease was overwritten or became unreadable: ${err.message}`);
       } else {

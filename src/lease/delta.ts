@@ -6,7 +6,7 @@ import { Geometry, geometryFromLeader } from '../ondisk/sizes';
 import { verifyDeltaLeader } from '../ondisk/verify';
 import { Clock } from './clock';
 import { sameLeader, sealLeader } from './record';
-import { ioError, readArea, writeSector } from './diskio';
+import { ioError, readArea, timedIo, writeSector } from './diskio';
 import { LeaseStorage } from './storage';
 import { deltaAcquireHeldDelay, deltaShortDelay, hostDeadSeconds } from './timeouts';
 import { Cancel, checkCancel, leaseTimestamp, sleepSeconds } from './wait';
@@ -75,7 +75,7 @@ export async function readLockspaceGeometry(
 ): Promise<Geometry> {
   let buf: Buffer;
   try {
-    buf = await storage.read(offset, 4096, ioTimeout * 1000);
+    buf = await timedIo('leader_read', () => storage.read(offset, 4096, ioTimeout * 1000));
   } catch (e) {
     throw ioError(e, SANLK.LEADER_READ, `reading the header of lockspace ${spaceName} on ${storage.id}`);
   }
@@ -102,7 +102,7 @@ export async function readDeltaLeader(
   const at = offset + (hostId - 1) * geometry.sectorSize;
   let buf: Buffer;
   try {
-    buf = await storage.read(at, geometry.sectorSize, ioTimeout * 1000);
+    buf = await timedIo('leader_read', () => storage.read(at, geometry.sectorSize, ioTimeout * 1000));
   } catch (e) {
     throw ioError(e, SANLK.LEADER_READ, `reading the delta lease of ${ls(spaceName, hostId)}`);
   }
@@ -117,10 +117,10 @@ async function writeDeltaSector(
 ): Promise<LeaderRecord> {
   let written = rec;
   try {
-    await writeSector(storage, at, sectorSize, timeoutMs, (s) => {
+    await timedIo('delta_write', () => writeSector(storage, at, sectorSize, timeoutMs, (s) => {
       written = sealLeader(rec, s, 0, HOST_NAME_MAX_ON_DISK);
       if (bitmap) bitmap.copy(s, HOSTID_BITMAP_OFFSET, 0, HOSTID_BITMAP_SIZE);
-    });
+    }));
   } catch (e) {
     throw ioError(e, SANLK.LEADER_WRITE, what);
   }
@@ -211,6 +211,9 @@ export interface DeltaRenewal {
    */
   area: Buffer;
   leader: LeaderRecord;
+  /** how long the area read and our sector's write took (renewal metrics) */
+  readMs: number;
+  writeMs: number;
 }
 
 /**
@@ -240,14 +243,16 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
   if (lease.released) fail(new LeaseError(SANLK.RENEW_OWNER, `${name} was released; acquire it again`));
 
   let area: Buffer;
+  const t0 = performance.now();
   try {
     const target = lease.storage.readInto ? (lease.iobuf ?? Buffer.allocUnsafe(g.alignSize)) : undefined;
-    area = await readArea(lease.storage, lease.offset, g.alignSize, lease.ioTimeout * 1000, target);
+    area = await timedIo('area_read', () => readArea(lease.storage, lease.offset, g.alignSize, lease.ioTimeout * 1000, target));
   } catch (e) {
     lease.iobuf = undefined; // a late completion may still land in it
     return fail(ioError(e, SANLK.LEADER_READ, `renewing ${name}: reading the lockspace`));
   }
   if (lease.storage.readInto) lease.iobuf = area;
+  const t1 = performance.now();
 
   const { rv, leader } = verifyDeltaLeader(area, idOff, lease.spaceName);
   if (rv < 0) fail(new LeaseError(rv, `renewing ${name}: our delta lease sector is invalid: ${describeResult(rv)}`));
@@ -278,7 +283,7 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
   lease.leader = written;
   lease.lastSuccess = written.timestamp;
   lease.lastResult = SANLK.OK;
-  return { area, leader: written };
+  return { area, leader: written, readMs: t1 - t0, writeMs: performance.now() - t1 };
 }
 
 /**
