@@ -143,7 +143,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   statusTimer.unref();
   if (metrics) {
     // A metrics listener that cannot start is reported, not fatal: leases matter more.
-    await metrics.listen(config.metricsListen).then(
+    await metrics.listen(config.metricsListen, config.metricsAllowRemote).then(
       (a) => log.info(`metrics at http://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}/metrics`),
       (e) => log.error(`cannot serve metrics on metrics_listen = "${config.metricsListen}": ${(e as Error).message}; ` +
         'the agent runs without metrics: free the port or choose another one and restart'),

@@ -6,7 +6,7 @@
  */
 import { createServer, IncomingMessage, Server, ServerResponse } from 'http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { parseListenAddress } from '../config/config';
+import { metricsAddress } from '../config/config';
 import { ioStats } from '../io/directio';
 import { IoKind, setIoObserver } from '../lease/diskio';
 import { HostState } from '../lease/hostmonitor';
@@ -192,9 +192,9 @@ export class Metrics {
     setIoObserver((kind: IoKind, seconds: number) => this.ioDuration.observe({ kind }, seconds));
   }
 
-  /** Serve GET /metrics on metrics_listen; resolves once listening (rejects when it cannot). */
-  async listen(address: string): Promise<{ host: string; port: number }> {
-    const a = parseListenAddress(address);
+  /** Serve GET /metrics on metrics_listen; resolves once listening (rejects when it cannot or may not). */
+  async listen(address: string, allowRemote: boolean): Promise<{ host: string; port: number }> {
+    const a = metricsAddress(address, allowRemote);
     const server = createServer((req, res) => void this.serve(req, res));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -255,6 +255,24 @@ function resolveOwner(cfg: AgentConfig): void {
   cfg.groupId = resolve('group', cfg.group, GROUP_FILE);
 }
 
+/**
+ * metrics_listen as an address the metrics may be served on: a loopback address unless
+ * metrics_allow_remote = 1 (config check and the listener both apply it).
+ */
+export function metricsAddress(listen: string, allowRemote: boolean): ListenAddress {
+  let a: ListenAddress;
+  try {
+    a = parseListenAddress(listen);
+  } catch (e) {
+    throw new Error(`metrics_listen = ${(e as Error).message}, or "" to turn metrics off`);
+  }
+  if (!a.loopback && !allowRemote) {
+    throw new Error(`metrics_listen = "${listen}" is not a loopback address: the metrics describe the lockspaces, hosts and ` +
+      'leases of this host; listen on 127.0.0.1 (and scrape through a proxy), or set metrics_allow_remote = 1 to serve them on the network');
+  }
+  return a;
+}
+
 export interface ListenAddress {
   host: string;
   port: number;
@@ -287,15 +305,10 @@ function validateSafety(cfg: AgentConfig): void {
     throw new ConfigError(`${cfg.source}: disk_lease_dir = "${cfg.diskLeaseDir}" must be an absolute path (the shared mount every host uses)`);
   }
   if (cfg.metricsListen) {
-    let a: ListenAddress;
     try {
-      a = parseListenAddress(cfg.metricsListen);
+      metricsAddress(cfg.metricsListen, cfg.metricsAllowRemote);
     } catch (e) {
-      throw new ConfigError(`${cfg.source}: metrics_listen = ${(e as Error).message}, or "" to turn metrics off`);
-    }
-    if (!a.loopback && !cfg.metricsAllowRemote) {
-      throw new ConfigError(`${cfg.source}: metrics_listen = "${cfg.metricsListen}" is not a loopback address: the metrics describe the lockspaces, hosts and ` +
-        'leases of this host; listen on 127.0.0.1 (and scrape through a proxy), or set metrics_allow_remote = 1 to serve them on the network');
+      throw new ConfigError(`${cfg.source}: ${(e as Error).message}`);
     }
   }
   if (cfg.hostName !== undefined && (cfg.hostName.length === 0 || Buffer.byteLength(cfg.hostName) > 47)) {
