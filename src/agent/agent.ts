@@ -2,6 +2,7 @@ import { DirectFile, FileId, sameFileId } from '../io/directio';
 import { FileLeaseStorage } from '../io/file-storage';
 import { Clock } from '../lease/clock';
 import { readPaxosLeader } from '../lease/paxos';
+import { SANLK_ERROR } from '../lease/diskio';
 import { acquireResource, releaseResource } from '../lease/resource';
 import { LeaseStorage } from '../lease/storage';
 import { AcquireHint, ResourceToken } from '../lease/token';
@@ -13,7 +14,7 @@ import { DeltaLease } from '../lease/delta';
 import { JournalRow, LeaseMode, LeaseRow, OwnerRow, StateStore, StoreHealth } from '../state/statestore';
 import { LeaseSpec, OwnerRef } from '../control/protocol';
 import { FailedOwner, killDeadline, LeaseFailurePolicy } from './failure';
-import { currentBootId, JoinState, Lockspace, LockspaceSpec } from './lockspace';
+import { currentBootId, JoinState, Lockspace, LockspaceSpec, RenewalReport } from './lockspace';
 import { KeyedQueue } from './keyedqueue';
 import { RenewalRecord } from './renewals';
 import { identify, isSame, ProcessId } from './process';
@@ -40,6 +41,8 @@ export interface AgentOptions {
    * cache) and fstat the fd.
    */
   identifyPath?: (path: string, timeoutMs: number) => Promise<FileId | undefined>;
+  /** the daemon's metrics (the core never imports them) */
+  observer?: AgentObserver;
   /** The fencing guard's view of our leases (src/agent/guard.ts); kept up to date when owners change. */
   fence?: AgentFence;
 }
@@ -52,6 +55,27 @@ export interface AgentFence {
   changed(): void;
   /** A lockspace renewed its delta lease (or joined): its deadline moves. */
   renewed(ls: Lockspace): void;
+}
+
+/** What the agent core reports as it works; every method must be cheap and must not throw. */
+export interface AgentObserver {
+  renewal?(lockspace: Lockspace, r: RenewalReport): void;
+  /** one acquire or release request, with its result code (0 = OK) and duration */
+  acquired?(rv: number, seconds: number): void;
+  released?(rv: number, seconds: number): void;
+}
+
+/** The result code of a failed request (SANLK_ERROR when it carries none). */
+function resultCode(e: unknown): number {
+  return e instanceof LeaseError ? e.rv : SANLK_ERROR;
+}
+
+/** Report a request's outcome to `report` without changing it. */
+function observed<T>(p: Promise<T>, report: ((rv: number, seconds: number) => void) | undefined): Promise<T> {
+  if (!report) return p;
+  const t0 = performance.now();
+  p.then(() => report(0, (performance.now() - t0) / 1000), (e) => report(resultCode(e), (performance.now() - t0) / 1000));
+  return p;
 }
 
 export interface HeldLease {
@@ -218,6 +242,7 @@ export class Agent {
       onRenewed: (l) => this.o.fence?.renewed(l),
       // The host_id is kept too: with host_id = auto it is how a restart finds its slot again.
       onDeltaLease: (l, lease) => this.o.store.write(() => this.o.store.setMeta(`delta:${l.name}`, JSON.stringify({ bootId: currentBootId(), generation: lease.generation, hostId: lease.hostId }))),
+      onRenewal: (l, r) => this.o.observer?.renewal?.(l, r),
     }, this.openStorage);
     this.lockspaces.set(spec.name, ls);
     this.o.store.write(() => this.o.store.saveLockspace({ name: spec.name, hostId: spec.hostId, path: spec.path, offset: spec.offset, generation: 0, ioTimeout: spec.ioTimeout }));
@@ -253,7 +278,7 @@ export class Agent {
    * resources): on the first refusal the leases taken by this call are released again.
    */
   acquire(owner: OwnerRef, specs: LeaseSpec[], opts: AcquireOptions = {}): Promise<HeldLease[]> {
-    return this.queue.run(owner.uuid, () => this.acquireNow(owner, specs, opts));
+    return observed(this.queue.run(owner.uuid, () => this.acquireNow(owner, specs, opts)), this.o.observer?.acquired);
   }
 
   private async acquireNow(owner: OwnerRef, specs: LeaseSpec[], opts: AcquireOptions): Promise<HeldLease[]> {
@@ -447,6 +472,10 @@ export class Agent {
   }
 
   release(owner: OwnerRef, specs?: LeaseSpec[], opts: { keepRecord?: boolean } = {}): Promise<number> {
+    return observed(this.releaseNow(owner, specs, opts), this.o.observer?.released);
+  }
+
+  private releaseNow(owner: OwnerRef, specs: LeaseSpec[] | undefined, opts: { keepRecord?: boolean }): Promise<number> {
     return this.queue.run(owner.uuid, async () => {
       const st = this.owners.get(owner.uuid);
       if (!st) return 0;

@@ -9,12 +9,14 @@ import { geometryFor } from '../ondisk';
 import { StateStore } from '../state/statestore';
 import { isMd5Name } from '../cleanup/classify';
 import { Agent, LeaseCandidate, RunningLeaseOwners } from './agent';
-import { KillPolicy, LeaseFailurePolicy } from './failure';
+import { FailedOwner, KillPolicy, LeaseFailurePolicy } from './failure';
 import { GuardClient } from './guard';
 import { DomainHandler, makeHandler } from './handler';
 import { resolveHostName } from './hostname';
+import { leaseFileOwner } from './leasefile';
 import { ensureLockspaceFile } from './lockspacefile';
 import { IdleTrimmer } from './memtrim';
+import { Metrics } from './metrics';
 import { hostWatchStatus, joinStatusLine } from './hostwatch';
 import { SdNotifier } from './sdnotify';
 import { WdmdClient } from './wdmd';
@@ -33,6 +35,8 @@ export interface DaemonHandle {
   log: Logger;
   store: StateStore;
   server: ControlServer;
+  /** the Prometheus metrics, when metrics_listen is set (extensions report into it) */
+  metrics?: Metrics;
   stop(opts?: { releaseAll?: boolean }): Promise<void>;
 }
 
@@ -62,14 +66,20 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
 
   // Policy is swappable: the libvirt integration replaces the default kill policy.
   let policy: LeaseFailurePolicy = new KillPolicy({ graceSeconds: config.killGraceSeconds, log: (lvl, m) => log[lvl](m) });
+  const metrics = config.metricsListen ? new Metrics() : undefined;
   // The fencing guard's client needs the agent and the agent tells it about changes: a late binding.
   const late: { guard?: GuardClient } = {};
-  const agent = new Agent({
-    clock: systemClock, log, store, hostName,
+  const onLeaseFailure = (o: FailedOwner) => {
+    // KillPolicy always kills; the libvirt policy takes <on_lockfailure>, else the configured default.
+    metrics?.leaseFailureAction(policy instanceof KillPolicy ? 'kill' : o.action ?? config.leaseFailureAction);
     // Once the failure action is done with an owner, the guard need not kill it.
-    policy: { onLeaseFailure: (o) => policy.onLeaseFailure(o).finally(() => late.guard?.failureHandled(o.pid)) },
+    return policy.onLeaseFailure(o).finally(() => late.guard?.failureHandled(o.pid));
+  };
+  const agent = new Agent({
+    clock: systemClock, log, store, hostName, policy: { onLeaseFailure }, observer: metrics?.observer,
     fence: { admit: (o) => late.guard?.admit(o), changed: () => late.guard?.changed(), renewed: (l) => late.guard?.renewed(l) },
   });
+  metrics?.attach(agent);
 
   // wdmd before any lockspace is joined: use_watchdog = 1 without it refuses to start (WdmdRefusal).
   const wdmd = new WdmdClient({ log, required: config.useWatchdog || config.fencing === 'wdmd', sources: () => agent.watchdogSources(), native: ext.native });
@@ -85,7 +95,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     const path = join(config.diskLeaseDir, DISKS_LOCKSPACE);
     // Creation failures are retried by the join loop's own errors; the file is needed first.
     await ensureLockspaceFile(path, DISKS_LOCKSPACE, geometryFor(config.sectorSize, config.alignSize), config.ioTimeout, {
-      mode: config.group ? 0o660 : 0o600, log: (m) => log.info(m),
+      ...leaseFileOwner(config), log: (m) => log.info(m),
     }).catch((e) => log.error(`cannot prepare lockspace file ${path}: ${(e as Error).message}; the join will keep retrying`));
     agent.addLockspace({ name: DISKS_LOCKSPACE, hostId: config.hostId, path, offset: 0, ioTimeout: config.ioTimeout });
   }
@@ -110,7 +120,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   late.guard = guard;
   await guard.start();
 
-  const base = { agent, config, log, store };
+  const base = { agent, config, log, store, metrics };
   const domain = ext.domain ? await ext.domain(base) : undefined;
   if (domain?.policy) policy = domain.policy;
   const cleanup = ext.cleanup?.(base);
@@ -142,6 +152,14 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   notify.ready(joinStatusLine(agent));
   const statusTimer = setInterval(() => notify.status(joinStatusLine(agent)), 1000);
   statusTimer.unref();
+  if (metrics) {
+    // A metrics listener that cannot start is reported, not fatal: leases matter more.
+    await metrics.listen(config.metricsListen, config.metricsAllowRemote).then(
+      (a) => log.info(`metrics at http://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}/metrics`),
+      (e) => log.error(`cannot serve metrics on metrics_listen = "${config.metricsListen}": ${(e as Error).message}; ` +
+        'the agent runs without metrics: free the port or choose another one and restart'),
+    );
+  }
 
   // Re-adopt in the background: it waits for the lockspace join. Then compare with the lease
   // directory: leases of this host_id that the state database did not know (it was lost,
@@ -166,6 +184,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
       clearInterval(statusTimer);
       trimmer.stop();
       cleanup?.stop();
+      await metrics?.close();
       await server.close();
       await domain?.stop?.();
       await agent.shutdown(opts.releaseAll ?? false);

@@ -1,4 +1,5 @@
 import { constants as C, promises as fsp } from 'fs';
+import type { AgentConfig } from '../config/config';
 import { DirectFile } from '../io/directio';
 import { decodeLeader, LeaseError } from '../ondisk';
 
@@ -22,6 +23,14 @@ export interface LeaseAreaSpec {
   mode?: number;
   uid?: number;
   gid?: number;
+}
+
+/**
+ * Mode and owner of the lockspace and lease files this host creates, from user and group (as
+ * libvirt's sanlock plugin does): 0600, group read/write too when a group is set, then chown.
+ */
+export function leaseFileOwner(cfg: Pick<AgentConfig, 'userId' | 'groupId'>): { mode: number; uid?: number; gid?: number } {
+  return { mode: cfg.groupId !== undefined ? 0o660 : 0o600, uid: cfg.userId, gid: cfg.groupId };
 }
 
 /**
@@ -49,6 +58,8 @@ export async function createLeaseArea(s: LeaseAreaSpec): Promise<'created' | 'ex
   let ours: { dev: bigint; ino: bigint };
   try {
     if (s.uid !== undefined || s.gid !== undefined) await fh.chown(s.uid ?? -1, s.gid ?? -1);
+    // The mode asked for, not what the umask leaves of it (0660 for a group would become 0640).
+    if (s.mode !== undefined) await fh.chmod(s.mode);
     await fh.truncate(s.alignSize);
     ours = await fh.stat({ bigint: true });
   } finally {

@@ -43,6 +43,17 @@ export interface LockspaceHooks {
   onDeltaLease?(ls: Lockspace, lease: DeltaLease): void;
   /** A renewal succeeded, or we joined: lease.lastSuccess moved (the fencing guard's deadline follows it). */
   onRenewed?(ls: Lockspace): void;
+  /** Every renewal attempt (metrics). Must not throw. */
+  onRenewal?(ls: Lockspace, r: RenewalReport): void;
+}
+
+export interface RenewalReport {
+  ok: boolean;
+  /** the area read and our sector's write, when the renewal got that far (ms) */
+  readMs?: number;
+  writeMs?: number;
+  /** seconds that were left before 8·io (lease failure) when this renewal completed */
+  marginS: number;
 }
 
 export interface HostReport extends HostStatus {
@@ -360,9 +371,12 @@ export class Lockspace {
       return;
     }
     this.renewing = true;
+    const before = lease.lastSuccess;
+    const margin = () => before + t.idRenewalFail - this.clock.monotime();
     try {
       const r = await deltaRenew(lease, this.clock);
       this.renewals.success(r.leader.timestamp, r.readMs, r.writeMs);
+      this.hooks.onRenewal?.(this, { ok: true, readMs: r.readMs, writeMs: r.writeMs, marginS: margin() });
       this.monitor?.observe(r.area, this.clock.monotime());
       this.reportIoTimeoutMismatches();
       if (this.warned) this.log.warning(`lockspace ${this.name}: renewal succeeded again after ${now - (this.lastRenewOk ?? now)} s of failures`);
@@ -375,6 +389,7 @@ export class Lockspace {
       const err = e as LeaseError;
       this.lastError = err.message;
       this.renewals.failure(err instanceof LeaseError ? err.rv : SANLK.EIO);
+      this.hooks.onRenewal?.(this, { ok: false, marginS: margin() });
       if (err instanceof LeaseError && isCorruptRenewal(err.rv)) {
         this.lose(`our delta lease was overwritten or became unreadable: ${err.message}`);
       } else {

@@ -43,7 +43,9 @@ export function cleanupExtension(opts: CleanupExtensionOptions = {}): NonNullabl
     const timers: NodeJS.Timeout[] = [];
 
     const run = async (trigger: string, dryRun: boolean, minAgeSeconds?: number): Promise<SweepReport> => {
-      const r = await sweep({ agent, config, log, store }, { dryRun, minAgeSeconds, signal: abort.signal });
+      const r = await sweep({ agent, config, log, store }, { dryRun, minAgeSeconds, signal: abort.signal })
+        .catch((e) => { d.metrics?.cleanupRun(undefined, true); throw e; });
+      d.metrics?.cleanupRun(r);
       logReport(d, trigger, r);
       return r;
     };

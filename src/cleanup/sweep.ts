@@ -33,6 +33,7 @@
 import { promises as fsp } from 'fs';
 import { join } from 'path';
 import { Agent, HeldLease } from '../agent/agent';
+import { leaseFileOwner } from '../agent/leasefile';
 import { ensureResourceFile } from '../agent/resourcefile';
 import { AgentConfig, DISKS_LOCKSPACE } from '../config/config';
 import { LeaseSpec, OwnerRef } from '../control/protocol';
@@ -52,7 +53,7 @@ import { inspect, listDir, scanDirectory, statEntry } from './scan';
 
 export interface SweepDeps {
   agent: Agent;
-  config: Pick<AgentConfig, 'diskLeaseDir' | 'ioTimeout' | 'sectorSize' | 'alignSize' | 'cleanupMinAge'>;
+  config: Pick<AgentConfig, 'diskLeaseDir' | 'ioTimeout' | 'sectorSize' | 'alignSize' | 'cleanupMinAge' | 'userId' | 'groupId'>;
   log: Logger;
   store?: StateStore;
   clock?: Clock;
@@ -412,7 +413,7 @@ export async function sweep(deps: SweepDeps, opts: SweepOptions): Promise<SweepR
     }
     const lockPath = join(dir, SWEEP_LOCK_NAME);
     const lockSpec: LeaseSpec = { lockspace: DISKS_LOCKSPACE, resource: SWEEP_LOCK_NAME, path: lockPath, offset: 0, mode: 'exclusive' };
-    await ensureResourceFile(lockPath, DISKS_LOCKSPACE, SWEEP_LOCK_NAME, joined.lease!.geometry ?? geometryFor(config.sectorSize, config.alignSize));
+    await ensureResourceFile(lockPath, DISKS_LOCKSPACE, SWEEP_LOCK_NAME, joined.lease!.geometry ?? geometryFor(config.sectorSize, config.alignSize), leaseFileOwner(config));
     try {
       await agent.acquire(owner, [lockSpec], { timeoutMs: c.acquireMs });
     } catch (e) {

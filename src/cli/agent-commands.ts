@@ -102,6 +102,23 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
       return EXIT_OK;
     }));
 
+  sockOpts(program.command('who'))
+    .description('who holds a lease: held or free, mode, holder host (name, state, since when), this host\'s owner; reads the lease on disk, no agent needed')
+    .argument('[DISK|DOMAIN]', 'a disk path (its automatic lease in disk_lease_dir), or a domain name or uuid (its leases, from the agent)')
+    .option('-r, --resource <LS:RES:PATH:OFF>', 'a resource lease, as sanlock names it')
+    .option('-s, --lockspace <LS:HOST_ID:PATH:OFF>', 'where the lockspace lives, when neither the agent nor the config says (HOST_ID is ignored)')
+    .option('--no-watch', 'without an agent: read the lockspace once (host states UNKNOWN) instead of twice 2 x io_timeout + 1 s apart')
+    .action(run('who', async (target, o) => {
+      const opts = o as SocketOpts & { resource?: string; lockspace?: string; watch?: boolean };
+      const path = opts.config ?? process.env.LOCKAGENT_CONFIG ?? DEFAULT_CONFIG_PATH;
+      const { config } = loadConfig(path, { allowMissing: !opts.config });
+      const { who } = await import('./who');
+      return who(ctx, {
+        target: target as string | undefined, resource: opts.resource, lockspace: opts.lockspace, config,
+        socket: resolveSocket(opts), json: opts.json, noWatch: opts.watch === false,
+      });
+    }));
+
   const client = program.command('client').description('ask the running agent to acquire, release or inquire leases, or join/leave lockspaces');
   const collect = (v: string, prev: string[] = []) => [...prev, v];
   const leaseCmd = (name: 'acquire' | 'release' | 'inquire') => sockOpts(client.command(name))

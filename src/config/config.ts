@@ -1,4 +1,6 @@
 import { closeSync, constants as fsc, fstatSync, openSync, readSync } from 'fs';
+import { isIP } from 'net';
+import { GROUP_FILE, lookupId, PASSWD_FILE } from './accounts';
 import { ConfEntry, ConfSyntaxError, ConfValue, parseConfText } from './confsyntax';
 import { nearest } from './nearest';
 
@@ -15,8 +17,12 @@ export interface AgentConfig {
   requireLeaseForDisks: boolean;
   /** seconds; 0 in the file means sanlock's default 10 */
   ioTimeout: number;
+  /** owner and group of lease files this host creates (names or numeric ids) */
   user?: string;
   group?: string;
+  /** user/group resolved to ids when the config is loaded */
+  userId?: number;
+  groupId?: number;
   /** agent keys */
   hostName?: string;
   socketPath: string;
@@ -35,6 +41,8 @@ export interface AgentConfig {
   leaseFailureAction: LeaseFailureAction;
   killGraceSeconds: number;
   metricsListen: string;
+  /** 1 = metrics_listen may be a non-loopback address */
+  metricsAllowRemote: boolean;
   libvirtUri: string;
   /** sanlock's use_watchdog (-w): 1 = wdmd must be usable or the agent refuses to start */
   useWatchdog: boolean;
@@ -93,6 +101,7 @@ const KEYS: Record<string, KeySpec> = {
   lease_failure_action: { kind: 'string', field: 'leaseFailureAction', choices: ['kill', 'poweroff', 'pause', 'ignore'] },
   kill_grace_seconds: { kind: 'int', field: 'killGraceSeconds', min: 0, max: 60 },
   metrics_listen: { kind: 'string', field: 'metricsListen' },
+  metrics_allow_remote: { kind: 'bool', field: 'metricsAllowRemote' },
   libvirt_uri: { kind: 'string', field: 'libvirtUri' },
   use_watchdog: { kind: 'bool', field: 'useWatchdog' },
   fencing: { kind: 'string', field: 'fencing', choices: ['guard', 'wdmd', 'none'] },
@@ -104,6 +113,11 @@ const OBSOLETE_KEYS = new Set(['ignore_readonly_and_shared_disks']);
 
 export function configKeys(): string[] {
   return Object.keys(KEYS);
+}
+
+/** The AgentConfig field a key sets (for the test that every documented key is read). */
+export function configField(key: string): keyof AgentConfig | undefined {
+  return KEYS[key]?.field;
 }
 
 export function defaultConfig(): AgentConfig {
@@ -127,6 +141,7 @@ export function defaultConfig(): AgentConfig {
     leaseFailureAction: 'kill',
     killGraceSeconds: 40,
     metricsListen: '',
+    metricsAllowRemote: false,
     libvirtUri: 'qemu:///system',
     useWatchdog: false,
     fencing: 'guard',
@@ -239,7 +254,61 @@ export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH): LoadRes
     throw new ConfigError(`${source}: sector_size = 512 only allows align_size = "1M" (sanlock's valid pairs: 512/1M, 4096/1M, 4096/2M, 4096/4M, 4096/8M)`);
   }
   validateSafety(cfg);
+  resolveOwner(cfg);
   return { config: cfg, warnings };
+}
+
+/** user/group → ids once, at load: an unknown name is a config error, not a failed create later. */
+function resolveOwner(cfg: AgentConfig): void {
+  const resolve = (key: string, name: string | undefined, file: string): number | undefined => {
+    if (name === undefined || name === '') return undefined;
+    const id = lookupId(file, name)?.id;
+    if (id === undefined) {
+      throw new ConfigError(`${cfg.source}: ${key} = "${name}": no such ${key} in ${file}; create it, give a numeric id, or remove the key`);
+    }
+    return id;
+  };
+  cfg.userId = resolve('user', cfg.user, PASSWD_FILE);
+  cfg.groupId = resolve('group', cfg.group, GROUP_FILE);
+}
+
+/**
+ * metrics_listen as an address the metrics may be served on: a loopback address unless
+ * metrics_allow_remote = 1 (config check and the listener both apply it).
+ */
+export function metricsAddress(listen: string, allowRemote: boolean): ListenAddress {
+  let a: ListenAddress;
+  try {
+    a = parseListenAddress(listen);
+  } catch (e) {
+    throw new Error(`metrics_listen = ${(e as Error).message}, or "" to turn metrics off`);
+  }
+  if (!a.loopback && !allowRemote) {
+    throw new Error(`metrics_listen = "${listen}" is not a loopback address: the metrics describe the lockspaces, hosts and ` +
+      'leases of this host; listen on 127.0.0.1 (and scrape through a proxy), or set metrics_allow_remote = 1 to serve them on the network');
+  }
+  return a;
+}
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+  loopback: boolean;
+}
+
+/**
+ * metrics_listen: "HOST:PORT", "[IPv6]:PORT", or "PORT" alone (= 127.0.0.1:PORT). Throws a
+ * ConfigError-ready message for anything else.
+ */
+export function parseListenAddress(s: string): ListenAddress {
+  const t = s.trim();
+  const m = /^\d{1,5}$/.test(t) ? ['', '127.0.0.1', '', t] : /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(t);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !(port >= 1 && port <= 65535)) throw new Error(`"${s}" is not HOST:PORT (e.g. "127.0.0.1:9478", "[::1]:9478")`);
+  const host = m[1] ?? m[2] ?? '';
+  if (host === '' || (isIP(host) === 0 && !/^[A-Za-z0-9.-]+$/.test(host))) throw new Error(`"${s}": give a host address before the port (e.g. "127.0.0.1:9478")`);
+  const loopback = host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+  return { host, port, loopback };
 }
 
 function validateSafety(cfg: AgentConfig): void {
@@ -251,6 +320,13 @@ function validateSafety(cfg: AgentConfig): void {
   }
   if (!cfg.diskLeaseDir.startsWith('/')) {
     throw new ConfigError(`${cfg.source}: disk_lease_dir = "${cfg.diskLeaseDir}" must be an absolute path (the shared mount every host uses)`);
+  }
+  if (cfg.metricsListen) {
+    try {
+      metricsAddress(cfg.metricsListen, cfg.metricsAllowRemote);
+    } catch (e) {
+      throw new ConfigError(`${cfg.source}: ${(e as Error).message}`);
+    }
   }
   if (cfg.hostName !== undefined && (cfg.hostName.length === 0 || Buffer.byteLength(cfg.hostName) > 47)) {
     throw new ConfigError(`${cfg.source}: host_name must be 1 to 47 bytes (sanlock stores at most 47 characters of it)`);

@@ -1,23 +1,15 @@
 import { readFileSync } from 'fs';
+import { lookupId } from '../config/accounts';
 import { AgentConfig } from '../config/config';
 import { Peer } from './server';
+
+export { lookupId }; // socket_user/socket_group and user/group share one lookup
 
 /**
  * Who may use the control socket, checked with SO_PEERCRED after the file mode let them
  * connect: root, the agent's own user, socket_user, and members of socket_group (primary or
  * supplementary). Anything else is refused before a request is read.
  */
-export function lookupId(file: string, name: string | undefined): { id: number; members: string[] } | undefined {
-  if (!name) return undefined;
-  if (/^\+?\d+$/.test(name)) return { id: Number(name.replace('+', '')), members: [] };
-  try {
-    for (const line of readFileSync(file, 'utf8').split('\n')) {
-      const f = line.split(':');
-      if (f[0] === name) return { id: Number(f[2]), members: (f[3] ?? '').split(',').filter(Boolean) };
-    }
-  } catch { /* no such file: only numeric ids work */ }
-  return undefined;
-}
 
 function userName(uid: number): string | undefined {
   try {

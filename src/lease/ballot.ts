@@ -4,7 +4,7 @@ import { SANLK } from '../ondisk/results';
 import { paxosReadSize } from '../ondisk/sizes';
 import { decodeLeader, LeaderRecord, leadersEqual } from '../ondisk/leader';
 import { Clock } from './clock';
-import { ioError, readArea, writeSector } from './diskio';
+import { ioError, readArea, timedIo, writeSector } from './diskio';
 import { OpBuffers } from './iobuf';
 import { PaxosHost, ResourceLocation } from './token';
 
@@ -119,11 +119,11 @@ export async function writeDblock(
   ctx: Pick<BallotContext, 'res' | 'host' | 'sectorSize'>, d: Dblock, mode?: { flags: number; generation: number },
 ): Promise<Dblock> {
   let sealed = d;
-  await writeSector(ctx.res.storage, ctx.res.offset + dblockOffset(ctx.sectorSize, ctx.host.hostId), ctx.sectorSize,
+  await timedIo('dblock_write', () => writeSector(ctx.res.storage, ctx.res.offset + dblockOffset(ctx.sectorSize, ctx.host.hostId), ctx.sectorSize,
     ctx.host.ioTimeout * 1000, (s) => {
       sealed = sealDblockInto(d, s, 0);
       if (mode) encodeModeBlockInto(mode, s, 0);
-    });
+    }));
   return sealed;
 }
 
@@ -172,7 +172,7 @@ async function ballotSteps(
     const buf = ctx.bufs.get(readLen);
     let area: Buffer;
     try {
-      area = await readArea(res.storage, res.offset, readLen, host.ioTimeout * 1000, buf);
+      area = await timedIo('area_read', () => readArea(res.storage, res.offset, readLen, host.ioTimeout * 1000, buf));
     } catch (e) {
       ctx.bufs.poison(buf);
       const err = ioError(e, SANLK.DBLOCK_READ, `${what}: phase ${phase} reading the dblocks`, true);

@@ -6,7 +6,7 @@ import { Geometry, geometryFromLeader } from '../ondisk/sizes';
 import { verifyDeltaLeader } from '../ondisk/verify';
 import { Clock } from './clock';
 import { sameLeader, sealLeader } from './record';
-import { ioError, readArea, writeSector } from './diskio';
+import { ioError, readArea, timedIo, writeSector } from './diskio';
 import { LeaseStorage } from './storage';
 import { deltaAcquireHeldDelay, deltaShortDelay, hostDeadSeconds } from './timeouts';
 import { Cancel, checkCancel, leaseTimestamp, sleepSeconds } from './wait';
@@ -85,7 +85,7 @@ export async function readLockspaceGeometry(
 ): Promise<Geometry> {
   let buf: Buffer;
   try {
-    buf = await storage.read(offset, 4096, ioTimeout * 1000);
+    buf = await timedIo('leader_read', () => storage.read(offset, 4096, ioTimeout * 1000));
   } catch (e) {
     throw ioError(e, SANLK.LEADER_READ, `reading the header of lockspace ${spaceName} on ${storage.id}`);
   }
@@ -112,7 +112,7 @@ export async function readDeltaLeader(
   const at = offset + (hostId - 1) * geometry.sectorSize;
   let buf: Buffer;
   try {
-    buf = await storage.read(at, geometry.sectorSize, ioTimeout * 1000);
+    buf = await timedIo('leader_read', () => storage.read(at, geometry.sectorSize, ioTimeout * 1000));
   } catch (e) {
     throw ioError(e, SANLK.LEADER_READ, `reading the delta lease of ${ls(spaceName, hostId)}`);
   }
@@ -127,10 +127,10 @@ async function writeDeltaSector(
 ): Promise<LeaderRecord> {
   let written = rec;
   try {
-    await writeSector(storage, at, sectorSize, timeoutMs, (s) => {
+    await timedIo('delta_write', () => writeSector(storage, at, sectorSize, timeoutMs, (s) => {
       written = sealLeader(rec, s, 0, HOST_NAME_MAX_ON_DISK);
       if (bitmap) bitmap.copy(s, HOSTID_BITMAP_OFFSET, 0, HOSTID_BITMAP_SIZE);
-    });
+    }));
   } catch (e) {
     throw ioError(e, SANLK.LEADER_WRITE, what);
   }
@@ -259,7 +259,7 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
   const t0 = clock.nowMs();
   try {
     const target = lease.storage.readInto ? (lease.iobuf ?? Buffer.allocUnsafe(g.alignSize)) : undefined;
-    area = await readArea(lease.storage, lease.offset, g.alignSize, lease.ioTimeout * 1000, target);
+    area = await timedIo('area_read', () => readArea(lease.storage, lease.offset, g.alignSize, lease.ioTimeout * 1000, target));
   } catch (e) {
     lease.iobuf = undefined; // a late completion may still land in it
     return fail(ioError(e, SANLK.LEADER_READ, `renewing ${name}: reading the lockspace`));

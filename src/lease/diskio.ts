@@ -58,3 +58,28 @@ export async function writeSector(
   await storage.write(offset, sector, timeoutMs);
   return sector;
 }
+
+/** What a lease I/O was, for the I/O latency metrics (docs/metrics.md). */
+export type IoKind = 'leader_read' | 'leader_write' | 'dblock_read' | 'dblock_write' | 'area_read' | 'delta_write';
+
+/** The process's I/O timing observer (the daemon's metrics), or none. */
+let ioObserver: ((kind: IoKind, seconds: number, ok: boolean) => void) | undefined;
+
+export function setIoObserver(fn: ((kind: IoKind, seconds: number, ok: boolean) => void) | undefined): void {
+  ioObserver = fn;
+}
+
+/** Run one storage I/O, telling the observer how long it took (only when one is set). */
+export async function timedIo<T>(kind: IoKind, io: () => Promise<T>): Promise<T> {
+  const obs = ioObserver;
+  if (!obs) return io();
+  const t0 = performance.now();
+  try {
+    const v = await io();
+    obs(kind, (performance.now() - t0) / 1000, true);
+    return v;
+  } catch (e) {
+    obs(kind, (performance.now() - t0) / 1000, false);
+    throw e;
+  }
+}

@@ -7,7 +7,7 @@ import { verifyPaxosLeader } from '../ondisk/verify';
 import { collectShared, dblockBlank, dblockOffset, firstMbal, runBallot, usedDblocks } from './ballot';
 import { Clock } from './clock';
 import { sameLeader, sealLeader } from './record';
-import { ioError, readArea, writeSector } from './diskio';
+import { ioError, readArea, timedIo, writeSector } from './diskio';
 import { IoBufferPool, OpBuffers } from './iobuf';
 import { HostLiveness } from './liveness';
 import { hostDeadSeconds } from './timeouts';
@@ -102,7 +102,7 @@ export async function readPaxosLeader(
 ): Promise<LeaderRecord> {
   let buf: Buffer;
   try {
-    buf = await res.storage.read(res.offset, sectorSize, ioTimeout * 1000);
+    buf = await timedIo('leader_read', () => res.storage.read(res.offset, sectorSize, ioTimeout * 1000));
   } catch (e) {
     throw ioError(e, SANLK.LEADER_READ, `reading the leader of ${resName(res)}`);
   }
@@ -123,7 +123,7 @@ async function writeLeader(res: ResourceLocation, sectorSize: number, rec: Leade
   const sector = Buffer.alloc(sectorSize);
   const sealed = sealLeader(rec, sector, 0);
   try {
-    await res.storage.write(res.offset, sector, ioTimeout * 1000);
+    await timedIo('leader_write', () => res.storage.write(res.offset, sector, ioTimeout * 1000));
   } catch (e) {
     throw new LeaderWriteError(ioError(e, SANLK.LEADER_WRITE, what), sealed);
   }
@@ -157,7 +157,7 @@ async function acquire(res: ResourceLocation, host: PaxosHost, opts: PaxosAcquir
     const buf = bufs.get(geometry.alignSize);
     let area: Buffer;
     try {
-      area = await readArea(res.storage, res.offset, geometry.alignSize, io * 1000, buf);
+      area = await timedIo('area_read', () => readArea(res.storage, res.offset, geometry.alignSize, io * 1000, buf));
     } catch (e) {
       bufs.poison(buf);
       throw ioError(e, SANLK.DBLOCK_READ, `acquiring ${name}: reading the lease`);
@@ -295,7 +295,7 @@ async function waitForOwner(
 /** The owner's dblock says RELEASED (a failed read counts as "no"). */
 async function ownerReleased(res: ResourceLocation, sectorSize: number, owner: number, ioTimeout: number): Promise<boolean> {
   try {
-    const buf = await res.storage.read(res.offset + dblockOffset(sectorSize, owner), sectorSize, ioTimeout * 1000);
+    const buf = await timedIo('dblock_read', () => res.storage.read(res.offset + dblockOffset(sectorSize, owner), sectorSize, ioTimeout * 1000));
     return (decodeDblock(buf, 0).flags & DBLOCK_FL_RELEASED) !== 0;
   } catch {
     return false;
@@ -411,7 +411,7 @@ async function ballots(
  * our next ballot on this lease to overwrite.
  */
 async function unwriteHintDblock(res: ResourceLocation, host: PaxosHost, sectorSize: number): Promise<void> {
-  await writeSector(res.storage, res.offset + dblockOffset(sectorSize, host.hostId), sectorSize, host.ioTimeout * 1000, () => undefined)
+  await timedIo('dblock_write', () => writeSector(res.storage, res.offset + dblockOffset(sectorSize, host.hostId), sectorSize, host.ioTimeout * 1000, () => undefined))
     .catch(() => undefined);
 }
 
@@ -421,7 +421,7 @@ async function scanShared(
 ): Promise<void> {
   let area: Buffer;
   try {
-    area = await readArea(res.storage, res.offset, paxosReadSize(numHosts, sectorSize), host.ioTimeout * 1000);
+    area = await timedIo('area_read', () => readArea(res.storage, res.offset, paxosReadSize(numHosts, sectorSize), host.ioTimeout * 1000));
   } catch (e) {
     const err = ioError(e, SANLK.DBLOCK_READ, `acquiring ${resName(res)}: reading the shared holders`);
     throw new LeaseAcquireError(err.rv, err.message, { leader, retract: true, dblock });

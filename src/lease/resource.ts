@@ -5,7 +5,7 @@ import { describeResult, LeaseError, SANLK } from '../ondisk/results';
 import { DEFAULT_GEOMETRY, geometryFromLeader } from '../ondisk/sizes';
 import { verifyPaxosLeader } from '../ondisk/verify';
 import { dblockOffset, writeDblock } from './ballot';
-import { ioError, writeSector } from './diskio';
+import { ioError, timedIo, writeSector } from './diskio';
 import {
   LeaseAcquireError, LeaseHolder, paxosLeaseAcquire, PaxosAcquireOptions, paxosLeaseRelease, readPaxosLeader,
 } from './paxos';
@@ -141,7 +141,7 @@ async function clearDeadShared(token: ResourceToken, hosts: number[], opts: Acqu
     const at = res.offset + dblockOffset(ss, h);
     let sector: Buffer;
     try {
-      sector = await res.storage.read(at, ss, host.ioTimeout * 1000);
+      sector = await timedIo('dblock_read', () => res.storage.read(at, ss, host.ioTimeout * 1000));
     } catch (e) {
       await releaseResource(token, opts).catch(() => undefined);
       throw ioError(e, SANLK.DBLOCK_READ, `${resName(res)}: reading the mode block of shared holder host ${h}`);
@@ -154,7 +154,7 @@ async function clearDeadShared(token: ResourceToken, hosts: number[], opts: Acqu
       continue;
     }
     try {
-      await writeSector(res.storage, at, ss, host.ioTimeout * 1000, () => undefined);
+      await timedIo('dblock_write', () => writeSector(res.storage, at, ss, host.ioTimeout * 1000, () => undefined));
     } catch (e) {
       await releaseResource(token, opts).catch(() => undefined);
       throw ioError(e, SANLK.DBLOCK_WRITE, `${resName(res)}: clearing the shared lease of dead host ${h}`);
@@ -219,7 +219,7 @@ export async function readResourceOwners(res: ResourceLocation, ioTimeout: numbe
   for (;;) {
     let area: Buffer;
     try {
-      area = await res.storage.read(res.offset, g.alignSize, ioTimeout * 1000);
+      area = await timedIo('area_read', () => res.storage.read(res.offset, g.alignSize, ioTimeout * 1000));
     } catch (e) {
       throw ioError(e, SANLK.LEADER_READ, `reading ${resName(res)}`);
     }

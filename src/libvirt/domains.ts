@@ -2,6 +2,7 @@ import { readFile } from 'fs/promises';
 import { Agent } from '../agent/agent';
 import { FailedOwner, KillPolicy, LeaseFailurePolicy } from '../agent/failure';
 import { KeyedQueue } from '../agent/keyedqueue';
+import { leaseFileOwner } from '../agent/leasefile';
 import { ensureResourceFile } from '../agent/resourcefile';
 import { AgentConfig } from '../config/config';
 import { systemClock } from '../lease/clock';
@@ -312,7 +313,7 @@ export class DomainManager implements LeaseFailurePolicy {
         skipped = true;
         continue;
       }
-      await ensureResourceFile(e.path, e.lockspace, e.resource, g, { mode: 0o600 });
+      await ensureResourceFile(e.path, e.lockspace, e.resource, g, leaseFileOwner(this.o.config));
       this.initialisedFiles.add(e.path);
     }
     return skipped;
@@ -325,7 +326,7 @@ export class DomainManager implements LeaseFailurePolicy {
   private async recreateLeaseFile(plan: LeasePlan, s: LeaseSpec): Promise<void> {
     const e = plan.entries.find((x) => x.origin === 'disk' && x.path === s.path && x.lockspace === s.lockspace && x.resource === s.resource);
     if (!e) throw new LeaseError(SANLK.ENOENT, `lease file ${s.path} was deleted while acquiring it, and it is not an automatic disk lease to re-create`);
-    await ensureResourceFile(e.path, e.lockspace, e.resource, geometryFor(this.o.config.sectorSize, this.o.config.alignSize), { mode: 0o600 });
+    await ensureResourceFile(e.path, e.lockspace, e.resource, geometryFor(this.o.config.sectorSize, this.o.config.alignSize), leaseFileOwner(this.o.config));
   }
 
   /** withPid: QEMU exists (not at `prepare`): record its pid for the kill policy. */
