@@ -49,9 +49,11 @@ export function writeHostConfig(base: string, id: number, o: HostOptions): Agent
   return { id, dir, conf, socket, logFile: path.join(dir, 'agent.log') };
 }
 
-export function startHost(h: AgentHost): AgentHost {
+/** `wrap`: a command that runs the daemon (e.g. nsenter into a test-bed host's mount namespace); it must exec it. */
+export function startHost(h: AgentHost, wrap: string[] = []): AgentHost {
   const out = fs.openSync(h.logFile, 'a');
-  h.proc = spawn(process.execPath, [cliEntry(), 'daemon', '-c', h.conf], { stdio: ['ignore', out, out], env: { ...process.env, LOCKAGENT_SOCKET: '' } });
+  const argv = [...wrap, process.execPath, cliEntry(), 'daemon', '-c', h.conf];
+  h.proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', out, out], env: { ...process.env, LOCKAGENT_SOCKET: '' } });
   fs.closeSync(out);
   h.exited = new Promise((resolve) => h.proc!.once('exit', (code) => resolve(code)));
   return h;
