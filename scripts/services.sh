@@ -26,6 +26,8 @@
 #   - `tini -s` is a child subreaper: libvirtd double-forks QEMU, and PID 1 on these machines reaps
 #     zombies ~1.6 s late, which virsh destroy waits for (0.25 s under tini, ~1.8 s without).
 set -euo pipefail
+# shellcheck source=lib/libvirt-conf.sh
+. "$(dirname "$0")/lib/libvirt-conf.sh"
 
 STATE=${LOCKAGENT_E2E_DIR:-/tmp/lockagent-e2e}
 V=(virsh -c qemu:///system)
@@ -71,36 +73,14 @@ install_pkgs() {
 
 write_configs() {
   mkdir -p "$STATE/logs"
-  if ! getent passwd libvirt-qemu >/dev/null; then
-    mark user:libvirt-qemu
-    getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
-    useradd --system --no-create-home --home-dir /var/lib/libvirt -g libvirt-qemu -s /usr/sbin/nologin libvirt-qemu
-  fi
-  cat > "$STATE/libvirtd.conf" <<EOF
-# written by lockagent scripts/services.sh
-auth_unix_ro = "none"
-auth_unix_rw = "none"
-unix_sock_group = "root"
-unix_sock_rw_perms = "0770"
-log_level = 3
-log_filters = "1:util.hook 1:qemu.qemu_process 3:qemu.qemu_monitor"
-log_outputs = "1:file:$STATE/logs/libvirtd.log"
-EOF
+  getent passwd libvirt-qemu >/dev/null || mark user:libvirt-qemu
+  ensure_libvirt_qemu_user >/dev/null
+  write_libvirtd_conf "$STATE/libvirtd.conf" "$STATE/logs/libvirtd.log"
   if [ -e /etc/libvirt/qemu.conf ] && ! grep -q '^# written by lockagent scripts/services.sh' /etc/libvirt/qemu.conf; then
     log "keeping the existing /etc/libvirt/qemu.conf (not written by this script)"
   else
     mark /etc/libvirt/qemu.conf
-    cat > /etc/libvirt/qemu.conf <<EOF
-# written by lockagent scripts/services.sh
-user = "root"
-group = "root"
-dynamic_ownership = 0
-remember_owner = 0
-security_driver = "none"
-cgroup_controllers = [ ]
-namespaces = [ ]
-stdio_handler = "file"
-EOF
+    write_qemu_conf /etc/libvirt/qemu.conf '# written by lockagent scripts/services.sh'
   fi
   # Directories libvirtd creates on first start: removed again by `stop`.
   for d in /etc/libvirt/hooks /etc/libvirt/qemu /etc/libvirt/secrets /etc/libvirt/nwfilter \

@@ -13,6 +13,7 @@ import { geometryFor, LeaseError, SANLK } from '../ondisk';
 import { StateStore } from '../state/statestore';
 import { DomainInfo, parseDomainXml } from './domainxml';
 import { LeasePlan, planLeases } from './leaseplan';
+import { LeaderProbe, WatchedLease } from './leasewatch';
 
 /**
  * Domains and their leases: the start gate (hook requests), lifecycle events, and what to do
@@ -44,8 +45,12 @@ interface DomainState {
   name: string;
   xml?: string;
   plan?: LeasePlan;
-  /** `migrate begin` seen: this start is an incoming migration; take leases on resume. */
+  /** When `migrate begin` was seen: a `prepare` soon after is an incoming migration's start. */
+  incomingAt?: number;
+  /** This start is an incoming migration: its leases are taken when the source releases them. */
   incoming: boolean;
+  /** The watch of an incoming migration's leases (see startWatch). */
+  watch?: { stopped: boolean };
 }
 
 export interface DomainManagerOptions {
@@ -59,12 +64,19 @@ export interface DomainManagerOptions {
   qemuRunDir?: string;
   /** wait this long for a lease the migration source is releasing */
   migrationAcquireMs?: number;
+  /** watch an incoming migration's leases for at most this long (default 10 min) */
+  migrationWatchMs?: number;
 }
 
 const toSpec = (e: LeasePlan['entries'][number]): LeaseSpec => ({ lockspace: e.lockspace, resource: e.resource, path: e.path, offset: e.offset, mode: e.mode, disk: e.disk?.source });
 
 /** Longest wait for a libvirt call made while handling an event (getXML). */
 const LIBVIRT_CALL_MS = 15000;
+/** libvirt runs `prepare begin` right after `migrate begin` (same Prepare step); a `migrate begin`
+ * older than this (an offline migration, which starts nothing) does not make a later start incoming. */
+const INCOMING_PREPARE_MS = 10000;
+/** Leader reads of a lease a migration source holds: one per lease this often. */
+const WATCH_STEP_MS = 5;
 
 export class DomainManager implements LeaseFailurePolicy {
   private readonly domains = new Map<string, DomainState>();
@@ -97,8 +109,11 @@ export class DomainManager implements LeaseFailurePolicy {
       const tQueued = performance.now();
       const st = this.state(dom, xml);
       const plan = this.plan(dom, st);
+      st.incoming = st.incomingAt !== undefined && Date.now() - st.incomingAt < INCOMING_PREPARE_MS;
+      st.incomingAt = undefined;
       if (st.incoming) {
-        this.o.log.info(`${dom.name}: incoming migration; its ${plan.entries.length} lease(s) are taken when it resumes here`);
+        this.o.log.info(`${dom.name}: incoming migration; watching its ${plan.entries.length} lease(s) to take them the moment the source releases them`);
+        this.startWatch(dom, st, plan);
         return { leases: plan.entries.length, deferred: true };
       }
       const timing = { files: 0, acquire: 0 };
@@ -111,16 +126,24 @@ export class DomainManager implements LeaseFailurePolicy {
     });
   }
 
-  /** `migrate begin` on the destination: the next start of this domain is an incoming migration. */
+  /**
+   * `migrate begin` on the destination: the next start of this domain (its `prepare`, which
+   * follows at once) is an incoming migration. Refused when this host cannot take the leases:
+   * a lockspace of the plan not joined here (after waiting for a join in progress).
+   */
   migrateBegin(xml: string): Promise<void> {
     const dom = parseDomainXml(xml);
     return this.queue.run(dom.uuid, async () => {
-      this.state(dom, xml).incoming = true;
+      const st = this.state(dom, xml);
+      const plan = this.plan(dom, st);
+      await this.checkJoined(dom, plan);
+      st.incomingAt = Date.now();
     });
   }
 
-  /** `stopped end` / `release end` (also after a start we vetoed): idempotent. */
+  /** `stopped end` / `release end` (also after a start we vetoed, or a failed incoming migration): idempotent. */
   release(uuid: string, why: string): Promise<number> {
+    this.stopWatch(uuid);
     return this.queue.run(uuid, () => this.releaseAll(uuid, why));
   }
 
@@ -150,6 +173,7 @@ export class DomainManager implements LeaseFailurePolicy {
       const after = await this.queue.run(ev.uuid, async (): Promise<(() => Promise<void>) | undefined> => {
         switch (ev.event) {
           case 'STOPPED':
+            this.stopWatch(ev.uuid);
             await this.releaseAll(ev.uuid, `stopped (${ev.detail.toLowerCase()})`);
             this.domains.delete(ev.uuid);
             this.stale.delete(ev.uuid);
@@ -163,11 +187,18 @@ export class DomainManager implements LeaseFailurePolicy {
             if (ev.detail === 'MIGRATED' || ev.detail === 'WAKEUP') return undefined;
             await this.ensureHeld(ev.uuid, ev.name, kind, xml);
             return undefined;
+          case 'DEFINED': {
+            // An offline migration ends here (`migrate begin`, then no start): the mark must not
+            // make a later start skip the start gate. A live one has used it at `prepare` already.
+            const st = this.domains.get(ev.uuid);
+            if (st) st.incomingAt = undefined;
+            return undefined;
+          }
           case 'UNDEFINED':
             if (!this.o.agent.inquire(ev.uuid).length) this.domains.delete(ev.uuid);
             return undefined;
           default:
-            return undefined; // DEFINED, PMSUSPENDED, SHUTDOWN, CRASHED: leases unchanged
+            return undefined; // PMSUSPENDED, SHUTDOWN, CRASHED: leases unchanged
         }
       });
       // Actions on the domain (pause it again, destroy it...) also run outside `queue`.
@@ -359,9 +390,99 @@ export class DomainManager implements LeaseFailurePolicy {
         }
         const busy = rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER;
         if (!busy || Date.now() >= until) throw e;
-        await new Promise((r) => setTimeout(r, 500));
+        // Try again as soon as the leases read free (the holder released them), or in 500 ms.
+        const probe = this.probe();
+        try {
+          await probe.waitFree(this.watched(plan), Math.min(until, Date.now() + 500), WATCH_STEP_MS);
+        } finally {
+          await probe.close();
+        }
       }
     }
+  }
+
+  private probe(): LeaderProbe {
+    return new LeaderProbe(geometryFor(this.o.config.sectorSize, this.o.config.alignSize).sectorSize, Math.max(1000, this.o.config.ioTimeout * 1000));
+  }
+
+  private watched(plan: LeasePlan): WatchedLease[] {
+    const ids = new Map(this.o.agent.lockspaceStatus().map((l) => [l.name, l.hostId]));
+    return plan.entries.map((e) => ({ path: e.path, offset: e.offset, hostId: ids.get(e.lockspace) ?? 0 }));
+  }
+
+  /** Every lockspace of the plan must be joined here, else an incoming migration cannot get its leases. */
+  private async checkJoined(dom: DomainInfo, plan: LeasePlan): Promise<void> {
+    const names = [...new Set(plan.entries.map((e) => e.lockspace))];
+    const until = Date.now() + (this.o.migrationAcquireMs ?? 20000);
+    for (const name of names) {
+      for (;;) {
+        const ls = this.o.agent.lockspaceStatus().find((l) => l.name === name);
+        if (!ls) {
+          throw new LeaseError(SANLK.ENOSPC, `cannot accept the incoming migration of ${dom.name}: lockspace ${name} is not joined on this host, so its leases could not be taken here; ` +
+            `add it (lockagent client add_lockspace, or lockspaces in lockagent.conf) and migrate again`);
+        }
+        if (ls.state === 'joined') break;
+        if (Date.now() >= until) {
+          throw new LeaseError(SANLK.ENOSPC, `cannot accept the incoming migration of ${dom.name}: lockspace ${name} is not joined on this host (${ls.state}` +
+            `${ls.lastError ? `: ${ls.lastError}` : ''}), so its leases could not be taken here; migrate again once lockagent status shows it joined`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  /**
+   * An incoming migration (from `prepare` until RESUMED, or until it stops): watch each lease of
+   * the plan with a leader read every few ms and take them all as soon as the source's release
+   * shows on disk — usually before libvirt starts the CPUs here, so the guest does not run
+   * without its leases. Bounded by migrationWatchMs; RESUMED takes over (and stops the watch)
+   * when the leases are not held yet. The acquire runs in the domain's queue, so a `stopped`
+   * (failed or cancelled migration) either stops the watch first or releases what it took.
+   */
+  private startWatch(dom: DomainInfo, st: DomainState, plan: LeasePlan): void {
+    this.stopWatch(dom.uuid);
+    if (!plan.entries.length) return;
+    const w = { stopped: false };
+    st.watch = w;
+    const leases = this.watched(plan);
+    const probe = this.probe();
+    const t0 = performance.now();
+    const until = Date.now() + (this.o.migrationWatchMs ?? 600000);
+    const ms = (x: number) => x.toFixed(1);
+    void (async () => {
+      try {
+        while (!w.stopped) {
+          if (!(await probe.waitFree(leases, until, WATCH_STEP_MS, () => w.stopped))) {
+            if (!w.stopped) this.o.log.info(`${dom.name}: the migration source did not release its leases within ${Math.round((this.o.migrationWatchMs ?? 600000) / 1000)} s; they are taken when it resumes here`);
+            return;
+          }
+          const seen = performance.now();
+          const done = await this.queue.run(dom.uuid, async () => {
+            if (w.stopped) return true;
+            try {
+              await this.acquirePlan(dom, plan, { withPid: true });
+              this.o.log.info(`${dom.name}: incoming migration: took its ${plan.entries.length} lease(s) ${ms(performance.now() - seen)} ms after the source's release showed on disk ` +
+                `(watched ${ms(seen - t0)} ms)`);
+              return true;
+            } catch (e) {
+              const rv = (e as LeaseError).rv;
+              if (rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER) return false;
+              this.o.log.warning(`${dom.name}: incoming migration: taking its leases after the source released them failed: ${(e as Error).message}; trying again when it resumes here`);
+              return true;
+            }
+          });
+          if (done) return;
+        }
+      } finally {
+        if (st.watch === w) st.watch = undefined;
+        await probe.close();
+      }
+    })().catch((e: unknown) => this.o.log.warning(`${dom.name}: watching its leases for the incoming migration failed: ${(e as Error).message}`));
+  }
+
+  private stopWatch(uuid: string): void {
+    const st = this.domains.get(uuid);
+    if (st?.watch) st.watch.stopped = true;
   }
 
   private async releaseAll(uuid: string, why: string): Promise<number> {
@@ -402,6 +523,10 @@ export class DomainManager implements LeaseFailurePolicy {
     const plan = this.plan(dom, this.state(dom));
     const lvers = new Map(rows.map((r) => [`${r.lockspace}:${r.resource}`, r.lver]));
     const migrated = detail === 'MIGRATED' || st?.incoming;
+    // The CPUs run here now: take the leases in this queue (the watch's acquire, queued behind, stops).
+    this.stopWatch(uuid);
+    const have = this.o.agent.inquire(uuid);
+    const heldAlready = plan.entries.length > 0 && plan.entries.every((e) => have.some((h) => h.spec.lockspace === e.lockspace && h.spec.resource === e.resource));
     try {
       await this.acquirePlan(dom, plan, {
         lvers: migrated ? undefined : lvers,
@@ -411,7 +536,8 @@ export class DomainManager implements LeaseFailurePolicy {
       if (st) st.incoming = false;
       this.stale.delete(uuid);
       this.o.store.setOwnerState(uuid, 'active');
-      this.o.log.info(`${name} resumed${migrated ? ' after incoming migration' : ''}: ${plan.entries.length} lease(s) held`);
+      this.o.log.info(`${name} resumed${migrated ? ' after incoming migration' : ''}: ${plan.entries.length} lease(s) held` +
+        (migrated && heldAlready ? ' (taken before it resumed)' : migrated && plan.entries.length ? ' (taken after it resumed)' : ''));
       return undefined;
     } catch (e) {
       const reason = (e as Error).message;

@@ -36,7 +36,7 @@ describe('systemd notify and the wdmd client, real agent processes', () => {
     hosts.push(h);
     ns = await startNotifySocket(path.join(base, 'notify.sock'), h.socket);
     // WatchdogSec=2 → a ping every second (no WATCHDOG_PID: systemd may leave it out).
-    startHost(h, { NOTIFY_SOCKET: ns.path, WATCHDOG_USEC: '2000000' });
+    startHost(h, { env: { NOTIFY_SOCKET: ns.path, WATCHDOG_USEC: '2000000' } });
     await waitJoined(h);
     const ready = await waitFor('READY=1', async () => ns!.records.find((r) => r.msg.split('\n').includes('READY=1')));
     expect(ready.controlServing).toBe(true);
@@ -63,7 +63,7 @@ describe('systemd notify and the wdmd client, real agent processes', () => {
     hosts.push(h);
     const ns2 = await startNotifySocket(path.join(base, 'notify2.sock'), h.socket);
     try {
-      startHost(h, { NOTIFY_SOCKET: ns2.path, WATCHDOG_USEC: '1000000', WATCHDOG_PID: '1' });
+      startHost(h, { env: { NOTIFY_SOCKET: ns2.path, WATCHDOG_USEC: '1000000', WATCHDOG_PID: '1' } });
       await waitJoined(h);
       await waitFor('READY=1', async () => ns2.records.some((r) => r.msg.includes('READY=1')));
       await new Promise((r) => setTimeout(r, 1500));

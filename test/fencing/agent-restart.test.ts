@@ -75,7 +75,7 @@ describeSanlockDaemons('fencing guard: agent restart and guard death', () => {
   it('while no guard runs, an acquire for an owner with a pid is refused, naming the guard and the remedy', async () => {
     const cl = c!;
     const h3 = writeHostConfig(cl.base, 3, { leaseDir: cl.leaseDir });
-    startHost(h3, { LOCKAGENT_GUARD_BIN: path.join(cl.base, 'no-such-guard') });
+    startHost(h3, { env: { LOCKAGENT_GUARD_BIN: path.join(cl.base, 'no-such-guard') } });
     try {
       await waitJoined(h3, LS, 30_000);
       const owner = spawnOwner(cl);

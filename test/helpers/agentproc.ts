@@ -49,13 +49,18 @@ export function writeHostConfig(base: string, id: number, o: HostOptions): Agent
   return { id, dir, conf, socket, logFile: path.join(dir, 'agent.log') };
 }
 
-export function startHost(h: AgentHost, env: NodeJS.ProcessEnv = {}): AgentHost {
+/**
+ * Start the daemon of host `h`. `env`: extra environment; `wrap`: a command that runs the daemon
+ * (e.g. nsenter into a test-bed host's mount namespace) and must exec it.
+ */
+export function startHost(h: AgentHost, o: { env?: NodeJS.ProcessEnv; wrap?: string[] } = {}): AgentHost {
   const out = fs.openSync(h.logFile, 'a');
   // The fencing guard of this checkout (the test CLI build lives under node_modules/.cache,
   // which may be another checkout's when node_modules is shared).
   const guard = path.join(ROOT, 'native', 'build', 'Release', 'lockagent-guard');
-  h.proc = spawn(process.execPath, [cliEntry(), 'daemon', '-c', h.conf], {
-    stdio: ['ignore', out, out], env: { ...process.env, LOCKAGENT_SOCKET: '', LOCKAGENT_GUARD_BIN: guard, ...env },
+  const argv = [...(o.wrap ?? []), process.execPath, cliEntry(), 'daemon', '-c', h.conf];
+  h.proc = spawn(argv[0], argv.slice(1), {
+    stdio: ['ignore', out, out], env: { ...process.env, LOCKAGENT_SOCKET: '', LOCKAGENT_GUARD_BIN: guard, ...o.env },
   });
   fs.closeSync(out);
   h.exited = new Promise((resolve) => h.proc!.once('exit', (code) => resolve(code)));

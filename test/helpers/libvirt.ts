@@ -169,12 +169,13 @@ export async function suiteLock(name: string, timeoutMs = 600_000): Promise<() =
 
 // ---- virsh and domains ----------------------------------------------------------------------
 
-export function virsh(args: string[], timeoutMs = 60_000): Promise<RunResult> {
-  return run('virsh', ['-c', URI, ...args], { timeoutMs, env: { ...process.env, LC_ALL: 'C' } });
+/** virsh against `uri` (default the machine's libvirtd; a test-bed host's URI: test/helpers/libvirthosts.ts). */
+export function virsh(args: string[], timeoutMs = 60_000, uri = URI): Promise<RunResult> {
+  return run('virsh', ['-c', uri, ...args], { timeoutMs, env: { ...process.env, LC_ALL: 'C' } });
 }
 
-export async function virshOk(args: string[], timeoutMs?: number): Promise<string> {
-  const r = await virsh(args, timeoutMs);
+export async function virshOk(args: string[], timeoutMs?: number, uri = URI): Promise<string> {
+  const r = await virsh(args, timeoutMs, uri);
   if (r.code !== 0) throw new Error(`virsh ${args.join(' ')} failed (${r.code}): ${r.stderr.trim()}`);
   return r.stdout;
 }
@@ -209,19 +210,26 @@ export interface TestDomain {
   xmlFile: string;
 }
 
-/** A tiny TCG domain (96 MiB, no network, serial pty) on a fresh 64 MiB qcow2 disk, defined through virsh. */
-export async function defineDomain(dir: string, name: string, opts: { leases?: LeaseElement[]; onLockFailure?: string } = {}): Promise<TestDomain> {
+/**
+ * A tiny TCG domain (96 MiB unless `memoryMiB`, no network, serial pty) on a fresh 64 MiB qcow2
+ * disk, defined through virsh at `uri` (default the machine's libvirtd). `noReboot`: a guest
+ * reset stops it (QEMU's -no-reboot) instead of restarting it.
+ */
+export async function defineDomain(dir: string, name: string, opts: { leases?: LeaseElement[]; onLockFailure?: string; uri?: string; memoryMiB?: number; noReboot?: boolean; qemuArgs?: string[] } = {}): Promise<TestDomain> {
   const disk = path.join(dir, `${name}.qcow2`);
   const img = await run('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
   if (img.code !== 0) throw new Error(`qemu-img create failed: ${img.stderr}`);
   const leases = (opts.leases ?? []).map((l) =>
     `    <lease><lockspace>${l.lockspace}</lockspace><key>${l.key}</key><target path='${l.path}' offset='${l.offset ?? 0}'/></lease>\n`).join('');
-  const xml = `<domain type='qemu'>
+  const qemuArgs = opts.qemuArgs?.length
+    ? `  <qemu:commandline>\n${opts.qemuArgs.map((a) => `    <qemu:arg value='${a}'/>\n`).join('')}  </qemu:commandline>\n`
+    : '';
+  const xml = `<domain type='qemu'${qemuArgs ? " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'" : ''}>
   <name>${name}</name>
-  <memory unit='MiB'>96</memory>
+  <memory unit='MiB'>${opts.memoryMiB ?? 96}</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
+  <on_poweroff>destroy</on_poweroff><on_reboot>${opts.noReboot ? 'destroy' : 'restart'}</on_reboot><on_crash>destroy</on_crash>
 ${opts.onLockFailure ? `  <on_lockfailure>${opts.onLockFailure}</on_lockfailure>\n` : ''}  <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <disk type='file' device='disk'>
@@ -234,12 +242,12 @@ ${leases}    <controller type='usb' model='none'/>
     <console type='pty'><target type='serial' port='0'/></console>
     <memballoon model='none'/>
   </devices>
-</domain>
+${qemuArgs}</domain>
 `;
   const xmlFile = path.join(dir, `${name}.xml`);
   fs.writeFileSync(xmlFile, xml);
-  await virshOk(['define', xmlFile]);
-  const uuid = (await virshOk(['domuuid', name])).trim();
+  await virshOk(['define', xmlFile], undefined, opts.uri);
+  const uuid = (await virshOk(['domuuid', name], undefined, opts.uri)).trim();
   return { name, uuid, disk, xmlFile };
 }
 
@@ -310,9 +318,12 @@ export class EventMonitor {
   private proc?: ChildProcess;
   private buf = '';
 
+  /** `uri`: whose events (default the machine's libvirtd). */
+  constructor(private readonly uri = URI) {}
+
   /** `logFile`: also append each event there with its time (kept with LOCKAGENT_E2E_KEEP=1). */
   start(logFile?: string): this {
-    this.proc = spawn('virsh', ['-c', URI, 'event', '--loop', '--event', 'lifecycle'], { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, LC_ALL: 'C' } });
+    this.proc = spawn('virsh', ['-c', this.uri, 'event', '--loop', '--event', 'lifecycle'], { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, LC_ALL: 'C' } });
     this.proc.stdout!.setEncoding('utf8');
     this.proc.stdout!.on('data', (chunk: string) => {
       this.buf += chunk;
