@@ -132,16 +132,16 @@ export interface Attempt { start: number; end: number; code: number | null; outp
 /**
  * sanlock host 2 asks for `resource` until it gets it (`client command -r RES -c /bin/true`:
  * acquire, run, release). A refusal while host 1 lives is -243 at once; once host 1 stops
- * renewing, an attempt waits in paxos for host_dead.
+ * renewing, an attempt waits in paxos for host_dead. `prog` runs while the lease is held.
  */
-export function host2Poller(c: FencingCluster, resource: string) {
+export function host2Poller(c: FencingCluster, resource: string, prog: string[] = ['/bin/true']) {
   const attempts: Attempt[] = [];
   let stopped = false;
   let current: Holder | undefined;
   const done = (async () => {
     while (!stopped) {
       const a: Attempt = { start: mono(), end: 0, code: null, output: '' };
-      current = sanlockCommand(c.sl!, c.res(resource), ['/bin/true']);
+      current = sanlockCommand(c.sl!, c.res(resource), prog);
       c.holders.push(current);
       const r = await current.done;
       a.end = mono();
