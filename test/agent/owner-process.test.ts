@@ -17,14 +17,18 @@ jest.setTimeout(120000);
 
 /** Start `sleep 600` under a given pid by setting the kernel's last-pid counter (root); undefined if another fork won the race. */
 async function spawnWithPid(pid: number): Promise<ChildProcess | undefined> {
-  for (let i = 0; i < 20; i++) {
-    fs.writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
-    const c = spawn('sleep', ['600'], { stdio: 'ignore' });
-    if (c.pid === pid) return c;
-    c.kill('SIGKILL');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return undefined;
+  // A shell writes ns_last_pid and forks at once, in a loop: far fewer forks of other processes
+  // slip in between than between a write from here and a spawn (other suites run in parallel).
+  // The shell waits for its `sleep`, so it exits when the stranger does.
+  const script = `for i in $(seq 500); do echo ${pid - 1} > /proc/sys/kernel/ns_last_pid; sleep 600 & c=$!; ` +
+    `if [ "$c" = ${pid} ]; then echo ok; wait "$c"; exit 0; fi; kill -9 "$c"; done; echo fail; exit 1`;
+  const sh = spawn('sh', ['-c', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const said = await new Promise<string>((resolve) => {
+    let out = '';
+    sh.stdout!.on('data', (b: Buffer) => { out += b.toString(); if (out.includes('\n')) resolve(out.trim()); });
+    sh.once('exit', () => resolve(out.trim()));
+  });
+  return said === 'ok' ? sh : undefined;
 }
 
 describe('owner processes: registration, exit, reused pids', () => {
@@ -99,7 +103,7 @@ describe('owner processes: registration, exit, reused pids', () => {
     owner.kill('SIGKILL');
     await new Promise((r) => owner.once('exit', r));
     const stranger = await spawnWithPid(pid);
-    if (!stranger) throw new Error(`could not start a process with pid ${pid} again (other forks won the race 20 times)`);
+    if (!stranger) throw new Error(`could not start a process with pid ${pid} again (other forks won the race 500 times)`);
     children.push(stranger);
     startHost(host);
     await waitJoined(host);
@@ -107,5 +111,6 @@ describe('owner processes: registration, exit, reused pids', () => {
     expect((await status(host)).owners.find((o) => o.uuid === 'o-3')).toBeUndefined();
     expect(stranger.exitCode).toBeNull();
     expect(stranger.signalCode).toBeNull();
+    process.kill(pid, 'SIGKILL'); // the stranger (the shell then exits too)
   });
 });
