@@ -171,8 +171,30 @@ export function makeTempDir(prefix: string): string {
   return fs.mkdtempSync(path.join('/tmp', `${prefix}-`));
 }
 
+/**
+ * Remove a test directory, first ending the processes that still name it on their command line
+ * (a fencing guard outlives its agent by design and would re-create its socket in the directory
+ * while it is being removed).
+ */
 export function removeTempDir(dir: string): void {
-  if (dir && dir.startsWith('/tmp/')) fs.rmSync(dir, { recursive: true, force: true });
+  if (!dir || !dir.startsWith('/tmp/') || dir.length < 8) return;
+  for (const pid of processesNaming(dir)) {
+    try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+  fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+}
+
+function processesNaming(dir: string): number[] {
+  const out: number[] = [];
+  for (const e of fs.readdirSync('/proc')) {
+    const pid = Number(e);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmd.split('\0').some((a) => a === dir || a.startsWith(`${dir}/`))) out.push(pid);
+    } catch { /* exited */ }
+  }
+  return out;
 }
 
 /** Create (or truncate to) a sparse file of `size` bytes. */
