@@ -17,7 +17,7 @@ import { FailedOwner, killDeadline, LeaseFailurePolicy } from './failure';
 import { currentBootId, JoinState, Lockspace, LockspaceSpec, RenewalReport } from './lockspace';
 import { KeyedQueue } from './keyedqueue';
 import { RenewalRecord } from './renewals';
-import { identify, isSame, ProcessId } from './process';
+import { identify, isSame, ProcessId, stillThere } from './process';
 
 /**
  * The agent's lease bookkeeping: lockspaces this host joined, and for each owner (a domain, a
@@ -738,7 +738,12 @@ export class Agent {
         proc = undefined;
       }
       const known = proc && proc.pid === o.pid ? proc : undefined;
-      const exists = await ownerExists({ ...o, startTime: known?.startTime ?? null }).catch(() => true);
+      // A recorded process that is no longer running is proof the owner is gone, whatever
+      // ownerExists (libvirt) would say or whether it can be asked at all: holding on until it
+      // answers would keep other hosts from a disk nothing here uses any more.
+      const dead = !!o.pid && !stillThere(o.pid, known?.startTime ?? null);
+      if (dead) this.o.log.info(`owner ${o.name} (${o.uuid}): its process ${o.pid} is gone; releasing its leases`);
+      const exists = dead ? false : await ownerExists({ ...o, startTime: known?.startTime ?? null }).catch(() => true);
       const ref = { uuid: o.uuid, name: o.name, pid: exists ? o.pid ?? undefined : undefined };
       const held: LeaseRow[] = [];
       for (const r of rows.filter((x) => x.held)) {

@@ -1,23 +1,26 @@
 /**
- * <on_lockfailure> on real domains: four TCG domains, each with an explicit <lease> in lockspace
+ * <on_lockfailure> on real domains: five TCG domains, each with an explicit <lease> in lockspace
  * LSLOOP1 on a loop device, plus its automatic disk lease. The loop device then fails every I/O
  * (backing file truncated, `losetup -c`): renewals fail, the agent declares LSLOOP1 lost at
  * 8 x io_timeout (8 s) and applies each domain's action:
  *   poweroff -> destroyed;  pause -> paused;  ignore -> keeps running (logged);
  *   no element -> the default, lease_failure_action "kill": SIGTERM to QEMU, SIGKILL after
- *   kill_grace_seconds (3 s here; QEMU is SIGSTOPped first so that the SIGKILL step shows).
+ *   kill_grace_seconds (3 s here; QEMU is SIGSTOPped first so that the SIGKILL step shows);
+ *   restart -> destroyed and started again: the start (hook `prepare`) waits for LSLOOP1, which
+ *   the agent rejoins at host_dead after its last renewal; the storage is repaired meanwhile
+ *   (its contents written back), so the domain runs again, holding both leases, new generation.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { AgentHost, log, startHost, status, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
 import { lockagent, makeTempDir, removeTempDir, sparseFile } from '../helpers/cli';
 import {
-  attachLoop, breakLoop, defineDomain, describeE2E, detachLoop, domState, installHook, md5, qemuPid, removeDomains, removeHook,
+  attachLoop, breakLoop, defineDomain, describeE2E, detachLoop, domState, installHook, md5, qemuPid, removeDomains, removeHook, repairLoop,
   startServices, suiteLock, TestDomain, URI, virshOk, waitDomState,
 } from '../helpers/libvirt';
 
 const LS = 'LSLOOP1';
-const ACTIONS = ['poweroff', 'pause', 'default', 'ignore'] as const;
+const ACTIONS = ['poweroff', 'pause', 'default', 'ignore', 'restart'] as const;
 type Action = (typeof ACTIONS)[number];
 jest.setTimeout(120_000);
 
@@ -29,6 +32,9 @@ describeE2E('e2e: on_lockfailure actions when lockspace storage fails (real libv
   let A: AgentHost | undefined;
   const doms = {} as Record<Action, TestDomain>;
   let stoppedPid: number | undefined;
+  /** the lockspace device's contents before it broke, to repair it */
+  let saved: Buffer | undefined;
+  let generation = 0;
 
   beforeAll(async () => {
     unlock = await suiteLock('lockfailure');
@@ -41,7 +47,7 @@ describeE2E('e2e: on_lockfailure actions when lockspace storage fails (real libv
     dev = await attachLoop(backing);
     expect((await lockagent(['direct', 'init', '-s', `${LS}:0:${dev}:0`, '-o', '1'])).code).toBe(0);
     A = startHost(writeHostConfig(base, 1, { leaseDir, libvirtUri: URI, extra: `lockspaces = [ "${LS}:1:${dev}:0" ]` }));
-    await Promise.all([waitJoined(A), waitJoined(A, LS)]);
+    [, generation] = await Promise.all([waitJoined(A), waitJoined(A, LS)]);
     await installHook(A.socket);
     for (const a of ACTIONS) {
       const resFile = sparseFile(path.join(base, `res-${a}`), 1048576);
@@ -86,6 +92,7 @@ describeE2E('e2e: on_lockfailure actions when lockspace storage fails (real libv
     process.kill(stoppedPid!, 'SIGSTOP');
 
     const t0 = Date.now();
+    saved = fs.readFileSync(backing);
     await breakLoop(dev, backing);
 
     await waitFor(`${LS} declared lost`, async () => /lockspace LSLOOP1 lost: renewals failed for 8 s/.test(log(A!)) || undefined, 30_000, 100);
@@ -104,6 +111,11 @@ describeE2E('e2e: on_lockfailure actions when lockspace storage fails (real libv
     expect(text).toMatch(/lease lost for la-e2e-lf-default \(.*pid \d+\).*sending SIGTERM, SIGKILL in 3 s/);
     expect(text).toMatch(/la-e2e-lf-default .* ignored SIGTERM for 3 s; sending SIGKILL/);
     expect(text).toMatch(/lease lost for la-e2e-lf-ignore .*on_lockfailure=ignore: leaving it running WITHOUT its leases/);
+    expect(text).toMatch(/lease lost for la-e2e-lf-restart .*on_lockfailure=restart: destroying it and starting it again/);
+    // restart: destroyed (STOPPED released its disk lease), and its new start waits in the hook
+    // for LSLOOP1 (lost). No virsh query of it here: libvirtd holds the domain while its hook runs.
+    await waitFor('the restart\'s destroy', async () => /released 1 lease\(s\) of la-e2e-lf-restart: libvirt stopped it/.test(log(A!)) || undefined, 10_000, 100);
+    await waitFor('the restart\'s start to wait for LSLOOP1', async () => /acquire of LSLOOP1:k-restart for la-e2e-lf-restart waits for lockspace LSLOOP1 to join/.test(log(A!)) || undefined, 10_000, 100);
 
     // ignore: still running well after the loss, holding only its disk lease now.
     await new Promise((r) => setTimeout(r, 2000));
@@ -115,4 +127,17 @@ describeE2E('e2e: on_lockfailure actions when lockspace storage fails (real libv
       await waitFor(`${a}: disk lease released`, async () => !(await status(A!)).owners.find((o) => o.uuid === doms[a].uuid)?.leases.length || undefined, 10_000, 100);
     }
   });
+
+  it('restart: once the storage is back and LSLOOP1 rejoined (at host_dead), the waiting start goes through and the domain runs with both leases', async () => {
+    await repairLoop(dev, backing, saved!);
+    await waitFor('LSLOOP1 rejoined', async () => (/joined lockspace LSLOOP1 as host_id 1 generation (\d+)/.exec(log(A!).split('rejoining in').pop()!) ?? undefined), 90_000, 200);
+    expect(await waitDomState(doms.restart.name, /^running/, 30_000)).toBeTruthy();
+    await waitFor('the restarted domain to hold both leases', async () => {
+      const o = (await status(A!)).owners.find((x) => x.uuid === doms.restart.uuid);
+      return o?.leases.map((l) => l.resource).sort().join(' ') === [md5(doms.restart.disk), 'k-restart'].sort().join(' ') || undefined;
+    }, 20_000, 100);
+    const ls = (await status(A!)).lockspaces.find((l) => l.name === LS)!;
+    expect(ls.state).toBe('joined');
+    expect(ls.generation).toBeGreaterThan(generation);
+  }, 150_000);
 });

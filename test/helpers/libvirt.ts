@@ -105,11 +105,16 @@ export async function reloadLibvirtd(): Promise<void> {
  * processes survive, and the new libvirtd reconnects to them (the `reconnect` hook runs).
  */
 export async function restartLibvirtd(): Promise<void> {
+  await stopLibvirtd();
+  await startServices();
+}
+
+/** Stop libvirtd only (SIGTERM to its tini); running QEMU processes stay. startServices() brings it back. */
+export async function stopLibvirtd(): Promise<void> {
   const tini = Number(fs.readFileSync(path.join(E2E_DIR, 'tini.pid'), 'utf8').trim());
   if (!(tini > 0)) throw new Error(`no tini pid in ${E2E_DIR}/tini.pid`);
   process.kill(tini, 'SIGTERM');
   await waitFor('libvirtd to exit', async () => !pidAlive(tini) || undefined, 30_000, 100);
-  await startServices();
 }
 
 // ---- machine-wide lock for e2e suites -------------------------------------------------------
@@ -210,15 +215,42 @@ export interface TestDomain {
   xmlFile: string;
 }
 
+/** A disk beyond the first: a file (raw unless `format`) or a block device (e.g. a loop device from attachLoop). */
+export interface ExtraDisk {
+  kind: 'file' | 'block';
+  path: string;
+  format?: 'raw' | 'qcow2';
+  readonly?: boolean;
+  shareable?: boolean;
+}
+
+/** virtio target names after vda: vdb … vdz. */
+function diskTarget(i: number): string {
+  if (i >= 25) throw new Error(`at most 25 extra disks (vdb…vdz), got ${i + 1}`);
+  return `vd${String.fromCharCode(98 + i)}`;
+}
+
 /**
  * A tiny TCG domain (96 MiB unless `memoryMiB`, no network, serial pty) on a fresh 64 MiB qcow2
  * disk, defined through virsh at `uri` (default the machine's libvirtd). `noReboot`: a guest
- * reset stops it (QEMU's -no-reboot) instead of restarting it.
+ * reset stops it (QEMU's -no-reboot) instead of restarting it. `disks`: more disks (vdb, vdc, …)
+ * after it. `rawDisk`: the first disk a sparse raw file instead (no qemu-img: cheaper for many domains).
  */
-export async function defineDomain(dir: string, name: string, opts: { leases?: LeaseElement[]; onLockFailure?: string; uri?: string; memoryMiB?: number; noReboot?: boolean; qemuArgs?: string[] } = {}): Promise<TestDomain> {
-  const disk = path.join(dir, `${name}.qcow2`);
-  const img = await run('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
-  if (img.code !== 0) throw new Error(`qemu-img create failed: ${img.stderr}`);
+export async function defineDomain(dir: string, name: string, opts: { leases?: LeaseElement[]; onLockFailure?: string; uri?: string; memoryMiB?: number; noReboot?: boolean; qemuArgs?: string[]; disks?: ExtraDisk[]; rawDisk?: boolean } = {}): Promise<TestDomain> {
+  const disk = path.join(dir, `${name}.${opts.rawDisk ? 'img' : 'qcow2'}`);
+  if (opts.rawDisk) {
+    fs.writeFileSync(disk, '');
+    fs.truncateSync(disk, 1048576);
+  } else {
+    const img = await run('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
+    if (img.code !== 0) throw new Error(`qemu-img create failed: ${img.stderr}`);
+  }
+  const extra = (opts.disks ?? []).map((d, i) => `    <disk type='${d.kind}' device='disk'>
+      <driver name='qemu' type='${d.format ?? 'raw'}' cache='none'/>
+      <source ${d.kind === 'file' ? 'file' : 'dev'}='${d.path}'/>
+      <target dev='${diskTarget(i)}' bus='virtio'/>
+${d.readonly ? '      <readonly/>\n' : ''}${d.shareable ? '      <shareable/>\n' : ''}    </disk>
+`).join('');
   const leases = (opts.leases ?? []).map((l) =>
     `    <lease><lockspace>${l.lockspace}</lockspace><key>${l.key}</key><target path='${l.path}' offset='${l.offset ?? 0}'/></lease>\n`).join('');
   const qemuArgs = opts.qemuArgs?.length
@@ -233,11 +265,11 @@ export async function defineDomain(dir: string, name: string, opts: { leases?: L
 ${opts.onLockFailure ? `  <on_lockfailure>${opts.onLockFailure}</on_lockfailure>\n` : ''}  <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2' cache='none'/>
+      <driver name='qemu' type='${opts.rawDisk ? 'raw' : 'qcow2'}' cache='none'/>
       <source file='${disk}'/>
       <target dev='vda' bus='virtio'/>
     </disk>
-${leases}    <controller type='usb' model='none'/>
+${extra}${leases}    <controller type='usb' model='none'/>
     <serial type='pty'><target port='0'/></serial>
     <console type='pty'><target type='serial' port='0'/></console>
     <memballoon model='none'/>
@@ -257,7 +289,7 @@ export async function removeDomains(prefix = DOMAIN_PREFIX): Promise<void> {
   if (r.code !== 0) return;
   for (const name of r.stdout.split('\n').map((s) => s.trim()).filter((s) => s.startsWith(prefix))) {
     await virsh(['destroy', name]);
-    await virsh(['undefine', name]);
+    await virsh(['undefine', '--managed-save', name]); // a managed save image would block the undefine
   }
 }
 
@@ -384,6 +416,13 @@ export async function attachLoop(file: string): Promise<string> {
 /** Make the device fail every I/O: its backing file truncated to 0 and the size re-read. */
 export async function breakLoop(dev: string, backing: string): Promise<void> {
   fs.truncateSync(backing, 0);
+  const r = await run('losetup', ['-c', dev]);
+  if (r.code !== 0) throw new Error(`losetup -c ${dev} failed: ${r.stderr}`);
+}
+
+/** Undo breakLoop: the backing file gets `contents` back (saved before the break) and the size is re-read. */
+export async function repairLoop(dev: string, backing: string, contents: Buffer): Promise<void> {
+  fs.writeFileSync(backing, contents);
   const r = await run('losetup', ['-c', dev]);
   if (r.code !== 0) throw new Error(`losetup -c ${dev} failed: ${r.stderr}`);
 }
