@@ -12,6 +12,7 @@ APT_PKGS=(
   qemu-system-x86 qemu-utils tini        # real libvirtd + QEMU (TCG) for end-to-end tests
   python3 make g++ pkg-config            # node-gyp toolchain for native/
   strace util-linux                      # I/O counting in benchmarks; losetup
+  rpm                                    # rpmbuild, rpm -qlp: the RPM test (test/install)
 )
 
 missing=()

@@ -95,6 +95,14 @@ CREATE TABLE IF NOT EXISTS journal (
   mode TEXT NOT NULL, started_at INTEGER NOT NULL);
 `;
 
+/**
+ * The layout of SCHEMA, kept in the file's PRAGMA user_version (0 = written before it was
+ * recorded: the same layout as 1). Raise it with every change of SCHEMA that an older agent
+ * could not read or would damage: an older agent refuses a newer file (a downgrade), it never
+ * writes to it, moves it aside or starts over in memory.
+ */
+export const SCHEMA_VERSION = 1;
+
 /** What went wrong with the database, in words, and what the operator should do. */
 export interface StoreFault {
   /** SQLite's code, e.g. SQLITE_FULL, SQLITE_CORRUPT, SQLITE_CANTOPEN */
@@ -165,6 +173,9 @@ export function describeStoreError(e: unknown, path: string, doing: string): Sto
   return { code, remedy, message: `state database ${path}: ${doing} failed: ${codeWords(code)} (${code}${detail}); ${remedy}` };
 }
 
+/** The code of a database written by a newer lockagent (schema version above SCHEMA_VERSION). */
+export const SCHEMA_NEWER = 'LOCKAGENT_SCHEMA_NEWER';
+
 const isCorrupt = (code: string) => code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB';
 
 /** How often writes kept in memory are tried again. */
@@ -188,10 +199,18 @@ export class StateStore {
   private static openDb(path: string): Database.Database {
     const db = new Database(path);
     try {
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version > SCHEMA_VERSION) {
+        const remedy = `run the lockagent version that wrote it (or a newer one); to go back to this version, stop the agent and move ${path} away: ` +
+          'at start the agent rebuilds its state from the lease directory';
+        throw Object.assign(new Error(`state database ${path} has schema version ${version}, newer than the ${SCHEMA_VERSION} this lockagent knows ` +
+          `(written by a newer lockagent): refusing to use it, left unchanged; ${remedy}`), { code: SCHEMA_NEWER, remedy });
+      }
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
       db.exec(SCHEMA);
+      if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
       // A damaged page elsewhere would fail some later write, in the middle of a lease operation.
       const check = db.pragma('quick_check', { simple: true });
       if (check !== 'ok') throw Object.assign(new Error(`integrity check: ${String(check)}`), { code: 'SQLITE_CORRUPT' });
@@ -216,6 +235,12 @@ export class StateStore {
       s.events = events;
       return s;
     } catch (e) {
+      // A newer agent's database: neither moved aside nor replaced by one in memory (a later
+      // upgrade must find it as it was); the agent does not start, and says why.
+      if ((e as { code?: string }).code === SCHEMA_NEWER) {
+        const err = e as Error & { remedy: string };
+        throw new StateStoreError({ code: SCHEMA_NEWER, message: err.message, remedy: err.remedy });
+      }
       firstFault = describeStoreError(e, path, 'opening');
       if (!isCorrupt(firstFault.code) || !existsSync(path)) {
         events.onFault?.({ ...firstFault, message: `${firstFault.message}; running with the state in memory only until the agent is restarted` });

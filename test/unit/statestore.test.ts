@@ -1,7 +1,8 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { describeStoreError, StateStore, StoreFault } from '../../src/state/statestore';
+import Database from 'better-sqlite3';
+import { describeStoreError, SCHEMA_NEWER, SCHEMA_VERSION, StateStore, StateStoreError, StoreFault } from '../../src/state/statestore';
 import { machineIdentity, nameFromIdentity, resolveHostName } from '../../src/agent/hostname';
 
 describe('StateStore', () => {
@@ -81,6 +82,49 @@ describe('StateStore', () => {
     expect(describeStoreError({ code: 'SQLITE_CANTOPEN' }, p, 'opening').message).toMatch(/cannot be opened \(SQLITE_CANTOPEN\); check that \/var\/lib\/lockagent exists and is writable/);
     expect(describeStoreError({ code: 'SQLITE_IOERR_WRITE' }, p, 'writing').message).toMatch(/an I\/O error/);
     expect(full.message).not.toMatch(/\n/);
+  });
+
+  it('records its schema version; a file from a newer lockagent is refused, left as it was (a downgrade)', () => {
+    const p = join(dir, 'state.db');
+    const s = StateStore.open(p);
+    s.upsertOwner({ uuid: 'u1', name: 'vm1' });
+    s.close();
+    const db = new Database(p);
+    expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    db.close();
+    const faults: StoreFault[] = [];
+    let err: unknown;
+    try {
+      StateStore.open(p, { onFault: (f) => faults.push(f) });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(StateStoreError);
+    expect((err as StateStoreError).fault.code).toBe(SCHEMA_NEWER);
+    expect((err as Error).message).toMatch(new RegExp(`schema version ${SCHEMA_VERSION + 1}, newer than the ${SCHEMA_VERSION} this lockagent knows.*refusing to use it, left unchanged`));
+    // Not moved aside, not replaced: the newer agent finds its state again.
+    expect(readdirSync(dir).filter((f) => f.includes('corrupt'))).toEqual([]);
+    const again = new Database(p);
+    expect(again.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION + 1);
+    expect(again.prepare('SELECT uuid FROM owners').all()).toEqual([{ uuid: 'u1' }]);
+    again.close();
+  });
+
+  it('takes a file written before the version was recorded (user_version 0) as version 1', () => {
+    const p = join(dir, 'state.db');
+    const s = new StateStore(p);
+    s.upsertOwner({ uuid: 'u1', name: 'vm1' });
+    s.close();
+    const db = new Database(p);
+    db.pragma('user_version = 0');
+    db.close();
+    const s2 = StateStore.open(p);
+    expect(s2.owners().map((o) => o.uuid)).toEqual(['u1']);
+    s2.close();
+    const db2 = new Database(p);
+    expect(db2.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    db2.close();
   });
 
   it('keeps writes that fail, in order, and stores them once the database accepts writes again', () => {
