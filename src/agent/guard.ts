@@ -7,7 +7,7 @@ import { Clock } from '../lease/clock';
 import { timeoutsFor } from '../lease/timeouts';
 import { LeaseError, SANLK } from '../ondisk';
 import { Logger } from '../log/logger';
-import { OwnerRef } from '../control/protocol';
+import { OwnerRef } from './types';
 import type { Agent } from './agent';
 import type { Lockspace } from './lockspace';
 

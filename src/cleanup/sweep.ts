@@ -36,7 +36,7 @@ import { Agent, HeldLease } from '../agent/agent';
 import { leaseFileOwner } from '../agent/leasefile';
 import { ensureResourceFile } from '../agent/resourcefile';
 import { AgentConfig, DISKS_LOCKSPACE } from '../config/config';
-import { LeaseSpec, OwnerRef } from '../control/protocol';
+import { LeaseSpec, OwnerRef } from '../agent/types';
 import { DirectFile } from '../io/directio';
 import { Clock, systemClock } from '../lease/clock';
 import { timeoutsFor } from '../lease/timeouts';

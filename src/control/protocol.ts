@@ -1,3 +1,5 @@
+import { LeaseSpec, OwnerRef } from '../agent/types';
+
 /**
  * The control socket protocol, version 1: one JSON object per line in each direction.
  *   request:  {"v":1,"id":7,"op":"acquire","owner":{...},"leases":[...]}
@@ -34,25 +36,6 @@ export const SOCKET_LIMITS: SocketLimits = {
   maxBufferedBytes: 32 * 1024 * 1024,
   idleMs: 60_000,
 };
-
-export interface OwnerRef {
-  /** domain uuid (or any stable id for non-libvirt owners) */
-  uuid: string;
-  name?: string;
-  pid?: number;
-}
-
-export interface LeaseSpec {
-  lockspace: string;
-  resource: string;
-  path: string;
-  offset: number;
-  mode?: 'exclusive' | 'shared';
-  /** require this lease version (sanlock's RES:lver), -240 when it changed */
-  lver?: number;
-  /** the disk this lease protects, for messages ("disk /nfs/a.qcow2 is leased by host 3") */
-  disk?: string;
-}
 
 export type Request =
   | { op: 'status' }

@@ -1,4 +1,5 @@
 import { createHash } from 'crypto';
+import { LeaseMode } from '../agent/types';
 import { DISKS_LOCKSPACE } from '../config/config';
 import type { DiskInfo, DomainInfo, OnLockFailure } from './domainxml';
 import { formatSanlockResource } from './resourcestring';
@@ -24,8 +25,6 @@ export const MAX_PATH_BYTES = 1023;
 export const LIBVIRT_MAX_RESOURCES = 8;
 /** libvirt's error when require_lease_for_disks refuses a domain (lock_driver_sanlock.c). */
 export const LEASE_REQUIRED_MESSAGE = 'Read/write, exclusive access, disks were present, but no leases specified';
-
-export type LeaseMode = 'exclusive' | 'shared';
 
 /**
  * How a `<disk type='volume'>` resolves through its storage pool. A string is a local path (file,
