@@ -21,7 +21,7 @@ import { hostWatchStatus, joinStatusLine } from './hostwatch';
 import { SdNotifier } from './sdnotify';
 import { WdmdClient } from './wdmd';
 import { stillThere } from './process';
-import { parseLockspaceArg } from '../cli/args';
+import { parseLockspaceArg } from '../config/sanlockargs';
 import { ConfigError } from '../config/config';
 
 /**

@@ -9,7 +9,7 @@ import { AgentUnreachable, callAgent } from '../control/client';
 import { LeaseSpec } from '../agent/types';
 import { Request } from '../control/protocol';
 import { allResults, explainResult, LeaseError } from '../ondisk/results';
-import { parseLockspaceArg, parseResourceArg, UsageError } from './args';
+import { parseLockspaceArg, parseResourceArg, UsageError } from '../config/sanlockargs';
 import { CliContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './context';
 import { formatHostStatus, formatStatus, HostStatusReply, StatusReply } from './status-format';
 import { registerCleanupCommand } from '../cleanup/command';

@@ -10,7 +10,7 @@ import { LeaseError } from '../ondisk/results';
 import {
   parseClearOpt, parseDumpTarget, parseForceModeOpt, parseGeometryOpts, parseIoTimeoutOpt,
   parseLockspaceArg, parseNumHostsOpt, parseResourceArg, UsageError,
-} from './args';
+} from '../config/sanlockargs';
 import { CliContext, defaultContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './context';
 import { directDump } from './direct-dump';
 import { directInit } from './direct-init';

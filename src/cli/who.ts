@@ -18,7 +18,7 @@ import { WatchView } from '../cleanup/liveness';
 import { MBLOCK_SHARED } from '../ondisk/constants';
 import { Geometry, geometryFor } from '../ondisk/sizes';
 import { timeoutsFor } from '../lease/timeouts';
-import { parseLockspaceArg, parseResourceArg, UsageError } from './args';
+import { parseLockspaceArg, parseResourceArg, UsageError } from '../config/sanlockargs';
 import { CliContext, EXIT_FAILED, EXIT_OK } from './context';
 import { readDeltaLeaderLikeSanlock, readPaxosLeaderLikeSanlock } from './direct-read-leader';
 import { describeResult } from '../ondisk/results';

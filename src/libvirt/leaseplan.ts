@@ -2,7 +2,7 @@ import { createHash } from 'crypto';
 import { LeaseMode } from '../agent/types';
 import { DISKS_LOCKSPACE } from '../config/config';
 import type { DiskInfo, DomainInfo, OnLockFailure } from './domainxml';
-import { formatSanlockResource } from './resourcestring';
+import { formatSanlockResource } from '../config/sanlockargs';
 import { shortText as q } from './xmlguard';
 
 /**
