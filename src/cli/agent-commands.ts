@@ -3,8 +3,7 @@
  * explain, config check. Output is a readable table by default and JSON with --json.
  */
 import { Command } from 'commander';
-import { existsSync } from 'fs';
-import { DEFAULT_CONFIG_PATH, defaultConfig, loadConfig } from '../config/config';
+import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/config';
 import { AgentUnreachable, callAgent } from '../control/client';
 import { LeaseSpec } from '../agent/types';
 import { Request } from '../control/protocol';
@@ -12,24 +11,14 @@ import { allResults, explainResult, LeaseError } from '../ondisk/results';
 import { parseLockspaceArg, parseResourceArg, UsageError } from '../config/sanlockargs';
 import { CliContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './context';
 import { formatHostStatus, formatStatus, HostStatusReply, StatusReply } from './status-format';
-import { registerCleanupCommand } from '../cleanup/command';
+import { registerCleanupCommand } from './cleanup-command';
+import { resolveSocket, SocketOpts } from './socket';
 import { formatRenewal, RenewalRecord } from '../agent/renewals';
 
 interface RenewalsReply { lockspace: string; hostId: number; ioTimeout: number; renewals: RenewalRecord[] }
 
 /** Exit status when the agent cannot be reached at all. */
 export const EXIT_UNREACHABLE = 3;
-
-interface SocketOpts { config?: string; socket?: string; json?: boolean }
-
-/** --socket, then $LOCKAGENT_SOCKET, then socket_path from the config file, then the default. */
-export function resolveSocket(o: SocketOpts): string {
-  if (o.socket) return o.socket;
-  if (process.env.LOCKAGENT_SOCKET) return process.env.LOCKAGENT_SOCKET;
-  const path = o.config ?? process.env.LOCKAGENT_CONFIG ?? DEFAULT_CONFIG_PATH;
-  if (o.config || existsSync(path)) return loadConfig(path).config.socketPath;
-  return defaultConfig().socketPath;
-}
 
 export function registerAgentCommands(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
   const run = (label: string, fn: (...a: unknown[]) => Promise<number>) => async (...args: unknown[]) => {
@@ -59,8 +48,8 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
     .option('-L, --log-file-level <level>', 'log file level, as sanlock -L: 3 error, 4 warning, 6 info, 7 debug, -1 off (or a name)')
     .option('-S, --log-stderr-level <level>', 'stderr/journal level, as sanlock -S (same values)')
     .action(run('daemon', async (o) => {
-      const { runDaemon } = await import('../agent/daemon');
-      const { daemonExtensions } = await import('./daemon-extensions');
+      const { runDaemon } = await import('../daemon/daemon');
+      const { daemonExtensions } = await import('../daemon/extensions');
       const { parseLevel } = await import('../log/logger');
       const opts = o as SocketOpts & { logFileLevel?: string; logStderrLevel?: string };
       const levels = {

@@ -7,13 +7,13 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { startDaemon, DaemonHandle } from '../agent/daemon';
+import { startDaemon, DaemonHandle } from '../daemon/daemon';
 import { defaultConfig, AgentConfig } from '../config/config';
 import { callAgent } from '../control/client';
 import { runHook } from '../libvirt/hook';
 import { md5hex } from '../libvirt/leaseplan';
 import { createLogger } from '../log/logger';
-import { daemonExtensions } from './daemon-extensions';
+import { daemonExtensions } from '../daemon/extensions';
 import { formatStatus, StatusReply } from './status-format';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);

@@ -10,7 +10,7 @@ import * as path from 'path';
 import { Agent } from '../../src/agent/agent';
 import { ensureLockspaceFile } from '../../src/agent/lockspacefile';
 import { ensureResourceFile } from '../../src/agent/resourcefile';
-import { cleanupExtension } from '../../src/cleanup/extension';
+import { cleanupExtension } from '../../src/daemon/cleanup';
 import { SweepReport } from '../../src/cleanup/report';
 import { isSweeping, sweep } from '../../src/cleanup/sweep';
 import { ioStats } from '../../src/io/directio';

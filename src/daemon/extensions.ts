@@ -1,4 +1,4 @@
-import { DaemonExtensions } from '../agent/daemon';
+import { DaemonExtensions } from './daemon';
 import { stillThere } from '../agent/process';
 import { peerOf } from '../control/peercred';
 import { Request } from '../control/protocol';
@@ -7,7 +7,7 @@ import { LibvirtConnection } from '../libvirt/connection';
 import { parseDomainXml } from '../libvirt/domainxml';
 import { DomainManager, isDomainUuid } from '../libvirt/domains';
 import { peerAllowed } from '../control/peerpolicy';
-import { cleanupExtension } from '../cleanup/extension';
+import { cleanupExtension } from './cleanup';
 
 /**
  * What the daemon plugs in beyond the lease core: peer checks on the socket and, unless

@@ -11,12 +11,13 @@
 import { Command } from 'commander';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, parseDuration } from '../config/config';
 import { AgentUnreachable, callAgent } from '../control/client';
-import { CliContext } from '../cli/context';
+import { CliContext } from './context';
 import { LeaseError } from '../ondisk/results';
+import { resolveSocket } from './socket';
 import {
   busyLine, exitStatus, EXIT_CLEANUP_ERRORS, EXIT_CLEANUP_UNREACHABLE, EXIT_CLEANUP_USAGE, formatReport, SweepReport,
-} from './report';
-import { dryRunStandalone } from './sweep';
+} from '../cleanup/report';
+import { dryRunStandalone } from '../cleanup/sweep';
 
 interface CleanupOpts {
   dryRun?: boolean;
@@ -89,7 +90,6 @@ async function runCleanup(ctx: CliContext, o: CleanupOpts): Promise<number> {
   let report: SweepReport | undefined;
   try {
     if (!o.standalone) {
-      const { resolveSocket } = await import('../cli/agent-commands');
       let socket: string;
       try {
         socket = resolveSocket(o);

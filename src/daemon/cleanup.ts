@@ -5,13 +5,13 @@
  * run's summary goes to the log.
  */
 import { Cron } from 'croner';
-import type { DaemonHandle, DaemonExtensions } from '../agent/daemon';
+import type { DaemonHandle, DaemonExtensions } from './daemon';
 import { DISKS_LOCKSPACE } from '../config/config';
 import { Request } from '../control/protocol';
 import { Peer } from '../control/server';
 import { LeaseError, SANLK } from '../ondisk';
-import { busyLine, SweepReport } from './report';
-import { isSweeping, sweep, sweeperOwner } from './sweep';
+import { busyLine, SweepReport } from '../cleanup/report';
+import { isSweeping, sweep, sweeperOwner } from '../cleanup/sweep';
 
 export interface CleanupExtensionOptions {
   /** random delay before a scheduled sweep, so hosts do not all race for the lock; default 30 s */

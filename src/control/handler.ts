@@ -1,7 +1,7 @@
-import { Request } from '../control/protocol';
-import { Peer } from '../control/server';
+import { Request } from './protocol';
+import { Peer } from './server';
 import { DEFAULT_IO_TIMEOUT, LeaseError, SANLK } from '../ondisk';
-import { Agent } from './agent';
+import { Agent } from '../agent/agent';
 
 /**
  * Control-socket requests that concern leases and lockspaces. Domain requests (the libvirt
