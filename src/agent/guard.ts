@@ -44,6 +44,21 @@ export interface GuardOptions {
   binary?: string;
 }
 
+/** The fencing section of `lockagent status`, as the guard's client reports it. */
+export interface GuardStatus {
+  layer: FencingLayer;
+  mode: FencingMode;
+  protected: boolean;
+  guard: {
+    state: 'running' | 'down' | 'off'; pid?: number; socket?: string; mode?: FencingMode; restarts?: number; lastGapMs?: number; downForMs?: number;
+    lockspaces?: Array<{ lockspace: string; deadlineMs: number; secondsLeft: number; pids: number[]; minMarginMs?: number }>;
+    kills?: GuardKill[];
+  };
+  /** filled in by the watchdog layers when they are enabled */
+  wdmd: string;
+  systemdWatchdog: string;
+}
+
 export interface GuardKill {
   lockspace: string;
   pid: number;
@@ -188,13 +203,13 @@ export class GuardClient {
     this.child?.unref();
   }
 
-  status(): Record<string, unknown> {
+  status(): GuardStatus {
     const now = this.o.clock.nowMs();
     const spaces = [...this.sent.entries()].filter(([, s]) => s.pids.length).map(([name, s]) => ({
       lockspace: name, deadlineMs: s.deadlineMs, secondsLeft: Math.round((s.deadlineMs - now) / 100) / 10, pids: s.pids.map((p) => Number(p.split(':')[0])),
       minMarginMs: this.minMarginMs.get(name),
     }));
-    const guard = this.enabled ? {
+    const guard: GuardStatus['guard'] = this.enabled ? {
       state: this.registered ? 'running' : 'down', pid: this.guardPid, socket: this.socketPath, mode: this.o.mode, lockspaces: spaces,
       restarts: this.restarts, lastGapMs: this.lastGapMs, downForMs: this.downSince !== undefined ? now - this.downSince : undefined,
       kills: this.kills.slice(-20),

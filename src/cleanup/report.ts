@@ -2,39 +2,8 @@
  * The sweep report: what `lockagent cleanup` prints (table or JSON), what the daemon logs, and
  * the exit status it maps to.
  */
-import { CLASS_ORDER, CleanupClass, Verdict } from './classify';
-
-export interface SweepReport {
-  dir: string;
-  dryRun: boolean;
-  minAgeSeconds: number;
-  /** 'busy': another sweeper holds the sweep lock; nothing was examined */
-  status: 'done' | 'busy';
-  /** who holds the sweep lock (busy), when it could be read */
-  sweeper?: { hostId: number; name?: string; thisHost: boolean };
-  /** this host, when it is a member of the lockspace */
-  host?: { hostId: number; name: string; generation?: number };
-  /** how other hosts' liveness was judged */
-  liveness: string;
-  /** ISO time the sweep started */
-  startedAt: string;
-  durationMs: number;
-  files: Verdict[];
-  summary: SweepSummary;
-  /** "12 files: 3 deleted, 8 in use, 1 not a lease" */
-  summaryLine: string;
-  /** sweep-level problems (the lock, the lockspace), beside per-file errors */
-  errors: string[];
-}
-
-export interface SweepSummary {
-  total: number;
-  deleted: number;
-  /** files left per class (deleted files are not counted again) */
-  byClass: Partial<Record<CleanupClass, number>>;
-  /** per-file errors and failed deletions */
-  failed: number;
-}
+import { CleanupClass, SweepReport, SweepSummary, Verdict } from '../control/replies';
+import { CLASS_ORDER } from './classify';
 
 /** Exit status of `lockagent cleanup`. */
 export const EXIT_CLEANUP_OK = 0;

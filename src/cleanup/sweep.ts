@@ -45,10 +45,11 @@ import { decodeLeader, geometryFor, leadersEqual, LeaseError, PAXOS_DISK_MAGIC, 
 import { StateStore } from '../state/statestore';
 import { LeaseStorage } from '../lease/storage';
 import {
-  classifyEntry, ClassifyContext, hardLinkText, LEFTOVER_PREFIX, LivenessView, needsWatching, SWEEP_LOCK_NAME, Verdict,
+  classifyEntry, ClassifyContext, hardLinkText, LEFTOVER_PREFIX, LivenessView, needsWatching, SWEEP_LOCK_NAME,
 } from './classify';
 import { joinedView, WatchView } from './liveness';
-import { summarize, SweepReport } from './report';
+import { SweepReport, Verdict } from '../control/replies';
+import { summarize } from './report';
 import { inspect, listDir, scanDirectory, statEntry } from './scan';
 
 export interface SweepDeps {

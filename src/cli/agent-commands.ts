@@ -8,14 +8,12 @@ import { AgentUnreachable, callAgent } from '../control/client';
 import { LeaseSpec } from '../agent/types';
 import { Request } from '../control/protocol';
 import { allResults, explainResult, LeaseError } from '../ondisk/results';
-import { parseLockspaceArg, parseResourceArg, UsageError } from '../config/sanlockargs';
+import { escapePath, parseLockspaceArg, parseResourceArg, UsageError } from '../config/sanlockargs';
 import { CliContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './context';
-import { formatHostStatus, formatStatus, HostStatusReply, StatusReply } from './status-format';
+import { formatHostStatus, formatStatus } from './status-format';
 import { registerCleanupCommand } from './cleanup-command';
 import { resolveSocket, SocketOpts } from './socket';
-import { formatRenewal, RenewalRecord } from '../agent/renewals';
-
-interface RenewalsReply { lockspace: string; hostId: number; ioTimeout: number; renewals: RenewalRecord[] }
+import { formatRenewal } from '../agent/renewals';
 
 /** Exit status when the agent cannot be reached at all. */
 export const EXIT_UNREACHABLE = 3;
@@ -63,7 +61,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
   sockOpts(program.command('status'))
     .description('lockspaces (join state, renewal age), owners and their leases')
     .action(run('status', async (o) => {
-      const r = (await callAgent(resolveSocket(o as SocketOpts), { op: 'status' }, 10000)) as StatusReply;
+      const r = await callAgent(resolveSocket(o as SocketOpts), { op: 'status' }, 10000);
       if ((o as SocketOpts).json) ctx.output.json(r);
       else ctx.output.out(formatStatus(r));
       return EXIT_OK;
@@ -75,7 +73,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
     .action(run('host_status', async (o) => {
       const opts = o as SocketOpts & { lockspace?: string };
       const name = opts.lockspace?.split(':')[0];
-      const r = (await callAgent(resolveSocket(opts), { op: 'host_status', lockspace: name }, 10000)) as HostStatusReply;
+      const r = await callAgent(resolveSocket(opts), { op: 'host_status', lockspace: name }, 10000);
       if (opts.json) ctx.output.json(r);
       else ctx.output.out(formatHostStatus(r));
       return EXIT_OK;
@@ -86,7 +84,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
     .requiredOption('-s, --lockspace <name>', 'lockspace name')
     .action(run('renewals', async (o) => {
       const opts = o as SocketOpts & { lockspace: string };
-      const r = (await callAgent(resolveSocket(opts), { op: 'renewals', lockspace: opts.lockspace.split(':')[0] }, 10000)) as RenewalsReply;
+      const r = await callAgent(resolveSocket(opts), { op: 'renewals', lockspace: opts.lockspace.split(':')[0] }, 10000);
       if (opts.json) ctx.output.json(r);
       else ctx.output.out(r.renewals.map(formatRenewal).join('\n'));
       return EXIT_OK;
@@ -132,7 +130,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
           : { op: 'inquire', owner };
       const r = await callAgent(resolveSocket(opts), req, timeoutMs ? timeoutMs + 10000 : undefined);
       if (opts.json) ctx.output.json(r);
-      else if (Array.isArray(r)) ctx.output.out(r.map((l: { lockspace: string; resource: string; path: string; offset: number; lver: number; mode: string }) => `r ${l.lockspace}:${l.resource}:${l.path.replace(/([: \\])/g, '\\$1')}:${l.offset}:${l.mode === 'shared' ? 'SH' : l.lver}\n`).join(''));
+      else if (Array.isArray(r)) ctx.output.out(r.map((l) => `r ${l.lockspace}:${l.resource}:${escapePath(l.path)}:${l.offset}:${l.mode === 'shared' ? 'SH' : l.lver}\n`).join(''));
       else ctx.output.out(`${name} done 0\n`);
       return EXIT_OK;
     }));

@@ -15,8 +15,9 @@ import { CliContext } from './context';
 import { LeaseError } from '../ondisk/results';
 import { resolveSocket } from './socket';
 import {
-  busyLine, exitStatus, EXIT_CLEANUP_ERRORS, EXIT_CLEANUP_UNREACHABLE, EXIT_CLEANUP_USAGE, formatReport, SweepReport,
+  busyLine, exitStatus, EXIT_CLEANUP_ERRORS, EXIT_CLEANUP_UNREACHABLE, EXIT_CLEANUP_USAGE, formatReport,
 } from '../cleanup/report';
+import { SweepReport } from '../control/replies';
 import { dryRunStandalone } from '../cleanup/sweep';
 
 interface CleanupOpts {
@@ -99,7 +100,7 @@ async function runCleanup(ctx: CliContext, o: CleanupOpts): Promise<number> {
       const started = Date.now();
       const ticker = setInterval(() => progress.note(`lockagent cleanup: the agent is sweeping… ${Math.round((Date.now() - started) / 1000)} s`), 1000);
       try {
-        report = (await callAgent(socket, { op: 'cleanup', dryRun: !!o.dryRun, minAgeSeconds }, AGENT_CALL_MS)) as SweepReport;
+        report = await callAgent(socket, { op: 'cleanup', dryRun: !!o.dryRun, minAgeSeconds }, AGENT_CALL_MS);
       } catch (e) {
         if (!(e instanceof LeaseError) || e.rv !== -111 || !o.dryRun) {
           const code = e instanceof AgentUnreachable ? EXIT_CLEANUP_UNREACHABLE : EXIT_CLEANUP_ERRORS;

@@ -81,8 +81,8 @@ export interface WhoResult {
 
 async function tryAgent(socket: string): Promise<{ status: StatusReply; hosts: HostStatusReply } | undefined> {
   try {
-    const status = (await callAgent(socket, { op: 'status' }, 5000)) as StatusReply;
-    const hosts = (await callAgent(socket, { op: 'host_status' }, 5000)) as HostStatusReply;
+    const status = await callAgent(socket, { op: 'status' }, 5000);
+    const hosts = await callAgent(socket, { op: 'host_status' }, 5000);
     return { status, hosts };
   } catch (e) {
     if (e instanceof AgentUnreachable) return undefined;

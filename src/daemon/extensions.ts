@@ -1,8 +1,7 @@
 import { DaemonExtensions } from './daemon';
 import { stillThere } from '../agent/process';
 import { peerOf } from '../control/peercred';
-import { Request } from '../control/protocol';
-import { LeaseError, SANLK } from '../ondisk';
+import { DomainHandlers } from '../control/handler';
 import { LibvirtConnection } from '../libvirt/connection';
 import { parseDomainXml } from '../libvirt/domainxml';
 import { DomainManager, isDomainUuid } from '../libvirt/domains';
@@ -47,22 +46,20 @@ export function daemonExtensions(): DaemonExtensions {
         };
         void connect(0);
       }
-      const handler = async (req: Request): Promise<unknown> => {
-        switch (req.op) {
-          case 'domain_prepare': return mgr.prepare(req.xml, req.timeoutMs);
-          case 'domain_migrate': return mgr.migrateBegin(req.xml);
-          case 'domain_reconnect': return mgr.reconnect(req.xml);
-          case 'domain_release': {
-            const uuid = req.uuid ?? parseDomainXml(req.xml!).uuid;
-            return { released: await mgr.release(uuid, 'libvirt stopped it') };
-          }
-          default: throw new LeaseError(SANLK.EINVAL, `unexpected request ${req.op}`);
-        }
+      // migrate and reconnect answer nothing: null on the wire, as before.
+      const handlers: DomainHandlers = {
+        domain_prepare: (req) => mgr.prepare(req.xml, req.timeoutMs),
+        domain_migrate: async (req) => { await mgr.migrateBegin(req.xml); return null; },
+        domain_reconnect: async (req) => { await mgr.reconnect(req.xml); return null; },
+        domain_release: async (req) => {
+          const uuid = req.uuid ?? parseDomainXml(req.xml!).uuid;
+          return { released: await mgr.release(uuid, 'libvirt stopped it') };
+        },
       };
       return {
-        handler,
+        handlers,
         policy: mgr,
-        status: () => ({ domains: mgr.statusDomains() }),
+        domains: () => mgr.statusDomains(),
         ownerExists: async (o) => {
           if (!isDomainUuid(o.uuid)) return o.pid ? stillThere(o.pid, o.startTime) : true; // not a domain: a plain client owner
           if (!conn?.connected) return true; // cannot tell yet: keep the leases; the resync decides

@@ -1,6 +1,7 @@
 import { createHash } from 'crypto';
 import { LeaseMode } from '../agent/types';
 import { DISKS_LOCKSPACE } from '../config/config';
+import { Refusal, SANLK } from '../ondisk/results';
 import type { DiskInfo, DomainInfo, OnLockFailure } from './domainxml';
 import { formatSanlockResource } from '../config/sanlockargs';
 import { shortText as q } from './xmlguard';
@@ -100,9 +101,9 @@ export type LeasePlanErrorCode =
   | 'PATH_TOO_LONG'
   | 'CONFLICT';
 
-export class LeasePlanError extends Error {
+export class LeasePlanError extends Refusal {
   constructor(readonly code: LeasePlanErrorCode, message: string) {
-    super(message);
+    super(SANLK.EINVAL, message);
     this.name = 'LeasePlanError';
   }
 }

@@ -149,3 +149,16 @@ export class LeaseError extends Error {
     this.rv = rv;
   }
 }
+
+/**
+ * A request refused for what it asks (a domain XML that is not valid, a lease plan that libvirt's
+ * rules forbid), not for a fault of the agent: it carries the code the client is answered with.
+ * The control server logs it as a refusal, never as a fault.
+ */
+export class Refusal extends Error {
+  readonly refusal = true;
+  constructor(readonly rv: number, message: string) {
+    super(message);
+    this.name = 'Refusal';
+  }
+}

@@ -11,7 +11,7 @@ import { Agent } from '../../src/agent/agent';
 import { ensureLockspaceFile } from '../../src/agent/lockspacefile';
 import { ensureResourceFile } from '../../src/agent/resourcefile';
 import { cleanupExtension } from '../../src/daemon/cleanup';
-import { SweepReport } from '../../src/cleanup/report';
+import { SweepReport } from '../../src/control/replies';
 import { isSweeping, sweep } from '../../src/cleanup/sweep';
 import { ioStats } from '../../src/io/directio';
 import { FileLeaseStorage } from '../../src/io/file-storage';
