@@ -2,7 +2,6 @@ import { DirectFile, FileId, sameFileId } from '../io/directio';
 import { FileLeaseStorage } from '../io/file-storage';
 import { Clock } from '../lease/clock';
 import { readPaxosLeader } from '../lease/paxos';
-import { SANLK_ERROR } from '../lease/diskio';
 import { acquireResource, releaseResource } from '../lease/resource';
 import { LeaseStorage } from '../lease/storage';
 import { AcquireHint, ResourceToken } from '../lease/token';
@@ -67,7 +66,7 @@ export interface AgentObserver {
 
 /** The result code of a failed request (SANLK_ERROR when it carries none). */
 function resultCode(e: unknown): number {
-  return e instanceof LeaseError ? e.rv : SANLK_ERROR;
+  return e instanceof LeaseError ? e.rv : SANLK.ERROR;
 }
 
 /** Report a request's outcome to `report` without changing it. */

@@ -125,12 +125,12 @@ export class Lockspace {
   /** Resolves once joined (immediately if already); acquisitions wait here. */
   waitJoined(timeoutMs: number): Promise<DeltaLease> {
     if (this.state === 'joined' && this.lease) return Promise.resolve(this.lease);
-    if (this.stopped) return Promise.reject(new LeaseError(-28, `lockspace ${this.name} is being removed`));
+    if (this.stopped) return Promise.reject(new LeaseError(SANLK.ENOSPC, `lockspace ${this.name} is being removed`));
     return new Promise((resolve, reject) => {
       const w = { resolve, reject };
       const t = setTimeout(() => {
         this.waiters = this.waiters.filter((x) => x !== w);
-        reject(new LeaseError(-28, `lockspace ${this.name} is not joined yet (${this.state}${this.lastError ? `: ${this.lastError}` : ''}); ` +
+        reject(new LeaseError(SANLK.ENOSPC, `lockspace ${this.name} is not joined yet (${this.state}${this.lastError ? `: ${this.lastError}` : ''}); ` +
           'acquisitions wait for the join — check the lease directory and lockagent status'));
       }, timeoutMs);
       w.resolve = (l) => { clearTimeout(t); resolve(l); };
@@ -140,7 +140,7 @@ export class Lockspace {
   }
 
   liveness(): HostLiveness {
-    if (!this.lease || !this.monitor) throw new LeaseError(-28, `lockspace ${this.name} is not joined`);
+    if (!this.lease || !this.monitor) throw new LeaseError(SANLK.ENOSPC, `lockspace ${this.name} is not joined`);
     return lockspaceLiveness(this.lease, this.monitor, this.clock);
   }
 
@@ -173,7 +173,7 @@ export class Lockspace {
     this.abort.abort();
     clearTimeout(this.renewTimer);
     clearInterval(this.checkTimer);
-    for (const w of this.waiters.splice(0)) w.reject(new LeaseError(-28, `lockspace ${this.name} is being removed`));
+    for (const w of this.waiters.splice(0)) w.reject(new LeaseError(SANLK.ENOSPC, `lockspace ${this.name} is being removed`));
     if (release && this.lease && !this.lease.released) {
       try {
         await deltaRelease(this.lease);

@@ -101,7 +101,7 @@ function heldByOther(e: unknown): boolean {
   if (rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER || rv === SANLK.ACQUIRE_OWNED_RETRY ||
     rv === SANLK.ACQUIRE_SHRETRY || rv === SANLK.EAGAIN || rv === SANLK.EEXIST) return true;
   // The acquire gave up waiting for an owner that stopped renewing but is not dead yet.
-  return rv === -201 && /deadline/.test((e as Error).message ?? '');
+  return rv === SANLK.ERROR && /deadline/.test((e as Error).message ?? '');
 }
 
 const errMsg = (e: unknown) => (e instanceof Error ? e.message : String(e));

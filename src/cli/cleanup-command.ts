@@ -12,7 +12,7 @@ import { Command } from 'commander';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, parseDuration } from '../config/config';
 import { AgentUnreachable, callAgent } from '../control/client';
 import { CliContext } from './context';
-import { LeaseError } from '../ondisk/results';
+import { LeaseError, SANLK } from '../ondisk/results';
 import { resolveSocket } from './socket';
 import {
   busyLine, exitStatus, EXIT_CLEANUP_ERRORS, EXIT_CLEANUP_UNREACHABLE, EXIT_CLEANUP_USAGE, formatReport,
@@ -102,7 +102,7 @@ async function runCleanup(ctx: CliContext, o: CleanupOpts): Promise<number> {
       try {
         report = await callAgent(socket, { op: 'cleanup', dryRun: !!o.dryRun, minAgeSeconds }, AGENT_CALL_MS);
       } catch (e) {
-        if (!(e instanceof LeaseError) || e.rv !== -111 || !o.dryRun) {
+        if (!(e instanceof LeaseError) || e.rv !== SANLK.ECONNREFUSED || !o.dryRun) {
           const code = e instanceof AgentUnreachable ? EXIT_CLEANUP_UNREACHABLE : EXIT_CLEANUP_ERRORS;
           return fail((e as Error).message + (code === EXIT_CLEANUP_UNREACHABLE ? ' (a dry run works without it: --dry-run)' : ''), code);
         }

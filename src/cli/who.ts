@@ -21,7 +21,7 @@ import { timeoutsFor } from '../lease/timeouts';
 import { parseLockspaceArg, parseResourceArg, UsageError } from '../config/sanlockargs';
 import { CliContext, EXIT_FAILED, EXIT_OK } from './context';
 import { readDeltaLeaderLikeSanlock, readPaxosLeaderLikeSanlock } from './direct-read-leader';
-import { describeResult } from '../ondisk/results';
+import { describeResult, SANLK } from '../ondisk/results';
 import { openTarget } from './open-target';
 import { RawLeader, readRawModeBlock } from './sanlock-format';
 import { readLeaderSizes, sanlockRead } from './sanlock-io';
@@ -148,7 +148,7 @@ async function readLease(ctx: CliContext, l: LeaseRef, timeoutMs: number): Promi
     try {
       g = geometryFor(sizes.sectorSize, sizes.alignSize);
     } catch (e) {
-      return { rv: -22, error: (e as Error).message, shared: [] };
+      return { rv: SANLK.EINVAL, error: (e as Error).message, shared: [] };
     }
     const r = await readPaxosLeaderLikeSanlock(opened.storage, l, g, timeoutMs);
     if (r.rv !== 0 || !r.leader) return { rv: r.rv, error: r.detail || describeResult(r.rv), shared: [] };

@@ -41,8 +41,6 @@ const LINGER_MS = 1000;
 /** A flood of refused clients must not flood the log too. */
 const REFUSAL_LOG_MS = 10_000;
 
-const SANLK_ERROR = -201;
-
 /**
  * The one mapping from a failed request to its answer and its log line. A refusal (a LeaseError:
  * contention, a lockspace not joined; a Refusal: input that policy forbids; a malformed request)
@@ -54,7 +52,7 @@ export function mapRequestError(e: unknown): { body: ErrorBody; kind: 'refusal' 
   if (e instanceof LeaseError) return { body: body(e.rv, e.message), kind: 'refusal' };
   if (e instanceof Refusal) return { body: body(e.rv, e.message), kind: 'policy' };
   if (e instanceof ProtocolError) return { body: body(SANLK.EINVAL, e.message), kind: 'protocol' };
-  return { body: body(SANLK_ERROR, e instanceof Error ? e.message : String(e)), kind: 'fault' };
+  return { body: body(SANLK.ERROR, e instanceof Error ? e.message : String(e)), kind: 'fault' };
 }
 
 /** Unix-socket JSON-lines server. A bad client gets an error line, never crashes the agent. */
@@ -95,14 +93,14 @@ export class ControlServer {
     sock.on('error', () => sock.destroy());
     if (this.sockets.size >= this.limits.maxConnections) {
       this.refused(`control socket: ${this.limits.maxConnections} connections are open; refusing another`);
-      this.refuse(sock, -16, 'EBUSY', `too many connections to lockagent (${this.limits.maxConnections} open); try again`);
+      this.refuse(sock, SANLK.EBUSY, 'EBUSY', `too many connections to lockagent (${this.limits.maxConnections} open); try again`);
       return;
     }
     this.sockets.add(sock);
     const peer = this.opts.peerOf?.(sock) ?? {};
     if (this.opts.allow && !this.opts.allow(peer)) {
       sock.on('close', () => this.sockets.delete(sock));
-      this.refuse(sock, -13, 'EACCES', `permission denied: uid ${peer.uid} may not use the lockagent socket (see socket_user/socket_group in lockagent.conf)`);
+      this.refuse(sock, SANLK.EACCES, 'EACCES', `permission denied: uid ${peer.uid} may not use the lockagent socket (see socket_user/socket_group in lockagent.conf)`);
       return;
     }
     // A partial request line: chunks not yet ending in a newline.
@@ -147,11 +145,11 @@ export class ControlServer {
         if (nl < 0) {
           if (chunk.length === 0) return;
           if (partLen + chunk.length > this.limits.maxLineBytes) {
-            drop(-22, 'EINVAL', `request line longer than ${this.limits.maxLineBytes} bytes`);
+            drop(SANLK.EINVAL, 'EINVAL', `request line longer than ${this.limits.maxLineBytes} bytes`);
             return;
           }
           if (this.buffered + chunk.length > this.limits.maxBufferedBytes) {
-            drop(-16, 'EBUSY', `lockagent is holding ${this.limits.maxBufferedBytes} bytes of unfinished requests; try again`);
+            drop(SANLK.EBUSY, 'EBUSY', `lockagent is holding ${this.limits.maxBufferedBytes} bytes of unfinished requests; try again`);
             return;
           }
           parts.push(chunk);
@@ -160,7 +158,7 @@ export class ControlServer {
           return;
         }
         if (partLen + nl > this.limits.maxLineBytes) {
-          drop(-22, 'EINVAL', `request line longer than ${this.limits.maxLineBytes} bytes`);
+          drop(SANLK.EINVAL, 'EINVAL', `request line longer than ${this.limits.maxLineBytes} bytes`);
           return;
         }
         const line = (partLen ? Buffer.concat([...parts, chunk.subarray(0, nl)]) : chunk.subarray(0, nl)).toString('utf8');

@@ -1,6 +1,5 @@
-import { LeaseError } from '../ondisk';
+import { LeaseError, SANLK } from '../ondisk';
 import { Clock } from './clock';
-import { SANLK_ERROR } from './diskio';
 
 /**
  * Cancellation of long lease waits (a delta takeover waits 140 s, a paxos takeover up to
@@ -13,12 +12,12 @@ export interface Cancel {
   deadlineMs?: number;
 }
 
-/** Throw SANLK_ERROR (-201) with `what` if the caller cancelled or its deadline passed. */
+/** Throw SANLK_ERROR (sanlock's general error, as on remove/shutdown) with `what` if the caller cancelled or its deadline passed. */
 export function checkCancel(clock: Clock, cancel: Cancel | undefined, what: () => string): void {
   if (!cancel) return;
-  if (cancel.signal?.aborted) throw new LeaseError(SANLK_ERROR, `${what()}: cancelled`);
+  if (cancel.signal?.aborted) throw new LeaseError(SANLK.ERROR, `${what()}: cancelled`);
   if (cancel.deadlineMs !== undefined && clock.nowMs() >= cancel.deadlineMs) {
-    throw new LeaseError(SANLK_ERROR, `${what()}: gave up at the caller's deadline`);
+    throw new LeaseError(SANLK.ERROR, `${what()}: gave up at the caller's deadline`);
   }
 }
 
