@@ -422,13 +422,6 @@ export class Agent {
   }
 
   /**
-   * The lease area at the path cannot be the one we acquired: not a leader of this resource, or
-   * a lower lease version than ours (lver never goes back on one area). This catches a file
-   * re-created under the same inode number, which (dev, ino) alone cannot: we keep no fd while
-   * holding, so a deleted file's inode number may be reused at once. I/O errors propagate.
-   */
-
-  /**
    * 'same' when `path` names the file `leased` (st_dev, st_ino), else 'missing' or 'other'.
    * Sound because our fd of the leased file is still open: its inode number cannot be reused.
    */

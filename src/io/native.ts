@@ -2,7 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-export interface NativeIoStats {
+export interface IoStats {
   reads: number;
   writes: number;
   bytesRead: number;
@@ -41,7 +41,7 @@ export interface NativeOpenResult {
 
 export interface NativeBinding {
   open(path: string, readOnly: boolean, timeoutMs: number): Promise<NativeOpenResult>;
-  ioStats(path?: string): NativeIoStats;
+  ioStats(path?: string): IoStats;
   resetIoStats(): void;
   /** Test hook: pretend every filesystem refuses O_DIRECT. */
   _testForceDirectEinval(on: boolean): void;

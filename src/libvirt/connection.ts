@@ -95,31 +95,6 @@ export const VIR_ERR = {
   OPERATION_TIMEOUT: 68,
 } as const;
 
-/** virDomainState. */
-export const DOMAIN_STATE = {
-  NOSTATE: 0,
-  RUNNING: 1,
-  BLOCKED: 2,
-  PAUSED: 3,
-  SHUTDOWN: 4,
-  SHUTOFF: 5,
-  CRASHED: 6,
-  PMSUSPENDED: 7,
-} as const;
-
-/** virDomainEventType (lifecycle `event`). */
-export const LIFECYCLE_EVENT = {
-  DEFINED: 0,
-  UNDEFINED: 1,
-  STARTED: 2,
-  SUSPENDED: 3,
-  RESUMED: 4,
-  STOPPED: 5,
-  SHUTDOWN: 6,
-  PMSUSPENDED: 7,
-  CRASHED: 8,
-} as const;
-
 /** virDomainXMLFlags for getXML(). */
 export const DOMAIN_XML = { SECURE: 1, INACTIVE: 2, UPDATE_CPU: 4, MIGRATABLE: 8 } as const;
 
