@@ -6,6 +6,7 @@ import { HostMonitor, HostState, HostStatus } from '../lease/hostmonitor';
 import { HostLiveness, lockspaceLiveness } from '../lease/liveness';
 import { LeaseStorage } from '../lease/storage';
 import { deltaAcquireHeldDelay, timeoutsFor } from '../lease/timeouts';
+import { backoffDelay } from '../lease/wait';
 import { Geometry, LeaderRecord, LeaseError, namesEqual, SANLK } from '../ondisk';
 import { sameLeader } from '../lease/record';
 import { Logger } from '../log/logger';
@@ -231,7 +232,7 @@ export class Lockspace {
           await new Promise((r) => setTimeout(r, 100 + Math.floor(this.clock.random() * 400)));
           continue;
         }
-        const delay = Math.min(BACKOFF_MAX_S, 2 ** Math.min(this.joinAttempts - 1, 6));
+        const delay = backoffDelay(this.joinAttempts - 1, { initial: 1, max: BACKOFF_MAX_S });
         this.log.error(`cannot join lockspace ${this.name} as host_id ${this.spec.hostId} (attempt ${this.joinAttempts}): ${err.message}; retrying in ${delay} s`);
         await new Promise((r) => setTimeout(r, delay * 1000));
       }

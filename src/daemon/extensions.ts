@@ -6,6 +6,7 @@ import { LibvirtConnection } from '../libvirt/connection';
 import { parseDomainXml } from '../libvirt/domainxml';
 import { DomainManager, isDomainUuid } from '../libvirt/domains';
 import { peerAllowed } from '../control/peerpolicy';
+import { backoffDelay } from '../lease/wait';
 import { cleanupExtension } from './cleanup';
 
 /**
@@ -39,7 +40,7 @@ export function daemonExtensions(): DaemonExtensions {
           } catch (e) {
             if (conn === c) conn = undefined;
             await c.close().catch(() => undefined);
-            const delay = Math.min(30, 2 ** Math.min(attempt, 5));
+            const delay = backoffDelay(attempt, { initial: 1, max: 30 });
             log.warning(`cannot connect to libvirt ${config.libvirtUri}: ${(e as Error).message}; retrying in ${delay} s (the start gate works meanwhile)`);
             setTimeout(() => void connect(attempt + 1), delay * 1000).unref();
           }

@@ -43,3 +43,12 @@ export async function sleepMs(clock: Clock, ms: number, cancel: Cancel | undefin
 export function leaseTimestamp(clock: Clock): number {
   return Math.max(1, clock.monotime());
 }
+
+/**
+ * Exponential back-off: the delay before retry number `retry` (0 for the first), `initial`
+ * times `factor` (2) per retry, never more than `max` (any unit). The one back-off rule of the
+ * agent: lockspace joins, libvirt connections.
+ */
+export function backoffDelay(retry: number, o: { initial: number; max: number; factor?: number }): number {
+  return Math.min(o.max, o.initial * Math.pow(o.factor ?? 2, retry));
+}

@@ -8,6 +8,7 @@
 // holds the domain's lock while the hook runs, so a call that needs that domain
 // (and listDomains, which touches all of them) can deadlock (docs/libvirt-events.md, "The hook rule").
 import { EventEmitter } from 'events';
+import { backoffDelay } from '../lease/wait';
 import {
   LibvirtErrorFields,
   loadVirt,
@@ -506,10 +507,8 @@ export class LibvirtConnection extends EventEmitter<LibvirtConnectionEvents> {
   }
 
   private backoff(attempt: number): number {
-    const initial = this.opts.backoff?.initialMs ?? 500;
-    const max = this.opts.backoff?.maxMs ?? 30_000;
-    const factor = this.opts.backoff?.factor ?? 2;
-    return Math.min(max, initial * Math.pow(factor, attempt - 1));
+    const b = this.opts.backoff;
+    return backoffDelay(attempt - 1, { initial: b?.initialMs ?? 500, max: b?.maxMs ?? 30_000, factor: b?.factor });
   }
 
   private scheduleReconnect(error?: Error): void {
