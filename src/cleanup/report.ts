@@ -1,17 +1,9 @@
 /**
- * The sweep report: what `lockagent cleanup` prints (table or JSON), what the daemon logs, and
- * the exit status it maps to.
+ * The sweep report: what `lockagent cleanup` prints (table or JSON) and what the daemon logs
+ * (its exit status is the CLI's: cli/cleanup-command.ts).
  */
 import { CleanupClass, SweepReport, SweepSummary, Verdict } from '../control/replies';
 import { CLASS_ORDER } from './classify';
-
-/** Exit status of `lockagent cleanup`. */
-export const EXIT_CLEANUP_OK = 0;
-export const EXIT_CLEANUP_ERRORS = 1;
-export const EXIT_CLEANUP_USAGE = 2;
-/** the agent could not be reached (as the other agent commands) */
-export const EXIT_CLEANUP_UNREACHABLE = 3;
-export const EXIT_CLEANUP_BUSY = 4;
 
 export function summarize(files: Verdict[], dryRun: boolean): { summary: SweepSummary; line: string } {
   const byClass: Partial<Record<CleanupClass, number>> = {};
@@ -35,11 +27,6 @@ export function summarize(files: Verdict[], dryRun: boolean): { summary: SweepSu
   const total = files.length;
   const line = `${total} file${total === 1 ? '' : 's'}${dryRun ? ' (dry run)' : ''}: ${parts.length ? parts.join(', ') : 'nothing'}`;
   return { summary: { total, deleted, byClass, failed }, line };
-}
-
-export function exitStatus(r: SweepReport): number {
-  if (r.status === 'busy') return EXIT_CLEANUP_BUSY;
-  return r.summary.failed > 0 || r.errors.length > 0 ? EXIT_CLEANUP_ERRORS : EXIT_CLEANUP_OK;
 }
 
 export function busyLine(r: SweepReport): string {

@@ -4,37 +4,19 @@
  */
 import { Command } from 'commander';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/config';
-import { AgentUnreachable, callAgent } from '../control/client';
+import { callAgent } from '../control/client';
 import { LeaseSpec } from '../agent/types';
 import { Request } from '../control/protocol';
-import { allResults, explainResult, LeaseError } from '../ondisk/results';
+import { allResults, explainResult } from '../ondisk/results';
 import { escapePath, parseLockspaceArg, parseResourceArg, UsageError } from '../config/sanlockargs';
-import { CliContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './context';
+import { CliContext, EXIT_OK, runCommand } from './context';
 import { formatHostStatus, formatStatus } from './status-format';
 import { registerCleanupCommand } from './cleanup-command';
 import { resolveSocket, SocketOpts } from './socket';
 import { formatRenewal } from '../agent/renewals';
 
-/** Exit status when the agent cannot be reached at all. */
-export const EXIT_UNREACHABLE = 3;
-
 export function registerAgentCommands(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
-  const run = (label: string, fn: (...a: unknown[]) => Promise<number>) => async (...args: unknown[]) => {
-    try {
-      setExit(await fn(...args));
-    } catch (err) {
-      if (err instanceof UsageError) {
-        ctx.output.err(`lockagent: ${label}: ${err.message}`);
-        setExit(EXIT_USAGE);
-      } else if (err instanceof LeaseError) {
-        ctx.output.err(`lockagent: ${label}: ${err.message}`);
-        setExit(err instanceof AgentUnreachable ? EXIT_UNREACHABLE : EXIT_FAILED);
-      } else {
-        ctx.output.err(`lockagent: ${label}: ${err instanceof Error ? err.message : String(err)}`);
-        setExit(EXIT_FAILED);
-      }
-    }
-  };
+  const run = (label: string, fn: (...a: unknown[]) => Promise<number>) => (...args: unknown[]) => runCommand(ctx, setExit, label, () => fn(...args));
   const sockOpts = (c: Command) => c
     .option('-c, --config <path>', `config file (default ${DEFAULT_CONFIG_PATH})`)
     .option('--socket <path>', 'control socket (default: socket_path from the config)')

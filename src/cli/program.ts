@@ -6,12 +6,11 @@ import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'fs';
 import { join } from 'path';
 import { findPackageRoot } from '../io/native';
-import { LeaseError } from '../ondisk/results';
 import {
   parseClearOpt, parseDumpTarget, parseForceModeOpt, parseGeometryOpts, parseIoTimeoutOpt,
   parseLockspaceArg, parseNumHostsOpt, parseResourceArg, UsageError,
 } from '../config/sanlockargs';
-import { CliContext, defaultContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './context';
+import { CliContext, defaultContext, EXIT_OK, EXIT_USAGE, runCommand } from './context';
 import { directDump } from './direct-dump';
 import { directInit } from './direct-init';
 import { registerDirectLeaseCommands } from './direct-lease';
@@ -62,22 +61,7 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     const cmd = args[args.length - 1] as Command;
     const opts = cmd.opts() as T;
     const positional = args.slice(0, -2).filter((a): a is string => typeof a === 'string');
-    try {
-      setExit(await fn(opts, ...positional));
-    } catch (err) {
-      if (err instanceof UsageError) {
-        ctx.output.err(`lockagent: direct ${cmd.name()}: ${err.message}`);
-        setExit(EXIT_USAGE);
-      } else if (err instanceof LeaseError) {
-        ctx.output.err(`lockagent: direct ${cmd.name()} failed: ${err.message} (sanlock ${err.rv})`);
-        setExit(EXIT_FAILED);
-      } else {
-        const msg = (err instanceof Error ? err.message : String(err)).replace(/^lockagent: /, '');
-        ctx.output.err(`lockagent: direct ${cmd.name()} failed unexpectedly: ${msg}`);
-        if (process.env.LOCKAGENT_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
-        setExit(EXIT_FAILED);
-      }
-    }
+    await runCommand(ctx, setExit, `direct ${cmd.name()}`, () => fn(opts, ...positional), { direct: true });
   };
 
   const exactlyOne = (o: CommonOpts) => {
@@ -159,7 +143,7 @@ export async function run(argv: string[], ctx: CliContext = defaultContext()): P
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT_OK;
       if (err.code === 'commander.executeSubCommandAsync') return err.exitCode;
       return EXIT_USAGE;
     }
