@@ -69,6 +69,18 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     if (o.lockspace === undefined && o.resource === undefined) throw new UsageError('needs -s LOCKSPACE or -r RESOURCE');
   };
 
+  /** -s or -r, -Z/-A and -o of init and read_leader, checked in this order before any I/O. */
+  const target = (o: CommonOpts) => {
+    exactlyOne(o);
+    const geometry = parseGeometryOpts(o.sectorSize, o.alignSize);
+    return {
+      lockspace: o.lockspace !== undefined ? parseLockspaceArg(o.lockspace) : undefined,
+      resource: o.resource !== undefined ? parseResourceArg(o.resource) : undefined,
+      geometry,
+      ioTimeout: o.ioTimeout !== undefined ? parseIoTimeoutOpt(o.ioTimeout) : undefined,
+    };
+  };
+
   direct
     .command('init')
     .description('initialise a lockspace (-s) or a resource lease (-r), byte-identical to "sanlock direct init"')
@@ -80,13 +92,8 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .option('-n, --num-hosts <n>', 'resource: number of host slots (dblocks) in use (default: max_hosts)')
     .option('-z, --clear <0|1>', 'resource: 1 writes the "cleared" magic, making the lease unusable until initialised again')
     .action(act<CommonOpts & { numHosts?: string; clear?: string }>(async (o) => {
-      exactlyOne(o);
-      const geometry = parseGeometryOpts(o.sectorSize, o.alignSize);
       return directInit(ctx, {
-        lockspace: o.lockspace !== undefined ? parseLockspaceArg(o.lockspace) : undefined,
-        resource: o.resource !== undefined ? parseResourceArg(o.resource) : undefined,
-        geometry,
-        ioTimeout: o.ioTimeout !== undefined ? parseIoTimeoutOpt(o.ioTimeout) : undefined,
+        ...target(o),
         numHosts: o.numHosts !== undefined ? parseNumHostsOpt(o.numHosts) : undefined,
         clear: o.clear !== undefined ? parseClearOpt(o.clear) : undefined,
       });
@@ -102,13 +109,8 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .option('-o, --io-timeout <seconds>', 'I/O timeout (default 10)')
     .addOption(new Option('--json', 'print the result and the decoded record as JSON instead of sanlock\'s text'))
     .action(act<CommonOpts>(async (o) => {
-      exactlyOne(o);
-      const geometry = parseGeometryOpts(o.sectorSize, o.alignSize);
       return directReadLeader(ctx, {
-        lockspace: o.lockspace !== undefined ? parseLockspaceArg(o.lockspace) : undefined,
-        resource: o.resource !== undefined ? parseResourceArg(o.resource) : undefined,
-        geometry,
-        ioTimeout: o.ioTimeout !== undefined ? parseIoTimeoutOpt(o.ioTimeout) : undefined,
+        ...target(o),
         json: !!o.json,
       });
     }));
