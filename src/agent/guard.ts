@@ -2,7 +2,7 @@ import { ChildProcess, spawn } from 'child_process';
 import { accessSync, closeSync, constants as FS, openSync, readFileSync } from 'fs';
 import { connect, Socket } from 'net';
 import { dirname, join } from 'path';
-import { findPackageRoot } from '../io/native';
+import { findPackageRoot } from '../io/packageroot';
 import { Clock } from '../lease/clock';
 import { timeoutsFor } from '../lease/timeouts';
 import { LeaseError, SANLK } from '../ondisk';

@@ -5,7 +5,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'fs';
 import { join } from 'path';
-import { findPackageRoot } from '../io/native';
+import { findPackageRoot } from '../io/packageroot';
 import {
   parseClearOpt, parseDumpTarget, parseForceModeOpt, parseGeometryOpts, parseIoTimeoutOpt,
   parseLockspaceArg, parseNumHostsOpt, parseResourceArg, UsageError,
