@@ -21,6 +21,7 @@
 
 #include "hostwatch.h"
 #include "io_engine.h"
+#include "tsfn_bridge.h"
 
 namespace lockagent {
 namespace {
@@ -31,35 +32,16 @@ constexpr double kMaxSafeInteger = 9007199254740991.0;
 // Forwards settled requests from engine threads to the TSFN. Once the Node
 // environment is torn down the TSFN is gone; detach() makes late deliveries
 // from still-running threads a no-op instead of a use-after-free.
-class Bridge : public Sink {
+class EngineSink : public Sink, public TsfnBridge {
  public:
   void deliver(std::shared_ptr<Request> req) override {
-    std::lock_guard<std::mutex> g(mu_);
-    if (!tsfn_) return;
-    auto* boxed = new std::shared_ptr<Request>(std::move(req));
-    // Unbounded queue: non-blocking calls cannot fail with queue-full.
-    if (napi_call_threadsafe_function(tsfn_, boxed, napi_tsfn_nonblocking) !=
-        napi_ok) {
-      delete boxed;
-    }
+    post(new std::shared_ptr<Request>(std::move(req)));
   }
-  void attach(napi_threadsafe_function t) {
-    std::lock_guard<std::mutex> g(mu_);
-    tsfn_ = t;
-  }
-  void detach() {
-    std::lock_guard<std::mutex> g(mu_);
-    tsfn_ = nullptr;
-  }
-
- private:
-  std::mutex mu_;
-  napi_threadsafe_function tsfn_ = nullptr;
 };
 
 // Per-environment state (instance data); only touched on the JS thread.
 struct Addon {
-  std::shared_ptr<Bridge> bridge = std::make_shared<Bridge>();
+  std::shared_ptr<EngineSink> bridge = std::make_shared<EngineSink>();
   napi_threadsafe_function tsfn = nullptr;
   Napi::FunctionReference fileCtor;
   size_t pending = 0;
@@ -575,11 +557,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Idle until a request is pending.
   napi_unref_threadsafe_function(env, tsfn);
   // Registered after the TSFN, so it runs before the TSFN's own teardown.
-  auto* hookBridge = new std::shared_ptr<Bridge>(addon->bridge);
+  auto* hookBridge = new std::shared_ptr<EngineSink>(addon->bridge);
   napi_add_env_cleanup_hook(
       env,
       [](void* arg) {
-        auto* b = static_cast<std::shared_ptr<Bridge>*>(arg);
+        auto* b = static_cast<std::shared_ptr<EngineSink>*>(arg);
         (*b)->detach();
         delete b;
       },

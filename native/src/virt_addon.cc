@@ -21,6 +21,7 @@
 #include "virt_conn.h"
 #include "virt_loop.h"
 #include "virt_names.h"
+#include "tsfn_bridge.h"
 
 namespace lockagent {
 namespace virt {
@@ -34,39 +35,16 @@ struct Msg {
 // Thread-safe front of the TSFN. detach() (TSFN finalizer, JS thread) makes
 // later posts from libvirt or worker threads no-ops instead of touching a
 // freed TSFN.
-class Bridge : public Sink {
+class ConnSink : public Sink, public TsfnBridge {
  public:
-  void attach(napi_threadsafe_function t) {
-    std::lock_guard<std::mutex> g(mu_);
-    tsfn_ = t;
-  }
-  void detach() {
-    std::lock_guard<std::mutex> g(mu_);
-    tsfn_ = nullptr;
-  }
   void result(std::unique_ptr<Result> r) override {
     post(new Msg{std::move(r), nullptr});
   }
   void event(std::unique_ptr<Event> e) override {
     post(new Msg{nullptr, std::move(e)});
   }
-  void workerDone() override {
-    std::lock_guard<std::mutex> g(mu_);
-    if (tsfn_) napi_release_threadsafe_function(tsfn_, napi_tsfn_release);
-    tsfn_ = nullptr;  // the worker's thread reference is gone
-  }
-
- private:
-  void post(Msg* m) {
-    std::lock_guard<std::mutex> g(mu_);
-    // Unbounded queue: a non-blocking call never fails with queue-full, so a
-    // slow JS consumer never blocks the libvirt event thread.
-    if (!tsfn_ || napi_call_threadsafe_function(tsfn_, m, napi_tsfn_nonblocking) != napi_ok)
-      delete m;
-  }
-
-  std::mutex mu_;
-  napi_threadsafe_function tsfn_ = nullptr;
+  // the worker's thread reference is gone
+  void workerDone() override { release(); }
 };
 
 struct Addon {
@@ -78,7 +56,7 @@ struct Addon {
 struct JsConn {
   Addon* addon = nullptr;
   napi_threadsafe_function tsfn = nullptr;  // null once finalized
-  std::shared_ptr<Bridge> bridge;
+  std::shared_ptr<ConnSink> bridge;
   std::shared_ptr<Connection> core;
   size_t pending = 0;
   bool open = false;      // open() resolved and close() not finished
@@ -439,7 +417,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
 
   auto js = std::make_shared<JsConn>();
   js->addon = env.GetInstanceData<Addon>();
-  js->bridge = std::make_shared<Bridge>();
+  js->bridge = std::make_shared<ConnSink>();
   js->core = std::make_shared<Connection>(uri, opts, js->bridge);
 
   auto* context = new std::shared_ptr<JsConn>(js);

@@ -35,7 +35,7 @@ c.runMain('ios', async (args) => {
   }
 
   // lockagent in this process, so its counters are readable
-  const { startDaemon } = c.req('agent/daemon');
+  const { startDaemon } = c.req('daemon/daemon');
   const { defaultConfig } = c.req('config/config');
   const { createLogger } = c.req('log/logger');
   const { callAgent } = c.req('control/client');

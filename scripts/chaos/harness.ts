@@ -10,7 +10,7 @@
 import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { findPackageRoot } from '../../src/io/native';
+import { findPackageRoot } from '../../src/io/packageroot';
 import { decodeLeader } from '../../src/ondisk';
 import { AgentHost, startHost, stopHost, waitJoined, writeHostConfig } from '../../test/helpers/agentproc';
 import { lockagent, sparseFile } from '../../test/helpers/cli';

@@ -2,7 +2,6 @@ import { DirectFile, FileId, sameFileId } from '../io/directio';
 import { FileLeaseStorage } from '../io/file-storage';
 import { Clock } from '../lease/clock';
 import { readPaxosLeader } from '../lease/paxos';
-import { SANLK_ERROR } from '../lease/diskio';
 import { acquireResource, releaseResource } from '../lease/resource';
 import { LeaseStorage } from '../lease/storage';
 import { AcquireHint, ResourceToken } from '../lease/token';
@@ -11,8 +10,8 @@ import { IoBufferPool } from '../lease/iobuf';
 import { LeaderRecord, LeaseError, MAX_HOST_ID, MAX_IO_TIMEOUT, namesEqual, SANLK } from '../ondisk';
 import { Logger } from '../log/logger';
 import { DeltaLease } from '../lease/delta';
-import { JournalRow, LeaseMode, LeaseRow, OwnerRow, StateStore, StoreHealth } from '../state/statestore';
-import { LeaseSpec, OwnerRef } from '../control/protocol';
+import { JournalRow, LeaseRow, OwnerRow, StateStore, StoreHealth } from '../state/statestore';
+import { LeaseMode, LeaseSpec, OwnerRef } from './types';
 import { FailedOwner, killDeadline, LeaseFailurePolicy } from './failure';
 import { currentBootId, JoinState, Lockspace, LockspaceSpec, RenewalReport } from './lockspace';
 import { KeyedQueue } from './keyedqueue';
@@ -67,7 +66,7 @@ export interface AgentObserver {
 
 /** The result code of a failed request (SANLK_ERROR when it carries none). */
 function resultCode(e: unknown): number {
-  return e instanceof LeaseError ? e.rv : SANLK_ERROR;
+  return e instanceof LeaseError ? e.rv : SANLK.ERROR;
 }
 
 /** Report a request's outcome to `report` without changing it. */
@@ -421,13 +420,6 @@ export class Agent {
       throw this.explainAcquireFailure(e, s);
     }
   }
-
-  /**
-   * The lease area at the path cannot be the one we acquired: not a leader of this resource, or
-   * a lower lease version than ours (lver never goes back on one area). This catches a file
-   * re-created under the same inode number, which (dev, ino) alone cannot: we keep no fd while
-   * holding, so a deleted file's inode number may be reused at once. I/O errors propagate.
-   */
 
   /**
    * 'same' when `path` names the file `leased` (st_dev, st_ino), else 'missing' or 'other'.

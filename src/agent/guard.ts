@@ -2,12 +2,12 @@ import { ChildProcess, spawn } from 'child_process';
 import { accessSync, closeSync, constants as FS, openSync, readFileSync } from 'fs';
 import { connect, Socket } from 'net';
 import { dirname, join } from 'path';
-import { findPackageRoot } from '../io/native';
+import { findPackageRoot } from '../io/packageroot';
 import { Clock } from '../lease/clock';
 import { timeoutsFor } from '../lease/timeouts';
 import { LeaseError, SANLK } from '../ondisk';
 import { Logger } from '../log/logger';
-import { OwnerRef } from '../control/protocol';
+import { OwnerRef } from './types';
 import type { Agent } from './agent';
 import type { Lockspace } from './lockspace';
 
@@ -42,6 +42,21 @@ export interface GuardOptions {
   killGraceSeconds: number;
   /** the guard binary; default: this build's native/build/Release/lockagent-guard */
   binary?: string;
+}
+
+/** The fencing section of `lockagent status`, as the guard's client reports it. */
+export interface GuardStatus {
+  layer: FencingLayer;
+  mode: FencingMode;
+  protected: boolean;
+  guard: {
+    state: 'running' | 'down' | 'off'; pid?: number; socket?: string; mode?: FencingMode; restarts?: number; lastGapMs?: number; downForMs?: number;
+    lockspaces?: Array<{ lockspace: string; deadlineMs: number; secondsLeft: number; pids: number[]; minMarginMs?: number }>;
+    kills?: GuardKill[];
+  };
+  /** filled in by the watchdog layers when they are enabled */
+  wdmd: string;
+  systemdWatchdog: string;
 }
 
 export interface GuardKill {
@@ -188,13 +203,13 @@ export class GuardClient {
     this.child?.unref();
   }
 
-  status(): Record<string, unknown> {
+  status(): GuardStatus {
     const now = this.o.clock.nowMs();
     const spaces = [...this.sent.entries()].filter(([, s]) => s.pids.length).map(([name, s]) => ({
       lockspace: name, deadlineMs: s.deadlineMs, secondsLeft: Math.round((s.deadlineMs - now) / 100) / 10, pids: s.pids.map((p) => Number(p.split(':')[0])),
       minMarginMs: this.minMarginMs.get(name),
     }));
-    const guard = this.enabled ? {
+    const guard: GuardStatus['guard'] = this.enabled ? {
       state: this.registered ? 'running' : 'down', pid: this.guardPid, socket: this.socketPath, mode: this.o.mode, lockspaces: spaces,
       restarts: this.restarts, lastGapMs: this.lastGapMs, downForMs: this.downSince !== undefined ? now - this.downSince : undefined,
       kills: this.kills.slice(-20),

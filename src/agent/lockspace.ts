@@ -6,6 +6,7 @@ import { HostMonitor, HostState, HostStatus } from '../lease/hostmonitor';
 import { HostLiveness, lockspaceLiveness } from '../lease/liveness';
 import { LeaseStorage } from '../lease/storage';
 import { deltaAcquireHeldDelay, timeoutsFor } from '../lease/timeouts';
+import { backoffDelay } from '../lease/wait';
 import { Geometry, LeaderRecord, LeaseError, namesEqual, SANLK } from '../ondisk';
 import { sameLeader } from '../lease/record';
 import { Logger } from '../log/logger';
@@ -125,12 +126,12 @@ export class Lockspace {
   /** Resolves once joined (immediately if already); acquisitions wait here. */
   waitJoined(timeoutMs: number): Promise<DeltaLease> {
     if (this.state === 'joined' && this.lease) return Promise.resolve(this.lease);
-    if (this.stopped) return Promise.reject(new LeaseError(-28, `lockspace ${this.name} is being removed`));
+    if (this.stopped) return Promise.reject(new LeaseError(SANLK.ENOSPC, `lockspace ${this.name} is being removed`));
     return new Promise((resolve, reject) => {
       const w = { resolve, reject };
       const t = setTimeout(() => {
         this.waiters = this.waiters.filter((x) => x !== w);
-        reject(new LeaseError(-28, `lockspace ${this.name} is not joined yet (${this.state}${this.lastError ? `: ${this.lastError}` : ''}); ` +
+        reject(new LeaseError(SANLK.ENOSPC, `lockspace ${this.name} is not joined yet (${this.state}${this.lastError ? `: ${this.lastError}` : ''}); ` +
           'acquisitions wait for the join — check the lease directory and lockagent status'));
       }, timeoutMs);
       w.resolve = (l) => { clearTimeout(t); resolve(l); };
@@ -140,7 +141,7 @@ export class Lockspace {
   }
 
   liveness(): HostLiveness {
-    if (!this.lease || !this.monitor) throw new LeaseError(-28, `lockspace ${this.name} is not joined`);
+    if (!this.lease || !this.monitor) throw new LeaseError(SANLK.ENOSPC, `lockspace ${this.name} is not joined`);
     return lockspaceLiveness(this.lease, this.monitor, this.clock);
   }
 
@@ -173,7 +174,7 @@ export class Lockspace {
     this.abort.abort();
     clearTimeout(this.renewTimer);
     clearInterval(this.checkTimer);
-    for (const w of this.waiters.splice(0)) w.reject(new LeaseError(-28, `lockspace ${this.name} is being removed`));
+    for (const w of this.waiters.splice(0)) w.reject(new LeaseError(SANLK.ENOSPC, `lockspace ${this.name} is being removed`));
     if (release && this.lease && !this.lease.released) {
       try {
         await deltaRelease(this.lease);
@@ -231,7 +232,7 @@ export class Lockspace {
           await new Promise((r) => setTimeout(r, 100 + Math.floor(this.clock.random() * 400)));
           continue;
         }
-        const delay = Math.min(BACKOFF_MAX_S, 2 ** Math.min(this.joinAttempts - 1, 6));
+        const delay = backoffDelay(this.joinAttempts - 1, { initial: 1, max: BACKOFF_MAX_S });
         this.log.error(`cannot join lockspace ${this.name} as host_id ${this.spec.hostId} (attempt ${this.joinAttempts}): ${err.message}; retrying in ${delay} s`);
         await new Promise((r) => setTimeout(r, delay * 1000));
       }

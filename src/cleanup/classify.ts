@@ -10,6 +10,7 @@
  */
 import { DISKS_LOCKSPACE } from '../config/config';
 import { HostState } from '../lease/hostmonitor';
+import { CleanupClass, Holder, Verdict } from '../control/replies';
 import {
   DBLOCK_FL_RELEASED, DELTA_DISK_MAGIC, decodeDblock, decodeLeader, decodeModeBlock, geometryFromLeader, isShared,
   LeaderRecord, PAXOS_DISK_CLEAR, PAXOS_DISK_MAGIC, SANLK, verifyPaxosLeader,
@@ -23,9 +24,6 @@ export const SWEEP_LOCK_NAME = '__lockagent_cleanup__';
 export const LEFTOVER_PREFIX = '.lockagent-cleanup.';
 
 const MD5_NAME = /^[0-9a-f]{32}$/;
-
-export type CleanupClass =
-  | 'lockspace' | 'in use' | 'free' | 'too recent' | 'not a lease' | 'unknown name' | 'linked' | 'leftover' | 'error';
 
 /** Order of classes in tables and summaries. */
 export const CLASS_ORDER: readonly CleanupClass[] = [
@@ -97,41 +95,6 @@ export interface EntryFacts {
   head?: Buffer;
   /** lstat, open or read failed */
   error?: string;
-}
-
-export interface Holder {
-  hostId: number;
-  generation: number;
-  mode: 'EX' | 'SH';
-  name?: string;
-  /** as judged; THIS HOST for leases of this host */
-  state: HostState | 'THIS HOST';
-  ageSeconds?: number;
-  /** local owners (domains) holding it, when this host is the holder */
-  owners?: string[];
-}
-
-export interface Verdict {
-  name: string;
-  class: CleanupClass;
-  detail: string;
-  /** a sweep may delete it (after acquiring its lease) */
-  deletable: boolean;
-  holders?: Holder[];
-  /** lease version in the leader */
-  lver?: number;
-  /** identity as classified: a delete goes ahead only while the path still names this inode, unmodified */
-  ino?: string;
-  dev?: string;
-  /** link count as classified (leftover names: 2 while the lease file keeps its own name) */
-  nlink?: number;
-  mtimeMs?: number;
-  mtimeNs?: string;
-  size?: number;
-  /** seconds since the last modification */
-  ageSeconds?: number;
-  /** what the sweep did; absent in a dry run */
-  action?: 'deleted' | 'kept' | 'failed';
 }
 
 export interface ClassifyContext {

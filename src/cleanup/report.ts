@@ -1,48 +1,9 @@
 /**
- * The sweep report: what `lockagent cleanup` prints (table or JSON), what the daemon logs, and
- * the exit status it maps to.
+ * The sweep report: what `lockagent cleanup` prints (table or JSON) and what the daemon logs
+ * (its exit status is the CLI's: cli/cleanup-command.ts).
  */
-import { CLASS_ORDER, CleanupClass, Verdict } from './classify';
-
-export interface SweepReport {
-  dir: string;
-  dryRun: boolean;
-  minAgeSeconds: number;
-  /** 'busy': another sweeper holds the sweep lock; nothing was examined */
-  status: 'done' | 'busy';
-  /** who holds the sweep lock (busy), when it could be read */
-  sweeper?: { hostId: number; name?: string; thisHost: boolean };
-  /** this host, when it is a member of the lockspace */
-  host?: { hostId: number; name: string; generation?: number };
-  /** how other hosts' liveness was judged */
-  liveness: string;
-  /** ISO time the sweep started */
-  startedAt: string;
-  durationMs: number;
-  files: Verdict[];
-  summary: SweepSummary;
-  /** "12 files: 3 deleted, 8 in use, 1 not a lease" */
-  summaryLine: string;
-  /** sweep-level problems (the lock, the lockspace), beside per-file errors */
-  errors: string[];
-}
-
-export interface SweepSummary {
-  total: number;
-  deleted: number;
-  /** files left per class (deleted files are not counted again) */
-  byClass: Partial<Record<CleanupClass, number>>;
-  /** per-file errors and failed deletions */
-  failed: number;
-}
-
-/** Exit status of `lockagent cleanup`. */
-export const EXIT_CLEANUP_OK = 0;
-export const EXIT_CLEANUP_ERRORS = 1;
-export const EXIT_CLEANUP_USAGE = 2;
-/** the agent could not be reached (as the other agent commands) */
-export const EXIT_CLEANUP_UNREACHABLE = 3;
-export const EXIT_CLEANUP_BUSY = 4;
+import { CleanupClass, SweepReport, SweepSummary, Verdict } from '../control/replies';
+import { CLASS_ORDER } from './classify';
 
 export function summarize(files: Verdict[], dryRun: boolean): { summary: SweepSummary; line: string } {
   const byClass: Partial<Record<CleanupClass, number>> = {};
@@ -66,11 +27,6 @@ export function summarize(files: Verdict[], dryRun: boolean): { summary: SweepSu
   const total = files.length;
   const line = `${total} file${total === 1 ? '' : 's'}${dryRun ? ' (dry run)' : ''}: ${parts.length ? parts.join(', ') : 'nothing'}`;
   return { summary: { total, deleted, byClass, failed }, line };
-}
-
-export function exitStatus(r: SweepReport): number {
-  if (r.status === 'busy') return EXIT_CLEANUP_BUSY;
-  return r.summary.failed > 0 || r.errors.length > 0 ? EXIT_CLEANUP_ERRORS : EXIT_CLEANUP_OK;
 }
 
 export function busyLine(r: SweepReport): string {

@@ -7,8 +7,9 @@ import { BigIntStats, promises as fsp } from 'fs';
 import { join } from 'path';
 import { DirectFile } from '../io/directio';
 import {
-  bytesNeeded, classifyEntry, ClassifyContext, EntryFacts, EntryStat, LivenessView, SWEEP_LOCK_NAME, Verdict,
+  bytesNeeded, classifyEntry, ClassifyContext, EntryFacts, EntryStat, LivenessView, SWEEP_LOCK_NAME,
 } from './classify';
+import { Verdict } from '../control/replies';
 
 export interface ScanOptions {
   /** I/O deadline per read, ms */

@@ -36,7 +36,7 @@ import { Agent, HeldLease } from '../agent/agent';
 import { leaseFileOwner } from '../agent/leasefile';
 import { ensureResourceFile } from '../agent/resourcefile';
 import { AgentConfig, DISKS_LOCKSPACE } from '../config/config';
-import { LeaseSpec, OwnerRef } from '../control/protocol';
+import { LeaseSpec, OwnerRef } from '../agent/types';
 import { DirectFile } from '../io/directio';
 import { Clock, systemClock } from '../lease/clock';
 import { timeoutsFor } from '../lease/timeouts';
@@ -45,10 +45,11 @@ import { decodeLeader, geometryFor, leadersEqual, LeaseError, PAXOS_DISK_MAGIC, 
 import { StateStore } from '../state/statestore';
 import { LeaseStorage } from '../lease/storage';
 import {
-  classifyEntry, ClassifyContext, hardLinkText, LEFTOVER_PREFIX, LivenessView, needsWatching, SWEEP_LOCK_NAME, Verdict,
+  classifyEntry, ClassifyContext, hardLinkText, LEFTOVER_PREFIX, LivenessView, needsWatching, SWEEP_LOCK_NAME,
 } from './classify';
 import { joinedView, WatchView } from './liveness';
-import { summarize, SweepReport } from './report';
+import { SweepReport, Verdict } from '../control/replies';
+import { summarize } from './report';
 import { inspect, listDir, scanDirectory, statEntry } from './scan';
 
 export interface SweepDeps {
@@ -100,7 +101,7 @@ function heldByOther(e: unknown): boolean {
   if (rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER || rv === SANLK.ACQUIRE_OWNED_RETRY ||
     rv === SANLK.ACQUIRE_SHRETRY || rv === SANLK.EAGAIN || rv === SANLK.EEXIST) return true;
   // The acquire gave up waiting for an owner that stopped renewing but is not dead yet.
-  return rv === -201 && /deadline/.test((e as Error).message ?? '');
+  return rv === SANLK.ERROR && /deadline/.test((e as Error).message ?? '');
 }
 
 const errMsg = (e: unknown) => (e instanceof Error ? e.message : String(e));

@@ -3,50 +3,20 @@
  * explain, config check. Output is a readable table by default and JSON with --json.
  */
 import { Command } from 'commander';
-import { existsSync } from 'fs';
-import { DEFAULT_CONFIG_PATH, defaultConfig, loadConfig } from '../config/config';
-import { AgentUnreachable, callAgent } from '../control/client';
-import { LeaseSpec, Request } from '../control/protocol';
-import { allResults, explainResult, LeaseError } from '../ondisk/results';
-import { parseLockspaceArg, parseResourceArg, UsageError } from './args';
-import { CliContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './context';
-import { formatHostStatus, formatStatus, HostStatusReply, StatusReply } from './status-format';
-import { registerCleanupCommand } from '../cleanup/command';
-import { formatRenewal, RenewalRecord } from '../agent/renewals';
-
-interface RenewalsReply { lockspace: string; hostId: number; ioTimeout: number; renewals: RenewalRecord[] }
-
-/** Exit status when the agent cannot be reached at all. */
-export const EXIT_UNREACHABLE = 3;
-
-interface SocketOpts { config?: string; socket?: string; json?: boolean }
-
-/** --socket, then $LOCKAGENT_SOCKET, then socket_path from the config file, then the default. */
-export function resolveSocket(o: SocketOpts): string {
-  if (o.socket) return o.socket;
-  if (process.env.LOCKAGENT_SOCKET) return process.env.LOCKAGENT_SOCKET;
-  const path = o.config ?? process.env.LOCKAGENT_CONFIG ?? DEFAULT_CONFIG_PATH;
-  if (o.config || existsSync(path)) return loadConfig(path).config.socketPath;
-  return defaultConfig().socketPath;
-}
+import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/config';
+import { callAgent } from '../control/client';
+import { LeaseSpec } from '../agent/types';
+import { Request } from '../control/protocol';
+import { allResults, explainResult } from '../ondisk/results';
+import { escapePath, parseLockspaceArg, parseResourceArg, UsageError } from '../config/sanlockargs';
+import { CliContext, EXIT_OK, runCommand } from './context';
+import { formatHostStatus, formatStatus } from './status-format';
+import { registerCleanupCommand } from './cleanup-command';
+import { resolveSocket, SocketOpts } from './socket';
+import { formatRenewal } from '../agent/renewals';
 
 export function registerAgentCommands(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
-  const run = (label: string, fn: (...a: unknown[]) => Promise<number>) => async (...args: unknown[]) => {
-    try {
-      setExit(await fn(...args));
-    } catch (err) {
-      if (err instanceof UsageError) {
-        ctx.output.err(`lockagent: ${label}: ${err.message}`);
-        setExit(EXIT_USAGE);
-      } else if (err instanceof LeaseError) {
-        ctx.output.err(`lockagent: ${label}: ${err.message}`);
-        setExit(err instanceof AgentUnreachable ? EXIT_UNREACHABLE : EXIT_FAILED);
-      } else {
-        ctx.output.err(`lockagent: ${label}: ${err instanceof Error ? err.message : String(err)}`);
-        setExit(EXIT_FAILED);
-      }
-    }
-  };
+  const run = (label: string, fn: (...a: unknown[]) => Promise<number>) => (...args: unknown[]) => runCommand(ctx, setExit, label, () => fn(...args));
   const sockOpts = (c: Command) => c
     .option('-c, --config <path>', `config file (default ${DEFAULT_CONFIG_PATH})`)
     .option('--socket <path>', 'control socket (default: socket_path from the config)')
@@ -58,8 +28,8 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
     .option('-L, --log-file-level <level>', 'log file level, as sanlock -L: 3 error, 4 warning, 6 info, 7 debug, -1 off (or a name)')
     .option('-S, --log-stderr-level <level>', 'stderr/journal level, as sanlock -S (same values)')
     .action(run('daemon', async (o) => {
-      const { runDaemon } = await import('../agent/daemon');
-      const { daemonExtensions } = await import('./daemon-extensions');
+      const { runDaemon } = await import('../daemon/daemon');
+      const { daemonExtensions } = await import('../daemon/extensions');
       const { parseLevel } = await import('../log/logger');
       const opts = o as SocketOpts & { logFileLevel?: string; logStderrLevel?: string };
       const levels = {
@@ -73,7 +43,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
   sockOpts(program.command('status'))
     .description('lockspaces (join state, renewal age), owners and their leases')
     .action(run('status', async (o) => {
-      const r = (await callAgent(resolveSocket(o as SocketOpts), { op: 'status' }, 10000)) as StatusReply;
+      const r = await callAgent(resolveSocket(o as SocketOpts), { op: 'status' }, 10000);
       if ((o as SocketOpts).json) ctx.output.json(r);
       else ctx.output.out(formatStatus(r));
       return EXIT_OK;
@@ -85,7 +55,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
     .action(run('host_status', async (o) => {
       const opts = o as SocketOpts & { lockspace?: string };
       const name = opts.lockspace?.split(':')[0];
-      const r = (await callAgent(resolveSocket(opts), { op: 'host_status', lockspace: name }, 10000)) as HostStatusReply;
+      const r = await callAgent(resolveSocket(opts), { op: 'host_status', lockspace: name }, 10000);
       if (opts.json) ctx.output.json(r);
       else ctx.output.out(formatHostStatus(r));
       return EXIT_OK;
@@ -96,7 +66,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
     .requiredOption('-s, --lockspace <name>', 'lockspace name')
     .action(run('renewals', async (o) => {
       const opts = o as SocketOpts & { lockspace: string };
-      const r = (await callAgent(resolveSocket(opts), { op: 'renewals', lockspace: opts.lockspace.split(':')[0] }, 10000)) as RenewalsReply;
+      const r = await callAgent(resolveSocket(opts), { op: 'renewals', lockspace: opts.lockspace.split(':')[0] }, 10000);
       if (opts.json) ctx.output.json(r);
       else ctx.output.out(r.renewals.map(formatRenewal).join('\n'));
       return EXIT_OK;
@@ -142,7 +112,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
           : { op: 'inquire', owner };
       const r = await callAgent(resolveSocket(opts), req, timeoutMs ? timeoutMs + 10000 : undefined);
       if (opts.json) ctx.output.json(r);
-      else if (Array.isArray(r)) ctx.output.out(r.map((l: { lockspace: string; resource: string; path: string; offset: number; lver: number; mode: string }) => `r ${l.lockspace}:${l.resource}:${l.path.replace(/([: \\])/g, '\\$1')}:${l.offset}:${l.mode === 'shared' ? 'SH' : l.lver}\n`).join(''));
+      else if (Array.isArray(r)) ctx.output.out(r.map((l) => `r ${l.lockspace}:${l.resource}:${escapePath(l.path)}:${l.offset}:${l.mode === 'shared' ? 'SH' : l.lver}\n`).join(''));
       else ctx.output.out(`${name} done 0\n`);
       return EXIT_OK;
     }));

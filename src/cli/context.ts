@@ -5,6 +5,9 @@
 import { promises as fsp, Stats } from 'fs';
 import { openLeaseStorage, OpenLeaseStorageOptions } from '../io/file-storage';
 import { systemClock } from '../lease/clock';
+import { UsageError } from '../config/sanlockargs';
+import { AgentUnreachable } from '../control/client';
+import { LeaseError } from '../ondisk/results';
 import type { WritableStorage } from './sanlock-io';
 
 export interface Output {
@@ -44,9 +47,41 @@ export function defaultContext(): CliContext {
   };
 }
 
-/** Exit statuses of `lockagent direct`. */
+/** Exit statuses of every lockagent command (the one table; main.ts and docs/cli.md name them). */
 export const EXIT_OK = 0;
-/** the operation ran and failed (sanlock's `<action> done <rv>` with rv != 0) */
+/** the operation ran and failed (sanlock's `<action> done <rv>` with rv != 0; a sweep with failures) */
 export const EXIT_FAILED = 1;
 /** the command line was refused before any I/O */
 export const EXIT_USAGE = 2;
+/** the agent could not be reached at all: nothing was sent, so nothing was done */
+export const EXIT_UNREACHABLE = 3;
+/** another host (or this one) is sweeping (cleanup) */
+export const EXIT_BUSY = 4;
+
+/**
+ * Runs a command's action and sets the exit status it returns. What it throws becomes one line
+ * on stderr, never a stack: a UsageError exits 2, an unreachable agent 3, anything else 1.
+ * `direct` commands word failures as sanlock's do ("failed: … (sanlock RV)").
+ */
+export async function runCommand(ctx: CliContext, setExit: (code: number) => void, label: string, fn: () => Promise<number>, style: { direct?: boolean } = {}): Promise<void> {
+  try {
+    setExit(await fn());
+  } catch (err) {
+    if (err instanceof UsageError) {
+      ctx.output.err(`lockagent: ${label}: ${err.message}`);
+      setExit(EXIT_USAGE);
+    } else if (err instanceof LeaseError) {
+      ctx.output.err(style.direct ? `lockagent: ${label} failed: ${err.message} (sanlock ${err.rv})` : `lockagent: ${label}: ${err.message}`);
+      setExit(err instanceof AgentUnreachable ? EXIT_UNREACHABLE : EXIT_FAILED);
+    } else {
+      const msg = err instanceof Error ? err.message : String(err);
+      if (!style.direct) {
+        ctx.output.err(`lockagent: ${label}: ${msg}`);
+      } else {
+        ctx.output.err(`lockagent: ${label} failed unexpectedly: ${msg.replace(/^lockagent: /, '')}`);
+        if (process.env.LOCKAGENT_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+      }
+      setExit(EXIT_FAILED);
+    }
+  }
+}

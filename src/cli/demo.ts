@@ -7,14 +7,14 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { startDaemon, DaemonHandle } from '../agent/daemon';
+import { startDaemon, DaemonHandle } from '../daemon/daemon';
 import { defaultConfig, AgentConfig } from '../config/config';
 import { callAgent } from '../control/client';
 import { runHook } from '../libvirt/hook';
 import { md5hex } from '../libvirt/leaseplan';
 import { createLogger } from '../log/logger';
-import { daemonExtensions } from './daemon-extensions';
-import { formatStatus, StatusReply } from './status-format';
+import { daemonExtensions } from '../daemon/extensions';
+import { formatStatus } from './status-format';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -58,7 +58,7 @@ export async function runDemo(opts: { dir?: string; keep?: boolean; verbose?: bo
       if (r1.code !== 0) throw new Error(`unexpected refusal: ${r1.stderr}`);
       await conn.create(uuid1);
       say('   allowed: the disk lease is ours, the domain starts');
-      const st = (await callAgent(hosts[0].config.socketPath, { op: 'status' })) as StatusReply;
+      const st = await callAgent(hosts[0].config.socketPath, { op: 'status' });
       say(formatStatus(st).replace(/^/gm, '   '));
 
       say('2) host 2: virsh start of a domain on the same disk  →  hook "prepare begin"');

@@ -19,7 +19,7 @@ import {
 } from '../ondisk/constants';
 import { MiB, Geometry } from '../ondisk/sizes';
 import { verifyDblocks, verifyDeltaLeader, verifyPaxosLeader } from '../ondisk/verify';
-import { DumpTarget, escapePath } from './args';
+import { DumpTarget, escapePath } from '../config/sanlockargs';
 import { CliContext, EXIT_FAILED, EXIT_OK } from './context';
 import {
   dblockJson, leaderJson, modeBlockJson, requestJson, rindexEntryJson, rindexHeaderJson, verdictJson,

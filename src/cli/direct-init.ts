@@ -7,7 +7,7 @@ import { constants as osConstants } from 'os';
 import { buildLockspaceArea, buildResourceArea } from '../ondisk/area';
 import { DEFAULT_IO_TIMEOUT } from '../ondisk/constants';
 import { Geometry, geometryFor, MiB } from '../ondisk/sizes';
-import { escapePath, LockspaceArg, ResourceArg, sizeLabel, UsageError } from './args';
+import { escapePath, LockspaceArg, ResourceArg, sizeLabel, UsageError } from '../config/sanlockargs';
 import { CliContext, EXIT_FAILED, EXIT_OK } from './context';
 import { failureLine, leaseLabel } from './messages';
 import { openTarget } from './open-target';

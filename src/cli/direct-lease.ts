@@ -31,7 +31,7 @@ import {
   decodeDblock, decodeModeBlock, DEFAULT_IO_TIMEOUT, Geometry, HOST_NAME_MAX_ON_DISK, HOSTID_BITMAP_SIZE,
   isShared, LeaderRecord, LeaseError, listGeometries, namesEqual, SANLK,
 } from '../ondisk';
-import { LockspaceArg, parseIoTimeoutOpt, parseLockspaceArg, parseResourceArg, ResourceArg, UsageError } from './args';
+import { LockspaceArg, parseIoTimeoutOpt, parseLockspaceArg, parseResourceArg, ResourceArg, UsageError } from '../config/sanlockargs';
 import { CliContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './context';
 import { describeOpenError, failureLine, leaseLabel, shellQuote } from './messages';
 import { openTarget } from './open-target';

@@ -13,7 +13,7 @@ import { constants as osConstants } from 'os';
 import { DEFAULT_IO_TIMEOUT, PAXOS_DISK_CLEAR } from '../ondisk/constants';
 import { Geometry } from '../ondisk/sizes';
 import { verifyDeltaLeader, verifyPaxosLeader } from '../ondisk/verify';
-import { LockspaceArg, ResourceArg, UsageError } from './args';
+import { LockspaceArg, ResourceArg, UsageError } from '../config/sanlockargs';
 import { CliContext, EXIT_FAILED, EXIT_OK } from './context';
 import { leaderJson, verdictJson } from './json';
 import { failureLine, leaderDetail, leaseLabel } from './messages';

@@ -7,7 +7,7 @@ import {
 } from '../ondisk/constants';
 import { getSystemErrorName } from 'util';
 import { explainResult, ResultInfo } from '../ondisk/results';
-import { escapePath } from './args';
+import { escapePath } from '../config/sanlockargs';
 import type { RawLeader } from './sanlock-format';
 
 /** Result codes sanlock's direct commands return that are not in the SANLK table. */

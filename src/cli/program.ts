@@ -5,13 +5,12 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'fs';
 import { join } from 'path';
-import { findPackageRoot } from '../io/native';
-import { LeaseError } from '../ondisk/results';
+import { findPackageRoot } from '../io/packageroot';
 import {
   parseClearOpt, parseDumpTarget, parseForceModeOpt, parseGeometryOpts, parseIoTimeoutOpt,
   parseLockspaceArg, parseNumHostsOpt, parseResourceArg, UsageError,
-} from './args';
-import { CliContext, defaultContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './context';
+} from '../config/sanlockargs';
+import { CliContext, defaultContext, EXIT_OK, EXIT_USAGE, runCommand } from './context';
 import { directDump } from './direct-dump';
 import { directInit } from './direct-init';
 import { registerDirectLeaseCommands } from './direct-lease';
@@ -62,27 +61,24 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     const cmd = args[args.length - 1] as Command;
     const opts = cmd.opts() as T;
     const positional = args.slice(0, -2).filter((a): a is string => typeof a === 'string');
-    try {
-      setExit(await fn(opts, ...positional));
-    } catch (err) {
-      if (err instanceof UsageError) {
-        ctx.output.err(`lockagent: direct ${cmd.name()}: ${err.message}`);
-        setExit(EXIT_USAGE);
-      } else if (err instanceof LeaseError) {
-        ctx.output.err(`lockagent: direct ${cmd.name()} failed: ${err.message} (sanlock ${err.rv})`);
-        setExit(EXIT_FAILED);
-      } else {
-        const msg = (err instanceof Error ? err.message : String(err)).replace(/^lockagent: /, '');
-        ctx.output.err(`lockagent: direct ${cmd.name()} failed unexpectedly: ${msg}`);
-        if (process.env.LOCKAGENT_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
-        setExit(EXIT_FAILED);
-      }
-    }
+    await runCommand(ctx, setExit, `direct ${cmd.name()}`, () => fn(opts, ...positional), { direct: true });
   };
 
   const exactlyOne = (o: CommonOpts) => {
     if (o.lockspace !== undefined && o.resource !== undefined) throw new UsageError('give either -s or -r, not both');
     if (o.lockspace === undefined && o.resource === undefined) throw new UsageError('needs -s LOCKSPACE or -r RESOURCE');
+  };
+
+  /** -s or -r, -Z/-A and -o of init and read_leader, checked in this order before any I/O. */
+  const target = (o: CommonOpts) => {
+    exactlyOne(o);
+    const geometry = parseGeometryOpts(o.sectorSize, o.alignSize);
+    return {
+      lockspace: o.lockspace !== undefined ? parseLockspaceArg(o.lockspace) : undefined,
+      resource: o.resource !== undefined ? parseResourceArg(o.resource) : undefined,
+      geometry,
+      ioTimeout: o.ioTimeout !== undefined ? parseIoTimeoutOpt(o.ioTimeout) : undefined,
+    };
   };
 
   direct
@@ -96,13 +92,8 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .option('-n, --num-hosts <n>', 'resource: number of host slots (dblocks) in use (default: max_hosts)')
     .option('-z, --clear <0|1>', 'resource: 1 writes the "cleared" magic, making the lease unusable until initialised again')
     .action(act<CommonOpts & { numHosts?: string; clear?: string }>(async (o) => {
-      exactlyOne(o);
-      const geometry = parseGeometryOpts(o.sectorSize, o.alignSize);
       return directInit(ctx, {
-        lockspace: o.lockspace !== undefined ? parseLockspaceArg(o.lockspace) : undefined,
-        resource: o.resource !== undefined ? parseResourceArg(o.resource) : undefined,
-        geometry,
-        ioTimeout: o.ioTimeout !== undefined ? parseIoTimeoutOpt(o.ioTimeout) : undefined,
+        ...target(o),
         numHosts: o.numHosts !== undefined ? parseNumHostsOpt(o.numHosts) : undefined,
         clear: o.clear !== undefined ? parseClearOpt(o.clear) : undefined,
       });
@@ -118,13 +109,8 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .option('-o, --io-timeout <seconds>', 'I/O timeout (default 10)')
     .addOption(new Option('--json', 'print the result and the decoded record as JSON instead of sanlock\'s text'))
     .action(act<CommonOpts>(async (o) => {
-      exactlyOne(o);
-      const geometry = parseGeometryOpts(o.sectorSize, o.alignSize);
       return directReadLeader(ctx, {
-        lockspace: o.lockspace !== undefined ? parseLockspaceArg(o.lockspace) : undefined,
-        resource: o.resource !== undefined ? parseResourceArg(o.resource) : undefined,
-        geometry,
-        ioTimeout: o.ioTimeout !== undefined ? parseIoTimeoutOpt(o.ioTimeout) : undefined,
+        ...target(o),
         json: !!o.json,
       });
     }));
@@ -159,7 +145,7 @@ export async function run(argv: string[], ctx: CliContext = defaultContext()): P
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT_OK;
       if (err.code === 'commander.executeSubCommandAsync') return err.exitCode;
       return EXIT_USAGE;
     }

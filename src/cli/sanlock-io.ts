@@ -8,11 +8,11 @@ import { constants as osConstants } from 'os';
 import {
   DELTA_DISK_MAGIC, LFL_ALIGN_1M, LFL_ALIGN_2M, LFL_ALIGN_4M, LFL_ALIGN_8M, PAXOS_DISK_MAGIC,
 } from '../ondisk/constants';
-import { LeaseError } from '../ondisk/results';
+import { LeaseError, SANLK } from '../ondisk/results';
 import { MiB } from '../ondisk/sizes';
 import type { StorageInfo } from '../io/file-storage';
 
-export const EINVAL = -22;
+export const EINVAL = SANLK.EINVAL;
 export const EMSGSIZE = -90;
 export const EIO = -5;
 

@@ -1,14 +1,7 @@
 /** Readable tables for `lockagent status` and `host_status`. */
+import { FencingStatus, HostStatusReply, StatusReply } from '../control/replies';
 
-export interface StatusReply {
-  hostName: string;
-  lockspaces: Array<{ name: string; hostId: number; path: string; offset: number; state: string; generation?: number; ioTimeout: number; renewedAgo?: number; lastError?: string; ioTimeoutMismatches: Array<{ hostId: number; ownerName: string; ioTimeout: number }> }>;
-  owners: Array<{ uuid: string; name: string; pid?: number; leases: Array<{ lockspace: string; resource: string; path: string; offset: number; mode: string; lver: number }> }>;
-  stateStore?: { path: string; ok: boolean; backing: string; fault?: { code: string; message: string; remedy: string; since: number }; queued: number; movedAside?: string };
-  [k: string]: unknown;
-}
-
-export type HostStatusReply = Array<{ lockspace: string; hostId: number; state: string; hosts: Array<{ hostId: number; ownerName: string; ownerGeneration: number; timestamp: number; ioTimeout: number; state: string; ageSeconds: number }> }>;
+export type { HostStatusReply, StatusReply };
 
 function table(rows: string[][]): string {
   if (!rows.length) return '';
@@ -35,7 +28,7 @@ export function formatStatus(r: StatusReply): string {
     if (l.lastError) out += `  ${l.name}: ${l.lastError}\n`;
     for (const m of l.ioTimeoutMismatches) out += `  ${l.name}: host ${m.hostId} (${m.ownerName}) uses io_timeout ${m.ioTimeout} s, this host ${l.ioTimeout} s\n`;
   }
-  const f = r.fencing as { wdmd?: string; wdmdExpiresIn?: number; wdmdLockspace?: string; systemdWatchdog?: string } | undefined;
+  const f = r.fencing;
   if (f?.wdmd) {
     out += `fencing: wdmd ${f.wdmd}${f.wdmdExpiresIn !== undefined ? ` (test expires in ${f.wdmdExpiresIn} s, ${f.wdmdLockspace})` : ''}, ` +
       `systemd watchdog ${f.systemdWatchdog ?? 'off'}\n`;
@@ -45,24 +38,10 @@ export function formatStatus(r: StatusReply): string {
     o.name, o.uuid, o.pid ? String(o.pid) : '-', l ? `${l.lockspace}:${l.resource}` : '(no leases)', l ? (l.mode === 'shared' ? 'SH' : 'EX') : '', l ? String(l.lver) : '', l ? l.path : '',
   ]));
   out += rows.length ? table([['OWNER', 'UUID', 'PID', 'LEASE', 'MODE', 'LVER', 'PATH'], ...rows]) : 'no owners hold leases\n';
-  const doms = (r.domains as Array<{ name: string; uuid: string; state: string }> | undefined) ?? [];
+  const doms = r.domains ?? [];
   for (const d of doms) out += `domain ${d.name} (${d.uuid}): ${d.state}\n`;
-  if (r.fencing) out += '\n' + formatFencing(r.fencing as FencingStatus);
+  if (r.fencing) out += '\n' + formatFencing(r.fencing);
   return out;
-}
-
-/** The fencing section of the status reply (src/agent/guard.ts GuardClient.status, plus the other layers). */
-export interface FencingStatus {
-  layer: string;
-  mode: string;
-  protected: boolean;
-  guard: {
-    state: string; pid?: number; socket?: string; restarts?: number; lastGapMs?: number; downForMs?: number;
-    lockspaces?: Array<{ lockspace: string; secondsLeft: number; pids: number[]; minMarginMs?: number }>;
-    kills?: Array<{ lockspace: string; pid: number; what: string; reportedAt: string }>;
-  };
-  wdmd?: string;
-  systemdWatchdog?: string;
 }
 
 function formatFencing(f: FencingStatus): string {

@@ -18,10 +18,10 @@ import { WatchView } from '../cleanup/liveness';
 import { MBLOCK_SHARED } from '../ondisk/constants';
 import { Geometry, geometryFor } from '../ondisk/sizes';
 import { timeoutsFor } from '../lease/timeouts';
-import { parseLockspaceArg, parseResourceArg, UsageError } from './args';
+import { parseLockspaceArg, parseResourceArg, UsageError } from '../config/sanlockargs';
 import { CliContext, EXIT_FAILED, EXIT_OK } from './context';
 import { readDeltaLeaderLikeSanlock, readPaxosLeaderLikeSanlock } from './direct-read-leader';
-import { describeResult } from '../ondisk/results';
+import { describeResult, SANLK } from '../ondisk/results';
 import { openTarget } from './open-target';
 import { RawLeader, readRawModeBlock } from './sanlock-format';
 import { readLeaderSizes, sanlockRead } from './sanlock-io';
@@ -81,8 +81,8 @@ export interface WhoResult {
 
 async function tryAgent(socket: string): Promise<{ status: StatusReply; hosts: HostStatusReply } | undefined> {
   try {
-    const status = (await callAgent(socket, { op: 'status' }, 5000)) as StatusReply;
-    const hosts = (await callAgent(socket, { op: 'host_status' }, 5000)) as HostStatusReply;
+    const status = await callAgent(socket, { op: 'status' }, 5000);
+    const hosts = await callAgent(socket, { op: 'host_status' }, 5000);
     return { status, hosts };
   } catch (e) {
     if (e instanceof AgentUnreachable) return undefined;
@@ -148,7 +148,7 @@ async function readLease(ctx: CliContext, l: LeaseRef, timeoutMs: number): Promi
     try {
       g = geometryFor(sizes.sectorSize, sizes.alignSize);
     } catch (e) {
-      return { rv: -22, error: (e as Error).message, shared: [] };
+      return { rv: SANLK.EINVAL, error: (e as Error).message, shared: [] };
     }
     const r = await readPaxosLeaderLikeSanlock(opened.storage, l, g, timeoutMs);
     if (r.rv !== 0 || !r.leader) return { rv: r.rv, error: r.detail || describeResult(r.rv), shared: [] };

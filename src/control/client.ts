@@ -1,15 +1,18 @@
 import net from 'net';
-import { LeaseError } from '../ondisk/results';
-import { PROTOCOL_VERSION, Request, Response } from './protocol';
+import { LeaseError, SANLK } from '../ondisk/results';
+import { Op, PROTOCOL_VERSION, RequestOf, Response, ResultOf } from './protocol';
 
-/** Calls the agent over its control socket; errors come back as LeaseError with the agent's sentence. */
-export async function callAgent(socketPath: string, req: Request, timeoutMs = 300000): Promise<unknown> {
+/**
+ * Calls the agent over its control socket; errors come back as LeaseError with the agent's
+ * sentence. The result has the type protocol.ts gives the op.
+ */
+export async function callAgent<O extends Op>(socketPath: string, req: RequestOf<O>, timeoutMs = 300000): Promise<ResultOf<O>> {
   return new Promise((resolve, reject) => {
     const sock = net.connect(socketPath);
     let buf = '';
     const timer = setTimeout(() => {
       sock.destroy();
-      reject(new LeaseError(-110, `lockagent did not answer within ${Math.round(timeoutMs / 1000)} s (socket ${socketPath})`));
+      reject(new LeaseError(SANLK.ETIMEDOUT, `lockagent did not answer within ${Math.round(timeoutMs / 1000)} s (socket ${socketPath})`));
     }, timeoutMs);
     sock.setEncoding('utf8');
     sock.once('connect', () => sock.write(JSON.stringify({ v: PROTOCOL_VERSION, id: 1, ...req }) + '\n'));
@@ -19,11 +22,12 @@ export async function callAgent(socketPath: string, req: Request, timeoutMs = 30
       if (nl < 0) return;
       clearTimeout(timer);
       sock.end();
-      let r: Response;
+      let r: Response<ResultOf<O>>;
       try {
-        r = JSON.parse(buf.slice(0, nl)) as Response;
+        // The agent answers each op with its ResultOf (the JSON boundary: trusted, not re-checked).
+        r = JSON.parse(buf.slice(0, nl)) as Response<ResultOf<O>>;
       } catch {
-        return reject(new LeaseError(-201, 'lockagent sent an unreadable reply'));
+        return reject(new LeaseError(SANLK.ERROR, 'lockagent sent an unreadable reply'));
       }
       settle(r, resolve, reject);
     });
@@ -33,7 +37,7 @@ export async function callAgent(socketPath: string, req: Request, timeoutMs = 30
     });
     sock.on('close', () => {
       clearTimeout(timer);
-      if (!buf.includes('\n')) reject(new LeaseError(-201, `lockagent closed the connection without answering (socket ${socketPath})`));
+      if (!buf.includes('\n')) reject(new LeaseError(SANLK.ERROR, `lockagent closed the connection without answering (socket ${socketPath})`));
     });
   });
 }
@@ -51,10 +55,10 @@ function connectError(socketPath: string, e: NodeJS.ErrnoException): LeaseError 
     : e.code === 'EACCES'
       ? `permission denied on ${socketPath}: run as root or as a member of socket_group`
       : `cannot reach lockagent on ${socketPath}: ${e.message}`;
-  return new AgentUnreachable(e.code === 'EACCES' ? -13 : -111, why);
+  return new AgentUnreachable(e.code === 'EACCES' ? SANLK.EACCES : SANLK.ECONNREFUSED, why);
 }
 
-function settle(r: Response, resolve: (v: unknown) => void, reject: (e: Error) => void): void {
+function settle<R>(r: Response<R>, resolve: (v: R) => void, reject: (e: Error) => void): void {
   if (r.ok) resolve(r.result);
   else reject(new LeaseError(r.error.rv, r.error.message));
 }
@@ -97,12 +101,12 @@ export class AgentConnection {
     if (this.sock !== sock) return;
     this.sock = undefined;
     // Idle (nothing pending): the agent dropped an idle connection; the next call reconnects.
-    if (this.pending.size) this.fail(new LeaseError(-201, msg));
+    if (this.pending.size) this.fail(new LeaseError(SANLK.ERROR, msg));
   }
 
-  async call(req: Request, timeoutMs = 300000): Promise<unknown> {
+  async call<O extends Op>(req: RequestOf<O>, timeoutMs = 300000): Promise<ResultOf<O>> {
     if (this.failure) throw this.failure;
-    if (this.closed) throw new LeaseError(-201, `the connection to lockagent (socket ${this.socketPath}) was closed`);
+    if (this.closed) throw new LeaseError(SANLK.ERROR, `the connection to lockagent (socket ${this.socketPath}) was closed`);
     if (!this.sock) {
       this.connecting ??= openSocket(this.socketPath).finally(() => { this.connecting = undefined; });
       const sock = await this.connecting;
@@ -111,12 +115,13 @@ export class AgentConnection {
     }
     const sock = this.sock!;
     const id = this.nextId++;
-    return new Promise((resolve, reject) => {
+    return new Promise<ResultOf<O>>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new LeaseError(-110, `lockagent did not answer within ${Math.round(timeoutMs / 1000)} s (socket ${this.socketPath})`));
+        reject(new LeaseError(SANLK.ETIMEDOUT, `lockagent did not answer within ${Math.round(timeoutMs / 1000)} s (socket ${this.socketPath})`));
       }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
+      // The reply to this id answers this op (the JSON boundary: trusted, not re-checked).
+      this.pending.set(id, { resolve: (v) => resolve(v as ResultOf<O>), reject, timer });
       sock.write(JSON.stringify({ v: PROTOCOL_VERSION, id, ...req }) + '\n');
     });
   }
@@ -136,7 +141,7 @@ export class AgentConnection {
       try {
         r = JSON.parse(line) as Response;
       } catch {
-        this.fail(new LeaseError(-201, 'lockagent sent an unreadable reply'));
+        this.fail(new LeaseError(SANLK.ERROR, 'lockagent sent an unreadable reply'));
         this.sock?.destroy();
         return;
       }

@@ -1,3 +1,6 @@
+import { LeaseSpec, OwnerRef } from '../agent/types';
+import { AddLockspaceReply, HeldLeaseReply, HostStatusReply, RenewalsReply, StatusReply, SweepReport } from './replies';
+
 /**
  * The control socket protocol, version 1: one JSON object per line in each direction.
  *   request:  {"v":1,"id":7,"op":"acquire","owner":{...},"leases":[...]}
@@ -35,45 +38,38 @@ export const SOCKET_LIMITS: SocketLimits = {
   idleMs: 60_000,
 };
 
-export interface OwnerRef {
-  /** domain uuid (or any stable id for non-libvirt owners) */
-  uuid: string;
-  name?: string;
-  pid?: number;
+/**
+ * Each op: the fields of its request (beside `op`) and the result the agent answers. The client
+ * (`callAgent`), the server and the handlers all take their types from here.
+ */
+export interface Ops {
+  status: { args: object; res: StatusReply };
+  host_status: { args: { lockspace?: string }; res: HostStatusReply };
+  renewals: { args: { lockspace: string }; res: RenewalsReply };
+  acquire: { args: { owner: OwnerRef; leases: LeaseSpec[]; timeoutMs?: number }; res: HeldLeaseReply[] };
+  release: { args: { owner: OwnerRef; leases?: LeaseSpec[] }; res: { released: number } };
+  inquire: { args: { owner: OwnerRef }; res: HeldLeaseReply[] };
+  add_lockspace: { args: { lockspace: string; hostId: number; path: string; offset: number; ioTimeout?: number }; res: AddLockspaceReply };
+  rem_lockspace: { args: { lockspace: string }; res: { removed: string } };
+  domain_prepare: { args: { xml: string; timeoutMs?: number }; res: { leases: number; deferred: boolean } };
+  domain_release: { args: { xml?: string; uuid?: string }; res: { released: number } };
+  domain_reconnect: { args: { xml: string }; res: null };
+  domain_migrate: { args: { xml: string }; res: null };
+  cleanup: { args: { dryRun: boolean; minAgeSeconds?: number }; res: SweepReport };
 }
 
-export interface LeaseSpec {
-  lockspace: string;
-  resource: string;
-  path: string;
-  offset: number;
-  mode?: 'exclusive' | 'shared';
-  /** require this lease version (sanlock's RES:lver), -240 when it changed */
-  lver?: number;
-  /** the disk this lease protects, for messages ("disk /nfs/a.qcow2 is leased by host 3") */
-  disk?: string;
-}
-
-export type Request =
-  | { op: 'status' }
-  | { op: 'host_status'; lockspace?: string }
-  | { op: 'renewals'; lockspace: string }
-  | { op: 'acquire'; owner: OwnerRef; leases: LeaseSpec[]; timeoutMs?: number }
-  | { op: 'release'; owner: OwnerRef; leases?: LeaseSpec[] }
-  | { op: 'inquire'; owner: OwnerRef }
-  | { op: 'add_lockspace'; lockspace: string; hostId: number; path: string; offset: number; ioTimeout?: number }
-  | { op: 'rem_lockspace'; lockspace: string }
-  | { op: 'domain_prepare'; xml: string; timeoutMs?: number }
-  | { op: 'domain_release'; xml?: string; uuid?: string }
-  | { op: 'domain_reconnect'; xml: string }
-  | { op: 'domain_migrate'; xml: string }
-  | { op: 'cleanup'; dryRun: boolean; minAgeSeconds?: number };
-
-export type RequestOp = Request['op'];
-export const REQUEST_OPS: readonly RequestOp[] = [
+export type Op = keyof Ops;
+export type RequestOf<O extends Op> = { op: O } & Ops[O]['args'];
+export type ResultOf<O extends Op> = Ops[O]['res'];
+/** Any request: a union discriminated by `op`. */
+export type Request = { [O in Op]: RequestOf<O> }[Op];
+export const REQUEST_OPS: readonly Op[] = [
   'status', 'host_status', 'renewals', 'acquire', 'release', 'inquire', 'add_lockspace', 'rem_lockspace',
   'domain_prepare', 'domain_release', 'domain_reconnect', 'domain_migrate', 'cleanup',
 ];
+
+/** Handlers for some ops, each typed by its op's request and result. */
+export type OpHandlers<K extends Op, P = unknown> = { [O in K]: (req: RequestOf<O>, peer: P) => Promise<ResultOf<O>> };
 
 export interface ErrorBody {
   rv: number;
@@ -81,8 +77,8 @@ export interface ErrorBody {
   message: string;
 }
 
-export type Response =
-  | { v: number; id: number | string | null; ok: true; result: unknown }
+export type Response<R = unknown> =
+  | { v: number; id: number | string | null; ok: true; result: R }
   | { v: number; id: number | string | null; ok: false; error: ErrorBody };
 
 export class ProtocolError extends Error {

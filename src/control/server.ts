@@ -1,8 +1,8 @@
 import { chmodSync, chownSync, existsSync, mkdirSync, unlinkSync } from 'fs';
 import net from 'net';
 import { dirname } from 'path';
-import { explainResult, LeaseError } from '../ondisk/results';
-import { parseRequest, PROTOCOL_VERSION, ProtocolError, Request, Response, SOCKET_LIMITS, SocketLimits } from './protocol';
+import { explainResult, LeaseError, Refusal, SANLK } from '../ondisk/results';
+import { ErrorBody, parseRequest, PROTOCOL_VERSION, ProtocolError, Request, Response, SOCKET_LIMITS, SocketLimits } from './protocol';
 
 export interface Peer {
   pid?: number;
@@ -22,7 +22,14 @@ export interface ServerOptions {
   peerOf?: (sock: net.Socket) => Peer | undefined;
   /** Decide whether a peer may use the socket; the file mode is the first gate, this the second. */
   allow?: (peer: Peer) => boolean;
+  /** a fault of the agent while serving a request (error: with its stack) */
   onError?: (msg: string) => void;
+  /**
+   * A request answered with a refusal: the lease is held elsewhere, the lockspace is not joined
+   * (info), or the request itself is refused: a domain XML or lease plan libvirt's rules forbid
+   * (warning). Not a fault of the agent.
+   */
+  onRequestRefused?: (level: 'info' | 'warning', msg: string) => void;
   /** a refused or dropped client, for the log (warning: it is the client's fault, not ours) */
   onRefused?: (msg: string) => void;
   /** SOCKET_LIMITS by default; tests shorten them */
@@ -34,11 +41,18 @@ const LINGER_MS = 1000;
 /** A flood of refused clients must not flood the log too. */
 const REFUSAL_LOG_MS = 10_000;
 
-function errorBody(e: unknown): { rv: number; name: string; message: string } {
-  if (e instanceof LeaseError) return { rv: e.rv, name: explainResult(e.rv)?.name ?? 'SANLK_ERROR', message: e.message };
-  if (e instanceof ProtocolError) return { rv: -22, name: 'EINVAL', message: e.message };
-  const msg = e instanceof Error ? e.message : String(e);
-  return { rv: -201, name: 'SANLK_ERROR', message: msg };
+/**
+ * The one mapping from a failed request to its answer and its log line. A refusal (a LeaseError:
+ * contention, a lockspace not joined; a Refusal: input that policy forbids; a malformed request)
+ * is answered with its own code and sentence; anything else is a fault of the agent, answered
+ * SANLK_ERROR and logged with its stack.
+ */
+export function mapRequestError(e: unknown): { body: ErrorBody; kind: 'refusal' | 'policy' | 'protocol' | 'fault' } {
+  const body = (rv: number, message: string) => ({ rv, name: explainResult(rv)?.name ?? 'SANLK_ERROR', message });
+  if (e instanceof LeaseError) return { body: body(e.rv, e.message), kind: 'refusal' };
+  if (e instanceof Refusal) return { body: body(e.rv, e.message), kind: 'policy' };
+  if (e instanceof ProtocolError) return { body: body(SANLK.EINVAL, e.message), kind: 'protocol' };
+  return { body: body(SANLK.ERROR, e instanceof Error ? e.message : String(e)), kind: 'fault' };
 }
 
 /** Unix-socket JSON-lines server. A bad client gets an error line, never crashes the agent. */
@@ -79,14 +93,14 @@ export class ControlServer {
     sock.on('error', () => sock.destroy());
     if (this.sockets.size >= this.limits.maxConnections) {
       this.refused(`control socket: ${this.limits.maxConnections} connections are open; refusing another`);
-      this.refuse(sock, -16, 'EBUSY', `too many connections to lockagent (${this.limits.maxConnections} open); try again`);
+      this.refuse(sock, SANLK.EBUSY, 'EBUSY', `too many connections to lockagent (${this.limits.maxConnections} open); try again`);
       return;
     }
     this.sockets.add(sock);
     const peer = this.opts.peerOf?.(sock) ?? {};
     if (this.opts.allow && !this.opts.allow(peer)) {
       sock.on('close', () => this.sockets.delete(sock));
-      this.refuse(sock, -13, 'EACCES', `permission denied: uid ${peer.uid} may not use the lockagent socket (see socket_user/socket_group in lockagent.conf)`);
+      this.refuse(sock, SANLK.EACCES, 'EACCES', `permission denied: uid ${peer.uid} may not use the lockagent socket (see socket_user/socket_group in lockagent.conf)`);
       return;
     }
     // A partial request line: chunks not yet ending in a newline.
@@ -131,11 +145,11 @@ export class ControlServer {
         if (nl < 0) {
           if (chunk.length === 0) return;
           if (partLen + chunk.length > this.limits.maxLineBytes) {
-            drop(-22, 'EINVAL', `request line longer than ${this.limits.maxLineBytes} bytes`);
+            drop(SANLK.EINVAL, 'EINVAL', `request line longer than ${this.limits.maxLineBytes} bytes`);
             return;
           }
           if (this.buffered + chunk.length > this.limits.maxBufferedBytes) {
-            drop(-16, 'EBUSY', `lockagent is holding ${this.limits.maxBufferedBytes} bytes of unfinished requests; try again`);
+            drop(SANLK.EBUSY, 'EBUSY', `lockagent is holding ${this.limits.maxBufferedBytes} bytes of unfinished requests; try again`);
             return;
           }
           parts.push(chunk);
@@ -144,7 +158,7 @@ export class ControlServer {
           return;
         }
         if (partLen + nl > this.limits.maxLineBytes) {
-          drop(-22, 'EINVAL', `request line longer than ${this.limits.maxLineBytes} bytes`);
+          drop(SANLK.EINVAL, 'EINVAL', `request line longer than ${this.limits.maxLineBytes} bytes`);
           return;
         }
         const line = (partLen ? Buffer.concat([...parts, chunk.subarray(0, nl)]) : chunk.subarray(0, nl)).toString('utf8');
@@ -182,15 +196,22 @@ export class ControlServer {
 
   private async dispatch(sock: net.Socket, line: string, peer: Peer): Promise<void> {
     let id: number | string | null = null;
+    let op: Request['op'] | undefined;
     try {
       const parsed = parseRequest(line);
       id = parsed.id;
+      op = parsed.req.op;
       const result = await this.opts.handler(parsed.req, peer);
       this.send(sock, { v: PROTOCOL_VERSION, id, ok: true, result: result ?? null });
     } catch (e) {
       const eid = (e as { id?: number | string | null }).id;
-      this.send(sock, { v: PROTOCOL_VERSION, id: eid ?? id, ok: false, error: errorBody(e) });
-      if (!(e instanceof LeaseError) && !(e instanceof ProtocolError)) this.opts.onError?.(`control request failed: ${(e as Error).stack ?? e}`);
+      const { body, kind } = mapRequestError(e);
+      this.send(sock, { v: PROTOCOL_VERSION, id: eid ?? id, ok: false, error: body });
+      const who = `${op ?? 'request'}${peer.pid ? ` from pid ${peer.pid}` : ''}`;
+      if (kind === 'fault') this.opts.onError?.(`control request failed: ${who}: ${(e as Error).stack ?? e}`);
+      else if (kind === 'policy') this.opts.onRequestRefused?.('warning', `refused: ${who}: ${body.message}`);
+      else if (kind === 'protocol') this.refused(`control socket: bad request from ${peer.pid ? `pid ${peer.pid}` : 'a client'}: ${body.message}`);
+      else if (kind === 'refusal') this.opts.onRequestRefused?.('info', `refused: ${who}: ${body.message} (${body.name})`);
     }
   }
 

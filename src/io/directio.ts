@@ -1,17 +1,7 @@
 // Sector I/O for lease areas on shared storage: O_DIRECT (or O_DSYNC fallback)
 // reads/writes with per-request deadlines, executed by the native addon on
 // per-file threads of its own. See docs/direct-io.md for the design.
-import { loadNative, NativeFile } from './native';
-
-export interface IoStats {
-  reads: number;
-  writes: number;
-  bytesRead: number;
-  bytesWritten: number;
-  errors: number;
-  timeouts: number;
-  lateCompletions: number;
-}
+import { IoStats, loadNative, NativeFile } from './native';
 
 export interface OpenOptions {
   readOnly?: boolean;

@@ -4,6 +4,7 @@
  * others wrote. Timeouts become LeaseError -202 (SANLK_AIO_TIMEOUT); other I/O errors are
  * DirectFile's (with `code`/`errno`; misaligned I/O is EINVAL).
  */
+import { isIoTimeout } from '../lease/diskio';
 import { LeaseStorage } from '../lease/storage';
 import { LeaseError, SANLK } from '../ondisk/results';
 import { DirectFile, FileId } from './directio';
@@ -26,12 +27,6 @@ export interface StorageInfo {
 /** Smallest I/O unit sanlock uses; O_DIRECT on files needs at least this alignment. */
 const MIN_SECTOR = 512;
 
-function isTimeout(err: unknown): boolean {
-  if (err instanceof LeaseError) return err.rv === SANLK.AIO_TIMEOUT;
-  const e = err as { code?: unknown; sanlockRv?: unknown } | null;
-  return !!e && (e.code === 'ETIMEDOUT' || e.sanlockRv === SANLK.AIO_TIMEOUT);
-}
-
 export class FileLeaseStorage implements LeaseStorage {
   readonly id: string;
   private closed = false;
@@ -46,7 +41,7 @@ export class FileLeaseStorage implements LeaseStorage {
       const file = await DirectFile.open(path, { readOnly, timeoutMs: opts.timeoutMs });
       return new FileLeaseStorage(file, readOnly);
     } catch (err) {
-      if (isTimeout(err)) {
+      if (isIoTimeout(err)) {
         throw new LeaseError(SANLK.AIO_TIMEOUT, `opening ${path} did not complete within ${opts.timeoutMs ?? '?'} ms`);
       }
       throw err;
@@ -90,7 +85,7 @@ export class FileLeaseStorage implements LeaseStorage {
     try {
       return await io();
     } catch (err) {
-      if (isTimeout(err)) throw new LeaseError(SANLK.AIO_TIMEOUT, `${what} on ${this.id} did not complete within ${timeoutMs} ms`);
+      if (isIoTimeout(err)) throw new LeaseError(SANLK.AIO_TIMEOUT, `${what} on ${this.id} did not complete within ${timeoutMs} ms`);
       throw err;
     }
   }

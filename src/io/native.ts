@@ -1,8 +1,9 @@
 // Loader for the lockagent_native addon (native/, built by `npm run build:native`).
 import * as fs from 'fs';
 import * as path from 'path';
+import { findPackageRoot } from './packageroot';
 
-export interface NativeIoStats {
+export interface IoStats {
   reads: number;
   writes: number;
   bytesRead: number;
@@ -41,7 +42,7 @@ export interface NativeOpenResult {
 
 export interface NativeBinding {
   open(path: string, readOnly: boolean, timeoutMs: number): Promise<NativeOpenResult>;
-  ioStats(path?: string): NativeIoStats;
+  ioStats(path?: string): IoStats;
   resetIoStats(): void;
   /** Test hook: pretend every filesystem refuses O_DIRECT. */
   _testForceDirectEinval(on: boolean): void;
@@ -58,30 +59,6 @@ export interface NativeBinding {
 }
 
 const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'lockagent_native.node');
-
-/**
- * Finds the package root by walking up from this file: it is src/io under
- * ts-jest and dist/io after tsc, so a fixed '../..' would be fragile.
- */
-export function findPackageRoot(start: string = __dirname): string {
-  let dir = start;
-  for (;;) {
-    const pkg = path.join(dir, 'package.json');
-    if (fs.existsSync(pkg)) {
-      try {
-        const name = (JSON.parse(fs.readFileSync(pkg, 'utf8')) as { name?: string }).name;
-        if (name === 'lockagent') return dir;
-      } catch {
-        // unreadable package.json: keep walking
-      }
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) {
-      throw new Error(`lockagent: cannot locate the package root (no lockagent package.json above ${start})`);
-    }
-    dir = parent;
-  }
-}
 
 let cached: NativeBinding | undefined;
 

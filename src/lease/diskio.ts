@@ -6,14 +6,15 @@ import { LeaseStorage } from './storage';
  * they do not own, and the mapping of storage failures to sanlock result codes.
  */
 
-/** sanlock's general error, used for cancelled waits (sanlock returns it on remove/shutdown). */
-export const SANLK_ERROR = -201;
-
-/** True when the failure is an I/O timeout (LeaseError -202 or an ETIMEDOUT-style error). */
+/**
+ * True when the failure is an I/O timeout: LeaseError -202 (SANLK_AIO_TIMEOUT), or an error of
+ * the storage below (the addon's DirectFile) with code ETIMEDOUT/ETIME or sanlockRv -202. The
+ * one timeout test of the project.
+ */
 export function isIoTimeout(err: unknown): boolean {
   if (err instanceof LeaseError) return err.rv === SANLK.AIO_TIMEOUT;
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === 'ETIMEDOUT' || code === 'ETIME';
+  const e = err as { code?: unknown; sanlockRv?: unknown } | null;
+  return !!e && (e.code === 'ETIMEDOUT' || e.code === 'ETIME' || e.sanlockRv === SANLK.AIO_TIMEOUT);
 }
 
 function reason(err: unknown): string {

@@ -9,7 +9,7 @@ import { ioError, timedIo, writeSector } from './diskio';
 import {
   LeaseAcquireError, LeaseHolder, paxosLeaseAcquire, PaxosAcquireOptions, paxosLeaseRelease, readPaxosLeader,
 } from './paxos';
-import { AcquireHint, PaxosHost, ResourceLocation, ResourceToken, resName } from './token';
+import { AcquireHint, PaxosHost, ResourceLocation, ResourceToken, resName, TokenMode } from './token';
 import { sleepMs } from './wait';
 
 /**
@@ -22,7 +22,7 @@ import { sleepMs } from './wait';
 export const SH_RETRIES = 8;
 
 export interface AcquireOptions extends Omit<PaxosAcquireOptions, 'shared' | 'keepSharedMode'> {
-  mode?: 'EX' | 'SH';
+  mode?: TokenMode;
 }
 
 /**
@@ -197,7 +197,7 @@ export async function releaseResource(token: ResourceToken, opts: ReleaseOptions
 export interface ResourceOwner {
   hostId: number;
   generation: number;
-  mode: 'EX' | 'SH';
+  mode: TokenMode;
   /** Leader owner only: the committed timestamp (the owner's monotime at its ballot). */
   timestamp?: number;
 }

@@ -28,13 +28,17 @@ export interface PaxosHost {
   ioTimeout: number;
 }
 
-export type LeaseMode = 'EX' | 'SH';
+/** How a lease is held, in the agent's words: by one host or shared by several. */
+export type LeaseMode = 'exclusive' | 'shared';
+
+/** The same, in sanlock's token shorthand (SANLK_RES_SHARED is "SH"). */
+export type TokenMode = 'EX' | 'SH';
 
 /** A held resource lease (sanlock's token + struct resource): what release needs. */
 export interface ResourceToken {
   res: ResourceLocation;
   host: PaxosHost;
-  mode: LeaseMode;
+  mode: TokenMode;
   /** Sector size the lease actually uses (from its leader). */
   sectorSize: number;
   alignSize: number;

@@ -1,6 +1,5 @@
-import { LeaseError } from '../ondisk';
+import { LeaseError, SANLK } from '../ondisk';
 import { Clock } from './clock';
-import { SANLK_ERROR } from './diskio';
 
 /**
  * Cancellation of long lease waits (a delta takeover waits 140 s, a paxos takeover up to
@@ -13,12 +12,12 @@ export interface Cancel {
   deadlineMs?: number;
 }
 
-/** Throw SANLK_ERROR (-201) with `what` if the caller cancelled or its deadline passed. */
+/** Throw SANLK_ERROR (sanlock's general error, as on remove/shutdown) with `what` if the caller cancelled or its deadline passed. */
 export function checkCancel(clock: Clock, cancel: Cancel | undefined, what: () => string): void {
   if (!cancel) return;
-  if (cancel.signal?.aborted) throw new LeaseError(SANLK_ERROR, `${what()}: cancelled`);
+  if (cancel.signal?.aborted) throw new LeaseError(SANLK.ERROR, `${what()}: cancelled`);
   if (cancel.deadlineMs !== undefined && clock.nowMs() >= cancel.deadlineMs) {
-    throw new LeaseError(SANLK_ERROR, `${what()}: gave up at the caller's deadline`);
+    throw new LeaseError(SANLK.ERROR, `${what()}: gave up at the caller's deadline`);
   }
 }
 
@@ -43,4 +42,13 @@ export async function sleepMs(clock: Clock, ms: number, cancel: Cancel | undefin
 /** sanlock must never write timestamp 0 (= free) for a held lease, even in the first second after boot. */
 export function leaseTimestamp(clock: Clock): number {
   return Math.max(1, clock.monotime());
+}
+
+/**
+ * Exponential back-off: the delay before retry number `retry` (0 for the first), `initial`
+ * times `factor` (2) per retry, never more than `max` (any unit). The one back-off rule of the
+ * agent: lockspace joins, libvirt connections.
+ */
+export function backoffDelay(retry: number, o: { initial: number; max: number; factor?: number }): number {
+  return Math.min(o.max, o.initial * Math.pow(o.factor ?? 2, retry));
 }

@@ -8,6 +8,7 @@
 // holds the domain's lock while the hook runs, so a call that needs that domain
 // (and listDomains, which touches all of them) can deadlock (docs/libvirt-events.md, "The hook rule").
 import { EventEmitter } from 'events';
+import { backoffDelay } from '../lease/wait';
 import {
   LibvirtErrorFields,
   loadVirt,
@@ -93,31 +94,6 @@ export const VIR_ERR = {
   AUTH_FAILED: 45,
   OPERATION_INVALID: 55,
   OPERATION_TIMEOUT: 68,
-} as const;
-
-/** virDomainState. */
-export const DOMAIN_STATE = {
-  NOSTATE: 0,
-  RUNNING: 1,
-  BLOCKED: 2,
-  PAUSED: 3,
-  SHUTDOWN: 4,
-  SHUTOFF: 5,
-  CRASHED: 6,
-  PMSUSPENDED: 7,
-} as const;
-
-/** virDomainEventType (lifecycle `event`). */
-export const LIFECYCLE_EVENT = {
-  DEFINED: 0,
-  UNDEFINED: 1,
-  STARTED: 2,
-  SUSPENDED: 3,
-  RESUMED: 4,
-  STOPPED: 5,
-  SHUTDOWN: 6,
-  PMSUSPENDED: 7,
-  CRASHED: 8,
 } as const;
 
 /** virDomainXMLFlags for getXML(). */
@@ -531,10 +507,8 @@ export class LibvirtConnection extends EventEmitter<LibvirtConnectionEvents> {
   }
 
   private backoff(attempt: number): number {
-    const initial = this.opts.backoff?.initialMs ?? 500;
-    const max = this.opts.backoff?.maxMs ?? 30_000;
-    const factor = this.opts.backoff?.factor ?? 2;
-    return Math.min(max, initial * Math.pow(factor, attempt - 1));
+    const b = this.opts.backoff;
+    return backoffDelay(attempt - 1, { initial: b?.initialMs ?? 500, max: b?.maxMs ?? 30_000, factor: b?.factor });
   }
 
   private scheduleReconnect(error?: Error): void {

@@ -6,7 +6,7 @@ import { leaseFileOwner } from '../agent/leasefile';
 import { ensureResourceFile } from '../agent/resourcefile';
 import { AgentConfig } from '../config/config';
 import { systemClock } from '../lease/clock';
-import { LeaseSpec } from '../control/protocol';
+import { LeaseSpec } from '../agent/types';
 import { Logger } from '../log/logger';
 import { LeaseAcquireError } from '../lease/paxos';
 import { geometryFor, LeaseError, SANLK } from '../ondisk';

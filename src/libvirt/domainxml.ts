@@ -1,5 +1,6 @@
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { checkXmlStructure, decodeXmlText, lineColumn, shortText as q, XmlSyntaxError } from './xmlguard';
+import { Refusal, SANLK } from '../ondisk/results';
 
 /**
  * The parts of a libvirt domain XML that locking needs, read the way libvirt's
@@ -84,9 +85,9 @@ export const DEFAULT_MAX_XML_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_XML_DEPTH = 512;
 export const DEFAULT_MAX_XML_NODES = 200_000;
 
-export class DomainXmlError extends Error {
+export class DomainXmlError extends Refusal {
   constructor(message: string, readonly line?: number, readonly column?: number) {
-    super(`domain XML: ${message}`);
+    super(SANLK.EINVAL, `domain XML: ${message}`);
     this.name = 'DomainXmlError';
   }
 }

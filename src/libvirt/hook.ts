@@ -2,7 +2,7 @@ import { accessSync, chmodSync, constants as FS, existsSync, mkdirSync, readFile
 import { join } from 'path';
 import { DEFAULT_CONFIG_PATH, defaultConfig, loadConfig } from '../config/config';
 import { callAgent } from '../control/client';
-import { findPackageRoot } from '../io/native';
+import { findPackageRoot } from '../io/packageroot';
 import { Request } from '../control/protocol';
 import { LeaseError } from '../ondisk/results';
 

@@ -1,7 +1,9 @@
 import { createHash } from 'crypto';
+import { LeaseMode } from '../agent/types';
 import { DISKS_LOCKSPACE } from '../config/config';
+import { Refusal, SANLK } from '../ondisk/results';
 import type { DiskInfo, DomainInfo, OnLockFailure } from './domainxml';
-import { formatSanlockResource } from './resourcestring';
+import { formatSanlockResource } from '../config/sanlockargs';
 import { shortText as q } from './xmlguard';
 
 /**
@@ -24,8 +26,6 @@ export const MAX_PATH_BYTES = 1023;
 export const LIBVIRT_MAX_RESOURCES = 8;
 /** libvirt's error when require_lease_for_disks refuses a domain (lock_driver_sanlock.c). */
 export const LEASE_REQUIRED_MESSAGE = 'Read/write, exclusive access, disks were present, but no leases specified';
-
-export type LeaseMode = 'exclusive' | 'shared';
 
 /**
  * How a `<disk type='volume'>` resolves through its storage pool. A string is a local path (file,
@@ -101,9 +101,9 @@ export type LeasePlanErrorCode =
   | 'PATH_TOO_LONG'
   | 'CONFLICT';
 
-export class LeasePlanError extends Error {
+export class LeasePlanError extends Refusal {
   constructor(readonly code: LeasePlanErrorCode, message: string) {
-    super(message);
+    super(SANLK.EINVAL, message);
     this.name = 'LeasePlanError';
   }
 }

@@ -7,7 +7,7 @@
 // else in the process talks to libvirt.
 import * as fs from 'fs';
 import * as path from 'path';
-import { findPackageRoot } from '../io/native';
+import { findPackageRoot } from '../io/packageroot';
 
 /** One domain as listed: identity plus virDomainGetState(). */
 export interface NativeDomainInfo {

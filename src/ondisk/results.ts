@@ -11,9 +11,10 @@ export interface ResultInfo {
   remedy: string;
 }
 
-const R = (code: number, name: string, meaning: string, remedy: string): ResultInfo => ({ code, name, meaning, remedy });
+// Generic so that each row keeps its literal code and name: SANLK below is built from them.
+const R = <C extends number, N extends string>(code: C, name: N, meaning: string, remedy: string) => ({ code, name, meaning, remedy });
 
-const TABLE: ResultInfo[] = [
+const TABLE = [
   R(0, 'OK', 'success', 'nothing to do'),
   R(-1, 'EPERM', 'operation not permitted or invalid arguments', 'check the command line and permissions'),
   R(-2, 'ENOENT', 'the lease path does not exist', 'create and initialise the lease area (lockagent direct init), or fix the path'),
@@ -26,6 +27,7 @@ const TABLE: ResultInfo[] = [
   R(-22, 'EINVAL', 'invalid argument', 'check names (at most 48 bytes), offsets (align multiples) and sizes'),
   R(-28, 'ENOSPC', 'the lockspace is not joined (libvirt reports this as "No space left on device")', 'check that the lockspace joined: lockagent status'),
   R(-110, 'ETIMEDOUT', 'an operation timed out', 'check storage latency against io_timeout'),
+  R(-111, 'ECONNREFUSED', 'lockagent is not running: nothing listens on its control socket', 'start it: lockagent daemon (or systemctl start lockagent)'),
   R(-201, 'SANLK_ERROR', 'general lease error', 'see the log for the cause'),
   R(-202, 'SANLK_AIO_TIMEOUT', 'a storage I/O did not complete within io_timeout', 'check the storage path (NFS server, multipath) and consider a larger io_timeout'),
   R(-203, 'SANLK_WD_ERROR', 'watchdog device error', 'check wdmd and /dev/watchdog'),
@@ -70,50 +72,19 @@ const TABLE: ResultInfo[] = [
   R(-278, 'SANLK_RINDEX_NOSPACE', 'the resource index is full', 'grow the index or remove entries'),
 ];
 
-const BY_CODE = new Map(TABLE.map((r) => [r.code, r]));
-const BY_NAME = new Map(TABLE.map((r) => [r.name, r]));
+const BY_CODE = new Map<number, ResultInfo>(TABLE.map((r) => [r.code, r]));
+const BY_NAME = new Map<string, ResultInfo>(TABLE.map((r) => [r.name, r]));
 
-export const SANLK = {
-  OK: 0,
-  EINVAL: -22,
-  AIO_TIMEOUT: -202,
-  DBLOCK_READ: -210,
-  DBLOCK_WRITE: -211,
-  DBLOCK_LVER: -212,
-  DBLOCK_MBAL: -213,
-  DBLOCK_CHECKSUM: -214,
-  LEADER_READ: -220,
-  LEADER_WRITE: -221,
-  LEADER_MAGIC: -223,
-  LEADER_VERSION: -224,
-  LEADER_SECTORSIZE: -225,
-  LEADER_LOCKSPACE: -226,
-  LEADER_RESOURCE: -227,
-  LEADER_NUMHOSTS: -228,
-  LEADER_CHECKSUM: -229,
-  ADDLS_SIZES: -230,
-  ADDLS_INVALID_HOSTID: -231,
-  ACQUIRE_LVER: -240,
-  ACQUIRE_LOCKSPACE: -241,
-  ACQUIRE_IDDISK: -242,
-  ACQUIRE_IDLIVE: -243,
-  ACQUIRE_OWNED: -244,
-  ACQUIRE_OTHER: -245,
-  ACQUIRE_SHRETRY: -246,
-  ACQUIRE_OWNED_RETRY: -247,
-  RELEASE_LVER: -250,
-  RELEASE_OWNER: -251,
-  RENEW_OWNER: -260,
-  RENEW_DIFF: -261,
-  HOSTID_BUSY: -262,
-  EAGAIN: -11,
-  EIO: -5,
-  ESRCH: -3,
-  EEXIST: -17,
-  EBUSY: -16,
-  ENOENT: -2,
-  ENOSPC: -28,
-} as const;
+type Row = (typeof TABLE)[number];
+type Short<N extends string> = N extends `SANLK_${infer K}` ? K : N;
+
+/**
+ * Every result code by name, built from TABLE: `SANLK.ACQUIRE_IDLIVE` is -243, `SANLK.ERROR` is
+ * -201 (the table's SANLK_ERROR), `SANLK.EINVAL` is -22. Code names a code here, never a number.
+ */
+export const SANLK = Object.freeze(Object.fromEntries(TABLE.map((r) => [r.name.replace(/^SANLK_/, ''), r.code]))) as {
+  readonly [E in Row as Short<E['name']>]: E['code'];
+};
 
 /** Look up a code (number, "-243") or a name ("SANLK_ACQUIRE_IDLIVE", "ACQUIRE_IDLIVE"). */
 export function explainResult(codeOrName: number | string): ResultInfo | undefined {
@@ -147,5 +118,18 @@ export class LeaseError extends Error {
     super(message ?? describeResult(rv));
     this.name = 'LeaseError';
     this.rv = rv;
+  }
+}
+
+/**
+ * A request refused for what it asks (a domain XML that is not valid, a lease plan that libvirt's
+ * rules forbid), not for a fault of the agent: it carries the code the client is answered with.
+ * The control server logs it as a refusal, never as a fault.
+ */
+export class Refusal extends Error {
+  readonly refusal = true;
+  constructor(readonly rv: number, message: string) {
+    super(message);
+    this.name = 'Refusal';
   }
 }

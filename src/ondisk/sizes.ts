@@ -61,24 +61,6 @@ export function geometryFromLeader(sectorSize: number, flags: number): Geometry 
   return GEOMETRIES.find((x) => x.sectorSize === sectorSize && x.alignSize === align);
 }
 
-/** Parse `-A` values: 1M, 2M, 4M, 8M (also plain byte counts). */
-export function parseAlign(s: string): number {
-  const m = /^(\d+)([Mm])?$/.exec(s.trim());
-  if (!m) throw new LeaseError(SANLK.EINVAL, `invalid align size "${s}": use 1M, 2M, 4M or 8M`);
-  const n = Number(m[1]) * (m[2] ? MiB : 1);
-  if (![1, 2, 4, 8].map((k) => k * MiB).includes(n)) {
-    throw new LeaseError(SANLK.EINVAL, `invalid align size "${s}": use 1M, 2M, 4M or 8M`);
-  }
-  return n;
-}
-
-/** Parse `-Z` values: 512 or 4096. */
-export function parseSectorSize(s: string): 512 | 4096 {
-  const n = Number(s);
-  if (n !== 512 && n !== 4096) throw new LeaseError(SANLK.EINVAL, `invalid sector size "${s}": use 512 or 4096`);
-  return n;
-}
-
 /**
  * Bytes a paxos ballot reads: the leader, request and num_hosts dblocks, rounded up to a power
  * of two sectors as sanlock does (1 MiB for 512/2000 hosts).

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { existsSync, mkdirSync, renameSync } from 'fs';
 import { dirname } from 'path';
+import { LeaseMode } from '../lease/token';
 
 /**
  * Durable agent state in SQLite: who owns which leases (with lver and mode), the host identity,
@@ -16,8 +17,6 @@ import { dirname } from 'path';
  * the event loop) to every commit, so to every acquire and release, for no such benefit
  * (docs/benchmarks.md).
  */
-
-export type LeaseMode = 'exclusive' | 'shared';
 
 export interface OwnerRow {
   uuid: string;

@@ -4,7 +4,9 @@
 import {
   bytesNeeded, classifyEntry, ClassifyContext, EntryFacts, HostView, LivenessView, needsWatching, SWEEP_LOCK_NAME,
 } from '../../src/cleanup/classify';
-import { exitStatus, formatReport, summarize, SweepReport } from '../../src/cleanup/report';
+import { formatReport, summarize } from '../../src/cleanup/report';
+import { exitStatus } from '../../src/cli/cleanup-command';
+import { SweepReport } from '../../src/control/replies';
 import { HostState } from '../../src/lease/hostmonitor';
 import {
   buildResourceArea, DBLOCK_FL_RELEASED, DEFAULT_GEOMETRY, encodeModeBlockInto, freshDeltaLeader, MBLOCK_SHARED, PAXOS_DISK_CLEAR,

@@ -18,7 +18,7 @@ import { Agent, HeldLease } from '../../src/agent/agent';
 import { ensureLockspaceFile } from '../../src/agent/lockspacefile';
 import { ensureResourceFile } from '../../src/agent/resourcefile';
 import { sweep } from '../../src/cleanup/sweep';
-import { LeaseSpec } from '../../src/control/protocol';
+import { LeaseSpec } from '../../src/agent/types';
 import { FileLeaseStorage } from '../../src/io/file-storage';
 import { systemClock } from '../../src/lease/clock';
 import { LeaseStorage } from '../../src/lease/storage';

@@ -13,7 +13,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ensureLockspaceFile } from '../../src/agent/lockspacefile';
 import { ensureResourceFile } from '../../src/agent/resourcefile';
-import { SweepReport } from '../../src/cleanup/report';
+import { SweepReport } from '../../src/control/replies';
 import { DEFAULT_GEOMETRY } from '../../src/ondisk';
 import {
   cli, initLease, LS, md5, patchLeader, SanlockDaemon, sanlockClient, sanlockUsable, startSanlock, startTestDaemon, stopSanlock,

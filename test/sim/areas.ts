@@ -1,5 +1,5 @@
 import { buildLockspaceArea, buildResourceArea, DEFAULT_GEOMETRY, Geometry } from '../../src/ondisk';
-import { MemStorage } from '../../src/lease/memstorage';
+import { MemStorage } from '../helpers/memstorage';
 
 /** Initialise lease areas in a MemStorage exactly as `sanlock direct init` would. */
 

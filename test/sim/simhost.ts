@@ -4,7 +4,7 @@ import { deltaAcquire, DeltaLease, deltaRelease, deltaRenew, isCorruptRenewal } 
 import { HostMonitor } from '../../src/lease/hostmonitor';
 import { IoBufferPool } from '../../src/lease/iobuf';
 import { lockspaceLiveness } from '../../src/lease/liveness';
-import { MemStorage } from '../../src/lease/memstorage';
+import { MemStorage } from '../helpers/memstorage';
 import { acquireResource, releaseResource } from '../../src/lease/resource';
 import { LeaseStorage } from '../../src/lease/storage';
 import { hostDeadSeconds, Timeouts, timeoutsFor } from '../../src/lease/timeouts';

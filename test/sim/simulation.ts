@@ -1,5 +1,5 @@
 import { buildLockspaceArea, buildResourceArea, Geometry } from '../../src/ondisk';
-import { IoFault, IoRequest, IoStats, MemStorage } from '../../src/lease/memstorage';
+import { IoFault, IoRequest, IoStats, MemStorage } from '../helpers/memstorage';
 import { ResourceLocation } from '../../src/lease/token';
 import { configFor, SimConfig } from './config';
 import { Oracle, Violation } from './oracle';

@@ -2,7 +2,7 @@
 import {
   escapePath, parseAlignOpt, parseByteCount, parseClearOpt, parseDumpTarget, parseForceModeOpt, parseGeometryOpts,
   parseIoTimeoutOpt, parseLockspaceArg, parseNumHostsOpt, parseResourceArg, parseSectorSizeOpt, splitEscaped, UsageError,
-} from '../../src/cli/args';
+} from '../../src/config/sanlockargs';
 
 const MiB = 1048576;
 

@@ -1,6 +1,6 @@
 import { decodeLeader, LeaseError, MiB, SANLK, bitmapHosts, setBitmapHost } from '../../src/ondisk';
 import { deltaAcquire, deltaRelease, deltaRenew, isCorruptRenewal, setDeltaBitmap } from '../../src/lease/delta';
-import { MemStorage } from '../../src/lease/memstorage';
+import { MemStorage } from '../helpers/memstorage';
 import { initLockspace } from '../sim/areas';
 import { VirtualScheduler } from '../sim/virtualclock';
 

@@ -5,7 +5,7 @@ import {
 } from '../../src/ondisk';
 import fc from 'fast-check';
 import { dblockBlank, dblockOffset, usedDblocks } from '../../src/lease/ballot';
-import { MemStorage } from '../../src/lease/memstorage';
+import { MemStorage } from '../helpers/memstorage';
 import { paxosLeaseAcquire, paxosLeaseRelease } from '../../src/lease/paxos';
 import { acquireResource, readResourceOwners, releaseResource } from '../../src/lease/resource';
 import { ResourceLocation } from '../../src/lease/token';

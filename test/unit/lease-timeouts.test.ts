@@ -1,6 +1,6 @@
 import { LeaseError, SANLK } from '../../src/ondisk';
 import { ioError } from '../../src/lease/diskio';
-import { MemStorage } from '../../src/lease/memstorage';
+import { MemStorage } from '../helpers/memstorage';
 import {
   deltaAcquireHeldDelay, deltaShortDelay, hostDeadSeconds, renewalFailSeconds, timeoutsFor,
 } from '../../src/lease/timeouts';

@@ -6,7 +6,8 @@ import {
   AUTO_DISK_LOCKSPACE, DEFAULT_DISK_LEASE_DIR, LEASE_REQUIRED_MESSAGE, LeaseEntry, LeasePlanError, md5hex, planLeases,
   PlanConfig, SkipReason, toSanlockResource, VolumeResolver,
 } from '../../src/libvirt/leaseplan';
-import { formatSanlockResource, parseSanlockResource } from '../../src/libvirt/resourcestring';
+import { formatSanlockResource } from '../../src/config/sanlockargs';
+import { parseSanlockResource } from '../helpers/resourcestring';
 
 const FIX = join(__dirname, '..', 'fixtures', 'domains');
 const fixture = (name: string) => parseDomainXml(readFileSync(join(FIX, name), 'utf8'));

@@ -1,6 +1,6 @@
-import { LeaseError, SANLK } from '../ondisk';
-import { Clock } from './clock';
-import { LeaseStorage } from './storage';
+import { LeaseError, SANLK } from '../../src/ondisk';
+import { Clock } from '../../src/lease/clock';
+import { LeaseStorage } from '../../src/lease/storage';
 
 /**
  * An in-memory lease device for tests and the simulation, with the faults real shared storage

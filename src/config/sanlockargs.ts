@@ -1,5 +1,7 @@
 /**
- * Argument strings of `lockagent direct`, in sanlock's syntax:
+ * sanlock's string syntax, for `lockagent direct` and `client` arguments, the config file's
+ * `lockspaces` entries and the resource strings handed to libvirt (below the CLI, so that the
+ * daemon and the libvirt integration use the same parser and printer):
  *
  *   -s LOCKSPACE   name:host_id:path:offset
  *   -r RESOURCE    lockspace:resource:path:offset[:lver|:SH]
@@ -9,6 +11,7 @@
  * byte counts or a number with an `M` suffix (MiB). Everything here is pure: a bad argument
  * throws a UsageError before any file is opened.
  */
+import { LeaseMode } from '../lease/token';
 import { NAME_ID_SIZE, SANLK_PATH_LEN } from '../ondisk/constants';
 import { Geometry, listGeometries, MiB } from '../ondisk/sizes';
 
@@ -72,6 +75,31 @@ export function splitEscaped(s: string, what: string): string[] {
 /** Escape a path for display in sanlock syntax (`:`, space and `\` get a backslash). */
 export function escapePath(p: string): string {
   return p.replace(/[\\: ]/g, (c) => `\\${c}`);
+}
+
+export interface SanlockResourceFields {
+  lockspace: string;
+  resource: string;
+  path: string;
+  offset: number;
+  mode: LeaseMode;
+}
+
+/**
+ * sanlock's resource string, as taken by `sanlock client acquire -r` / `command -r` and printed
+ * by `sanlock client status`: LOCKSPACE:RESOURCE:PATH:OFFSET[:SH] (one disk per resource, which
+ * is all libvirt ever uses).
+ *
+ * Escaping: sanlock_str_to_res (sanlock src/client.c) takes the character after any '\' literally
+ * in every field, so we escape '\', ':' and ' ' wherever they occur, and the string always parses
+ * back to the same fields. sanlock_path_export (used for its own output) escapes only ':' and ' '
+ * and only in paths, passing an existing '\' through as if it already were an escape; for paths
+ * and names without a backslash, and names without ':' or ' ', both give the same text.
+ */
+export function formatSanlockResource(r: SanlockResourceFields): string {
+  if (!Number.isSafeInteger(r.offset) || r.offset < 0) throw new RangeError(`bad lease offset ${r.offset}`);
+  const base = `${escapePath(r.lockspace)}:${escapePath(r.resource)}:${escapePath(r.path)}:${r.offset}`;
+  return r.mode === 'shared' ? `${base}:SH` : base;
 }
 
 /** Byte count, or a number with an `M` suffix meaning MiB (sanlock's only suffix). */

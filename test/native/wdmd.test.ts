@@ -7,7 +7,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { systemdWatchdogFromEnv } from '../../src/agent/sdnotify';
+import { systemdWatchdogFromEnv } from '../../src/daemon/sdnotify';
 import { WdmdClient, WdmdRefusal, WdmdSource, wdmdTest } from '../../src/agent/wdmd';
 import { NativeBinding } from '../../src/io/native';
 import { timeoutsFor, WATCHDOG_FIRE_TIMEOUT } from '../../src/lease/timeouts';

@@ -5,13 +5,12 @@
  * run's summary goes to the log.
  */
 import { Cron } from 'croner';
-import type { DaemonHandle, DaemonExtensions } from '../agent/daemon';
+import type { DaemonHandle, DaemonExtensions } from './daemon';
 import { DISKS_LOCKSPACE } from '../config/config';
-import { Request } from '../control/protocol';
-import { Peer } from '../control/server';
-import { LeaseError, SANLK } from '../ondisk';
-import { busyLine, SweepReport } from './report';
-import { isSweeping, sweep, sweeperOwner } from './sweep';
+import { CleanupHandlers } from '../control/handler';
+import { busyLine } from '../cleanup/report';
+import { SweepReport } from '../control/replies';
+import { isSweeping, sweep, sweeperOwner } from '../cleanup/sweep';
 
 export interface CleanupExtensionOptions {
   /** random delay before a scheduled sweep, so hosts do not all race for the lock; default 30 s */
@@ -97,13 +96,12 @@ export function cleanupExtension(opts: CleanupExtensionOptions = {}): NonNullabl
       timers.push(t);
     }
 
-    const handler = async (req: Request, peer: Peer): Promise<unknown> => {
-      if (req.op !== 'cleanup') throw new LeaseError(SANLK.EINVAL, `unexpected request ${req.op}`);
-      return run(`requested${peer.pid ? ` by pid ${peer.pid}` : ''}`, req.dryRun, req.minAgeSeconds);
+    const handlers: CleanupHandlers = {
+      cleanup: (req, peer) => run(`requested${peer.pid ? ` by pid ${peer.pid}` : ''}`, req.dryRun, req.minAgeSeconds),
     };
 
     return {
-      handler,
+      handlers,
       stop: () => {
         abort.abort();
         job?.stop();

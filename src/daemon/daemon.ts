@@ -8,20 +8,21 @@ import { createLogger, Level, Logger, parseLevel } from '../log/logger';
 import { geometryFor } from '../ondisk';
 import { StateStore } from '../state/statestore';
 import { isMd5Name } from '../cleanup/classify';
-import { Agent, LeaseCandidate, RunningLeaseOwners } from './agent';
-import { FailedOwner, KillPolicy, LeaseFailurePolicy } from './failure';
-import { GuardClient } from './guard';
-import { DomainHandler, makeHandler } from './handler';
-import { resolveHostName } from './hostname';
-import { leaseFileOwner } from './leasefile';
-import { ensureLockspaceFile } from './lockspacefile';
+import { Agent, LeaseCandidate, RunningLeaseOwners } from '../agent/agent';
+import { FailedOwner, KillPolicy, LeaseFailurePolicy } from '../agent/failure';
+import { GuardClient } from '../agent/guard';
+import { CleanupHandlers, DomainHandlers, makeHandler } from '../control/handler';
+import { DomainStatus } from '../control/replies';
+import { resolveHostName } from '../agent/hostname';
+import { leaseFileOwner } from '../agent/leasefile';
+import { ensureLockspaceFile } from '../agent/lockspacefile';
 import { IdleTrimmer } from './memtrim';
 import { Metrics } from './metrics';
 import { hostWatchStatus, joinStatusLine } from './hostwatch';
 import { SdNotifier } from './sdnotify';
-import { WdmdClient } from './wdmd';
-import { stillThere } from './process';
-import { parseLockspaceArg } from '../cli/args';
+import { WdmdClient } from '../agent/wdmd';
+import { stillThere } from '../agent/process';
+import { parseLockspaceArg } from '../config/sanlockargs';
 import { ConfigError } from '../config/config';
 
 /**
@@ -42,9 +43,9 @@ export interface DaemonHandle {
 
 export interface DaemonExtensions {
   /** plugs in the libvirt integration; receives the agent, returns domain request handling */
-  domain?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => Promise<{ handler: DomainHandler; policy?: LeaseFailurePolicy; ownerExists?: (o: { uuid: string; name: string; pid: number | null; startTime: number | null }) => Promise<boolean>; runningOwners?: RunningLeaseOwners; stop?: () => Promise<void>; status?: () => Record<string, unknown> }>;
+  domain?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => Promise<{ handlers: DomainHandlers; policy?: LeaseFailurePolicy; ownerExists?: (o: { uuid: string; name: string; pid: number | null; startTime: number | null }) => Promise<boolean>; runningOwners?: RunningLeaseOwners; stop?: () => Promise<void>; domains?: () => DomainStatus[] }>;
   peerOf?: (sock: import('net').Socket) => Peer | undefined;
-  cleanup?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => { handler: DomainHandler; stop: () => void };
+  cleanup?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => { handlers: CleanupHandlers; stop: () => void };
   allowPeer?: (config: AgentConfig) => (p: Peer) => boolean;
   /** another native binding (tests) */
   native?: import('../io/native').NativeBinding;
@@ -130,7 +131,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     () => agent.dropIoBuffers());
   trimmer.start();
   const handle = makeHandler(agent, {
-    domain: domain?.handler, cleanup: cleanup?.handler, statusExtra: domain?.status,
+    domain: domain?.handlers, cleanup: cleanup?.handlers, domains: domain?.domains,
     fencing: () => ({ ...guard.status(), ...hostWatchStatus(wdmd, notify) }),
   });
   const server = new ControlServer({
@@ -145,6 +146,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     allow: ext.allowPeer?.(config),
     onError: (m) => log.error(m),
     onRefused: (m) => log.warning(m),
+    onRequestRefused: (level, m) => log[level](m),
   });
   await server.listen();
   log.info(`control socket ${config.socketPath} (mode ${config.socketMode.toString(8)})`);

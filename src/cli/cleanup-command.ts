@@ -11,12 +11,12 @@
 import { Command } from 'commander';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, parseDuration } from '../config/config';
 import { AgentUnreachable, callAgent } from '../control/client';
-import { CliContext } from '../cli/context';
-import { LeaseError } from '../ondisk/results';
-import {
-  busyLine, exitStatus, EXIT_CLEANUP_ERRORS, EXIT_CLEANUP_UNREACHABLE, EXIT_CLEANUP_USAGE, formatReport, SweepReport,
-} from './report';
-import { dryRunStandalone } from './sweep';
+import { CliContext, EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, runCommand } from './context';
+import { LeaseError, SANLK } from '../ondisk/results';
+import { resolveSocket } from './socket';
+import { busyLine, formatReport } from '../cleanup/report';
+import { SweepReport } from '../control/replies';
+import { dryRunStandalone } from '../cleanup/sweep';
 
 interface CleanupOpts {
   dryRun?: boolean;
@@ -67,9 +67,13 @@ export function registerCleanupCommand(program: Command, ctx: CliContext, setExi
     .option('-c, --config <path>', `config file (default ${DEFAULT_CONFIG_PATH})`)
     .option('--socket <path>', 'control socket (default: socket_path from the config)')
     .option('--json', 'print the report as JSON')
-    .action(async (o: CleanupOpts) => {
-      setExit(await runCleanup(ctx, o));
-    });
+    .action((o: CleanupOpts) => runCommand(ctx, setExit, 'cleanup', () => runCleanup(ctx, o)));
+}
+
+/** 0 nothing failed, 1 some file or the sweep failed, 4 another host (or this one) is sweeping. */
+export function exitStatus(r: SweepReport): number {
+  if (r.status === 'busy') return EXIT_BUSY;
+  return r.summary.failed > 0 || r.errors.length > 0 ? EXIT_FAILED : EXIT_OK;
 }
 
 async function runCleanup(ctx: CliContext, o: CleanupOpts): Promise<number> {
@@ -80,30 +84,29 @@ async function runCleanup(ctx: CliContext, o: CleanupOpts): Promise<number> {
   let minAgeSeconds: number | undefined;
   if (o.minAge !== undefined) {
     minAgeSeconds = parseDuration(o.minAge);
-    if (minAgeSeconds === undefined) return fail(`--min-age "${o.minAge}" is not a duration such as 3600, 90m, 1h or 7d`, EXIT_CLEANUP_USAGE);
+    if (minAgeSeconds === undefined) return fail(`--min-age "${o.minAge}" is not a duration such as 3600, 90m, 1h or 7d`, EXIT_USAGE);
   }
   if (o.standalone && !o.dryRun) {
-    return fail('--standalone needs --dry-run: deleting takes leases, which only the running agent (a lockspace member) can', EXIT_CLEANUP_USAGE);
+    return fail('--standalone needs --dry-run: deleting takes leases, which only the running agent (a lockspace member) can', EXIT_USAGE);
   }
   const progress = progressLine();
   let report: SweepReport | undefined;
   try {
     if (!o.standalone) {
-      const { resolveSocket } = await import('../cli/agent-commands');
       let socket: string;
       try {
         socket = resolveSocket(o);
       } catch (e) {
-        return fail((e as Error).message, EXIT_CLEANUP_ERRORS);
+        return fail((e as Error).message, EXIT_FAILED);
       }
       const started = Date.now();
       const ticker = setInterval(() => progress.note(`lockagent cleanup: the agent is sweeping… ${Math.round((Date.now() - started) / 1000)} s`), 1000);
       try {
-        report = (await callAgent(socket, { op: 'cleanup', dryRun: !!o.dryRun, minAgeSeconds }, AGENT_CALL_MS)) as SweepReport;
+        report = await callAgent(socket, { op: 'cleanup', dryRun: !!o.dryRun, minAgeSeconds }, AGENT_CALL_MS);
       } catch (e) {
-        if (!(e instanceof LeaseError) || e.rv !== -111 || !o.dryRun) {
-          const code = e instanceof AgentUnreachable ? EXIT_CLEANUP_UNREACHABLE : EXIT_CLEANUP_ERRORS;
-          return fail((e as Error).message + (code === EXIT_CLEANUP_UNREACHABLE ? ' (a dry run works without it: --dry-run)' : ''), code);
+        if (!(e instanceof LeaseError) || e.rv !== SANLK.ECONNREFUSED || !o.dryRun) {
+          const code = e instanceof AgentUnreachable ? EXIT_UNREACHABLE : EXIT_FAILED;
+          return fail((e as Error).message + (code === EXIT_UNREACHABLE ? ' (a dry run works without it: --dry-run)' : ''), code);
         }
         ctx.output.err('lockagent: cleanup: the agent is not running; the dry run reads the lease directory itself');
       } finally {
@@ -124,9 +127,9 @@ async function runCleanup(ctx: CliContext, o: CleanupOpts): Promise<number> {
     }
   } catch (e) {
     progress.end();
-    if (e instanceof ConfigError) return fail(e.message, EXIT_CLEANUP_ERRORS);
+    if (e instanceof ConfigError) return fail(e.message, EXIT_FAILED);
     const err = e as NodeJS.ErrnoException;
-    return fail(err.code === 'ENOENT' ? `the lease directory does not exist: ${err.message}` : err.message ?? String(e), EXIT_CLEANUP_ERRORS);
+    return fail(err.code === 'ENOENT' ? `the lease directory does not exist: ${err.message}` : err.message ?? String(e), EXIT_FAILED);
   }
 
   if (o.json) ctx.output.json(report);

@@ -1,7 +1,7 @@
 import { systemClock } from '../lease/clock';
-import { Agent } from './agent';
+import { Agent } from '../agent/agent';
 import { SdNotifier } from './sdnotify';
-import { WdmdClient, WdmdState } from './wdmd';
+import { WdmdClient, WdmdState } from '../agent/wdmd';
 
 /**
  * The watchdog layers as `lockagent status` shows them (the `fencing` section): wdmd and the

@@ -1,13 +1,13 @@
-import { DaemonExtensions } from '../agent/daemon';
+import { DaemonExtensions } from './daemon';
 import { stillThere } from '../agent/process';
 import { peerOf } from '../control/peercred';
-import { Request } from '../control/protocol';
-import { LeaseError, SANLK } from '../ondisk';
+import { DomainHandlers } from '../control/handler';
 import { LibvirtConnection } from '../libvirt/connection';
 import { parseDomainXml } from '../libvirt/domainxml';
 import { DomainManager, isDomainUuid } from '../libvirt/domains';
 import { peerAllowed } from '../control/peerpolicy';
-import { cleanupExtension } from '../cleanup/extension';
+import { backoffDelay } from '../lease/wait';
+import { cleanupExtension } from './cleanup';
 
 /**
  * What the daemon plugs in beyond the lease core: peer checks on the socket and, unless
@@ -40,29 +40,27 @@ export function daemonExtensions(): DaemonExtensions {
           } catch (e) {
             if (conn === c) conn = undefined;
             await c.close().catch(() => undefined);
-            const delay = Math.min(30, 2 ** Math.min(attempt, 5));
+            const delay = backoffDelay(attempt, { initial: 1, max: 30 });
             log.warning(`cannot connect to libvirt ${config.libvirtUri}: ${(e as Error).message}; retrying in ${delay} s (the start gate works meanwhile)`);
             setTimeout(() => void connect(attempt + 1), delay * 1000).unref();
           }
         };
         void connect(0);
       }
-      const handler = async (req: Request): Promise<unknown> => {
-        switch (req.op) {
-          case 'domain_prepare': return mgr.prepare(req.xml, req.timeoutMs);
-          case 'domain_migrate': return mgr.migrateBegin(req.xml);
-          case 'domain_reconnect': return mgr.reconnect(req.xml);
-          case 'domain_release': {
-            const uuid = req.uuid ?? parseDomainXml(req.xml!).uuid;
-            return { released: await mgr.release(uuid, 'libvirt stopped it') };
-          }
-          default: throw new LeaseError(SANLK.EINVAL, `unexpected request ${req.op}`);
-        }
+      // migrate and reconnect answer nothing: null on the wire, as before.
+      const handlers: DomainHandlers = {
+        domain_prepare: (req) => mgr.prepare(req.xml, req.timeoutMs),
+        domain_migrate: async (req) => { await mgr.migrateBegin(req.xml); return null; },
+        domain_reconnect: async (req) => { await mgr.reconnect(req.xml); return null; },
+        domain_release: async (req) => {
+          const uuid = req.uuid ?? parseDomainXml(req.xml!).uuid;
+          return { released: await mgr.release(uuid, 'libvirt stopped it') };
+        },
       };
       return {
-        handler,
+        handlers,
         policy: mgr,
-        status: () => ({ domains: mgr.statusDomains() }),
+        domains: () => mgr.statusDomains(),
         ownerExists: async (o) => {
           if (!isDomainUuid(o.uuid)) return o.pid ? stillThere(o.pid, o.startTime) : true; // not a domain: a plain client owner
           if (!conn?.connected) return true; // cannot tell yet: keep the leases; the resync decides

@@ -1,5 +1,5 @@
 import { getHeapSpaceStatistics } from 'v8';
-import { IdleTrimmer, trimMemory } from '../../src/agent/memtrim';
+import { IdleTrimmer, trimMemory } from '../../src/daemon/memtrim';
 
 const newSpace = () => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_size;
 

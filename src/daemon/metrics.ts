@@ -11,8 +11,8 @@ import { ioStats } from '../io/directio';
 import { IoKind, setIoObserver } from '../lease/diskio';
 import { HostState } from '../lease/hostmonitor';
 import { explainResult } from '../ondisk/results';
-import type { Agent, AgentObserver } from './agent';
-import type { JoinState } from './lockspace';
+import type { Agent, AgentObserver } from '../agent/agent';
+import type { JoinState } from '../agent/lockspace';
 
 const JOIN_STATES: readonly JoinState[] = ['joining', 'joined', 'retrying', 'lost', 'leaving', 'left'];
 const HOST_STATES: readonly HostState[] = ['LIVE', 'FAIL', 'DEAD', 'FREE', 'UNKNOWN'];

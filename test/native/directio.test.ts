@@ -328,7 +328,7 @@ describe('deadlines and hung I/O', () => {
 });
 
 // Attaches a loop device, so only when asked to (root needed):
-//   LOCKAGENT_TEST_LOOPDEV=1 npx jest test/unit/directio.test.ts
+//   LOCKAGENT_TEST_LOOPDEV=1 npx jest test/native/directio.test.ts
 const loopIt = process.env.LOCKAGENT_TEST_LOOPDEV === '1' ? it : it.skip;
 loopIt('reports block device geometry (loop device with 4096-byte sectors)', async () => {
   const img = makeFile('loop.img', 8 << 20);

@@ -1,0 +1,26 @@
+/**
+ * The core's vocabulary: who owns leases and which leases. The control protocol (src/control)
+ * carries these on the wire; the libvirt integration and the sweeper build them.
+ */
+import { LeaseMode } from '../lease/token';
+
+export type { LeaseMode };
+
+export interface OwnerRef {
+  /** domain uuid (or any stable id for non-libvirt owners) */
+  uuid: string;
+  name?: string;
+  pid?: number;
+}
+
+export interface LeaseSpec {
+  lockspace: string;
+  resource: string;
+  path: string;
+  offset: number;
+  mode?: LeaseMode;
+  /** require this lease version (sanlock's RES:lver), -240 when it changed */
+  lver?: number;
+  /** the disk this lease protects, for messages ("disk /nfs/a.qcow2 is leased by host 3") */
+  disk?: string;
+}
