@@ -37,7 +37,7 @@ done
 # ---- the lockagent build to run ---------------------------------------------------------------
 if [ -n "${LOCKAGENT_CLI:-}" ]; then
   BUILD=$(cd "$(dirname "$LOCKAGENT_CLI")/.." && pwd)
-elif [ -f dist/cleanup/command.js ] && [ -z "$(find src -name '*.ts' -newer dist/cleanup/command.js -print -quit)" ]; then
+elif [ -f dist/cli/main.js ] && [ -z "$(find src -name '*.ts' -newer dist/cli/main.js -print -quit)" ]; then
   BUILD=$ROOT/dist
 else
   stamp=$(find src -name '*.ts' -printf '%T@\n' | sort -n | tail -1 | cut -d. -f1)
