@@ -13,6 +13,7 @@ APT_PKGS=(
   python3 make g++ pkg-config            # node-gyp toolchain for native/
   strace util-linux                      # I/O counting in benchmarks; losetup
   rpm                                    # rpmbuild, rpm -qlp: the RPM test (test/install)
+  libfuse3-dev fuse3                     # latencyfs (native/bench): scripts/bench/nfs.js and its smoke test (test/bench)
 )
 
 missing=()

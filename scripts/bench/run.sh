@@ -10,6 +10,10 @@
 #   virsh        virsh start: no locking / libvirt-sanlock / lockagent hook       (virsh-start.js)
 #   idle         RSS, CPU and renewal I/O with 1,000 leases held                   (idle.js)
 #   cleanup      scripts/bench/cleanup-dryrun.sh (the cleanup engineer's)         (cleanup.js)
+#   nfs          throughput, acquire p50/p99, requests and bytes per acquire on a   (nfs.js)
+#                FUSE mount adding 0, 1 or 5 ms per I/O (native/bench/latencyfs.c)
+#   scale        1/8/64 clients; 10,000 leases; 2,000 live hosts; cleanup dry run (scale.js)
+#                over 100,000 files; domain_prepare with 64 disks
 #
 # Each benchmark runs both tools in the same run, alternating, and prints progress on stderr.
 # Results: scripts/bench/results/latest.json (a benchmark not run keeps its previous entry) and
@@ -31,18 +35,21 @@ for a in "$@"; do
   case "$a" in
     --quick) QUICK=(--quick) ;;
     --keep) KEEP=(--keep) ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    throughput|ios|failover|virsh|idle|cleanup) NAMES+=("$a") ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    throughput|ios|failover|virsh|idle|cleanup|nfs|scale) NAMES+=("$a") ;;
     *) echo "run.sh: unknown argument $a (see --help)" >&2; exit 2 ;;
   esac
 done
-[ ${#NAMES[@]} -gt 0 ] || NAMES=(throughput ios failover virsh idle cleanup)
+[ ${#NAMES[@]} -gt 0 ] || NAMES=(throughput ios failover virsh idle cleanup nfs scale)
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (sanlock daemons, strace -p, libvirtd)"
 command -v sanlock >/dev/null || die "sanlock is not installed: scripts/setup.sh"
 command -v strace >/dev/null || die "strace is not installed: scripts/setup.sh"
 /usr/bin/python3 -c 'import sanlock' 2>/dev/null || die "python3-sanlock is not installed: apt-get install python3-sanlock (scripts/setup.sh)"
+if [[ " ${NAMES[*]} " == *" nfs "* ]]; then
+  command -v fusermount3 >/dev/null && pkg-config --exists fuse3 || die "nfs needs libfuse3-dev and fuse3: scripts/setup.sh"
+fi
 
 LOCKAGENT_DIST=$(node scripts/bench/lib/build.js)
 LOCKAGENT_NATIVE_ADDON=$(node scripts/bench/lib/build.js native)
@@ -50,7 +57,14 @@ export LOCKAGENT_DIST LOCKAGENT_NATIVE_ADDON
 echo "lockagent build: $LOCKAGENT_DIST, native addon: $LOCKAGENT_NATIVE_ADDON" >&2
 
 OUT=$(mktemp -d /tmp/la-bench-results-XXXXXX)
-trap 'rm -rf "$OUT"' EXIT
+# A benchmark killed hard cannot unmount its latencyfs: do it here, for our work dirs only.
+unmount_leftovers() {
+  local m
+  for m in $(findmnt -rn -t fuse.latencyfs -o TARGET 2>/dev/null); do
+    case "$m" in "${BENCH_WORK:-/tmp}"/la-bench-nfs-*) fusermount3 -uz "$m" || true ;; esac
+  done
+}
+trap 'unmount_leftovers; rm -rf "$OUT"' EXIT
 script_of() {
   case "$1" in
     virsh) echo virsh-start.js ;;

@@ -83,7 +83,7 @@ function resolveBuild(log = (m) => process.stderr.write(`${m}\n`)) {
 /**
  * The native I/O addon the benchmarks load ($LOCKAGENT_NATIVE_ADDON): a private build of
  * native/ keyed by a hash of its sources (the compiled hook client, lockagent-hook, is built
- * beside it), under node_modules/.cache/lockagent-bench/native-<hash>.
+ * beside it, as is the guard), under node_modules/.cache/lockagent-bench/native-<hash>.
  * The shared native/build/ is rebuilt by anyone's `npm run build` at any time, possibly from
  * other sources; a measurement must not change addon halfway or silently run an old one.
  */
@@ -91,7 +91,7 @@ function resolveNative(log = (m) => process.stderr.write(`${m}\n`)) {
   if (process.env.LOCKAGENT_NATIVE_ADDON) return path.resolve(process.env.LOCKAGENT_NATIVE_ADDON);
   const src = path.join(ROOT, 'native');
   const h = crypto.createHash('sha256');
-  const dirs = ['src', 'hook'].filter((d) => fs.existsSync(path.join(src, d)));
+  const dirs = ['src', 'hook', 'guard'].filter((d) => fs.existsSync(path.join(src, d)));
   const files = ['binding.gyp', ...dirs.flatMap((d) => fs.readdirSync(path.join(src, d)).sort().map((f) => path.join(d, f)))];
   for (const f of files) h.update(f).update(fs.readFileSync(path.join(src, f)));
   const cache = path.join(ROOT, 'node_modules', '.cache', 'lockagent-bench');

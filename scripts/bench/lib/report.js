@@ -10,7 +10,7 @@
 const fs = require('fs');
 const path = require('path');
 
-const ORDER = ['throughput', 'ios', 'failover', 'virsh-start', 'idle', 'cleanup'];
+const ORDER = ['throughput', 'ios', 'failover', 'virsh-start', 'idle', 'cleanup', 'nfs', 'scale'];
 
 function fmt(x) {
   if (x === undefined || x === null || Number.isNaN(x)) return '—';
