@@ -632,7 +632,9 @@ describeLibvirt('lockagent_virt process lifetime', () => {
   });
 
   it('an open connection keeps the process alive, like a socket', async () => {
-    const r = await run(`await v.open('test:///default', {}, () => {}); console.log('open');`, 1000);
+    // Killed after 5 s if it is still running (it should be); long enough for node to start and
+    // open the connection on a loaded machine (1 s was not).
+    const r = await run(`await v.open('test:///default', {}, () => {}); console.log('open');`, 5000);
     expect(r.exited).toBe(false);
     expect(r.out).toBe('open\n');
   });
