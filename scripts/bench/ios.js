@@ -14,7 +14,12 @@
  * lease; the second follows its own release (lockagent then starts from its release hint,
  * docs/engine.md "Acquire from a release hint"; sanlock has no such path).
  *
- *   node scripts/bench/ios.js [--quick] [--reps R] [--out FILE] [--keep]
+ * Renewals (delta leases, on the lockspace file) are counted over the same run: bytes read and
+ * written on the lockspace file per renewal write.
+ * --hosts N initialises the lease areas with num_hosts N (sanlock `direct init -n N`) and runs
+ * lockagent with max_hosts = N (default 2000, a whole 512/1M area).
+ *
+ *   node scripts/bench/ios.js [--quick] [--reps R] [--hosts N] [--out FILE] [--keep]
  */
 const fs = require('fs');
 const path = require('path');
@@ -23,6 +28,7 @@ const c = require('./lib/common');
 c.runMain('ios', async (args) => {
   const reps = args.reps ?? (args.quick ? 3 : 5);
   const K = args.quick ? 5 : 10; // operations per repetition
+  const hosts = args.hosts ?? 2000;
   const N = reps * K;
   const W = c.workDir('ios');
   c.log(`ios: ${reps} repetitions of ${K} acquire+release per tool, work dir ${W}`);
@@ -31,7 +37,7 @@ c.runMain('ios', async (args) => {
   const sl = { ls: 'BENCH_SL', lsFile: path.join(W, 'sl-lockspace'), res: path.join(W, 'sl-leases') };
   for (const t of [la, sl]) {
     c.initLockspace(t.lsFile, t.ls, 1);
-    c.initResources(t.res, t.ls, N + 1);
+    c.initResources(t.res, t.ls, N + 1, hosts);
   }
 
   // lockagent in this process, so its counters are readable
@@ -43,7 +49,7 @@ c.runMain('ios', async (args) => {
   const sock = path.join(W, 'la.sock');
   const config = {
     ...defaultConfig(), hostId: 1, ioTimeout: 1, socketPath: sock, socketMode: 0o600, statePath: path.join(W, 'la-state.db'),
-    logFile: '', logStderr: false, libvirtUri: '', lockspaces: [`${la.ls}:1:${la.lsFile}:0`], cleanupSchedule: 'off', source: 'bench',
+    logFile: '', logStderr: false, libvirtUri: '', maxHosts: hosts, lockspaces: [`${la.ls}:1:${la.lsFile}:0`], cleanupSchedule: 'off', source: 'bench',
   };
   const d = await startDaemon(config, {}, createLogger({}));
   c.atCleanup(() => d.stop());
@@ -55,6 +61,8 @@ c.runMain('ios', async (args) => {
   c.log('both joined');
 
   const owner = { uuid: 'bench-ios', name: 'bench-ios' };
+  const lsStart = ioStats(la.lsFile);
+  const slRenew = { reads: 0, writes: 0, bytesRead: 0, bytesWritten: 0 };
   const snap = () => ioStats(la.res);
   const diff = (a, b) => ({ reads: b.reads - a.reads, writes: b.writes - a.writes, bytesRead: b.bytesRead - a.bytesRead, bytesWritten: b.bytesWritten - a.bytesWritten });
   const laOps = { acquire: [], release: [], reacquire: [], rerelease: [] };
@@ -83,7 +91,11 @@ c.runMain('ios', async (args) => {
     const again = await sanlock.py(['cycle', sl.ls, sl.res, String(from), String(count), '1', 'marks']);
     await c.sleep(100);
     await st.stop();
-    const ev = c.parseStraceIo(trace, st.fds).filter((e) => e.path === sl.res);
+    const all = c.parseStraceIo(trace, st.fds);
+    for (const e of all.filter((x) => x.path === sl.lsFile)) {
+      if (e.op === 'read') { slRenew.reads++; slRenew.bytesRead += e.bytes; } else { slRenew.writes++; slRenew.bytesWritten += e.bytes; }
+    }
+    const ev = all.filter((e) => e.path === sl.res);
     const inWin = (a, b) => ev.filter((e) => e.ts >= a && e.ts <= b);
     const sum = (xs, op) => xs.filter((e) => e.op === op);
     const shapeOf = (xs) => ({ reads: sum(xs, 'read').length, writes: sum(xs, 'write').length, bytesRead: sum(xs, 'read').reduce((t, e) => t + e.bytes, 0), bytesWritten: sum(xs, 'write').reduce((t, e) => t + e.bytes, 0) });
@@ -107,7 +119,10 @@ c.runMain('ios', async (args) => {
     for (const f of order) await f(rep * K, K, rep);
     c.log(`rep ${rep + 1}/${reps} done`);
   }
+  const lsEnd = ioStats(la.lsFile);
   await d.stop();
+  const laRenew = diff(lsStart, lsEnd);
+  const perRenewal = (x) => ({ renewals: x.writes, bytesRead: x.writes ? Math.round(x.bytesRead / x.writes) : 0, bytesWritten: x.writes ? Math.round(x.bytesWritten / x.writes) : 0 });
 
   const perRep = (ops, key, fn) => Array.from({ length: reps }, (_, r) => {
     const xs = ops[key].slice(r * K, (r + 1) * K);
@@ -134,10 +149,14 @@ c.runMain('ios', async (args) => {
     c.metric('io.release.bytes', 'bytes read+written per release', 'KiB', perRep(laOps, 'release', (x) => (x.bytesRead + x.bytesWritten) / 1024), perRep(slOps, 'release', (x) => (x.bytesRead + x.bytesWritten) / 1024)),
   ];
   return {
-    params: { reps, opsPerRep: K, ioTimeout: 1, lease: '1 MiB area, 512 B sectors, 2000 host slots' },
+    params: { reps, opsPerRep: K, ioTimeout: 1, lease: `1 MiB area, 512 B sectors, num_hosts ${hosts} (max_hosts 2000)` },
     machine: c.machine(),
     metrics,
-    extra: { lockagentPattern: shape(laOps), sanlockPattern: shape(slOps), sanlockIosOutsideAnyWindow: slUnattributed },
+    extra: {
+      lockagentPattern: shape(laOps), sanlockPattern: shape(slOps), sanlockIosOutsideAnyWindow: slUnattributed,
+      // sanlock's renewals are only seen while strace runs (its windows); lockagent's over the whole run
+      renewal: { lockagent: perRenewal(laRenew), sanlock: perRenewal(slRenew) },
+    },
     notes: [
       'lockagent counted by its addon (ioStats per path), sanlock by strace of the daemon; only I/O on the lease file counts (renewals go to the lockspace file)',
       'sanlock 3.8.5 (docs/engine.md): a free acquire is one area read, two dblock writes with two area reads, one leader write = 6 I/Os',

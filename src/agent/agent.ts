@@ -44,6 +44,8 @@ export interface AgentOptions {
   observer?: AgentObserver;
   /** The fencing guard's view of our leases (src/agent/guard.ts); kept up to date when owners change. */
   fence?: AgentFence;
+  /** Host slots the first read of an acquire expects (config max_hosts; ResourceLocation.numHosts). */
+  numHosts?: number;
 }
 
 /** What the agent tells the fencing guard client (src/agent/guard.ts GuardClient). */
@@ -370,7 +372,7 @@ export class Agent {
         try {
           opts.checkFile?.(storage);
           const token = await acquireResource(
-            { storage, offset: s.offset, spaceName: s.lockspace, resourceName: s.resource },
+            { storage, offset: s.offset, spaceName: s.lockspace, resourceName: s.resource, numHosts: this.o.numHosts },
             { hostId: lease.hostId, generation: lease.generation, ioTimeout: lease.ioTimeout },
             { clock: this.o.clock, liveness: ls.liveness(), lver: s.lver, mode: toMode(mode), cancel: deadline ? { deadlineMs: deadline } : undefined, iobufs: this.iobufs, hint },
           );

@@ -29,8 +29,9 @@ export interface LeaseAreaSpec {
  * Mode and owner of the lockspace and lease files this host creates, from user and group (as
  * libvirt's sanlock plugin does): 0600, group read/write too when a group is set, then chown.
  */
-export function leaseFileOwner(cfg: Pick<AgentConfig, 'userId' | 'groupId'>): { mode: number; uid?: number; gid?: number } {
-  return { mode: cfg.groupId !== undefined ? 0o660 : 0o600, uid: cfg.userId, gid: cfg.groupId };
+export function leaseFileOwner(cfg: Pick<AgentConfig, 'userId' | 'groupId'> & Partial<Pick<AgentConfig, 'maxHosts'>>): { mode: number; uid?: number; gid?: number; numHosts?: number } {
+  // numHosts rides along: every creator of lease files passes these options on (max_hosts).
+  return { mode: cfg.groupId !== undefined ? 0o660 : 0o600, uid: cfg.userId, gid: cfg.groupId, numHosts: cfg.maxHosts };
 }
 
 /**

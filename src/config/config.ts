@@ -35,6 +35,11 @@ export interface AgentConfig {
   logStderr: boolean;
   sectorSize: 512 | 4096;
   alignSize: number;
+  /**
+   * Host slots (num_hosts) of the disk lease files this host creates, 1..2000, capped at the
+   * geometry's max_hosts. Also what the first read of an acquire is sized for.
+   */
+  maxHosts: number;
   lockspaces: string[];
   cleanupSchedule: string;
   cleanupMinAge: number;
@@ -95,6 +100,7 @@ const KEYS: Record<string, KeySpec> = {
   log_stderr: { kind: 'bool', field: 'logStderr' },
   sector_size: { kind: 'int', field: 'sectorSize', choices: ['512', '4096'] },
   align_size: { kind: 'size', field: 'alignSize', choices: ['1M', '2M', '4M', '8M'] },
+  max_hosts: { kind: 'int', field: 'maxHosts', min: 1, max: 2000 },
   lockspaces: { kind: 'list', field: 'lockspaces' },
   cleanup_schedule: { kind: 'string', field: 'cleanupSchedule' },
   cleanup_min_age: { kind: 'duration', field: 'cleanupMinAge' },
@@ -135,6 +141,7 @@ export function defaultConfig(): AgentConfig {
     logStderr: true,
     sectorSize: 512,
     alignSize: 1048576,
+    maxHosts: 2000,
     lockspaces: [],
     cleanupSchedule: '0 3 * * 0',
     cleanupMinAge: 3600,
@@ -253,9 +260,23 @@ export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH): LoadRes
   if (cfg.sectorSize === 512 && cfg.alignSize !== 1048576) {
     throw new ConfigError(`${source}: sector_size = 512 only allows align_size = "1M" (sanlock's valid pairs: 512/1M, 4096/1M, 4096/2M, 4096/4M, 4096/8M)`);
   }
+  validateHostSlots(cfg);
   validateSafety(cfg);
   resolveOwner(cfg);
   return { config: cfg, warnings };
+}
+
+/**
+ * A host whose host_id is above the num_hosts of the lease files it creates could not acquire
+ * them (sanlock and lockagent both refuse with -228): refuse the config instead.
+ */
+function validateHostSlots(cfg: AgentConfig): void {
+  if (typeof cfg.hostId === 'number' && cfg.hostId > cfg.maxHosts) {
+    throw new ConfigError(
+      `${cfg.source}: host_id = ${cfg.hostId} is above max_hosts = ${cfg.maxHosts}: lease files this host creates would have ` +
+      `${cfg.maxHosts} host slots and refuse host_id ${cfg.hostId} (-228); raise max_hosts or use a host_id from 1 to ${cfg.maxHosts}`,
+    );
+  }
 }
 
 /** user/group → ids once, at load: an unknown name is a config error, not a failed create later. */

@@ -77,7 +77,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     return policy.onLeaseFailure(o).finally(() => late.guard?.failureHandled(o.pid));
   };
   const agent = new Agent({
-    clock: systemClock, log, store, hostName, policy: { onLeaseFailure }, observer: metrics?.observer,
+    clock: systemClock, log, store, hostName, policy: { onLeaseFailure }, observer: metrics?.observer, numHosts: config.maxHosts,
     fence: { admit: (o) => late.guard?.admit(o), changed: () => late.guard?.changed(), renewed: (l) => late.guard?.renewed(l) },
   });
   metrics?.attach(agent);

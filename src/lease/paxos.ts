@@ -152,17 +152,28 @@ async function acquire(res: ResourceLocation, host: PaxosHost, opts: PaxosAcquir
   const io = host.ioTimeout;
   const cancelWhat = () => `acquiring ${name}`;
 
-  /** The whole area in one I/O: leader, our max mbal, every dblock verified (-214). */
+  /**
+   * Leader, request and num_hosts dblocks in one I/O: our max mbal, every dblock verified
+   * (-214). sanlock reads the whole align area here but looks only at those; we read them
+   * sized for the expected num_hosts, and read again, larger, when the leader says more.
+   */
+  let expectHosts = res.numHosts;
   const readLease = async (): Promise<LeaseRead> => {
-    const buf = bufs.get(geometry.alignSize);
+    const len = Math.min(geometry.alignSize, paxosReadSize(Math.min(expectHosts ?? geometry.maxHosts, geometry.maxHosts), geometry.sectorSize));
+    const buf = bufs.get(len);
     let area: Buffer;
     try {
-      area = await timedIo('area_read', () => readArea(res.storage, res.offset, geometry.alignSize, io * 1000, buf));
+      area = await timedIo('area_read', () => readArea(res.storage, res.offset, len, io * 1000, buf));
     } catch (e) {
       bufs.poison(buf);
       throw ioError(e, SANLK.DBLOCK_READ, `acquiring ${name}: reading the lease`);
     }
     const { rv, leader } = verifyPaxosLeader(area, 0, res.spaceName, res.resourceName, host.hostId);
+    if (len < geometry.alignSize && leader.numHosts + 2 > len / geometry.sectorSize) {
+      // More slots than we read: once more, covering them (a len of the whole area ends this).
+      expectHosts = leader.numHosts;
+      return readLease();
+    }
     if (rv < 0) {
       const why = rv === SANLK.LEADER_NUMHOSTS ? `: it has ${leader.numHosts} host slots, our host_id is ${host.hostId}` : '';
       throw new LeaseError(rv, `acquiring ${name}: the leader at ${res.storage.id}:${res.offset} is invalid: ${describeResult(rv)}${why}`);

@@ -17,6 +17,12 @@ export interface ResourceLocation {
    * sizes win: acquire restarts with them when they differ. Default 512/1M.
    */
   geometry?: Geometry;
+  /**
+   * Host slots (num_hosts) the lease is expected to have: the first read of an acquire covers
+   * the leader, the request and this many dblocks instead of the whole align area; a leader
+   * that says more costs one more read. Default: the geometry's max_hosts (the whole area).
+   */
+  numHosts?: number;
 }
 
 /** Us, as a lockspace member: sanlock's token->host_id / host_generation / io_timeout. */

@@ -8,7 +8,7 @@ import { leaseFileOwner } from '../../src/agent/leasefile';
 import { ensureResourceFile } from '../../src/agent/resourcefile';
 import { lookupId } from '../../src/config/accounts';
 import { parseConfig } from '../../src/config/config';
-import { DEFAULT_GEOMETRY } from '../../src/ondisk';
+import { decodeLeader, DEFAULT_GEOMETRY, geometryFor, MiB } from '../../src/ondisk';
 import { makeTempDir, removeTempDir } from '../helpers/cli';
 import { startHost, stopHost, waitJoined, writeHostConfig } from '../helpers/agentproc';
 
@@ -54,5 +54,24 @@ describe('user and group own the lease files this host creates', () => {
     } finally {
       await stopHost(h);
     }
+  });
+});
+
+describe('max_hosts: host slots of the lease files this host creates', () => {
+  let dir: string;
+  beforeAll(() => { dir = makeTempDir('la-maxhosts-'); });
+  afterAll(() => removeTempDir(dir));
+
+  it('writes num_hosts = max_hosts, capped at the geometry (default 2000)', async () => {
+    const leader = (p: string) => decodeLeader(fs.readFileSync(p), 0);
+    const f250 = path.join(dir, 'f250');
+    await ensureResourceFile(f250, LS, 'f250', DEFAULT_GEOMETRY, leaseFileOwner(parseConfig('max_hosts = 250\n').config));
+    expect(leader(f250)).toMatchObject({ numHosts: 250, maxHosts: 2000 });
+    const fdef = path.join(dir, 'fdef');
+    await ensureResourceFile(fdef, LS, 'fdef', DEFAULT_GEOMETRY, leaseFileOwner(parseConfig('').config));
+    expect(leader(fdef)).toMatchObject({ numHosts: 2000, maxHosts: 2000 });
+    const f4k = path.join(dir, 'f4k');
+    await ensureResourceFile(f4k, LS, 'f4k', geometryFor(4096, MiB), leaseFileOwner(parseConfig('max_hosts = 1000\n').config));
+    expect(leader(f4k)).toMatchObject({ numHosts: 250, maxHosts: 250 });
   });
 });

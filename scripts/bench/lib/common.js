@@ -21,13 +21,14 @@ const MiB = 1024 * 1024;
 // ---- command line --------------------------------------------------------------------------
 
 function parseArgs(argv = process.argv.slice(2)) {
-  const o = { quick: false, keep: false, out: undefined, reps: undefined, rest: [] };
+  const o = { quick: false, keep: false, out: undefined, reps: undefined, hosts: undefined, rest: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') o.quick = true;
     else if (a === '--keep') o.keep = true;
     else if (a === '--out') o.out = argv[++i];
     else if (a === '--reps') o.reps = Number(argv[++i]);
+    else if (a === '--hosts') o.hosts = Number(argv[++i]);
     else o.rest.push(a);
   }
   return o;
@@ -234,13 +235,13 @@ const resName = (i) => `r${String(i).padStart(5, '0')}`;
  * 1 MiB area `sanlock direct init -r` writes (dense, as libvirt's lease files are: a sparse
  * file would make the 1 MiB area reads of an acquire cheaper than on real storage).
  */
-function initResources(file, lockspace, count) {
+function initResources(file, lockspace, count, numHosts) {
   const od = req('ondisk');
   const g = od.DEFAULT_GEOMETRY;
   const fd = fs.openSync(file, 'w', 0o600);
   try {
     for (let i = 0; i < count; i++) {
-      writeAll(fd, od.buildResourceArea({ spaceName: lockspace, resourceName: resName(i), geometry: g }), i * g.alignSize);
+      writeAll(fd, od.buildResourceArea({ spaceName: lockspace, resourceName: resName(i), geometry: g, numHosts }), i * g.alignSize);
     }
     fs.fsyncSync(fd);
   } finally {
