@@ -36,6 +36,8 @@ export interface ClaimParams {
   remembered?: number;
   /** ids found busy earlier in this claim: never chosen again */
   rejected: ReadonlySet<number>;
+  /** choose no id above this (max_hosts of the lease areas), else up to the lockspace's size */
+  limit?: number;
   log: (msg: string) => void;
   stopped: () => boolean;
 }
@@ -45,7 +47,8 @@ const FREE_SPREAD = 16;
 
 export async function chooseHostId(p: ClaimParams): Promise<HostIdChoice> {
   const g = await readLockspaceGeometry(p.storage, p.offset, p.spaceName, p.ioTimeout);
-  if (p.remembered && p.remembered <= g.maxHosts && !p.rejected.has(p.remembered)) return { hostId: p.remembered, kind: 'remembered' };
+  const top = Math.min(g.maxHosts, p.limit ?? g.maxHosts);
+  if (p.remembered && p.remembered <= top && !p.rejected.has(p.remembered)) return { hostId: p.remembered, kind: 'remembered' };
   const readSlots = async (): Promise<Array<LeaderRecord | undefined>> => {
     const area = await readArea(p.storage, p.offset, g.alignSize, p.ioTimeout * 1000);
     const out: Array<LeaderRecord | undefined> = [];
@@ -56,7 +59,7 @@ export async function chooseHostId(p: ClaimParams): Promise<HostIdChoice> {
     return out;
   };
   const slots = await readSlots();
-  const usable = (id: number) => !p.rejected.has(id);
+  const usable = (id: number) => id <= top && !p.rejected.has(id);
   const ourName = p.hostName.slice(0, 47);
   const named = slots.findIndex((l, i) => l && l.timestamp !== 0 && namesEqual(l.resourceName, ourName) && usable(i + 1));
   if (named >= 0) return { hostId: named + 1, kind: 'named' };
@@ -76,6 +79,6 @@ export async function chooseHostId(p: ClaimParams): Promise<HostIdChoice> {
   if (nowFree.length) return { hostId: nowFree[0], kind: 'free' };
   if (dead.length) return { hostId: dead[Math.floor(p.clock.random() * dead.length)], kind: 'dead' };
   throw new LeaseError(SANLK.ENOSPC,
-    `host_id = auto: lockspace ${p.spaceName} has no free host_id: all ${g.maxHosts} slots are held by live hosts; ` +
+    `host_id = auto: lockspace ${p.spaceName} has no free host_id: all ${top} slots${top < g.maxHosts ? ` up to max_hosts ${top}` : ''} are held by live hosts; ` +
     'free one (lockagent host_status shows who holds them) or give this host a fixed host_id');
 }

@@ -27,6 +27,8 @@ export interface LockspaceSpec {
   hostId: number;
   /** host_id = auto: choose a free slot (hostidclaim.ts), keep it across restarts */
   autoHostId?: boolean;
+  /** host_id = auto chooses no id above this (max_hosts: the disk lease areas serve ids up to it) */
+  autoHostIdLimit?: number;
   path: string;
   offset: number;
   ioTimeout: number;
@@ -246,7 +248,7 @@ export class Lockspace {
   private async chooseHostId(storage: LeaseStorage): Promise<void> {
     const c = await chooseHostId({
       storage, offset: this.spec.offset, spaceName: this.name, hostName: this.spec.hostName, ioTimeout: this.spec.ioTimeout,
-      clock: this.clock, remembered: this.hooks.previousDelta?.(this)?.hostId, rejected: this.autoRejected,
+      clock: this.clock, remembered: this.hooks.previousDelta?.(this)?.hostId, rejected: this.autoRejected, limit: this.spec.autoHostIdLimit,
       log: (m) => this.log.warning(m), stopped: () => this.stopped,
     });
     this.spec.hostId = c.hostId;

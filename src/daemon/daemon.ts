@@ -98,7 +98,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     await ensureLockspaceFile(path, DISKS_LOCKSPACE, geometryFor(config.sectorSize, config.alignSize), config.ioTimeout, {
       ...leaseFileOwner(config), log: (m) => log.info(m),
     }).catch((e) => log.error(`cannot prepare lockspace file ${path}: ${(e as Error).message}; the join will keep retrying`));
-    agent.addLockspace({ name: DISKS_LOCKSPACE, hostId: config.hostId, path, offset: 0, ioTimeout: config.ioTimeout });
+    agent.addLockspace({ name: DISKS_LOCKSPACE, hostId: config.hostId, path, offset: 0, ioTimeout: config.ioTimeout, autoHostIdLimit: config.maxHosts });
   }
   for (const s of config.lockspaces) {
     let ls;
