@@ -129,7 +129,8 @@ async function identifyByOpen(path: string, timeoutMs: number): Promise<FileId |
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
-  await f.close().catch(() => undefined);
+  // Not awaited: the close is one more hand-off to an I/O thread the acquire need not wait for.
+  void f.close().catch(() => undefined);
   if (!f.fileId) throw new Error(`cannot tell which file ${path} is (no st_ino from the I/O addon)`);
   return f.fileId;
 }
@@ -552,7 +553,8 @@ export class Agent {
         this.o.log.warning(`release of ${key(s)} for ${st.ref.name}: ${(e as Error).message}`);
       }
     } finally {
-      if (storage) await closeStorage(storage);
+      // Not awaited: the reply need not wait for the close's hand-off to the I/O thread.
+      if (storage) void closeStorage(storage);
     }
     h.storage = undefined;
     st.leases.delete(key(s));
