@@ -3,13 +3,14 @@
 #
 #   scripts/bench/run.sh [--quick] [--keep] [name...]
 #
-# names (default: all, in this order):
+# names (default: all but memplateau, in this order):
 #   throughput   acquire+release cycles/s over 1,000 leases, 1 and 8 clients      (throughput.js)
 #   ios          storage I/Os (= round trips) per acquire and per release          (ios.js)
 #   failover     join time; failover after kill -9, io_timeout 1 and 2            (failover.js)
 #   virsh        virsh start: no locking / libvirt-sanlock / lockagent hook       (virsh-start.js)
 #   idle         RSS, CPU and renewal I/O with 1,000 leases held                   (idle.js)
 #   cleanup      scripts/bench/cleanup-dryrun.sh (the cleanup engineer's)         (cleanup.js)
+#   memplateau   RSS over 100,000 acquire+release cycles, owners coming and going  (memplateau.js)
 #
 # Each benchmark runs both tools in the same run, alternating, and prints progress on stderr.
 # Results: scripts/bench/results/latest.json (a benchmark not run keeps its previous entry) and
@@ -31,8 +32,8 @@ for a in "$@"; do
   case "$a" in
     --quick) QUICK=(--quick) ;;
     --keep) KEEP=(--keep) ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    throughput|ios|failover|virsh|idle|cleanup) NAMES+=("$a") ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    throughput|ios|failover|virsh|idle|cleanup|memplateau) NAMES+=("$a") ;;
     *) echo "run.sh: unknown argument $a (see --help)" >&2; exit 2 ;;
   esac
 done

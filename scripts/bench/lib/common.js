@@ -140,7 +140,7 @@ async function cleanupAll() {
       }
       tracked.delete(t);
     }
-    if (!keepWork) for (const d of workDirs) fs.rmSync(d, { recursive: true, force: true });
+    if (!keepWork) for (const d of workDirs) fs.rmSync(d, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }); // a stopping daemon may still write its log
     else for (const d of workDirs) log(`kept ${d}`);
   })();
   return cleaning;
