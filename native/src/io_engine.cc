@@ -427,7 +427,10 @@ void Handle::dispatchLocked() {
 void Handle::workerMain(std::shared_ptr<WorkerSlot> me) {
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
-    cv_.wait(lk, [&] { return !queue_.empty() || closing_; });
+    // An idle thread leaves after kIdleThreadMs: a lease file stays open from acquire to
+    // release (hours), and a thread per held lease would cost memory for nothing. The next
+    // request on the handle starts a new one (dispatchLocked).
+    if (!cv_.wait_for(lk, std::chrono::milliseconds(kIdleThreadMs), [&] { return !queue_.empty() || closing_; })) break;
     if (queue_.empty()) break;  // closing and nothing left to do
     std::shared_ptr<Request> req = std::move(queue_.front());
     queue_.pop_front();

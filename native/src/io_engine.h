@@ -22,6 +22,8 @@ using Clock = std::chrono::steady_clock;
 // Upper bound on threads per handle. Only reached when earlier requests are
 // stuck past their deadline; beyond it requests fail fast (see Handle).
 constexpr size_t kMaxThreadsPerHandle = 4;
+// How long an idle I/O thread waits for the next request on its handle before it exits.
+constexpr int kIdleThreadMs = 2000;
 constexpr size_t kBufferAlignment = 4096;
 constexpr uint64_t kSectorAlign = 512;
 constexpr uint64_t kMaxIoLength = 1ull << 30;

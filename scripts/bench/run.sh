@@ -3,7 +3,7 @@
 #
 #   scripts/bench/run.sh [--quick] [--keep] [name...]
 #
-# names (default: all, in this order):
+# names (default: all but memplateau, in this order):
 #   throughput   acquire+release cycles/s over 1,000 leases, 1 and 8 clients      (throughput.js)
 #   ios          storage I/Os (= round trips) per acquire and per release          (ios.js)
 #   failover     join time; failover after kill -9, io_timeout 1 and 2            (failover.js)
@@ -14,6 +14,7 @@
 #                FUSE mount adding 0, 1 or 5 ms per I/O (native/bench/latencyfs.c)
 #   scale        1/8/64 clients; 10,000 leases; 2,000 live hosts; cleanup dry run (scale.js)
 #                over 100,000 files; domain_prepare with 64 disks
+#   memplateau   RSS over 100,000 acquire+release cycles, owners coming and going  (memplateau.js)
 #
 # Each benchmark runs both tools in the same run, alternating, and prints progress on stderr.
 # Results: scripts/bench/results/latest.json (a benchmark not run keeps its previous entry) and
@@ -35,8 +36,8 @@ for a in "$@"; do
   case "$a" in
     --quick) QUICK=(--quick) ;;
     --keep) KEEP=(--keep) ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    throughput|ios|failover|virsh|idle|cleanup|nfs|scale) NAMES+=("$a") ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    throughput|ios|failover|virsh|idle|cleanup|nfs|scale|memplateau) NAMES+=("$a") ;;
     *) echo "run.sh: unknown argument $a (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -84,6 +84,12 @@ export interface HeldLease {
   token: ResourceToken;
   /** The file the lease was acquired on (when the storage can tell): its path named it then. */
   file?: FileId;
+  /**
+   * That file, kept open from the acquire to the release: the release writes to the inode we
+   * acquired (never to a file re-created under the name since) without a reopen or a check.
+   * Undefined once closed (a failed release): the next release opens the path and checks it.
+   */
+  storage?: LeaseStorage;
 }
 
 export interface AcquireOptions {
@@ -125,7 +131,8 @@ async function identifyByOpen(path: string, timeoutMs: number): Promise<FileId |
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
-  await f.close().catch(() => undefined);
+  // Not awaited: the close is one more hand-off to an I/O thread the acquire need not wait for.
+  void f.close().catch(() => undefined);
   if (!f.fileId) throw new Error(`cannot tell which file ${path} is (no st_ino from the I/O addon)`);
   return f.fileId;
 }
@@ -401,9 +408,10 @@ export class Agent {
               if (!opts.recreate) throw new LeaseError(SANLK.ENOENT, 'the lease file was deleted (by a cleanup on another host?) while acquiring it');
               await opts.recreate(s);
             }
+            await closeStorage(storage);
             continue;
           }
-          const held: HeldLease = { spec: { lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode }, token, file: storage.fileId };
+          const held: HeldLease = { spec: { lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode }, token, file: storage.fileId, storage };
           this.o.store.write(() => this.o.store.transaction(() => {
             this.o.store.recordLease({ ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode, lver: token.lver, generation: lease.generation });
             if (op.id !== undefined) this.o.store.endOp(op.id);
@@ -413,8 +421,9 @@ export class Agent {
           const ms = (x: number) => x.toFixed(1);
           this.o.log.debug(`acquire ${key(s)}: join+journal ${ms(t1 - t0)} ms, open ${ms(t2 - t1)}, paxos+check+record ${ms(performance.now() - t2)}${hint ? ' (from release hint)' : ''}`);
           return held;
-        } finally {
+        } catch (e) {
           await closeStorage(storage);
+          throw e;
         }
       }
     } catch (e) {
@@ -502,9 +511,10 @@ export class Agent {
   private async releaseOne(st: OwnerState, h: HeldLease, keepRecord = false, forgetIfEmpty = false): Promise<void> {
     const s = h.spec;
     const op = this.journal(undefined, { op: 'release', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode: s.mode });
-    let storage: LeaseStorage | undefined;
+    // The file kept open since the acquire: no reopen, and by construction the inode we leased.
+    let storage: LeaseStorage | undefined = h.storage;
     try {
-      storage = await this.openStorage(s.path);
+      storage ??= await this.openStorage(s.path);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       // Deleted while we held it (by hand: lease-respecting cleanups need the lease): the lease
@@ -514,7 +524,7 @@ export class Agent {
     try {
       if (!storage) {
         // nothing to write
-      } else if (h.file && storage.fileId && !sameFileId(h.file, storage.fileId)) {
+      } else if (storage !== h.storage && h.file && storage.fileId && !sameFileId(h.file, storage.fileId)) {
         // Never write our dblock or leader into a different file: our ballot values would be
         // a vote nobody cast in that file's paxos.
         this.o.log.warning(`release of ${key(s)} for ${st.ref.name}: ${s.path} is no longer the file we leased (deleted and re-created); ` +
@@ -536,15 +546,19 @@ export class Agent {
         // -250/-251: someone else holds it now (or a lower version: re-initialized); nothing
         // of ours is left to release.
         if (rv !== SANLK.RELEASE_LVER && rv !== SANLK.RELEASE_OWNER) {
-          // Still held by us (the write failed): the lease stays, and so does its record.
+          // Still held by us (the write failed): the lease stays, and so does its record. The
+          // fd is closed with the others below: a retry opens the path afresh and checks it.
           this.o.store.write(() => { if (op.id !== undefined) this.o.store.endOp(op.id); });
+          h.storage = undefined;
           throw e;
         }
         this.o.log.warning(`release of ${key(s)} for ${st.ref.name}: ${(e as Error).message}`);
       }
     } finally {
-      if (storage) await closeStorage(storage);
+      // Not awaited: the reply need not wait for the close's hand-off to the I/O thread.
+      if (storage) void closeStorage(storage);
     }
+    h.storage = undefined;
     st.leases.delete(key(s));
     const forget = forgetIfEmpty && st.leases.size === 0 && this.owners.get(st.ref.uuid) === st;
     this.o.store.write(() => this.o.store.transaction(() => {
@@ -668,7 +682,11 @@ export class Agent {
       const lost = [...st.leases.values()].filter((h) => h.spec.lockspace === ls.name);
       if (!lost.length) continue;
       // Those leases are gone from our point of view: other hosts may take them after host_dead.
-      for (const h of lost) st.leases.delete(key(h.spec));
+      for (const h of lost) {
+        st.leases.delete(key(h.spec));
+        if (h.storage) void closeStorage(h.storage);
+        h.storage = undefined;
+      }
       const failed: FailedOwner = { uuid: st.ref.uuid, name: st.ref.name, pid: st.ref.pid, process: st.process, reason: `lockspace ${ls.name} lost: ${reason}`, action: st.action, ...deadline };
       stopping.push(this.o.policy.onLeaseFailure(failed));
     }

@@ -17,6 +17,21 @@ describe('IdleTrimmer', () => {
     expect(t.check(Date.now() + 12000)).toBe(false);
   });
 
+  it('trims a busy agent (no quiet) whose memory grew, at most once per interval', () => {
+    const calls: string[] = [];
+    const t = new IdleTrimmer(60000, () => calls.push('trim'), undefined, 10000); // never quiet here
+    const grown = Buffer.alloc(48 * 1024 * 1024, 1); // resident: RSS grows by 48 MiB
+    const now = Date.now();
+    t.touch();
+    expect(t.check(now + 1000)).toBe(false); // busy, interval not over
+    t.touch();
+    expect(t.check(Date.now() + 10001)).toBe(true); // still busy, but grown and the interval is over
+    t.touch();
+    expect(t.check(Date.now() + 10002)).toBe(false); // trimmed just now
+    expect(calls).toEqual(['trim']);
+    expect(grown[grown.length - 1]).toBe(1);
+  });
+
   it('trimMemory runs a full GC that shrinks a grown young generation', () => {
     const keep: unknown[] = [];
     for (let i = 0; i < 300000; i++) {

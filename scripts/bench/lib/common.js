@@ -141,8 +141,15 @@ async function cleanupAll() {
       }
       tracked.delete(t);
     }
-    if (!keepWork) for (const d of workDirs) fs.rmSync(d, { recursive: true, force: true });
-    else for (const d of workDirs) log(`kept ${d}`);
+    if (keepWork) for (const d of workDirs) log(`kept ${d}`);
+    for (const d of keepWork ? [] : workDirs) {
+      try {
+        fs.rmSync(d, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+      } catch (e) {
+        // a socket re-created while a daemon stops (agent/guard.sock): the results stand
+        log(`cleanup: could not remove ${d}: ${e.message}`);
+      }
+    }
   })();
   return cleaning;
 }
