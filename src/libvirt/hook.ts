@@ -126,7 +126,7 @@ export function hookSettingsPath(hook: string): string {
 /** Write a file atomically (libvirt may be running the old one right now). */
 function writeAtomic(path: string, data: string | Buffer, mode: number): void {
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data, { mode });
+  writeFileSync(tmp, data, { mode: 0o600 }); // not executable until complete
   chmodSync(tmp, mode);
   renameSync(tmp, path);
 }
@@ -148,7 +148,15 @@ export function installHook(opts: { dir?: string; nodePath?: string; hookJs?: st
   const path = join(dir, '50-lockagent');
   const client = opts.client === 'node' ? undefined : opts.client ?? (opts.hookJs || opts.nodePath ? undefined : defaultHookClient());
   const settings = hookSettingsPath(path);
+  let binary: Buffer | undefined;
   if (client) {
+    try {
+      binary = readFileSync(client);
+    } catch (e) {
+      throw new Error(`cannot read the hook client ${client}: ${(e as Error).message}; build it (npm run build:native) or pass --client node`);
+    }
+  }
+  if (binary) {
     // settings first, replaced atomically: the new binary must never run without them
     if (opts.socket) {
       writeAtomic(settings, `# ${MARK}: the socket of the lockagent that 50-lockagent calls\nsocket_path = ${JSON.stringify(opts.socket)}\n`, 0o644);
@@ -158,11 +166,11 @@ export function installHook(opts: { dir?: string; nodePath?: string; hookJs?: st
       symlinkSync(resolve(opts.config), tmp);
       renameSync(tmp, settings);
     }
-    writeAtomic(path, readFileSync(client), 0o755);
+    writeAtomic(path, binary, 0o755);
   } else {
     writeAtomic(path, hookScript(opts), 0o755);
   }
-  if (!client || !(opts.socket || opts.config)) rmSync(settings, { force: true });
+  if (!binary || !(opts.socket || opts.config)) rmSync(settings, { force: true });
   removePlaceholder(dir);
   return path;
 }
