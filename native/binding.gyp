@@ -26,6 +26,8 @@
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra"],
       "cflags!": ["-pthread"],
       "ldflags!": ["-pthread", "-rdynamic"],
+      # static when libc.a is there (no dynamic loader at each of the 3 execs per virsh start)
+      "ldflags": ["<!@(sh hook/static-ldflags.sh)"],
       "conditions": [
         ["OS!='linux'", {"type": "none"}]
       ]

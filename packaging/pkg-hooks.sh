@@ -48,9 +48,9 @@ case "$1" in
     previous="${2:-}"
     mkdir -p "$ROOT/var/lib/lockagent"
     chmod 0700 "$ROOT/var/lib/lockagent"
-    # The start gate: (re)written at every install and upgrade, pointing at the stable path of
-    # the compiled hook client.
-    "$CLI" install-hook --dir "$HOOKDIR" --client /usr/lib/lockagent/lockagent-hook >/dev/null
+    # The start gate: (re)written at every install and upgrade, a copy of the compiled hook
+    # client of this version.
+    "$CLI" install-hook --dir "$HOOKDIR" --client "$ROOT/usr/lib/lockagent/lockagent-hook" >/dev/null
     reload_libvirt
     if systemd_running; then
       systemctl daemon-reload || true
@@ -86,8 +86,9 @@ case "$1" in
       echo "$owners" | sed 's/^/  /' >&2
     fi
     # The start gate goes first: with it and no agent, every domain start would be refused.
+    # (the hook is a copy of the compiled client, which carries the mark too, or a script)
     if [ -f "$HOOK" ] && grep -q 'installed by "lockagent install-hook"' "$HOOK"; then
-      rm -f "$HOOK"
+      rm -f "$HOOK" "$HOOKDIR/.50-lockagent.conf"
       reload_libvirt
     fi
     if systemd_running; then

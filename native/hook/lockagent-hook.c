@@ -7,19 +7,25 @@
  *
  *   lockagent-hook <domain> <operation> <sub-operation> <extra>     (domain XML on stdin)
  *
- * Forwarded operations (anything else: stdin is drained, exit 0 at once):
+ * `lockagent install-hook` installs this binary itself as /etc/libvirt/hooks/qemu.d/50-lockagent
+ * (a copy), so a hook call is one exec: libvirt runs it for every operation of every start.
+ *
+ * Forwarded operations (FORWARDED_OPS of hook.ts; anything else: exit 0 at once, before reading
+ * stdin or any file -- libvirt ignores the EPIPE of an unread hook stdin):
  *   prepare begin   -> domain_prepare {xml, timeoutMs: 85000}   refusal: exit 1 (the start gate)
  *   migrate begin   -> domain_migrate {xml}                     refusal: exit 1
  *   stopped end     -> domain_release {xml}                     never fails (exit 0)
- *   release end     -> domain_release {xml}                     never fails
  *   reconnect begin -> domain_reconnect {xml}                   never fails (libvirt would kill
  *                                                               the domain)
+ * (`release end` follows `stopped end` in every stop and would only repeat its release.)
  * The gate fails closed: an unreachable agent, no answer within 90 s, or an unreadable config
  * refuses prepare/migrate. A refusal is one line on stderr, "lockagent: <agent's message>".
  *
  * Control protocol v1 (src/control/protocol.ts): one JSON object per line each way.
- * Socket: $LOCKAGENT_SOCKET, else socket_path of $LOCKAGENT_CONFIG or /etc/lockagent.conf (when
- * that exists), else /run/lockagent/lockagent.sock. The config is read with the syntax of
+ * Socket: $LOCKAGENT_SOCKET, else socket_path of $LOCKAGENT_CONFIG, else of the settings file
+ * install-hook writes beside the installed copy (".<name>.conf" in its directory, for --socket or
+ * --config: hidden and not executable, so libvirt does not run it), else of /etc/lockagent.conf
+ * (when that exists), else /run/lockagent/lockagent.sock. The config is read with the syntax of
  * src/config/confsyntax.ts (# comments, "..." or '...' strings, numbers, [lists]); only
  * socket_path is used (the agent validates the rest).
  *
@@ -37,9 +43,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+/* install-hook's mark (hook.ts MARK): the package's removal step recognises the installed copy by it. */
+__attribute__((used)) static const char install_mark[] = "lockagent start gate, installed by \"lockagent install-hook\"";
 
 #define DEFAULT_CONFIG_PATH "/etc/lockagent.conf"
 #define DEFAULT_SOCKET_PATH "/run/lockagent/lockagent.sock"
@@ -277,18 +287,40 @@ static int conf_socket_path(struct conf *c, char **out) {
   return found ? 0 : 1;
 }
 
-/* $LOCKAGENT_SOCKET, else socket_path of $LOCKAGENT_CONFIG or /etc/lockagent.conf, else the default. */
-static char *hook_socket_inner(void) {
+/* The settings file beside the installed copy: <dir>/.<name>.conf for argv[0] = <dir>/<name>. */
+static char *settings_path(const char *argv0) {
+  const char *slash = strrchr(argv0, '/');
+  if (!slash || !slash[1]) return NULL;
+  struct buf b = {0};
+  buf_add(&b, argv0, (size_t)(slash - argv0) + 1);
+  buf_printf(&b, ".%s.conf", slash + 1);
+  return b.p;
+}
+
+/*
+ * $LOCKAGENT_SOCKET, else socket_path of $LOCKAGENT_CONFIG, of the settings file beside the
+ * installed hook, or of /etc/lockagent.conf, else the default.
+ */
+static char *hook_socket_inner(const char *argv0) {
   const char *env = getenv("LOCKAGENT_SOCKET");
   if (env && *env) return strdup(env);
   const char *cfgenv = getenv("LOCKAGENT_CONFIG");
   const char *path = cfgenv && *cfgenv ? cfgenv : DEFAULT_CONFIG_PATH;
+  int required = cfgenv && *cfgenv;
+  char *settings = required ? NULL : settings_path(argv0);
+  struct stat st;
+  if (settings && lstat(settings, &st) == 0) {
+    path = settings; /* install-hook wrote it (a link to a config that is gone too): it must be readable */
+    required = 1;
+  }
   struct buf text = {0};
   int err = 0;
   if (read_file(path, &text, &err) < 0) {
-    if (err == ENOENT && !(cfgenv && *cfgenv)) return strdup(DEFAULT_SOCKET_PATH);
+    if (err == ENOENT && !required) return strdup(DEFAULT_SOCKET_PATH);
     char m[1024];
-    if (err == ENOENT) snprintf(m, sizeof m, "config file %s does not exist: copy conf/lockagent.conf there or pass -c PATH", path);
+    if (path == settings)
+      snprintf(m, sizeof m, "cannot read %s, the settings of this hook (a link to the config file it was installed with): %s; install it again with lockagent install-hook", path, strerror(err));
+    else if (err == ENOENT) snprintf(m, sizeof m, "config file %s does not exist: copy conf/lockagent.conf there or pass -c PATH", path);
     else if (err == EACCES) snprintf(m, sizeof m, "cannot read config file %s: permission denied (run as root or fix its mode)", path);
     else snprintf(m, sizeof m, "cannot read config file %s: %s", path, strerror(err));
     finish_error(m);
@@ -301,9 +333,9 @@ static char *hook_socket_inner(void) {
   return r == 0 ? sock : strdup(DEFAULT_SOCKET_PATH);
 }
 
-static char *hook_socket(void) {
+static char *hook_socket(const char *argv0) {
   g_plain = 1; /* errors here are config errors */
-  char *s = hook_socket_inner();
+  char *s = hook_socket_inner(argv0);
   g_plain = 0;
   return s;
 }
@@ -570,17 +602,18 @@ int main(int argc, char **argv) {
   const char *req = NULL;
   if (!strcmp(g_op, "prepare") && !strcmp(g_sub, "begin")) req = "domain_prepare";
   else if (!strcmp(g_op, "migrate") && !strcmp(g_sub, "begin")) req = "domain_migrate";
-  else if ((!strcmp(g_op, "stopped") || !strcmp(g_op, "release")) && !strcmp(g_sub, "end")) req = "domain_release";
+  else if (!strcmp(g_op, "stopped") && !strcmp(g_sub, "end")) req = "domain_release";
   else if (!strcmp(g_op, "reconnect") && !strcmp(g_sub, "begin")) req = "domain_reconnect";
-  g_gate = req && (!strcmp(req, "domain_prepare") || !strcmp(req, "domain_migrate"));
+  /* start, started, release, restore, attach...: nothing to do, and nothing read */
+  if (!req) return 0;
+  g_gate = !strcmp(req, "domain_prepare") || !strcmp(req, "domain_migrate");
   signal(SIGPIPE, SIG_IGN);
 
   struct buf xml = {0};
-  read_all_stdin(&xml); /* libvirt writes the XML to our stdin: always drain it */
-  if (!req) return 0;   /* start, started, restore, attach...: nothing to do */
+  read_all_stdin(&xml);
 
   /* Socket first (a config error fails closed at the gate), as hookMain does. */
-  char *sock = hook_socket();
+  char *sock = hook_socket(argc > 0 ? argv[0] : "");
   if (!sock) die_oom();
 
   long timeout_ms = HOOK_TIMEOUT_MS;

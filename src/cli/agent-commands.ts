@@ -181,11 +181,11 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
     .option('--dir <dir>', 'hook directory', '/etc/libvirt/hooks/qemu.d')
     .option('-c, --config <path>', 'config file the hook should read for socket_path')
     .option('--socket <path>', 'control socket the hook should use')
-    .option('--client <path>', 'hook client to exec: a compiled lockagent-hook, or "node" for node with libvirt/hook.js (default: this build\'s native/build/Release/lockagent-hook when built, else node)')
+    .option('--client <path>', 'hook client: a compiled lockagent-hook, installed as the hook itself (a copy), or "node" for a script running node with libvirt/hook.js (default: this build\'s native/build/Release/lockagent-hook when built, else node)')
     .action(run('install-hook', async (o) => {
       const { installHook } = await import('../libvirt/hook');
       const opts = o as { dir: string; config?: string; socket?: string; client?: string };
-      // the hook runs this build's compiled client, else its libvirt/hook.js (defaultHookClient, defaultHookMain)
+      // the hook is a copy of this build's compiled client, else a script running its libvirt/hook.js (defaultHookClient, defaultHookMain)
       const path = installHook({ dir: opts.dir, socket: opts.socket, config: opts.config, client: opts.client });
       ctx.output.out(`installed ${path}\nlibvirtd notices new hooks only after a SIGHUP: kill -HUP $(pidof libvirtd)\n`);
       return EXIT_OK;

@@ -1,5 +1,5 @@
-import { accessSync, chmodSync, constants as FS, existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'fs';
-import { join } from 'path';
+import { accessSync, chmodSync, constants as FS, existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'fs';
+import { basename, dirname, join, resolve } from 'path';
 import { DEFAULT_CONFIG_PATH, defaultConfig, loadConfig } from '../config/config';
 import { callAgent } from '../control/client';
 import { findPackageRoot } from '../io/packageroot';
@@ -24,10 +24,9 @@ export async function runHook(argv: string[], xml: string, socket: string, timeo
   switch (`${op}:${sub}`) {
     case 'prepare:begin': req = { op: 'domain_prepare', xml, timeoutMs: timeoutMs - 5000 }; break;
     case 'migrate:begin': req = { op: 'domain_migrate', xml }; break;
-    case 'stopped:end':
-    case 'release:end': req = { op: 'domain_release', xml }; break;
+    case 'stopped:end': req = { op: 'domain_release', xml }; break;
     case 'reconnect:begin': req = { op: 'domain_reconnect', xml }; break;
-    default: return { code: 0 }; // start, started, restore, attach...: nothing to do
+    default: return { code: 0 }; // start, started, release, restore, attach...: nothing to do
   }
   try {
     await callAgent(socket, req, timeoutMs);
@@ -45,9 +44,9 @@ export async function runHook(argv: string[], xml: string, socket: string, timeo
 }
 
 /**
- * The operations the installed script forwards to the agent; it answers every other one itself.
- * `release end` follows `stopped end` in every stop (vetoed starts included) and would only repeat
- * the same idempotent release ~10 ms later, for another node start; runHook still serves it.
+ * The operations the hook forwards to the agent (runHook, the compiled client and the node
+ * fallback script); it answers every other one itself. `release end` follows `stopped end` in
+ * every stop (vetoed starts included) and would only repeat the same idempotent release.
  */
 export const FORWARDED_OPS = ['prepare:begin', 'migrate:begin', 'stopped:end', 'reconnect:begin'] as const;
 
@@ -116,24 +115,74 @@ export async function hookMain(argv: string[] = process.argv.slice(2)): Promise<
 }
 
 /**
- * Install the hook script into libvirt's hook directory (<dir> is .../hooks/qemu.d); libvirtd
- * notices a hook created while it runs only after a SIGHUP. The script starts the client only
- * for the operations in FORWARDED_OPS; for the others it drains stdin and exits 0. The client is
- * the compiled one (`client`, default defaultHookClient()) when there is one, else node with
- * hook.js (a node start costs ~60 ms or more per call); `client: 'node'` forces node. No main
- * `qemu` hook is needed (a placeholder an earlier version wrote is removed).
+ * The settings file of an installed compiled client: `.<name>.conf` beside it (hidden and not
+ * executable, so libvirt does not run it), in lockagent.conf syntax; the client reads its
+ * socket_path. A symbolic link to the config file for --config.
+ */
+export function hookSettingsPath(hook: string): string {
+  return join(dirname(hook), `.${basename(hook)}.conf`);
+}
+
+/** Write a file atomically (libvirt may be running the old one right now). */
+function writeAtomic(path: string, data: string | Buffer, mode: number): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, data, { mode: 0o600 }); // not executable until complete
+  chmodSync(tmp, mode);
+  renameSync(tmp, path);
+}
+
+/**
+ * Install the hook into libvirt's hook directory (<dir> is .../hooks/qemu.d); libvirtd notices a
+ * hook created while it runs only after a SIGHUP. With the compiled client (`client`, default
+ * defaultHookClient()) the hook is a copy of that binary itself: libvirt runs the hook for every
+ * operation of a start, and the client answers those it does not forward (FORWARDED_OPS) with
+ * exit 0 before reading anything, so each call is one exec. `socket`/`config` go into its
+ * settings file (hookSettingsPath). Without a compiled client (or with `client: 'node'`) the hook
+ * is a shell script that filters the operations and runs node with hook.js (a node start costs
+ * ~60 ms or more per call). No main `qemu` hook is needed (a placeholder an earlier version
+ * wrote is removed).
  */
 export function installHook(opts: { dir?: string; nodePath?: string; hookJs?: string; socket?: string; config?: string; client?: string }): string {
   const dir = opts.dir ?? '/etc/libvirt/hooks/qemu.d';
   mkdirSync(dir, { recursive: true });
   const path = join(dir, '50-lockagent');
+  const client = opts.client === 'node' ? undefined : opts.client ?? (opts.hookJs || opts.nodePath ? undefined : defaultHookClient());
+  const settings = hookSettingsPath(path);
+  let binary: Buffer | undefined;
+  if (client) {
+    try {
+      binary = readFileSync(client);
+    } catch (e) {
+      throw new Error(`cannot read the hook client ${client}: ${(e as Error).message}; build it (npm run build:native) or pass --client node`);
+    }
+  }
+  if (binary) {
+    // settings first, replaced atomically: the new binary must never run without them
+    if (opts.socket) {
+      writeAtomic(settings, `# ${MARK}: the socket of the lockagent that 50-lockagent calls\nsocket_path = ${JSON.stringify(opts.socket)}\n`, 0o644);
+    } else if (opts.config) {
+      const tmp = `${settings}.tmp-${process.pid}`;
+      rmSync(tmp, { force: true });
+      symlinkSync(resolve(opts.config), tmp);
+      renameSync(tmp, settings);
+    }
+    writeAtomic(path, binary, 0o755);
+  } else {
+    writeAtomic(path, hookScript(opts), 0o755);
+  }
+  if (!binary || !(opts.socket || opts.config)) rmSync(settings, { force: true });
+  removePlaceholder(dir);
+  return path;
+}
+
+/** The shell script of the node fallback: filters the operations, then execs node with hook.js. */
+function hookScript(opts: { nodePath?: string; hookJs?: string; socket?: string; config?: string }): string {
   const env = [
     opts.socket ? `LOCKAGENT_SOCKET=${shq(opts.socket)}` : '',
     opts.config ? `LOCKAGENT_CONFIG=${shq(opts.config)}` : '',
   ].filter(Boolean).join(' ');
-  const client = opts.client === 'node' ? undefined : opts.client ?? (opts.hookJs || opts.nodePath ? undefined : defaultHookClient());
-  const cmd = client ? shq(client) : `${shq(opts.nodePath ?? process.execPath)} ${shq(opts.hookJs ?? defaultHookMain())}`;
-  const script = `#!/bin/sh
+  const cmd = `${shq(opts.nodePath ?? process.execPath)} ${shq(opts.hookJs ?? defaultHookMain())}`;
+  return `#!/bin/sh
 # lockagent start gate: takes each disk's lease before libvirt starts the domain, releases
 # them when it stops; ${MARK}. It only talks to the
 # lockagent socket, never to libvirt. To uninstall: remove this file, then kill -HUP libvirtd.
@@ -144,10 +193,9 @@ esac
 ${env ? `export ${env}
 ` : ''}exec ${cmd} "$@"
 `;
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, script, { mode: 0o755 });
-  chmodSync(tmp, 0o755);
-  renameSync(tmp, path); // atomic: libvirt may be running the old one right now
+}
+
+function removePlaceholder(dir: string): void {
   // libvirt (>= 6.5, which introduced qemu.d) runs the qemu.d scripts whether or not there is a
   // main `qemu` hook. Earlier versions of install-hook wrote a placeholder main hook; it cost a
   // fork+exec of sh and cat in libvirtd at every hook call (~10 ms each, 3 per virsh start), so
@@ -158,7 +206,6 @@ ${env ? `export ${env}
   } catch {
     // no main hook, or not readable: nothing of ours to remove
   }
-  return path;
 }
 
 if (require.main === module) {

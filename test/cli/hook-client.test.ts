@@ -8,13 +8,13 @@
  * file is always what is tested).
  */
 import { execFileSync, spawn } from 'child_process';
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'fs';
+import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'fs';
 import net from 'net';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { Request } from '../../src/control/protocol';
 import { ControlServer } from '../../src/control/server';
-import { installHook, runHook } from '../../src/libvirt/hook';
+import { hookSettingsPath, installHook, runHook } from '../../src/libvirt/hook';
 import { LeaseError } from '../../src/ondisk/results';
 
 const ROOT = join(__dirname, '..', '..');
@@ -92,7 +92,7 @@ describe('compiled hook client (native/hook/lockagent-hook.c)', () => {
 
   it('forwards each hook operation as hookMain does, and answers the others without the agent', async () => {
     const cases: Array<[string, string, string | undefined]> = [
-      ['migrate', 'begin', 'domain_migrate'], ['stopped', 'end', 'domain_release'], ['release', 'end', 'domain_release'],
+      ['migrate', 'begin', 'domain_migrate'], ['stopped', 'end', 'domain_release'], ['release', 'end', undefined],
       ['reconnect', 'begin', 'domain_reconnect'], ['start', 'begin', undefined], ['started', 'begin', undefined],
       ['prepare', 'end', undefined], ['restore', 'begin', undefined], ['attach', 'begin', undefined], ['stopped', 'begin', undefined],
     ];
@@ -102,7 +102,22 @@ describe('compiled hook client (native/hook/lockagent-hook.c)', () => {
       expect({ op, sub, code: r.code, stderr: r.stderr }).toEqual({ op, sub, code: 0, stderr: '' });
       expect(seen.map((q) => q.op)).toEqual(want ? [want] : []);
       if (want) expect(seen[0]).toEqual({ op: want, xml: 'x'.repeat(200_000) });
+      await runHook(['vm1', op, sub, '-'], '<domain/>', sock);
+      expect({ op, sub, forwarded: seen.length === 2 }).toEqual({ op, sub, forwarded: !!want });
     }
+  });
+
+  it('answers an operation it does not forward without reading stdin (libvirt may still be writing it)', async () => {
+    // stdin stays open and unread: a client that drained it before exiting would never exit
+    const r = await new Promise<{ code: number | null; wrote: boolean }>((resolve, reject) => {
+      const p = spawn(client, ['vm1', 'start', 'begin', '-'], { env: { PATH: '/usr/bin:/bin', LC_ALL: 'C', LOCKAGENT_SOCKET: sock }, stdio: ['pipe', 'ignore', 'ignore'] });
+      p.on('error', reject);
+      p.stdin.on('error', () => undefined);
+      const wrote = p.stdin.write('<domain>');
+      p.on('exit', (code) => { p.stdin.destroy(); resolve({ code, wrote }); });
+    });
+    expect(r.code).toBe(0);
+    expect(seen).toEqual([]);
   });
 
   it('XML with quotes, backslashes, newlines, control characters and non-ASCII arrives byte-identical', async () => {
@@ -126,9 +141,9 @@ describe('compiled hook client (native/hook/lockagent-hook.c)', () => {
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: ref.code, stderr: `${ref.stderr}\n` });
   });
 
-  it('a refused migrate exits 1; refusals of stopped, release and reconnect exit 0 with the message', async () => {
+  it('a refused migrate exits 1; refusals of stopped and reconnect exit 0 with the message', async () => {
     answer = async () => { throw new LeaseError(-201, 'something went wrong'); };
-    for (const [op, sub, code] of [['migrate', 'begin', 1], ['stopped', 'end', 0], ['release', 'end', 0], ['reconnect', 'begin', 0]] as const) {
+    for (const [op, sub, code] of [['migrate', 'begin', 1], ['stopped', 'end', 0], ['reconnect', 'begin', 0]] as const) {
       const r = await runClient(['vm 1', op, sub, '-'], '<domain/>', { LOCKAGENT_SOCKET: sock });
       const ref = await runHook(['vm 1', op, sub, '-'], '<domain/>', sock);
       expect({ op, code: r.code, stderr: r.stderr }).toEqual({ op, code, stderr: `${ref.stderr}\n` });
@@ -239,16 +254,22 @@ describe('compiled hook client (native/hook/lockagent-hook.c)', () => {
     expect(seen).toEqual([]);
   });
 
-  it('installHook execs the compiled client when given (or built), node with hook.js otherwise', () => {
+  it('installHook installs a copy of the compiled client itself (socket in its settings file), else a script running node with hook.js', () => {
     const dir = join(work, 'hooks', 'qemu.d');
     const p = installHook({ dir, socket: sock, client });
-    const script = readFileSync(p, 'utf8');
-    expect(script).toContain(`exec '${client}' "$@"`);
-    expect(script).toContain(`export LOCKAGENT_SOCKET='${sock}'`);
-    expect(script).toMatch(/case "\$2:\$3" in\n {2}prepare:begin\|migrate:begin\|stopped:end\|reconnect:begin\) ;;/);
+    expect(readFileSync(p).equals(readFileSync(client))).toBe(true);
+    expect(statSync(p).mode & 0o777).toBe(0o755);
+    const settings = hookSettingsPath(p);
+    expect(settings).toBe(join(dir, '.50-lockagent.conf'));
+    expect(readFileSync(settings, 'utf8')).toContain(`socket_path = ${JSON.stringify(sock)}\n`);
+    expect(statSync(settings).mode & 0o111).toBe(0); // libvirt runs only executables (and skips hidden files)
+    expect(readdirSync(dir).sort()).toEqual(['.50-lockagent.conf', '50-lockagent']);
     const node = readFileSync(installHook({ dir, socket: sock, client: 'node' }), 'utf8');
     expect(node).toContain(`exec '${process.execPath}' '`);
     expect(node).toMatch(/hook\.js' "\$@"/);
+    expect(node).toContain(`export LOCKAGENT_SOCKET='${sock}'`);
+    expect(node).toMatch(/case "\$2:\$3" in\n {2}prepare:begin\|migrate:begin\|stopped:end\|reconnect:begin\) ;;/);
+    expect(readdirSync(dir)).toEqual(['50-lockagent']); // the script carries its settings
   });
 
   it('installHook writes no main hook, removes the placeholder earlier versions wrote, and keeps anyone else\'s', () => {
@@ -265,9 +286,9 @@ describe('compiled hook client (native/hook/lockagent-hook.c)', () => {
     expect(readFileSync(join(hooks, 'qemu'), 'utf8')).toBe('#!/bin/sh\nlogger "$@"\n');
   });
 
-  it('the installed script runs the client end to end (through /bin/sh)', async () => {
+  it('the installed hook runs end to end, as libvirt runs it (full path, minimal environment): --socket, --config, the node script', async () => {
     const dir = join(work, 'hooks2', 'qemu.d');
-    const p = installHook({ dir, socket: sock, client });
+    let p = installHook({ dir, socket: sock, client });
     answer = async () => { throw new LeaseError(-243, 'leased by host 2'); };
     const run = (args: string[]) => new Promise<Run>((resolve) => {
       const c = spawn(p, args, { env: { PATH: '/usr/bin:/bin', LC_ALL: 'C' } });
@@ -281,5 +302,21 @@ describe('compiled hook client (native/hook/lockagent-hook.c)', () => {
     expect(Buffer.from((seen[0] as { xml: string }).xml, 'utf8').equals(NASTY_XML)).toBe(true);
     expect(await run(['vm1', 'start', 'begin', '-'])).toMatchObject({ code: 0, stderr: '' });
     expect(seen).toHaveLength(1);
+    // --config: the settings file is a link to the config
+    const conf = join(work, 'hooked.conf');
+    writeFileSync(conf, `host_id = 1\nsocket_path = "${sock}"\n`);
+    p = installHook({ dir, config: conf, client });
+    expect(readlinkSync(hookSettingsPath(p))).toBe(conf);
+    expect(await run(['vm1', 'prepare', 'begin', '-'])).toMatchObject({ code: 1, stderr: 'lockagent: leased by host 2\n' });
+    expect(seen).toHaveLength(2);
+    rmSync(conf);
+    const gone = await run(['vm1', 'prepare', 'begin', '-']);
+    expect(gone.code).toBe(1); // fails closed, and says how to repair it
+    expect(gone.stderr).toMatch(/^lockagent: cannot read .*\.50-lockagent\.conf, the settings of this hook .*install it again with lockagent install-hook\n$/);
+    // the node script
+    p = installHook({ dir, socket: sock, client: 'node' });
+    expect(await run(['vm1', 'prepare', 'begin', '-'])).toMatchObject({ code: 1, stderr: 'lockagent: leased by host 2\n' });
+    expect(await run(['vm1', 'start', 'begin', '-'])).toMatchObject({ code: 0, stderr: '' });
+    expect(seen).toHaveLength(3);
   });
 });

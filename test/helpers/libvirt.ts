@@ -328,6 +328,7 @@ export async function installHook(socket: string): Promise<void> {
  */
 export async function removeHook(): Promise<void> {
   fs.rmSync(HOOK_FILE, { force: true });
+  fs.rmSync(path.join(HOOK_DIR, '.50-lockagent.conf'), { force: true }); // install-hook's settings for the compiled client
   try {
     await reloadLibvirtd();
   } catch {

@@ -91,7 +91,8 @@ function resolveNative(log = (m) => process.stderr.write(`${m}\n`)) {
   if (process.env.LOCKAGENT_NATIVE_ADDON) return path.resolve(process.env.LOCKAGENT_NATIVE_ADDON);
   const src = path.join(ROOT, 'native');
   const h = crypto.createHash('sha256');
-  const dirs = ['src', 'hook', 'guard'].filter((d) => fs.existsSync(path.join(src, d)));
+  // every source directory binding.gyp builds from (src, hook, guard, ...): all but build/
+  const dirs = fs.readdirSync(src, { withFileTypes: true }).filter((d) => d.isDirectory() && d.name !== 'build').map((d) => d.name).sort();
   const files = ['binding.gyp', ...dirs.flatMap((d) => fs.readdirSync(path.join(src, d)).sort().map((f) => path.join(d, f)))];
   for (const f of files) h.update(f).update(fs.readFileSync(path.join(src, f)));
   const cache = path.join(ROOT, 'node_modules', '.cache', 'lockagent-bench');
