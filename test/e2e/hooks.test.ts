@@ -9,11 +9,11 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { AgentHost, cli, log, startHost, status, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
-import { lockagent, makeTempDir, removeTempDir, sparseFile } from '../helpers/cli';
+import { startHookBed, stopHookBed } from '../helpers/hookbed';
+import { AgentHost, cli, log, startHost, status, stopHost, waitFor, waitJoined } from '../helpers/agentproc';
+import { lockagent, sparseFile } from '../helpers/cli';
 import {
-  defineDomain, describeE2E, domState, E2E_DIR, EventMonitor, HOOK_FILE, hookClient, installHook, md5, removeDomains, removeHook, restartLibvirtd,
-  startServices, suiteLock, TestDomain, URI, virsh, virshOk,
+  defineDomain, describeE2E, domState, E2E_DIR, EventMonitor, HOOK_FILE, hookClient, md5, restartLibvirtd, TestDomain, virsh, virshOk,
 } from '../helpers/libvirt';
 
 const LS = '__LIBVIRT__DISKS__';
@@ -42,32 +42,16 @@ describeE2E('e2e: hook and lifecycle events on real libvirtd + QEMU', () => {
   const libvirtdLogFrom = (at: number) => fs.readFileSync(libvirtdLog).subarray(at).toString('utf8');
 
   beforeAll(async () => {
-    unlock = await suiteLock('hooks');
-    await startServices();
-    await removeDomains();
-    base = makeTempDir('la-e2e-hooks');
-    leaseDir = path.join(base, 'leases');
-    fs.mkdirSync(leaseDir);
-    A = startHost(writeHostConfig(base, 1, { leaseDir, libvirtUri: URI }));
-    B = startHost(writeHostConfig(base, 2, { leaseDir }));
-    await Promise.all([waitJoined(A), waitJoined(B)]);
-    await installHook(A.socket);
+    ({ unlock, base, leaseDir, A, B } = await startHookBed('hooks', monitor));
     // the compiled client when built (the shipped configuration), else node with hook.js
     const client = hookClient();
     if (client !== 'node') expect(fs.readFileSync(HOOK_FILE).equals(fs.readFileSync(client))).toBe(true);
-    monitor.start(path.join(base, 'events.log'));
     d1 = await defineDomain(base, 'la-e2e-h1');
     d2 = await defineDomain(base, 'la-e2e-h2', { onLockFailure: 'pause' });
   }, 600_000);
 
   afterAll(async () => {
-    monitor.stop();
-    await removeDomains().catch(() => undefined);
-    await removeHook().catch(() => undefined);
-    if (A) await stopHost(A, 'SIGKILL');
-    if (B) await stopHost(B, 'SIGKILL');
-    if (!process.env.LOCKAGENT_E2E_KEEP) removeTempDir(base);
-    unlock?.();
+    await stopHookBed({ unlock, base, A, B }, monitor);
   }, 120_000);
 
   it('refuses virsh start while host 2 holds the disk lease, naming the holder; the domain stays shut off', async () => {

@@ -18,12 +18,12 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { AgentHost, cli, log, startHost, status, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
-import { lockagent, makeTempDir, removeTempDir, sparseFile } from '../helpers/cli';
-import { decodeLeader } from '../../src/ondisk';
+import { startHookBed, stopHookBed } from '../helpers/hookbed';
+import { AgentHost, cli, log, status, waitFor } from '../helpers/agentproc';
+import { lockagent, readLeaderOf, sparseFile } from '../helpers/cli';
 import {
-  attachLoop, defineDomain, describeE2E, detachLoop, domState, EventMonitor, ExtraDisk, installHook, md5, qemuPid, removeDomains, removeHook,
-  startServices, stopLibvirtd, suiteLock, TestDomain, URI, virsh, virshOk, waitDomState,
+  attachLoop, defineDomain, describeE2E, detachLoop, domState, EventMonitor, ExtraDisk, md5, qemuPid, startServices, stopLibvirtd,
+  TestDomain, virsh, virshOk, waitDomState,
 } from '../helpers/libvirt';
 
 const LS = '__LIBVIRT__DISKS__';
@@ -47,16 +47,7 @@ describeE2E('e2e: 16 disks, managedsave, reboot, libvirtd restart (real libvirtd
   let planned: Planned[] = [];
   let readonlyDisks: string[] = [];
 
-  const leaderOf = (file: string) => {
-    const b = Buffer.alloc(512);
-    const fd = fs.openSync(file, 'r');
-    try {
-      fs.readSync(fd, b, 0, 512, 0);
-    } finally {
-      fs.closeSync(fd);
-    }
-    return decodeLeader(b, 0);
-  };
+  const leaderOf = (file: string) => readLeaderOf(file);
   const resString = (p: Planned, sh = false) => `${LS}:${p.resource}:${p.file}:0${sh ? ':SH' : ''}`;
   const ownerOf = async (d: TestDomain) => (await status(A!)).owners.find((o) => o.uuid === d.uuid);
   const heldSet = async (d: TestDomain) => ((await ownerOf(d))?.leases ?? []).map((l) => l.resource).sort();
@@ -70,17 +61,7 @@ describeE2E('e2e: 16 disks, managedsave, reboot, libvirtd restart (real libvirtd
   const bRelease = () => cli(B!, ['client', 'release', '--owner', 'holder-b']);
 
   beforeAll(async () => {
-    unlock = await suiteLock('lifecycle');
-    await startServices();
-    await removeDomains();
-    base = makeTempDir('la-e2e-lifecycle');
-    leaseDir = path.join(base, 'leases');
-    fs.mkdirSync(leaseDir);
-    A = startHost(writeHostConfig(base, 1, { leaseDir, libvirtUri: URI }));
-    B = startHost(writeHostConfig(base, 2, { leaseDir }));
-    await Promise.all([waitJoined(A), waitJoined(B)]);
-    await installHook(A.socket);
-    monitor.start(path.join(base, 'events.log'));
+    ({ unlock, base, leaseDir, A, B } = await startHookBed('lifecycle', monitor));
 
     // 15 disks after vda: 7 raw files, then 8 loop devices; in each group one read-only, one shareable.
     disks = [];
@@ -108,14 +89,9 @@ describeE2E('e2e: 16 disks, managedsave, reboot, libvirtd restart (real libvirtd
   }, 600_000);
 
   afterAll(async () => {
-    monitor.stop();
-    await removeDomains().catch(() => undefined);
-    await removeHook().catch(() => undefined);
-    if (A) await stopHost(A, 'SIGKILL');
-    if (B) await stopHost(B, 'SIGKILL');
-    for (const dev of loops) await detachLoop(dev).catch(() => undefined);
-    if (!process.env.LOCKAGENT_E2E_KEEP) removeTempDir(base);
-    unlock?.();
+    await stopHookBed({ unlock, base, A, B }, monitor, async () => {
+      for (const dev of loops) await detachLoop(dev).catch(() => undefined);
+    });
   }, 120_000);
 
   it('16 disks: a start refused names the one disk host 2 holds, and leaves nothing of the domain held', async () => {

@@ -5,14 +5,9 @@
  * that disk: it is paused again, stays paused (also after another resume), status and the log
  * name host 2 — and nothing kills it unless <on_lockfailure> says poweroff.
  */
-import * as fs from 'fs';
-import * as path from 'path';
-import { AgentHost, cli, log, startHost, status, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
-import { makeTempDir, removeTempDir } from '../helpers/cli';
-import {
-  defineDomain, describeE2E, domState, EventMonitor, installHook, md5, removeDomains, removeHook, startServices, suiteLock, TestDomain, URI,
-  virshOk, waitDomState,
-} from '../helpers/libvirt';
+import { startHookBed, stopHookBed } from '../helpers/hookbed';
+import { AgentHost, cli, log, status, waitFor } from '../helpers/agentproc';
+import { defineDomain, describeE2E, domState, EventMonitor, md5, TestDomain, virshOk, waitDomState } from '../helpers/libvirt';
 
 const LS = '__LIBVIRT__DISKS__';
 jest.setTimeout(180_000);
@@ -41,29 +36,13 @@ describeE2E('e2e: a resume after another host held the disk stays paused (real l
   }
 
   beforeAll(async () => {
-    unlock = await suiteLock('stale-resume');
-    await startServices();
-    await removeDomains();
-    base = makeTempDir('la-e2e-stale');
-    leaseDir = path.join(base, 'leases');
-    fs.mkdirSync(leaseDir);
-    A = startHost(writeHostConfig(base, 1, { leaseDir, libvirtUri: URI }));
-    B = startHost(writeHostConfig(base, 2, { leaseDir }));
-    await Promise.all([waitJoined(A), waitJoined(B)]);
-    await installHook(A.socket);
-    monitor.start(path.join(base, 'events.log'));
+    ({ unlock, base, leaseDir, A, B } = await startHookBed('stale-resume', monitor));
     dDefault = await defineDomain(base, 'la-e2e-stale-default');
     dPoweroff = await defineDomain(base, 'la-e2e-stale-poweroff', { onLockFailure: 'poweroff' });
   }, 600_000);
 
   afterAll(async () => {
-    monitor.stop();
-    await removeDomains().catch(() => undefined);
-    await removeHook().catch(() => undefined);
-    if (A) await stopHost(A, 'SIGKILL');
-    if (B) await stopHost(B, 'SIGKILL');
-    if (!process.env.LOCKAGENT_E2E_KEEP) removeTempDir(base);
-    unlock?.();
+    await stopHookBed({ unlock, base, A, B }, monitor);
   }, 120_000);
 
   it('default action: paused again at once, stays paused (also after a second resume); status and log name host 2; QEMU is not killed', async () => {
