@@ -12,8 +12,7 @@
 import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { decodeLeader } from '../../src/ondisk';
-import { lockagent, makeTempDir, removeTempDir, sparseFile } from '../helpers/cli';
+import { lockagent, makeTempDir, readLeaderOf, removeTempDir, sparseFile } from '../helpers/cli';
 import { AgentHost, cli, log, startHost, status, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
 
 const LS = '__LIBVIRT__DISKS__';
@@ -28,13 +27,7 @@ describe('after an agent restart, an owner whose recorded process is dead is gon
   let h2: AgentHost;
   const children: ChildProcess[] = [];
   const res = (r: string) => `${LS}:${r}:${path.join(leaseDir, r)}:0`;
-  const leaderOf = (r: string) => {
-    const b = Buffer.alloc(512);
-    const fd = fs.openSync(path.join(leaseDir, r), 'r');
-    fs.readSync(fd, b, 0, 512, 0);
-    fs.closeSync(fd);
-    return decodeLeader(b, 0);
-  };
+  const leaderOf = (r: string) => readLeaderOf(path.join(leaseDir, r));
   const sleeper = () => {
     const c = spawn('sleep', ['600'], { stdio: 'ignore' });
     children.push(c);

@@ -9,9 +9,8 @@
 import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { decodeLeader } from '../../src/ondisk';
 import { AgentHost, cli, log, startHost, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
-import { cliEntry, makeTempDir, removeTempDir, sanlock, sparseFile } from '../helpers/cli';
+import { cliEntry, makeTempDir, readLeaderOf, removeTempDir, sanlock, sparseFile } from '../helpers/cli';
 import {
   addLockspace, describeSanlockDaemons, Holder, killHolder, killSanlockDaemon, SanlockDaemon, sanlockCommand,
   startSanlockDaemon, stopSanlockDaemon, waitHostState,
@@ -51,13 +50,7 @@ describeSanlockDaemons('kill deadline: no kill outlives host_dead', () => {
     const resPath = sparseFile(path.join(leaseDir, 'R'), 1048576);
     expect((await sanlock(['direct', 'init', '-r', `${LS}:R:${resPath}:0`])).stdout).toBe('init done 0\n');
     const res = `${LS}:R:${resPath}:0`;
-    const leader = () => {
-      const b = Buffer.alloc(512);
-      const fd = fs.openSync(resPath, 'r');
-      fs.readSync(fd, b, 0, 512, 0);
-      fs.closeSync(fd);
-      return decodeLeader(b, 0);
-    };
+    const leader = () => readLeaderOf(resPath);
 
     // The deadline must decide, not the grace period.
     host = startHost(writeHostConfig(base, 1, { leaseDir, ioTimeout: 1, extra: 'kill_grace_seconds = 40' }));

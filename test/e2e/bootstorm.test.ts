@@ -9,8 +9,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { AgentHost, log, startHost, status, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
-import { makeTempDir, removeTempDir } from '../helpers/cli';
-import { decodeLeader } from '../../src/ondisk';
+import { makeTempDir, readLeaderOf, removeTempDir } from '../helpers/cli';
 import {
   defineDomain, describeE2E, domState, installHook, md5, removeDomains, removeHook, startServices, suiteLock, TestDomain, URI, virsh,
 } from '../helpers/libvirt';
@@ -80,11 +79,7 @@ describeE2E('e2e: boot storm, 32 domains started at once (real libvirtd + QEMU)'
     const st = await status(A!);
     for (const d of doms) {
       expect({ d: d.name, leases: st.owners.find((o) => o.uuid === d.uuid)?.leases.map((l) => l.resource) }).toEqual({ d: d.name, leases: [md5(d.disk)] });
-      const b = Buffer.alloc(512);
-      const fd = fs.openSync(path.join(leaseDir, md5(d.disk)), 'r');
-      fs.readSync(fd, b, 0, 512, 0);
-      fs.closeSync(fd);
-      const leader = decodeLeader(b, 0);
+      const leader = readLeaderOf(path.join(leaseDir, md5(d.disk)));
       expect({ d: d.name, owner: leader.ownerId, held: leader.timestamp !== 0 }).toEqual({ d: d.name, owner: 1, held: true });
     }
     for (const d of doms) expect(await domState(d.name)).toMatch(/^running/);

@@ -13,6 +13,7 @@ import { execFileSync, spawn } from 'child_process';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
+import { decodeLeader, LeaderRecord } from '../../src/ondisk';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const SANLOCK = '/usr/sbin/sanlock';
@@ -270,4 +271,16 @@ export async function lockagentInProcess(args: string[]): Promise<RunResult> {
   const code = await runCli(['node', 'lockagent', ...args], ctx);
   const stdoutBuf = Buffer.concat(out);
   return { code, stdoutBuf, stdout: stdoutBuf.toString('latin1'), stderr: err.join('') };
+}
+
+/** The leader record in the first sector of a lease file, read as the disk has it now. */
+export function readLeaderOf(file: string): LeaderRecord {
+  const b = Buffer.alloc(512);
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.readSync(fd, b, 0, 512, 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return decodeLeader(b, 0);
 }

@@ -8,9 +8,8 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { decodeLeader } from '../../src/ondisk';
 import { AgentHost, cli, startHost, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
-import { cliEntry, lockagent, makeTempDir, removeTempDir, sanlock, sparseFile } from '../helpers/cli';
+import { cliEntry, lockagent, makeTempDir, readLeaderOf, removeTempDir, sanlock, sparseFile } from '../helpers/cli';
 import {
   addLockspace, describeSanlockDaemons, Holder, holdWithSleep, killHolder, killSanlockDaemon, SanlockDaemon,
   sanlockCommand, startSanlockDaemon, stopSanlockDaemon,
@@ -27,13 +26,7 @@ describeSanlockDaemons('250-host lease areas shared by sanlock and lockagent', (
   const holders: Holder[] = [];
   const file = (r: string) => path.join(leaseDir, r);
   const res = (r: string) => `${LS}:${r}:${file(r)}:0`;
-  const leaderOf = (r: string) => {
-    const b = Buffer.alloc(512);
-    const fd = fs.openSync(file(r), 'r');
-    fs.readSync(fd, b, 0, 512, 0);
-    fs.closeSync(fd);
-    return decodeLeader(b, 0);
-  };
+  const leaderOf = (r: string) => readLeaderOf(file(r));
 
   beforeAll(async () => {
     cliEntry();

@@ -17,7 +17,7 @@ import * as path from 'path';
 import { spawn, ChildProcess } from 'child_process';
 import { decodeLeader } from '../../src/ondisk';
 import { AgentHost, cli, startHost, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
-import { cliEntry, lockagent, makeTempDir, removeTempDir, sanlock, sparseFile } from '../helpers/cli';
+import { cliEntry, lockagent, makeTempDir, readLeaderOf, removeTempDir, sanlock, sparseFile } from '../helpers/cli';
 import {
   addLockspace, describeSanlockDaemons, getsHosts, Holder, holdWithSleep, killHolder, killSanlockDaemon, SanlockDaemon,
   sanlockClient, sanlockCommand, startSanlockDaemon, stopSanlockDaemon, waitHostState,
@@ -54,13 +54,7 @@ describeSanlockDaemons('lockagent and real sanlock daemons as hosts of one locks
     fs.closeSync(fd);
     return decodeLeader(b, 0).timestamp;
   };
-  const leaderOf = (r: string) => {
-    const b = Buffer.alloc(512);
-    const fd = fs.openSync(path.join(leaseDir, r), 'r');
-    fs.readSync(fd, b, 0, 512, 0);
-    fs.closeSync(fd);
-    return decodeLeader(b, 0);
-  };
+  const leaderOf = (r: string) => readLeaderOf(path.join(leaseDir, r));
   const sleeper = () => {
     const c = spawn('sleep', ['600'], { stdio: 'ignore' });
     children.push(c);

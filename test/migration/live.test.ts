@@ -16,9 +16,8 @@
 import { ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { decodeLeader } from '../../src/ondisk';
 import { cli, log, status, waitFor, waitJoined } from '../helpers/agentproc';
-import { RunResult } from '../helpers/cli';
+import { readLeaderOf, RunResult } from '../helpers/cli';
 import { defineDomain, EventMonitor, md5, SanlockHost, sanlockClient, startSanlock, stopSanlock, TestDomain } from '../helpers/libvirt';
 import {
   Bed, describeBed, freePort, hostDomState, hostQemuPid, hvirsh, hvirshOk, LibvirtHost, libvirtdLog, startAgent, startBed, stopAgent, stopBed,
@@ -39,16 +38,7 @@ describeBed('migration: virsh migrate --live between two libvirt hosts, leases f
   const leaseFile = (d: TestDomain) => path.join(bed!.leaseDir, md5(d.disk));
   const res = (d: TestDomain) => `${LS}:${md5(d.disk)}:${leaseFile(d)}:0`;
   /** The disk lease's leader on disk: owner host_id and timestamp (0 = free). */
-  const leader = (d: TestDomain) => {
-    const fd = fs.openSync(leaseFile(d), 'r');
-    try {
-      const b = Buffer.alloc(512);
-      fs.readSync(fd, b, 0, 512, 0);
-      return decodeLeader(b);
-    } finally {
-      fs.closeSync(fd);
-    }
-  };
+  const leader = (d: TestDomain) => readLeaderOf(leaseFile(d));
   const held = async (h: LibvirtHost, d: TestDomain) => (await status(h.agent)).owners.find((o) => o.uuid === d.uuid)?.leases.find((l) => l.resource === md5(d.disk));
   /** Host 3 (sanlock) tries the disk lease: it must be refused while a live host holds it. */
   const host3Tries = async (d: TestDomain): Promise<string> => {
