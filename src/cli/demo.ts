@@ -67,13 +67,14 @@ export async function runDemo(opts: { dir?: string; keep?: boolean; verbose?: bo
       say(r2.code !== 0 ? `   refused, as virsh would show it:\n   error: Hook script execution failed: ${r2.stderr}` : '   UNEXPECTED: allowed');
       if (r2.code === 0) return 1;
 
-      say('\n3) host 1: virsh destroy demo-vm  →  STOPPED event and hook "release end": the lease is released');
+      say('\n3) host 1: virsh destroy demo-vm  →  hook "stopped end" (and the STOPPED event): the lease is released');
       await conn.destroy(uuid1);
-      await runHook(['demo-vm', 'release', 'end', '-'], xml1, hosts[0].config.socketPath);
+      // libvirt runs the stopped hook synchronously before destroy returns; the event may come later.
+      await runHook(['demo-vm', 'stopped', 'end', '-'], xml1, hosts[0].config.socketPath);
       say('4) host 2: virsh start again  →  hook "prepare begin"');
       const r3 = await runHook(['demo-vm-copy', 'prepare', 'begin', '-'], xml2, hosts[1].config.socketPath, 20000);
       say(r3.code === 0 ? '   allowed: host 2 now holds the disk lease' : `   UNEXPECTED refusal: ${r3.stderr}`);
-      await runHook(['demo-vm-copy', 'release', 'end', '-'], xml2, hosts[1].config.socketPath);
+      await runHook(['demo-vm-copy', 'stopped', 'end', '-'], xml2, hosts[1].config.socketPath);
       say(`\nthe lease files are sanlock 3.8.5's format: try  sanlock direct dump ${join(leaseDir, md5hex(disk))} -f 2`);
       return r3.code === 0 ? 0 : 1;
     } finally {
