@@ -66,7 +66,7 @@ c.runMain('scale', async (args) => {
     cycles: smoke ? 16 : args.quick ? 192 : 640,
     leases: smoke ? 40 : args.quick ? 2000 : 10000,
     hosts: smoke ? 50 : 2000,
-    window: smoke ? 3 : args.quick ? 20 : 60,
+    window: smoke ? 5 : args.quick ? 20 : 60,
     files: smoke ? 200 : 100000,
     disks: smoke ? [1, 8] : [1, 8, 64],
   };
@@ -162,8 +162,13 @@ c.runMain('scale', async (args) => {
       const s0 = c.procSample(agent.pid);
       await c.sleep(P.window * 1000);
       const s1 = c.procSample(agent.pid);
-      const r = (await agent.call({ op: 'renewals', lockspace: ls })).renewals.filter((x) => x.timestamp >= t0);
-      const gaps = r.slice(1).map((x, i) => x.timestamp - r[i].timestamp);
+      const all = (await agent.call({ op: 'renewals', lockspace: ls })).renewals;
+      const r = all.filter((x) => x.timestamp >= t0);
+      // Gaps count from the last renewal before the window, so a short window (--smoke) that
+      // holds a single renewal still measures one interval.
+      const prev = all.filter((x) => x.timestamp < t0).pop();
+      const times = (prev ? [prev, ...r] : r).map((x) => x.timestamp);
+      const gaps = times.slice(1).map((x, i) => x - times[i]);
       return { n: r.length, readMs: pct(r.map((x) => x.readMs), 0.5), readMax: Math.max(...r.map((x) => x.readMs)), writeMs: pct(r.map((x) => x.writeMs), 0.5),
         maxGap: gaps.length ? Math.max(...gaps) : undefined, cpuPct: (100 * (s1.cpu - s0.cpu)) / ((s1.t - s0.t) / 1000), rssMiB: s1.rssKiB / 1024 };
     };
