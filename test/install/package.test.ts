@@ -14,7 +14,8 @@
 import { ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { AgentHost, guardPids, status, stopGuard, waitFor, waitJoined } from '../helpers/agentproc';
+import { AgentHost, guardPids, log, status, stopGuard, waitFor, waitJoined } from '../helpers/agentproc';
+import { DAEMON_NODE_FLAGS } from '../../src/daemon/nodeflags';
 import { ROOT, run, RunResult } from '../helpers/cli';
 
 jest.setTimeout(15 * 60_000);
@@ -171,6 +172,10 @@ describe('installed, upgraded and removed with dpkg (in a root of its own)', () 
 
     startUnit();
     const gen = await waitJoined(h, LS, 60_000);
+    // The wrapper runs the daemon with its node flags (src/daemon/nodeflags.ts), in the same process.
+    expect(fs.readFileSync(`/proc/${agent!.pid}/cmdline`, 'utf8').split('\0')).toEqual(expect.arrayContaining([...DAEMON_NODE_FLAGS]));
+    expect(log(h)).toMatch(/lockagent starting/);
+    expect(log(h)).not.toMatch(/node started without/);
     const res = path.join(leases, 'disk1');
     fs.writeFileSync(res, Buffer.alloc(1 << 20));
     expect((await la(['direct', 'init', '-r', `${LS}:disk1:${res}:0`])).code).toBe(0);

@@ -421,7 +421,8 @@ class AgentDaemon {
     ].join('\n'));
   }
 
-  async start({ waitJoin = true, nodeArgs = [] } = {}) {
+  /** nodeArgs: node flags before the CLI; by default the daemon's own (src/daemon/nodeflags.ts). */
+  async start({ waitJoin = true, nodeArgs = require(path.join(dist(), 'daemon', 'nodeflags.js')).DAEMON_NODE_FLAGS } = {}) {
     this.writeConfig();
     const out = fs.openSync(path.join(this.dir, 'daemon.out'), 'a');
     const p = spawn(process.execPath, [...nodeArgs, cliMain(), 'daemon', '-c', this.conf], {
