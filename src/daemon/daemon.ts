@@ -18,7 +18,7 @@ import { leaseFileOwner } from '../agent/leasefile';
 import { ensureLockspaceFile } from '../agent/lockspacefile';
 import { IdleTrimmer } from './memtrim';
 import { missingNodeFlags } from './nodeflags';
-import { Metrics } from './metrics';
+import type { Metrics } from './metrics';
 import { hostWatchStatus, joinStatusLine } from './hostwatch';
 import { SdNotifier } from './sdnotify';
 import { WdmdClient } from '../agent/wdmd';
@@ -72,7 +72,8 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
 
   // Policy is swappable: the libvirt integration replaces the default kill policy.
   let policy: LeaseFailurePolicy = new KillPolicy({ graceSeconds: config.killGraceSeconds, log: (lvl, m) => log[lvl](m) });
-  const metrics = config.metricsListen ? new Metrics() : undefined;
+  // prom-client (and the OpenTelemetry API it loads) only when metrics are served: ~80 modules.
+  const metrics = config.metricsListen ? new (await import('./metrics')).Metrics() : undefined;
   // The fencing guard's client needs the agent and the agent tells it about changes: a late binding.
   const late: { guard?: GuardClient } = {};
   const onLeaseFailure = (o: FailedOwner) => {
