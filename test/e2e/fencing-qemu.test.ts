@@ -74,6 +74,11 @@ describeE2E('e2e: the fencing guard and a real QEMU domain (real libvirtd, insta
 
   /** Start the domain through the hook; resolves with QEMU once the guard has it armed. */
   async function startDomain(): Promise<{ id: ProcessId; guardPid: number }> {
+    // A case that failed half-way may have left the domain running: each case starts afresh.
+    if (/^running|^paused/.test(await domState(dom.name))) {
+      await virshOk(['destroy', dom.name]);
+      await waitFor('the disk lease to be released', async () => !(await status(c!.h1)).owners.find((o) => o.uuid === dom.uuid)?.leases.length || undefined, 20_000, 100);
+    }
     await virshOk(['start', dom.name]);
     const pid = qemuPid(dom.name);
     expect(pid).toBeGreaterThan(0);
