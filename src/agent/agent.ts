@@ -363,7 +363,7 @@ export class Agent {
     // recover() finishes or undoes it.
     // A failing store does not stop the acquire (the intent is kept in memory and written when
     // it can be): after a crash, reconcile() finds a lease the database missed on disk.
-    const op = this.journal(() => {
+    const op = await this.journal(() => {
       if (!ownerSaved) this.saveOwner(st);
     }, { op: 'acquire', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode });
     const deadline = timeoutMs ? this.o.clock.nowMs() + timeoutMs : undefined;
@@ -412,11 +412,11 @@ export class Agent {
             continue;
           }
           const held: HeldLease = { spec: { lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode }, token, file: storage.fileId, storage };
-          this.o.store.write(() => this.o.store.transaction(() => {
+          st.leases.set(key(s), held);
+          await this.o.store.commit(() => this.o.store.transaction(() => {
             this.o.store.recordLease({ ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode, lver: token.lver, generation: lease.generation });
             if (op.id !== undefined) this.o.store.endOp(op.id);
           }), `recording the lease ${key(s)}`);
-          st.leases.set(key(s), held);
           this.o.log.info(`acquired ${mode} lease ${key(s)} (${s.path}:${s.offset}) lver ${token.lver} for ${st.ref.name}`);
           const ms = (x: number) => x.toFixed(1);
           this.o.log.debug(`acquire ${key(s)}: join+journal ${ms(t1 - t0)} ms, open ${ms(t2 - t1)}, paxos+check+record ${ms(performance.now() - t2)}${hint ? ' (from release hint)' : ''}`);
@@ -427,7 +427,7 @@ export class Agent {
         }
       }
     } catch (e) {
-      this.o.store.write(() => { if (op.id !== undefined) this.o.store.endOp(op.id); });
+      void this.o.store.commit(() => { if (op.id !== undefined) this.o.store.endOp(op.id); });
       throw this.explainAcquireFailure(e, s);
     }
   }
@@ -510,7 +510,7 @@ export class Agent {
    */
   private async releaseOne(st: OwnerState, h: HeldLease, keepRecord = false, forgetIfEmpty = false): Promise<void> {
     const s = h.spec;
-    const op = this.journal(undefined, { op: 'release', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode: s.mode });
+    const op = await this.journal(undefined, { op: 'release', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode: s.mode });
     // The file kept open since the acquire: no reopen, and by construction the inode we leased.
     let storage: LeaseStorage | undefined = h.storage;
     try {
@@ -548,7 +548,7 @@ export class Agent {
         if (rv !== SANLK.RELEASE_LVER && rv !== SANLK.RELEASE_OWNER) {
           // Still held by us (the write failed): the lease stays, and so does its record. The
           // fd is closed with the others below: a retry opens the path afresh and checks it.
-          this.o.store.write(() => { if (op.id !== undefined) this.o.store.endOp(op.id); });
+          void this.o.store.commit(() => { if (op.id !== undefined) this.o.store.endOp(op.id); });
           h.storage = undefined;
           throw e;
         }
@@ -561,13 +561,16 @@ export class Agent {
     h.storage = undefined;
     st.leases.delete(key(s));
     const forget = forgetIfEmpty && st.leases.size === 0 && this.owners.get(st.ref.uuid) === st;
-    this.o.store.write(() => this.o.store.transaction(() => {
+    if (forget) this.owners.delete(st.ref.uuid);
+    // Not awaited: the release is on disk and its journal entry committed, which is what a
+    // restart needs to know it was let go (recover()); the reply need not wait for this commit,
+    // which goes in with the next group, in order (StateStore.commit).
+    void this.o.store.commit(() => this.o.store.transaction(() => {
       if (keepRecord) this.o.store.markLeaseReleased(st.ref.uuid, s.lockspace, s.resource);
       else this.o.store.forgetLease(st.ref.uuid, s.lockspace, s.resource);
       if (forget) this.o.store.removeOwner(st.ref.uuid);
       if (op.id !== undefined) this.o.store.endOp(op.id);
     }), `recording the release of ${key(s)}`);
-    if (forget) this.owners.delete(st.ref.uuid);
   }
 
   private rememberHint(k: string, hint: AcquireHint): void {
@@ -649,9 +652,10 @@ export class Agent {
    * The entry id is filled in when the store takes it, possibly later: a failing store never
    * stops a lease operation.
    */
-  private journal(also: (() => void) | undefined, entry: Parameters<StateStore['beginOp']>[0]): { id?: number } {
+  private async journal(also: (() => void) | undefined, entry: Parameters<StateStore['beginOp']>[0]): Promise<{ id?: number }> {
     const op: { id?: number } = {};
-    this.o.store.write(() => this.o.store.transaction(() => {
+    // Shared with the entries of concurrent requests (one commit); the disk waits for it.
+    await this.o.store.commit(() => this.o.store.transaction(() => {
       also?.();
       op.id = this.o.store.beginOp(entry);
     }), `journalling the ${entry.op} of ${key(entry)}`);
