@@ -156,7 +156,13 @@ const ORPHAN_PREFIX = 'unknown-owner:';
 const isOrphan = (uuid: string) => uuid.startsWith(ORPHAN_PREFIX);
 const orphanRef = (c: LeaseCandidate) => ({ uuid: `${ORPHAN_PREFIX}${c.lockspace}:${c.resource}`, name: `unknown owner of ${c.resource}` });
 
-async function forEachLimited<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
+/**
+ * How many leases of one request (a domain's disks) are acquired, released or created at once:
+ * each is a file descriptor with its own I/O thread and a pooled area buffer while it runs.
+ */
+export const ACQUIRE_CONCURRENCY = 8;
+
+export async function forEachLimited<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async () => {
     while (next < items.length) await fn(items[next++]);
@@ -283,7 +289,8 @@ export class Agent {
 
   /**
    * Acquire every lease for the owner, all or nothing (like sanlock's acquire of several
-   * resources): on the first refusal the leases taken by this call are released again.
+   * resources), up to ACQUIRE_CONCURRENCY at once: on the first refusal no more are started,
+   * and once those under way have ended the leases taken by this call are released again.
    */
   acquire(owner: OwnerRef, specs: LeaseSpec[], opts: AcquireOptions = {}): Promise<HeldLease[]> {
     return observed(this.queue.run(owner.uuid, () => this.acquireNow(owner, specs, opts)), this.o.observer?.acquired);
@@ -298,28 +305,42 @@ export class Agent {
       if (opts.watchPid) st.watched = true;
       if (st.watched) this.watchOwners();
     }
-    const taken: HeldLease[] = [];
+    const taken: HeldLease[] = new Array<HeldLease>(specs.length);
     const fresh: HeldLease[] = [];
-    // The owner row is written in the same commit as the first journal entry: every commit is
-    // an fsync on the event loop (scripts/bench: 6 → 3 commits per acquire+release).
-    let ownerSaved = false;
     try {
-      for (const s of specs) {
+      const first = new Map<string, number>();
+      const todo: Array<{ i: number; s: LeaseSpec }> = [];
+      for (const [i, s] of specs.entries()) {
+        if (first.has(key(s))) continue; // named twice: the same lease (filled in below)
+        first.set(key(s), i);
         const mine = st.leases.get(key(s)) ?? this.takeFromOrphan(st, s);
-        if (mine) { taken.push(mine); continue; }
+        if (mine) { taken[i] = mine; continue; }
         this.checkLocalConflict(owner.uuid, s);
-        const h = await this.acquireOne(st, s, opts, ownerSaved);
-        ownerSaved = true;
-        fresh.push(h);
-        taken.push(h);
+        todo.push({ i, s });
       }
-      if (!ownerSaved) this.saveOwner(st);
+      // The leases of one request are taken side by side (each has its own file descriptor and
+      // I/O thread): a domain with 64 disks waits for the slowest few, not for the sum of all.
+      let refused: { e: unknown } | undefined;
+      await forEachLimited(todo, ACQUIRE_CONCURRENCY, async ({ i, s }) => {
+        if (refused) return; // all or nothing: once one is refused, start no more
+        try {
+          const h = await this.acquireOne(st, s, opts);
+          fresh.push(h);
+          taken[i] = h;
+        } catch (e) {
+          refused ??= { e };
+        }
+      });
+      if (refused) throw refused.e;
+      for (const [i, s] of specs.entries()) taken[i] ??= taken[first.get(key(s))!];
+      // With a fresh lease the owner row went in with its journal entry.
+      if (!todo.length) this.saveOwner(st);
       // Before the caller hears "acquired": the guard knows the owner's pid from now on.
       this.o.fence?.changed();
       return taken;
     } catch (e) {
       // All or nothing: give back what this call took; leases held before stay held.
-      for (const h of fresh) await this.releaseOne(st, h).catch(() => undefined);
+      await forEachLimited(fresh, ACQUIRE_CONCURRENCY, (h) => this.releaseOne(st, h).catch(() => undefined));
       if (st.leases.size === 0 && !this.knownRows(owner.uuid).length) this.forgetOwner(owner.uuid);
       throw e;
     }
@@ -352,20 +373,19 @@ export class Agent {
     }
   }
 
-  private async acquireOne(st: OwnerState, s: LeaseSpec, opts: AcquireOptions, ownerSaved = false): Promise<HeldLease> {
+  private async acquireOne(st: OwnerState, s: LeaseSpec, opts: AcquireOptions): Promise<HeldLease> {
     const { timeoutMs } = opts;
     const ls = this.lockspaceFor(s.lockspace);
     const mode: LeaseMode = s.mode ?? 'exclusive';
     if (ls.state !== 'joined') this.o.log.info(`acquire of ${key(s)} for ${st.ref.name} waits for lockspace ${ls.name} to join (${ls.state})`);
     const t0 = performance.now();
     const lease = await ls.waitJoined(timeoutMs ?? this.o.joinWaitMs ?? 120000);
-    // Journalled (with the owner row) before the first write to the lease: after a crash,
+    // Journalled (with the owner row: each lease's entry carries it, as the leases of one
+    // request are taken side by side) before the first write to the lease: after a crash,
     // recover() finishes or undoes it.
     // A failing store does not stop the acquire (the intent is kept in memory and written when
     // it can be): after a crash, reconcile() finds a lease the database missed on disk.
-    const op = await this.journal(() => {
-      if (!ownerSaved) this.saveOwner(st);
-    }, { op: 'acquire', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode });
+    const op = await this.journal(() => this.saveOwner(st), { op: 'acquire', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode });
     const deadline = timeoutMs ? this.o.clock.nowMs() + timeoutMs : undefined;
     try {
       for (let round = 0; ; round++) {
@@ -482,17 +502,18 @@ export class Agent {
     return this.queue.run(owner.uuid, async () => {
       const st = this.owners.get(owner.uuid);
       if (!st) return 0;
-      const which = specs ? specs.map((s) => st.leases.get(key(s))).filter((h): h is HeldLease => !!h) : [...st.leases.values()];
+      const which = specs ? [...new Set(specs.map((s) => st.leases.get(key(s))).filter((h): h is HeldLease => !!h))] : [...st.leases.values()];
       let n = 0;
       let firstErr: Error | undefined;
-      for (const h of which) {
+      // Side by side, as they were acquired (a domain's disks): each has its own file.
+      await forEachLimited(which, ACQUIRE_CONCURRENCY, async (h) => {
         try {
           await this.releaseOne(st, h, opts.keepRecord, !opts.keepRecord);
           n++;
         } catch (e) {
           firstErr ??= e as Error;
         }
-      }
+      });
       if (!opts.keepRecord && st.leases.size === 0 && this.owners.get(owner.uuid) === st) this.forgetOwner(owner.uuid);
       if (n) this.o.fence?.changed();
       if (firstErr) throw firstErr;
