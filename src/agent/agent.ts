@@ -156,7 +156,13 @@ const ORPHAN_PREFIX = 'unknown-owner:';
 const isOrphan = (uuid: string) => uuid.startsWith(ORPHAN_PREFIX);
 const orphanRef = (c: LeaseCandidate) => ({ uuid: `${ORPHAN_PREFIX}${c.lockspace}:${c.resource}`, name: `unknown owner of ${c.resource}` });
 
-async function forEachLimited<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
+/**
+ * How many leases of one request (a domain's disks) are acquired, released or created at once:
+ * each is a file descriptor with its own I/O thread and a pooled area buffer while it runs.
+ */
+export const ACQUIRE_CONCURRENCY = 8;
+
+export async function forEachLimited<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async () => {
     while (next < items.length) await fn(items[next++]);
@@ -283,7 +289,8 @@ export class Agent {
 
   /**
    * Acquire every lease for the owner, all or nothing (like sanlock's acquire of several
-   * resources): on the first refusal the leases taken by this call are released again.
+   * resources), up to ACQUIRE_CONCURRENCY at once: on the first refusal no more are started,
+   * and once those under way have ended the leases taken by this call are released again.
    */
   acquire(owner: OwnerRef, specs: LeaseSpec[], opts: AcquireOptions = {}): Promise<HeldLease[]> {
     return observed(this.queue.run(owner.uuid, () => this.acquireNow(owner, specs, opts)), this.o.observer?.acquired);
@@ -298,28 +305,42 @@ export class Agent {
       if (opts.watchPid) st.watched = true;
       if (st.watched) this.watchOwners();
     }
-    const taken: HeldLease[] = [];
+    const taken: HeldLease[] = new Array<HeldLease>(specs.length);
     const fresh: HeldLease[] = [];
-    // The owner row is written in the same commit as the first journal entry: every commit is
-    // an fsync on the event loop (scripts/bench: 6 → 3 commits per acquire+release).
-    let ownerSaved = false;
     try {
-      for (const s of specs) {
+      const first = new Map<string, number>();
+      const todo: Array<{ i: number; s: LeaseSpec }> = [];
+      for (const [i, s] of specs.entries()) {
+        if (first.has(key(s))) continue; // named twice: the same lease (filled in below)
+        first.set(key(s), i);
         const mine = st.leases.get(key(s)) ?? this.takeFromOrphan(st, s);
-        if (mine) { taken.push(mine); continue; }
+        if (mine) { taken[i] = mine; continue; }
         this.checkLocalConflict(owner.uuid, s);
-        const h = await this.acquireOne(st, s, opts, ownerSaved);
-        ownerSaved = true;
-        fresh.push(h);
-        taken.push(h);
+        todo.push({ i, s });
       }
-      if (!ownerSaved) this.saveOwner(st);
+      // The leases of one request are taken side by side (each has its own file descriptor and
+      // I/O thread): a domain with 64 disks waits for the slowest few, not for the sum of all.
+      let refused: { e: unknown } | undefined;
+      await forEachLimited(todo, ACQUIRE_CONCURRENCY, async ({ i, s }) => {
+        if (refused) return; // all or nothing: once one is refused, start no more
+        try {
+          const h = await this.acquireOne(st, s, opts);
+          fresh.push(h);
+          taken[i] = h;
+        } catch (e) {
+          refused ??= { e };
+        }
+      });
+      if (refused) throw refused.e;
+      for (const [i, s] of specs.entries()) taken[i] ??= taken[first.get(key(s))!];
+      // With a fresh lease the owner row went in with its journal entry.
+      if (!todo.length) this.saveOwner(st);
       // Before the caller hears "acquired": the guard knows the owner's pid from now on.
       this.o.fence?.changed();
       return taken;
     } catch (e) {
       // All or nothing: give back what this call took; leases held before stay held.
-      for (const h of fresh) await this.releaseOne(st, h).catch(() => undefined);
+      await forEachLimited(fresh, ACQUIRE_CONCURRENCY, (h) => this.releaseOne(st, h).catch(() => undefined));
       if (st.leases.size === 0 && !this.knownRows(owner.uuid).length) this.forgetOwner(owner.uuid);
       throw e;
     }
@@ -352,20 +373,19 @@ export class Agent {
     }
   }
 
-  private async acquireOne(st: OwnerState, s: LeaseSpec, opts: AcquireOptions, ownerSaved = false): Promise<HeldLease> {
+  private async acquireOne(st: OwnerState, s: LeaseSpec, opts: AcquireOptions): Promise<HeldLease> {
     const { timeoutMs } = opts;
     const ls = this.lockspaceFor(s.lockspace);
     const mode: LeaseMode = s.mode ?? 'exclusive';
     if (ls.state !== 'joined') this.o.log.info(`acquire of ${key(s)} for ${st.ref.name} waits for lockspace ${ls.name} to join (${ls.state})`);
     const t0 = performance.now();
     const lease = await ls.waitJoined(timeoutMs ?? this.o.joinWaitMs ?? 120000);
-    // Journalled (with the owner row) before the first write to the lease: after a crash,
+    // Journalled (with the owner row: each lease's entry carries it, as the leases of one
+    // request are taken side by side) before the first write to the lease: after a crash,
     // recover() finishes or undoes it.
     // A failing store does not stop the acquire (the intent is kept in memory and written when
     // it can be): after a crash, reconcile() finds a lease the database missed on disk.
-    const op = this.journal(() => {
-      if (!ownerSaved) this.saveOwner(st);
-    }, { op: 'acquire', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode });
+    const op = await this.journal(() => this.saveOwner(st), { op: 'acquire', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode });
     const deadline = timeoutMs ? this.o.clock.nowMs() + timeoutMs : undefined;
     try {
       for (let round = 0; ; round++) {
@@ -412,11 +432,11 @@ export class Agent {
             continue;
           }
           const held: HeldLease = { spec: { lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode }, token, file: storage.fileId, storage };
-          this.o.store.write(() => this.o.store.transaction(() => {
+          st.leases.set(key(s), held);
+          await this.o.store.commit(() => this.o.store.transaction(() => {
             this.o.store.recordLease({ ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode, lver: token.lver, generation: lease.generation });
             if (op.id !== undefined) this.o.store.endOp(op.id);
           }), `recording the lease ${key(s)}`);
-          st.leases.set(key(s), held);
           this.o.log.info(`acquired ${mode} lease ${key(s)} (${s.path}:${s.offset}) lver ${token.lver} for ${st.ref.name}`);
           const ms = (x: number) => x.toFixed(1);
           this.o.log.debug(`acquire ${key(s)}: join+journal ${ms(t1 - t0)} ms, open ${ms(t2 - t1)}, paxos+check+record ${ms(performance.now() - t2)}${hint ? ' (from release hint)' : ''}`);
@@ -427,7 +447,7 @@ export class Agent {
         }
       }
     } catch (e) {
-      this.o.store.write(() => { if (op.id !== undefined) this.o.store.endOp(op.id); });
+      void this.o.store.commit(() => { if (op.id !== undefined) this.o.store.endOp(op.id); });
       throw this.explainAcquireFailure(e, s);
     }
   }
@@ -482,17 +502,18 @@ export class Agent {
     return this.queue.run(owner.uuid, async () => {
       const st = this.owners.get(owner.uuid);
       if (!st) return 0;
-      const which = specs ? specs.map((s) => st.leases.get(key(s))).filter((h): h is HeldLease => !!h) : [...st.leases.values()];
+      const which = specs ? [...new Set(specs.map((s) => st.leases.get(key(s))).filter((h): h is HeldLease => !!h))] : [...st.leases.values()];
       let n = 0;
       let firstErr: Error | undefined;
-      for (const h of which) {
+      // Side by side, as they were acquired (a domain's disks): each has its own file.
+      await forEachLimited(which, ACQUIRE_CONCURRENCY, async (h) => {
         try {
           await this.releaseOne(st, h, opts.keepRecord, !opts.keepRecord);
           n++;
         } catch (e) {
           firstErr ??= e as Error;
         }
-      }
+      });
       if (!opts.keepRecord && st.leases.size === 0 && this.owners.get(owner.uuid) === st) this.forgetOwner(owner.uuid);
       if (n) this.o.fence?.changed();
       if (firstErr) throw firstErr;
@@ -510,7 +531,7 @@ export class Agent {
    */
   private async releaseOne(st: OwnerState, h: HeldLease, keepRecord = false, forgetIfEmpty = false): Promise<void> {
     const s = h.spec;
-    const op = this.journal(undefined, { op: 'release', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode: s.mode });
+    const op = await this.journal(undefined, { op: 'release', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode: s.mode });
     // The file kept open since the acquire: no reopen, and by construction the inode we leased.
     let storage: LeaseStorage | undefined = h.storage;
     try {
@@ -548,7 +569,7 @@ export class Agent {
         if (rv !== SANLK.RELEASE_LVER && rv !== SANLK.RELEASE_OWNER) {
           // Still held by us (the write failed): the lease stays, and so does its record. The
           // fd is closed with the others below: a retry opens the path afresh and checks it.
-          this.o.store.write(() => { if (op.id !== undefined) this.o.store.endOp(op.id); });
+          void this.o.store.commit(() => { if (op.id !== undefined) this.o.store.endOp(op.id); });
           h.storage = undefined;
           throw e;
         }
@@ -561,13 +582,16 @@ export class Agent {
     h.storage = undefined;
     st.leases.delete(key(s));
     const forget = forgetIfEmpty && st.leases.size === 0 && this.owners.get(st.ref.uuid) === st;
-    this.o.store.write(() => this.o.store.transaction(() => {
+    if (forget) this.owners.delete(st.ref.uuid);
+    // Not awaited: the release is on disk and its journal entry committed, which is what a
+    // restart needs to know it was let go (recover()); the reply need not wait for this commit,
+    // which goes in with the next group, in order (StateStore.commit).
+    void this.o.store.commit(() => this.o.store.transaction(() => {
       if (keepRecord) this.o.store.markLeaseReleased(st.ref.uuid, s.lockspace, s.resource);
       else this.o.store.forgetLease(st.ref.uuid, s.lockspace, s.resource);
       if (forget) this.o.store.removeOwner(st.ref.uuid);
       if (op.id !== undefined) this.o.store.endOp(op.id);
     }), `recording the release of ${key(s)}`);
-    if (forget) this.owners.delete(st.ref.uuid);
   }
 
   private rememberHint(k: string, hint: AcquireHint): void {
@@ -649,9 +673,10 @@ export class Agent {
    * The entry id is filled in when the store takes it, possibly later: a failing store never
    * stops a lease operation.
    */
-  private journal(also: (() => void) | undefined, entry: Parameters<StateStore['beginOp']>[0]): { id?: number } {
+  private async journal(also: (() => void) | undefined, entry: Parameters<StateStore['beginOp']>[0]): Promise<{ id?: number }> {
     const op: { id?: number } = {};
-    this.o.store.write(() => this.o.store.transaction(() => {
+    // Shared with the entries of concurrent requests (one commit); the disk waits for it.
+    await this.o.store.commit(() => this.o.store.transaction(() => {
       also?.();
       op.id = this.o.store.beginOp(entry);
     }), `journalling the ${entry.op} of ${key(entry)}`);

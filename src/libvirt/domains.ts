@@ -1,5 +1,5 @@
 import { readFile } from 'fs/promises';
-import { Agent } from '../agent/agent';
+import { ACQUIRE_CONCURRENCY, Agent, forEachLimited } from '../agent/agent';
 import { FailedOwner, KillPolicy, LeaseFailurePolicy } from '../agent/failure';
 import { KeyedQueue } from '../agent/keyedqueue';
 import { leaseFileOwner } from '../agent/leasefile';
@@ -338,15 +338,28 @@ export class DomainManager implements LeaseFailurePolicy {
   private async ensureLeaseFiles(plan: LeasePlan, full = false): Promise<boolean> {
     const g = geometryFor(this.o.config.sectorSize, this.o.config.alignSize);
     let skipped = false;
+    const todo = new Map<string, LeasePlan['entries'][number]>();
     for (const e of plan.entries) {
-      if (e.origin !== 'disk') continue;
+      if (e.origin !== 'disk' || todo.has(e.path)) continue;
       if (!full && this.initialisedFiles.has(e.path)) {
         skipped = true;
         continue;
       }
-      await ensureResourceFile(e.path, e.lockspace, e.resource, g, leaseFileOwner(this.o.config));
-      this.initialisedFiles.add(e.path);
+      todo.set(e.path, e);
     }
+    // Side by side (each its own file), as their leases are acquired next; the first failure
+    // is reported once those under way have ended, and none is started after it.
+    let failed: { e: unknown } | undefined;
+    await forEachLimited([...todo.values()], ACQUIRE_CONCURRENCY, async (e) => {
+      if (failed) return;
+      try {
+        await ensureResourceFile(e.path, e.lockspace, e.resource, g, leaseFileOwner(this.o.config));
+        this.initialisedFiles.add(e.path);
+      } catch (err) {
+        failed ??= { e: err };
+      }
+    });
+    if (failed) throw failed.e;
     return skipped;
   }
 

@@ -267,6 +267,7 @@ export class StateStore {
 
   close(): void {
     clearTimeout(this.retryTimer);
+    this.commitGroup();
     try {
       this.flush();
     } catch { /* reported by flush */ }
@@ -296,6 +297,7 @@ export class StateStore {
    * every few seconds, so the database ends up telling what the disk tells.
    */
   write(fn: () => void, doing = 'writing'): void {
+    this.commitGroup(); // writes reach the database in the order they were asked for
     if (!this.queue.length) {
       try {
         fn();
@@ -306,6 +308,55 @@ export class StateStore {
     }
     this.queue.push(fn);
     this.scheduleRetry();
+  }
+
+  /** writes of commit() waiting for the group's transaction (at the end of this tick) */
+  private group: Array<{ fn: () => void; doing: string; done: () => void }> = [];
+
+  /**
+   * write() for a request that must not go on before its write is in: the writes of the
+   * requests that arrive in the same tick of the event loop share one transaction, committed
+   * once the tick's callbacks have run (setImmediate), and each promise resolves after that
+   * commit. Every commit costs a WAL write on the event loop; with concurrent clients one commit
+   * now serves them all. As with write(), a write the database refuses is kept in memory and
+   * retried: the promise resolves all the same (the operation goes on, degraded), never rejects.
+   */
+  commit(fn: () => void, doing = 'writing'): Promise<void> {
+    return new Promise((done) => {
+      this.group.push({ fn, doing, done });
+      if (this.group.length === 1) setImmediate(() => this.commitGroup());
+    });
+  }
+
+  /** Commit the writes of commit() waiting so far (no-op when none). */
+  private commitGroup(): void {
+    if (!this.group.length) return;
+    const g = this.group;
+    this.group = [];
+    if (!this.queue.length && g.length > 1) {
+      let ok = false;
+      this.depth++;
+      try {
+        this.db.transaction(() => {
+          for (const x of g) x.fn();
+        })();
+        ok = true;
+      } catch {
+        // rolled back as a whole: each is written on its own below, so one failing write
+        // (noted and kept there) does not hold back the others
+      } finally {
+        this.depth--;
+      }
+      if (ok) {
+        this.noteWritten();
+        for (const x of g) x.done();
+        return;
+      }
+    }
+    for (const x of g) {
+      this.write(x.fn, x.doing);
+      x.done();
+    }
   }
 
   private scheduleRetry(): void {
@@ -341,18 +392,25 @@ export class StateStore {
   private depth = 0;
   /** Run a statement, turning its failure into a StateStoreError that names the path and the remedy. */
   private guard<T>(fn: () => T, doing = 'writing'): T {
+    // A statement outside the group sees (and follows) the writes already asked for.
+    if (this.depth === 0) this.commitGroup();
     this.depth++;
     try {
       const r = fn();
-      if (this.depth === 1 && this.fault && !this.queue.length && this.backing === 'file' && doing !== 'reading') {
-        this.fault = undefined;
-        this.events.onRecovered?.(`state database ${this.path} accepts writes again`);
-      }
+      if (this.depth === 1 && doing !== 'reading') this.noteWritten();
       return r;
     } catch (e) {
       throw this.noteFault(e, doing);
     } finally {
       this.depth--;
+    }
+  }
+
+  /** A write went in: a fault noted before is over (unless writes are still kept in memory). */
+  private noteWritten(): void {
+    if (this.fault && !this.queue.length && this.backing === 'file') {
+      this.fault = undefined;
+      this.events.onRecovered?.(`state database ${this.path} accepts writes again`);
     }
   }
 

@@ -5,7 +5,9 @@ import { Agent } from '../../src/agent/agent';
 import { FailedOwner } from '../../src/agent/failure';
 import { ensureLockspaceFile } from '../../src/agent/lockspacefile';
 import { DirectFile } from '../../src/io/directio';
+import { FileLeaseStorage } from '../../src/io/file-storage';
 import { systemClock } from '../../src/lease/clock';
+import { LeaseStorage } from '../../src/lease/storage';
 import { memoryLogger } from '../../src/log/logger';
 import { buildResourceArea, DEFAULT_GEOMETRY } from '../../src/ondisk';
 import { StateStore } from '../../src/state/statestore';
@@ -24,10 +26,10 @@ describe('two agents over one lease directory (real files, O_DIRECT, io_timeout 
   let dir: string;
   const agents: Agent[] = [];
   const failures: FailedOwner[] = [];
-  const mk = (hostId: number, name: string) => {
+  const mk = (hostId: number, name: string, openStorage?: (path: string) => Promise<LeaseStorage>) => {
     const a = new Agent({
       clock: systemClock, log: memoryLogger(), store: new StateStore(join(dir, `state${hostId}.db`)), hostName: name,
-      policy: { onLeaseFailure: async (o) => { failures.push(o); } },
+      policy: { onLeaseFailure: async (o) => { failures.push(o); } }, openStorage,
     });
     a.addLockspace({ name: LS, hostId, path: join(dir, LS), offset: 0, ioTimeout: 1 });
     agents.push(a);
@@ -60,6 +62,36 @@ describe('two agents over one lease directory (real files, O_DIRECT, io_timeout 
     expect(got[0].token.lver).toBe(2);
     // Same host, another owner: refused locally without touching storage.
     await expect(b.acquire({ uuid: 'vm-c', name: 'vmC' }, [lease])).rejects.toMatchObject({ rv: -17 });
+    expect(failures).toEqual([]);
+  }, 60000);
+
+  it('takes the leases of one request side by side; one held by another host: none left held, the refusal names the holder', async () => {
+    const disks = Array.from({ length: 8 }, (_, i) => `multi${i}`);
+    for (const d of disks) await initResource(join(dir, d), d);
+    const spec = (d: string) => ({ lockspace: LS, resource: d, path: join(dir, d), offset: 0 });
+    const a = mk(3, 'node-c');
+    // How many lease files host 4 is opening at once.
+    let opening = 0;
+    let most = 0;
+    const b = mk(4, 'node-d', async (path) => {
+      most = Math.max(most, ++opening);
+      try {
+        return await FileLeaseStorage.open(path);
+      } finally {
+        opening--;
+      }
+    });
+    await a.acquire({ uuid: 'vm-c', name: 'vmC' }, [spec('multi5')], { timeoutMs: 20000 });
+    await b.lockspaces.get(LS)!.waitJoined(20000);
+    await expect(b.acquire({ uuid: 'vm-d', name: 'vmD' }, disks.map(spec), { timeoutMs: 20000 }))
+      .rejects.toMatchObject({ rv: -243, message: expect.stringMatching(/lease .*multi5 is leased by host 3 \(node node-c\)/) });
+    expect(most).toBeGreaterThan(1);
+    expect(b.inquire('vm-d')).toEqual([]);
+    // Nothing of host 4 is left on disk either: host 3 takes the seven others at once.
+    await a.release({ uuid: 'vm-c' });
+    const got = await a.acquire({ uuid: 'vm-c', name: 'vmC' }, disks.map(spec), { timeoutMs: 20000 });
+    expect(got.map((h) => h.spec.resource)).toEqual(disks);
+    await a.release({ uuid: 'vm-c' });
     expect(failures).toEqual([]);
   }, 60000);
 });

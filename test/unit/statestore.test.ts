@@ -152,6 +152,49 @@ describe('StateStore', () => {
   });
 });
 
+describe('StateStore.commit: the writes of one tick share one transaction', () => {
+  it('commits them together, in order with other writes; one the database refuses is kept, the others go in', async () => {
+    const s = new StateStore(':memory:');
+    const db = (s as unknown as { db: Database.Database }).db;
+    const inTx: boolean[] = [];
+    const order: string[] = [];
+    const w = (uuid: string) => () => {
+      inTx.push(db.inTransaction);
+      order.push(uuid);
+      s.upsertOwner({ uuid, name: uuid });
+    };
+    const done = [s.commit(w('u1')), s.commit(w('u2')), s.commit(w('u3'))];
+    expect(s.owners()).toHaveLength(3); // a read commits the group first: it sees what was asked for
+    await Promise.all(done);
+    expect(inTx).toEqual([true, true, true]);
+
+    // A write outside the group goes in after those asked for before it.
+    order.length = 0;
+    const later = s.commit(w('u4'));
+    s.write(w('u5'));
+    expect(order).toEqual(['u4', 'u5']);
+    await later;
+
+    // One failing write rolls the group back; the others are then written on their own, and the
+    // failing one is kept in memory (retried), not lost; every promise resolves.
+    const faults: StoreFault[] = [];
+    (s as unknown as { events: object }).events = { onFault: (f: StoreFault) => faults.push(f) };
+    let failing = true;
+    const bad = () => {
+      if (failing) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+      s.upsertOwner({ uuid: 'u7', name: 'u7' });
+    };
+    await Promise.all([s.commit(w('u6')), s.commit(bad), s.commit(w('u8'))]);
+    expect(s.owners().map((o) => o.uuid)).toEqual(['u1', 'u2', 'u3', 'u4', 'u5', 'u6']);
+    expect(s.health()).toMatchObject({ ok: false, queued: 2 }); // u8 kept behind the failed one, in order
+    expect(faults).toHaveLength(1);
+    failing = false;
+    s.flush();
+    expect(s.owners().map((o) => o.uuid)).toEqual(['u1', 'u2', 'u3', 'u4', 'u5', 'u6', 'u7', 'u8']);
+    s.close();
+  });
+});
+
 describe('default host name', () => {
   const id = (m: string, p?: string) => machineIdentity((f) => {
     if (f === '/etc/machine-id') return `${m}\n`;
