@@ -59,8 +59,13 @@ function initResourcesSparse(file, lockspace, count) {
 c.runMain('scale', async (args) => {
   const smoke = args.rest.includes('--smoke');
   const quick = args.quick || smoke;
-  const oi = args.rest.indexOf('--only');
-  const only = oi >= 0 ? args.rest[oi + 1].split(',') : ['clients', 'leases', 'hosts', 'cleanup', 'domain'];
+  const parts = ['clients', 'leases', 'hosts', 'cleanup', 'domain'];
+  const oi = args.rest.findIndex((a) => a === '--only' || a.startsWith('--only='));
+  const onlyArg = oi < 0 ? undefined : args.rest[oi].startsWith('--only=') ? args.rest[oi].slice(7) : args.rest[oi + 1];
+  if (oi >= 0 && !onlyArg) throw new Error(`--only needs a list of parts: ${parts.join(',')}`);
+  const only = onlyArg ? onlyArg.split(',') : parts;
+  const unknown = only.filter((p) => !parts.includes(p));
+  if (unknown.length) throw new Error(`--only: unknown part ${unknown.join(', ')} (parts: ${parts.join(', ')})`);
   const P = {
     clients: smoke ? [1, 4] : [1, 8, 64],
     cycles: smoke ? 16 : args.quick ? 192 : 640,
