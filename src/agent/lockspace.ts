@@ -380,8 +380,10 @@ export class Lockspace {
       const r = await deltaRenew(lease, this.clock);
       this.renewals.success(r.leader.timestamp, r.readMs, r.writeMs);
       this.hooks.onRenewal?.(this, { ok: true, readMs: r.readMs, writeMs: r.writeMs, marginS: margin() });
-      this.monitor?.observe(r.area, this.clock.monotime());
-      this.reportIoTimeoutMismatches();
+      if (this.monitor) {
+        this.monitor.observe(r.area, this.clock.monotime());
+        this.reportIoTimeoutMismatches(this.monitor);
+      }
       if (this.warned) this.log.warning(`lockspace ${this.name}: renewal succeeded again after ${now - (this.lastRenewOk ?? now)} s of failures`);
       this.warned = false;
       this.lastRenewOk = this.clock.monotime();
@@ -407,12 +409,21 @@ export class Lockspace {
   private lastRenewOk?: number;
   private readonly mismatchReported = new Map<number, number>();
 
-  /** Log once per host (and again if it changes) when another host runs with another io_timeout. */
-  private reportIoTimeoutMismatches(): void {
-    for (const m of this.ioTimeoutMismatches()) {
-      if (this.mismatchReported.get(m.hostId) === m.ioTimeout) continue;
-      this.mismatchReported.set(m.hostId, m.ioTimeout);
-      this.log.warning(`lockspace ${this.name}: host ${m.hostId} (${m.ownerName}) uses io_timeout ${m.ioTimeout} s, this host ${this.spec.ioTimeout} s; ` +
+  /**
+   * Log once per host (and again if it changes) when another host runs with another io_timeout.
+   * A host's io_timeout changes only with its record, so only the hosts that moved at this look
+   * are examined (with 2,000 hosts, judging every one at every renewal cost more than the read).
+   */
+  private reportIoTimeoutMismatches(monitor: HostMonitor): void {
+    const now = this.clock.monotime();
+    for (const hostId of monitor.movedAtLastLook()) {
+      if (hostId === this.spec.hostId) continue;
+      const h = monitor.snapshot(hostId);
+      if (!h || !h.ioTimeout || h.ioTimeout === this.spec.ioTimeout || this.mismatchReported.get(hostId) === h.ioTimeout) continue;
+      const state = monitor.state(hostId, now);
+      if (state === 'FREE' || state === 'DEAD') continue;
+      this.mismatchReported.set(hostId, h.ioTimeout);
+      this.log.warning(`lockspace ${this.name}: host ${hostId} (${h.ownerName}) uses io_timeout ${h.ioTimeout} s, this host ${this.spec.ioTimeout} s; ` +
         'takeover and failure delays differ between them — use one io_timeout on every host');
     }
   }
