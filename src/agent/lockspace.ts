@@ -16,7 +16,7 @@ import { chooseHostId, HostIdChoice } from './hostidclaim';
 /**
  * One lockspace this host is a member of: the join (delta acquire) running in the background
  * with retries, the renewal loop, the host monitor fed by renewals, and the lease-loss
- * timeline (warning at 6·io, failure at 8·io) checked once a second independently of I/O, so a
+ * timeline (warning at 6·io, failure at 8·io) checked on a timer of its own (armTimeline), so a
  * hung renewal cannot delay the verdict.
  */
 export type JoinState = 'joining' | 'joined' | 'retrying' | 'lost' | 'leaving' | 'left';
@@ -121,8 +121,6 @@ export class Lockspace {
   /** Begin joining in the background; status and releases are served meanwhile. */
   start(): void {
     void this.joinLoop();
-    this.checkTimer = setInterval(() => this.checkTimeline(), 1000);
-    this.checkTimer.unref();
   }
 
   /** Resolves once joined (immediately if already); acquisitions wait here. */
@@ -175,7 +173,7 @@ export class Lockspace {
     this.state = 'leaving';
     this.abort.abort();
     clearTimeout(this.renewTimer);
-    clearInterval(this.checkTimer);
+    clearTimeout(this.checkTimer);
     for (const w of this.waiters.splice(0)) w.reject(new LeaseError(SANLK.ENOSPC, `lockspace ${this.name} is being removed`));
     if (release && this.lease && !this.lease.released) {
       try {
@@ -212,6 +210,7 @@ export class Lockspace {
         this.state = 'joined';
         this.warned = false;
         this.lastError = undefined;
+        this.armTimeline();
         this.log.info(`joined lockspace ${this.name} as host_id ${this.spec.hostId} generation ${lease.generation} (${this.spec.path}:${this.spec.offset})`);
         // First renewal right away: it reads the whole lockspace and seeds the host monitor.
         this.scheduleRenew(0);
@@ -388,6 +387,7 @@ export class Lockspace {
       this.warned = false;
       this.lastRenewOk = this.clock.monotime();
       this.lastError = undefined;
+      this.armTimeline();
       this.hooks.onRenewed?.(this);
       this.scheduleRenew(t.idRenewal * 1000);
     } catch (e) {
@@ -428,7 +428,29 @@ export class Lockspace {
     }
   }
 
-  /** sanlock's main loop: once a second, judge time since the last successful renewal. */
+  /**
+   * The timeline check is due when the last successful renewal turns 6·io old (the warning);
+   * from then on it runs once a second, as sanlock's main loop does, until a renewal succeeds
+   * (which arms it anew) or the lockspace is lost. A timer of its own, not the renewal's, so a
+   * hung renewal cannot delay the verdict; no timer fires while renewals succeed, so an idle
+   * agent is not woken every second for nothing.
+   */
+  private armTimeline(): void {
+    clearTimeout(this.checkTimer);
+    if (this.stopped || this.state !== 'joined' || !this.lease) return;
+    const dueMs = (this.lease.lastSuccess + timeoutsFor(this.spec.ioTimeout).idRenewalWarn) * 1000;
+    this.checkTimer = setTimeout(() => this.timelineTick(), Math.max(0, dueMs - this.clock.nowMs()));
+    this.checkTimer.unref();
+  }
+
+  private timelineTick(): void {
+    this.checkTimeline();
+    if (this.stopped || this.state !== 'joined') return;
+    this.checkTimer = setTimeout(() => this.timelineTick(), 1000);
+    this.checkTimer.unref();
+  }
+
+  /** sanlock's main loop: judge time since the last successful renewal. */
   private checkTimeline(): void {
     if (this.state !== 'joined' || !this.lease) return;
     const t = timeoutsFor(this.spec.ioTimeout);
@@ -446,6 +468,7 @@ export class Lockspace {
     if (this.state === 'lost') return;
     this.state = 'lost';
     clearTimeout(this.renewTimer);
+    clearTimeout(this.checkTimer);
     this.log.error(`lockspace ${this.name} lost: ${reason}; stopping every owner that uses it`);
     this.hooks.onLost(this, reason);
     // Join again (fast reacquire: a new generation) only after host_dead since our last renewal.
