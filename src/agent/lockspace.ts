@@ -16,7 +16,7 @@ import { chooseHostId, HostIdChoice } from './hostidclaim';
 /**
  * One lockspace this host is a member of: the join (delta acquire) running in the background
  * with retries, the renewal loop, the host monitor fed by renewals, and the lease-loss
- * timeline (warning at 6·io, failure at 8·io) checked once a second independently of I/O, so a
+ * timeline (warning at 6·io, failure at 8·io) checked on a timer of its own (armTimeline), so a
  * hung renewal cannot delay the verdict.
  */
 export type JoinState = 'joining' | 'joined' | 'retrying' | 'lost' | 'leaving' | 'left';
@@ -121,8 +121,6 @@ export class Lockspace {
   /** Begin joining in the background; status and releases are served meanwhile. */
   start(): void {
     void this.joinLoop();
-    this.checkTimer = setInterval(() => this.checkTimeline(), 1000);
-    this.checkTimer.unref();
   }
 
   /** Resolves once joined (immediately if already); acquisitions wait here. */
@@ -175,7 +173,7 @@ export class Lockspace {
     this.state = 'leaving';
     this.abort.abort();
     clearTimeout(this.renewTimer);
-    clearInterval(this.checkTimer);
+    clearTimeout(this.checkTimer);
     for (const w of this.waiters.splice(0)) w.reject(new LeaseError(SANLK.ENOSPC, `lockspace ${this.name} is being removed`));
     if (release && this.lease && !this.lease.released) {
       try {
@@ -212,6 +210,7 @@ export class Lockspace {
         this.state = 'joined';
         this.warned = false;
         this.lastError = undefined;
+        this.armTimeline();
         this.log.info(`joined lockspace ${this.name} as host_id ${this.spec.hostId} generation ${lease.generation} (${this.spec.path}:${this.spec.offset})`);
         // First renewal right away: it reads the whole lockspace and seeds the host monitor.
         this.scheduleRenew(0);
@@ -380,12 +379,15 @@ export class Lockspace {
       const r = await deltaRenew(lease, this.clock);
       this.renewals.success(r.leader.timestamp, r.readMs, r.writeMs);
       this.hooks.onRenewal?.(this, { ok: true, readMs: r.readMs, writeMs: r.writeMs, marginS: margin() });
-      this.monitor?.observe(r.area, this.clock.monotime());
-      this.reportIoTimeoutMismatches();
+      if (this.monitor) {
+        this.monitor.observe(r.area, this.clock.monotime());
+        this.reportIoTimeoutMismatches(this.monitor);
+      }
       if (this.warned) this.log.warning(`lockspace ${this.name}: renewal succeeded again after ${now - (this.lastRenewOk ?? now)} s of failures`);
       this.warned = false;
       this.lastRenewOk = this.clock.monotime();
       this.lastError = undefined;
+      this.armTimeline();
       this.hooks.onRenewed?.(this);
       this.scheduleRenew(t.idRenewal * 1000);
     } catch (e) {
@@ -407,17 +409,48 @@ export class Lockspace {
   private lastRenewOk?: number;
   private readonly mismatchReported = new Map<number, number>();
 
-  /** Log once per host (and again if it changes) when another host runs with another io_timeout. */
-  private reportIoTimeoutMismatches(): void {
-    for (const m of this.ioTimeoutMismatches()) {
-      if (this.mismatchReported.get(m.hostId) === m.ioTimeout) continue;
-      this.mismatchReported.set(m.hostId, m.ioTimeout);
-      this.log.warning(`lockspace ${this.name}: host ${m.hostId} (${m.ownerName}) uses io_timeout ${m.ioTimeout} s, this host ${this.spec.ioTimeout} s; ` +
+  /**
+   * Log once per host (and again if it changes) when another host runs with another io_timeout.
+   * A host's io_timeout changes only with its record, so only the hosts that moved at this look
+   * are examined (with 2,000 hosts, judging every one at every renewal cost more than the read).
+   */
+  private reportIoTimeoutMismatches(monitor: HostMonitor): void {
+    const now = this.clock.monotime();
+    for (const hostId of monitor.movedAtLastLook()) {
+      if (hostId === this.spec.hostId) continue;
+      const h = monitor.snapshot(hostId);
+      if (!h || !h.ioTimeout || h.ioTimeout === this.spec.ioTimeout || this.mismatchReported.get(hostId) === h.ioTimeout) continue;
+      const state = monitor.state(hostId, now);
+      if (state === 'FREE' || state === 'DEAD') continue;
+      this.mismatchReported.set(hostId, h.ioTimeout);
+      this.log.warning(`lockspace ${this.name}: host ${hostId} (${h.ownerName}) uses io_timeout ${h.ioTimeout} s, this host ${this.spec.ioTimeout} s; ` +
         'takeover and failure delays differ between them — use one io_timeout on every host');
     }
   }
 
-  /** sanlock's main loop: once a second, judge time since the last successful renewal. */
+  /**
+   * The timeline check is due when the last successful renewal turns 6·io old (the warning);
+   * from then on it runs once a second, as sanlock's main loop does, until a renewal succeeds
+   * (which arms it anew) or the lockspace is lost. A timer of its own, not the renewal's, so a
+   * hung renewal cannot delay the verdict; no timer fires while renewals succeed, so an idle
+   * agent is not woken every second for nothing.
+   */
+  private armTimeline(): void {
+    clearTimeout(this.checkTimer);
+    if (this.stopped || this.state !== 'joined' || !this.lease) return;
+    const dueMs = (this.lease.lastSuccess + timeoutsFor(this.spec.ioTimeout).idRenewalWarn) * 1000;
+    this.checkTimer = setTimeout(() => this.timelineTick(), Math.max(0, dueMs - this.clock.nowMs()));
+    this.checkTimer.unref();
+  }
+
+  private timelineTick(): void {
+    this.checkTimeline();
+    if (this.stopped || this.state !== 'joined') return;
+    this.checkTimer = setTimeout(() => this.timelineTick(), 1000);
+    this.checkTimer.unref();
+  }
+
+  /** sanlock's main loop: judge time since the last successful renewal. */
   private checkTimeline(): void {
     if (this.state !== 'joined' || !this.lease) return;
     const t = timeoutsFor(this.spec.ioTimeout);
@@ -435,6 +468,7 @@ export class Lockspace {
     if (this.state === 'lost') return;
     this.state = 'lost';
     clearTimeout(this.renewTimer);
+    clearTimeout(this.checkTimer);
     this.log.error(`lockspace ${this.name} lost: ${reason}; stopping every owner that uses it`);
     this.hooks.onLost(this, reason);
     // Join again (fast reacquire: a new generation) only after host_dead since our last renewal.

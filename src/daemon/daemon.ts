@@ -158,8 +158,9 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   log.info(`control socket ${config.socketPath} (mode ${config.socketMode.toString(8)})`);
   // systemd: ready once the socket serves; STATUS= follows the join state.
   notify.ready(joinStatusLine(agent));
-  const statusTimer = setInterval(() => notify.status(joinStatusLine(agent)), 1000);
-  statusTimer.unref();
+  // Not started by systemd (no $NOTIFY_SOCKET): nobody reads STATUS=, so no timer wakes us for it.
+  const statusTimer = notify.enabled ? setInterval(() => notify.status(joinStatusLine(agent)), 1000) : undefined;
+  statusTimer?.unref();
   if (metrics) {
     // A metrics listener that cannot start is reported, not fatal: leases matter more.
     await metrics.listen(config.metricsListen, config.metricsAllowRemote).then(

@@ -28,9 +28,13 @@ export function hostWatchStatus(wdmd: WdmdClient, notify: SdNotifier): HostWatch
   };
 }
 
-/** systemd's STATUS= line: each lockspace's join state ("__LIBVIRT__DISKS__ joined"). */
+/**
+ * systemd's STATUS= line: each lockspace's join state ("__LIBVIRT__DISKS__ joined"). Built every
+ * second from the lockspaces' own fields, not from lockspaceStatus(), which judges every host of
+ * every lockspace (2,000 of them in a full lockspace).
+ */
 export function joinStatusLine(agent: Agent): string {
-  const ls = agent.lockspaceStatus();
+  const ls = [...agent.lockspaces.values()];
   if (!ls.length) return 'serving; no lockspaces';
   return ls.map((l) => `${l.name} ${l.state}${l.state === 'retrying' && l.lastError ? ` (${l.lastError.slice(0, 80)})` : ''}`).join(', ');
 }

@@ -33,19 +33,38 @@ export class IdleTrimmer {
     private readonly busyEveryMs = 10000,
   ) {}
 
+  private started = false;
+
   /** A request came in. */
   touch(): void {
     this.lastActivity = Date.now();
     this.active = true;
+    this.arm();
   }
 
   start(): void {
-    this.timer = setInterval(() => this.check(), Math.max(1000, Math.floor(this.quietMs / 2)));
-    this.timer.unref();
+    this.started = true;
+    this.arm();
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    this.started = false;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /**
+   * The check runs only while there was activity since the last quiet trim: an idle agent
+   * keeps no timer for it (a wake-up every few seconds is most of an idle Node process's CPU).
+   */
+  private arm(): void {
+    if (!this.started || !this.active || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.check();
+      this.arm();
+    }, Math.max(1000, Math.floor(this.quietMs / 2)));
+    this.timer.unref();
   }
 
   check(now = Date.now()): boolean {

@@ -1,6 +1,6 @@
 import { bitmapHas } from '../ondisk/bitmap';
-import { DELTA_DISK_MAGIC } from '../ondisk/constants';
-import { namesEqual, readName } from '../ondisk/names';
+import { DELTA_DISK_MAGIC, NAME_ID_SIZE } from '../ondisk/constants';
+import { readName } from '../ondisk/names';
 import { hostDeadSeconds, renewalFailSeconds, timeoutsFor } from './timeouts';
 
 /**
@@ -62,14 +62,11 @@ export interface HostMonitorParams {
   ioTimeout: number;
 }
 
+const U32 = 0x100000000;
+
 /** A little-endian u64 that fits a double (every sanlock counter does). */
 function u64(b: Buffer, off: number): number {
-  return b.readUInt32LE(off) + b.readUInt32LE(off + 4) * 0x100000000;
-}
-
-function isZero(b: Buffer, off: number, len: number): boolean {
-  for (let i = off; i < off + len; i++) if (b[i] !== 0) return false;
-  return true;
+  return b.readUInt32LE(off) + b.readUInt32LE(off + 4) * U32;
 }
 
 /**
@@ -79,18 +76,36 @@ function isZero(b: Buffer, off: number, len: number): boolean {
  * the same owner, generation and timestamp is noticed at the host's next change.)
  */
 const WATCHED_WORDS = 7;
+/** Word indexes in a sector (little-endian u32): owner_id at byte 32, lockspace name 56, owner name 104, timestamp 152. */
+const W_OWNER = 8;
+const W_SPACE_NAME = 14;
+const W_OWNER_NAME = 26;
+const W_TIMESTAMP = 38;
+const NAME_WORDS = 12;
 
 export class HostMonitor {
   readonly params: HostMonitorParams;
   private firstCheck = 0;
   private lastCheck = 0;
-  private readonly hosts = new Map<number, Tracked>();
+  /** Indexed by host_id; a host is tracked from the first look that shows it owned. */
+  private readonly hosts: Array<Tracked | undefined>;
   /** The watched words of every sector at our previous look; zeros = sanlock's initial host_status. */
   private readonly prev: Uint32Array;
+  /** The owner-name words of each tracked host as last decoded: the name is decoded only when they change. */
+  private readonly names: Uint32Array;
+  /** Our lockspace name's bytes (strncmp with the 48-byte field); undefined if no on-disk name can equal it. */
+  private readonly spaceName?: Uint8Array;
+  /** host_ids whose (owner, generation, timestamp) changed at the last look. */
+  private moved: number[] = [];
 
   constructor(params: HostMonitorParams) {
     this.params = params;
     this.prev = new Uint32Array(params.maxHosts * WATCHED_WORDS);
+    this.names = new Uint32Array((params.maxHosts + 1) * NAME_WORDS);
+    this.hosts = new Array<Tracked | undefined>(params.maxHosts + 1);
+    const name = params.spaceName.slice(0, NAME_ID_SIZE);
+    // readName stops at the first NUL, so a name containing one never matches (namesEqual).
+    if (!name.includes('\0')) this.spaceName = Buffer.from(name, 'latin1');
   }
 
   /**
@@ -103,51 +118,53 @@ export class HostMonitor {
     const n = Math.min(maxHosts, Math.floor(area.length / ss));
     this.lastCheck = now;
     if (!this.firstCheck) this.firstCheck = now;
+    this.moved = [];
     const signals: HostSignal[] = [];
     const words = (area.byteOffset & 3) === 0
       ? new Uint32Array(area.buffer, area.byteOffset, n * (ss >> 2))
       : new Uint32Array(Uint8Array.prototype.slice.call(area, 0, n * ss).buffer);
     const prev = this.prev;
     const step = ss >> 2;
-    for (let i = 0, w = 0, p = 0; i < n; i++, w += step, p += 7) {
+    for (let i = 0, w = 0, p = 0; i < n; i++, w += step, p += WATCHED_WORDS) {
       // magic, owner_id (lo, hi), owner_generation (lo, hi), timestamp (lo, hi)
-      const m = words[w], o0 = words[w + 8], o1 = words[w + 9], g0 = words[w + 10], g1 = words[w + 11];
-      const t0 = words[w + 38], t1 = words[w + 39];
+      const m = words[w], o0 = words[w + W_OWNER], o1 = words[w + W_OWNER + 1], g0 = words[w + W_OWNER + 2], g1 = words[w + W_OWNER + 3];
+      const t0 = words[w + W_TIMESTAMP], t1 = words[w + W_TIMESTAMP + 1];
       if (m === prev[p] && o0 === prev[p + 1] && o1 === prev[p + 2] && g0 === prev[p + 3] && g1 === prev[p + 4] &&
           t0 === prev[p + 5] && t1 === prev[p + 6]) continue;
       prev[p] = m; prev[p + 1] = o0; prev[p + 2] = o1; prev[p + 3] = g0; prev[p + 4] = g1; prev[p + 5] = t0; prev[p + 6] = t1;
-      const sig = this.observeSector(area, i * ss, i + 1, now);
+      let hs = this.hosts[i + 1];
+      if (!hs) {
+        // A never-owned sector (owner, generation, timestamp all 0) matches the initial status:
+        // nothing to record. Skipping it matters: a fresh lockspace has 2000 of them.
+        if ((o0 | o1 | g0 | g1 | t0 | t1) === 0) continue;
+        hs = { ownerId: 0, ownerGeneration: 0, timestamp: 0, ioTimeout: 0, ownerName: '', lastLive: 0, leaseBad: false, lastReq: 0 };
+        this.hosts[i + 1] = hs;
+      }
+      const sig = this.observeSector(hs, area, words, w, i + 1, m, o0 + o1 * U32, g0 + g1 * U32, t0 + t1 * U32, now);
       if (sig) signals.push(sig);
     }
     return signals;
   }
 
-  private observeSector(area: Buffer, off: number, hostId: number, now: number): HostSignal | undefined {
-    let hs = this.hosts.get(hostId);
-    // A never-owned sector (owner, generation, timestamp all 0) matches the initial status:
-    // nothing to record. Skipping the decode matters: a fresh lockspace has 2000 of them.
-    if (!hs && isZero(area, off + 32, 16) && isZero(area, off + 152, 8)) return undefined;
-    // Only the fields the status needs; names are read only when the record is good.
-    const magic = area.readUInt32LE(off);
-    const ownerId = u64(area, off + 32);
-    const ownerGeneration = u64(area, off + 40);
-    const timestamp = u64(area, off + 152);
-    if (!hs) {
-      hs = { ownerId: 0, ownerGeneration: 0, timestamp: 0, ioTimeout: 0, ownerName: '', lastLive: 0, leaseBad: false, lastReq: 0 };
-      this.hosts.set(hostId, hs);
-    }
-    const bad = magic !== DELTA_DISK_MAGIC || !namesEqual(readName(area, off + 56), this.params.spaceName);
+  /** One sector whose watched words moved: what sanlock does when owner, generation or timestamp differ. */
+  private observeSector(
+    hs: Tracked, area: Buffer, words: Uint32Array, w: number, hostId: number,
+    magic: number, ownerId: number, ownerGeneration: number, timestamp: number, now: number,
+  ): HostSignal | undefined {
+    const off = w << 2;
+    const bad = magic !== DELTA_DISK_MAGIC || !this.isOurSpace(area, off + (W_SPACE_NAME << 2));
     hs.leaseBad = bad;
-    if (!bad) hs.ownerName = readName(area, off + 104);
+    if (!bad) this.noteOwnerName(hs, area, words, w, hostId);
     if (hs.ownerId === ownerId && hs.ownerGeneration === ownerGeneration && hs.timestamp === timestamp) {
       return undefined;
     }
+    this.moved.push(hostId);
     // Never replace good identity with a bad record's, but keep following its timestamp: a
     // host that renews is not dead even if its record looks odd.
     if (!bad) {
       hs.ownerId = ownerId;
       hs.ownerGeneration = ownerGeneration;
-      hs.ioTimeout = area.readUInt16LE(off + 174);
+      hs.ioTimeout = area[off + 174] | (area[off + 175] << 8);
     }
     hs.timestamp = timestamp;
     hs.lastLive = now;
@@ -166,6 +183,34 @@ export class HostMonitor {
     return sig;
   }
 
+  /** namesEqual(readName(area, off), spaceName) without decoding the name. */
+  private isOurSpace(area: Buffer, off: number): boolean {
+    const want = this.spaceName;
+    if (!want) return false;
+    for (let k = 0; k < want.length; k++) if (area[off + k] !== want[k]) return false;
+    return want.length === NAME_ID_SIZE || area[off + want.length] === 0;
+  }
+
+  /** The owner name as sanlock copies it; decoded only when its bytes changed (the moved sectors of 2,000 live hosts are every sector). */
+  private noteOwnerName(hs: Tracked, area: Buffer, words: Uint32Array, w: number, hostId: number): void {
+    const names = this.names;
+    const base = hostId * NAME_WORDS;
+    let same = true; // zero words: the '' a new host starts with
+    for (let k = 0; k < NAME_WORDS; k++) {
+      const x = words[w + W_OWNER_NAME + k];
+      if (names[base + k] !== x) {
+        names[base + k] = x;
+        same = false;
+      }
+    }
+    if (!same) hs.ownerName = readName(area, (w + W_OWNER_NAME) << 2);
+  }
+
+  /** The host_ids whose owner, generation or timestamp changed at the last look. */
+  movedAtLastLook(): readonly number[] {
+    return this.moved;
+  }
+
   /** True once at least one area has been observed. */
   get checked(): boolean {
     return this.lastCheck !== 0;
@@ -174,7 +219,7 @@ export class HostMonitor {
   /** host_info: our knowledge of a host_id, or undefined before our first look. */
   snapshot(hostId: number): HostStatus | undefined {
     if (!this.lastCheck || hostId < 1 || hostId > this.params.maxHosts) return undefined;
-    const hs = this.hosts.get(hostId);
+    const hs = this.hosts[hostId];
     return {
       hostId,
       ownerId: hs?.ownerId ?? 0,
@@ -231,7 +276,8 @@ export class HostMonitor {
   /** Every host_id whose sector has ever shown an owner, with its status. */
   known(): HostStatus[] {
     const out: HostStatus[] = [];
-    for (const id of [...this.hosts.keys()].sort((a, b) => a - b)) {
+    for (let id = 1; id < this.hosts.length; id++) {
+      if (!this.hosts[id]) continue;
       const s = this.snapshot(id);
       if (s && (s.ownerId || s.ownerGeneration || s.timestamp)) out.push(s);
     }

@@ -4,6 +4,28 @@ import { IdleTrimmer, trimMemory } from '../../src/daemon/memtrim';
 const newSpace = () => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_size;
 
 describe('IdleTrimmer', () => {
+  it('keeps a timer only while there was activity since the last quiet check', () => {
+    jest.useFakeTimers();
+    try {
+      const t = new IdleTrimmer(5000);
+      t.start();
+      expect(jest.getTimerCount()).toBe(0); // idle from the start: nothing wakes the agent
+      t.touch();
+      t.touch();
+      expect(jest.getTimerCount()).toBe(1);
+      jest.advanceTimersByTime(2500); // not quiet yet: checks again later
+      expect(jest.getTimerCount()).toBe(1);
+      jest.advanceTimersByTime(5000); // quiet: the check ran, and no timer is left
+      expect(jest.getTimerCount()).toBe(0);
+      t.touch();
+      expect(jest.getTimerCount()).toBe(1);
+      t.stop();
+      expect(jest.getTimerCount()).toBe(0);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   it('trims only after activity followed by quiet', () => {
     const calls: string[] = [];
     const t = new IdleTrimmer(5000, () => calls.push('trim'), () => calls.push('before'));

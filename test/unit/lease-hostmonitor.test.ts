@@ -135,4 +135,46 @@ describe('host monitor (check_other_leases / get_host_flag / host_live)', () => 
     m.observe(a, 2);
     expect(m.snapshot(2)).toMatchObject({ ownerName: 'good', timestamp: 11, leaseBad: true, lastLive: 2 });
   });
+  it('reads names as strncmp does: lockspace name up to its NUL, owner name renamed only with a change', () => {
+    const m = monitor();
+    const a = area();
+    setHost(a, 2, { ts: 10, name: 'first' });
+    setHost(a, 3, { ts: 10 });
+    setHost(a, 4, { ts: 10 });
+    // host 3: our lockspace name with a longer tail ("LSX") is another lockspace: bad
+    a.write('X', 2 * 512 + 56 + 2, 'latin1');
+    // host 4: our name, NUL, then garbage in the rest of the field: still ours
+    a.write('junk', 3 * 512 + 56 + 10, 'latin1');
+    m.observe(a, 1);
+    expect(m.snapshot(3)?.leaseBad).toBe(true);
+    expect(m.snapshot(4)?.leaseBad).toBe(false);
+    expect(m.snapshot(2)?.ownerName).toBe('first');
+    setHost(a, 2, { ts: 11, name: 'second' });
+    m.observe(a, 3);
+    expect(m.snapshot(2)).toMatchObject({ ownerName: 'second', timestamp: 11, lastLive: 3 });
+    setHost(a, 2, { ts: 12, name: 'second' });
+    m.observe(a, 5);
+    expect(m.snapshot(2)).toMatchObject({ ownerName: 'second', timestamp: 12, lastLive: 5 });
+  });
+
+  it('tells which hosts moved at the last look, and reads an area at any byte offset alike', () => {
+    const m = monitor();
+    const a = area();
+    setHost(a, 2, { ts: 10 });
+    setHost(a, 3, { ts: 10 });
+    m.observe(a, 1);
+    expect([...m.movedAtLastLook()]).toEqual([2, 3]);
+    setHost(a, 3, { ts: 12, io: 1 });
+    m.observe(a, 3);
+    expect([...m.movedAtLastLook()]).toEqual([3]);
+    m.observe(a, 5);
+    expect([...m.movedAtLastLook()]).toEqual([]);
+    // the same area one byte into a larger buffer (not 4-byte aligned)
+    const shifted = Buffer.alloc(a.length + 1);
+    a.copy(shifted, 1);
+    const m2 = monitor();
+    m2.observe(shifted.subarray(1), 5);
+    expect(m2.snapshot(3)).toMatchObject({ ownerId: 3, timestamp: 12, ioTimeout: 1, ownerName: 'host3', leaseBad: false });
+    expect(m2.known().map((h) => h.hostId)).toEqual([2, 3]);
+  });
 });

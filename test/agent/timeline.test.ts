@@ -1,0 +1,64 @@
+import { systemClock } from '../../src/lease/clock';
+import { LeaseStorage } from '../../src/lease/storage';
+import { Lockspace } from '../../src/agent/lockspace';
+import { memoryLogger } from '../../src/log/logger';
+import { buildLockspaceArea, DEFAULT_GEOMETRY } from '../../src/ondisk';
+
+/**
+ * The lease-loss timeline of one lockspace (io_timeout 1, real time): while renewals succeed the
+ * timeline check never runs (an idle agent is not woken for it); when a renewal hangs — its I/O
+ * never completes — the warning still comes at 6·io and the loss at 8·io, on the check's own timer.
+ */
+jest.setTimeout(40000);
+
+/** A lockspace device in memory whose I/O can be made to hang for good. */
+class HangableStorage implements LeaseStorage {
+  readonly id = 'mem:timeline';
+  hung = false;
+  constructor(private readonly data: Buffer) {}
+  private io<T>(f: () => T): Promise<T> {
+    return this.hung ? new Promise<T>(() => undefined) : new Promise<T>((r) => setImmediate(() => r(f())));
+  }
+  read(offset: number, length: number): Promise<Buffer> {
+    return this.io(() => Buffer.from(this.data.subarray(offset, offset + length)));
+  }
+  write(offset: number, data: Buffer): Promise<void> {
+    return this.io(() => { data.copy(this.data, offset); });
+  }
+}
+
+describe('lease-loss timeline', () => {
+  it('runs no check while renewals succeed; warns at 6·io and fails at 8·io when a renewal hangs', async () => {
+    const { area, commitSector } = buildLockspaceArea({ spaceName: 'TL', geometry: DEFAULT_GEOMETRY, ioTimeout: 1 });
+    commitSector.copy(area, 0);
+    const storage = new HangableStorage(area);
+    const log = memoryLogger();
+    let lostAt: number | undefined;
+    let lostReason = '';
+    const ls = new Lockspace({ name: 'TL', hostId: 1, path: 'mem', offset: 0, ioTimeout: 1, hostName: 'tl-host' }, systemClock, log,
+      { onLost: (_l, reason) => { lostAt = systemClock.monotime(); lostReason = reason; } }, async () => storage);
+    const checks = jest.spyOn(ls as unknown as { checkTimeline: () => void }, 'checkTimeline');
+    ls.start();
+    try {
+      await ls.waitJoined(20000);
+      // Several renewal intervals (2·io) of successful renewals: the check is never due.
+      const renewedBefore = ls.renewals.list().length;
+      await new Promise((r) => setTimeout(r, 7000));
+      expect(ls.renewals.list().length).toBeGreaterThan(renewedBefore + 1);
+      expect(checks).not.toHaveBeenCalled();
+
+      storage.hung = true;
+      const last = ls.lease!.lastSuccess;
+      const until = Date.now() + 15000;
+      while (lostAt === undefined && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      expect(lostAt).toBeDefined();
+      // Judged from the last successful renewal, not from the hung one (which never returns).
+      expect(lostAt! - last).toBeGreaterThanOrEqual(8);
+      expect(lostReason).toMatch(/renewals failed for 8 s/);
+      expect(log.lines.some((l) => /warning lockspace TL: no successful renewal for [67] s/.test(l))).toBe(true);
+      expect(ls.state).toBe('lost');
+    } finally {
+      await ls.stop(false);
+    }
+  });
+});
