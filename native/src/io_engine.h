@@ -23,7 +23,10 @@ using Clock = std::chrono::steady_clock;
 // stuck past their deadline; beyond it requests fail fast (see Handle).
 constexpr size_t kMaxThreadsPerHandle = 4;
 // How long an idle I/O thread waits for the next request on its handle before it exits.
-constexpr int kIdleThreadMs = 2000;
+// Longer than the renewal interval at io_timeout 1 and 2 (2 s, 4 s): a lockspace's handle keeps
+// its thread from one renewal to the next instead of starting one per renewal; a held lease's
+// file (no I/O until its release) still gives its thread up.
+constexpr int kIdleThreadMs = 5000;
 constexpr size_t kBufferAlignment = 4096;
 constexpr uint64_t kSectorAlign = 512;
 constexpr uint64_t kMaxIoLength = 1ull << 30;
