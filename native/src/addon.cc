@@ -11,6 +11,7 @@
 #include <malloc.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <cstdio>
@@ -79,6 +80,9 @@ std::string describe(const Request& r) {
       return "open of " + r.path;
     case Op::Close:
       return "close of " + r.path;
+    case Op::Probe:
+      return "read of the first " + std::to_string(r.length) + " bytes of " +
+             r.path;
     case Op::Read:
     case Op::Write:
       return std::string(r.op == Op::Read ? "read" : "write") + " of " +
@@ -95,6 +99,9 @@ std::string cannot(const Request& r) {
       return "cannot open " + r.path;
     case Op::Close:
       return "cannot close " + r.path;
+    case Op::Probe:
+      return "cannot read the first " + std::to_string(r.length) +
+             " bytes of " + r.path;
     case Op::Read:
       return "cannot read " + std::to_string(r.length) + " bytes at offset " +
              std::to_string(r.offset) + " from " + r.path;
@@ -131,10 +138,10 @@ Napi::Value makeError(Napi::Env env, const Request& r) {
   std::string code;
   int err = r.err;
   bool timeout = false;
-  const char* verb = r.op == Op::Read    ? "read"
-                     : r.op == Op::Write ? "write"
-                     : r.op == Op::Open  ? "open"
-                                         : "close";
+  const char* verb = r.op == Op::Read || r.op == Op::Probe ? "read"
+                     : r.op == Op::Write                    ? "write"
+                     : r.op == Op::Open                     ? "open"
+                                                            : "close";
   std::string syscall = verb;
   switch (r.outcome) {
     case Outcome::Timeout:
@@ -169,6 +176,8 @@ Napi::Value makeError(Napi::Env env, const Request& r) {
       if (syscall == "pthread_create") {
         msg = "cannot start an I/O thread for " + r.path + ": " +
               errnoText(err);
+      } else if (r.op == Op::Probe) {
+        msg = cannot(r) + ": " + syscall + ": " + errnoText(err) + hint(r);
       } else if (r.op == Op::Open && syscall != "open") {
         msg = cannot(r) + ": " + syscall + " failed: " + errnoText(err);
       } else {
@@ -201,6 +210,24 @@ Napi::Value makeOpenResult(Napi::Env env, Addon* addon, Request& r) {
   return res;
 }
 
+// readHead's result: what fstat said, and the bytes when it is a regular file.
+Napi::Value makeProbeResult(Napi::Env env, Request& r) {
+  Napi::Object res = Napi::Object::New(env);
+  const bool regular = S_ISREG(r.info.mode);
+  res.Set("data", regular ? Napi::Value(Napi::Buffer<char>::Copy(
+                                env, static_cast<char*>(r.buf), r.length))
+                          : env.Undefined());
+  res.Set("direct", r.direct);
+  res.Set("mode", static_cast<double>(r.info.mode));
+  res.Set("size", static_cast<double>(r.info.size));
+  res.Set("dev", Napi::BigInt::New(env, r.info.dev));
+  res.Set("ino", Napi::BigInt::New(env, r.info.ino));
+  res.Set("nlink", static_cast<double>(r.info.nlink));
+  res.Set("mtimeSec", static_cast<double>(r.info.mtimeSec));
+  res.Set("mtimeNsec", static_cast<double>(r.info.mtimeNsec));
+  return res;
+}
+
 // TSFN callback, on the JS thread. env is null when the TSFN is being torn
 // down with items still queued; then we only free the box.
 void callJs(napi_env rawEnv, napi_value, void* context, void* data) {
@@ -223,6 +250,8 @@ void callJs(napi_env rawEnv, napi_value, void* context, void* data) {
         value = makeError(env, r);
       } else if (r.op == Op::Open) {
         value = makeOpenResult(env, addon, r);
+      } else if (r.op == Op::Probe) {
+        value = makeProbeResult(env, r);
       } else if (r.op == Op::Read && target) {
         // readInto: copy into the caller's buffer, which is only ever written
         // here, after a successful read (a timed-out read never touches it).
@@ -439,6 +468,35 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   return start(env, env.GetInstanceData<Addon>(), handle, std::move(req));
 }
 
+// readHead(path, length, timeoutMs) -> Promise<{data?, direct, mode, size,
+// dev, ino, nlink, mtimeSec, mtimeNsec}>: open read-only without following a
+// symlink, fstat, read the first `length` bytes (regular files only), close;
+// one request on the shared probe pool (io_engine.h, submitProbe).
+Napi::Value ReadHead(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throwEinval(env, "path must be a string");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  if (path.empty() || path.find('\0') != std::string::npos)
+    throwEinval(env, "path must be a non-empty string without NUL bytes");
+  uint64_t length = argAligned(info, 1, "length", false);
+  if (length > kMaxIoLength) throwEinval(env, "length is too large");
+  double timeoutMs = argTimeout(info, 2);
+  auto req = std::shared_ptr<Request>(
+      new Request(Op::Probe, path, 0, length, timeoutMs));
+  if (!req->allocate()) throw Napi::Error::New(env, "out of memory");
+  req->stats = statsFor(path);
+  Addon* addon = env.GetInstanceData<Addon>();
+  napi_deferred deferred;
+  napi_value promise;
+  NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &deferred, &promise),
+                       Napi::Value());
+  req->jsDeferred = deferred;
+  req->sink = addon->bridge;
+  addon->retain(env);
+  submitProbe(std::move(req));
+  return Napi::Value(env, promise);
+}
+
 Napi::Object statsObject(Napi::Env env, const StatsSnapshot& s) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("reads", static_cast<double>(s.reads));
@@ -568,6 +626,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       hookBridge);
 
   exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("readHead", Napi::Function::New(env, ReadHead, "readHead"));
   exports.Set("ioStats", Napi::Function::New(env, IoStats, "ioStats"));
   exports.Set("resetIoStats",
               Napi::Function::New(env, ResetIoStats, "resetIoStats"));

@@ -95,6 +95,9 @@ bool settle(const std::shared_ptr<Request>& req, Outcome outcome, int err = 0,
   return true;
 }
 
+// The probe pool's onDeadline (defined with the pool, below).
+void probeDeadline();
+
 // ---------------------------------------------------------------------------
 // Deadline watchdog: a single thread sleeping until the earliest deadline.
 // It only flips atomics and posts to the JS queue, so it cannot be delayed by
@@ -103,6 +106,8 @@ bool settle(const std::shared_ptr<Request>& req, Outcome outcome, int err = 0,
 struct WatchEntry {
   Clock::time_point when;
   std::weak_ptr<Request> req;
+  // Not the deadline: only look at the probe pool again (see ProbePool).
+  bool recheck = false;
   bool operator>(const WatchEntry& o) const { return when > o.when; }
 };
 
@@ -110,17 +115,19 @@ class Watchdog {
  public:
   Watchdog() { std::thread([this] { run(); }).detach(); }
 
-  void add(const std::shared_ptr<Request>& req) {
+  void add(const std::shared_ptr<Request>& req) { add(req, req->deadline, false); }
+
+  void add(const std::shared_ptr<Request>& req, Clock::time_point when, bool recheck) {
     std::lock_guard<std::mutex> g(mu_);
-    bool earliest = heap_.empty() || req->deadline < heap_.top().when;
-    heap_.push(WatchEntry{req->deadline, req});
+    bool earliest = heap_.empty() || when < heap_.top().when;
+    heap_.push(WatchEntry{when, req, recheck});
     if (earliest) cv_.notify_one();
   }
 
  private:
   void run() {
     std::unique_lock<std::mutex> lk(mu_);
-    std::vector<std::weak_ptr<Request>> due;
+    std::vector<std::pair<std::weak_ptr<Request>, bool>> due;
     for (;;) {
       if (heap_.empty()) {
         cv_.wait(lk);
@@ -135,17 +142,24 @@ class Watchdog {
         continue;
       }
       while (!heap_.empty() && heap_.top().when <= now) {
-        due.push_back(heap_.top().req);
+        due.emplace_back(heap_.top().req, heap_.top().recheck);
         heap_.pop();
       }
       lk.unlock();
       for (auto& w : due) {
-        std::shared_ptr<Request> req = w.lock();
+        std::shared_ptr<Request> req = w.first.lock();
         if (!req) continue;
+        if (w.second) {
+          if (!req->settled()) probeDeadline();
+          continue;
+        }
         settle(req, Outcome::Timeout, ETIMEDOUT);
         // Even if it completed meanwhile, let the handle re-evaluate: a
         // thread busy past this deadline may need a replacement.
-        if (auto h = req->handle.lock()) h->onDeadline();
+        if (auto h = req->handle.lock())
+          h->onDeadline();
+        else if (req->op == Op::Probe)
+          probeDeadline();
       }
       due.clear();
       lk.lock();
@@ -632,5 +646,191 @@ void Handle::executeOpen(const std::shared_ptr<Request>& req) {
   }
   req->sink->deliver(req);
 }
+
+// ---------------------------------------------------------------------------
+namespace {
+
+// Longer than a sector read takes on healthy storage, NFS included.
+constexpr auto kProbeSlow = std::chrono::milliseconds(200);
+
+// The pool that runs Op::Probe requests (see submitProbe in io_engine.h).
+// Heap-allocated and never freed, like the registry: its detached threads may
+// outlive everything else.
+class ProbePool {
+ public:
+  void submit(std::shared_ptr<Request> req) {
+    std::lock_guard<std::mutex> g(mu_);
+    queue_.push_back(req);
+    watchDeadline(req);
+    dispatchLocked();
+  }
+
+  // A request's deadline passed: a busy thread may be stuck now, and what is
+  // queued behind it needs another.
+  void onDeadline() {
+    std::lock_guard<std::mutex> g(mu_);
+    dispatchLocked();
+  }
+
+ private:
+  void dispatchLocked() {
+    if (queue_.empty()) return;
+    const Clock::time_point now = Clock::now();
+    size_t idle = 0, healthy = 0;
+    for (auto& w : workers_) {
+      if (!w->busy)
+        idle++;
+      else if (now - w->since < kProbeSlow && w->deadline > now)
+        healthy++;
+    }
+    if (idle) cv_.notify_one();
+    // A few threads that keep finding work beat one per request: each sleep and
+    // wake-up costs more than a sector read. A thread busy for longer than a
+    // sector read takes (kProbeSlow) may be stuck on a hung server: it does not
+    // count, and other threads are added, up to kMaxProbeThreads, so that a
+    // hung file does not hold up the others. At the cap a request waits; its
+    // deadline rejects it if nobody comes.
+    size_t added = 0;
+    while (queue_.size() > idle + added && healthy + idle + added < kProbeThreads &&
+           workers_.size() < kMaxProbeThreads) {
+      auto slot = std::make_shared<Slot>();
+      try {
+        std::thread(&ProbePool::workerMain, this, slot).detach();
+      } catch (const std::system_error& e) {
+        if (!workers_.empty()) break;  // the existing threads will get to it
+        int err = e.code().value() ? e.code().value() : EAGAIN;
+        for (auto& r : queue_) settle(r, Outcome::SysError, err, "pthread_create");
+        queue_.clear();
+        return;
+      }
+      workers_.push_back(slot);
+      added++;
+    }
+    // Still waiting for a thread: look again once the busy ones count as slow.
+    if (queue_.size() > idle + added) watchdog().add(queue_.back(), now + kProbeSlow, true);
+  }
+
+  struct Slot {
+    bool busy = false;
+    Clock::time_point since;
+    Clock::time_point deadline;
+  };
+
+  void workerMain(std::shared_ptr<Slot> me) {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      if (!cv_.wait_for(lk, std::chrono::milliseconds(kIdleThreadMs),
+                        [&] { return !queue_.empty(); }))
+        break;
+      std::shared_ptr<Request> req = std::move(queue_.front());
+      queue_.pop_front();
+      if (req->settled()) continue;  // timed out while queued: never start it
+      me->busy = true;
+      me->since = Clock::now();
+      me->deadline = req->deadline;
+      lk.unlock();
+      execute(req);
+      req.reset();
+      lk.lock();
+      me->busy = false;
+    }
+    workers_.erase(std::find(workers_.begin(), workers_.end(), me));
+  }
+
+  static void execute(const std::shared_ptr<Request>& req) {
+    PathStats& stats = *req->stats;
+    const char* path = req->path.c_str();
+    const int base = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+    bool direct = true;
+    int fd = -1;
+    int err = 0;
+    const char* syscall = "open";
+    if (hooks().forceDirectEinval.load()) {
+      errno = EINVAL;
+    } else {
+      fd = retryOpen(path, base | O_DIRECT);
+    }
+    if (fd < 0 && errno == EINVAL) {
+      direct = false;  // the filesystem refuses O_DIRECT; JS warns
+      fd = retryOpen(path, base);
+    }
+    DeviceInfo info;
+    bool regular = false;
+    if (fd < 0) {
+      err = errno;
+    } else {
+      struct stat st;
+      if (::fstat(fd, &st) != 0) {
+        err = errno;
+        syscall = "fstat";
+      } else {
+        regular = S_ISREG(st.st_mode);
+        info.size = static_cast<uint64_t>(st.st_size);
+        info.dev = static_cast<uint64_t>(st.st_dev);
+        info.ino = static_cast<uint64_t>(st.st_ino);
+        info.nlink = static_cast<uint64_t>(st.st_nlink);
+        info.mode = static_cast<uint32_t>(st.st_mode);
+        info.mtimeSec = static_cast<int64_t>(st.st_mtim.tv_sec);
+        info.mtimeNsec = static_cast<int64_t>(st.st_mtim.tv_nsec);
+      }
+    }
+    uint64_t done = 0;
+    if (!err && regular) {
+      maybeStall(req->path, 0);
+      if (!direct)
+        ::posix_fadvise(fd, 0, static_cast<off_t>(req->length),
+                        POSIX_FADV_DONTNEED);
+      char* buf = static_cast<char*>(req->buf);
+      while (done < req->length) {
+        ssize_t n = ::pread(fd, buf + done, req->length - done,
+                            static_cast<off_t>(done));
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          err = errno;
+          syscall = "read";
+          break;
+        }
+        if (n == 0) break;
+        done += static_cast<uint64_t>(n);
+        if (done % kSectorAlign) break;  // EOF inside a sector
+      }
+      // sanlock treats short/sparse regular files as zero-filled.
+      if (!err && done < req->length)
+        std::memset(buf + done, 0, req->length - done);
+    }
+    if (fd >= 0) ::close(fd);
+
+    if (!req->claim()) {
+      stats.lateCompletions++;
+      return;
+    }
+    req->direct = direct;
+    req->info = info;
+    req->claimedBy(err ? Outcome::SysError : Outcome::Ok, err, syscall);
+    if (err) {
+      stats.errors++;
+    } else if (regular) {
+      stats.reads++;
+      stats.bytesRead += req->length;
+    }
+    req->sink->deliver(req);
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Request>> queue_;
+  std::vector<std::shared_ptr<Slot>> workers_;
+};
+
+ProbePool& probePool() {
+  static ProbePool* p = new ProbePool();
+  return *p;
+}
+
+void probeDeadline() { probePool().onDeadline(); }
+
+}  // namespace
+
+void submitProbe(std::shared_ptr<Request> req) { probePool().submit(std::move(req)); }
 
 }  // namespace lockagent

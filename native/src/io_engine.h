@@ -31,7 +31,7 @@ constexpr size_t kBufferAlignment = 4096;
 constexpr uint64_t kSectorAlign = 512;
 constexpr uint64_t kMaxIoLength = 1ull << 30;
 
-enum class Op { Open, Read, Write, Close };
+enum class Op { Open, Read, Write, Close, Probe };
 
 // How a request was settled. Exactly one settlement happens per request; the
 // first party to flip Request::settled_ decides which.
@@ -73,6 +73,10 @@ struct DeviceInfo {
   uint64_t ino = 0;
   // st_nlink at the open: a lease file with another name elsewhere must not be written.
   uint64_t nlink = 0;
+  // Probe only: st_mode and st_mtim of the opened fd.
+  uint32_t mode = 0;
+  int64_t mtimeSec = 0;
+  int64_t mtimeNsec = 0;
 };
 
 class Handle;
@@ -196,6 +200,20 @@ class Handle : public std::enable_shared_from_this<Handle> {
 
 // Registers a request with the process-wide deadline watchdog thread.
 void watchDeadline(const std::shared_ptr<Request>& req);
+
+// Op::Probe: one-shot look at one file for a directory scan (the cleanup sweep):
+// open read-only (O_DIRECT, else O_DSYNC-less fallback with DONTNEED;
+// O_NOFOLLOW|O_NONBLOCK: a symlink fails with ELOOP, a FIFO never blocks),
+// fstat, read req->length bytes from offset 0 when it is a regular file, close.
+// Runs on a small process-wide pool instead of a Handle: a thread and three
+// JS round trips per file cost far more than the I/O. kProbeThreads threads
+// serve the queue; one busy for longer than a sector read takes may be stuck
+// and is not counted (threads are added, up to kMaxProbeThreads); a request
+// that finds every thread stuck waits in the queue until its deadline
+// rejects it.
+constexpr size_t kProbeThreads = 8;
+constexpr size_t kMaxProbeThreads = 64;
+void submitProbe(std::shared_ptr<Request> req);
 
 // Test hooks (not part of the public API).
 void testForceDirectEinval(bool on);

@@ -17,8 +17,11 @@ export async function callAgent<O extends Op>(socketPath: string, req: RequestOf
     sock.setEncoding('utf8');
     sock.once('connect', () => sock.write(JSON.stringify({ v: PROTOCOL_VERSION, id: 1, ...req }) + '\n'));
     sock.on('data', (chunk: string) => {
+      // Look for the end of the line in the new chunk only: a sweep report is tens of MB, and
+      // searching all of it at every 64 KiB chunk cost seconds.
+      const at = chunk.indexOf('\n');
+      const nl = at < 0 ? -1 : buf.length + at;
       buf += chunk;
-      const nl = buf.indexOf('\n');
       if (nl < 0) return;
       clearTimeout(timer);
       sock.end();

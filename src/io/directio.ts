@@ -1,7 +1,7 @@
 // Sector I/O for lease areas on shared storage: O_DIRECT (or O_DSYNC fallback)
 // reads/writes with per-request deadlines, executed by the native addon on
 // per-file threads of its own. See docs/direct-io.md for the design.
-import { IoStats, loadNative, NativeFile } from './native';
+import { IoStats, loadNative, NativeFile, NativeHeadResult } from './native';
 
 export interface OpenOptions {
   readOnly?: boolean;
@@ -213,6 +213,51 @@ export class DirectFile {
     }
     checkTimeout(this.path, op, timeoutMs);
   }
+}
+
+/** What readFileHead learnt about one file. */
+export interface FileHead {
+  /** the first `length` bytes (past EOF: zeros); absent when the path is not a regular file */
+  data?: Buffer;
+  direct: boolean;
+  size: number;
+  dev: bigint;
+  ino: bigint;
+  nlink: number;
+  /** st_mtim in ns, as fs.lstat(path, { bigint: true }).mtimeNs */
+  mtimeNs: bigint;
+}
+
+/** true when the addon has readFileHead (an addon built before it has not). */
+export function canReadFileHead(): boolean {
+  return typeof loadNative().readHead === 'function';
+}
+
+/**
+ * For scanning many files (the cleanup sweep): open `path` read-only (O_DIRECT, no symlink
+ * followed, a FIFO never blocks), fstat it, read its first `length` bytes when it is a regular
+ * file, close — one request on a shared pool of I/O threads, under one deadline. A DirectFile
+ * per file costs a thread and three round trips, more than the I/O itself. Errors are shaped
+ * as DirectFile's.
+ */
+export async function readFileHead(path: string, length: number, timeoutMs: number): Promise<FileHead> {
+  const native = loadNative();
+  if (!native.readHead) throw invalid(path, 'read', 'the native addon has no readHead: rebuild it (npm run build:native)');
+  if (!Number.isSafeInteger(length) || length <= 0 || length % SECTOR !== 0) {
+    throw invalid(path, 'read', `invalid read on ${path}: length ${length} is not a positive multiple of ${SECTOR}`);
+  }
+  checkTimeout(path, 'read', timeoutMs);
+  let r: NativeHeadResult;
+  try {
+    r = await native.readHead(path, length, timeoutMs);
+  } catch (e) {
+    throw rethrown(e);
+  }
+  if (r.data && !r.direct) warnFallbackOnce(path);
+  return {
+    data: r.data, direct: r.direct, size: r.size, dev: r.dev, ino: r.ino, nlink: r.nlink,
+    mtimeNs: BigInt(r.mtimeSec) * 1000000000n + BigInt(r.mtimeNsec),
+  };
 }
 
 /** Per-path counters (keyed by the path string given to open); totals if omitted. */

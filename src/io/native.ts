@@ -40,8 +40,28 @@ export interface NativeOpenResult {
   nlink?: number;
 }
 
+/** readHead's result: fstat of the opened file, and its first bytes when it is a regular file. */
+export interface NativeHeadResult {
+  /** absent when the path is not a regular file (nothing was read) */
+  data?: Buffer;
+  direct: boolean;
+  mode: number;
+  size: number;
+  dev: bigint;
+  ino: bigint;
+  nlink: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+}
+
 export interface NativeBinding {
   open(path: string, readOnly: boolean, timeoutMs: number): Promise<NativeOpenResult>;
+  /**
+   * One-shot open (read-only, no symlink followed, never blocking on a FIFO) + fstat + read of
+   * the first `length` bytes + close, on a shared pool of I/O threads. Absent in addons built
+   * before it existed.
+   */
+  readHead?(path: string, length: number, timeoutMs: number): Promise<NativeHeadResult>;
   ioStats(path?: string): IoStats;
   resetIoStats(): void;
   /** Test hook: pretend every filesystem refuses O_DIRECT. */
