@@ -1,4 +1,4 @@
-import { DirectFile, FileId, sameFileId } from '../io/directio';
+import { canReadFileHead, DirectFile, FileId, readFileHead, sameFileId } from '../io/directio';
 import { FileLeaseStorage } from '../io/file-storage';
 import { Clock } from '../lease/clock';
 import { readPaxosLeader } from '../lease/paxos';
@@ -7,7 +7,7 @@ import { LeaseStorage } from '../lease/storage';
 import { AcquireHint, ResourceToken } from '../lease/token';
 import { LeaseAcquireError } from '../lease/paxos';
 import { IoBufferPool } from '../lease/iobuf';
-import { LeaderRecord, LeaseError, MAX_HOST_ID, MAX_IO_TIMEOUT, namesEqual, SANLK } from '../ondisk';
+import { LeaderRecord, LeaseError, MAX_HOST_ID, MAX_IO_TIMEOUT, namesEqual, SANLK, verifyPaxosLeader } from '../ondisk';
 import { Logger } from '../log/logger';
 import { DeltaLease } from '../lease/delta';
 import { JournalRow, LeaseRow, OwnerRow, StateStore, StoreHealth } from '../state/statestore';
@@ -847,6 +847,22 @@ export class Agent {
 
   /** The leader of a lease area; undefined when the file does not exist. */
   private async readLeader(l: LeaseCandidate, ioTimeout: number): Promise<LeaderRecord | undefined> {
+    // A real lease file with its lease at the start (every file of disk_lease_dir): one native
+    // request (open, read, close) instead of a file handle and three round trips; the start-up
+    // reconcile reads every lease file of the directory.
+    if (!this.o.openStorage && l.offset === 0 && canReadFileHead()) {
+      let head;
+      try {
+        head = await readFileHead(l.path, 4096, ioTimeout * 1000);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw e;
+      }
+      if (!head.data) return undefined; // not a regular file
+      const { rv, leader } = verifyPaxosLeader(head.data, 0, l.lockspace, l.resource, 0);
+      if (rv < 0) throw new LeaseError(rv, `the leader of ${l.lockspace}:${l.resource} in ${l.path} is invalid`);
+      return leader;
+    }
     let storage: LeaseStorage;
     try {
       storage = await this.openStorage(l.path);
@@ -886,7 +902,7 @@ export class Agent {
       else this.o.log.error(`start-up reconcile: lockspace ${name} did not join; the leases this host may hold in it are not checked`);
     }
     const found: LeaseCandidate[] = [];
-    await forEachLimited(todo, 8, async (c) => {
+    await forEachLimited(todo, 32, async (c) => {
       const lease = joined.get(c.lockspace);
       if (!lease) return;
       const leader = await this.readLeader(c, lease.ioTimeout).catch(() => undefined);
