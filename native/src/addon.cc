@@ -297,6 +297,14 @@ void callJs(napi_env rawEnv, napi_value, void* context, void* data) {
   throw e;
 }
 
+std::string argPath(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsString()) throwEinval(info.Env(), "path must be a string");
+  std::string path = info[i].As<Napi::String>().Utf8Value();
+  if (path.empty() || path.find('\0') != std::string::npos)
+    throwEinval(info.Env(), "path must be a non-empty string without NUL bytes");
+  return path;
+}
+
 double argTimeout(const Napi::CallbackInfo& info, size_t i) {
   if (!info[i].IsNumber()) throwEinval(info.Env(), "timeoutMs must be a number");
   double v = info[i].As<Napi::Number>().DoubleValue();
@@ -453,10 +461,7 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
 // size, logicalSectorSize}>
 Napi::Value Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsString()) throwEinval(env, "path must be a string");
-  std::string path = info[0].As<Napi::String>().Utf8Value();
-  if (path.empty() || path.find('\0') != std::string::npos)
-    throwEinval(env, "path must be a non-empty string without NUL bytes");
+  std::string path = argPath(info, 0);
   bool readOnly = info[1].ToBoolean().Value();
   double timeoutMs = argTimeout(info, 2);
   auto stats = statsFor(path);
@@ -474,10 +479,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
 // one request on the shared probe pool (io_engine.h, submitProbe).
 Napi::Value ReadHead(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsString()) throwEinval(env, "path must be a string");
-  std::string path = info[0].As<Napi::String>().Utf8Value();
-  if (path.empty() || path.find('\0') != std::string::npos)
-    throwEinval(env, "path must be a non-empty string without NUL bytes");
+  std::string path = argPath(info, 0);
   uint64_t length = argAligned(info, 1, "length", false);
   if (length > kMaxIoLength) throwEinval(env, "length is too large");
   double timeoutMs = argTimeout(info, 2);

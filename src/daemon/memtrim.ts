@@ -72,7 +72,10 @@ export class IdleTrimmer {
     const quiet = now - this.lastActivity >= this.quietMs;
     if (!quiet && now - this.lastTrim < this.busyEveryMs) return false;
     const rss = process.memoryUsage.rss();
-    const grown = rss >= this.rssAfterTrim + 16 * 1024 * 1024;
+    // Quiet after a burst: 4 MiB of growth is worth one full GC (with the daemon's 1 MiB
+    // semi-space the young generation never grows past 2 MiB: growth is what tells a burst).
+    // Busy: 16 MiB, so sustained work pays for a full GC only now and then.
+    const grown = rss >= this.rssAfterTrim + (quiet ? 4 : 16) * 1024 * 1024;
     if (quiet) {
       this.active = false;
       if (newSpaceBytes() <= 4 * 1024 * 1024 && !grown) return false;

@@ -39,6 +39,19 @@ describe('IdleTrimmer', () => {
     expect(t.check(Date.now() + 12000)).toBe(false);
   });
 
+  it('after a burst, trims at quiet for a growth that a busy agent lets be', () => {
+    const calls: string[] = [];
+    const busy = new IdleTrimmer(60000, () => calls.push('busy'), undefined, 10000); // never quiet here
+    const quiet = new IdleTrimmer(5000, () => calls.push('quiet'));
+    const grown = Buffer.alloc(10 * 1024 * 1024, 1); // resident: RSS grows by 10 MiB (> 4, < 16)
+    busy.touch();
+    quiet.touch();
+    expect(busy.check(Date.now() + 10001)).toBe(false);
+    expect(quiet.check(Date.now() + 6000)).toBe(true);
+    expect(calls).toEqual(['quiet']);
+    expect(grown[grown.length - 1]).toBe(1);
+  });
+
   it('trims a busy agent (no quiet) whose memory grew, at most once per interval', () => {
     const calls: string[] = [];
     const t = new IdleTrimmer(60000, () => calls.push('trim'), undefined, 10000); // never quiet here
