@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { Agent } from '../../src/agent/agent';
+import { Agent, SPARE_ACQUIRES } from '../../src/agent/agent';
 import { FailedOwner } from '../../src/agent/failure';
 import { ensureLockspaceFile } from '../../src/agent/lockspacefile';
 import { DirectFile } from '../../src/io/directio';
@@ -92,6 +92,32 @@ describe('two agents over one lease directory (real files, O_DIRECT, io_timeout 
     const got = await a.acquire({ uuid: 'vm-c', name: 'vmC' }, disks.map(spec), { timeoutMs: 20000 });
     expect(got.map((h) => h.spec.resource)).toEqual(disks);
     await a.release({ uuid: 'vm-c' });
+    expect(failures).toEqual([]);
+  }, 60000);
+
+  it('many requests at once share the spare acquires: each request\'s first lease, plus SPARE_ACQUIRES in all', async () => {
+    const owners = 4;
+    const disks = Array.from({ length: owners * 8 }, (_, i) => `many${i}`);
+    for (const d of disks) await initResource(join(dir, d), d);
+    const spec = (d: string) => ({ lockspace: LS, resource: d, path: join(dir, d), offset: 0 });
+    let opening = 0;
+    let most = 0;
+    const b = mk(5, 'node-e', async (path) => {
+      most = Math.max(most, ++opening);
+      try {
+        await new Promise((r) => setTimeout(r, 100)); // a slow open: the acquires under way overlap in it
+        return await FileLeaseStorage.open(path);
+      } finally {
+        opening--;
+      }
+    });
+    await b.lockspaces.get(LS)!.waitJoined(20000);
+    const got = await Promise.all(Array.from({ length: owners }, (_, o) =>
+      b.acquire({ uuid: `vm-m${o}`, name: `vmM${o}` }, disks.slice(o * 8, o * 8 + 8).map(spec), { timeoutMs: 20000 })));
+    expect(got.flat().length).toBe(owners * 8);
+    expect(most).toBeGreaterThan(owners);
+    expect(most).toBeLessThanOrEqual(owners + SPARE_ACQUIRES);
+    for (let o = 0; o < owners; o++) await b.release({ uuid: `vm-m${o}` });
     expect(failures).toEqual([]);
   }, 60000);
 });
