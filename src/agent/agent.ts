@@ -168,6 +168,12 @@ export const ACQUIRE_CONCURRENCY = 8;
  * finds none spare takes its leases one after another; its first never waits for a slot.
  */
 export const SPARE_ACQUIRES = 16;
+/**
+ * Acquires holding a lease area's read buffer (1-8 MiB) at once, whatever the number of
+ * requests: as sanlock's worker threads, it bounds the memory of a burst (125 requests of 8
+ * leases took the daemon to 145 MiB); more in flight do not make one disk faster.
+ */
+export const AREA_USERS = 8;
 
 export async function forEachLimited<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -202,9 +208,10 @@ export class Agent {
   /**
    * Lease-area read buffers (1-8 MiB) shared by all acquires, as sanlock reuses its iobufs: a
    * fresh buffer per read made V8 spend about half the agent's CPU on garbage collection
-   * (scripts/bench throughput, docs/benchmarks.md).
+   * (scripts/bench throughput, docs/benchmarks.md). At most AREA_USERS acquires hold one at
+   * a time; the others wait their turn (waiting for a live owner holds none).
    */
-  private iobufs = new IoBufferPool();
+  private readonly iobufs = new IoBufferPool(4, undefined, AREA_USERS);
   /**
    * What our last exclusive release of each lease left on disk (path, offset → AcquireHint):
    * the next acquire of it starts its ballot from there, one area read less. Bounded; an entry
@@ -226,7 +233,7 @@ export class Agent {
 
   /** Forget the pooled read buffers (acquires in progress keep theirs); see memtrim.ts. */
   dropIoBuffers(): void {
-    this.iobufs = new IoBufferPool();
+    this.iobufs.drop();
   }
 
   // ---- lockspaces -----------------------------------------------------------------------------

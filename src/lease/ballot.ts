@@ -169,7 +169,7 @@ async function ballotSteps(
 
   /** Read all dblocks; abort on a newer lver or a higher mbal; in phase 1 pick bk_max. */
   const read = async (phase: Phase): Promise<{ fail?: BallotResult; bkMax?: Dblock }> => {
-    const buf = ctx.bufs.get(readLen);
+    const buf = await ctx.bufs.get(readLen);
     let area: Buffer;
     try {
       area = await timedIo('area_read', () => readArea(res.storage, res.offset, readLen, host.ioTimeout * 1000, buf));

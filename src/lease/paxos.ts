@@ -160,7 +160,7 @@ async function acquire(res: ResourceLocation, host: PaxosHost, opts: PaxosAcquir
   let expectHosts = res.numHosts;
   const readLease = async (): Promise<LeaseRead> => {
     const len = Math.min(geometry.alignSize, paxosReadSize(Math.min(expectHosts ?? geometry.maxHosts, geometry.maxHosts), geometry.sectorSize));
-    const buf = bufs.get(len);
+    const buf = await bufs.get(len);
     let area: Buffer;
     try {
       area = await timedIo('area_read', () => readArea(res.storage, res.offset, len, io * 1000, buf));
@@ -221,6 +221,7 @@ async function acquire(res: ResourceLocation, host: PaxosHost, opts: PaxosAcquir
     let reuseLeader = true;
     const ours = cur.ownerId === host.hostId;
     if (cur.timestamp !== 0 && !(ours && cur.ownerGeneration <= host.generation)) {
+      bufs.release(); // waiting for the owner may take host_dead: hold no buffer and no turn meanwhile
       const outcome = await waitForOwner(res, host, opts, cur, geometry.sectorSize);
       if (outcome === 'restart') continue;
       reuseLeader = false;
