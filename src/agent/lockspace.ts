@@ -186,6 +186,9 @@ export class Lockspace {
     this.state = 'left';
   }
 
+  /** The generation of our delta lease when the lockspace was lost: never continued. */
+  private lostGeneration?: number;
+
   private async joinLoop(): Promise<void> {
     while (!this.stopped) {
       this.joinAttempts++;
@@ -302,6 +305,9 @@ export class Lockspace {
     const prev = this.hooks.previousDelta?.(this);
     if (prev && prev.bootId !== currentBootId()) return undefined;
     const { geometry: g, leader } = slot;
+    // A lockspace we lost is joined with a new generation: its owners were stopped and its
+    // leases are to be free for other hosts, whatever the sector's age says.
+    if (this.lostGeneration !== undefined && leader.ownerGeneration === this.lostGeneration) return undefined;
     if (prev && leader.timestamp !== 0 && leader.ownerGeneration !== prev.generation && namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47))) {
       // Our name, but not the generation we hold: another agent under our name wrote it since.
       // It may only be paused: wait as sanlock waits for a foreign owner before taking it.
@@ -370,6 +376,13 @@ export class Lockspace {
     // The very first renewal (seeding the monitor) runs at once; later ones every 2·io.
     if (this.monitor?.checked && now < due) {
       this.scheduleRenew((due - now) * 1000);
+      return;
+    }
+    // The verdict first: a renewal timer that fires late (the agent was stopped, the machine
+    // froze) must not renew a lease that has expired meanwhile: the timeline loses it, and
+    // other hosts may take its leases at host_dead, which a late renewal would push back.
+    if (now - lease.lastSuccess >= t.idRenewalFail) {
+      this.checkTimeline();
       return;
     }
     this.renewing = true;
@@ -475,6 +488,7 @@ export class Lockspace {
     // A new generation tells waiting hosts our leases are free at once; before host_dead our
     // owners may still be running (SIGTERM grace, an ignored signal), so rejoining earlier would
     // hand their disks to another host while they write.
+    this.lostGeneration = this.lease?.generation ?? this.lostGeneration;
     const last = this.lease?.lastSuccess ?? this.clock.monotime();
     const wait = Math.max(1, last + timeoutsFor(this.spec.ioTimeout).hostDead - this.clock.monotime());
     this.log.warning(`lockspace ${this.name}: rejoining in ${wait} s (host_dead after our last renewal)`);

@@ -1,4 +1,4 @@
-import { systemClock } from '../../src/lease/clock';
+import { Clock, systemClock } from '../../src/lease/clock';
 import { LeaseStorage } from '../../src/lease/storage';
 import { Lockspace } from '../../src/agent/lockspace';
 import { memoryLogger } from '../../src/log/logger';
@@ -15,6 +15,7 @@ jest.setTimeout(40000);
 class HangableStorage implements LeaseStorage {
   readonly id = 'mem:timeline';
   hung = false;
+  writes = 0;
   constructor(private readonly data: Buffer) {}
   private io<T>(f: () => T): Promise<T> {
     return this.hung ? new Promise<T>(() => undefined) : new Promise<T>((r) => setImmediate(() => r(f())));
@@ -23,6 +24,7 @@ class HangableStorage implements LeaseStorage {
     return this.io(() => Buffer.from(this.data.subarray(offset, offset + length)));
   }
   write(offset: number, data: Buffer): Promise<void> {
+    this.writes++;
     return this.io(() => { data.copy(this.data, offset); });
   }
 }
@@ -56,6 +58,39 @@ describe('lease-loss timeline', () => {
       expect(lostAt! - last).toBeGreaterThanOrEqual(8);
       expect(lostReason).toMatch(/renewals failed for 8 s/);
       expect(log.lines.some((l) => /warning lockspace TL: no successful renewal for [67] s/.test(l))).toBe(true);
+      expect(ls.state).toBe('lost');
+    } finally {
+      await ls.stop(false);
+    }
+  });
+
+  it('a renewal that comes due after the lease expired (the agent was stopped) does not write: the lockspace is lost', async () => {
+    const { area, commitSector } = buildLockspaceArea({ spaceName: 'TL', geometry: DEFAULT_GEOMETRY, ioTimeout: 1 });
+    commitSector.copy(area, 0);
+    const storage = new HangableStorage(area);
+    // The monotonic clock jumps 36 s, as it does for a process stopped (SIGSTOP) for 36 s.
+    let jumpS = 0;
+    const clock: Clock = {
+      ...systemClock,
+      monotime: () => systemClock.monotime() + jumpS,
+      nowMs: () => systemClock.nowMs() + jumpS * 1000,
+    };
+    let lost = '';
+    const ls = new Lockspace({ name: 'TL', hostId: 1, path: 'mem', offset: 0, ioTimeout: 1, hostName: 'tl-host' }, clock, memoryLogger(),
+      { onLost: (_l, reason) => { lost = reason; } }, async () => storage);
+    ls.start();
+    try {
+      await ls.waitJoined(20000);
+      const renewed = ls.renewals.list().length;
+      while (ls.renewals.list().length < renewed + 1) await new Promise((r) => setTimeout(r, 100));
+      const writes = storage.writes;
+      jumpS = 36;
+      // The next renewal comes due within 2·io; the lockspace is lost instead, and nothing is written.
+      const until = Date.now() + 6000;
+      while (!lost && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(lost).toMatch(/renewals failed for 3\d s/);
+      expect(storage.writes).toBe(writes);
       expect(ls.state).toBe('lost');
     } finally {
       await ls.stop(false);
