@@ -9,10 +9,8 @@
  * process still runs: only libvirt could say whether it is gone, libvirt cannot be asked, so its
  * lease stays held and host 2 is refused.
  */
-import { ChildProcess, spawn } from 'child_process';
-import * as fs from 'fs';
 import * as path from 'path';
-import { lockagent, makeTempDir, readLeaderOf, removeTempDir, sparseFile } from '../helpers/cli';
+import { LeaseBed, makeLeaseBed, removeTempDir, Sleepers } from '../helpers/cli';
 import { AgentHost, cli, log, startHost, status, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
 
 const LS = '__LIBVIRT__DISKS__';
@@ -21,27 +19,19 @@ const LIVE_UUID = '0e5a1c2d-2222-4a5b-8c9d-00000000d002';
 jest.setTimeout(150000);
 
 describe('after an agent restart, an owner whose recorded process is dead is gone', () => {
+  let bed: LeaseBed;
   let base: string;
   let leaseDir: string;
   let h1: AgentHost;
   let h2: AgentHost;
-  const children: ChildProcess[] = [];
-  const res = (r: string) => `${LS}:${r}:${path.join(leaseDir, r)}:0`;
-  const leaderOf = (r: string) => readLeaderOf(path.join(leaseDir, r));
-  const sleeper = () => {
-    const c = spawn('sleep', ['600'], { stdio: 'ignore' });
-    children.push(c);
-    return c;
-  };
+  const owners = new Sleepers();
+  const res = (r: string) => bed.res(r);
+  const leaderOf = (r: string) => bed.leaderOf(r);
+  const sleeper = () => owners.spawn();
 
   beforeAll(async () => {
-    base = makeTempDir('la-dead-owner-');
-    leaseDir = path.join(base, 'leases');
-    fs.mkdirSync(leaseDir);
-    for (const r of ['disk-gone', 'disk-live']) {
-      sparseFile(path.join(leaseDir, r), 1048576);
-      expect((await lockagent(['direct', 'init', '-r', res(r)])).code).toBe(0);
-    }
+    bed = await makeLeaseBed('la-dead-owner-', ['disk-gone', 'disk-live'], LS);
+    ({ base, leaseDir } = bed);
     const unreachable = `qemu+unix:///system?socket=${path.join(base, 'no-libvirtd', 'libvirt-sock')}`;
     h1 = startHost(writeHostConfig(base, 1, { leaseDir, libvirtUri: unreachable }));
     h2 = startHost(writeHostConfig(base, 2, { leaseDir }));
@@ -49,7 +39,7 @@ describe('after an agent restart, an owner whose recorded process is dead is gon
   });
 
   afterAll(async () => {
-    for (const c of children) c.kill('SIGKILL');
+    owners.killAll();
     await stopHost(h1, 'SIGKILL');
     await stopHost(h2, 'SIGKILL');
     removeTempDir(base);

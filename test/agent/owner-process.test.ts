@@ -6,9 +6,7 @@
  * for the stranger, and the stranger is never signalled.
  */
 import { ChildProcess, spawn } from 'child_process';
-import * as fs from 'fs';
-import * as path from 'path';
-import { lockagent, makeTempDir, readLeaderOf, removeTempDir, sparseFile } from '../helpers/cli';
+import { LeaseBed, makeLeaseBed, removeTempDir, Sleepers } from '../helpers/cli';
 import { AgentHost, cli, log, startHost, status, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
 
 const LS = '__LIBVIRT__DISKS__';
@@ -31,34 +29,24 @@ async function spawnWithPid(pid: number): Promise<ChildProcess | undefined> {
 }
 
 describe('owner processes: registration, exit, reused pids', () => {
-  let base: string;
-  let leaseDir: string;
+  let bed: LeaseBed;
   let host: AgentHost;
-  const children: ChildProcess[] = [];
-  const res = (r: string) => `${LS}:${r}:${path.join(leaseDir, r)}:0`;
-  const leaderOf = (r: string) => readLeaderOf(path.join(leaseDir, r));
-  const sleeper = () => {
-    const c = spawn('sleep', ['600'], { stdio: 'ignore' });
-    children.push(c);
-    return c;
-  };
+  const owners = new Sleepers();
+  const children = owners.all;
+  const res = (r: string) => bed.res(r);
+  const leaderOf = (r: string) => bed.leaderOf(r);
+  const sleeper = () => owners.spawn();
 
   beforeAll(async () => {
-    base = makeTempDir('la-ownerproc-');
-    leaseDir = path.join(base, 'leases');
-    fs.mkdirSync(leaseDir);
-    for (const r of ['p1', 'p2', 'p3']) {
-      sparseFile(path.join(leaseDir, r), 1048576);
-      expect((await lockagent(['direct', 'init', '-r', `${LS}:${r}:${path.join(leaseDir, r)}:0`])).code).toBe(0);
-    }
-    host = startHost(writeHostConfig(base, 1, { leaseDir }));
+    bed = await makeLeaseBed('la-ownerproc-', ['p1', 'p2', 'p3'], LS);
+    host = startHost(writeHostConfig(bed.base, 1, { leaseDir: bed.leaseDir }));
     await waitJoined(host);
   });
 
   afterAll(async () => {
-    for (const c of children) c.kill('SIGKILL');
+    owners.killAll();
     await stopHost(host, 'SIGKILL');
-    removeTempDir(base);
+    removeTempDir(bed.base);
   });
 
   it('refuses pid 1, the agent\'s own pid and a pid with no process, and holds nothing after', async () => {

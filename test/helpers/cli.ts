@@ -9,7 +9,7 @@
  *    concurrent `npm run build:ts` rewriting dist/ cannot pull files from under a running test,
  *    and so that unrelated modules that do not compile yet do not fail these tests.
  */
-import { execFileSync, spawn } from 'child_process';
+import { ChildProcess, execFileSync, spawn } from 'child_process';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -283,4 +283,39 @@ export function readLeaderOf(file: string): LeaderRecord {
     fs.closeSync(fd);
   }
   return decodeLeader(b, 0);
+}
+
+/** A temp dir with a lease directory; `res(r)` names resource r's lease file there in sanlock syntax. */
+export interface LeaseBed {
+  base: string;
+  leaseDir: string;
+  res(r: string): string;
+  leaderOf(r: string): LeaderRecord;
+}
+
+/** makeTempDir plus a `leases` directory holding 1 MiB resource leases `resources`, initialised by `lockagent direct init`. */
+export async function makeLeaseBed(prefix: string, resources: string[], lockspace = '__LIBVIRT__DISKS__'): Promise<LeaseBed> {
+  const base = makeTempDir(prefix);
+  const leaseDir = path.join(base, 'leases');
+  fs.mkdirSync(leaseDir);
+  const res = (r: string) => `${lockspace}:${r}:${path.join(leaseDir, r)}:0`;
+  for (const r of resources) {
+    sparseFile(path.join(leaseDir, r), 1048576);
+    const init = await lockagent(['direct', 'init', '-r', res(r)]);
+    if (init.code !== 0) throw new Error(`lockagent direct init -r ${res(r)} failed (${init.code}): ${init.stderr}`);
+  }
+  return { base, leaseDir, res, leaderOf: (r) => readLeaderOf(path.join(leaseDir, r)) };
+}
+
+/** Owner processes (`sleep 600`) for a test; killAll() in its teardown. */
+export class Sleepers {
+  readonly all: ChildProcess[] = [];
+  spawn(): ChildProcess {
+    const c = spawn('sleep', ['600'], { stdio: 'ignore' });
+    this.all.push(c);
+    return c;
+  }
+  killAll(): void {
+    for (const c of this.all) c.kill('SIGKILL');
+  }
 }

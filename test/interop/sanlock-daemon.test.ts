@@ -14,10 +14,9 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { spawn, ChildProcess } from 'child_process';
 import { decodeLeader } from '../../src/ondisk';
 import { AgentHost, cli, startHost, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
-import { cliEntry, lockagent, makeTempDir, readLeaderOf, removeTempDir, sanlock, sparseFile } from '../helpers/cli';
+import { cliEntry, lockagent, makeTempDir, readLeaderOf, removeTempDir, sanlock, Sleepers, sparseFile } from '../helpers/cli';
 import {
   addLockspace, describeSanlockDaemons, getsHosts, Holder, holdWithSleep, killHolder, killSanlockDaemon, SanlockDaemon,
   sanlockClient, sanlockCommand, startSanlockDaemon, stopSanlockDaemon, waitHostState,
@@ -37,7 +36,7 @@ describeSanlockDaemons('lockagent and real sanlock daemons as hosts of one locks
   const sl: SanlockDaemon[] = [];
   const la: AgentHost[] = [];
   const holders: Holder[] = [];
-  const children: ChildProcess[] = [];
+  const owners = new Sleepers();
   const res = (r: string, sh = false) => `${LS}:${r}:${path.join(leaseDir, r)}:0${sh ? ':SH' : ''}`;
 
   const laHosts = async (h: AgentHost): Promise<HostView[]> => {
@@ -55,11 +54,7 @@ describeSanlockDaemons('lockagent and real sanlock daemons as hosts of one locks
     return decodeLeader(b, 0).timestamp;
   };
   const leaderOf = (r: string) => readLeaderOf(path.join(leaseDir, r));
-  const sleeper = () => {
-    const c = spawn('sleep', ['600'], { stdio: 'ignore' });
-    children.push(c);
-    return c;
-  };
+  const sleeper = () => owners.spawn();
 
   beforeAll(async () => {
     cliEntry();
@@ -84,7 +79,7 @@ describeSanlockDaemons('lockagent and real sanlock daemons as hosts of one locks
 
   afterAll(async () => {
     for (const h of holders) await killHolder(h).catch(() => undefined);
-    for (const c of children) c.kill('SIGKILL');
+    owners.killAll();
     await Promise.all(la.map((h) => stopHost(h, 'SIGKILL').catch(() => undefined)));
     await Promise.all(sl.map((d) => stopSanlockDaemon(d).catch(() => undefined)));
     await Promise.all(sl.map((d) => killSanlockDaemon(d).catch(() => undefined)));
@@ -189,7 +184,7 @@ describeSanlockDaemons('lockagent and real sanlock daemons as hosts of one locks
     // crash both holders' hosts (daemon and lease holder) at the same moment
     const killT = mono();
     await Promise.all([killSanlockDaemon(sl[1]), killHolder(h4), stopHost(la[1], 'SIGKILL')]);
-    for (const c of children) c.kill('SIGKILL');
+    owners.killAll();
     const last2 = deltaTs(2);
     const last4 = deltaTs(4);
     expect(killT - last2).toBeLessThan(6);
