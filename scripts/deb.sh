@@ -5,17 +5,9 @@
 # (--prefix /usr); the maintainer scripts are packaging/deb/, their steps packaging/pkg-hooks.sh.
 # Depends: nodejs (>= 20) and the packages of the shared libraries the addons and binaries link.
 set -euo pipefail
-SRC="$(cd "$(dirname "$0")/.." && pwd)"
-VERSION="${LOCKAGENT_VERSION:-}"
-OUT="$SRC"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --version) VERSION="$2"; shift 2 ;;
-    --out) OUT="$2"; shift 2 ;;
-    *) echo "deb.sh: unknown argument $1 (--version V, --out DIR)" >&2; exit 2 ;;
-  esac
-done
-[ -n "$VERSION" ] || VERSION=$(node -p "require('$SRC/package.json').version")
+# shellcheck source=lib/pkg-args.sh
+. "$(dirname "$0")/lib/pkg-args.sh"
+pkg_args deb.sh "$@"
 ARCH=$(dpkg --print-architecture)
 STAGE=$(mktemp -d /tmp/lockagent-deb.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT

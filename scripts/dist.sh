@@ -4,17 +4,9 @@
 # Holds the files git tracks plus new ones it does not ignore, as they are in this tree (no
 # node_modules, no build output), under lockagent-V/.
 set -euo pipefail
-SRC="$(cd "$(dirname "$0")/.." && pwd)"
-VERSION="${LOCKAGENT_VERSION:-}"
-OUT="$SRC"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --version) VERSION="$2"; shift 2 ;;
-    --out) OUT="$2"; shift 2 ;;
-    *) echo "dist.sh: unknown argument $1 (--version V, --out DIR)" >&2; exit 2 ;;
-  esac
-done
-[ -n "$VERSION" ] || VERSION=$(node -p "require('$SRC/package.json').version")
+# shellcheck source=lib/pkg-args.sh
+. "$(dirname "$0")/lib/pkg-args.sh"
+pkg_args dist.sh "$@"
 mkdir -p "$OUT"
 tarball="$(cd "$OUT" && pwd)/lockagent-$VERSION.tar.gz"
 cd "$SRC"
