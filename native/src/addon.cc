@@ -329,18 +329,24 @@ uint64_t argAligned(const Napi::CallbackInfo& info, size_t i, const char* what,
   return u;
 }
 
+// The promise req settles through the addon's sink; keeps the addon alive until then.
+napi_value pending(Napi::Env env, Addon* addon, Request& req) {
+  napi_deferred deferred;
+  napi_value promise;
+  NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &deferred, &promise),
+                       nullptr);
+  req.jsDeferred = deferred;
+  req.sink = addon->bridge;
+  addon->retain(env);
+  return promise;
+}
+
 // Creates the promise, registers it as pending and hands req to the handle.
 Napi::Value start(Napi::Env env, Addon* addon,
                   const std::shared_ptr<Handle>& handle,
                   std::shared_ptr<Request> req, bool isClose = false) {
-  napi_deferred deferred;
-  napi_value promise;
-  NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &deferred, &promise),
-                       Napi::Value());
-  req->jsDeferred = deferred;
-  req->sink = addon->bridge;
   req->handle = handle;
-  addon->retain(env);
+  napi_value promise = pending(env, addon, *req);
   if (isClose)
     handle->close(std::move(req));
   else
@@ -487,14 +493,7 @@ Napi::Value ReadHead(const Napi::CallbackInfo& info) {
       new Request(Op::Probe, path, 0, length, timeoutMs));
   if (!req->allocate()) throw Napi::Error::New(env, "out of memory");
   req->stats = statsFor(path);
-  Addon* addon = env.GetInstanceData<Addon>();
-  napi_deferred deferred;
-  napi_value promise;
-  NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &deferred, &promise),
-                       Napi::Value());
-  req->jsDeferred = deferred;
-  req->sink = addon->bridge;
-  addon->retain(env);
+  napi_value promise = pending(env, env.GetInstanceData<Addon>(), *req);
   submitProbe(std::move(req));
   return Napi::Value(env, promise);
 }
