@@ -70,22 +70,7 @@ c.runMain('nfs', async (args) => {
     return { seconds: r.seconds, acq: r.acquire_ms };
   };
   const laLease = (i) => ({ lockspace: la.ls, resource: c.resName(i), path: la.resFile, offset: i * c.MiB });
-  const runAgent = async (procs, count) => {
-    const acq = [];
-    const t = c.hr();
-    await Promise.all(Array.from({ length: procs }, async (_, p) => {
-      const owner = { uuid: `nfs-client-${p}`, name: `nfs-client-${p}` };
-      const conn = await agent.connect();
-      for (let i = p; i < count; i += procs) {
-        const a = c.hr();
-        await conn.call({ op: 'acquire', owner, leases: [laLease(i)] });
-        acq.push(c.hr() - a);
-        await conn.call({ op: 'release', owner, leases: [laLease(i)] });
-      }
-      conn.close();
-    }));
-    return { seconds: (c.hr() - t) / 1000, acq };
-  };
+  const runAgent = (procs, count) => agent.cycles(procs, count, laLease, { tag: 'nfs' });
 
   // ---- requests and bytes per acquire / release (one client, one lease at a time) -------------
   // Leases 0..BYTES_N-1 have not been used yet: this is the first acquire of each on this host.

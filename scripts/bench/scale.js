@@ -96,21 +96,7 @@ c.runMain('scale', async (args) => {
     const agent = new c.AgentDaemon(path.join(d, 'agent'), { lockspaces: [`${la.ls}:1:${la.lsFile}:0`] });
     await Promise.all([sanlock.py(['join', sl.ls, '1', sl.lsFile, '1']), agent.start()]);
     const lease = (i) => ({ lockspace: la.ls, resource: c.resName(i), path: la.res, offset: i * c.MiB });
-    const runAgent = async (procs) => {
-      const acq = [];
-      await Promise.all(Array.from({ length: procs }, async (_, p) => {
-        const owner = { uuid: `scale-client-${p}`, name: `scale-client-${p}` };
-        const conn = await agent.connect();
-        for (let i = p; i < N; i += procs) {
-          const a = c.hr();
-          await conn.call({ op: 'acquire', owner, leases: [lease(i)] });
-          acq.push(c.hr() - a);
-          await conn.call({ op: 'release', owner, leases: [lease(i)] });
-        }
-        conn.close();
-      }));
-      return acq;
-    };
+    const runAgent = async (procs) => (await agent.cycles(procs, N, lease, { tag: 'scale' })).acq;
     const runSanlock = async (procs) => (await sanlock.py(['cycle', sl.ls, sl.res, '0', String(N), String(procs)])).acquire_ms;
     await runAgent(1);
     await runSanlock(1);

@@ -42,27 +42,10 @@ c.runMain('throughput', async (args) => {
     return { seconds: r.seconds, acq: r.acquire_ms, rel: r.release_ms, cpuMs: ((p1.cpu - p0.cpu) * 1000) / count };
   };
   const runAgent = async (procs, start, count) => {
-    const acq = [];
-    const rel = [];
     const p0 = c.procSample(agent.pid);
-    const t = c.hr();
-    await Promise.all(Array.from({ length: procs }, async (_, p) => {
-      const owner = { uuid: `bench-client-${p}`, name: `bench-client-${p}` };
-      const conn = await agent.connect();
-      for (let i = start + p; i < start + count; i += procs) {
-        const lease = { lockspace: la.ls, resource: c.resName(i), path: la.res, offset: i * c.MiB };
-        const a = c.hr();
-        await conn.call({ op: 'acquire', owner, leases: [lease] });
-        const b = c.hr();
-        await conn.call({ op: 'release', owner, leases: [lease] });
-        acq.push(b - a);
-        rel.push(c.hr() - b);
-      }
-      conn.close();
-    }));
-    const seconds = (c.hr() - t) / 1000;
+    const r = await agent.cycles(procs, count, (i) => ({ lockspace: la.ls, resource: c.resName(i), path: la.res, offset: i * c.MiB }), { start });
     const p1 = c.procSample(agent.pid);
-    return { seconds, acq, rel, cpuMs: ((p1.cpu - p0.cpu) * 1000) / count };
+    return { ...r, cpuMs: ((p1.cpu - p0.cpu) * 1000) / count };
   };
 
   // warm-up: first opens, JIT, page tables

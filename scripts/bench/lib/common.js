@@ -447,6 +447,33 @@ class AgentDaemon {
     return req('control/client').AgentConnection.connect(this.socket);
   }
 
+  /**
+   * `procs` clients, each an owner on its own connection, together doing acquire+release of
+   * leases start..start+count-1 (`leaseOf(i)`), one lease at a time: the acquire and release
+   * times (ms) and the seconds it all took.
+   */
+  async cycles(procs, count, leaseOf, { tag = 'bench', start = 0 } = {}) {
+    const acq = [];
+    const rel = [];
+    const t = hr();
+    await Promise.all(Array.from({ length: procs }, async (_, p) => {
+      const owner = { uuid: `${tag}-client-${p}`, name: `${tag}-client-${p}` };
+      const conn = await this.connect();
+      for (let i = start + p; i < start + count; i += procs) {
+        const lease = leaseOf(i);
+        const a = hr();
+        await conn.call({ op: 'acquire', owner, leases: [lease] });
+        const b = hr();
+        await conn.call({ op: 'release', owner, leases: [lease] });
+        acq.push(b - a);
+        rel.push(hr() - b);
+      }
+      conn.close();
+    }));
+    return { seconds: (hr() - t) / 1000, acq, rel };
+  }
+
+
   async waitJoined(timeoutMs = 60000) {
     return waitFor('lockagent lockspaces joined', async () => {
       const s = await this.call({ op: 'status' }, 5000);
