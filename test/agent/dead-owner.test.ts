@@ -62,10 +62,11 @@ describe('after an agent restart, an owner whose recorded process is dead is gon
     await waitFor('the dead owner\'s lease to be released', async () => leaderOf('disk-gone').timestamp === 0 || undefined, 30000, 200);
     expect(log(h1)).toMatch(/cannot connect to libvirt/);
     expect(log(h1)).toMatch(new RegExp(`owner vm-gone \\(${GONE_UUID}\\): its process ${gone.pid} is gone; releasing its leases`));
-    // Recovery goes owner by owner: the live one may be re-adopted just after the dead one's release.
+    // Recovery goes owner by owner: the live one may be re-adopted just after the dead one's
+    // release, and it shows in status while its lease is being taken back.
     const st = await waitFor('the live owner to be re-adopted', async () => {
       const s = await status(h1);
-      return s.owners.some((o) => o.uuid === LIVE_UUID) ? s : undefined;
+      return s.owners.find((o) => o.uuid === LIVE_UUID)?.leases.length ? s : undefined;
     }, 30000, 200);
     expect(st.owners.find((o) => o.uuid === GONE_UUID)).toBeUndefined();
     expect(st.owners.find((o) => o.uuid === LIVE_UUID)?.leases.map((l) => l.resource)).toEqual(['disk-live']);
