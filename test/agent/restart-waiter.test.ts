@@ -25,7 +25,7 @@ import * as path from 'path';
 import { callAgent } from '../../src/control/client';
 import { LeaseError } from '../../src/ondisk';
 import { lockagent, makeTempDir, removeTempDir, sparseFile } from '../helpers/cli';
-import { AgentHost, cli, log, startHost, status, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
+import { AgentHost, cli, log, startHost, status, stopHost, waitFor, waitJoined, waitJustRenewed, writeHostConfig } from '../helpers/agentproc';
 
 const LS = '__LIBVIRT__DISKS__';
 /** after host 1 is back, how long host 2 keeps trying (its waits watch host 1 renew every 2 s) */
@@ -100,7 +100,7 @@ describe('agent restart while another host waits for its lease', () => {
     })();
 
     // Kill host 1's agent just after a renewal, so that its delta lease is as young as possible.
-    await waitFor('host 1 to renew', async () => ((await status(h1)).lockspaces[0] as { renewedAgo?: number }).renewedAgo === 0 || undefined, 10000, 100);
+    await waitJustRenewed(h1);
     const logFrom = log(h1).length;
     await stopHost(h1, 'SIGKILL');
     const killedAt = Date.now();

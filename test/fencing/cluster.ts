@@ -8,6 +8,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { decodeLeader } from '../../src/ondisk';
 import { AgentHost, cli, startHost, status, stopGuard, stopHost, waitFor, waitJoined, writeHostConfig } from '../helpers/agentproc';
+
+export { waitJustRenewed } from '../helpers/agentproc';
 import { makeTempDir, removeTempDir, sanlock, sparseFile } from '../helpers/cli';
 import { addLockspace, Holder, killHolder, killSanlockDaemon, SanlockDaemon, sanlockCommand, startSanlockDaemon, stopSanlockDaemon } from '../helpers/sanlockd';
 
@@ -114,10 +116,6 @@ export function waitArmed(h: AgentHost, pid: number, timeoutMs = 10_000): Promis
 }
 
 /** Until host 1 has just renewed (so that a stop right now leaves the youngest possible delta lease). */
-export function waitJustRenewed(h: AgentHost): Promise<unknown> {
-  return waitFor('host 1 to renew', async () => ((await status(h)).lockspaces[0] as { renewedAgo?: number }).renewedAgo === 0 || undefined, 10_000, 100);
-}
-
 /** Host 1's delta-lease timestamp on disk (its last renewal, CLOCK_MONOTONIC seconds). */
 export function deltaTs(c: FencingCluster, hostId = 1): number {
   const b = Buffer.alloc(512);

@@ -84,7 +84,7 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
 }
 
 interface StatusJson {
-  lockspaces: Array<{ name: string; state: string; generation?: number }>;
+  lockspaces: Array<{ name: string; state: string; generation?: number; renewals?: Array<{ timestamp: number }> }>;
   owners: Array<{ uuid: string; name: string; leases: Array<{ resource: string; lver: number }> }>;
 }
 
@@ -98,6 +98,23 @@ export async function waitJoined(h: AgentHost, lockspace = '__LIBVIRT__DISKS__',
     const ls = s.lockspaces.find((l) => l.name === lockspace);
     return ls?.state === 'joined' ? ls.generation : undefined;
   }, timeoutMs);
+}
+
+/**
+ * Wait until the host renews its delta lease, so that what follows starts just after a renewal.
+ * A new renewal is a new timestamp in the status's renewal history (renewals are 2·io apart,
+ * whole seconds): seeing it change does not depend on when in a second the renewal fell.
+ */
+export async function waitJustRenewed(h: AgentHost, lockspace = '__LIBVIRT__DISKS__', timeoutMs = 15000): Promise<void> {
+  const newest = async (): Promise<number | undefined> => {
+    const ls = (await status(h)).lockspaces.find((l) => l.name === lockspace);
+    return ls?.renewals?.length ? ls.renewals[ls.renewals.length - 1].timestamp : undefined;
+  };
+  const before = await newest();
+  await waitFor(`host ${h.id} to renew`, async () => {
+    const now = await newest();
+    return now !== undefined && now !== before;
+  }, timeoutMs, 50);
 }
 
 export function cli(h: AgentHost, args: string[]): Promise<RunResult> {
