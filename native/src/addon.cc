@@ -88,6 +88,10 @@ std::string describe(const Request& r) {
       return std::string(r.op == Op::Read ? "read" : "write") + " of " +
              std::to_string(r.length) + " bytes at offset " +
              std::to_string(r.offset) + " on " + r.path;
+    case Op::CompareWrite:
+      return "read of " + std::to_string(r.length) + " bytes at offset " +
+             std::to_string(r.offset) + " and " + std::to_string(r.writes.size()) +
+             " write(s) if unchanged on " + r.path;
   }
   return r.path;
 }
@@ -108,13 +112,17 @@ std::string cannot(const Request& r) {
     case Op::Write:
       return "cannot write " + std::to_string(r.length) +
              " bytes at offset " + std::to_string(r.offset) + " to " + r.path;
+    case Op::CompareWrite:
+      return "cannot " + std::string(r.syscall) + " " + r.path +
+             " (read of " + std::to_string(r.length) + " bytes at offset " +
+             std::to_string(r.offset) + ", then writes if unchanged)";
   }
   return r.path;
 }
 
 // Short pointers at the usual cause, appended to the strerror text.
 std::string hint(const Request& r) {
-  const bool io = r.op == Op::Read || r.op == Op::Write;
+  const bool io = r.op == Op::Read || r.op == Op::Write || r.op == Op::CompareWrite;
   switch (r.err) {
     case EACCES:
     case EPERM:
@@ -139,7 +147,7 @@ Napi::Value makeError(Napi::Env env, const Request& r) {
   int err = r.err;
   bool timeout = false;
   const char* verb = r.op == Op::Read || r.op == Op::Probe ? "read"
-                     : r.op == Op::Write                    ? "write"
+                     : r.op == Op::Write || r.op == Op::CompareWrite ? "write"
                      : r.op == Op::Open                     ? "open"
                                                             : "close";
   std::string syscall = verb;
@@ -267,6 +275,11 @@ void callJs(napi_env rawEnv, napi_value, void* context, void* data) {
       } else if (r.op == Op::Read) {
         value = Napi::Buffer<char>::Copy(env, static_cast<char*>(r.buf),
                                          r.length);
+      } else if (r.op == Op::CompareWrite) {
+        // true: written; else the bytes found instead of the expected ones
+        value = r.matched ? Napi::Value(Napi::Boolean::New(env, true))
+                          : Napi::Value(Napi::Buffer<char>::Copy(
+                                env, static_cast<char*>(r.buf) + r.length, r.length));
       } else {
         value = env.Undefined();
       }
@@ -361,6 +374,7 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
                        {InstanceMethod<&NativeFile::Read>("read"),
                         InstanceMethod<&NativeFile::ReadInto>("readInto"),
                         InstanceMethod<&NativeFile::Write>("write"),
+                        InstanceMethod<&NativeFile::WriteIfUnchanged>("writeIfUnchanged"),
                         InstanceMethod<&NativeFile::Close>("close"),
                         InstanceMethod<&NativeFile::Threads>("threadCount")});
   }
@@ -440,6 +454,64 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
     // Copy into the aligned buffer now: O_DIRECT needs the alignment, and the
     // caller may reuse its Buffer as soon as write() returns.
     std::memcpy(req->buf, bytes, length);
+    req->stats = handle_->stats();
+    return start(env, addon(env), handle_, std::move(req));
+  }
+
+  // writeIfUnchanged(offset, expected, writes: [offset, data][], timeoutMs):
+  // resolves true when the bytes at offset equalled `expected` and every write
+  // was done in order; else resolves the bytes found (nothing written).
+  Napi::Value WriteIfUnchanged(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t offset = argAligned(info, 0, "offset", true);
+    if (!info[1].IsTypedArray())
+      throwEinval(env, "expected must be a Buffer or Uint8Array");
+    auto expected = info[1].As<Napi::TypedArray>();
+    uint64_t length = expected.ByteLength();
+    if (length == 0 || length % kSectorAlign || length > kMaxIoLength)
+      throwEinval(env, "expected length " + std::to_string(length) +
+                           " is not a positive multiple of 512");
+    if (!info[2].IsArray()) throwEinval(env, "writes must be an array");
+    auto list = info[2].As<Napi::Array>();
+    double timeoutMs = argTimeout(info, 3);
+    std::vector<std::pair<int64_t, uint64_t>> writes;
+    std::vector<const uint8_t*> sources;
+    uint64_t total = 2 * length;
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      Napi::Value e = list.Get(i);
+      if (!e.IsArray() || e.As<Napi::Array>().Length() != 2)
+        throwEinval(env, "each write must be [offset, data]");
+      auto pair = e.As<Napi::Array>();
+      Napi::Value off = pair.Get(0u);
+      Napi::Value data = pair.Get(1u);
+      if (!off.IsNumber() || !data.IsTypedArray())
+        throwEinval(env, "each write must be [offset, data]");
+      double o = off.As<Napi::Number>().DoubleValue();
+      auto d = data.As<Napi::TypedArray>();
+      uint64_t n = d.ByteLength();
+      if (!(o >= 0) || o > kMaxSafeInteger || std::floor(o) != o ||
+          static_cast<uint64_t>(o) % kSectorAlign || n == 0 || n % kSectorAlign)
+        throwEinval(env, "write " + std::to_string(i) +
+                             ": offset and length must be multiples of 512");
+      writes.emplace_back(static_cast<int64_t>(o), n);
+      sources.push_back(static_cast<const uint8_t*>(d.ArrayBuffer().Data()) + d.ByteOffset());
+      total += n;
+      if (total > kMaxIoLength) throwEinval(env, "writes are too large");
+    }
+    auto req = std::shared_ptr<Request>(new Request(
+        Op::CompareWrite, handle_->path(), static_cast<int64_t>(offset), length,
+        timeoutMs));
+    req->bufSize = total;
+    if (!req->allocate()) throw Napi::Error::New(env, "out of memory");
+    char* buf = static_cast<char*>(req->buf);
+    std::memcpy(buf, static_cast<const uint8_t*>(expected.ArrayBuffer().Data()) +
+                         expected.ByteOffset(), length);
+    char* at = buf + 2 * length;
+    for (size_t i = 0; i < writes.size(); i++) {
+      std::memcpy(at, sources[i], writes[i].second);
+      at += writes[i].second;
+    }
+    req->writes = std::move(writes);
     req->stats = handle_->stats();
     return start(env, addon(env), handle_, std::move(req));
   }

@@ -254,7 +254,8 @@ Request::Request(Op op, std::string path, int64_t offset, uint64_t length,
       offset(offset),
       length(length),
       timeoutMs(timeoutMs),
-      deadline(deadlineFrom(timeoutMs)) {}
+      deadline(deadlineFrom(timeoutMs)),
+      bufSize(length) {}
 
 // A few aligned buffers are kept for reuse: a lease read is 1-8 MiB, and
 // glibc serves such sizes with a fresh mmap (zeroed pages, one fault per page)
@@ -276,13 +277,13 @@ BufCache& bufCache() {
 
 Request::~Request() {
   if (!buf) return;
-  if (length <= kBufCacheMaxLength) {
+  if (bufSize <= kBufCacheMaxLength) {
     BufCache& c = bufCache();
     std::lock_guard<std::mutex> g(c.mu);
     size_t same = 0;
-    for (auto& e : c.free) same += e.first == length;
+    for (auto& e : c.free) same += e.first == bufSize;
     if (c.free.size() < kBufCacheMaxEntries && same < kBufCachePerLength) {
-      c.free.emplace_back(length, buf);
+      c.free.emplace_back(bufSize, buf);
       return;
     }
   }
@@ -300,12 +301,12 @@ void dropBufferCache() {
 }
 
 bool Request::allocate() {
-  if (length == 0) return true;
+  if (bufSize == 0) return true;
   {
     BufCache& c = bufCache();
     std::lock_guard<std::mutex> g(c.mu);
     for (size_t i = c.free.size(); i-- > 0;) {
-      if (c.free[i].first == length) {
+      if (c.free[i].first == bufSize) {
         buf = c.free[i].second;
         c.free.erase(c.free.begin() + static_cast<std::ptrdiff_t>(i));
         return true;
@@ -313,7 +314,7 @@ bool Request::allocate() {
     }
   }
   void* p = nullptr;
-  if (posix_memalign(&p, kBufferAlignment, length) != 0) return false;
+  if (posix_memalign(&p, kBufferAlignment, bufSize) != 0) return false;
   buf = p;
   return true;
 }
@@ -334,7 +335,7 @@ void Handle::submit(std::shared_ptr<Request> req) {
     settle(req, Outcome::Closed, EBADF);
     return;
   }
-  if (req->op == Op::Write && readOnly_) {
+  if ((req->op == Op::Write || req->op == Op::CompareWrite) && readOnly_) {
     settle(req, Outcome::ReadOnly, EBADF);
     return;
   }
@@ -477,6 +478,8 @@ void Handle::workerMain(std::shared_ptr<WorkerSlot> me) {
     lk.unlock();
     if (req->op == Op::Open)
       executeOpen(req);
+    else if (req->op == Op::CompareWrite)
+      executeCompareWrite(req, fd);
     else
       execute(req, fd);
     lk.lock();
@@ -513,34 +516,8 @@ void Handle::execute(const std::shared_ptr<Request>& req, int fd) {
 
   char* buf = static_cast<char*>(req->buf);
   uint64_t done = 0;
-  int err = 0;
   const bool isRead = req->op == Op::Read;
-  while (done < req->length) {
-    off_t off = static_cast<off_t>(req->offset + done);
-    ssize_t n = isRead ? ::pread(fd, buf + done, req->length - done, off)
-                       : ::pwrite(fd, buf + done, req->length - done, off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      err = errno;
-      break;
-    }
-    if (n == 0) {
-      if (!isRead) err = EIO;  // a zero-length write would loop forever
-      break;
-    }
-    done += static_cast<uint64_t>(n);
-    // A partial sector means EOF inside it; another O_DIRECT pread at an
-    // unaligned offset would only fail with EINVAL.
-    if (isRead && done % kSectorAlign) break;
-  }
-  if (!err && isRead && done < req->length) {
-    if (info_.isBlockDevice) {
-      err = ENXIO;  // past the end of a device is a layout error, not zeros
-    } else {
-      // sanlock treats short/sparse regular files as zero-filled.
-      std::memset(buf + done, 0, req->length - done);
-    }
-  }
+  int err = transfer(fd, isRead, buf, req->length, req->offset, &done);
 
   if (!req->claim()) {
     // The promise already rejected at its deadline; only the buffer (owned
@@ -561,6 +538,82 @@ void Handle::execute(const std::shared_ptr<Request>& req, int fd) {
       stats_->bytesWritten += req->length;
     }
   }
+  req->sink->deliver(req);
+}
+
+int Handle::transfer(int fd, bool isRead, char* buf, uint64_t length, int64_t offset, uint64_t* doneOut) {
+  uint64_t done = 0;
+  int err = 0;
+  while (done < length) {
+    off_t off = static_cast<off_t>(offset + static_cast<int64_t>(done));
+    ssize_t n = isRead ? ::pread(fd, buf + done, length - done, off)
+                       : ::pwrite(fd, buf + done, length - done, off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    if (n == 0) {
+      if (!isRead) err = EIO;  // a zero-length write would loop forever
+      break;
+    }
+    done += static_cast<uint64_t>(n);
+    // A partial sector means EOF inside it; another O_DIRECT pread at an
+    // unaligned offset would only fail with EINVAL.
+    if (isRead && done % kSectorAlign) break;
+  }
+  if (!err && isRead && done < length) {
+    if (info_.isBlockDevice) {
+      err = ENXIO;  // past the end of a device is a layout error, not zeros
+    } else {
+      // sanlock treats short/sparse regular files as zero-filled.
+      std::memset(buf + done, 0, length - done);
+    }
+  }
+  *doneOut = done;
+  return err;
+}
+
+// Read, compare, then the writes in order, on this worker thread: one settlement for all. A
+// request past its deadline stops before its next syscall (its promise has rejected already).
+void Handle::executeCompareWrite(const std::shared_ptr<Request>& req, int fd) {
+  maybeStall(path_, req->offset);
+  char* buf = static_cast<char*>(req->buf);
+  char* expected = buf;
+  char* got = buf + req->length;
+  if (!direct_) {
+    ::posix_fadvise(fd, req->offset, static_cast<off_t>(req->length), POSIX_FADV_DONTNEED);
+  }
+  uint64_t done = 0;
+  const char* syscall = "read";
+  int err = transfer(fd, true, got, req->length, req->offset, &done);
+  bool matched = !err && std::memcmp(expected, got, req->length) == 0;
+  uint64_t written = 0, nwrites = 0;
+  if (matched) {
+    char* data = got + req->length;
+    syscall = "write";
+    for (auto& w : req->writes) {
+      if (req->settled()) break;  // timed out: the caller went on without us
+      err = transfer(fd, false, data, w.second, w.first, &done);
+      if (err) break;
+      written += w.second;
+      nwrites++;
+      data += w.second;
+    }
+  }
+  if (!req->claim()) {
+    stats_->lateCompletions++;
+    return;
+  }
+  req->matched = matched && !err;
+  req->claimedBy(err ? Outcome::SysError : Outcome::Ok, err, syscall);
+  if (err) {
+    stats_->errors++;
+  }
+  stats_->reads++;
+  stats_->bytesRead += req->length;
+  stats_->writes += nwrites;
+  stats_->bytesWritten += written;
   req->sink->deliver(req);
 }
 

@@ -31,7 +31,11 @@ constexpr size_t kBufferAlignment = 4096;
 constexpr uint64_t kSectorAlign = 512;
 constexpr uint64_t kMaxIoLength = 1ull << 30;
 
-enum class Op { Open, Read, Write, Close, Probe };
+// CompareWrite: read `length` bytes at `offset`; when they equal the expected bytes, write each
+// of `writes` in order (one hand-off to the I/O thread instead of one per sector; see
+// LeaseStorage.writeIfUnchanged). Not atomic: other hosts may write in between, as with
+// separate requests.
+enum class Op { Open, Read, Write, Close, Probe, CompareWrite };
 
 // How a request was settled. Exactly one settlement happens per request; the
 // first party to flip Request::settled_ decides which.
@@ -119,6 +123,13 @@ struct Request {
   const uint64_t length;
   const double timeoutMs;
   const Clock::time_point deadline;
+  // Size of buf: `length`, except for CompareWrite (expected bytes, the bytes read, then the
+  // data of each write, in that order).
+  uint64_t bufSize;
+  // CompareWrite only: (file offset, length) of each write, its data following in buf.
+  std::vector<std::pair<int64_t, uint64_t>> writes;
+  // CompareWrite only: the bytes read equalled the expected ones and every write was done.
+  bool matched = false;
 
   // Aligned I/O buffer, owned by the request (freed in the destructor) so it
   // stays valid for a syscall that outlives the JS promise.
@@ -178,6 +189,9 @@ class Handle : public std::enable_shared_from_this<Handle> {
   void cancelQueuedLocked(Outcome why);
   void workerMain(std::shared_ptr<WorkerSlot> me);
   void execute(const std::shared_ptr<Request>& req, int fd);
+  void executeCompareWrite(const std::shared_ptr<Request>& req, int fd);
+  // The pread/pwrite loop of one transfer; returns 0 or an errno, *done the bytes moved.
+  int transfer(int fd, bool isRead, char* buf, uint64_t length, int64_t offset, uint64_t* done);
   void executeOpen(const std::shared_ptr<Request>& req);
 
   const std::string path_;

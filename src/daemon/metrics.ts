@@ -108,7 +108,7 @@ export class Metrics {
     this.releases = new Counter({ name: 'lockagent_releases_total', help: 'release requests by result code name', labelNames: ['result'], registers });
     this.acquireDuration = new Histogram({ name: 'lockagent_acquire_duration_seconds', help: 'duration of acquire requests, all results', buckets: ACQUIRE_BUCKETS, registers });
     this.ioDuration = new Histogram({
-      name: 'lockagent_io_duration_seconds', help: 'lease I/O latency by kind (leader_read, leader_write, dblock_read, dblock_write, area_read, delta_write)',
+      name: 'lockagent_io_duration_seconds', help: 'lease I/O latency by kind (leader_read, leader_write, dblock_read, dblock_write, area_read, delta_write, release_rmw)',
       labelNames: ['kind'], buckets: IO_BUCKETS, registers,
     });
     // The addon's own counters, read at each scrape.

@@ -181,6 +181,28 @@ export class DirectFile {
   }
 
   /**
+   * Reads `expected.length` bytes at `offset`; when they equal `expected`, writes each of
+   * `writes` in order and resolves true, else resolves the bytes found and writes nothing.
+   * One request to the file's I/O thread (an addon without it: the same steps one by one).
+   */
+  async writeIfUnchanged(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer> {
+    this.checkIo('read', offset, expected.length, timeoutMs);
+    for (const w of writes) {
+      if (!(w.data instanceof Uint8Array)) throw invalid(this.path, 'write', `invalid write on ${this.path}: data must be a Buffer`);
+      this.checkIo('write', w.offset, w.data.length, timeoutMs);
+    }
+    try {
+      if (this.native.writeIfUnchanged) return await this.native.writeIfUnchanged(offset, expected, writes.map((w) => [w.offset, w.data]), timeoutMs);
+      const found = await this.native.read(offset, expected.length, timeoutMs);
+      if (!found.equals(expected)) return found;
+      for (const w of writes) await this.native.write(w.offset, w.data, timeoutMs);
+      return true;
+    } catch (e) {
+      throw rethrown(e);
+    }
+  }
+
+  /**
    * Stops accepting I/O and closes the fd. Requests still queued reject with
    * ECANCELED; if a syscall is stuck, the fd is closed when it returns.
    */

@@ -111,6 +111,14 @@ export class FileLeaseStorage implements LeaseStorage {
     return this.timed(`write of ${data.length} bytes at ${offset}`, timeoutMs, () => this.file.write(offset, data, timeoutMs));
   }
 
+  /** LeaseStorage.writeIfUnchanged: a release's read and two writes in one request. */
+  async writeIfUnchanged(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer> {
+    this.check('write');
+    if (this.readOnly) throw new Error(`write to ${this.id}, which was opened read-only`);
+    return this.timed(`read of ${expected.length} bytes at ${offset} and ${writes.length} write(s)`, timeoutMs,
+      () => this.file.writeIfUnchanged(offset, expected, writes, timeoutMs));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

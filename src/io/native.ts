@@ -22,6 +22,11 @@ export interface NativeFile {
    */
   readInto?(offset: number, target: Uint8Array, timeoutMs: number): Promise<void>;
   write(offset: number, data: Uint8Array, timeoutMs: number): Promise<void>;
+  /**
+   * Reads expected.length bytes at offset; if equal to `expected`, writes each [offset, data] in
+   * order; resolves true, or the bytes found (nothing written). Absent in older addons.
+   */
+  writeIfUnchanged?(offset: number, expected: Uint8Array, writes: Array<[number, Uint8Array]>, timeoutMs: number): Promise<true | Buffer>;
   close(timeoutMs: number): Promise<void>;
   /** Worker threads currently alive for this handle (diagnostics/tests). */
   threadCount(): number;

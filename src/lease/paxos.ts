@@ -474,9 +474,13 @@ export async function paxosLeaseRelease(
   if (!sameLeader(leader, ref)) {
     throw new LeaseError(SANLK.RELEASE_OWNER, `releasing ${name}: the leader changed since we wrote it`);
   }
-  const rel: LeaderRecord = {
+  return writeLeader(res, sectorSize, releasedLeader(leader, host, opts), host.ioTimeout, `releasing ${name}: clearing the leader`);
+}
+
+/** The leader a release writes: free (timestamp 0), written by us now, SHORT_HOLD cleared. */
+export function releasedLeader(leader: LeaderRecord, host: PaxosHost, opts: PaxosReleaseOptions): LeaderRecord {
+  return {
     ...leader, timestamp: 0, writeId: host.hostId, writeGeneration: host.generation,
     writeTimestamp: leaseTimestamp(opts.clock), flags: leader.flags & ~LFL_SHORT_HOLD,
   };
-  return writeLeader(res, sectorSize, rel, host.ioTimeout, `releasing ${name}: clearing the leader`);
 }

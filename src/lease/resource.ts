@@ -1,14 +1,15 @@
 import { DBLOCK_FL_RELEASED, LFL_SHORT_HOLD, MBLOCK_SHARED } from '../ondisk/constants';
-import { Dblock, decodeModeBlock, isShared } from '../ondisk/dblock';
+import { Dblock, decodeModeBlock, isShared, sealDblockInto } from '../ondisk/dblock';
 import { LeaderRecord } from '../ondisk/leader';
 import { describeResult, LeaseError, SANLK } from '../ondisk/results';
 import { DEFAULT_GEOMETRY, geometryFromLeader } from '../ondisk/sizes';
 import { verifyPaxosLeader } from '../ondisk/verify';
 import { dblockOffset, writeDblock } from './ballot';
-import { ioError, timedIo, writeSector } from './diskio';
+import { ioError, isIoTimeout, timedIo, writeSector } from './diskio';
 import {
-  LeaseAcquireError, LeaseHolder, paxosLeaseAcquire, PaxosAcquireOptions, paxosLeaseRelease, readPaxosLeader,
+  LeaseAcquireError, LeaseHolder, paxosLeaseAcquire, PaxosAcquireOptions, paxosLeaseRelease, readPaxosLeader, releasedLeader,
 } from './paxos';
+import { sealLeader } from './record';
 import { AcquireHint, PaxosHost, ResourceLocation, ResourceToken, resName, TokenMode } from './token';
 import { sleepMs } from './wait';
 
@@ -173,6 +174,8 @@ export interface ReleaseOptions {
  * RELEASED and a zero mode block; the leader is not ours.
  */
 export async function releaseResource(token: ResourceToken, opts: ReleaseOptions): Promise<AcquireHint | undefined> {
+  const fast = await releaseIfUnchanged(token, opts);
+  if (fast !== 'changed') return fast;
   // The leader first, before writing anything: if the area is no longer this resource's at our
   // lease version or later (the file was re-created or re-initialized — inode numbers get
   // reused), neither our dblock nor the leader belongs there. Also the read the leader release
@@ -192,6 +195,41 @@ export async function releaseResource(token: ResourceToken, opts: ReleaseOptions
   const geometry = geometryFromLeader(token.sectorSize, token.leader.flags);
   if (!dblock || !freed || !geometry) return undefined;
   return { leader: freed, dblock, geometry, hostId: token.host.hostId, generation: token.host.generation };
+}
+
+/**
+ * The common exclusive release in one storage request (LeaseStorage.writeIfUnchanged): when the
+ * leader on disk is byte for byte the one we committed, every check of the release below
+ * passes (lver, owner, writer, record), so its two writes follow the read directly. Anything
+ * else — another leader, a storage without the call, a shared lease, an I/O error other than a
+ * timeout — goes the step-by-step way ('changed'), which reads again and says what it found.
+ * A timeout is the release failing, as one of the steps timing out would be.
+ */
+async function releaseIfUnchanged(token: ResourceToken, opts: ReleaseOptions): Promise<AcquireHint | undefined | 'changed'> {
+  const { res, host, sectorSize } = token;
+  const ours = token.leader;
+  if (!res.storage.writeIfUnchanged || token.mode !== 'EX' || ours.writeId !== host.hostId ||
+    ours.ownerId !== host.hostId || ours.ownerGeneration !== host.generation || ours.timestamp === 0 || ours.lver !== token.lver) return 'changed';
+  const expected = Buffer.alloc(sectorSize);
+  sealLeader(ours, expected, 0);
+  const dblockSector = Buffer.alloc(sectorSize);
+  const dblock = sealDblockInto({ ...token.dblock, flags: DBLOCK_FL_RELEASED }, dblockSector, 0);
+  const leaderSector = Buffer.alloc(sectorSize);
+  const freed = sealLeader(releasedLeader(ours, host, opts), leaderSector, 0);
+  const writes = [
+    { offset: res.offset + dblockOffset(sectorSize, host.hostId), data: dblockSector },
+    { offset: res.offset, data: leaderSector },
+  ];
+  let done: true | Buffer;
+  try {
+    done = await timedIo('release_rmw', () => res.storage.writeIfUnchanged!(res.offset, expected, writes, 3 * host.ioTimeout * 1000));
+  } catch (e) {
+    if (isIoTimeout(e)) throw ioError(e, SANLK.LEADER_WRITE, `releasing ${resName(res)}`);
+    return 'changed';
+  }
+  if (done !== true) return 'changed';
+  const geometry = geometryFromLeader(sectorSize, ours.flags);
+  return geometry ? { leader: freed, dblock, geometry, hostId: host.hostId, generation: host.generation } : undefined;
 }
 
 export interface ResourceOwner {

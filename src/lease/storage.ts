@@ -24,4 +24,13 @@ export interface LeaseStorage {
    * caller must abandon that buffer, never reuse it.
    */
   readInto?(offset: number, target: Buffer, timeoutMs: number): Promise<void>;
+  /**
+   * Optional: read `expected.length` bytes at `offset`; if they are byte for byte `expected`,
+   * write each of `writes` in order. Resolves true when all was written, else the bytes found
+   * (nothing written). One request instead of one per I/O (the addon runs it on one I/O thread):
+   * a release is one leader read and two writes. Not atomic — another host may write between
+   * the read and the writes, exactly as between separate requests — so a caller uses it only
+   * where it would have read, compared and written anyway.
+   */
+  writeIfUnchanged?(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer>;
 }

@@ -157,7 +157,12 @@ export class MemStorage implements LeaseStorage {
       read: (o, l, t) => this.submitRead(tag, o, l, t),
       readInto: (o, b, t) => this.submitRead(tag, o, b.length, t, b).then(() => undefined),
       write: (o, d, t) => this.submitWrite(tag, o, d, t),
+      writeIfUnchanged: (o, e, w, t) => this.submitIfUnchanged(tag, o, e, w, t),
     };
+  }
+
+  writeIfUnchanged(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer> {
+    return this.submitIfUnchanged('', offset, expected, writes, timeoutMs);
   }
 
   read(offset: number, length: number, timeoutMs: number): Promise<Buffer> {
@@ -264,6 +269,19 @@ export class MemStorage implements LeaseStorage {
       this.sample(offset, out, !!target);
       return out;
     });
+  }
+
+  /**
+   * LeaseStorage.writeIfUnchanged as the addon runs it: a read, then the writes one after the
+   * other, under one deadline, with other hosts' I/O free to land in between (it is not atomic).
+   */
+  private async submitIfUnchanged(tag: string, offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer> {
+    const deadline = this.opts.clock.nowMs() + timeoutMs;
+    const left = () => Math.max(1, deadline - this.opts.clock.nowMs());
+    const found = await this.submitRead(tag, offset, expected.length, left());
+    if (!found.equals(expected)) return found;
+    for (const w of writes) await this.submitWrite(tag, w.offset, w.data, left());
+    return true;
   }
 
   private submitWrite(tag: string, offset: number, data: Buffer, timeoutMs: number): Promise<void> {

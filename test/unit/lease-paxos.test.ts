@@ -319,6 +319,64 @@ describe('paxos release', () => {
   });
 });
 
+describe('exclusive release in one request (writeIfUnchanged)', () => {
+  it('when the leader is the one we committed: one read and two writes in one request, the same bytes as step by step', async () => {
+    const run = async (oneRequest: boolean) => {
+      const w = world(10, 8);
+      const calls: number[] = [];
+      const st = w.st;
+      const storage = oneRequest
+        ? { id: st.id, read: st.read.bind(st), readInto: st.readInto.bind(st), write: st.write.bind(st),
+          writeIfUnchanged: (o: number, e: Buffer, ws: ReadonlyArray<{ offset: number; data: Buffer }>, t: number) => { calls.push(ws.length); return st.writeIfUnchanged(o, e, ws, t); } }
+        : { id: st.id, read: st.read.bind(st), readInto: st.readInto.bind(st), write: st.write.bind(st) };
+      const res = { ...w.res, storage };
+      const h1 = w.member(1, 'hostA');
+      await w.sched.run(h1.join());
+      const t = await w.sched.run(acquireResource(res, h1.host, { clock: h1.clock, liveness: h1.liveness }));
+      const r0 = st.stats.reads;
+      const w0 = st.stats.writes;
+      const hint = await w.sched.run(releaseResource(t, { clock: h1.clock }));
+      return { calls, reads: st.stats.reads - r0, writes: st.stats.writes - w0, area: Buffer.from(st.data.subarray(RES_OFF, RES_OFF + 4 * 512)), hint, w };
+    };
+    const one = await run(true);
+    const steps = await run(false);
+    expect(one.calls).toEqual([2]);
+    expect(steps.calls).toEqual([]);
+    expect({ reads: one.reads, writes: one.writes }).toEqual({ reads: 1, writes: 2 });
+    expect({ reads: steps.reads, writes: steps.writes }).toEqual({ reads: 1, writes: 2 });
+    expect(one.area.equals(steps.area)).toBe(true);
+    expect(one.w.leader()).toMatchObject({ timestamp: 0, ownerId: 1, writeId: 1 });
+    expect(one.w.dblock(1).flags).toBe(DBLOCK_FL_RELEASED);
+    expect(one.hint).toEqual(steps.hint);
+  });
+
+  it('when the leader changed since: writes nothing in that request and releases step by step (-250, -251 as before)', async () => {
+    const { sealLeaderInto } = await import('../../src/ondisk');
+    for (const [change, rv] of [[{ lver: 9 }, SANLK.RELEASE_LVER], [{ ownerId: 3 }, SANLK.RELEASE_OWNER], [{ timestamp: 0 }, SANLK.RELEASE_OWNER]] as const) {
+      const w = world();
+      const h1 = w.member(1, 'hostA');
+      await w.sched.run(h1.join());
+      const t = await w.sched.run(acquireResource(w.res, h1.host, { clock: h1.clock, liveness: h1.liveness }));
+      const l = w.leader();
+      w.st.patch(RES_OFF, 512, (b) => sealLeaderInto({ ...l, ...change }, b, 0));
+      const changed = Buffer.from(w.st.data.subarray(RES_OFF, RES_OFF + 512));
+      expect((await rejects(w.sched, releaseResource(t, { clock: h1.clock }))).rv).toBe(rv);
+      expect(w.st.data.subarray(RES_OFF, RES_OFF + 512).equals(changed)).toBe(true);
+    }
+  });
+
+  it('a timeout of that request is the release failing with -202 (the lease stays ours)', async () => {
+    const w = world();
+    const h1 = w.member(1, 'hostA');
+    await w.sched.run(h1.join());
+    const t = await w.sched.run(acquireResource(w.res, h1.host, { clock: h1.clock, liveness: h1.liveness }));
+    w.st.failNext('read', { type: 'hang' });
+    expect((await rejects(w.sched, releaseResource(t, { clock: h1.clock }))).rv).toBe(SANLK.AIO_TIMEOUT);
+    expect(w.leader()).toMatchObject({ ownerId: 1, lver: t.lver });
+    expect(w.leader().timestamp).not.toBe(0);
+  });
+});
+
 describe('shared leases', () => {
   it('shared holders coexist; exclusive gets -EAGAIN while they live, then succeeds', async () => {
     const w = world();

@@ -1,0 +1,89 @@
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { DirectFile, DirectIoError, ioStats, resetIoStats } from '../../src/io/directio';
+import { FileLeaseStorage } from '../../src/io/file-storage';
+import { loadNative } from '../../src/io/native';
+
+// writeIfUnchanged: a release's leader read and its two writes as one request to the file's
+// I/O thread (LeaseStorage.writeIfUnchanged).
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync('/tmp/lockagent-wiu-');
+});
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+beforeEach(() => resetIoStats());
+
+const sector = (fill: number): Buffer => Buffer.alloc(512, fill);
+const stall = (p: string, offset: number, ms: number): void =>
+  (loadNative() as unknown as { _testInjectStall(p: string, o: number, ms: number, n: number): void })._testInjectStall(p, offset, ms, 1);
+
+describe('DirectFile.writeIfUnchanged', () => {
+  it('writes in order when the bytes read are the expected ones, and nothing when they are not', async () => {
+    const p = path.join(dir, 'area');
+    fs.writeFileSync(p, Buffer.concat([sector(1), sector(1), sector(1), sector(1)]));
+    const f = await DirectFile.open(p);
+    try {
+      // two writes to the same sector: the second must win (in order)
+      const done = await f.writeIfUnchanged(0, sector(1), [{ offset: 1024, data: sector(2) }, { offset: 0, data: sector(3) }, { offset: 1024, data: sector(4) }], 1000);
+      expect(done).toBe(true);
+      const after = fs.readFileSync(p);
+      expect([after[0], after[512], after[1024], after[1536]]).toEqual([3, 1, 4, 1]);
+      expect(ioStats(p)).toMatchObject({ reads: 1, writes: 3, bytesRead: 512, bytesWritten: 1536 });
+
+      // sector 0 now holds 3s: the expectation of 1s fails and the bytes found come back
+      const found = await f.writeIfUnchanged(0, sector(1), [{ offset: 512, data: sector(9) }], 1000);
+      expect(Buffer.isBuffer(found) && found.equals(sector(3))).toBe(true);
+      expect(fs.readFileSync(p)[512]).toBe(1);
+      // a difference in the last byte counts too
+      const almost = sector(3);
+      almost[511] = 0;
+      expect(await f.writeIfUnchanged(0, almost, [{ offset: 512, data: sector(9) }], 1000)).not.toBe(true);
+      expect(fs.readFileSync(p)[512]).toBe(1);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('checks alignment like read and write, and refuses on a read-only file', async () => {
+    const p = path.join(dir, 'ro');
+    fs.writeFileSync(p, sector(1));
+    const f = await DirectFile.open(p);
+    try {
+      const bad = await f.writeIfUnchanged(0, sector(1), [{ offset: 100, data: sector(2) }], 1000).then(() => undefined, (e: DirectIoError) => e);
+      expect(bad?.code).toBe('EINVAL');
+      const short = await f.writeIfUnchanged(0, Buffer.alloc(100), [], 1000).then(() => undefined, (e: DirectIoError) => e);
+      expect(short?.code).toBe('EINVAL');
+    } finally {
+      await f.close();
+    }
+    const ro = await DirectFile.open(p, { readOnly: true });
+    try {
+      const e = await ro.writeIfUnchanged(0, sector(1), [{ offset: 0, data: sector(2) }], 1000).then(() => undefined, (x: DirectIoError) => x);
+      expect(e?.code).toBe('EBADF');
+      expect(fs.readFileSync(p)[0]).toBe(1);
+    } finally {
+      await ro.close();
+    }
+  });
+
+  it('times out as one request (-202 through FileLeaseStorage) and then writes nothing', async () => {
+    const p = path.join(dir, 'slow');
+    fs.writeFileSync(p, Buffer.concat([sector(1), sector(1)]));
+    const s = await FileLeaseStorage.open(p);
+    try {
+      stall(p, 0, 300);
+      await expect(s.writeIfUnchanged(0, sector(1), [{ offset: 512, data: sector(7) }], 50)).rejects.toMatchObject({ rv: -202 });
+      await new Promise((r) => setTimeout(r, 450)); // the stalled read returns late: its writes are skipped
+      expect(fs.readFileSync(p)[512]).toBe(1);
+      expect(ioStats(p).lateCompletions).toBe(1);
+      // the handle still works
+      expect(await s.writeIfUnchanged(0, sector(1), [{ offset: 512, data: sector(7) }], 1000)).toBe(true);
+      expect(fs.readFileSync(p)[512]).toBe(7);
+    } finally {
+      await s.close();
+    }
+  });
+});
