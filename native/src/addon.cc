@@ -535,15 +535,23 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
   std::shared_ptr<Handle> handle_;
 };
 
-// open(path, readOnly, timeoutMs) -> Promise<{file, direct, isBlockDevice,
-// size, logicalSectorSize}>
+// open(path, readOnly, timeoutMs[, keepThreadMs]) -> Promise<{file, direct,
+// isBlockDevice, size, logicalSectorSize}>; keepThreadMs: how long the file's
+// idle I/O thread waits for its next request (default kDefaultHandleIdleMs)
 Napi::Value Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = argPath(info, 0);
   bool readOnly = info[1].ToBoolean().Value();
   double timeoutMs = argTimeout(info, 2);
+  int idleMs = kDefaultHandleIdleMs;
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    double v = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : -1;
+    if (!(v >= 0) || v > 600000 || std::floor(v) != v)
+      throwEinval(env, "keepThreadMs must be a whole number of ms from 0 to 600000");
+    idleMs = static_cast<int>(v);
+  }
   auto stats = statsFor(path);
-  auto handle = std::make_shared<Handle>(path, readOnly, stats);
+  auto handle = std::make_shared<Handle>(path, readOnly, stats, idleMs);
   auto req = std::shared_ptr<Request>(
       new Request(Op::Open, path, 0, 0, timeoutMs));
   req->stats = stats;

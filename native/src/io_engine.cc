@@ -320,8 +320,8 @@ bool Request::allocate() {
 }
 
 // ---------------------------------------------------------------------------
-Handle::Handle(std::string path, bool readOnly, std::shared_ptr<PathStats> s)
-    : path_(std::move(path)), readOnly_(readOnly), stats_(std::move(s)) {}
+Handle::Handle(std::string path, bool readOnly, std::shared_ptr<PathStats> s, int idleMs)
+    : path_(std::move(path)), readOnly_(readOnly), idleMs_(idleMs), stats_(std::move(s)) {}
 
 Handle::~Handle() {
   // Every worker holds a shared_ptr to us, so by now none is running; the fd
@@ -442,10 +442,10 @@ void Handle::dispatchLocked() {
 void Handle::workerMain(std::shared_ptr<WorkerSlot> me) {
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
-    // An idle thread leaves after kIdleThreadMs: a lease file stays open from acquire to
+    // An idle thread leaves after idleMs_: a lease file stays open from acquire to
     // release (hours), and a thread per held lease would cost memory for nothing. The next
     // request on the handle starts a new one (dispatchLocked).
-    if (!cv_.wait_for(lk, std::chrono::milliseconds(kIdleThreadMs), [&] { return !queue_.empty() || closing_; })) break;
+    if (!cv_.wait_for(lk, std::chrono::milliseconds(idleMs_), [&] { return !queue_.empty() || closing_; })) break;
     if (queue_.empty()) break;  // closing and nothing left to do
     std::shared_ptr<Request> req = std::move(queue_.front());
     queue_.pop_front();

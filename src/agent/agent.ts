@@ -11,7 +11,7 @@ import { LeaderRecord, LeaseError, MAX_HOST_ID, MAX_IO_TIMEOUT, namesEqual, SANL
 import { Logger } from '../log/logger';
 import { DeltaLease } from '../lease/delta';
 import { JournalRow, LeaseRow, OwnerRow, StateStore, StoreHealth } from '../state/statestore';
-import { LeaseMode, LeaseSpec, OwnerRef } from './types';
+import { LeaseMode, LeaseSpec, OwnerRef, StorageOpener } from './types';
 import { FailedOwner, killDeadline, LeaseFailurePolicy } from './failure';
 import { currentBootId, JoinState, Lockspace, LockspaceSpec, RenewalReport } from './lockspace';
 import { KeyedQueue } from './keyedqueue';
@@ -33,7 +33,7 @@ export interface AgentOptions {
   policy: LeaseFailurePolicy;
   /** default wait for a lockspace join before an acquire gives up */
   joinWaitMs?: number;
-  openStorage?: (path: string) => Promise<LeaseStorage>;
+  openStorage?: StorageOpener;
   /**
    * Which file a lease path names right now, or undefined when it does not exist. Default: open
    * it read-only (an open revalidates the name on NFS, a stat may answer from the attribute
@@ -218,12 +218,12 @@ export class Agent {
    * is used once; a stale one only costs that acquire the read it tried to save.
    */
   private readonly hints = new Map<string, AcquireHint>();
-  private readonly openStorage: (path: string) => Promise<LeaseStorage>;
+  private readonly openStorage: StorageOpener;
   private readonly identifyPath: (path: string, timeoutMs: number) => Promise<FileId | undefined>;
   private ownerWatch?: NodeJS.Timeout;
 
   constructor(private readonly o: AgentOptions) {
-    this.openStorage = o.openStorage ?? ((p) => FileLeaseStorage.open(p));
+    this.openStorage = o.openStorage ?? ((p, so) => FileLeaseStorage.open(p, so));
     this.identifyPath = o.identifyPath ?? identifyByOpen;
   }
 

@@ -5,6 +5,7 @@ import { DeltaLease, deltaAcquire, deltaRelease, deltaRenew, isCorruptRenewal, r
 import { HostMonitor, HostState, HostStatus } from '../lease/hostmonitor';
 import { HostLiveness, lockspaceLiveness } from '../lease/liveness';
 import { LeaseStorage } from '../lease/storage';
+import { StorageOpener } from './types';
 import { deltaAcquireHeldDelay, timeoutsFor } from '../lease/timeouts';
 import { backoffDelay } from '../lease/wait';
 import { Geometry, LeaderRecord, LeaseError, namesEqual, SANLK } from '../ondisk';
@@ -111,7 +112,7 @@ export class Lockspace {
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly hooks: LockspaceHooks,
-    private readonly openStorage: (path: string) => Promise<LeaseStorage> = (p) => FileLeaseStorage.open(p),
+    private readonly openStorage: StorageOpener = (p, o) => FileLeaseStorage.open(p, o),
   ) {}
 
   get name(): string {
@@ -193,7 +194,8 @@ export class Lockspace {
     while (!this.stopped) {
       this.joinAttempts++;
       try {
-        this.storage ??= await this.openStorage(this.spec.path);
+        // One I/O thread kept from one renewal (every 2·io) to the next, not one started per renewal.
+        this.storage ??= await this.openStorage(this.spec.path, { keepThreadMs: (2 * this.spec.ioTimeout + 1) * 1000 });
         if (this.spec.autoHostId && !this.spec.hostId) await this.chooseHostId(this.storage);
         const slot = await this.watchSlot(this.storage);
         const lease = (await this.continueOwnLease(this.storage, slot)) ?? await deltaAcquire({

@@ -1,3 +1,4 @@
+import { LeaseStorage } from '../lease/storage';
 /**
  * The core's vocabulary: who owns leases and which leases. The control protocol (src/control)
  * carries these on the wire; the libvirt integration and the sweeper build them.
@@ -24,3 +25,9 @@ export interface LeaseSpec {
   /** the disk this lease protects, for messages ("disk /nfs/a.qcow2 is leased by host 3") */
   disk?: string;
 }
+
+/**
+ * Opens a lease or lockspace file for the agent (FileLeaseStorage.open; tests and the simulation
+ * pass their own). keepThreadMs: how long the file's idle I/O thread waits for its next request.
+ */
+export type StorageOpener = (path: string, opts?: { keepThreadMs?: number }) => Promise<LeaseStorage>;

@@ -14,6 +14,8 @@ export interface OpenLeaseStorageOptions {
   readOnly?: boolean;
   /** timeout for the open itself (a hung NFS server can block open) */
   timeoutMs?: number;
+  /** how long an idle I/O thread of the file waits for its next request (DirectFile) */
+  keepThreadMs?: number;
 }
 
 export interface StorageInfo {
@@ -38,7 +40,7 @@ export class FileLeaseStorage implements LeaseStorage {
   static async open(path: string, opts: OpenLeaseStorageOptions = {}): Promise<FileLeaseStorage> {
     const readOnly = opts.readOnly ?? false;
     try {
-      const file = await DirectFile.open(path, { readOnly, timeoutMs: opts.timeoutMs });
+      const file = await DirectFile.open(path, { readOnly, timeoutMs: opts.timeoutMs, keepThreadMs: opts.keepThreadMs });
       return new FileLeaseStorage(file, readOnly);
     } catch (err) {
       if (isIoTimeout(err)) {

@@ -60,7 +60,7 @@ export interface NativeHeadResult {
 }
 
 export interface NativeBinding {
-  open(path: string, readOnly: boolean, timeoutMs: number): Promise<NativeOpenResult>;
+  open(path: string, readOnly: boolean, timeoutMs: number, keepThreadMs?: number): Promise<NativeOpenResult>;
   /**
    * One-shot open (read-only, no symlink followed, never blocking on a FIFO) + fstat + read of
    * the first `length` bytes + close, on a shared pool of I/O threads. Absent in addons built
