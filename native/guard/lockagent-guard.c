@@ -25,6 +25,13 @@
  *                                                lines not yet reported, END
  *   SET <ls> <deadline-ms-monotonic> <pid>:<starttime>...   (no pids = disarm)
  *                                             -> OK <ls> <smallest-margin-ms or -1>
+ *   DEADLINE <ls> <deadline-ms-monotonic>     -> as SET with the pids the last SET gave: moves
+ *                                                the deadline only (a renewal with the same
+ *                                                owners, without resending thousands of pids);
+ *                                                ERR when <ls> has no pids here (never SET,
+ *                                                cleared, or a guard started since): send SET.
+ *                                                A guard older than DEADLINE answers
+ *                                                "ERR unknown request"; the agent then uses SET.
  *   CLEAR <ls>                                -> OK <ls> -1
  * and, pushed to every connected agent when a deadline passes:
  *   KILLED <ls> <pid> <0 killed | 1 would-kill (log mode) | 2 skipped> <ms-ago>
@@ -267,6 +274,20 @@ static void reply_err(struct client *c, const char *msg) {
   send_line(c, outline);
 }
 
+/* The end of SET and DEADLINE: arm <ls> (when it has pids) at the new deadline. */
+static void move_deadline(struct client *c, struct lockspace *ls, int64_t deadline, int64_t now_b) {
+  /* how close the previous deadline came to passing before this update moved it */
+  if (ls->armed && ls->npids > 0) {
+    int64_t margin = ls->deadline - now_b;
+    if (margin < ls->min_margin) ls->min_margin = margin;
+    if (margin < 0 && log_mode) logf_(4, "lockspace %s: renewal reached the guard %lld ms after its deadline", ls->name, (long long)-margin);
+  }
+  ls->armed = ls->npids > 0;
+  ls->fired = 0;
+  ls->deadline = deadline;
+  reply_ok(c, ls);
+}
+
 static void handle_set(struct client *c, char *args) {
   char *save = NULL;
   char *name = strtok_r(args, " ", &save);
@@ -286,21 +307,28 @@ static void handle_set(struct client *c, char *args) {
     ls->start[n] = strtoull(colon + 1, NULL, 10);
     n++;
   }
-  /* how close the previous deadline came to passing before this update moved it */
-  if (ls->armed && n > 0) {
-    int64_t margin = ls->deadline - now_b;
-    if (margin < ls->min_margin) ls->min_margin = margin;
-    if (margin < 0 && log_mode) logf_(4, "lockspace %s: renewal reached the guard %lld ms after its deadline", ls->name, (long long)-margin);
-  }
   ls->npids = n;
-  ls->armed = n > 0;
-  ls->fired = 0;
-  ls->deadline = deadline;
-  reply_ok(c, ls);
+  move_deadline(c, ls, deadline, now_b);
+}
+
+/* Only the deadline moves: the pid table is the last SET's, untouched. */
+static void handle_deadline(struct client *c, char *args) {
+  char *save = NULL;
+  char *name = strtok_r(args, " ", &save);
+  char *dl = name ? strtok_r(NULL, " ", &save) : NULL;
+  if (!name || !dl || strtok_r(NULL, " ", &save)) return reply_err(c, "DEADLINE needs <lockspace> <deadline-ms>");
+  struct lockspace *ls = strlen(name) > NAME_MAX_LEN ? NULL : find_ls(name, 0);
+  if (!ls || ls->npids == 0) {
+    snprintf(outline, sizeof outline, "ERR lockspace %.48s has no pids here: send SET\n", name);
+    return send_line(c, outline);
+  }
+  int64_t now_b = now_ms(CLOCK_BOOTTIME);
+  move_deadline(c, ls, strtoll(dl, NULL, 10) + (now_b - now_ms(CLOCK_MONOTONIC)), now_b);
 }
 
 static void handle_line(struct client *c, char *line) {
   if (strncmp(line, "SET ", 4) == 0) return handle_set(c, line + 4);
+  if (strncmp(line, "DEADLINE ", 9) == 0) return handle_deadline(c, line + 9);
   if (strncmp(line, "CLEAR ", 6) == 0) {
     struct lockspace *ls = find_ls(line + 6, 0);
     if (ls) ls->used = 0;

@@ -357,6 +357,8 @@ export class Agent {
       // All or nothing: give back what this call took; leases held before stay held.
       await forEachLimited(fresh, ACQUIRE_CONCURRENCY, (h) => this.releaseOne(st, h).catch(() => undefined));
       if (st.leases.size === 0 && !this.knownRows(owner.uuid).length) this.forgetOwner(owner.uuid);
+      // A sync while they were held may have given the guard this owner's pid.
+      if (fresh.length) this.o.fence?.changed();
       throw e;
     }
   }

@@ -16,9 +16,11 @@ import type { Lockspace } from './lockspace';
  * process of its own that SIGKILLs the owners of a lockspace when the deadline the agent gave it
  * passes. After every successful renewal, and whenever the owners of a lockspace change, the
  * agent sends the lockspace's owner pids and its deadline: host_dead after the start of the last
- * successful renewal, minus GUARD_MARGIN_S. A lockspace the agent itself declared lost is left
- * armed with its last deadline (the agent's failure action runs; an owner it finished with is
- * taken off), so a guard outlives an agent that dies in the middle of that.
+ * successful renewal, minus GUARD_MARGIN_S. The pid lists are computed when owners change, not
+ * per renewal; a renewal whose pids the guard already has sends only the deadline (DEADLINE),
+ * or the full SET to a guard older than that message. A lockspace the agent itself declared
+ * lost is left armed with its last deadline (the agent's failure action runs; an owner it
+ * finished with is taken off), so a guard outlives an agent that dies in the middle of that.
  */
 export type FencingLayer = 'guard' | 'wdmd' | 'none';
 export type FencingMode = 'enforce' | 'log';
@@ -73,6 +75,10 @@ interface Sent {
   pids: string[];
 }
 
+const NO_PIDS: string[] = [];
+/** What a guard older than the DEADLINE message answers to it. */
+const UNKNOWN_REQUEST = 'unknown request';
+
 export function guardSocketPath(controlSocket: string): string {
   return join(dirname(controlSocket), 'guard.sock');
 }
@@ -113,6 +119,16 @@ export class GuardClient {
   private readonly sent = new Map<string, Sent>();
   private readonly minMarginMs = new Map<string, number>();
   private readonly startTimes = new Map<string, string>();
+  /** Owner pids (pid:starttime) per lockspace, computed when owners change; undefined: compute anew. */
+  private pidsByLs?: Map<string, string[]>;
+  /** The delta lease each lockspace had at its last sync: a new one (a rejoin) computes the pids anew. */
+  private readonly leaseSeen = new Map<string, unknown>();
+  /** The pids the connected guard was given by SET, per lockspace: a DEADLINE may only follow these. */
+  private readonly guardHas = new Map<string, string[]>();
+  /** Whether the connected guard knows DEADLINE; undefined until it answered one. */
+  private deadlineKnown?: boolean;
+  /** Requests whose answer (OK or ERR, in order) has not come yet. */
+  private pending: Array<{ kind: 'SET' | 'CLEAR' | 'DEADLINE'; name: string }> = [];
   readonly kills: GuardKill[] = [];
   restarts = 0;
   lastGapMs?: number;
@@ -176,6 +192,7 @@ export class GuardClient {
 
   /** The owners of some lockspace changed (acquire, release, pid learnt). */
   changed(): void {
+    this.pidsByLs = undefined;
     if (this.registered && this.recovered) this.syncAll(false);
   }
 
@@ -186,6 +203,8 @@ export class GuardClient {
 
   /** The agent's failure action finished with this owner: the guard need not kill it (lockspaces the agent declared lost). */
   failureHandled(pid: number | undefined): void {
+    // The agent dropped the owner's leases of the lost lockspace: its pid lists are stale.
+    this.pidsByLs = undefined;
     if (pid === undefined) return;
     for (const [name, s] of this.sent) {
       const ls = this.o.agent.lockspaces.get(name);
@@ -235,28 +254,42 @@ export class GuardClient {
     return (ls.lease.lastSuccess + t.hostDead - GUARD_MARGIN_S) * 1000;
   }
 
+  /** The lockspace's owner pids: one walk over all owners after a change, then the same array until the next. */
   private pidsOf(name: string): string[] {
-    const out: string[] = [];
-    const live = new Set<string>();
-    for (const o of this.o.agent.ownersList()) {
-      if (o.ref.pid === undefined || !o.leases.some((l) => l.spec.lockspace === name)) continue;
-      const k = `${o.ref.uuid}:${o.ref.pid}`;
-      live.add(k);
-      let st = this.startTimes.get(k);
-      if (!st) {
-        st = pidStartTime(o.ref.pid);
-        if (!st) continue; // already gone
-        this.startTimes.set(k, st);
+    if (!this.pidsByLs) {
+      const by = new Map<string, string[]>();
+      const live = new Set<string>();
+      for (const o of this.o.agent.ownersList()) {
+        if (o.ref.pid === undefined || !o.leases.length) continue;
+        const k = `${o.ref.uuid}:${o.ref.pid}`;
+        let st = this.startTimes.get(k);
+        if (!st) {
+          st = pidStartTime(o.ref.pid);
+          if (!st) continue; // already gone
+          this.startTimes.set(k, st);
+        }
+        live.add(k);
+        const p = `${o.ref.pid}:${st}`;
+        for (const name of new Set(o.leases.map((l) => l.spec.lockspace))) {
+          const list = by.get(name);
+          if (list) list.push(p);
+          else by.set(name, [p]);
+        }
       }
-      out.push(`${o.ref.pid}:${st}`);
+      for (const k of this.startTimes.keys()) if (!live.has(k)) this.startTimes.delete(k);
+      this.pidsByLs = by;
     }
-    return out;
+    return this.pidsByLs.get(name) ?? NO_PIDS;
   }
 
   private sync(ls: Lockspace): void {
     const deadlineMs = this.deadlineFor(ls);
     // Not joined (lost, rejoining): keep what the guard has — the last deadline stays armed.
     if (deadlineMs === undefined) return;
+    if (this.leaseSeen.get(ls.name) !== ls.lease) {
+      this.leaseSeen.set(ls.name, ls.lease);
+      this.pidsByLs = undefined;
+    }
     this.send(ls.name, { deadlineMs, pids: this.pidsOf(ls.name) });
   }
 
@@ -267,25 +300,50 @@ export class GuardClient {
       if (!known.has(name)) this.send(name, { deadlineMs: 0, pids: [] });
     }
     if (full) this.armedAtHello.clear();
-    const keys = new Set([...this.o.agent.ownersList()].map((o) => `${o.ref.uuid}:${o.ref.pid}`));
-    for (const k of this.startTimes.keys()) if (!keys.has(k)) this.startTimes.delete(k);
   }
 
   private send(name: string, s: Sent): void {
     const prev = this.sent.get(name);
     if (!s.pids.length) {
       if (prev && !prev.pids.length) return;
-      this.write(`CLEAR ${name}\n`);
+      if (this.write('CLEAR', name, `CLEAR ${name}\n`)) this.guardHas.delete(name);
+    } else if (this.deadlineKnown !== false && samePids(this.guardHas.get(name), s.pids)) {
+      // The guard has these pids: only the deadline moves (if it did).
+      if (prev?.deadlineMs !== s.deadlineMs) this.write('DEADLINE', name, `DEADLINE ${name} ${s.deadlineMs}\n`);
     } else {
-      this.write(`SET ${name} ${s.deadlineMs} ${s.pids.join(' ')}\n`);
+      this.sendSet(name, s);
     }
     if (!s.pids.length && !this.o.agent.lockspaces.has(name)) this.sent.delete(name);
     else this.sent.set(name, s);
   }
 
-  private write(line: string): void {
-    if (!this.sock || this.sock.destroyed) return;
+  private sendSet(name: string, s: Sent): void {
+    if (this.write('SET', name, `SET ${name} ${s.deadlineMs} ${s.pids.join(' ')}\n`)) this.guardHas.set(name, s.pids);
+  }
+
+  /** The guard answered a DEADLINE with ERR: it does not know the message, or not the lockspace's pids. Send them. */
+  private deadlineRefused(name: string, why: string): void {
+    if (why === UNKNOWN_REQUEST) {
+      // (once per guard: other lockspaces' DEADLINEs may be on their way already)
+      if (this.deadlineKnown !== false) {
+        this.o.log.info(`fencing guard pid ${this.guardPid} predates the DEADLINE message (an older lockagent-guard, it outlives agent upgrades): ` +
+          'sending the full pid list with every renewal until it is restarted');
+      }
+      this.deadlineKnown = false;
+    } else {
+      this.o.log.debug(`fencing guard: ${why}; sending the pids of ${name} again`);
+    }
+    this.guardHas.delete(name);
+    const s = this.sent.get(name);
+    if (s?.pids.length) this.sendSet(name, s);
+  }
+
+  /** Whether the line went out (then an answer will come, in order). */
+  private write(kind: 'SET' | 'CLEAR' | 'DEADLINE', name: string, line: string): boolean {
+    if (!this.sock || this.sock.destroyed) return false;
     this.sock.write(line);
+    this.pending.push({ kind, name });
+    return true;
   }
 
   private tryConnect(): Promise<boolean> {
@@ -301,6 +359,10 @@ export class GuardClient {
       s.once('connect', () => {
         this.sock = s;
         this.buf = '';
+        // Maybe another guard than before: it has none of our pids, and may not know DEADLINE.
+        this.pending = [];
+        this.guardHas.clear();
+        this.deadlineKnown = undefined;
         s.setEncoding('utf8');
         s.on('data', (d: string) => this.onData(d, () => done(true)));
         s.removeAllListeners('error');
@@ -330,11 +392,20 @@ export class GuardClient {
           this.onKilled(f[1], Number(f[2]), Number(f[3]), Number(f[4]));
           break;
         case 'OK':
+          if (this.pending.shift()?.kind === 'DEADLINE') this.deadlineKnown = true;
           if (Number(f[2]) >= 0) this.minMarginMs.set(f[1], Number(f[2]));
           break;
-        case 'ERR':
+        case 'ERR': {
+          const req = this.pending.shift();
+          if (req?.kind === 'DEADLINE') {
+            this.deadlineRefused(req.name, line.slice(4));
+            break;
+          }
+          // The guard did not take these pids: the next sync sends them again.
+          if (req?.kind === 'SET') this.guardHas.delete(req.name);
           this.o.log.error(`fencing guard refused a request: ${line.slice(4)}`);
           break;
+        }
         case 'END':
           this.registered = true;
           if (this.downSince !== undefined) {
@@ -421,6 +492,11 @@ export class GuardClient {
     this.child = c;
     this.o.log.info(`started the fencing guard ${bin} (pid ${c.pid}), log ${logPath}`);
   }
+}
+
+function samePids(a: string[] | undefined, b: string[]): boolean {
+  if (a === b) return true;
+  return !!a && a.length === b.length && a.every((p, i) => p === b[i]);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -1,0 +1,254 @@
+/**
+ * The agent's guard client and the guard binary (native/build/Release/lockagent-guard) on the
+ * DEADLINE message: a renewal whose owner pids the guard already has moves only the deadline;
+ * the pid lists are computed when owners change, not per renewal; an older guard that does not
+ * know DEADLINE gets SET as before. Real guard, real owner processes, a unix socket in /tmp.
+ */
+import { ChildProcess, spawn } from 'child_process';
+import { mkdtempSync, rmSync } from 'fs';
+import { connect, createServer, Server, Socket } from 'net';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import type { Agent } from '../../src/agent/agent';
+import { GuardClient, guardSocketPath, pidStartTime } from '../../src/agent/guard';
+import type { Lockspace } from '../../src/agent/lockspace';
+import { systemClock } from '../../src/lease/clock';
+import { memoryLogger } from '../../src/log/logger';
+
+const GUARD_BIN = join(__dirname, '..', '..', 'native', 'build', 'Release', 'lockagent-guard');
+const LS = 'GS_TEST';
+
+let dir: string;
+const children: ChildProcess[] = [];
+const cleanups: Array<() => void> = [];
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'guardsync-'));
+});
+
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A process to own leases (or to be killed by the guard); `exited` tells how it ended. */
+function owner(): { pid: number; start: string; exited: Promise<NodeJS.Signals | number | null>; gone: () => boolean } {
+  const c = spawn('sleep', ['600'], { stdio: 'ignore' });
+  children.push(c);
+  const exited = new Promise<NodeJS.Signals | number | null>((r) => c.once('exit', (code, sig) => r(sig ?? code)));
+  const start = pidStartTime(c.pid!);
+  if (!start) throw new Error('cannot read the start time of the owner process');
+  return { pid: c.pid!, start, exited, gone: () => c.exitCode !== null || c.signalCode !== null };
+}
+
+/** The real guard, on its own socket. */
+async function startGuard(socket: string): Promise<void> {
+  const g = spawn(GUARD_BIN, ['--socket', socket, '--mode', 'enforce'], { stdio: 'ignore' });
+  cleanups.push(() => g.kill('SIGKILL'));
+  await waitFor('the guard to listen', () => new Promise<boolean>((r) => {
+    const s = connect(socket);
+    s.once('connect', () => { s.destroy(); r(true); });
+    s.once('error', () => r(false));
+  }));
+}
+
+/** A line-oriented client of a guard socket: what it received, and a way to wait for a line. */
+async function rawClient(socket: string) {
+  const s = connect(socket);
+  await new Promise<void>((r, j) => { s.once('connect', r); s.once('error', j); });
+  cleanups.push(() => s.destroy());
+  const got: string[] = [];
+  let buf = '';
+  s.setEncoding('utf8');
+  s.on('data', (d: string) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) { got.push(buf.slice(0, nl)); buf = buf.slice(nl + 1); }
+  });
+  return {
+    got,
+    send: (line: string) => s.write(line + '\n'),
+    next: (re: RegExp, from = 0) => waitFor(`a line ${re}`, () => got.slice(from).find((l) => re.test(l))),
+  };
+}
+
+/**
+ * A socket where the guard client looks for its guard (guard.sock beside the control socket) that
+ * records every line the client sends. It passes them on to the real guard at `upstream`, or,
+ * without one, answers as a guard from before DEADLINE did (HELLO, SET and CLEAR; anything else
+ * "ERR unknown request").
+ */
+async function recordingGuard(at: string, upstream?: string): Promise<{ lines: string[]; answers: string[] }> {
+  const lines: string[] = [];
+  const answers: string[] = [];
+  const server: Server = createServer((c: Socket) => {
+    const up = upstream ? connect(upstream) : undefined;
+    c.setEncoding('utf8');
+    up?.setEncoding('utf8');
+    up?.on('data', (d: string) => { answers.push(...d.split('\n').filter(Boolean)); c.write(d); });
+    up?.on('close', () => c.destroy());
+    c.on('close', () => up?.destroy());
+    let buf = '';
+    c.on('data', (d: string) => {
+      buf += d;
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        lines.push(line);
+        if (up) { up.write(line + '\n'); continue; }
+        const f = line.split(' ');
+        const answer = f[0] === 'HELLO' ? `HELLO ${process.pid} enforce\nEND` : f[0] === 'SET' || f[0] === 'CLEAR' ? `OK ${f[1]} -1` : 'ERR unknown request';
+        answers.push(...answer.split('\n'));
+        c.write(answer + '\n');
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(at, r));
+  cleanups.push(() => server.close());
+  return { lines, answers };
+}
+
+/** The agent as the guard client sees it: lockspaces, and owners with their leases (ownersList calls counted). */
+function fakeAgent() {
+  const lease = { lastSuccess: systemClock.monotime() };
+  const ls = { name: LS, state: 'joined', spec: { ioTimeout: 1 }, lease } as unknown as Lockspace;
+  const owners: Array<{ ref: { uuid: string; name: string; pid?: number }; leases: Array<{ spec: { lockspace: string } }> }> = [];
+  const calls = { ownersList: 0 };
+  const agent = {
+    lockspaces: new Map([[LS, ls]]),
+    ownersList: () => { calls.ownersList++; return owners.map((o) => ({ ref: o.ref, leases: [...o.leases] })); },
+  } as unknown as Agent;
+  const add = (pid: number) => owners.push({ ref: { uuid: `u${pid}`, name: `vm${pid}`, pid }, leases: [{ spec: { lockspace: LS } }, { spec: { lockspace: LS } }] });
+  return { agent, ls, lease, owners, add, calls };
+}
+
+async function waitFor<T>(what: string, f: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function guardClient(agent: Agent, log: ReturnType<typeof memoryLogger>): GuardClient {
+  const g = new GuardClient({
+    agent, clock: systemClock, log, fencing: 'guard', mode: 'enforce', controlSocket: join(dir, 'control.sock'), killGraceSeconds: 0,
+    binary: join(dir, 'no-such-guard'), // never started here: the test's socket answers
+  });
+  cleanups.push(() => g.stop());
+  return g;
+}
+
+const deadlineOf = (lastSuccess: number) => (lastSuccess + 8 + 60 - 5) * 1000;
+
+describe('guard sync: DEADLINE when the pids are unchanged', () => {
+  it('renewals with unchanged owners send DEADLINE without walking the owners; a change sends SET with the new pids', async () => {
+    const real = join(dir, 'real-guard.sock');
+    await startGuard(real);
+    const rec = await recordingGuard(guardSocketPath(join(dir, 'control.sock')), real);
+    const a = fakeAgent();
+    const o1 = owner();
+    const o2 = owner();
+    a.add(o1.pid);
+    a.add(o2.pid);
+    const log = memoryLogger();
+    const g = guardClient(a.agent, log);
+    await g.start();
+    g.setRecovered();
+    const answered = (n: number) => waitFor(`${n} answers of the guard`, () => rec.answers.filter((l) => /^(OK|ERR) /.test(l)).length >= n);
+    await answered(1);
+    expect(rec.lines.slice(1)).toEqual([`SET ${LS} ${deadlineOf(a.lease.lastSuccess)} ${o1.pid}:${o1.start} ${o2.pid}:${o2.start}`]);
+
+    // (a) three renewals: only the deadline moves, and the owners are not walked again
+    const walks = a.calls.ownersList;
+    for (let i = 0; i < 3; i++) {
+      a.lease.lastSuccess += 2;
+      g.renewed(a.ls);
+      await answered(2 + i);
+    }
+    expect(a.calls.ownersList).toBe(walks);
+    expect(rec.lines.slice(2)).toEqual([2, 4, 6].map((d) => `DEADLINE ${LS} ${deadlineOf(a.lease.lastSuccess - 6 + d)}`));
+    expect(rec.answers.filter((l) => l.startsWith('ERR'))).toEqual([]);
+    // the real guard moved the deadline and kept both pids
+    const peek = await rawClient(real);
+    peek.send('HELLO 1 enforce');
+    const armed = (await peek.next(/^ARMED /)).split(' ');
+    expect(armed[1]).toBe(LS);
+    expect(Number(armed[3])).toBe(2);
+    expect(Number(armed[2])).toBeGreaterThan(deadlineOf(a.lease.lastSuccess - 2) - systemClock.nowMs());
+
+    // (b) an owner comes: SET with the new pid set, once; the next renewal is a DEADLINE again
+    const o3 = owner();
+    a.add(o3.pid);
+    g.changed();
+    await answered(5);
+    expect(rec.lines[5]).toBe(`SET ${LS} ${deadlineOf(a.lease.lastSuccess)} ${o1.pid}:${o1.start} ${o2.pid}:${o2.start} ${o3.pid}:${o3.start}`);
+    const walks2 = a.calls.ownersList;
+    a.lease.lastSuccess += 2;
+    g.renewed(a.ls);
+    await answered(6);
+    expect(rec.lines[6]).toBe(`DEADLINE ${LS} ${deadlineOf(a.lease.lastSuccess)}`);
+    expect(a.calls.ownersList).toBe(walks2);
+    expect(g.status().guard.lockspaces).toEqual([expect.objectContaining({ lockspace: LS, deadlineMs: deadlineOf(a.lease.lastSuccess), pids: [o1.pid, o2.pid, o3.pid] })]);
+    expect(log.lines.filter((l) => l.startsWith('error'))).toEqual([]);
+  });
+
+  it('against a guard that answers DEADLINE with "ERR unknown request" (an older guard) it sends SET, then only SET', async () => {
+    const rec = await recordingGuard(guardSocketPath(join(dir, 'control.sock')));
+    const a = fakeAgent();
+    const o1 = owner();
+    a.add(o1.pid);
+    const log = memoryLogger();
+    const g = guardClient(a.agent, log);
+    await g.start();
+    g.setRecovered();
+    const set = (ls: number) => `SET ${LS} ${deadlineOf(ls)} ${o1.pid}:${o1.start}`;
+    const first = a.lease.lastSuccess;
+    a.lease.lastSuccess += 2;
+    g.renewed(a.ls);
+    await waitFor('SET after the refused DEADLINE', () => rec.lines.length >= 4);
+    a.lease.lastSuccess += 2;
+    g.renewed(a.ls);
+    a.lease.lastSuccess += 2;
+    g.renewed(a.ls);
+    await waitFor('two more updates', () => rec.lines.length >= 6);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(rec.lines.slice(1)).toEqual([set(first), `DEADLINE ${LS} ${deadlineOf(first + 2)}`, set(first + 2), set(first + 4), set(first + 6)]);
+    expect(log.lines.filter((l) => l.startsWith('error'))).toEqual([]);
+    expect(log.lines.some((l) => /predates the DEADLINE message/.test(l))).toBe(true);
+  });
+});
+
+describe('lockagent-guard: DEADLINE', () => {
+  it('moves the deadline of the pids the last SET gave, and kills them at the moved deadline, not before', async () => {
+    const sock = join(dir, 'guard.sock');
+    await startGuard(sock);
+    const c = await rawClient(sock);
+    c.send('HELLO 1 enforce');
+    await c.next(/^END$/);
+    // a lockspace the guard has no pids for: an error, so the agent sends SET
+    c.send(`DEADLINE ${LS} ${systemClock.nowMs() + 60_000}`);
+    expect(await c.next(/^(OK|ERR) /)).toMatch(/^ERR lockspace GS_TEST has no pids here/);
+
+    const o = owner();
+    const first = systemClock.nowMs() + 1500;
+    c.send(`SET ${LS} ${first} ${o.pid}:${o.start}`);
+    await c.next(/^OK GS_TEST -1$/);
+    const moved = systemClock.nowMs() + 4000;
+    let n = c.got.length;
+    c.send(`DEADLINE ${LS} ${moved}`);
+    // the previous deadline still had time left: that is the margin the guard reports
+    expect(Number((await c.next(/^(OK|ERR) /, n)).split(' ')[2])).toBeGreaterThan(0);
+
+    await waitFor('the first deadline to pass', () => systemClock.nowMs() > first + 1000);
+    expect(o.gone()).toBe(false);
+    n = c.got.length;
+    expect(await c.next(new RegExp(`^KILLED ${LS} ${o.pid} 0 `), n)).toBeTruthy();
+    expect(await o.exited).toBe('SIGKILL');
+    expect(systemClock.nowMs()).toBeGreaterThanOrEqual(moved);
+  });
+});
