@@ -271,7 +271,8 @@ describe('deadlines and hung I/O', () => {
   it('rejects at the deadline and runs later requests on a replacement thread', async () => {
     const native = loadNative();
     const p = makeFile('stall', 1 << 21);
-    const f = await DirectFile.open(p);
+    // an idle thread stays long enough to be counted below
+    const f = await DirectFile.open(p, { keepThreadMs: 10000 });
     try {
       native._testInjectStall(p, 1 << 20, 1500, 1);
       const t0 = performance.now();
@@ -300,10 +301,29 @@ describe('deadlines and hung I/O', () => {
     }
   });
 
+  it('an idle I/O thread leaves after keepThreadMs (default 250 ms); the next request starts one', async () => {
+    const p = makeFile('idle', 1 << 16);
+    const short = await DirectFile.open(p);
+    const long = await DirectFile.open(p, { keepThreadMs: 3000 });
+    try {
+      await Promise.all([short.read(0, 512, 1000), long.read(0, 512, 1000)]);
+      expect(nativeOf(short).threadCount()).toBe(1);
+      expect(nativeOf(long).threadCount()).toBe(1);
+      await waitFor(() => nativeOf(short).threadCount() === 0, 2000);
+      expect(nativeOf(long).threadCount()).toBe(1); // well within its 3 s
+      await short.read(512, 512, 1000);
+      expect(nativeOf(short).threadCount()).toBe(1);
+      await expect(DirectFile.open(p, { keepThreadMs: -1 })).rejects.toMatchObject({ code: 'EINVAL' });
+    } finally {
+      await short.close();
+      await long.close();
+    }
+  });
+
   it('caps threads per handle at 4 and then fails fast', async () => {
     const native = loadNative();
     const p = makeFile('cap', 1 << 16);
-    const f = await DirectFile.open(p);
+    const f = await DirectFile.open(p, { keepThreadMs: 10000 });
     try {
       for (let i = 0; i < 4; i++) {
         native._testInjectStall(p, i * 512, 1200, 1);
