@@ -8,10 +8,12 @@
  *
  *   lockagent-guard --socket PATH [--mode enforce|log] [--idle-exit SECONDS]
  *
- * Plain C, libc only. Memory is locked and preallocated (fixed tables), the OOM score is -1000,
+ * Plain C, libc only. Memory is locked (mlockall, current and future), the OOM score is -1000,
  * and the kill path does no storage I/O and no allocation: it reads /proc/<pid>/stat into a
  * static buffer (to never kill a reused pid), calls kill(2) and writes a preformatted line to
- * stderr and to /dev/log.
+ * stderr and to /dev/log. A lockspace's pid table and a client's line buffer grow when a
+ * request needs it (never on the kill path), up to MAX_PIDS pids per lockspace and the line
+ * length that implies; an idle guard holds a few kilobytes.
  *
  * Deadlines are kept on CLOCK_BOOTTIME: other hosts' clocks run on while this host is
  * suspended, so a suspend must count against the deadline (CLOCK_MONOTONIC stops). The agent
@@ -24,7 +26,11 @@
  *                                                <ms-left> <npids> per armed lockspace, KILLED
  *                                                lines not yet reported, END
  *   SET <ls> <deadline-ms-monotonic> <pid>:<starttime>...   (no pids = disarm)
- *                                             -> OK <ls> <smallest-margin-ms or -1>
+ *                                             -> OK <ls> <smallest-margin-ms or -1>; ERR (more
+ *                                                than MAX_PIDS pids, a line longer than
+ *                                                LINE_CAP, a bad pid, no memory) disarms <ls>:
+ *                                                the guard never keeps pids older than the
+ *                                                agent's, and the connection stays open
  *   DEADLINE <ls> <deadline-ms-monotonic>     -> as SET with the pids the last SET gave: moves
  *                                                the deadline only (a renewal with the same
  *                                                owners, without resending thousands of pids);
@@ -55,11 +61,20 @@
 #include <unistd.h>
 
 #define MAX_LS 64
-#define MAX_PIDS 1024
+/* owner pids per lockspace (each lockagent client owner with a pid counts) */
+#define MAX_PIDS 65536
 #define NAME_MAX_LEN 48
 #define MAX_CLIENTS 4
-#define LINE_MAX_LEN (MAX_PIDS * 32 + 256)
+/* "<pid>:<starttime> " is at most 7 + 1 + 20 + 1 = 29 bytes (pid_max is at most 2^22) */
+#define PID_TOKEN_MAX 32
+#define LINE_CAP ((size_t)MAX_PIDS * PID_TOKEN_MAX + 256)
+#define LINE_INITIAL 4096
 #define MAX_RECORDS 256
+
+struct owner_pid {
+  pid_t pid;
+  unsigned long long start;
+};
 
 struct lockspace {
   char name[NAME_MAX_LEN + 1];
@@ -69,8 +84,8 @@ struct lockspace {
   int64_t deadline; /* CLOCK_BOOTTIME ms */
   int64_t min_margin; /* smallest (previous deadline - time of update) seen, ms; INT64_MAX = none */
   int npids;
-  pid_t pids[MAX_PIDS];
-  unsigned long long start[MAX_PIDS];
+  int cap; /* entries allocated in pids */
+  struct owner_pid *pids;
 };
 
 struct record {
@@ -83,8 +98,13 @@ struct record {
 
 struct client {
   int fd;
-  size_t n;
-  char in[LINE_MAX_LEN];
+  size_t n;   /* bytes in `in` */
+  size_t cap; /* bytes allocated for `in` (grows to LINE_CAP + 1) */
+  char *in;
+  /* a line longer than LINE_CAP: its start (the request and lockspace), the rest is discarded
+   * up to its newline, then answered with ERR */
+  int discarding;
+  char head[NAME_MAX_LEN + 64];
 };
 
 static struct lockspace spaces[MAX_LS];
@@ -149,6 +169,10 @@ static void drop_client(struct client *c) {
   if (c->fd >= 0) close(c->fd);
   c->fd = -1;
   c->n = 0;
+  c->discarding = 0;
+  free(c->in);
+  c->in = NULL;
+  c->cap = 0;
 }
 
 static void send_line(struct client *c, const char *s) {
@@ -204,9 +228,9 @@ static void record(const struct lockspace *ls, pid_t pid, int what, int64_t at) 
 static void fire(struct lockspace *ls, int64_t now) {
   int64_t late = now - ls->deadline;
   for (int i = 0; i < ls->npids; i++) {
-    pid_t pid = ls->pids[i];
+    pid_t pid = ls->pids[i].pid;
     unsigned long long st = proc_start(pid);
-    if (st == 0 || st != ls->start[i]) {
+    if (st == 0 || st != ls->pids[i].start) {
       logf_(6, "lockspace %s: deadline passed; pid %d is gone (or its pid was reused), nothing to kill", ls->name, (int)pid);
       record(ls, pid, 2, now);
       continue;
@@ -259,8 +283,39 @@ static struct lockspace *find_ls(const char *name, int create) {
   free_ls->armed = 0;
   free_ls->fired = 0;
   free_ls->npids = 0;
+  free_ls->cap = 0;
+  free_ls->pids = NULL;
   free_ls->min_margin = INT64_MAX;
   return free_ls;
+}
+
+/* Forget a lockspace (CLEAR, or a refused SET): disarmed, its pid table freed. */
+static void forget_ls(struct lockspace *ls) {
+  free(ls->pids);
+  ls->pids = NULL;
+  ls->cap = 0;
+  ls->npids = 0;
+  ls->armed = 0;
+  ls->used = 0;
+}
+
+/* Room for n pids (n <= MAX_PIDS): grows by doubling, gives back most of a table 4x too big.
+ * Under mlockall(MCL_FUTURE) the new pages are locked too (or the allocation fails). */
+static int reserve_pids(struct lockspace *ls, int n) {
+  int want = ls->cap;
+  if (n > ls->cap) {
+    want = ls->cap ? ls->cap : 16;
+    while (want < n) want *= 2;
+    if (want > MAX_PIDS) want = MAX_PIDS;
+  } else if (ls->cap > 64 && n < ls->cap / 4) {
+    want = n < 16 ? 16 : n;
+  }
+  if (want == ls->cap) return 0;
+  struct owner_pid *p = realloc(ls->pids, (size_t)want * sizeof *p);
+  if (!p) return n > ls->cap ? -1 : 0; /* a failed shrink keeps the larger table */
+  ls->pids = p;
+  ls->cap = want;
+  return 0;
 }
 
 static void reply_ok(struct client *c, const struct lockspace *ls) {
@@ -288,26 +343,53 @@ static void move_deadline(struct client *c, struct lockspace *ls, int64_t deadli
   reply_ok(c, ls);
 }
 
+/* A SET the guard cannot take: its lockspace is disarmed (the agent knows from the ERR that those
+ * owners are not fenced), and the error is logged once per refusal. */
+static void refuse_set(struct client *c, const char *name, const char *why) {
+  struct lockspace *ls = strlen(name) > NAME_MAX_LEN ? NULL : find_ls(name, 0);
+  int had = ls && ls->armed && ls->npids > 0;
+  if (ls) forget_ls(ls);
+  logf_(3, "lockspace %.48s: refused SET: %s; its owners are not fenced by the guard%s", name, why,
+        had ? " (its previous pids are disarmed)" : "");
+  snprintf(outline, sizeof outline, "ERR lockspace %.48s: %.300s\n", name, why);
+  send_line(c, outline);
+}
+
 static void handle_set(struct client *c, char *args) {
   char *save = NULL;
   char *name = strtok_r(args, " ", &save);
   char *dl = name ? strtok_r(NULL, " ", &save) : NULL;
   if (!name || !dl || strlen(name) > NAME_MAX_LEN) return reply_err(c, "SET needs <lockspace> <deadline-ms> [pid:start...]");
+  char *rest = save; /* the pids (strtok_r leaves it just past the deadline) */
+  /* check every pid before the table changes: a refused SET never leaves half a table */
+  int n = 0;
+  for (char *p = rest; p && *p;) {
+    while (*p == ' ') p++;
+    if (!*p) break;
+    char *end = strchr(p, ' ');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    char *colon = memchr(p, ':', len);
+    if (!colon || colon == p || colon + 1 == p + len) return refuse_set(c, name, "pid must be <pid>:<starttime>");
+    if (++n > MAX_PIDS) {
+      char why[160];
+      snprintf(why, sizeof why, "too many pids in one lockspace (more than %d)", MAX_PIDS);
+      return refuse_set(c, name, why);
+    }
+    p += len;
+  }
   struct lockspace *ls = find_ls(name, 1);
   if (!ls) return reply_err(c, "too many lockspaces (64)");
+  if (reserve_pids(ls, n) < 0) return refuse_set(c, name, "out of memory for its pid table (locked memory: check LimitMEMLOCK / ulimit -l)");
   int64_t now_b = now_ms(CLOCK_BOOTTIME);
   int64_t deadline = strtoll(dl, NULL, 10) + (now_b - now_ms(CLOCK_MONOTONIC));
-  int n = 0;
+  int i = 0;
   char *tok;
-  while ((tok = strtok_r(NULL, " ", &save)) != NULL) {
-    if (n >= MAX_PIDS) return reply_err(c, "too many pids in one lockspace (1024)");
-    char *colon = strchr(tok, ':');
-    if (!colon) return reply_err(c, "pid must be <pid>:<starttime>");
-    ls->pids[n] = (pid_t)atoi(tok);
-    ls->start[n] = strtoull(colon + 1, NULL, 10);
-    n++;
+  while (i < n && (tok = strtok_r(NULL, " ", &save)) != NULL) {
+    ls->pids[i].pid = (pid_t)atoi(tok);
+    ls->pids[i].start = strtoull(strchr(tok, ':') + 1, NULL, 10);
+    i++;
   }
-  ls->npids = n;
+  ls->npids = i;
   move_deadline(c, ls, deadline, now_b);
 }
 
@@ -331,7 +413,7 @@ static void handle_line(struct client *c, char *line) {
   if (strncmp(line, "DEADLINE ", 9) == 0) return handle_deadline(c, line + 9);
   if (strncmp(line, "CLEAR ", 6) == 0) {
     struct lockspace *ls = find_ls(line + 6, 0);
-    if (ls) ls->used = 0;
+    if (ls) forget_ls(ls);
     snprintf(outline, sizeof outline, "OK %.48s -1\n", line + 6);
     return send_line(c, outline);
   }
@@ -364,8 +446,32 @@ static void handle_line(struct client *c, char *line) {
   reply_err(c, "unknown request");
 }
 
+/* The end of a line longer than LINE_CAP came: answer it (a SET disarms its lockspace). */
+static void refuse_long_line(struct client *c) {
+  char *save = NULL;
+  char *kind = strtok_r(c->head, " ", &save);
+  char *name = kind ? strtok_r(NULL, " ", &save) : NULL;
+  char why[160];
+  snprintf(why, sizeof why, "request line of %zu bytes or more (more than %d pids in one lockspace), discarded", LINE_CAP, MAX_PIDS);
+  if (kind && name && strcmp(kind, "SET") == 0) return refuse_set(c, name, why);
+  logf_(3, "%s", why);
+  reply_err(c, why);
+}
+
 static void read_client(struct client *c) {
-  ssize_t n = read(c->fd, c->in + c->n, sizeof c->in - 1 - c->n);
+  if (c->n + 1 >= c->cap) {
+    /* full: grow (a request up to LINE_CAP must fit; longer ones are discarded below) */
+    size_t want = c->cap ? c->cap * 2 : LINE_INITIAL;
+    if (want > LINE_CAP + 1) want = LINE_CAP + 1;
+    char *p = realloc(c->in, want);
+    if (!p) {
+      logf_(3, "out of memory for a request line (locked memory: check LimitMEMLOCK / ulimit -l); dropping the connection");
+      return drop_client(c);
+    }
+    c->in = p;
+    c->cap = want;
+  }
+  ssize_t n = read(c->fd, c->in + c->n, c->cap - 1 - c->n);
   if (n <= 0) {
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     logf_(6, "agent disconnected; the armed deadlines stay armed");
@@ -373,20 +479,41 @@ static void read_client(struct client *c) {
   }
   c->n += (size_t)n;
   c->in[c->n] = 0;
-  char *start = c->in, *nl;
-  while (c->fd >= 0 && (nl = strchr(start, '\n')) != NULL) {
+  char *start = c->in, *end = c->in + c->n, *nl;
+  if (c->discarding) {
+    if ((nl = memchr(start, '\n', c->n)) == NULL) {
+      c->n = 0;
+      return;
+    }
+    c->discarding = 0;
+    start = nl + 1;
+    refuse_long_line(c);
+  }
+  while (c->fd >= 0 && (nl = memchr(start, '\n', (size_t)(end - start))) != NULL) {
     *nl = 0;
     handle_line(c, start);
     start = nl + 1;
   }
   if (c->fd < 0) return;
-  size_t rest = c->n - (size_t)(start - c->in);
-  if (rest == sizeof c->in - 1) {
-    logf_(3, "request line too long; dropping the connection");
-    return drop_client(c);
+  size_t rest = (size_t)(end - start);
+  if (rest >= LINE_CAP) {
+    /* no request is this long: keep its start to name it, discard the rest up to its newline */
+    size_t h = rest < sizeof c->head - 1 ? rest : sizeof c->head - 1;
+    memcpy(c->head, start, h);
+    c->head[h] = 0;
+    c->discarding = 1;
+    rest = 0;
   }
   memmove(c->in, start, rest);
   c->n = rest;
+  if (c->cap > LINE_INITIAL * 16 && rest < LINE_INITIAL / 2) {
+    /* the long line is handled: give its memory back */
+    char *p = realloc(c->in, LINE_INITIAL);
+    if (p) {
+      c->in = p;
+      c->cap = LINE_INITIAL;
+    }
+  }
 }
 
 static void accept_client(void) {
@@ -404,6 +531,7 @@ static void accept_client(void) {
     if (clients[i].fd < 0) {
       clients[i].fd = fd;
       clients[i].n = 0;
+      clients[i].discarding = 0;
       return;
     }
   }
