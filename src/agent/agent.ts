@@ -50,8 +50,8 @@ export interface AgentOptions {
 
 /** What the agent tells the fencing guard client (src/agent/guard.ts GuardClient). */
 export interface AgentFence {
-  /** Throws when this owner may not acquire now (its leases could not be fenced). */
-  admit(owner: OwnerRef): void;
+  /** Throws when this owner may not acquire (leases in these lockspaces) now: they could not be fenced. */
+  admit(owner: OwnerRef, lockspaces: Iterable<string>): void;
   /** The owners or pids holding leases changed. */
   changed(): void;
   /** A lockspace renewed its delta lease (or joined): its deadline moves. */
@@ -311,7 +311,7 @@ export class Agent {
   }
 
   private async acquireNow(owner: OwnerRef, specs: LeaseSpec[], opts: AcquireOptions): Promise<HeldLease[]> {
-    this.o.fence?.admit(owner);
+    this.o.fence?.admit(owner, specs.map((s) => s.lockspace));
     const proc = owner.pid !== undefined ? this.registeredProcess(owner.pid, this.owners.get(owner.uuid)?.process) : undefined;
     const st = this.ownerState(owner, opts.action);
     if (proc) {

@@ -18,7 +18,9 @@ import type { Lockspace } from './lockspace';
  * agent sends the lockspace's owner pids and its deadline: host_dead after the start of the last
  * successful renewal, minus GUARD_MARGIN_S. The pid lists are computed when owners change, not
  * per renewal; a renewal whose pids the guard already has sends only the deadline (DEADLINE),
- * or the full SET to a guard older than that message. A lockspace the agent itself declared
+ * or the full SET to a guard older than that message. A SET the guard refuses (more owner pids
+ * than it takes) leaves that lockspace unfenced: logged once, shown in status, acquires for pid
+ * owners there refused, and not sent again until its pids change. A lockspace the agent itself declared
  * lost is left armed with its last deadline (the agent's failure action runs; an owner it
  * finished with is taken off), so a guard outlives an agent that dies in the middle of that.
  */
@@ -53,7 +55,7 @@ export interface GuardStatus {
   protected: boolean;
   guard: {
     state: 'running' | 'down' | 'off'; pid?: number; socket?: string; mode?: FencingMode; restarts?: number; lastGapMs?: number; downForMs?: number;
-    lockspaces?: Array<{ lockspace: string; deadlineMs: number; secondsLeft: number; pids: number[]; minMarginMs?: number }>;
+    lockspaces?: Array<{ lockspace: string; deadlineMs: number; secondsLeft: number; pids: number[]; minMarginMs?: number; refused?: string }>;
     kills?: GuardKill[];
   };
   /** filled in by the watchdog layers when they are enabled */
@@ -125,10 +127,15 @@ export class GuardClient {
   private readonly leaseSeen = new Map<string, unknown>();
   /** The pids the connected guard was given by SET, per lockspace: a DEADLINE may only follow these. */
   private readonly guardHas = new Map<string, string[]>();
+  /**
+   * Lockspaces whose SET the guard refused (why, and the pids refused: the same pids are not sent
+   * again; undefined after a reconnect, so a new guard is asked once). Their owners are not fenced.
+   */
+  private readonly refused = new Map<string, { why: string; pids?: string[] }>();
   /** Whether the connected guard knows DEADLINE; undefined until it answered one. */
   private deadlineKnown?: boolean;
   /** Requests whose answer (OK or ERR, in order) has not come yet. */
-  private pending: Array<{ kind: 'SET' | 'CLEAR' | 'DEADLINE'; name: string }> = [];
+  private pending: Array<{ kind: 'SET' | 'CLEAR' | 'DEADLINE'; name: string; pids?: string[] }> = [];
   readonly kills: GuardKill[] = [];
   restarts = 0;
   lastGapMs?: number;
@@ -182,9 +189,19 @@ export class GuardClient {
     if (this.registered) this.syncAll(true);
   }
 
-  /** Throws when an owner with a pid may not acquire now: its leases could not be fenced. */
-  admit(owner: OwnerRef): void {
-    if (!this.enabled || owner.pid === undefined || !this.recovered || this.registered) return;
+  /** Throws when an owner with a pid may not acquire (in these lockspaces) now: its leases could not be fenced. */
+  admit(owner: OwnerRef, lockspaces: Iterable<string> = []): void {
+    if (!this.enabled || owner.pid === undefined || !this.recovered) return;
+    if (this.registered) {
+      for (const name of lockspaces) {
+        const r = this.refused.get(name);
+        if (!r) continue;
+        throw new LeaseError(SANLK.EAGAIN, `the fencing guard refused the owner pids of lockspace ${name} (${r.why}), so leases of ` +
+          `${owner.name ?? owner.uuid} there could not be enforced if this agent stopped renewing: release leases of other owners with a pid ` +
+          `in ${name} (the guard takes up to 65,536 per lockspace), then try again`);
+      }
+      return;
+    }
     throw new LeaseError(SANLK.EAGAIN, `the fencing guard (lockagent-guard, ${this.socketPath}) is not running, so leases of ${owner.name ?? owner.uuid} ` +
       'could not be enforced if this agent stopped renewing; the agent is restarting it — try again in a few seconds, and check the guard\'s log ' +
       '(journalctl -u lockagent-guard, or guard.log beside the control socket)');
@@ -226,7 +243,7 @@ export class GuardClient {
     const now = this.o.clock.nowMs();
     const spaces = [...this.sent.entries()].filter(([, s]) => s.pids.length).map(([name, s]) => ({
       lockspace: name, deadlineMs: s.deadlineMs, secondsLeft: Math.round((s.deadlineMs - now) / 100) / 10, pids: s.pids.map((p) => Number(p.split(':')[0])),
-      minMarginMs: this.minMarginMs.get(name),
+      minMarginMs: this.minMarginMs.get(name), refused: this.refused.get(name)?.why,
     }));
     const guard: GuardStatus['guard'] = this.enabled ? {
       state: this.registered ? 'running' : 'down', pid: this.guardPid, socket: this.socketPath, mode: this.o.mode, lockspaces: spaces,
@@ -236,7 +253,7 @@ export class GuardClient {
     return {
       layer: this.o.fencing,
       mode: this.o.mode,
-      protected: this.o.fencing !== 'none' && (!this.enabled || this.registered) && this.o.mode === 'enforce',
+      protected: this.o.fencing !== 'none' && (!this.enabled || (this.registered && !this.refused.size)) && this.o.mode === 'enforce',
       guard,
       // (filled in by the watchdog layers when they are enabled)
       wdmd: 'absent',
@@ -304,9 +321,13 @@ export class GuardClient {
 
   private send(name: string, s: Sent): void {
     const prev = this.sent.get(name);
+    const refused = this.refused.get(name);
     if (!s.pids.length) {
+      this.refused.delete(name);
       if (prev && !prev.pids.length) return;
       if (this.write('CLEAR', name, `CLEAR ${name}\n`)) this.guardHas.delete(name);
+    } else if (refused?.pids && samePids(refused.pids, s.pids)) {
+      // The guard refused these pids (and disarmed the lockspace): a renewal sends nothing.
     } else if (this.deadlineKnown !== false && samePids(this.guardHas.get(name), s.pids)) {
       // The guard has these pids: only the deadline moves (if it did).
       if (prev?.deadlineMs !== s.deadlineMs) this.write('DEADLINE', name, `DEADLINE ${name} ${s.deadlineMs}\n`);
@@ -318,7 +339,7 @@ export class GuardClient {
   }
 
   private sendSet(name: string, s: Sent): void {
-    if (this.write('SET', name, `SET ${name} ${s.deadlineMs} ${s.pids.join(' ')}\n`)) this.guardHas.set(name, s.pids);
+    if (this.write('SET', name, `SET ${name} ${s.deadlineMs} ${s.pids.join(' ')}\n`, s.pids)) this.guardHas.set(name, s.pids);
   }
 
   /** The guard answered a DEADLINE with ERR: it does not know the message, or not the lockspace's pids. Send them. */
@@ -338,11 +359,25 @@ export class GuardClient {
     if (s?.pids.length) this.sendSet(name, s);
   }
 
+  /**
+   * The guard refused a SET (and disarmed the lockspace): its owners are not fenced. Logged once;
+   * the same pids are not sent again (renewals stay cheap), a change of owners tries again.
+   */
+  private setRefused(name: string, pids: string[], why: string): void {
+    this.guardHas.delete(name);
+    const known = this.refused.get(name);
+    this.refused.set(name, { why, pids });
+    if (known?.why === why) return;
+    this.o.log.error(`fencing guard refused the ${pids.length} owner pids of lockspace ${name}: ${why}. Those owners are NOT fenced if this agent ` +
+      `stops renewing, and acquires for owners with a pid in ${name} are refused until the guard takes them: release leases of owners with ` +
+      `a pid there (the guard takes up to 65,536 per lockspace), or move some owners to another lockspace`);
+  }
+
   /** Whether the line went out (then an answer will come, in order). */
-  private write(kind: 'SET' | 'CLEAR' | 'DEADLINE', name: string, line: string): boolean {
+  private write(kind: 'SET' | 'CLEAR' | 'DEADLINE', name: string, line: string, pids?: string[]): boolean {
     if (!this.sock || this.sock.destroyed) return false;
     this.sock.write(line);
-    this.pending.push({ kind, name });
+    this.pending.push({ kind, name, pids });
     return true;
   }
 
@@ -363,6 +398,7 @@ export class GuardClient {
         this.pending = [];
         this.guardHas.clear();
         this.deadlineKnown = undefined;
+        for (const r of this.refused.values()) r.pids = undefined;
         s.setEncoding('utf8');
         s.on('data', (d: string) => this.onData(d, () => done(true)));
         s.removeAllListeners('error');
@@ -391,18 +427,25 @@ export class GuardClient {
         case 'KILLED':
           this.onKilled(f[1], Number(f[2]), Number(f[3]), Number(f[4]));
           break;
-        case 'OK':
-          if (this.pending.shift()?.kind === 'DEADLINE') this.deadlineKnown = true;
+        case 'OK': {
+          const req = this.pending.shift();
+          if (req?.kind === 'DEADLINE') this.deadlineKnown = true;
+          if (req?.kind === 'SET' && this.refused.delete(req.name)) {
+            this.o.log.warning(`fencing guard took the owner pids of lockspace ${req.name} (${req.pids?.length}): its owners are fenced again`);
+          }
           if (Number(f[2]) >= 0) this.minMarginMs.set(f[1], Number(f[2]));
           break;
+        }
         case 'ERR': {
           const req = this.pending.shift();
           if (req?.kind === 'DEADLINE') {
             this.deadlineRefused(req.name, line.slice(4));
             break;
           }
-          // The guard did not take these pids: the next sync sends them again.
-          if (req?.kind === 'SET') this.guardHas.delete(req.name);
+          if (req?.kind === 'SET') {
+            this.setRefused(req.name, req.pids ?? NO_PIDS, line.slice(4));
+            break;
+          }
           this.o.log.error(`fencing guard refused a request: ${line.slice(4)}`);
           break;
         }

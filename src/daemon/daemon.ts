@@ -84,7 +84,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   };
   const agent = new Agent({
     clock: systemClock, log, store, hostName, policy: { onLeaseFailure }, observer: metrics?.observer, numHosts: config.maxHosts,
-    fence: { admit: (o) => late.guard?.admit(o), changed: () => late.guard?.changed(), renewed: (l) => late.guard?.renewed(l) },
+    fence: { admit: (o, ls) => late.guard?.admit(o, ls), changed: () => late.guard?.changed(), renewed: (l) => late.guard?.renewed(l) },
   });
   metrics?.attach(agent);
 
