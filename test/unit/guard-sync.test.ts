@@ -5,7 +5,7 @@
  * know DEADLINE gets SET as before. Real guard, real owner processes, a unix socket in /tmp.
  */
 import { ChildProcess, spawn } from 'child_process';
-import { mkdtempSync, rmSync } from 'fs';
+import { mkdtempSync, readFileSync, rmSync } from 'fs';
 import { connect, createServer, Server, Socket } from 'net';
 import { tmpdir } from 'os';
 import { join } from 'path';
@@ -13,6 +13,7 @@ import type { Agent } from '../../src/agent/agent';
 import { GuardClient, guardSocketPath, pidStartTime } from '../../src/agent/guard';
 import type { Lockspace } from '../../src/agent/lockspace';
 import { systemClock } from '../../src/lease/clock';
+import { LeaseError } from '../../src/ondisk';
 import { memoryLogger } from '../../src/log/logger';
 
 const GUARD_BIN = join(__dirname, '..', '..', 'native', 'build', 'Release', 'lockagent-guard');
@@ -251,4 +252,117 @@ describe('lockagent-guard: DEADLINE', () => {
     expect(await o.exited).toBe('SIGKILL');
     expect(systemClock.nowMs()).toBeGreaterThanOrEqual(moved);
   });
+});
+
+/** Pids no process can have (above pid_max): the guard finds them gone at a kill, never kills one. */
+function fakePids(n: number): string[] {
+  const max = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+  return Array.from({ length: n }, (_, i) => `${max + 1 + i}:${1000 + i}`);
+}
+
+describe('lockagent-guard: capacity', () => {
+  // The guard checks only the form <pid>:<starttime> at SET (the start time is compared at a
+  // kill), so entries of pids that do not exist are registered like real ones.
+  it('registers 5,000 owner pids in one lockspace and moves their deadline', async () => {
+    const sock = join(dir, 'guard.sock');
+    await startGuard(sock);
+    const c = await rawClient(sock);
+    c.send('HELLO 1 enforce');
+    await c.next(/^END$/);
+    const o = owner();
+    c.send(`SET ${LS} ${systemClock.nowMs() + 60_000} ${[...fakePids(4999), `${o.pid}:${o.start}`].join(' ')}`);
+    expect(await c.next(/^(OK|ERR) /)).toBe(`OK ${LS} -1`);
+    let n = c.got.length;
+    c.send(`DEADLINE ${LS} ${systemClock.nowMs() + 120_000}`);
+    expect(await c.next(/^(OK|ERR) /, n)).toMatch(new RegExp(`^OK ${LS} \\d+$`));
+    n = c.got.length;
+    c.send('HELLO 1 enforce');
+    const armed = (await c.next(/^ARMED /, n)).split(' ');
+    expect(armed[1]).toBe(LS);
+    expect(Number(armed[3])).toBe(5000);
+    expect(Number(armed[2])).toBeGreaterThan(60_000);
+    expect(o.gone()).toBe(false);
+  });
+
+  it('answers an over-long or over-cap SET with ERR, disarms that lockspace, and keeps the connection', async () => {
+    const sock = join(dir, 'guard.sock');
+    await startGuard(sock);
+    const c = await rawClient(sock);
+    c.send('HELLO 1 enforce');
+    await c.next(/^END$/);
+    const dl = systemClock.nowMs() + 60_000;
+    c.send(`SET ${LS} ${dl} ${fakePids(1).join(' ')}`);
+    c.send(`SET OTHER ${dl} ${fakePids(1).join(' ')}`);
+    await c.next(/^OK OTHER /);
+
+    // 65,537 pids: the line fits the buffer, the table may not have them
+    let n = c.got.length;
+    c.send(`SET ${LS} ${dl} ${fakePids(65_537).join(' ')}`);
+    expect(await c.next(/^(OK|ERR) /, n)).toBe(`ERR lockspace ${LS}: too many pids in one lockspace (more than 65536)`);
+    // the same connection answers the next request; the refused lockspace has no pids left
+    n = c.got.length;
+    c.send(`DEADLINE ${LS} ${dl}`);
+    expect(await c.next(/^(OK|ERR) /, n)).toMatch(new RegExp(`^ERR lockspace ${LS} has no pids here`));
+
+    // a line longer than any request may be (3 MiB): read to its end, discarded, ERR
+    n = c.got.length;
+    c.send(`SET ${LS} ${dl} ${Array.from({ length: 100_000 }, (_, i) => `${4_000_000 + (i % 100)}:12345678901234567890`).join(' ')}`);
+    expect(await c.next(/^(OK|ERR) /, n)).toMatch(new RegExp(`^ERR lockspace ${LS}: request line of \\d+ bytes or more`));
+    n = c.got.length;
+    c.send(`DEADLINE OTHER ${dl + 1000}`);
+    expect(await c.next(/^(OK|ERR) /, n)).toMatch(/^OK OTHER \d+$/);
+    n = c.got.length;
+    c.send(`SET ${LS} ${dl} ${fakePids(2).join(' ')}`);
+    expect(await c.next(/^(OK|ERR) /, n)).toBe(`OK ${LS} -1`);
+  });
+});
+
+describe('guard client: a refused SET', () => {
+  it('logs it once, shows it in status, refuses acquires for pid owners of that lockspace, and does not resend the same pids', async () => {
+    const real = join(dir, 'real-guard.sock');
+    await startGuard(real);
+    const rec = await recordingGuard(guardSocketPath(join(dir, 'control.sock')), real);
+    const a = fakeAgent();
+    // 65,537 owners (the guard takes 65,536 per lockspace), all on one real process
+    const o = owner();
+    for (let i = 0; i <= 65_536; i++) a.owners.push({ ref: { uuid: `u${i}`, name: `vm${i}`, pid: o.pid }, leases: [{ spec: { lockspace: LS } }] });
+    const log = memoryLogger();
+    const g = guardClient(a.agent, log);
+    await g.start();
+    g.setRecovered();
+    const answers = (n: number) => waitFor(`${n} answers of the guard`, () => rec.answers.filter((l) => /^(OK|ERR) /.test(l)).length >= n, 30_000);
+    await answers(1);
+    expect(rec.answers.filter((l) => /^(OK|ERR) /.test(l))).toEqual([`ERR lockspace ${LS}: too many pids in one lockspace (more than 65536)`]);
+
+    const newcomer = { uuid: 'new', name: 'vm-new', pid: o.pid };
+    expect(() => g.admit(newcomer, [LS])).toThrow(LeaseError);
+    expect(() => g.admit(newcomer, [LS])).toThrow(/refused the owner pids of lockspace GS_TEST \(lockspace GS_TEST: too many pids/);
+    // owners without a pid, and other lockspaces, are not concerned
+    expect(() => g.admit({ uuid: 'nopid', name: 'x' }, [LS])).not.toThrow();
+    expect(() => g.admit(newcomer, ['OTHER'])).not.toThrow();
+    const st = g.status();
+    expect(st.protected).toBe(false);
+    expect(st.guard.lockspaces?.[0]).toEqual(expect.objectContaining({ lockspace: LS, refused: expect.stringMatching(/too many pids/) }));
+
+    // renewals with the same owners send nothing (not 65,537 pids again), and log nothing more
+    const sentLines = rec.lines.length;
+    for (let i = 0; i < 3; i++) {
+      a.lease.lastSuccess += 2;
+      g.renewed(a.ls);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(rec.lines.length).toBe(sentLines);
+    expect(log.lines.filter((l) => l.startsWith('error'))).toEqual([
+      expect.stringMatching(/^error fencing guard refused the 65537 owner pids of lockspace GS_TEST: .*NOT fenced.*acquires for owners with a pid in GS_TEST are refused/),
+    ]);
+
+    // owners leave: the guard takes the pids, acquires are admitted again
+    a.owners.splice(1);
+    g.changed();
+    await answers(2);
+    expect(rec.answers.filter((l) => /^(OK|ERR) /.test(l))[1]).toBe(`OK ${LS} -1`);
+    expect(() => g.admit(newcomer, [LS])).not.toThrow();
+    expect(g.status().protected).toBe(true);
+    expect(log.lines.some((l) => /^warning fencing guard took the owner pids of lockspace GS_TEST \(1\)/.test(l))).toBe(true);
+  }, 60_000);
 });
