@@ -262,7 +262,8 @@ void callJs(napi_env rawEnv, napi_value, void* context, void* data) {
         value = makeProbeResult(env, r);
       } else if (r.op == Op::Read && target) {
         // readInto: copy into the caller's buffer, which is only ever written
-        // here, after a successful read (a timed-out read never touches it).
+        // here, after a successful read (a timed-out read never touches it) --
+        // unless it came from allocAligned: then the read filled it in place.
         napi_value tv;
         void* data = nullptr;
         size_t len = 0;
@@ -270,7 +271,8 @@ void callJs(napi_env rawEnv, napi_value, void* context, void* data) {
             napi_get_typedarray_info(env, tv, nullptr, &len, &data, nullptr, nullptr) != napi_ok ||
             len != r.length)
           throw Napi::Error::New(env, "readInto: the target buffer is gone or changed size");
-        std::memcpy(data, r.buf, r.length);
+        // A block's read landed in place (r.buf is the target's memory).
+        if (!r.block) std::memcpy(data, r.buf, r.length);
         value = env.Undefined();
       } else if (r.op == Op::Read) {
         value = Napi::Buffer<char>::Copy(env, static_cast<char*>(r.buf),
@@ -424,7 +426,15 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
     auto req = std::shared_ptr<Request>(new Request(
         Op::Read, handle_->path(), static_cast<int64_t>(offset), length,
         timeoutMs));
-    if (!req->allocate()) throw Napi::Error::New(env, "out of memory");
+    // A Buffer from allocAligned (the whole of it, or its start) is read into directly.
+    void* at = static_cast<uint8_t*>(target.ArrayBuffer().Data()) + target.ByteOffset();
+    std::shared_ptr<AlignedBlock> block = findBlock(at);
+    if (block && block->size >= length) {
+      req->block = std::move(block);
+      req->buf = at;
+    } else if (!req->allocate()) {
+      throw Napi::Error::New(env, "out of memory");
+    }
     napi_ref ref;
     NAPI_THROW_IF_FAILED(env, napi_create_reference(env, target, 1, &ref),
                          Napi::Value());
@@ -534,6 +544,20 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
 
   std::shared_ptr<Handle> handle_;
 };
+
+// allocAligned(length) -> Buffer of `length` bytes (a multiple of 512) in
+// page-aligned memory that readInto fills in place (io_engine.h, AlignedBlock).
+Napi::Value AllocAligned(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t length = argAligned(info, 0, "length", false);
+  if (length > kMaxIoLength) throwEinval(env, "length is too large");
+  std::shared_ptr<AlignedBlock> block = allocBlock(length);
+  if (!block) throw Napi::Error::New(env, "out of memory");
+  auto* hold = new std::shared_ptr<AlignedBlock>(block);
+  return Napi::Buffer<char>::New(
+      env, static_cast<char*>(block->data), static_cast<size_t>(length),
+      [](Napi::Env, char*, std::shared_ptr<AlignedBlock>* h) { delete h; }, hold);
+}
 
 // open(path, readOnly, timeoutMs[, keepThreadMs]) -> Promise<{file, direct,
 // isBlockDevice, size, logicalSectorSize}>; keepThreadMs: how long the file's
@@ -708,6 +732,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("readHead", Napi::Function::New(env, ReadHead, "readHead"));
+  exports.Set("allocAligned", Napi::Function::New(env, AllocAligned, "allocAligned"));
   exports.Set("ioStats", Napi::Function::New(env, IoStats, "ioStats"));
   exports.Set("resetIoStats",
               Napi::Function::New(env, ResetIoStats, "resetIoStats"));

@@ -1,5 +1,7 @@
 #include "io_engine.h"
 
+#include <unordered_map>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -276,7 +278,7 @@ BufCache& bufCache() {
 }  // namespace
 
 Request::~Request() {
-  if (!buf) return;
+  if (!buf || block) return;  // a block's memory is freed with its last owner
   if (bufSize <= kBufCacheMaxLength) {
     BufCache& c = bufCache();
     std::lock_guard<std::mutex> g(c.mu);
@@ -298,6 +300,44 @@ void dropBufferCache() {
     drop.swap(c.free);
   }
   for (auto& e : drop) std::free(e.second);
+}
+
+namespace {
+struct BlockRegistry {
+  std::mutex mu;
+  std::unordered_map<const void*, std::weak_ptr<AlignedBlock>> blocks;
+};
+BlockRegistry& blockRegistry() {
+  static BlockRegistry* r = new BlockRegistry();  // never freed, like the buffer cache
+  return *r;
+}
+}  // namespace
+
+AlignedBlock::~AlignedBlock() {
+  {
+    BlockRegistry& r = blockRegistry();
+    std::lock_guard<std::mutex> g(r.mu);
+    auto it = r.blocks.find(data);
+    if (it != r.blocks.end() && it->second.expired()) r.blocks.erase(it);
+  }
+  std::free(data);
+}
+
+std::shared_ptr<AlignedBlock> allocBlock(uint64_t size) {
+  void* p = nullptr;
+  if (size == 0 || posix_memalign(&p, kBufferAlignment, size) != 0) return nullptr;
+  auto b = std::make_shared<AlignedBlock>(p, size);
+  BlockRegistry& r = blockRegistry();
+  std::lock_guard<std::mutex> g(r.mu);
+  r.blocks[p] = b;
+  return b;
+}
+
+std::shared_ptr<AlignedBlock> findBlock(const void* data) {
+  BlockRegistry& r = blockRegistry();
+  std::lock_guard<std::mutex> g(r.mu);
+  auto it = r.blocks.find(data);
+  return it == r.blocks.end() ? nullptr : it->second.lock();
 }
 
 bool Request::allocate() {

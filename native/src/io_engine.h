@@ -71,6 +71,23 @@ void resetStats();
 // Frees the cached aligned I/O buffers (they are reused across requests).
 void dropBufferCache();
 
+// Aligned memory handed to JavaScript as a Buffer (allocAligned) that a read can fill in place:
+// no buffer of the request's own, no copy at completion. Shared by the JS Buffer (released by
+// its finalizer) and every request reading into it, so a read that outlives its deadline still
+// writes into live memory (the caller abandons such a buffer: LeaseStorage.readInto).
+struct AlignedBlock {
+  AlignedBlock(void* d, uint64_t n) : data(d), size(n) {}
+  ~AlignedBlock();
+  AlignedBlock(const AlignedBlock&) = delete;
+  AlignedBlock& operator=(const AlignedBlock&) = delete;
+  void* const data;
+  const uint64_t size;
+};
+// nullptr on ENOMEM. Registered until freed, so findBlock can tell our memory from any other.
+std::shared_ptr<AlignedBlock> allocBlock(uint64_t size);
+// The block that starts at `data`, or nullptr (memory not from allocBlock, or already freed).
+std::shared_ptr<AlignedBlock> findBlock(const void* data);
+
 struct DeviceInfo {
   bool isBlockDevice = false;
   uint64_t size = 0;
@@ -137,6 +154,8 @@ struct Request {
   // Aligned I/O buffer, owned by the request (freed in the destructor) so it
   // stays valid for a syscall that outlives the JS promise.
   void* buf = nullptr;
+  // readInto a Buffer from allocAligned: buf points into this block (not owned, never cached).
+  std::shared_ptr<AlignedBlock> block;
 
   // Written by whoever won claim(), before Sink::deliver (which publishes).
   Outcome outcome = Outcome::Pending;

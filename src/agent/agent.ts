@@ -1,4 +1,4 @@
-import { canReadFileHead, DirectFile, FileId, readFileHead, sameFileId } from '../io/directio';
+import { allocIoBuffer, canReadFileHead, DirectFile, FileId, readFileHead, sameFileId } from '../io/directio';
 import { FileLeaseStorage } from '../io/file-storage';
 import { Clock } from '../lease/clock';
 import { readPaxosLeader } from '../lease/paxos';
@@ -211,7 +211,8 @@ export class Agent {
    * (scripts/bench throughput, docs/benchmarks.md). At most AREA_USERS acquires hold one at
    * a time; the others wait their turn (waiting for a live owner holds none).
    */
-  private readonly iobufs = new IoBufferPool(4, undefined, AREA_USERS);
+  // Aligned buffers the addon reads lease areas into in place (allocIoBuffer).
+  private readonly iobufs = new IoBufferPool(4, allocIoBuffer, AREA_USERS);
   /**
    * What our last exclusive release of each lease left on disk (path, offset → AcquireHint):
    * the next acquire of it starts its ballot from there, one area read less. Bounded; an entry

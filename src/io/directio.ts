@@ -1,7 +1,7 @@
 // Sector I/O for lease areas on shared storage: O_DIRECT (or O_DSYNC fallback)
 // reads/writes with per-request deadlines, executed by the native addon on
 // per-file threads of its own. See docs/direct-io.md for the design.
-import { IoStats, loadNative, NativeFile, NativeHeadResult } from './native';
+import { IoStats, loadNative, NativeBinding, NativeFile, NativeHeadResult } from './native';
 
 export interface OpenOptions {
   readOnly?: boolean;
@@ -160,7 +160,9 @@ export class DirectFile {
   /**
    * Reads `target.length` bytes into `target` (a caller-owned, reusable buffer): no new Buffer
    * per read, which matters for 1-8 MiB lease areas (each fresh one is external memory V8 must
-   * collect). `target` is written only when the read succeeds, never after a rejection.
+   * collect). A target from allocIoBuffer() is read into in place (no copy): after a rejection
+   * a late completion may still write it, so the caller abandons it (LeaseStorage.readInto).
+   * Any other target is written only when the read succeeds, never after a rejection.
    */
   async readInto(offset: number, target: Buffer, timeoutMs: number): Promise<void> {
     this.checkIo('read', offset, target.length, timeoutMs);
@@ -240,6 +242,23 @@ export class DirectFile {
     }
     checkTimeout(this.path, op, timeoutMs);
   }
+}
+
+/**
+ * A read buffer for readInto: page-aligned memory from the addon, which a read fills in place
+ * (a 1 MiB lease area then exists once, not also as the request's own buffer plus a copy).
+ * A plain Buffer when the addon cannot (it was built before allocAligned, or the length is not
+ * a multiple of 512): readInto copies into those.
+ */
+export function allocIoBuffer(length: number): Buffer {
+  let native: NativeBinding | undefined;
+  try {
+    native = loadNative();
+  } catch {
+    // no addon (a storage of the simulation's): any memory will do
+  }
+  if (native?.allocAligned && length > 0 && length % SECTOR === 0) return native.allocAligned(length);
+  return Buffer.allocUnsafe(length);
 }
 
 /** What readFileHead learnt about one file. */

@@ -67,6 +67,11 @@ export interface NativeBinding {
    * before it existed.
    */
   readHead?(path: string, length: number, timeoutMs: number): Promise<NativeHeadResult>;
+  /**
+   * A Buffer of `length` bytes (a multiple of 512) in page-aligned memory that readInto fills in
+   * place, without a buffer and a copy of its own. Absent in addons built before it existed.
+   */
+  allocAligned?(length: number): Buffer;
   ioStats(path?: string): IoStats;
   resetIoStats(): void;
   /** Test hook: pretend every filesystem refuses O_DIRECT. */

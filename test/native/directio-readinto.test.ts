@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { DirectFile, DirectIoError, ioStats, resetIoStats } from '../../src/io/directio';
+import { allocIoBuffer, DirectFile, DirectIoError, ioStats, resetIoStats } from '../../src/io/directio';
 import { FileLeaseStorage } from '../../src/io/file-storage';
 import { loadNative } from '../../src/io/native';
 
@@ -14,6 +14,9 @@ afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 beforeEach(() => resetIoStats());
+
+const stall = (p: string, offset: number, ms: number): void =>
+  (loadNative() as unknown as { _testInjectStall(p: string, o: number, ms: number, n: number): void })._testInjectStall(p, offset, ms, 1);
 
 function pattern(length: number, seed: number): Buffer {
   const b = Buffer.alloc(length);
@@ -64,6 +67,40 @@ describe('DirectFile.readInto', () => {
       expect(t?.code).toBe('ETIMEDOUT');
       await new Promise((r) => setTimeout(r, 400)); // the stalled read completes late
       expect(untouched.every((x) => x === 0x55)).toBe(true);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('reads into an allocIoBuffer() buffer in place: a late completion after a timeout lands in it', async () => {
+    const p = path.join(dir, 'inplace');
+    const data = pattern(1 << 20, 5);
+    fs.writeFileSync(p, data);
+    const f = await DirectFile.open(p);
+    try {
+      const b = allocIoBuffer(1 << 20);
+      expect(b.length).toBe(1 << 20);
+      await f.readInto(0, b, 1000);
+      expect(b.equals(data)).toBe(true);
+      // its start (a shorter read) is read in place too; a part further in is copied into
+      const head = b.subarray(0, 4096);
+      b.fill(0);
+      await f.readInto(4096, head, 1000);
+      expect(head.equals(data.subarray(4096, 8192))).toBe(true);
+      const mid = b.subarray(8192, 8192 + 512);
+      await f.readInto(0, mid, 1000);
+      expect(mid.equals(data.subarray(0, 512))).toBe(true);
+
+      // In place: the read that timed out still fills the buffer when it completes (which is
+      // why the engine abandons a buffer whose read failed).
+      b.fill(0);
+      stall(p, 0, 300);
+      const t = await f.readInto(0, b, 50).then(() => undefined, (x: DirectIoError) => x);
+      expect(t?.code).toBe('ETIMEDOUT');
+      expect(b.every((x) => x === 0)).toBe(true);
+      await new Promise((r) => setTimeout(r, 450));
+      expect(b.equals(data)).toBe(true);
+      expect(ioStats(p).lateCompletions).toBe(1);
     } finally {
       await f.close();
     }
