@@ -7,7 +7,7 @@
 import { isIoTimeout } from '../lease/diskio';
 import { LeaseStorage } from '../lease/storage';
 import { LeaseError, SANLK } from '../ondisk/results';
-import { DirectFile, FileId } from './directio';
+import { allocIoBuffer, DirectFile, FileId } from './directio';
 
 export interface OpenLeaseStorageOptions {
   /** open O_RDONLY (read_leader, dump); writes are then refused */
@@ -105,6 +105,11 @@ export class FileLeaseStorage implements LeaseStorage {
   async readInto(offset: number, target: Buffer, timeoutMs: number): Promise<void> {
     this.check('read');
     return this.timed(`read of ${target.length} bytes at ${offset}`, timeoutMs, () => this.file.readInto(offset, target, timeoutMs));
+  }
+
+  /** LeaseStorage.allocBuffer: memory the addon reads into in place (allocIoBuffer). */
+  allocBuffer(length: number): Buffer {
+    return allocIoBuffer(length);
   }
 
   async write(offset: number, data: Buffer, timeoutMs: number): Promise<void> {

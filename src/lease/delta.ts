@@ -258,7 +258,7 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
   let area: Buffer;
   const t0 = clock.nowMs();
   try {
-    const target = lease.storage.readInto ? (lease.iobuf ?? Buffer.allocUnsafe(g.alignSize)) : undefined;
+    const target = lease.storage.readInto ? (lease.iobuf ?? lease.storage.allocBuffer?.(g.alignSize) ?? Buffer.allocUnsafe(g.alignSize)) : undefined;
     area = await timedIo('area_read', () => readArea(lease.storage, lease.offset, g.alignSize, lease.ioTimeout * 1000, target));
   } catch (e) {
     lease.iobuf = undefined; // a late completion may still land in it

@@ -25,6 +25,11 @@ export interface LeaseStorage {
    */
   readInto?(offset: number, target: Buffer, timeoutMs: number): Promise<void>;
   /**
+   * Optional: a buffer of `length` bytes that readInto fills best (the addon's page-aligned
+   * memory, read into in place, no copy). Without it, any Buffer.
+   */
+  allocBuffer?(length: number): Buffer;
+  /**
    * Optional: read `expected.length` bytes at `offset`; if they are byte for byte `expected`,
    * write each of `writes` in order. Resolves true when all was written, else the bytes found
    * (nothing written). One request instead of one per I/O (the addon runs it on one I/O thread):

@@ -143,6 +143,29 @@ describe('delta renew and release', () => {
     expect(lease.lastSuccess).toBe(after.timestamp);
   });
 
+  it('reads the area into a buffer the storage provides (allocBuffer), kept from one renewal to the next, dropped after a failed read', async () => {
+    const { sched, clock, st } = setup();
+    const made: Buffer[] = [];
+    const storage = Object.assign(Object.create(st) as MemStorage, {
+      allocBuffer: (n: number) => {
+        const b = Buffer.alloc(n);
+        made.push(b);
+        return b;
+      },
+    });
+    const lease = await sched.run(deltaAcquire({ ...params(st, clock, 1, 'hostA'), storage }));
+    const r1 = await sched.run(deltaRenew(lease, clock));
+    const r2 = await sched.run(deltaRenew(lease, clock));
+    expect(made).toHaveLength(1);
+    expect(r1.area).toBe(made[0]);
+    expect(r2.area).toBe(made[0]);
+    st.failNext('read', { type: 'error' });
+    await rejects(sched, deltaRenew(lease, clock));
+    const r3 = await sched.run(deltaRenew(lease, clock));
+    expect(made).toHaveLength(2); // the first may still be written by the failed read: not reused
+    expect(r3.area).toBe(made[1]);
+  });
+
   it('-260 when another host took our host_id; -261 when our sector changed', async () => {
     const { sched, clock, st } = setup();
     const a = await sched.run(deltaAcquire(params(st, clock, 1, 'hostA')));
