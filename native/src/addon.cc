@@ -329,19 +329,40 @@ double argTimeout(const Napi::CallbackInfo& info, size_t i) {
 }
 
 // Defensive re-validation; the TypeScript wrapper reports these more nicely.
-uint64_t argAligned(const Napi::CallbackInfo& info, size_t i, const char* what,
-                    bool allowZero) {
-  if (!info[i].IsNumber())
-    throwEinval(info.Env(), std::string(what) + " must be a number");
-  double v = info[i].As<Napi::Number>().DoubleValue();
+// A whole number of 512-byte units (an offset or a length).
+uint64_t alignedValue(Napi::Env env, Napi::Value value, const std::string& what,
+                      bool allowZero) {
+  if (!value.IsNumber()) throwEinval(env, what + " must be a number");
+  double v = value.As<Napi::Number>().DoubleValue();
   if (!(v >= 0) || v > kMaxSafeInteger || std::floor(v) != v ||
       (!allowZero && v == 0))
-    throwEinval(info.Env(), std::string(what) + " is invalid");
+    throwEinval(env, what + " is invalid");
   auto u = static_cast<uint64_t>(v);
   if (u % kSectorAlign)
-    throwEinval(info.Env(), std::string(what) + " " + std::to_string(u) +
-                                " is not a multiple of 512");
+    throwEinval(env, what + " " + std::to_string(u) + " is not a multiple of 512");
   return u;
+}
+
+uint64_t argAligned(const Napi::CallbackInfo& info, size_t i, const char* what,
+                    bool allowZero) {
+  return alignedValue(info.Env(), info[i], what, allowZero);
+}
+
+// The bytes of a Buffer/Uint8Array a request reads into or writes from: whole
+// sectors, at most kMaxIoLength.
+struct Sectors {
+  Napi::TypedArray array;
+  uint8_t* data;
+  uint64_t length;
+};
+Sectors sectorsOf(Napi::Env env, Napi::Value value, const std::string& what) {
+  if (!value.IsTypedArray()) throwEinval(env, what + " must be a Buffer or Uint8Array");
+  auto a = value.As<Napi::TypedArray>();
+  uint64_t length = a.ByteLength();
+  if (length == 0 || length % kSectorAlign || length > kMaxIoLength)
+    throwEinval(env, what + " length " + std::to_string(length) +
+                         " is not a positive multiple of 512");
+  return {a, static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset(), length};
 }
 
 // The promise req settles through the addon's sink; keeps the addon alive until then.
@@ -415,19 +436,14 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
   Napi::Value ReadInto(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t offset = argAligned(info, 0, "offset", true);
-    if (!info[1].IsTypedArray())
-      throwEinval(env, "target must be a Buffer or Uint8Array");
-    auto target = info[1].As<Napi::TypedArray>();
-    uint64_t length = target.ByteLength();
-    if (length == 0 || length % kSectorAlign || length > kMaxIoLength)
-      throwEinval(env, "target length " + std::to_string(length) +
-                           " is not a positive multiple of 512");
+    Sectors target = sectorsOf(env, info[1], "target");
+    uint64_t length = target.length;
     double timeoutMs = argTimeout(info, 2);
     auto req = std::shared_ptr<Request>(new Request(
         Op::Read, handle_->path(), static_cast<int64_t>(offset), length,
         timeoutMs));
     // A Buffer from allocAligned (the whole of it, or its start) is read into directly.
-    void* at = static_cast<uint8_t*>(target.ArrayBuffer().Data()) + target.ByteOffset();
+    void* at = target.data;
     std::shared_ptr<AlignedBlock> block = findBlock(at);
     if (block && block->size >= length) {
       req->block = std::move(block);
@@ -436,7 +452,7 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
       throw Napi::Error::New(env, "out of memory");
     }
     napi_ref ref;
-    NAPI_THROW_IF_FAILED(env, napi_create_reference(env, target, 1, &ref),
+    NAPI_THROW_IF_FAILED(env, napi_create_reference(env, target.array, 1, &ref),
                          Napi::Value());
     req->jsTarget = ref;
     req->stats = handle_->stats();
@@ -446,16 +462,9 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
   Napi::Value Write(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t offset = argAligned(info, 0, "offset", true);
-    if (!info[1].IsTypedArray())
-      throwEinval(env, "data must be a Buffer or Uint8Array");
-    auto data = info[1].As<Napi::TypedArray>();
-    uint64_t length = data.ByteLength();
-    const uint8_t* bytes =
-        static_cast<const uint8_t*>(data.ArrayBuffer().Data()) +
-        data.ByteOffset();
-    if (length == 0 || length % kSectorAlign || length > kMaxIoLength)
-      throwEinval(env, "data length " + std::to_string(length) +
-                           " is not a positive multiple of 512");
+    Sectors data = sectorsOf(env, info[1], "data");
+    uint64_t length = data.length;
+    const uint8_t* bytes = data.data;
     double timeoutMs = argTimeout(info, 2);
     auto req = std::shared_ptr<Request>(new Request(
         Op::Write, handle_->path(), static_cast<int64_t>(offset), length,
@@ -474,13 +483,8 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
   Napi::Value WriteIfUnchanged(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t offset = argAligned(info, 0, "offset", true);
-    if (!info[1].IsTypedArray())
-      throwEinval(env, "expected must be a Buffer or Uint8Array");
-    auto expected = info[1].As<Napi::TypedArray>();
-    uint64_t length = expected.ByteLength();
-    if (length == 0 || length % kSectorAlign || length > kMaxIoLength)
-      throwEinval(env, "expected length " + std::to_string(length) +
-                           " is not a positive multiple of 512");
+    Sectors expected = sectorsOf(env, info[1], "expected");
+    uint64_t length = expected.length;
     if (!info[2].IsArray()) throwEinval(env, "writes must be an array");
     auto list = info[2].As<Napi::Array>();
     double timeoutMs = argTimeout(info, 3);
@@ -492,20 +496,12 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
       if (!e.IsArray() || e.As<Napi::Array>().Length() != 2)
         throwEinval(env, "each write must be [offset, data]");
       auto pair = e.As<Napi::Array>();
-      Napi::Value off = pair.Get(0u);
-      Napi::Value data = pair.Get(1u);
-      if (!off.IsNumber() || !data.IsTypedArray())
-        throwEinval(env, "each write must be [offset, data]");
-      double o = off.As<Napi::Number>().DoubleValue();
-      auto d = data.As<Napi::TypedArray>();
-      uint64_t n = d.ByteLength();
-      if (!(o >= 0) || o > kMaxSafeInteger || std::floor(o) != o ||
-          static_cast<uint64_t>(o) % kSectorAlign || n == 0 || n % kSectorAlign)
-        throwEinval(env, "write " + std::to_string(i) +
-                             ": offset and length must be multiples of 512");
-      writes.emplace_back(static_cast<int64_t>(o), n);
-      sources.push_back(static_cast<const uint8_t*>(d.ArrayBuffer().Data()) + d.ByteOffset());
-      total += n;
+      const std::string what = "write " + std::to_string(i);
+      uint64_t o = alignedValue(env, pair.Get(0u), what + " offset", true);
+      Sectors d = sectorsOf(env, pair.Get(1u), what + " data");
+      writes.emplace_back(static_cast<int64_t>(o), d.length);
+      sources.push_back(d.data);
+      total += d.length;
       if (total > kMaxIoLength) throwEinval(env, "writes are too large");
     }
     auto req = std::shared_ptr<Request>(new Request(
@@ -514,8 +510,7 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
     req->bufSize = total;
     if (!req->allocate()) throw Napi::Error::New(env, "out of memory");
     char* buf = static_cast<char*>(req->buf);
-    std::memcpy(buf, static_cast<const uint8_t*>(expected.ArrayBuffer().Data()) +
-                         expected.ByteOffset(), length);
+    std::memcpy(buf, expected.data, length);
     char* at = buf + 2 * length;
     for (size_t i = 0; i < writes.size(); i++) {
       std::memcpy(at, sources[i], writes[i].second);

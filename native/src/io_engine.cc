@@ -548,11 +548,6 @@ void Handle::workerMain(std::shared_ptr<WorkerSlot> me) {
 // without the lock; the fd stays valid because inflight_ > 0.
 void Handle::execute(const std::shared_ptr<Request>& req, int fd) {
   maybeStall(path_, req->offset);
-  if (!direct_ && req->op == Op::Read) {
-    // Best effort against stale page-cache data when O_DIRECT is refused.
-    ::posix_fadvise(fd, req->offset, static_cast<off_t>(req->length),
-                    POSIX_FADV_DONTNEED);
-  }
 
   char* buf = static_cast<char*>(req->buf);
   uint64_t done = 0;
@@ -582,6 +577,10 @@ void Handle::execute(const std::shared_ptr<Request>& req, int fd) {
 }
 
 int Handle::transfer(int fd, bool isRead, char* buf, uint64_t length, int64_t offset, uint64_t* doneOut) {
+  if (isRead && !direct_) {
+    // Best effort against stale page-cache data when O_DIRECT is refused.
+    ::posix_fadvise(fd, offset, static_cast<off_t>(length), POSIX_FADV_DONTNEED);
+  }
   uint64_t done = 0;
   int err = 0;
   while (done < length) {
@@ -621,9 +620,6 @@ void Handle::executeCompareWrite(const std::shared_ptr<Request>& req, int fd) {
   char* buf = static_cast<char*>(req->buf);
   char* expected = buf;
   char* got = buf + req->length;
-  if (!direct_) {
-    ::posix_fadvise(fd, req->offset, static_cast<off_t>(req->length), POSIX_FADV_DONTNEED);
-  }
   uint64_t done = 0;
   const char* syscall = "read";
   int err = transfer(fd, true, got, req->length, req->offset, &done);

@@ -78,6 +78,8 @@ interface Sent {
 }
 
 const NO_PIDS: string[] = [];
+/** Owner pids the guard takes per lockspace (MAX_PIDS in native/guard/lockagent-guard.c). */
+export const GUARD_MAX_PIDS = 65536;
 /** What a guard older than the DEADLINE message answers to it. */
 const UNKNOWN_REQUEST = 'unknown request';
 
@@ -198,7 +200,7 @@ export class GuardClient {
         if (!r) continue;
         throw new LeaseError(SANLK.EAGAIN, `the fencing guard refused the owner pids of lockspace ${name} (${r.why}), so leases of ` +
           `${owner.name ?? owner.uuid} there could not be enforced if this agent stopped renewing: release leases of other owners with a pid ` +
-          `in ${name} (the guard takes up to 65,536 per lockspace), then try again`);
+          `in ${name} (the guard takes up to ${GUARD_MAX_PIDS.toLocaleString('en-US')} per lockspace), then try again`);
       }
       return;
     }
@@ -370,7 +372,7 @@ export class GuardClient {
     if (known?.why === why) return;
     this.o.log.error(`fencing guard refused the ${pids.length} owner pids of lockspace ${name}: ${why}. Those owners are NOT fenced if this agent ` +
       `stops renewing, and acquires for owners with a pid in ${name} are refused until the guard takes them: release leases of owners with ` +
-      `a pid there (the guard takes up to 65,536 per lockspace), or move some owners to another lockspace`);
+      `a pid there (the guard takes up to ${GUARD_MAX_PIDS.toLocaleString('en-US')} per lockspace), or move some owners to another lockspace`);
   }
 
   /** Whether the line went out (then an answer will come, in order). */

@@ -190,7 +190,8 @@ export class DirectFile {
   /**
    * Reads `expected.length` bytes at `offset`; when they equal `expected`, writes each of
    * `writes` in order and resolves true, else resolves the bytes found and writes nothing.
-   * One request to the file's I/O thread (an addon without it: the same steps one by one).
+   * One request to the file's I/O thread. An addon built before it rejects (the lease engine
+   * then releases step by step).
    */
   async writeIfUnchanged(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer> {
     this.checkIo('read', offset, expected.length, timeoutMs);
@@ -199,11 +200,8 @@ export class DirectFile {
       this.checkIo('write', w.offset, w.data.length, timeoutMs);
     }
     try {
-      if (this.native.writeIfUnchanged) return await this.native.writeIfUnchanged(offset, expected, writes.map((w) => [w.offset, w.data]), timeoutMs);
-      const found = await this.native.read(offset, expected.length, timeoutMs);
-      if (!found.equals(expected)) return found;
-      for (const w of writes) await this.native.write(w.offset, w.data, timeoutMs);
-      return true;
+      if (!this.native.writeIfUnchanged) throw new Error(`the native addon has no writeIfUnchanged: rebuild it (npm run build:native)`);
+      return await this.native.writeIfUnchanged(offset, expected, writes.map((w) => [w.offset, w.data]), timeoutMs);
     } catch (e) {
       throw rethrown(e);
     }
