@@ -22,10 +22,18 @@
  *
  * Protocol: one line per message each way, on a unix stream socket (mode 0600; the peer must
  * be root or our own uid, checked with SO_PEERCRED):
- *   HELLO <agent-pid> <enforce|log>           -> HELLO <guard-pid> <mode>, then ARMED <ls>
+ *   HELLO <agent-pid> <enforce|log>           -> HELLO <guard-pid> <mode> pidfile, then ARMED <ls>
  *                                                <ms-left> <npids> per armed lockspace, KILLED
  *                                                lines not yet reported, END
- *   SET <ls> <deadline-ms-monotonic> <pid>:<starttime>...   (no pids = disarm)
+ *   SET <ls> <deadline-ms-monotonic> <pid>:<starttime>... @<pidfile-hex>/<uuid>...
+ *                                             (no owners = disarm). An @ token is an owner
+ *                                                whose process does not exist yet (a domain
+ *                                                between libvirt's `prepare` and QEMU's start):
+ *                                                at the deadline the guard reads the pid from
+ *                                                <pidfile> (hex-encoded path) and kills it only
+ *                                                if its command line carries `-uuid <uuid>`, as
+ *                                                libvirt starts QEMU. Sent only to a guard whose
+ *                                                HELLO names the "pidfile" feature
  *                                             -> OK <ls> <smallest-margin-ms or -1>; ERR (more
  *                                                than MAX_PIDS pids, a line longer than
  *                                                LINE_CAP, a bad pid, no memory) disarms <ls>:
@@ -56,6 +64,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,10 +79,20 @@
 #define LINE_CAP ((size_t)MAX_PIDS * PID_TOKEN_MAX + 256)
 #define LINE_INITIAL 4096
 #define MAX_RECORDS 256
+/* owners known by a pid file (no process yet) per lockspace: domains being started at once */
+#define MAX_PENDING 1024
+#define PIDFILE_MAX 256
+#define UUID_LEN 36
 
 struct owner_pid {
   pid_t pid;
   unsigned long long start;
+};
+
+/* An owner whose process does not exist yet: libvirt's QEMU pid file and the domain's uuid. */
+struct pending_owner {
+  char pidfile[PIDFILE_MAX];
+  char uuid[UUID_LEN + 1];
 };
 
 struct lockspace {
@@ -86,7 +105,13 @@ struct lockspace {
   int npids;
   int cap; /* entries allocated in pids */
   struct owner_pid *pids;
+  int npending;
+  int pcap; /* entries allocated in pending */
+  struct pending_owner *pending;
 };
+
+/* owners the lockspace's deadline fences: pids, and owners known by a pid file */
+static int owners_of(const struct lockspace *ls) { return ls->npids + ls->npending; }
 
 struct record {
   char name[NAME_MAX_LEN + 1];
@@ -112,6 +137,8 @@ static struct record records[MAX_RECORDS];
 static unsigned records_next;
 static struct client clients[MAX_CLIENTS];
 static char statbuf[1024];
+/* a QEMU command line is read through this window (the kill path allocates nothing) */
+static char cmdbuf[16384];
 static char logline[512];
 static char outline[512];
 static const char *sock_path;
@@ -225,6 +252,86 @@ static void record(const struct lockspace *ls, pid_t pid, int what, int64_t at) 
   }
 }
 
+/* The pid a pid file names (libvirt writes "<pid>\n"); 0 when absent or unreadable. */
+static pid_t pidfile_pid(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, statbuf, 32);
+  close(fd);
+  if (n <= 0) return 0;
+  statbuf[n] = 0;
+  char *end = NULL;
+  long pid = strtol(statbuf, &end, 10);
+  return end != statbuf && pid > 1 && pid < (1L << 22) ? (pid_t)pid : 0;
+}
+
+/* Whether /proc/<pid>/cmdline holds the arguments "-uuid" "<uuid>" (NUL-separated), read through
+ * cmdbuf with an overlap so a match across two reads is found. */
+static int cmdline_has_uuid(pid_t pid, const char *uuid) {
+  char needle[8 + UUID_LEN + 1];
+  size_t nlen = (size_t)snprintf(needle, sizeof needle, "-uuid%c%s", 0, uuid) + 1; /* with the NUL after the uuid */
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  size_t have = 0;
+  int found = 0;
+  for (;;) {
+    ssize_t n = read(fd, cmdbuf + have, sizeof cmdbuf - have);
+    if (n <= 0) break;
+    have += (size_t)n;
+    if (have >= nlen && memmem(cmdbuf, have, needle, nlen)) {
+      found = 1;
+      break;
+    }
+    if (have > nlen) {
+      memmove(cmdbuf, cmdbuf + have - (nlen - 1), nlen - 1);
+      have = nlen - 1;
+    }
+  }
+  close(fd);
+  return found;
+}
+
+/* An owner known by its pid file: kill the process the file names if it is the owner's. */
+static void fire_pending(struct lockspace *ls, const struct pending_owner *o, int64_t now, int64_t late) {
+  pid_t pid = pidfile_pid(o->pidfile);
+  if (!pid) {
+    logf_(6, "lockspace %s: deadline passed; no process in %s yet (domain %s not started), nothing to kill", ls->name, o->pidfile, o->uuid);
+    record(ls, 0, 2, now);
+    return;
+  }
+  /* pidfd first, then the command line: the signal can only reach the process that was checked */
+  int pfd = -1;
+#ifdef SYS_pidfd_open
+  pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
+  if (!cmdline_has_uuid(pid, o->uuid)) {
+    if (pfd >= 0) close(pfd);
+    logf_(6, "lockspace %s: deadline passed; pid %d in %s is not domain %s's QEMU (no -uuid %s on its command line), nothing to kill",
+          ls->name, (int)pid, o->pidfile, o->uuid, o->uuid);
+    record(ls, pid, 2, now);
+    return;
+  }
+  if (log_mode) {
+    if (pfd >= 0) close(pfd);
+    logf_(4, "lockspace %s: would SIGKILL pid %d (QEMU of domain %s, from %s; fencing_mode = log): no lease renewal reached the guard; the deadline passed %lld ms ago, "
+          "other hosts may take its leases at host_dead", ls->name, (int)pid, o->uuid, o->pidfile, (long long)late);
+    record(ls, pid, 1, now);
+    return;
+  }
+  int rc = -1;
+#ifdef SYS_pidfd_send_signal
+  if (pfd >= 0) rc = (int)syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+  else
+#endif
+    rc = kill(pid, SIGKILL);
+  if (pfd >= 0) close(pfd);
+  logf_(2, "lockspace %s: SIGKILL pid %d (QEMU of domain %s, from %s)%s: no lease renewal reached the guard; the deadline passed %lld ms ago (host_dead minus the margin), "
+        "other hosts may take its leases at host_dead", ls->name, (int)pid, o->uuid, o->pidfile, rc == 0 ? "" : " failed", (long long)late);
+  record(ls, pid, rc == 0 ? 0 : 2, now);
+}
+
 static void fire(struct lockspace *ls, int64_t now) {
   int64_t late = now - ls->deadline;
   for (int i = 0; i < ls->npids; i++) {
@@ -246,6 +353,7 @@ static void fire(struct lockspace *ls, int64_t now) {
           "other hosts may take its leases at host_dead", ls->name, (int)pid, rc == 0 ? "" : " failed", (long long)late);
     record(ls, pid, rc == 0 ? 0 : 2, now);
   }
+  for (int i = 0; i < ls->npending; i++) fire_pending(ls, &ls->pending[i], now, late);
   ls->fired = 1;
   /* enforce: the pids are dead; log mode keeps the deadline so the next SET measures the margin */
   if (!log_mode) ls->armed = 0;
@@ -285,6 +393,9 @@ static struct lockspace *find_ls(const char *name, int create) {
   free_ls->npids = 0;
   free_ls->cap = 0;
   free_ls->pids = NULL;
+  free_ls->npending = 0;
+  free_ls->pcap = 0;
+  free_ls->pending = NULL;
   free_ls->min_margin = INT64_MAX;
   return free_ls;
 }
@@ -295,6 +406,10 @@ static void forget_ls(struct lockspace *ls) {
   ls->pids = NULL;
   ls->cap = 0;
   ls->npids = 0;
+  free(ls->pending);
+  ls->pending = NULL;
+  ls->pcap = 0;
+  ls->npending = 0;
   ls->armed = 0;
   ls->used = 0;
 }
@@ -318,6 +433,47 @@ static int reserve_pids(struct lockspace *ls, int n) {
   return 0;
 }
 
+/* Room for n pending owners (n <= MAX_PENDING), as reserve_pids. */
+static int reserve_pending(struct lockspace *ls, int n) {
+  if (n <= ls->pcap && !(ls->pcap > 16 && n < ls->pcap / 4)) return 0;
+  int want = n < 4 ? 4 : n;
+  struct pending_owner *p = realloc(ls->pending, (size_t)want * sizeof *p);
+  if (!p) return n > ls->pcap ? -1 : 0;
+  ls->pending = p;
+  ls->pcap = want;
+  return 0;
+}
+
+static int hexval(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* "@<hex of an absolute path>/<uuid>" into o (o may be NULL: check only); 0 when well formed. */
+static int parse_pending(const char *tok, size_t len, struct pending_owner *o) {
+  const char *slash = memchr(tok, '/', len);
+  if (tok[0] != '@' || !slash) return -1;
+  size_t hex = (size_t)(slash - tok - 1), ulen = len - (size_t)(slash - tok) - 1;
+  if (hex < 4 || hex % 2 || hex / 2 >= PIDFILE_MAX || ulen != UUID_LEN) return -1;
+  char path[PIDFILE_MAX];
+  for (size_t i = 0; i < hex / 2; i++) {
+    int hi = hexval(tok[1 + 2 * i]), lo = hexval(tok[2 + 2 * i]);
+    if (hi < 0 || lo < 0 || (hi | lo) == 0) return -1; /* no NUL inside a path */
+    path[i] = (char)(hi * 16 + lo);
+  }
+  path[hex / 2] = 0;
+  if (path[0] != '/') return -1;
+  for (size_t i = 0; i < ulen; i++) {
+    char c = slash[1 + i];
+    if (!(hexval(c) >= 0 || c == '-')) return -1;
+  }
+  if (o) {
+    memcpy(o->pidfile, path, hex / 2 + 1);
+    memcpy(o->uuid, slash + 1, UUID_LEN);
+    o->uuid[UUID_LEN] = 0;
+  }
+  return 0;
+}
+
 static void reply_ok(struct client *c, const struct lockspace *ls) {
   snprintf(outline, sizeof outline, "OK %.48s %lld\n", ls ? ls->name : "-",
            ls && ls->min_margin != INT64_MAX ? (long long)ls->min_margin : -1LL);
@@ -332,12 +488,12 @@ static void reply_err(struct client *c, const char *msg) {
 /* The end of SET and DEADLINE: arm <ls> (when it has pids) at the new deadline. */
 static void move_deadline(struct client *c, struct lockspace *ls, int64_t deadline, int64_t now_b) {
   /* how close the previous deadline came to passing before this update moved it */
-  if (ls->armed && ls->npids > 0) {
+  if (ls->armed && owners_of(ls) > 0) {
     int64_t margin = ls->deadline - now_b;
     if (margin < ls->min_margin) ls->min_margin = margin;
     if (margin < 0 && log_mode) logf_(4, "lockspace %s: renewal reached the guard %lld ms after its deadline", ls->name, (long long)-margin);
   }
-  ls->armed = ls->npids > 0;
+  ls->armed = owners_of(ls) > 0;
   ls->fired = 0;
   ls->deadline = deadline;
   reply_ok(c, ls);
@@ -347,7 +503,7 @@ static void move_deadline(struct client *c, struct lockspace *ls, int64_t deadli
  * owners are not fenced), and the error is logged once per refusal. */
 static void refuse_set(struct client *c, const char *name, const char *why) {
   struct lockspace *ls = strlen(name) > NAME_MAX_LEN ? NULL : find_ls(name, 0);
-  int had = ls && ls->armed && ls->npids > 0;
+  int had = ls && ls->armed && owners_of(ls) > 0;
   if (ls) forget_ls(ls);
   logf_(3, "lockspace %.48s: refused SET: %s; its owners are not fenced by the guard%s", name, why,
         had ? " (its previous pids are disarmed)" : "");
@@ -362,12 +518,22 @@ static void handle_set(struct client *c, char *args) {
   if (!name || !dl || strlen(name) > NAME_MAX_LEN) return reply_err(c, "SET needs <lockspace> <deadline-ms> [pid:start...]");
   char *rest = save; /* the pids (strtok_r leaves it just past the deadline) */
   /* check every pid before the table changes: a refused SET never leaves half a table */
-  int n = 0;
+  int n = 0, npending = 0;
   for (char *p = rest; p && *p;) {
     while (*p == ' ') p++;
     if (!*p) break;
     char *end = strchr(p, ' ');
     size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (*p == '@') {
+      if (parse_pending(p, len, NULL) < 0) return refuse_set(c, name, "an owner without a pid must be @<pid-file-path-hex>/<uuid>");
+      if (++npending > MAX_PENDING) {
+        char why[160];
+        snprintf(why, sizeof why, "too many owners known by a pid file in one lockspace (more than %d)", MAX_PENDING);
+        return refuse_set(c, name, why);
+      }
+      p += len;
+      continue;
+    }
     char *colon = memchr(p, ':', len);
     if (!colon || colon == p || colon + 1 == p + len) return refuse_set(c, name, "pid must be <pid>:<starttime>");
     if (++n > MAX_PIDS) {
@@ -379,17 +545,22 @@ static void handle_set(struct client *c, char *args) {
   }
   struct lockspace *ls = find_ls(name, 1);
   if (!ls) return reply_err(c, "too many lockspaces (64)");
-  if (reserve_pids(ls, n) < 0) return refuse_set(c, name, "out of memory for its pid table (locked memory: check LimitMEMLOCK / ulimit -l)");
+  if (reserve_pids(ls, n) < 0 || reserve_pending(ls, npending) < 0) return refuse_set(c, name, "out of memory for its pid table (locked memory: check LimitMEMLOCK / ulimit -l)");
   int64_t now_b = now_ms(CLOCK_BOOTTIME);
   int64_t deadline = strtoll(dl, NULL, 10) + (now_b - now_ms(CLOCK_MONOTONIC));
-  int i = 0;
+  int i = 0, k = 0;
   char *tok;
-  while (i < n && (tok = strtok_r(NULL, " ", &save)) != NULL) {
+  while ((i < n || k < npending) && (tok = strtok_r(NULL, " ", &save)) != NULL) {
+    if (*tok == '@') {
+      parse_pending(tok, strlen(tok), &ls->pending[k++]);
+      continue;
+    }
     ls->pids[i].pid = (pid_t)atoi(tok);
     ls->pids[i].start = strtoull(strchr(tok, ':') + 1, NULL, 10);
     i++;
   }
   ls->npids = i;
+  ls->npending = k;
   move_deadline(c, ls, deadline, now_b);
 }
 
@@ -400,7 +571,7 @@ static void handle_deadline(struct client *c, char *args) {
   char *dl = name ? strtok_r(NULL, " ", &save) : NULL;
   if (!name || !dl || strtok_r(NULL, " ", &save)) return reply_err(c, "DEADLINE needs <lockspace> <deadline-ms>");
   struct lockspace *ls = strlen(name) > NAME_MAX_LEN ? NULL : find_ls(name, 0);
-  if (!ls || ls->npids == 0) {
+  if (!ls || owners_of(ls) == 0) {
     snprintf(outline, sizeof outline, "ERR lockspace %.48s has no pids here: send SET\n", name);
     return send_line(c, outline);
   }
@@ -424,13 +595,13 @@ static void handle_line(struct client *c, char *line) {
     if (want_log != log_mode) logf_(5, "fencing mode is now %s (set by the agent)", want_log ? "log" : "enforce");
     log_mode = want_log;
     logf_(6, "agent pid %d registered", agent);
-    snprintf(outline, sizeof outline, "HELLO %d %s\n", (int)getpid(), log_mode ? "log" : "enforce");
+    snprintf(outline, sizeof outline, "HELLO %d %s pidfile\n", (int)getpid(), log_mode ? "log" : "enforce");
     send_line(c, outline);
     int64_t now = now_ms(CLOCK_BOOTTIME);
     for (int i = 0; i < MAX_LS && c->fd >= 0; i++) {
       struct lockspace *ls = &spaces[i];
       if (!ls->used || !ls->armed) continue;
-      snprintf(outline, sizeof outline, "ARMED %.48s %lld %d\n", ls->name, (long long)(ls->deadline - now), ls->npids);
+      snprintf(outline, sizeof outline, "ARMED %.48s %lld %d\n", ls->name, (long long)(ls->deadline - now), owners_of(ls));
       send_line(c, outline);
     }
     for (unsigned i = 0; i < MAX_RECORDS && c->fd >= 0; i++) {

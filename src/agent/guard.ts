@@ -23,6 +23,10 @@ import type { Lockspace } from './lockspace';
  * owners there refused, and not sent again until its pids change. A lockspace the agent itself declared
  * lost is left armed with its last deadline (the agent's failure action runs; an owner it
  * finished with is taken off), so a guard outlives an agent that dies in the middle of that.
+ * An owner whose process does not exist yet but will write a pid file (a domain between
+ * libvirt's `prepare` and QEMU's start: OwnerRef.pidFile) is sent as `@<pid-file-hex>/<uuid>`
+ * to a guard that knows it (its HELLO says "pidfile"): at the deadline the guard kills the
+ * process the file names if its command line carries `-uuid <uuid>`.
  */
 export type FencingLayer = 'guard' | 'wdmd' | 'none';
 export type FencingMode = 'enforce' | 'log';
@@ -55,7 +59,8 @@ export interface GuardStatus {
   protected: boolean;
   guard: {
     state: 'running' | 'down' | 'off'; pid?: number; socket?: string; mode?: FencingMode; restarts?: number; lastGapMs?: number; downForMs?: number;
-    lockspaces?: Array<{ lockspace: string; deadlineMs: number; secondsLeft: number; pids: number[]; minMarginMs?: number; refused?: string }>;
+    /** pending: owners armed by their pid file (domain uuids whose QEMU pid is not known yet) */
+    lockspaces?: Array<{ lockspace: string; deadlineMs: number; secondsLeft: number; pids: number[]; pending?: string[]; minMarginMs?: number; refused?: string }>;
     kills?: GuardKill[];
   };
   /** filled in by the watchdog layers when they are enabled */
@@ -80,6 +85,8 @@ interface Sent {
 const NO_PIDS: string[] = [];
 /** Owner pids the guard takes per lockspace (MAX_PIDS in native/guard/lockagent-guard.c). */
 export const GUARD_MAX_PIDS = 65536;
+/** A libvirt domain uuid, as the guard checks it against QEMU's `-uuid` argument. */
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** What a guard older than the DEADLINE message answers to it. */
 const UNKNOWN_REQUEST = 'unknown request';
 
@@ -134,6 +141,9 @@ export class GuardClient {
    * again; undefined after a reconnect, so a new guard is asked once). Their owners are not fenced.
    */
   private readonly refused = new Map<string, { why: string; pids?: string[] }>();
+  /** Whether the connected guard takes owners known by a pid file (its HELLO says "pidfile"). */
+  private pidFileKnown = false;
+  private pidFileWarned = false;
   /** Whether the connected guard knows DEADLINE; undefined until it answered one. */
   private deadlineKnown?: boolean;
   /** Requests whose answer (OK or ERR, in order) has not come yet. */
@@ -244,7 +254,9 @@ export class GuardClient {
   status(): GuardStatus {
     const now = this.o.clock.nowMs();
     const spaces = [...this.sent.entries()].filter(([, s]) => s.pids.length).map(([name, s]) => ({
-      lockspace: name, deadlineMs: s.deadlineMs, secondsLeft: Math.round((s.deadlineMs - now) / 100) / 10, pids: s.pids.map((p) => Number(p.split(':')[0])),
+      lockspace: name, deadlineMs: s.deadlineMs, secondsLeft: Math.round((s.deadlineMs - now) / 100) / 10,
+      pids: s.pids.filter((p) => !p.startsWith('@')).map((p) => Number(p.split(':')[0])),
+      pending: s.pids.filter((p) => p.startsWith('@')).map((p) => p.slice(p.indexOf('/') + 1)),
       minMarginMs: this.minMarginMs.get(name), refused: this.refused.get(name)?.why,
     }));
     const guard: GuardStatus['guard'] = this.enabled ? {
@@ -279,7 +291,12 @@ export class GuardClient {
       const by = new Map<string, string[]>();
       const live = new Set<string>();
       for (const o of this.o.agent.ownersList()) {
-        if (o.ref.pid === undefined || !o.leases.length) continue;
+        if (!o.leases.length) continue;
+        if (o.ref.pid === undefined) {
+          const t = this.pidFileToken(o.ref);
+          if (t) for (const name of new Set(o.leases.map((l) => l.spec.lockspace))) by.set(name, [...(by.get(name) ?? []), t]);
+          continue;
+        }
         const k = `${o.ref.uuid}:${o.ref.pid}`;
         let st = this.startTimes.get(k);
         if (!st) {
@@ -299,6 +316,24 @@ export class GuardClient {
       this.pidsByLs = by;
     }
     return this.pidsByLs.get(name) ?? NO_PIDS;
+  }
+
+  /**
+   * `@<pid-file-hex>/<uuid>` for an owner known by the pid file its process will write, when the
+   * connected guard knows such owners; otherwise none (logged once per guard: those owners are
+   * not fenced until their pid is known).
+   */
+  private pidFileToken(ref: OwnerRef): string | undefined {
+    if (!ref.pidFile || !UUID_RE.test(ref.uuid) || !ref.pidFile.startsWith('/') || Buffer.byteLength(ref.pidFile) >= 256) return undefined;
+    if (!this.pidFileKnown) {
+      if (this.registered && !this.pidFileWarned) {
+        this.pidFileWarned = true;
+        this.o.log.info(`fencing guard pid ${this.guardPid} predates owners known by a pid file (an older lockagent-guard, it outlives agent upgrades): ` +
+          'a domain is fenced by it only once the agent knows its QEMU pid (the STARTED event); restart lockagent-guard to close that window');
+      }
+      return undefined;
+    }
+    return `@${Buffer.from(ref.pidFile).toString('hex')}/${ref.uuid.toLowerCase()}`;
   }
 
   private sync(ls: Lockspace): void {
@@ -421,6 +456,9 @@ export class GuardClient {
       switch (f[0]) {
         case 'HELLO':
           this.guardPid = Number(f[1]);
+          this.pidFileKnown = f.slice(3).includes('pidfile');
+          this.pidFileWarned = false;
+          this.pidsByLs = undefined;
           this.armedAtHello.clear();
           break;
         case 'ARMED':
@@ -476,7 +514,8 @@ export class GuardClient {
     const ago = agoMs > 0 ? ` ${(agoMs / 1000).toFixed(0)} s ago` : '';
     if (k.what === 'killed') this.o.log.error(`fencing guard SIGKILLed pid ${pid}${ago}: its lockspace ${lockspace} was not renewed before the guard's deadline (host_dead - ${GUARD_MARGIN_S} s)`);
     else if (k.what === 'would-kill') this.o.log.warning(`fencing guard would have SIGKILLed pid ${pid}${ago} (fencing_mode = log): lockspace ${lockspace} missed the guard's deadline`);
-    else this.o.log.info(`fencing guard deadline of lockspace ${lockspace} passed${ago}; pid ${pid} was already gone`);
+    else if (pid === 0) this.o.log.info(`fencing guard deadline of lockspace ${lockspace} passed${ago}; a domain it held leases for had no QEMU process yet`);
+    else this.o.log.info(`fencing guard deadline of lockspace ${lockspace} passed${ago}; pid ${pid} was already gone (or was not the owner's process)`);
   }
 
   private onClose(s: Socket): void {

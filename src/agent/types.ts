@@ -12,6 +12,12 @@ export interface OwnerRef {
   uuid: string;
   name?: string;
   pid?: number;
+  /**
+   * Where the owner's process will write its pid once it exists: libvirt's QEMU pid file for a
+   * domain whose leases are taken at `prepare`, before QEMU runs. The fencing guard reads it at
+   * its deadline while `pid` is unknown (docs/fencing.md).
+   */
+  pidFile?: string;
 }
 
 export interface LeaseSpec {

@@ -53,13 +53,14 @@ function formatFencing(f: FencingStatus): string {
   out += `  wdmd: ${f.wdmd ?? 'absent'}\n  systemd watchdog: ${f.systemdWatchdog ?? 'off'}\n`;
   if (g.lockspaces?.length) {
     out += table([['LOCKSPACE', 'GUARD_DEADLINE', 'PIDS', 'SMALLEST_MARGIN'], ...g.lockspaces.map((l) => [
-      l.lockspace, l.refused ? 'NOT FENCED' : `in ${l.secondsLeft.toFixed(1)} s`, l.pids.join(','), l.minMarginMs !== undefined ? `${(l.minMarginMs / 1000).toFixed(1)} s` : '-',
+      l.lockspace, l.refused ? 'NOT FENCED' : `in ${l.secondsLeft.toFixed(1)} s`,
+      [...l.pids, ...(l.pending ?? []).map((u) => `qemu of ${u} (pid file)`)].join(','), l.minMarginMs !== undefined ? `${(l.minMarginMs / 1000).toFixed(1)} s` : '-',
     ])]).replace(/^/gm, '  ');
     for (const l of g.lockspaces) {
       if (l.refused) out += `  ${l.lockspace}: the guard refused its ${l.pids.length} owner pids (${l.refused}); acquires for owners with a pid there are refused\n`;
     }
   }
-  for (const k of g.kills ?? []) out += `  ${k.reportedAt}: guard ${k.what === 'killed' ? 'SIGKILLed' : k.what === 'would-kill' ? 'would have SIGKILLed' : 'found gone'} pid ${k.pid} (${k.lockspace})\n`;
+  for (const k of g.kills ?? []) out += `  ${k.reportedAt}: guard ${k.what === 'killed' ? 'SIGKILLed' : k.what === 'would-kill' ? 'would have SIGKILLed' : 'found gone'} ${k.pid ? `pid ${k.pid}` : 'no QEMU process yet'} (${k.lockspace})\n`;
   return out;
 }
 

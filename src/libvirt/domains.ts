@@ -384,10 +384,12 @@ export class DomainManager implements LeaseFailurePolicy {
     }
     const specs = plan.entries.map((e) => ({ ...toSpec(e), lver: opts.lvers?.get(`${e.lockspace}:${e.resource}`) }));
     const pid = opts.withPid ? await this.qemuPid(dom.name) : undefined;
+    // Before QEMU exists, the guard can still find it by the pid file libvirt will write.
+    const owner = pid === undefined ? { uuid: dom.uuid, name: dom.name, pidFile: this.qemuPidFile(dom.name) } : { uuid: dom.uuid, name: dom.name, pid };
     const until = Date.now() + (opts.retryMs ?? 0);
     for (;;) {
       try {
-        await this.o.agent.acquire({ uuid: dom.uuid, name: dom.name, pid }, specs, {
+        await this.o.agent.acquire(owner, specs, {
           timeoutMs: opts.timeoutMs, action: dom.onLockFailure, recreate: (s) => this.recreateLeaseFile(plan, s),
         });
         if (opts.timing) opts.timing.acquire = performance.now() - t;
@@ -645,13 +647,17 @@ export class DomainManager implements LeaseFailurePolicy {
     return (await this.qemuPid(owner.name)) ?? owner.pid;
   }
 
+  /** Where libvirt's QEMU driver writes the pid of the domain's QEMU. */
+  private qemuPidFile(name: string): string {
+    return `${this.o.qemuRunDir ?? '/run/libvirt/qemu'}/${name}.pid`;
+  }
+
   /**
    * QEMU's pid from libvirt's pid file (<qemuRunDir>/<name>.pid), only if that process really is
    * this domain's QEMU: a stale pid file must never make us signal an unrelated process.
    */
   private async qemuPid(name: string): Promise<number | undefined> {
-    const dir = this.o.qemuRunDir ?? '/run/libvirt/qemu';
-    const txt = await readFile(`${dir}/${name}.pid`, 'utf8').catch(() => '');
+    const txt = await readFile(this.qemuPidFile(name), 'utf8').catch(() => '');
     const pid = Number(txt.trim());
     if (!Number.isInteger(pid) || pid <= 0) return undefined;
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => '');

@@ -45,7 +45,7 @@ export interface GuardStatus {
   pid?: number;
   restarts: number;
   lastGapMs?: number;
-  lockspaces: Array<{ lockspace: string; secondsLeft: number; pids: number[]; minMarginMs?: number }>;
+  lockspaces: Array<{ lockspace: string; secondsLeft: number; pids: number[]; pending?: string[]; minMarginMs?: number }>;
   kills: Array<{ lockspace: string; pid: number; what: string }>;
 }
 

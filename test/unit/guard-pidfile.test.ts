@@ -1,0 +1,160 @@
+/**
+ * The guard binary (native/build/Release/lockagent-guard) on owners known by a pid file: a
+ * domain between libvirt's `prepare` (its leases are taken) and the STARTED event (the agent
+ * learns QEMU's pid) is armed as `@<pid-file-hex>/<uuid>`. At the deadline the guard reads the
+ * pid from the file and kills that process only if its command line carries `-uuid <uuid>`, as
+ * libvirt starts QEMU. Real guard, real processes standing in for QEMU, a unix socket in /tmp.
+ */
+import { ChildProcess, spawn } from 'child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { connect } from 'net';
+import { tmpdir } from 'os';
+import { join } from 'path';
+
+const GUARD_BIN = join(__dirname, '..', '..', 'native', 'build', 'Release', 'lockagent-guard');
+const LS = 'GP_TEST';
+const UUID = '6f1c1a52-3c7e-4d59-9b1e-2a9f3d8c7b10';
+const OTHER = '0b7c4e2a-91d3-4f6e-8a5b-3c2d1e0f9a87';
+
+let dir: string;
+const children: ChildProcess[] = [];
+const cleanups: Array<() => void> = [];
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'guardpf-'));
+});
+
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 10000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A process with QEMU's way of naming its domain on the command line (`-name guest=… -uuid …`). */
+function fakeQemu(uuid: string): { pid: number; exited: Promise<NodeJS.Signals | number | null>; gone: () => boolean } {
+  const c = spawn('python3', ['-c', 'import time; time.sleep(600)', '-name', 'guest=vm-pf,debug-threads=on', '-uuid', uuid], { stdio: 'ignore' });
+  children.push(c);
+  const exited = new Promise<NodeJS.Signals | number | null>((r) => c.once('exit', (code, sig) => r(sig ?? code)));
+  return { pid: c.pid!, exited, gone: () => c.exitCode !== null || c.signalCode !== null };
+}
+
+async function startGuard(socket: string, mode = 'enforce'): Promise<{ log: () => string }> {
+  let out = '';
+  const g = spawn(GUARD_BIN, ['--socket', socket, '--mode', mode], { stdio: ['ignore', 'ignore', 'pipe'] });
+  g.stderr!.setEncoding('utf8');
+  g.stderr!.on('data', (d: string) => { out += d; });
+  cleanups.push(() => g.kill('SIGKILL'));
+  await waitFor('the guard to listen', () => new Promise<boolean>((r) => {
+    const s = connect(socket);
+    s.once('connect', () => { s.destroy(); r(true); });
+    s.once('error', () => r(false));
+  }));
+  return { log: () => out };
+}
+
+async function client(socket: string) {
+  const s = connect(socket);
+  await new Promise<void>((r, j) => { s.once('connect', r); s.once('error', j); });
+  cleanups.push(() => s.destroy());
+  const got: string[] = [];
+  let buf = '';
+  s.setEncoding('utf8');
+  s.on('data', (d: string) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) { got.push(buf.slice(0, nl)); buf = buf.slice(nl + 1); }
+  });
+  return {
+    got,
+    send: (line: string) => s.write(line + '\n'),
+    next: (re: RegExp, from = 0) => waitFor(`a line ${re}`, () => got.slice(from).find((l) => re.test(l))),
+  };
+}
+
+const token = (pidfile: string, uuid: string): string => `@${Buffer.from(pidfile).toString('hex')}/${uuid}`;
+const monoMs = (): number => Math.floor(Number(process.hrtime.bigint()) / 1e6);
+
+describe('guard: owners known by a pid file', () => {
+  it('says it knows them at HELLO, and at the deadline kills the process the pid file names when it is the domain\'s', async () => {
+    const sock = join(dir, 'g.sock');
+    const g = await startGuard(sock);
+    const c = await client(sock);
+    c.send(`HELLO ${process.pid} enforce`);
+    expect(await c.next(/^HELLO /)).toMatch(/^HELLO \d+ enforce pidfile$/);
+    await c.next(/^END$/);
+
+    const q = fakeQemu(UUID);
+    const pidfile = join(dir, 'vm pf.pid'); // a domain name may hold spaces: the path is hex-encoded
+    // No pid file yet (QEMU not started): armed all the same.
+    const from = c.got.length;
+    c.send(`SET ${LS} ${monoMs() + 60_000} ${token(pidfile, UUID)}`);
+    expect(await c.next(/^(OK|ERR) /, from)).toBe(`OK ${LS} -1`);
+    // HELLO from a second client lists the lockspace as armed with one owner.
+    const c2 = await client(sock);
+    c2.send(`HELLO ${process.pid} enforce`);
+    expect(await c2.next(/^ARMED /)).toMatch(new RegExp(`^ARMED ${LS} \\d+ 1$`));
+    c2.send(`CLEAR NOPE`);
+
+    // QEMU writes its pid file; a renewal moves the deadline (DEADLINE keeps the owners).
+    writeFileSync(pidfile, `${q.pid}\n`);
+    const from2 = c.got.length;
+    c.send(`DEADLINE ${LS} ${monoMs() + 400}`);
+    expect(await c.next(/^(OK|ERR) /, from2)).toMatch(new RegExp(`^OK ${LS} `));
+    expect(await Promise.race([q.exited, new Promise((r) => setTimeout(() => r('alive'), 5000).unref())])).toBe('SIGKILL');
+    expect(await c.next(new RegExp(`^KILLED ${LS} ${q.pid} 0 `))).toBeTruthy();
+    expect(g.log()).toMatch(new RegExp(`SIGKILL pid ${q.pid} \\(QEMU of domain ${UUID}, from ${pidfile.replace(/[.]/g, '\\.')}\\)`));
+  });
+
+  it('kills nothing when the pid file is missing or names another process, and refuses a malformed owner', async () => {
+    const sock = join(dir, 'g.sock');
+    const g = await startGuard(sock);
+    const c = await client(sock);
+    c.send(`HELLO ${process.pid} enforce`);
+    await c.next(/^END$/);
+
+    const other = fakeQemu(OTHER); // another domain's QEMU: a stale pid file must not get it killed
+    const stale = join(dir, 'stale.pid');
+    writeFileSync(stale, `${other.pid}\n`);
+    const missing = join(dir, 'missing.pid');
+    let from = c.got.length;
+    c.send(`SET ${LS} ${monoMs() + 300} ${token(stale, UUID)} ${token(missing, UUID)}`);
+    expect(await c.next(/^(OK|ERR) /, from)).toBe(`OK ${LS} -1`);
+    await c.next(new RegExp(`^KILLED ${LS} ${other.pid} 2 `));
+    await c.next(new RegExp(`^KILLED ${LS} 0 2 `));
+    expect(other.gone()).toBe(false);
+    expect(g.log()).toMatch(new RegExp(`pid ${other.pid} in ${stale.replace(/[.]/g, '\\.')} is not domain ${UUID}'s QEMU`));
+    expect(g.log()).toMatch(/no process in .*missing\.pid yet/);
+
+    // Malformed: not hex, a relative path, a short uuid. Each SET is refused as a whole.
+    for (const bad of [`@zz/${UUID}`, `${token('rel.pid', UUID)}`, `@${Buffer.from('/x.pid').toString('hex')}/1234`]) {
+      from = c.got.length;
+      c.send(`SET ${LS} ${monoMs() + 60_000} ${bad}`);
+      expect(await c.next(/^(OK|ERR) /, from)).toMatch(/^ERR lockspace GP_TEST: an owner without a pid must be/);
+    }
+  });
+
+  it('in log mode names the process it would kill and leaves it running', async () => {
+    const sock = join(dir, 'g.sock');
+    const g = await startGuard(sock, 'log');
+    const c = await client(sock);
+    c.send(`HELLO ${process.pid} log`);
+    await c.next(/^END$/);
+    const q = fakeQemu(UUID);
+    const pidfile = join(dir, 'vm.pid');
+    writeFileSync(pidfile, `${q.pid}\n`);
+    c.send(`SET ${LS} ${monoMs() + 200} ${token(pidfile, UUID)}`);
+    await c.next(new RegExp(`^KILLED ${LS} ${q.pid} 1 `));
+    expect(q.gone()).toBe(false);
+    expect(g.log()).toMatch(new RegExp(`would SIGKILL pid ${q.pid} \\(QEMU of domain ${UUID}`));
+  });
+});
