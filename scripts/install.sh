@@ -128,16 +128,18 @@ if [ "$major" -lt 20 ]; then
   echo "lockagent: $node is Node.js $("$node" --version 2>/dev/null || echo '(unknown)'); lockagent needs Node.js >= 20" >&2
   exit 127
 fi
-# The daemon's node flags (src/daemon/nodeflags.ts), filled in at install time.
+# The daemon's node flags and environment (src/daemon/nodeflags.ts), filled in at install time.
 daemon_flags="@DAEMON_NODE_FLAGS@"
+daemon_env="@DAEMON_ENV@"
 if [ "${1:-}" = daemon ]; then
-  # shellcheck disable=SC2086 # the flags are words
-  exec "$node" $daemon_flags "$lib/dist/cli/main.js" "$@"
+  # shellcheck disable=SC2086 # the flags and NAME=value settings are words
+  exec env $daemon_env "$node" $daemon_flags "$lib/dist/cli/main.js" "$@"
 fi
 exec "$node" "$lib/dist/cli/main.js" "$@"
 EOF
 flags=$(node -p "require('$L/dist/daemon/nodeflags.js').DAEMON_NODE_FLAGS.join(' ')")
-sed -i "s#@DAEMON_NODE_FLAGS@#$flags#" "$DESTDIR$PREFIX/bin/lockagent"
+denv=$(node -p "Object.entries(require('$L/dist/daemon/nodeflags.js').DAEMON_ENV).map(([k, v]) => k + '=' + v).join(' ')")
+sed -i -e "s#@DAEMON_NODE_FLAGS@#$flags#" -e "s#@DAEMON_ENV@#$denv#" "$DESTDIR$PREFIX/bin/lockagent"
 
 # systemd units, config, logrotate, docs, man page.
 install -d "$DESTDIR$PREFIX/lib/systemd/system"

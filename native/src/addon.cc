@@ -670,6 +670,19 @@ Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
 }
 
+// limitMallocArenas(n) -> whether glibc took it: at most n malloc arenas
+// (mallopt M_ARENA_MAX). glibc gives each thread that meets contention an arena
+// of its own, up to 8 per core, and keeps freed memory in each: a burst of
+// acquires (one I/O thread per open lease file) left several arenas' worth
+// resident. Called by the daemon at start, before the I/O threads exist.
+Napi::Value LimitMallocArenas(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    throw Napi::TypeError::New(info.Env(), "limitMallocArenas(n) needs a number");
+  }
+  const int n = info[0].As<Napi::Number>().Int32Value();
+  return Napi::Boolean::New(info.Env(), n > 0 && mallopt(M_ARENA_MAX, n) == 1);
+}
+
 // Node dlclose()s an addon when the worker_thread that loaded it exits, but
 // our detached threads (the watchdog, workers stuck in a syscall) keep
 // running code from this library. Take an extra RTLD_NODELETE reference so
@@ -736,6 +749,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("_testInjectStall", Napi::Function::New(env, TestInjectStall));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
+  exports.Set("limitMallocArenas", Napi::Function::New(env, LimitMallocArenas, "limitMallocArenas"));
   registerHostWatch(env, exports);
   return exports;
 }

@@ -169,11 +169,13 @@ export const ACQUIRE_CONCURRENCY = 8;
  */
 export const SPARE_ACQUIRES = 16;
 /**
- * Acquires holding a lease area's read buffer (1-8 MiB) at once, whatever the number of
- * requests: as sanlock's worker threads, it bounds the memory of a burst (125 requests of 8
- * leases took the daemon to 145 MiB); more in flight do not make one disk faster.
+ * Lease-area reads (1-8 MiB buffers) in flight or being decoded at once, whatever the number of
+ * requests: it bounds the memory of a burst (125 requests of 8 leases took the daemon to 145 MiB
+ * when each acquire kept an area buffer). A read holds its buffer only until its bytes are
+ * decoded (OpBuffers), so acquires between reads (writing, checking the file) hold none, and 4
+ * serve 8 clients as 8 did when a buffer was held for the whole acquire (docs/benchmarks.md).
  */
-export const AREA_USERS = 8;
+export const AREA_USERS = 4;
 
 export async function forEachLimited<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -208,8 +210,8 @@ export class Agent {
   /**
    * Lease-area read buffers (1-8 MiB) shared by all acquires, as sanlock reuses its iobufs: a
    * fresh buffer per read made V8 spend about half the agent's CPU on garbage collection
-   * (scripts/bench throughput, docs/benchmarks.md). At most AREA_USERS acquires hold one at
-   * a time; the others wait their turn (waiting for a live owner holds none).
+   * (scripts/bench throughput, docs/benchmarks.md). At most AREA_USERS reads hold one at a
+   * time; the others wait their turn.
    */
   // Aligned buffers the addon reads lease areas into in place (allocIoBuffer).
   private readonly iobufs = new IoBufferPool(4, allocIoBuffer, AREA_USERS);

@@ -16,8 +16,8 @@ import { DomainStatus } from '../control/replies';
 import { resolveHostName } from '../agent/hostname';
 import { leaseFileOwner } from '../agent/leasefile';
 import { ensureLockspaceFile } from '../agent/lockspacefile';
-import { IdleTrimmer } from './memtrim';
-import { missingNodeFlags } from './nodeflags';
+import { IdleTrimmer, limitMallocArenas } from './memtrim';
+import { MALLOC_ARENAS, missingNodeFlags } from './nodeflags';
 import type { Metrics } from './metrics';
 import { hostWatchStatus, joinStatusLine } from './hostwatch';
 import { SdNotifier } from './sdnotify';
@@ -58,13 +58,15 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     stderrLevel: config.logStderr ? parseLevel(config.logLevel) : undefined,
   });
   mkdirSync(join(config.statePath, '..'), { recursive: true });
+  // The wrapper sets MALLOC_ARENA_MAX (nodeflags.ts DAEMON_ENV); started without it, cap them now.
+  const arenasCapped = !!process.env.MALLOC_ARENA_MAX || limitMallocArenas();
   const store = StateStore.open(config.statePath, {
     onFault: (f) => log.error(f.message),
     onRecovered: (m) => log.warning(m),
   });
   const { name: hostName, source: nameSource, warning: nameWarning } = resolveHostName(store, config.hostName);
   log.info(`lockagent starting: host name ${hostName} (from ${nameSource}), config ${config.source}`);
-  const missing = missingNodeFlags();
+  const missing = [...missingNodeFlags(), ...(process.env.MALLOC_ARENA_MAX ? [] : [`MALLOC_ARENA_MAX=${MALLOC_ARENAS}${arenasCapped ? ' (capped at start instead)' : ''}`])];
   if (missing.length) {
     log.info(`node started without ${missing.join(' ')}: the daemon's memory will be ~15 MiB larger; start it as \`lockagent daemon\` (the installed wrapper adds them)`);
   }

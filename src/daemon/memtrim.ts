@@ -1,6 +1,7 @@
 import { getHeapSpaceStatistics, setFlagsFromString } from 'v8';
 import { runInNewContext } from 'vm';
 import { loadNative } from '../io/native';
+import { MALLOC_ARENAS } from './nodeflags';
 
 /**
  * Gives memory back after a burst of requests. Acquiring many leases at once (a host starting
@@ -113,5 +114,14 @@ export function trimMemory(): void {
     (loadNative() as unknown as { trimMemory?: () => boolean }).trimMemory?.();
   } catch {
     // an addon built before trimMemory existed: the GC alone still helps
+  }
+}
+
+/** Cap glibc's malloc arenas (MALLOC_ARENAS); call before the I/O threads start. False when it could not. */
+export function limitMallocArenas(n = MALLOC_ARENAS): boolean {
+  try {
+    return (loadNative() as unknown as { limitMallocArenas?: (n: number) => boolean }).limitMallocArenas?.(n) ?? false;
+  } catch {
+    return false; // no addon (or one built before this call): glibc's default
   }
 }

@@ -9,7 +9,7 @@ export interface OpenOptions {
   timeoutMs?: number;
   /**
    * How long the file's idle I/O thread waits for its next request before it exits (default
-   * 250 ms, the addon's): longer for a file with I/O at a steady pace (a lockspace's renewals).
+   * 50 ms, the addon's): longer for a file with I/O at a steady pace (a lockspace's renewals).
    */
   keepThreadMs?: number;
 }

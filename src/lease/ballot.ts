@@ -178,6 +178,14 @@ async function ballotSteps(
       const err = ioError(e, SANLK.DBLOCK_READ, `${what}: phase ${phase} reading the dblocks`, true);
       return { fail: { rv: err.rv, message: err.message, dblock, phase2: phase === 2, voted } };
     }
+    try {
+      return judge(phase, area);
+    } finally {
+      ctx.bufs.put(buf); // decoded: the next reader may have it
+    }
+  };
+  /** What phase `phase` learns from the dblocks in `area` (synchronous: the buffer goes back after). */
+  const judge = (phase: Phase, area: Buffer): { fail?: BallotResult; bkMax?: Dblock } => {
     if (phase === 1 && ctx.expectLeader) {
       const seen = decodeLeader(area, 0);
       if (!leadersEqual(seen, ctx.expectLeader)) {

@@ -20,9 +20,9 @@ export class IoBufferPool {
   ) {}
 
   /**
-   * An operation is about to hold buffers: at most maxUsers do at once, so a burst of
-   * requests (hundreds of acquires) holds maxUsers areas, not one each (as sanlock's worker
-   * threads bound its). Operations leave while they only wait (see paxosLeaseAcquire).
+   * A read is about to hold a buffer: at most maxUsers do at once, so a burst of requests
+   * (hundreds of acquires) holds maxUsers areas, not one each (as sanlock's worker threads bound
+   * its). Each read leaves once its bytes are decoded (OpBuffers.put).
    */
   async enter(): Promise<void> {
     if (this.users < this.maxUsers) {
@@ -54,44 +54,41 @@ export class IoBufferPool {
   }
 }
 
-/** The buffers of one operation (one acquire call), returned to the pool at the end. */
+/**
+ * The read buffers of one operation (one acquire call). Each lease-area read takes a buffer and
+ * a turn in the pool (IoBufferPool.enter) and hands both back with put() once its bytes are
+ * decoded, so an acquire holds a buffer only while a read of it is in flight or being looked at,
+ * not between its phases (writes, the lease-file check, the journal): maxUsers buffers serve more
+ * acquires in flight. An operation holds at most one buffer at a time, so no two wait for each
+ * other.
+ */
 export class OpBuffers {
-  private readonly held = new Map<number, Buffer>();
-  private entered = false;
+  private readonly held = new Set<Buffer>();
   constructor(private readonly pool?: IoBufferPool) {}
 
-  /**
-   * A buffer of `length` bytes owned by this operation (the same one on every call). The
-   * operation's first buffer waits for its turn in the pool (IoBufferPool.enter); an operation
-   * holding its turn never waits again, so no two wait for each other.
-   */
+  /** A buffer of `length` bytes for one read; waits for a turn in the pool. */
   async get(length: number): Promise<Buffer> {
-    let b = this.held.get(length);
-    if (b) return b;
-    if (this.pool && !this.entered) {
-      await this.pool.enter();
-      this.entered = true;
-    }
-    b = this.held.get(length);
-    if (!b) {
-      b = this.pool ? this.pool.take(length) : Buffer.allocUnsafe(length);
-      this.held.set(length, b);
-    }
+    if (!this.pool) return Buffer.allocUnsafe(length);
+    await this.pool.enter();
+    const b = this.pool.take(length);
+    this.held.add(b);
     return b;
   }
 
-  /** The read into `buf` failed: forget it (a late completion may still fill it). */
-  poison(buf: Buffer): void {
-    if (this.held.get(buf.length) === buf) this.held.delete(buf.length);
+  /** The read's bytes are decoded: the buffer and the turn go back to the pool. */
+  put(buf: Buffer): void {
+    if (!this.held.delete(buf)) return;
+    this.pool!.give(buf);
+    this.pool!.leave();
   }
 
-  /** Hand the buffers back and leave the pool (a later get() waits for a turn again). */
+  /** The read into `buf` failed: the turn goes back, the buffer never (a late completion may still fill it). */
+  poison(buf: Buffer): void {
+    if (this.held.delete(buf)) this.pool!.leave();
+  }
+
+  /** At the operation's end: anything still held (an error between a read and its put) goes back. */
   release(): void {
-    if (this.pool) for (const b of this.held.values()) this.pool.give(b);
-    this.held.clear();
-    if (this.entered) {
-      this.entered = false;
-      this.pool!.leave();
-    }
+    for (const b of [...this.held]) this.put(b);
   }
 }

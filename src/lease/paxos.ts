@@ -168,11 +168,21 @@ async function acquire(res: ResourceLocation, host: PaxosHost, opts: PaxosAcquir
       bufs.poison(buf);
       throw ioError(e, SANLK.DBLOCK_READ, `acquiring ${name}: reading the lease`);
     }
+    let got: LeaseRead | undefined;
+    try {
+      got = decodeLease(area, len);
+    } finally {
+      bufs.put(buf); // decoded: the next reader may have it
+    }
+    return got ?? readLease();
+  };
+  /** The lease as read into `area`; undefined when the leader has more slots than `len` covered. */
+  const decodeLease = (area: Buffer, len: number): LeaseRead | undefined => {
     const { rv, leader } = verifyPaxosLeader(area, 0, res.spaceName, res.resourceName, host.hostId);
     if (len < geometry.alignSize && leader.numHosts + 2 > len / geometry.sectorSize) {
       // More slots than we read: once more, covering them (a len of the whole area ends this).
       expectHosts = leader.numHosts;
-      return readLease();
+      return undefined;
     }
     if (rv < 0) {
       const why = rv === SANLK.LEADER_NUMHOSTS ? `: it has ${leader.numHosts} host slots, our host_id is ${host.hostId}` : '';
@@ -221,7 +231,6 @@ async function acquire(res: ResourceLocation, host: PaxosHost, opts: PaxosAcquir
     let reuseLeader = true;
     const ours = cur.ownerId === host.hostId;
     if (cur.timestamp !== 0 && !(ours && cur.ownerGeneration <= host.generation)) {
-      bufs.release(); // waiting for the owner may take host_dead: hold no buffer and no turn meanwhile
       const outcome = await waitForOwner(res, host, opts, cur, geometry.sectorSize);
       if (outcome === 'restart') continue;
       reuseLeader = false;

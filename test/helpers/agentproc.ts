@@ -6,7 +6,7 @@ import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { callAgent } from '../../src/control/client';
-import { DAEMON_NODE_FLAGS } from '../../src/daemon/nodeflags';
+import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../../src/daemon/nodeflags';
 import { cliEntry, lockagent, ROOT, RunResult } from './cli';
 
 export interface AgentHost {
@@ -61,7 +61,7 @@ export function startHost(h: AgentHost, o: { env?: NodeJS.ProcessEnv; wrap?: str
   const guard = path.join(ROOT, 'native', 'build', 'Release', 'lockagent-guard');
   const argv = [...(o.wrap ?? []), process.execPath, ...DAEMON_NODE_FLAGS, cliEntry(), 'daemon', '-c', h.conf];
   h.proc = spawn(argv[0], argv.slice(1), {
-    stdio: ['ignore', out, out], env: { ...process.env, LOCKAGENT_SOCKET: '', LOCKAGENT_GUARD_BIN: guard, ...o.env },
+    stdio: ['ignore', out, out], env: { ...process.env, ...DAEMON_ENV, LOCKAGENT_SOCKET: '', LOCKAGENT_GUARD_BIN: guard, ...o.env },
   });
   fs.closeSync(out);
   h.exited = new Promise((resolve) => h.proc!.once('exit', (code) => resolve(code)));

@@ -15,7 +15,7 @@ import { ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { AgentHost, guardPids, log, status, stopGuard, waitFor, waitJoined } from '../helpers/agentproc';
-import { DAEMON_NODE_FLAGS } from '../../src/daemon/nodeflags';
+import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../../src/daemon/nodeflags';
 import { ROOT, run, RunResult } from '../helpers/cli';
 
 jest.setTimeout(15 * 60_000);
@@ -174,6 +174,8 @@ describe('installed, upgraded and removed with dpkg (in a root of its own)', () 
     const gen = await waitJoined(h, LS, 60_000);
     // The wrapper runs the daemon with its node flags (src/daemon/nodeflags.ts), in the same process.
     expect(fs.readFileSync(`/proc/${agent!.pid}/cmdline`, 'utf8').split('\0')).toEqual(expect.arrayContaining([...DAEMON_NODE_FLAGS]));
+    // and its environment (MALLOC_ARENA_MAX is read by glibc at the process start)
+    expect(fs.readFileSync(`/proc/${agent!.pid}/environ`, 'utf8').split('\0')).toEqual(expect.arrayContaining(Object.entries(DAEMON_ENV).map(([k, v]) => `${k}=${v}`)));
     expect(log(h)).toMatch(/lockagent starting/);
     expect(log(h)).not.toMatch(/node started without/);
     const res = path.join(leases, 'disk1');

@@ -301,14 +301,16 @@ describe('deadlines and hung I/O', () => {
     }
   });
 
-  it('an idle I/O thread leaves after keepThreadMs (default 250 ms); the next request starts one', async () => {
+  it('an idle I/O thread leaves after keepThreadMs (default 50 ms); the next request starts one', async () => {
     const p = makeFile('idle', 1 << 16);
-    const short = await DirectFile.open(p);
+    const short = await DirectFile.open(p, { keepThreadMs: 400 });
     const long = await DirectFile.open(p, { keepThreadMs: 3000 });
+    const dflt = await DirectFile.open(p);
     try {
-      await Promise.all([short.read(0, 512, 1000), long.read(0, 512, 1000)]);
+      await Promise.all([short.read(0, 512, 1000), long.read(0, 512, 1000), dflt.read(0, 512, 1000)]);
       expect(nativeOf(short).threadCount()).toBe(1);
       expect(nativeOf(long).threadCount()).toBe(1);
+      await waitFor(() => nativeOf(dflt).threadCount() === 0, 2000); // the default is the shortest
       await waitFor(() => nativeOf(short).threadCount() === 0, 2000);
       expect(nativeOf(long).threadCount()).toBe(1); // well within its 3 s
       await short.read(512, 512, 1000);
@@ -317,6 +319,7 @@ describe('deadlines and hung I/O', () => {
     } finally {
       await short.close();
       await long.close();
+      await dflt.close();
     }
   });
 

@@ -426,7 +426,7 @@ class AgentDaemon {
     this.writeConfig();
     const out = fs.openSync(path.join(this.dir, 'daemon.out'), 'a');
     const p = spawn(process.execPath, [...nodeArgs, cliMain(), 'daemon', '-c', this.conf], {
-      stdio: ['ignore', out, out], detached: true, env: { ...process.env, LOCKAGENT_SOCKET: '' },
+      stdio: ['ignore', out, out], detached: true, env: { ...process.env, ...require(path.join(dist(), 'daemon', 'nodeflags.js')).DAEMON_ENV, LOCKAGENT_SOCKET: '' },
     });
     fs.closeSync(out);
     this.proc = p;
