@@ -451,6 +451,10 @@ export class Lockspace {
    * agent is not woken every second for nothing.
    */
   private armTimeline(): void {
+    // ref() first: Node drops the timer's (now empty) list only when a ref'ed timer is cleared. An
+    // unref'ed one leaves its list queued, and as each renewal arms a delay of its own (5-6 s at
+    // io 1), every renewal left a wake-up of the event loop that found nothing to do.
+    this.checkTimer?.ref();
     clearTimeout(this.checkTimer);
     if (this.stopped || this.state !== 'joined' || !this.lease) return;
     const dueMs = (this.lease.lastSuccess + timeoutsFor(this.spec.ioTimeout).idRenewalWarn) * 1000;
