@@ -68,7 +68,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   log.info(`lockagent starting: host name ${hostName} (from ${nameSource}), config ${config.source}`);
   const missing = [...missingNodeFlags(), ...(process.env.MALLOC_ARENA_MAX ? [] : [`MALLOC_ARENA_MAX=${MALLOC_ARENAS}${arenasCapped ? ' (capped at start instead)' : ''}`])];
   if (missing.length) {
-    log.info(`node started without ${missing.join(' ')}: the daemon's memory will be ~15 MiB larger; start it as \`lockagent daemon\` (the installed wrapper adds them)`);
+    log.info(`node started without ${missing.join(' ')}: the daemon's memory will be larger (up to ~20 MiB, docs/benchmarks.md); start it as \`lockagent daemon\` (the installed wrapper adds them)`);
   }
   if (nameWarning) log.warning(nameWarning);
 
