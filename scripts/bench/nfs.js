@@ -55,6 +55,10 @@ c.runMain('nfs', async (args) => {
     c.initResources(path.join(backing, t.res), t.ls, N);
     t.lsFile = path.join(mnt, t.name);
     t.resFile = path.join(mnt, t.res);
+    // The same leases once more, one file each (as libvirt's automatic disk leases: one per disk).
+    fs.mkdirSync(path.join(backing, `${t.res}.d`));
+    c.initResourceFiles((i) => path.join(backing, `${t.res}.d`, `r${i}`), t.ls, N);
+    t.resDir = path.join(mnt, `${t.res}.d`);
   }
   // mounted before the daemons start, so it is unmounted after they stop
   const fsys = await lfs.mount(W, backing, mnt, { delayUs: profiles[0].delayUs, bw: profiles[0].bw });
@@ -71,6 +75,16 @@ c.runMain('nfs', async (args) => {
   };
   const laLease = (i) => ({ lockspace: la.ls, resource: c.resName(i), path: la.resFile, offset: i * c.MiB });
   const runAgent = (procs, count) => agent.cycles(procs, count, laLease, { tag: 'nfs' });
+  // One lease file per lease. latencyfs (libfuse 3.14) cannot set FOPEN_PARALLEL_DIRECT_WRITES, so
+  // the kernel holds a file's inode lock across each direct write: with one file for all leases,
+  // every write of every client waits for the one before, whatever the tool. With a file each,
+  // only a lease's own writes are in order, as on NFS (which takes that lock shared for O_DIRECT).
+  const runSanlockFiles = async (procs, count) => {
+    const r = await sanlock.py(['cycle', sl.ls, path.join(sl.resDir, 'r{i}'), '0', String(count), String(procs)]);
+    return { seconds: r.seconds, acq: r.acquire_ms };
+  };
+  const laLeaseFile = (i) => ({ lockspace: la.ls, resource: c.resName(i), path: path.join(la.resDir, `r${i}`), offset: 0 });
+  const runAgentFiles = (procs, count) => agent.cycles(procs, count, laLeaseFile, { tag: 'nfsf' });
 
   // ---- requests and bytes per acquire / release (one client, one lease at a time) -------------
   // Leases 0..BYTES_N-1 have not been used yet: this is the first acquire of each on this host.
@@ -126,6 +140,20 @@ c.runMain('nfs', async (args) => {
         }
       }
     }
+    if (!prof.delayUs) continue;
+    // 8 clients again, one lease file per lease (see runAgentFiles)
+    await runAgentFiles(1, Math.min(N, 8));
+    await runSanlockFiles(1, Math.min(N, 8));
+    r.files = { lockagent: [], sanlock: [], laAcq: [], slAcq: [] };
+    for (let rep = 0; rep < reps; rep++) {
+      for (const tool of rep % 2 ? ['sanlock', 'lockagent'] : ['lockagent', 'sanlock']) {
+        const x = tool === 'sanlock' ? await runSanlockFiles(8, N) : await runAgentFiles(8, N);
+        r.files[tool].push(N / x.seconds);
+        r.files[tool === 'sanlock' ? 'slAcq' : 'laAcq'].push(...x.acq);
+        c.log(`${prof.id.padEnd(8)} rep ${rep + 1}/${reps}  8 client(s) ${tool.padEnd(9)} ${(N / x.seconds).toFixed(1).padStart(7)} cycles/s, one file per lease ` +
+          `(acquire p50 ${pct(x.acq, 0.5).toFixed(1)} ms, p99 ${pct(x.acq, 0.99).toFixed(1)} ms)`);
+      }
+    }
   }
 
   // ---- metrics ----------------------------------------------------------------------------------
@@ -148,6 +176,12 @@ c.runMain('nfs', async (args) => {
       one(`nfs.${prof.id}.acquire.p50.clients${p}`, `${prof.label}: acquire latency p50, ${cl}`, 'ms', pct(r.laAcq, 0.5), pct(r.slAcq, 0.5));
       one(`nfs.${prof.id}.acquire.p99.clients${p}`, `${prof.label}: acquire latency p99, ${cl}`, 'ms', pct(r.laAcq, 0.99), pct(r.slAcq, 0.99));
     }
+    const f = res[prof.id].files;
+    if (f) {
+      metrics.push(c.metric(`nfs.${prof.id}.files.throughput.clients8`, `${prof.label}, one lease file per lease: acquire+release cycles/s, 8 clients`, 'cycles/s',
+        f.lockagent, f.sanlock, { better: 'higher' }));
+      one(`nfs.${prof.id}.files.acquire.p50.clients8`, `${prof.label}, one lease file per lease: acquire latency p50, 8 clients`, 'ms', pct(f.laAcq, 0.5), pct(f.slAcq, 0.5));
+    }
     // Serial round trips an acquire waits for: the added p50 over the local p50, per delay.
     if (local && prof.delayUs && !prof.bw) {
       const d = prof.delayUs / 1000;
@@ -157,7 +191,7 @@ c.runMain('nfs', async (args) => {
   }
   const extra = { perOp: { firstUse: bytes, afterRelease: again }, fsTotals: fsys.stats() };
   return {
-    params: { profiles, leases: N, reps, clients, ioTimeout: 1, bytesLeases: BYTES_N, smoke, layout: 'one lease file and one lockspace per tool on the same latencyfs mount (backing: ext4 under /tmp); lease i at i MiB' },
+    params: { profiles, leases: N, reps, clients, ioTimeout: 1, bytesLeases: BYTES_N, smoke, layout: 'one lease file and one lockspace per tool on the same latencyfs mount (backing: ext4 under /tmp); lease i at i MiB; with a delay, 8 clients also with one lease file per lease' },
     machine: c.machine(),
     metrics,
     extra,
@@ -165,6 +199,7 @@ c.runMain('nfs', async (args) => {
       'latencyfs: every read/write request sleeps delay (+ size / cap) in its own FUSE thread: concurrent requests overlap, as at a filer with that round-trip time; the cap is per request, not a shared link',
       'a 1 MiB O_DIRECT read is one FUSE request (max_pages 256), as one NFS READ with rsize=1M',
       'renewals of both lockspaces run on the same mount during the cycles and add their own requests',
+      'libfuse 3.14 cannot set FOPEN_PARALLEL_DIRECT_WRITES: the kernel serialises direct writes to one file of latencyfs (measured at 1 ms: 8 concurrent writers 695 writes/s, one 677), which bounds every tool when all leases share one file; hence the one-file-per-lease rows',
     ],
   };
 });

@@ -58,6 +58,7 @@ describe('benchmark smoke runs', () => {
     const ids = [
       'nfs.requests.acquire', 'nfs.requests.acquire.again', 'nfs.requests.release', 'nfs.kib.acquire', 'nfs.kib.release',
       'nfs.1ms.throughput.clients1', 'nfs.1ms.throughput.clients8', 'nfs.1ms.acquire.p50.clients1', 'nfs.1ms.acquire.p99.clients8',
+      'nfs.1ms.files.throughput.clients8', 'nfs.1ms.files.acquire.p50.clients8',
     ];
     expectMeasured(r, ids, ids);
     // the FUSE layer saw the lease I/O of both tools (the counts are the point of the bench)

@@ -7,7 +7,7 @@
 import { guardLog, log } from '../helpers/agentproc';
 import { describeSanlockDaemons } from '../helpers/sanlockd';
 import {
-  acquireFor, deltaTs, FencingCluster, GUARD_AT, HOST_DEAD, host2Poller, mono, spawnOwner, startCluster, stopCluster, waitArmed, waitJustRenewed,
+  acquireFor, deltaTs, FencingCluster, GUARD_AT, HOST_DEAD, spawnOwner, startCluster, stopCluster, stopHost1UntilHost2Acquires, waitArmed, waitJustRenewed,
 } from './cluster';
 
 jest.setTimeout(200_000);
@@ -23,18 +23,10 @@ describeSanlockDaemons('fencing guard: the agent is stopped (kill -STOP)', () =>
     await acquireFor(cl, 'r1', 'vm-a', owner.pid);
     await waitArmed(cl.h1, owner.pid);
     await waitJustRenewed(cl.h1);
-    const poll = host2Poller(cl, 'r1');
-    process.kill(cl.h1.proc!.pid!, 'SIGSTOP');
-    const stoppedAt = mono();
-    let acquired;
-    try {
-      acquired = await Promise.race([poll.acquired, new Promise<undefined>((r) => setTimeout(() => r(undefined), 130_000).unref())]);
-    } finally {
-      await poll.stop();
-      process.kill(cl.h1.proc!.pid!, 'SIGCONT');
-    }
+    const poll = await stopHost1UntilHost2Acquires(cl, 'r1');
+    const { acquired, stoppedAt } = poll;
     const last = deltaTs(cl);
-    const summary = poll.attempts.map((a) => `${(a.start - last).toFixed(1)}..${(a.end - last).toFixed(1)} s: rc ${a.code}`).join('\n') +
+    const summary = poll.summary(last) +
       `\nstopped ${(stoppedAt - last).toFixed(1)} s after the last renewal; owner died ${owner.exitedAt !== undefined ? (owner.exitedAt - last).toFixed(1) : 'never'}` +
       `\nguard log:\n${guardLog(cl.h1)}`;
     // Host 2 got the lease, only after the owner was dead.

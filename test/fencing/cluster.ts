@@ -161,3 +161,23 @@ export function host2Poller(c: FencingCluster, resource: string, prog: string[] 
     },
   };
 }
+
+/**
+ * Stop host 1's agent (kill -STOP) while host 2 asks for `resource` over and over; continue the
+ * agent once host 2 holds the lease, or after `ms`. `summary(last)` lists host 2's attempts in
+ * seconds after host 1's last renewal `last`.
+ */
+export async function stopHost1UntilHost2Acquires(c: FencingCluster, resource: string, ms = 130_000) {
+  const poll = host2Poller(c, resource);
+  process.kill(c.h1.proc!.pid!, 'SIGSTOP');
+  const stoppedAt = mono();
+  let acquired: Attempt | undefined;
+  try {
+    acquired = await Promise.race([poll.acquired, new Promise<undefined>((r) => setTimeout(() => r(undefined), ms).unref())]);
+  } finally {
+    await poll.stop();
+    process.kill(c.h1.proc!.pid!, 'SIGCONT');
+  }
+  const summary = (last: number) => poll.attempts.map((a) => `${(a.start - last).toFixed(1)}..${(a.end - last).toFixed(1)} s: rc ${a.code}`).join('\n');
+  return { acquired, attempts: poll.attempts, stoppedAt, summary };
+}

@@ -16,7 +16,7 @@ import * as path from 'path';
 import { callAgent } from '../../src/control/client';
 import { guardLog, log, waitFor } from '../helpers/agentproc';
 import { describeSanlockDaemons } from '../helpers/sanlockd';
-import { deltaTs, fencing, FencingCluster, GUARD_AT, HOST_DEAD, host2Poller, LS, mono, startCluster, stopCluster, waitJustRenewed } from './cluster';
+import { deltaTs, fencing, FencingCluster, GUARD_AT, HOST_DEAD, LS, mono, startCluster, stopCluster, stopHost1UntilHost2Acquires, waitJustRenewed } from './cluster';
 
 jest.setTimeout(200_000);
 
@@ -59,17 +59,9 @@ describeSanlockDaemons('fencing guard: the agent stops between prepare and the S
     fs.writeFileSync(pidFile, `${qemu.pid}\n`);
 
     await waitJustRenewed(cl.h1);
-    const poll = host2Poller(cl, 'r1');
-    process.kill(cl.h1.proc!.pid!, 'SIGSTOP');
-    let acquired;
-    try {
-      acquired = await Promise.race([poll.acquired, new Promise<undefined>((res) => setTimeout(() => res(undefined), 130_000).unref())]);
-    } finally {
-      await poll.stop();
-      process.kill(cl.h1.proc!.pid!, 'SIGCONT');
-    }
+    const { acquired, summary: attempts } = await stopHost1UntilHost2Acquires(cl, 'r1');
     const last = deltaTs(cl);
-    const summary = poll.attempts.map((a) => `${(a.start - last).toFixed(1)}..${(a.end - last).toFixed(1)} s: rc ${a.code}`).join('\n') +
+    const summary = attempts(last) +
       `\nQEMU died ${qemuExitedAt !== undefined ? (qemuExitedAt - last).toFixed(1) : 'never'} s after the last renewal\nguard log:\n${guardLog(cl.h1)}`;
     expect({ acquired: !!acquired, summary }).toEqual({ acquired: true, summary });
     expect({ qemuDead: qemuExitedAt !== undefined, summary }).toEqual({ qemuDead: true, summary });

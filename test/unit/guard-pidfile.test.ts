@@ -7,11 +7,10 @@
  */
 import { ChildProcess, spawn } from 'child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'fs';
-import { connect } from 'net';
 import { tmpdir } from 'os';
 import { join } from 'path';
+import { rawClient, startGuard } from '../helpers/guardbin';
 
-const GUARD_BIN = join(__dirname, '..', '..', 'native', 'build', 'Release', 'lockagent-guard');
 const LS = 'GP_TEST';
 const UUID = '6f1c1a52-3c7e-4d59-9b1e-2a9f3d8c7b10';
 const OTHER = '0b7c4e2a-91d3-4f6e-8a5b-3c2d1e0f9a87';
@@ -30,16 +29,6 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 10000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 /** A process with QEMU's way of naming its domain on the command line (`-name guest=… -uuid …`). */
 function fakeQemu(uuid: string): { pid: number; exited: Promise<NodeJS.Signals | number | null>; gone: () => boolean } {
   const c = spawn('python3', ['-c', 'import time; time.sleep(600)', '-name', 'guest=vm-pf,debug-threads=on', '-uuid', uuid], { stdio: 'ignore' });
@@ -48,47 +37,14 @@ function fakeQemu(uuid: string): { pid: number; exited: Promise<NodeJS.Signals |
   return { pid: c.pid!, exited, gone: () => c.exitCode !== null || c.signalCode !== null };
 }
 
-async function startGuard(socket: string, mode = 'enforce'): Promise<{ log: () => string }> {
-  let out = '';
-  const g = spawn(GUARD_BIN, ['--socket', socket, '--mode', mode], { stdio: ['ignore', 'ignore', 'pipe'] });
-  g.stderr!.setEncoding('utf8');
-  g.stderr!.on('data', (d: string) => { out += d; });
-  cleanups.push(() => g.kill('SIGKILL'));
-  await waitFor('the guard to listen', () => new Promise<boolean>((r) => {
-    const s = connect(socket);
-    s.once('connect', () => { s.destroy(); r(true); });
-    s.once('error', () => r(false));
-  }));
-  return { log: () => out };
-}
-
-async function client(socket: string) {
-  const s = connect(socket);
-  await new Promise<void>((r, j) => { s.once('connect', r); s.once('error', j); });
-  cleanups.push(() => s.destroy());
-  const got: string[] = [];
-  let buf = '';
-  s.setEncoding('utf8');
-  s.on('data', (d: string) => {
-    buf += d;
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) { got.push(buf.slice(0, nl)); buf = buf.slice(nl + 1); }
-  });
-  return {
-    got,
-    send: (line: string) => s.write(line + '\n'),
-    next: (re: RegExp, from = 0) => waitFor(`a line ${re}`, () => got.slice(from).find((l) => re.test(l))),
-  };
-}
-
 const token = (pidfile: string, uuid: string): string => `@${Buffer.from(pidfile).toString('hex')}/${uuid}`;
 const monoMs = (): number => Math.floor(Number(process.hrtime.bigint()) / 1e6);
 
 describe('guard: owners known by a pid file', () => {
   it('says it knows them at HELLO, and at the deadline kills the process the pid file names when it is the domain\'s', async () => {
     const sock = join(dir, 'g.sock');
-    const g = await startGuard(sock);
-    const c = await client(sock);
+    const g = await startGuard(sock, cleanups);
+    const c = await rawClient(sock, cleanups);
     c.send(`HELLO ${process.pid} enforce`);
     expect(await c.next(/^HELLO /)).toMatch(/^HELLO \d+ enforce pidfile$/);
     await c.next(/^END$/);
@@ -100,7 +56,7 @@ describe('guard: owners known by a pid file', () => {
     c.send(`SET ${LS} ${monoMs() + 60_000} ${token(pidfile, UUID)}`);
     expect(await c.next(/^(OK|ERR) /, from)).toBe(`OK ${LS} -1`);
     // HELLO from a second client lists the lockspace as armed with one owner.
-    const c2 = await client(sock);
+    const c2 = await rawClient(sock, cleanups);
     c2.send(`HELLO ${process.pid} enforce`);
     expect(await c2.next(/^ARMED /)).toMatch(new RegExp(`^ARMED ${LS} \\d+ 1$`));
     c2.send(`CLEAR NOPE`);
@@ -117,8 +73,8 @@ describe('guard: owners known by a pid file', () => {
 
   it('kills nothing when the pid file is missing or names another process, and refuses a malformed owner', async () => {
     const sock = join(dir, 'g.sock');
-    const g = await startGuard(sock);
-    const c = await client(sock);
+    const g = await startGuard(sock, cleanups);
+    const c = await rawClient(sock, cleanups);
     c.send(`HELLO ${process.pid} enforce`);
     await c.next(/^END$/);
 
@@ -145,8 +101,8 @@ describe('guard: owners known by a pid file', () => {
 
   it('in log mode names the process it would kill and leaves it running', async () => {
     const sock = join(dir, 'g.sock');
-    const g = await startGuard(sock, 'log');
-    const c = await client(sock);
+    const g = await startGuard(sock, cleanups, 'log');
+    const c = await rawClient(sock, cleanups);
     c.send(`HELLO ${process.pid} log`);
     await c.next(/^END$/);
     const q = fakeQemu(UUID);

@@ -15,8 +15,8 @@ import type { Lockspace } from '../../src/agent/lockspace';
 import { systemClock } from '../../src/lease/clock';
 import { LeaseError } from '../../src/ondisk';
 import { memoryLogger } from '../../src/log/logger';
+import { rawClient as rawClientOf, startGuard as startGuardOn, waitFor } from '../helpers/guardbin';
 
-const GUARD_BIN = join(__dirname, '..', '..', 'native', 'build', 'Release', 'lockagent-guard');
 const LS = 'GS_TEST';
 
 let dir: string;
@@ -43,36 +43,8 @@ function owner(): { pid: number; start: string; exited: Promise<NodeJS.Signals |
   return { pid: c.pid!, start, exited, gone: () => c.exitCode !== null || c.signalCode !== null };
 }
 
-/** The real guard, on its own socket. */
-async function startGuard(socket: string): Promise<void> {
-  const g = spawn(GUARD_BIN, ['--socket', socket, '--mode', 'enforce'], { stdio: 'ignore' });
-  cleanups.push(() => g.kill('SIGKILL'));
-  await waitFor('the guard to listen', () => new Promise<boolean>((r) => {
-    const s = connect(socket);
-    s.once('connect', () => { s.destroy(); r(true); });
-    s.once('error', () => r(false));
-  }));
-}
-
-/** A line-oriented client of a guard socket: what it received, and a way to wait for a line. */
-async function rawClient(socket: string) {
-  const s = connect(socket);
-  await new Promise<void>((r, j) => { s.once('connect', r); s.once('error', j); });
-  cleanups.push(() => s.destroy());
-  const got: string[] = [];
-  let buf = '';
-  s.setEncoding('utf8');
-  s.on('data', (d: string) => {
-    buf += d;
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) { got.push(buf.slice(0, nl)); buf = buf.slice(nl + 1); }
-  });
-  return {
-    got,
-    send: (line: string) => s.write(line + '\n'),
-    next: (re: RegExp, from = 0) => waitFor(`a line ${re}`, () => got.slice(from).find((l) => re.test(l))),
-  };
-}
+const startGuard = async (socket: string): Promise<void> => { await startGuardOn(socket, cleanups); };
+const rawClient = (socket: string) => rawClientOf(socket, cleanups);
 
 /**
  * A socket where the guard client looks for its guard (guard.sock beside the control socket) that
@@ -123,16 +95,6 @@ function fakeAgent() {
   } as unknown as Agent;
   const add = (pid: number) => owners.push({ ref: { uuid: `u${pid}`, name: `vm${pid}`, pid }, leases: [{ spec: { lockspace: LS } }, { spec: { lockspace: LS } }] });
   return { agent, ls, lease, owners, add, calls };
-}
-
-async function waitFor<T>(what: string, f: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 function guardClient(agent: Agent, log: ReturnType<typeof memoryLogger>): GuardClient {

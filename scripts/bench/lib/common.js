@@ -256,6 +256,20 @@ function initResources(file, lockspace, count, numHosts) {
   }
 }
 
+/** One lease file per lease, as libvirt's automatic disk leases: `fileOf(i)` holds resName(i) at offset 0. */
+function initResourceFiles(fileOf, lockspace, count, numHosts) {
+  const od = req('ondisk');
+  for (let i = 0; i < count; i++) {
+    const fd = fs.openSync(fileOf(i), 'w', 0o600);
+    try {
+      writeAll(fd, od.buildResourceArea({ spaceName: lockspace, resourceName: resName(i), geometry: od.DEFAULT_GEOMETRY, numHosts }), 0);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
+
 /** The delta lease of host_id in a lockspace file, as on disk now (timestamp = monotime s). */
 function readDelta(file, hostId) {
   const od = req('ondisk');
@@ -610,7 +624,7 @@ function machine() {
 module.exports = {
   ROOT, PY, SANLOCK, MiB, parseArgs, log, dist, req, cliMain, stats, round, sleep, hr, monotime, waitFor,
   track, untrack, pidAlive, waitExit, cleanupAll, atCleanup, workDir, runMain, run,
-  initLockspace, initResources, resName, readDelta, procSample, SanlockDaemon, AgentDaemon,
+  initLockspace, initResources, initResourceFiles, resName, readDelta, procSample, SanlockDaemon, AgentDaemon,
   startStrace, parseStraceIo, machine,
 };
 

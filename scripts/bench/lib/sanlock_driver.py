@@ -6,7 +6,9 @@ benchmarks in scripts/bench. The daemon is chosen by $SANLOCK_RUN_DIR. Prints on
   rem LS HOST_ID PATH                       rem_lockspace
   cycle LS PATH START COUNT PROCS [marks]   PROCS registered processes acquire+release leases
                                             START..START+COUNT-1 (lease i at i MiB in PATH, named
-                                            r%05d), each process one slice, one lease at a time
+                                            r%05d), each process one slice, one lease at a time;
+                                            a PATH with {i} names one file per lease (lease i at
+                                            offset 0 of PATH with {i} replaced by i)
   hold LS PATH START COUNT                  hold COUNT leases (8 per registered process, sanlock's
                                             limit) until stdin closes; then release them
   take LS PATH INDEX [hold]                 acquire one lease, retrying until it is ours; prints
@@ -48,12 +50,17 @@ def cmd_rem(ls, host_id, path):
     out({"seconds": time.monotonic() - t})
 
 
+def lease_disk(path, i):
+    """Lease i: at i MiB of PATH, or at 0 of its own file when PATH has {i}."""
+    return (path.replace("{i}", str(i)), 0) if "{i}" in path else (path, i * MiB)
+
+
 def cycle_child(ls, path, idx, go_r, res_w, marks):
     fd = sanlock.register()
     os.read(go_r, 1)  # start barrier
     acq, rel, mk = [], [], []
     for i in idx:
-        disks = [(path, i * MiB)]
+        disks = [lease_disk(path, i)]
         t0 = time.time()
         sanlock.acquire(b(ls), res_name(i), disks, slkfd=fd)
         t1 = time.time()
