@@ -93,7 +93,17 @@ struct owner_pid {
 struct pending_owner {
   char pidfile[PIDFILE_MAX];
   char uuid[UUID_LEN + 1];
+  int done;  /* killed (or, in log mode, reported as would-kill) since the deadline passed */
+  /* why the last look killed nothing (1 no process, 2 not the domain's QEMU: why_pid), so that
+   * a reason is logged and reported once, not at every look */
+  int why;
+  pid_t why_pid;
 };
+
+/* How often a passed deadline looks again for pending owners not killed yet: libvirt writes the
+ * pid file for its forked child before that child becomes QEMU (cgroups and disk labels come
+ * first), so "no process yet" or "not QEMU yet" can turn into a QEMU holding the disks later. */
+#define PENDING_RECHECK_MS 250
 
 struct lockspace {
   char name[NAME_MAX_LEN + 1];
@@ -108,6 +118,7 @@ struct lockspace {
   int npending;
   int pcap; /* entries allocated in pending */
   struct pending_owner *pending;
+  int watching; /* the deadline passed and pending owners are not all killed: look again */
 };
 
 /* owners the lockspace's deadline fences: pids, and owners known by a pid file */
@@ -268,8 +279,9 @@ static pid_t pidfile_pid(const char *path) {
 /* Whether /proc/<pid>/cmdline holds the arguments "-uuid" "<uuid>" (NUL-separated), read through
  * cmdbuf with an overlap so a match across two reads is found. */
 static int cmdline_has_uuid(pid_t pid, const char *uuid) {
-  char needle[8 + UUID_LEN + 1];
-  size_t nlen = (size_t)snprintf(needle, sizeof needle, "-uuid%c%s", 0, uuid) + 1; /* with the NUL after the uuid */
+  /* NUL, "-uuid", NUL, the uuid, NUL: whole arguments only (argv[0] is never "-uuid") */
+  char needle[8 + UUID_LEN + 2];
+  size_t nlen = (size_t)snprintf(needle, sizeof needle, "%c-uuid%c%s", 0, 0, uuid) + 1;
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -293,13 +305,18 @@ static int cmdline_has_uuid(pid_t pid, const char *uuid) {
   return found;
 }
 
-/* An owner known by its pid file: kill the process the file names if it is the owner's. */
-static void fire_pending(struct lockspace *ls, const struct pending_owner *o, int64_t now, int64_t late) {
+/* An owner known by its pid file: kill the process the file names if it is the owner's; 1 once
+ * done. Why nothing was killed (yet) is logged and reported when it changes. */
+static int fire_pending(struct lockspace *ls, struct pending_owner *o, int64_t now, int64_t late) {
   pid_t pid = pidfile_pid(o->pidfile);
   if (!pid) {
-    logf_(6, "lockspace %s: deadline passed; no process in %s yet (domain %s not started), nothing to kill", ls->name, o->pidfile, o->uuid);
-    record(ls, 0, 2, now);
-    return;
+    if (o->why != 1) {
+      o->why = 1;
+      logf_(6, "lockspace %s: deadline passed; no process in %s yet (domain %s not started): nothing to kill, looking again every %d ms",
+            ls->name, o->pidfile, o->uuid, PENDING_RECHECK_MS);
+      record(ls, 0, 2, now);
+    }
+    return 0;
   }
   /* pidfd first, then the command line: the signal can only reach the process that was checked */
   int pfd = -1;
@@ -308,17 +325,21 @@ static void fire_pending(struct lockspace *ls, const struct pending_owner *o, in
 #endif
   if (!cmdline_has_uuid(pid, o->uuid)) {
     if (pfd >= 0) close(pfd);
-    logf_(6, "lockspace %s: deadline passed; pid %d in %s is not domain %s's QEMU (no -uuid %s on its command line), nothing to kill",
-          ls->name, (int)pid, o->pidfile, o->uuid, o->uuid);
-    record(ls, pid, 2, now);
-    return;
+    if (o->why != 2 || o->why_pid != pid) {
+      o->why = 2;
+      o->why_pid = pid;
+      logf_(6, "lockspace %s: deadline passed; pid %d in %s is not domain %s's QEMU (no -uuid %s on its command line): nothing to kill, looking again every %d ms",
+            ls->name, (int)pid, o->pidfile, o->uuid, o->uuid, PENDING_RECHECK_MS);
+      record(ls, pid, 2, now);
+    }
+    return 0;
   }
   if (log_mode) {
     if (pfd >= 0) close(pfd);
     logf_(4, "lockspace %s: would SIGKILL pid %d (QEMU of domain %s, from %s; fencing_mode = log): no lease renewal reached the guard; the deadline passed %lld ms ago, "
           "other hosts may take its leases at host_dead", ls->name, (int)pid, o->uuid, o->pidfile, (long long)late);
     record(ls, pid, 1, now);
-    return;
+    return 1;
   }
   int rc = -1;
 #ifdef SYS_pidfd_send_signal
@@ -330,6 +351,18 @@ static void fire_pending(struct lockspace *ls, const struct pending_owner *o, in
   logf_(2, "lockspace %s: SIGKILL pid %d (QEMU of domain %s, from %s)%s: no lease renewal reached the guard; the deadline passed %lld ms ago (host_dead minus the margin), "
         "other hosts may take its leases at host_dead", ls->name, (int)pid, o->uuid, o->pidfile, rc == 0 ? "" : " failed", (long long)late);
   record(ls, pid, rc == 0 ? 0 : 2, now);
+  return rc == 0;
+}
+
+/* Pending owners of a lockspace whose deadline passed: look again until each is killed. */
+static void watch_pending(struct lockspace *ls, int64_t now) {
+  int left = 0;
+  for (int i = 0; i < ls->npending; i++) {
+    struct pending_owner *o = &ls->pending[i];
+    if (!o->done) o->done = fire_pending(ls, o, now, now - ls->deadline);
+    left += !o->done;
+  }
+  ls->watching = left > 0;
 }
 
 static void fire(struct lockspace *ls, int64_t now) {
@@ -353,7 +386,7 @@ static void fire(struct lockspace *ls, int64_t now) {
           "other hosts may take its leases at host_dead", ls->name, (int)pid, rc == 0 ? "" : " failed", (long long)late);
     record(ls, pid, rc == 0 ? 0 : 2, now);
   }
-  for (int i = 0; i < ls->npending; i++) fire_pending(ls, &ls->pending[i], now, late);
+  ls->watching = ls->npending > 0; /* looked at by check_deadlines, after every lockspace's pids */
   ls->fired = 1;
   /* enforce: the pids are dead; log mode keeps the deadline so the next SET measures the margin */
   if (!log_mode) ls->armed = 0;
@@ -365,6 +398,12 @@ static void check_deadlines(void) {
     struct lockspace *ls = &spaces[i];
     if (ls->used && ls->armed && !ls->fired && now >= ls->deadline) fire(ls, now);
   }
+  /* Then owners known by a pid file: reading it and /proc/<pid>/cmdline must not hold up the
+   * pid owners of any lockspace. */
+  for (int i = 0; i < MAX_LS; i++) {
+    struct lockspace *ls = &spaces[i];
+    if (ls->used && ls->watching) watch_pending(ls, now);
+  }
 }
 
 static int next_timeout_ms(void) {
@@ -372,6 +411,7 @@ static int next_timeout_ms(void) {
   for (int i = 0; i < MAX_LS; i++) {
     struct lockspace *ls = &spaces[i];
     if (ls->used && ls->armed && !ls->fired && ls->deadline - now < t) t = ls->deadline - now;
+    if (ls->used && ls->watching && t > PENDING_RECHECK_MS) t = PENDING_RECHECK_MS;
   }
   return t < 0 ? 0 : (int)t;
 }
@@ -396,6 +436,7 @@ static struct lockspace *find_ls(const char *name, int create) {
   free_ls->npending = 0;
   free_ls->pcap = 0;
   free_ls->pending = NULL;
+  free_ls->watching = 0;
   free_ls->min_margin = INT64_MAX;
   return free_ls;
 }
@@ -410,6 +451,7 @@ static void forget_ls(struct lockspace *ls) {
   ls->pending = NULL;
   ls->pcap = 0;
   ls->npending = 0;
+  ls->watching = 0;
   ls->armed = 0;
   ls->used = 0;
 }
@@ -470,6 +512,7 @@ static int parse_pending(const char *tok, size_t len, struct pending_owner *o) {
     memcpy(o->pidfile, path, hex / 2 + 1);
     memcpy(o->uuid, slash + 1, UUID_LEN);
     o->uuid[UUID_LEN] = 0;
+    o->done = o->why = 0;
   }
   return 0;
 }
@@ -495,6 +538,9 @@ static void move_deadline(struct client *c, struct lockspace *ls, int64_t deadli
   }
   ls->armed = owners_of(ls) > 0;
   ls->fired = 0;
+  /* the agent is back: pending owners wait for the new deadline (DEADLINE keeps them) */
+  ls->watching = 0;
+  for (int i = 0; i < ls->npending; i++) ls->pending[i].done = ls->pending[i].why = 0;
   ls->deadline = deadline;
   reply_ok(c, ls);
 }
@@ -826,7 +872,7 @@ int main(int argc, char **argv) {
       check_socket();
     }
     int armed = 0;
-    for (int i = 0; i < MAX_LS; i++) armed |= spaces[i].used && spaces[i].armed && !spaces[i].fired;
+    for (int i = 0; i < MAX_LS; i++) armed |= spaces[i].used && ((spaces[i].armed && !spaces[i].fired) || spaces[i].watching);
     if (armed || any_client()) idle_since = now;
     else if (idle_exit_s > 0 && now - idle_since >= (int64_t)idle_exit_s * 1000) {
       logf_(6, "no agent and nothing armed for %d s; exiting", idle_exit_s);
@@ -835,7 +881,7 @@ int main(int argc, char **argv) {
   }
   if (stop_signal) {
     int armed = 0;
-    for (int i = 0; i < MAX_LS; i++) armed += spaces[i].used && spaces[i].armed && !spaces[i].fired;
+    for (int i = 0; i < MAX_LS; i++) armed += spaces[i].used && ((spaces[i].armed && !spaces[i].fired) || spaces[i].watching);
     logf_(armed ? 3 : 6, "stopping on signal %d%s", (int)stop_signal, armed ? " while deadlines are armed: those owners are no longer fenced by the guard" : "");
   }
   struct stat st;

@@ -294,7 +294,13 @@ export class GuardClient {
         if (!o.leases.length) continue;
         if (o.ref.pid === undefined) {
           const t = this.pidFileToken(o.ref);
-          if (t) for (const name of new Set(o.leases.map((l) => l.spec.lockspace))) by.set(name, [...(by.get(name) ?? []), t]);
+          if (t) {
+            for (const name of new Set(o.leases.map((l) => l.spec.lockspace))) {
+              const list = by.get(name);
+              if (list) list.push(t);
+              else by.set(name, [t]);
+            }
+          }
           continue;
         }
         const k = `${o.ref.uuid}:${o.ref.pid}`;
@@ -376,7 +382,10 @@ export class GuardClient {
   }
 
   private sendSet(name: string, s: Sent): void {
-    if (this.write('SET', name, `SET ${name} ${s.deadlineMs} ${s.pids.join(' ')}\n`, s.pids)) this.guardHas.set(name, s.pids);
+    // Every SET goes through here: owners known by a pid file only to a guard that takes them (a
+    // list cached for an earlier guard, resent after a reconnect, must not disarm an older one).
+    const pids = this.pidFileKnown ? s.pids : s.pids.filter((p) => !p.startsWith('@'));
+    if (this.write('SET', name, `SET ${name} ${s.deadlineMs} ${pids.join(' ')}\n`, pids)) this.guardHas.set(name, pids);
   }
 
   /** The guard answered a DEADLINE with ERR: it does not know the message, or not the lockspace's pids. Send them. */

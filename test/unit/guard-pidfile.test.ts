@@ -99,6 +99,35 @@ describe('guard: owners known by a pid file', () => {
     }
   });
 
+  it('keeps looking after the deadline: a QEMU that appears later (libvirt\'s child becoming QEMU) is killed then', async () => {
+    const sock = join(dir, 'g.sock');
+    const g = await startGuard(sock, cleanups);
+    const c = await rawClient(sock, cleanups);
+    c.send(`HELLO ${process.pid} enforce`);
+    await c.next(/^END$/);
+    const pidfile = join(dir, 'late.pid');
+    c.send(`SET ${LS} ${monoMs() + 100} ${token(pidfile, UUID)}`);
+    await c.next(new RegExp(`^KILLED ${LS} 0 2 `)); // the deadline passed with no process yet
+    // libvirt's forked child names itself in the pid file before it execs QEMU: not QEMU yet
+    const child = fakeQemu(OTHER);
+    writeFileSync(pidfile, `${child.pid}\n`);
+    await new Promise((r) => setTimeout(r, 600));
+    expect(child.gone()).toBe(false);
+    // then QEMU runs under that name
+    const q = fakeQemu(UUID);
+    writeFileSync(pidfile, `${q.pid}\n`);
+    expect(await Promise.race([q.exited, new Promise((r) => setTimeout(() => r('alive'), 5000).unref())])).toBe('SIGKILL');
+    await c.next(new RegExp(`^KILLED ${LS} ${q.pid} 0 `));
+    expect(child.gone()).toBe(false);
+    // why nothing was killed is logged once per reason, not at every look
+    expect(g.log().match(/no process in .*late\.pid yet/g)).toHaveLength(1);
+    expect(g.log().match(/is not domain .* QEMU/g)).toHaveLength(1);
+    // the agent back (a new SET) ends the watch: no more looking for a later process
+    const from = c.got.length;
+    c.send(`SET ${LS} ${monoMs() + 60_000} ${token(pidfile, UUID)}`);
+    expect(await c.next(/^(OK|ERR) /, from)).toBe(`OK ${LS} -1`);
+  });
+
   it('in log mode names the process it would kill and leaves it running', async () => {
     const sock = join(dir, 'g.sock');
     const g = await startGuard(sock, cleanups, 'log');
