@@ -85,6 +85,9 @@ interface Sent {
 const NO_PIDS: string[] = [];
 /** Owner pids the guard takes per lockspace (MAX_PIDS in native/guard/lockagent-guard.c). */
 export const GUARD_MAX_PIDS = 65536;
+/** Domains armed by their pid file per lockspace (MAX_PENDING in the guard), and the longest pid file path (PIDFILE_MAX, with its NUL). */
+const GUARD_MAX_PENDING = 1024;
+const GUARD_PIDFILE_MAX = 256;
 /** A libvirt domain uuid, as the guard checks it against QEMU's `-uuid` argument. */
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** What a guard older than the DEADLINE message answers to it. */
@@ -144,6 +147,13 @@ export class GuardClient {
   /** Whether the connected guard takes owners known by a pid file (its HELLO says "pidfile"). */
   private pidFileKnown = false;
   private pidFileWarned = false;
+  /** Warnings given once per agent run (by key). */
+  private readonly warned = new Set<string>();
+  private warnOnce(key: string, message: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.o.log.warning(message);
+  }
   /** Whether the connected guard knows DEADLINE; undefined until it answered one. */
   private deadlineKnown?: boolean;
   /** Requests whose answer (OK or ERR, in order) has not come yet. */
@@ -290,17 +300,28 @@ export class GuardClient {
     if (!this.pidsByLs) {
       const by = new Map<string, string[]>();
       const live = new Set<string>();
+      const pendingIn = new Map<string, number>();
+      const add = (leases: Array<{ spec: { lockspace: string } }>, token: string, pending: boolean) => {
+        for (const name of new Set(leases.map((l) => l.spec.lockspace))) {
+          if (pending) {
+            const n = pendingIn.get(name) ?? 0;
+            if (n >= GUARD_MAX_PENDING) {
+              this.warnOnce(`pending-cap:${name}`, `lockspace ${name}: more than ${GUARD_MAX_PENDING} domains between prepare and their STARTED event; ` +
+                'the guard takes that many by their pid file, the others are fenced from their STARTED event on');
+              continue;
+            }
+            pendingIn.set(name, n + 1);
+          }
+          const list = by.get(name);
+          if (list) list.push(token);
+          else by.set(name, [token]);
+        }
+      };
       for (const o of this.o.agent.ownersList()) {
         if (!o.leases.length) continue;
         if (o.ref.pid === undefined) {
           const t = this.pidFileToken(o.ref);
-          if (t) {
-            for (const name of new Set(o.leases.map((l) => l.spec.lockspace))) {
-              const list = by.get(name);
-              if (list) list.push(t);
-              else by.set(name, [t]);
-            }
-          }
+          if (t) add(o.leases, t, true);
           continue;
         }
         const k = `${o.ref.uuid}:${o.ref.pid}`;
@@ -311,12 +332,7 @@ export class GuardClient {
           this.startTimes.set(k, st);
         }
         live.add(k);
-        const p = `${o.ref.pid}:${st}`;
-        for (const name of new Set(o.leases.map((l) => l.spec.lockspace))) {
-          const list = by.get(name);
-          if (list) list.push(p);
-          else by.set(name, [p]);
-        }
+        add(o.leases, `${o.ref.pid}:${st}`, false);
       }
       for (const k of this.startTimes.keys()) if (!live.has(k)) this.startTimes.delete(k);
       this.pidsByLs = by;
@@ -330,7 +346,12 @@ export class GuardClient {
    * not fenced until their pid is known).
    */
   private pidFileToken(ref: OwnerRef): string | undefined {
-    if (!ref.pidFile || !UUID_RE.test(ref.uuid) || !ref.pidFile.startsWith('/') || Buffer.byteLength(ref.pidFile) >= 256) return undefined;
+    if (!ref.pidFile || !UUID_RE.test(ref.uuid) || !ref.pidFile.startsWith('/')) return undefined;
+    if (Buffer.byteLength(ref.pidFile) >= GUARD_PIDFILE_MAX) {
+      this.warnOnce(`pidfile-long:${ref.uuid}`, `domain ${ref.name ?? ref.uuid}: its QEMU pid file path ${ref.pidFile} is ${GUARD_PIDFILE_MAX} bytes or longer, ` +
+        'more than the guard takes; the domain is fenced from its STARTED event on');
+      return undefined;
+    }
     if (!this.pidFileKnown) {
       if (this.registered && !this.pidFileWarned) {
         this.pidFileWarned = true;

@@ -328,3 +328,56 @@ describe('guard client: a refused SET', () => {
     expect(log.lines.some((l) => /^warning fencing guard took the owner pids of lockspace GS_TEST \(1\)/.test(l))).toBe(true);
   }, 60_000);
 });
+
+describe('guard client: domains known by their pid file (no pid yet)', () => {
+  const uuidOf = (i: number) => `6f1c1a52-3c7e-4d59-9b1e-${String(i).padStart(12, '0')}`;
+  const addPending = (a: ReturnType<typeof fakeAgent>, n: number) => {
+    for (let i = 0; i < n; i++) {
+      a.owners.push({ ref: { uuid: uuidOf(i), name: `vm${i}`, pidFile: `/run/libvirt/qemu/vm${i}.pid` } as { uuid: string; name: string }, leases: [{ spec: { lockspace: LS } }] });
+    }
+  };
+  const token = (i: number) => `@${Buffer.from(`/run/libvirt/qemu/vm${i}.pid`).toString('hex')}/${uuidOf(i)}`;
+
+  it('sends them to a guard that says "pidfile", at most 1,024 per lockspace (warned once), beside the pid owners', async () => {
+    const real = join(dir, 'real-guard.sock');
+    await startGuard(real);
+    const rec = await recordingGuard(guardSocketPath(join(dir, 'control.sock')), real);
+    const a = fakeAgent();
+    const o1 = owner();
+    a.add(o1.pid);
+    addPending(a, 1025);
+    const log = memoryLogger();
+    const g = guardClient(a.agent, log);
+    await g.start();
+    g.setRecovered();
+    await waitFor('the SET answered', () => rec.answers.some((l) => /^(OK|ERR) /.test(l)));
+    expect(rec.answers.find((l) => /^(OK|ERR) /.test(l))).toBe(`OK ${LS} -1`);
+    const set = rec.lines[1].split(' ');
+    expect(set.slice(0, 4)).toEqual(['SET', LS, String(deadlineOf(a.lease.lastSuccess)), `${o1.pid}:${o1.start}`]);
+    expect(set.slice(4)).toEqual(Array.from({ length: 1024 }, (_, i) => token(i)));
+    const st = g.status().guard.lockspaces![0];
+    expect(st.pids).toEqual([o1.pid]);
+    expect(st.pending).toHaveLength(1024);
+    expect(st.pending![0]).toBe(uuidOf(0));
+    // the owners walked again (the same ones: nothing more to send): still one warning
+    g.changed();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(rec.lines).toHaveLength(2);
+    expect(log.lines.filter((l) => /more than 1024 domains between prepare/.test(l))).toHaveLength(1);
+  });
+
+  it('sends only the pid owners to a guard that does not say "pidfile" (an older guard), and says so once', async () => {
+    const rec = await recordingGuard(guardSocketPath(join(dir, 'control.sock'))); // answers as an older guard
+    const a = fakeAgent();
+    const o1 = owner();
+    a.add(o1.pid);
+    addPending(a, 2);
+    const log = memoryLogger();
+    const g = guardClient(a.agent, log);
+    await g.start();
+    g.setRecovered();
+    await waitFor('the SET', () => rec.lines.length >= 2);
+    expect(rec.lines[1]).toBe(`SET ${LS} ${deadlineOf(a.lease.lastSuccess)} ${o1.pid}:${o1.start}`);
+    expect(log.lines.filter((l) => /predates owners known by a pid file/.test(l))).toHaveLength(1);
+  });
+});
