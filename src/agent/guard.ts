@@ -146,13 +146,12 @@ export class GuardClient {
   private readonly refused = new Map<string, { why: string; pids?: string[] }>();
   /** Whether the connected guard takes owners known by a pid file (its HELLO says "pidfile"). */
   private pidFileKnown = false;
-  private pidFileWarned = false;
-  /** Warnings given once per agent run (by key). */
-  private readonly warned = new Set<string>();
-  private warnOnce(key: string, message: string): void {
-    if (this.warned.has(key)) return;
-    this.warned.add(key);
-    this.o.log.warning(message);
+  /** Messages logged once per agent run, by key (a key naming the guard's pid: once per guard). */
+  private readonly said = new Set<string>();
+  private once(key: string, level: 'info' | 'warning', message: string): void {
+    if (this.said.has(key)) return;
+    this.said.add(key);
+    this.o.log[level](message);
   }
   /** Whether the connected guard knows DEADLINE; undefined until it answered one. */
   private deadlineKnown?: boolean;
@@ -306,7 +305,7 @@ export class GuardClient {
           if (pending) {
             const n = pendingIn.get(name) ?? 0;
             if (n >= GUARD_MAX_PENDING) {
-              this.warnOnce(`pending-cap:${name}`, `lockspace ${name}: more than ${GUARD_MAX_PENDING} domains between prepare and their STARTED event; ` +
+              this.once(`pending-cap:${name}`, 'warning', `lockspace ${name}: more than ${GUARD_MAX_PENDING} domains between prepare and their STARTED event; ` +
                 'the guard takes that many by their pid file, the others are fenced from their STARTED event on');
               continue;
             }
@@ -348,14 +347,13 @@ export class GuardClient {
   private pidFileToken(ref: OwnerRef): string | undefined {
     if (!ref.pidFile || !UUID_RE.test(ref.uuid) || !ref.pidFile.startsWith('/')) return undefined;
     if (Buffer.byteLength(ref.pidFile) >= GUARD_PIDFILE_MAX) {
-      this.warnOnce(`pidfile-long:${ref.uuid}`, `domain ${ref.name ?? ref.uuid}: its QEMU pid file path ${ref.pidFile} is ${GUARD_PIDFILE_MAX} bytes or longer, ` +
+      this.once(`pidfile-long:${ref.uuid}`, 'warning', `domain ${ref.name ?? ref.uuid}: its QEMU pid file path ${ref.pidFile} is ${GUARD_PIDFILE_MAX} bytes or longer, ` +
         'more than the guard takes; the domain is fenced from its STARTED event on');
       return undefined;
     }
     if (!this.pidFileKnown) {
-      if (this.registered && !this.pidFileWarned) {
-        this.pidFileWarned = true;
-        this.o.log.info(`fencing guard pid ${this.guardPid} predates owners known by a pid file (an older lockagent-guard, it outlives agent upgrades): ` +
+      if (this.registered) {
+        this.once(`pidfile-old:${this.guardPid}`, 'info', `fencing guard pid ${this.guardPid} predates owners known by a pid file (an older lockagent-guard, it outlives agent upgrades): ` +
           'a domain is fenced by it only once the agent knows its QEMU pid (the STARTED event); restart lockagent-guard to close that window');
       }
       return undefined;
@@ -487,7 +485,6 @@ export class GuardClient {
         case 'HELLO':
           this.guardPid = Number(f[1]);
           this.pidFileKnown = f.slice(3).includes('pidfile');
-          this.pidFileWarned = false;
           this.pidsByLs = undefined;
           this.armedAtHello.clear();
           break;

@@ -37,17 +37,23 @@ function fakeQemu(uuid: string): { pid: number; exited: Promise<NodeJS.Signals |
   return { pid: c.pid!, exited, gone: () => c.exitCode !== null || c.signalCode !== null };
 }
 
+/** A real guard on its own socket and a client registered with it (HELLO answered up to END). */
+async function registered(mode: 'enforce' | 'log') {
+  const sock = join(dir, 'g.sock');
+  const g = await startGuard(sock, cleanups, mode);
+  const c = await rawClient(sock, cleanups);
+  c.send(`HELLO ${process.pid} ${mode}`);
+  await c.next(/^END$/);
+  return { g, c, sock };
+}
+
 const token = (pidfile: string, uuid: string): string => `@${Buffer.from(pidfile).toString('hex')}/${uuid}`;
 const monoMs = (): number => Math.floor(Number(process.hrtime.bigint()) / 1e6);
 
 describe('guard: owners known by a pid file', () => {
   it('says it knows them at HELLO, and at the deadline kills the process the pid file names when it is the domain\'s', async () => {
-    const sock = join(dir, 'g.sock');
-    const g = await startGuard(sock, cleanups);
-    const c = await rawClient(sock, cleanups);
-    c.send(`HELLO ${process.pid} enforce`);
-    expect(await c.next(/^HELLO /)).toMatch(/^HELLO \d+ enforce pidfile$/);
-    await c.next(/^END$/);
+    const { g, c, sock } = await registered('enforce');
+    expect(c.got.find((l) => l.startsWith('HELLO '))).toMatch(/^HELLO \d+ enforce pidfile$/);
 
     const q = fakeQemu(UUID);
     const pidfile = join(dir, 'vm pf.pid'); // a domain name may hold spaces: the path is hex-encoded
@@ -72,11 +78,7 @@ describe('guard: owners known by a pid file', () => {
   });
 
   it('kills nothing when the pid file is missing or names another process, and refuses a malformed owner', async () => {
-    const sock = join(dir, 'g.sock');
-    const g = await startGuard(sock, cleanups);
-    const c = await rawClient(sock, cleanups);
-    c.send(`HELLO ${process.pid} enforce`);
-    await c.next(/^END$/);
+    const { g, c } = await registered('enforce');
 
     const other = fakeQemu(OTHER); // another domain's QEMU: a stale pid file must not get it killed
     const stale = join(dir, 'stale.pid');
@@ -100,11 +102,7 @@ describe('guard: owners known by a pid file', () => {
   });
 
   it('keeps looking after the deadline: a QEMU that appears later (libvirt\'s child becoming QEMU) is killed then', async () => {
-    const sock = join(dir, 'g.sock');
-    const g = await startGuard(sock, cleanups);
-    const c = await rawClient(sock, cleanups);
-    c.send(`HELLO ${process.pid} enforce`);
-    await c.next(/^END$/);
+    const { g, c } = await registered('enforce');
     const pidfile = join(dir, 'late.pid');
     c.send(`SET ${LS} ${monoMs() + 100} ${token(pidfile, UUID)}`);
     await c.next(new RegExp(`^KILLED ${LS} 0 2 `)); // the deadline passed with no process yet
@@ -129,11 +127,7 @@ describe('guard: owners known by a pid file', () => {
   });
 
   it('in log mode names the process it would kill and leaves it running', async () => {
-    const sock = join(dir, 'g.sock');
-    const g = await startGuard(sock, cleanups, 'log');
-    const c = await rawClient(sock, cleanups);
-    c.send(`HELLO ${process.pid} log`);
-    await c.next(/^END$/);
+    const { g, c } = await registered('log');
     const q = fakeQemu(UUID);
     const pidfile = join(dir, 'vm.pid');
     writeFileSync(pidfile, `${q.pid}\n`);

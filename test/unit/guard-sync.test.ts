@@ -337,19 +337,24 @@ describe('guard client: domains known by their pid file (no pid yet)', () => {
     }
   };
   const token = (i: number) => `@${Buffer.from(`/run/libvirt/qemu/vm${i}.pid`).toString('hex')}/${uuidOf(i)}`;
-
-  it('sends them to a guard that says "pidfile", at most 1,024 per lockspace (warned once), beside the pid owners', async () => {
-    const real = join(dir, 'real-guard.sock');
-    await startGuard(real);
-    const rec = await recordingGuard(guardSocketPath(join(dir, 'control.sock')), real);
+  /** One pid owner and `pending` domains known by their pid file, synced to the guard at `upstream` (none: an older guard's answers). */
+  const synced = async (pending: number, upstream?: string) => {
+    const rec = await recordingGuard(guardSocketPath(join(dir, 'control.sock')), upstream);
     const a = fakeAgent();
     const o1 = owner();
     a.add(o1.pid);
-    addPending(a, 1025);
+    addPending(a, pending);
     const log = memoryLogger();
     const g = guardClient(a.agent, log);
     await g.start();
     g.setRecovered();
+    return { rec, a, o1, log, g };
+  };
+
+  it('sends them to a guard that says "pidfile", at most 1,024 per lockspace (warned once), beside the pid owners', async () => {
+    const real = join(dir, 'real-guard.sock');
+    await startGuard(real);
+    const { rec, a, o1, log, g } = await synced(1025, real);
     await waitFor('the SET answered', () => rec.answers.some((l) => /^(OK|ERR) /.test(l)));
     expect(rec.answers.find((l) => /^(OK|ERR) /.test(l))).toBe(`OK ${LS} -1`);
     const set = rec.lines[1].split(' ');
@@ -367,15 +372,7 @@ describe('guard client: domains known by their pid file (no pid yet)', () => {
   });
 
   it('sends only the pid owners to a guard that does not say "pidfile" (an older guard), and says so once', async () => {
-    const rec = await recordingGuard(guardSocketPath(join(dir, 'control.sock'))); // answers as an older guard
-    const a = fakeAgent();
-    const o1 = owner();
-    a.add(o1.pid);
-    addPending(a, 2);
-    const log = memoryLogger();
-    const g = guardClient(a.agent, log);
-    await g.start();
-    g.setRecovered();
+    const { rec, a, o1, log } = await synced(2); // the stand-in answers as an older guard
     await waitFor('the SET', () => rec.lines.length >= 2);
     expect(rec.lines[1]).toBe(`SET ${LS} ${deadlineOf(a.lease.lastSuccess)} ${o1.pid}:${o1.start}`);
     expect(log.lines.filter((l) => /predates owners known by a pid file/.test(l))).toHaveLength(1);
