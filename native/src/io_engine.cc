@@ -7,6 +7,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -101,21 +102,39 @@ bool settle(const std::shared_ptr<Request>& req, Outcome outcome, int err = 0,
 void probeDeadline();
 
 // ---------------------------------------------------------------------------
-// Deadline watchdog: a single thread sleeping until the earliest deadline.
-// It only flips atomics and posts to the JS queue, so it cannot be delayed by
-// any hung syscall. Entries hold weak_ptrs so completed requests (and their
-// buffers) are freed immediately rather than at their deadline.
+// Deadline watchdog: a single thread blocked on a timerfd armed for the
+// earliest deadline of a request still running. It only flips atomics and
+// posts to the JS queue, so it cannot be delayed by any hung syscall. Entries
+// hold weak_ptrs so completed requests (and their buffers) are freed
+// immediately rather than at their deadline.
+//
+// Why a timerfd and not a condition variable: other threads move the timer
+// without waking this one. A request added with the earliest deadline re-arms
+// it, and one that completes drops its entry (reap) and re-arms it for the
+// next; so the thread wakes only when a deadline really passes, not twice per
+// request (once when added, once at the deadline of a request long done). An
+// idle agent's renewal is a request every 2·io_timeout, and those two wake-ups
+// were a third of its thread switches.
 struct WatchEntry {
   Clock::time_point when;
   std::weak_ptr<Request> req;
   // Not the deadline: only look at the probe pool again (see ProbePool).
   bool recheck = false;
   bool operator>(const WatchEntry& o) const { return when > o.when; }
+  // Nothing left to do at `when`: the request is gone or settled (a settled
+  // request's thread is back from its syscall, or the watchdog settled it).
+  bool done() const {
+    std::shared_ptr<Request> r = req.lock();
+    return !r || r->settled();
+  }
 };
 
 class Watchdog {
  public:
-  Watchdog() { std::thread([this] { run(); }).detach(); }
+  Watchdog() {
+    tfd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    std::thread([this] { run(); }).detach();
+  }
 
   void add(const std::shared_ptr<Request>& req) { add(req, req->deadline, false); }
 
@@ -123,30 +142,72 @@ class Watchdog {
     std::lock_guard<std::mutex> g(mu_);
     bool earliest = heap_.empty() || when < heap_.top().when;
     heap_.push(WatchEntry{when, req, recheck});
-    if (earliest) cv_.notify_one();
+    if (earliest) armLocked();
+  }
+
+  // A request completed: drop the entries at the front that need nothing
+  // more, so the timer is set for the next one that does (or disarmed).
+  void reap() {
+    std::lock_guard<std::mutex> g(mu_);
+    bool popped = false;
+    while (!heap_.empty() && heap_.top().done()) {
+      heap_.pop();
+      popped = true;
+    }
+    if (popped) armLocked();
   }
 
  private:
-  void run() {
-    std::unique_lock<std::mutex> lk(mu_);
-    std::vector<std::pair<std::weak_ptr<Request>, bool>> due;
-    for (;;) {
+  // Sets the timer for the front entry (or disarms it). The front may already
+  // be due: the timer then fires at once.
+  void armLocked() {
+    if (tfd_ < 0) {
+      cv_.notify_one();  // no timerfd (never seen on Linux): the condvar fallback below
+      return;
+    }
+    struct itimerspec its {};
+    if (!heap_.empty()) {
+      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(heap_.top().when - Clock::now()).count();
+      if (ns < 1) ns = 1;  // 0 would disarm
+      its.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
+      its.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
+    }
+    ::timerfd_settime(tfd_, 0, &its, nullptr);
+  }
+
+  // Blocks until the front entry may be due.
+  void waitLocked(std::unique_lock<std::mutex>& lk) {
+    if (tfd_ < 0) {
       if (heap_.empty()) {
         cv_.wait(lk);
-        continue;
-      }
-      Clock::time_point now = Clock::now();
-      if (heap_.top().when > now) {
+      } else {
         // By value: wait_until keeps reading its argument while the lock is
         // released, and add() may reallocate the heap meanwhile.
         const Clock::time_point next = heap_.top().when;
         cv_.wait_until(lk, next);
-        continue;
       }
+      return;
+    }
+    lk.unlock();
+    uint64_t expirations;
+    while (::read(tfd_, &expirations, sizeof expirations) < 0 && errno == EINTR) {
+    }
+    lk.lock();
+  }
+
+  void run() {
+    std::unique_lock<std::mutex> lk(mu_);
+    std::vector<std::pair<std::weak_ptr<Request>, bool>> due;
+    for (;;) {
+      waitLocked(lk);
+      Clock::time_point now = Clock::now();
       while (!heap_.empty() && heap_.top().when <= now) {
         due.emplace_back(heap_.top().req, heap_.top().recheck);
         heap_.pop();
       }
+      // Early wake-ups (the timer moved meanwhile) land here too: re-arm for
+      // whatever is at the front now.
+      armLocked();
       lk.unlock();
       for (auto& w : due) {
         std::shared_ptr<Request> req = w.first.lock();
@@ -168,6 +229,7 @@ class Watchdog {
     }
   }
 
+  int tfd_ = -1;
   std::mutex mu_;
   std::condition_variable cv_;
   std::priority_queue<WatchEntry, std::vector<WatchEntry>,
@@ -233,6 +295,8 @@ void resetStats() {
 }
 
 void watchDeadline(const std::shared_ptr<Request>& req) { watchdog().add(req); }
+
+void reapDeadlines() { watchdog().reap(); }
 
 void testForceDirectEinval(bool on) { hooks().forceDirectEinval = on; }
 
@@ -370,7 +434,7 @@ Handle::~Handle() {
 }
 
 void Handle::submit(std::shared_ptr<Request> req) {
-  std::lock_guard<std::mutex> g(mu_);
+  std::unique_lock<std::mutex> lk(mu_);
   if (closing_) {
     settle(req, Outcome::Closed, EBADF);
     return;
@@ -381,7 +445,12 @@ void Handle::submit(std::shared_ptr<Request> req) {
   }
   queue_.push_back(req);
   watchDeadline(req);
-  dispatchLocked();
+  // The idle thread is woken after the lock is released: woken under it, it
+  // would block on the mutex at once and need a second wake-up.
+  if (dispatchLocked(false)) {
+    lk.unlock();
+    cv_.notify_one();
+  }
 }
 
 void Handle::close(std::shared_ptr<Request> closeReq) {
@@ -438,8 +507,8 @@ void Handle::cancelQueuedLocked(Outcome why) {
 // Makes sure someone will pick up the queue. A busy thread whose request is
 // still within its deadline is trusted to come back; once every thread has
 // overrun, a replacement is spawned, up to kMaxThreadsPerHandle.
-void Handle::dispatchLocked() {
-  if (queue_.empty()) return;
+bool Handle::dispatchLocked(bool notify) {
+  if (queue_.empty()) return false;
   Clock::time_point now = Clock::now();
   size_t idle = 0, healthy = 0;
   for (auto& w : workers_) {
@@ -449,16 +518,16 @@ void Handle::dispatchLocked() {
       healthy++;
   }
   if (idle > 0) {
-    cv_.notify_one();
-    return;
+    if (notify) cv_.notify_one();
+    return !notify;
   }
-  if (healthy > 0) return;  // the watchdog calls us again at its deadline
+  if (healthy > 0) return false;  // the watchdog calls us again at its deadline
   if (workers_.size() < kMaxThreadsPerHandle) {
     auto slot = std::make_shared<WorkerSlot>();
     try {
       std::thread(&Handle::workerMain, shared_from_this(), slot).detach();
       workers_.push_back(slot);
-      return;
+      return false;
     } catch (const std::system_error& e) {
       // Could not create a thread (EAGAIN): fail what is queued.
       int err = e.code().value() ? e.code().value() : EAGAIN;
@@ -467,7 +536,7 @@ void Handle::dispatchLocked() {
         settle(r, Outcome::SysError, err, "pthread_create");
       }
       queue_.clear();
-      return;
+      return false;
     }
   }
   // Every thread is stuck in a request past its deadline: fail fast rather
@@ -477,6 +546,7 @@ void Handle::dispatchLocked() {
     settle(r, Outcome::Stuck, ETIMEDOUT);
   }
   queue_.clear();
+  return false;
 }
 
 void Handle::workerMain(std::shared_ptr<WorkerSlot> me) {
@@ -522,6 +592,7 @@ void Handle::workerMain(std::shared_ptr<WorkerSlot> me) {
       executeCompareWrite(req, fd);
     else
       execute(req, fd);
+    reapDeadlines();  // its deadline needs no wake-up now
     lk.lock();
     --inflight_;
     me->busy = false;
@@ -820,6 +891,7 @@ class ProbePool {
       lk.unlock();
       execute(req);
       req.reset();
+      reapDeadlines();
       lk.lock();
       me->busy = false;
     }

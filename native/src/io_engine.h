@@ -210,7 +210,10 @@ class Handle : public std::enable_shared_from_this<Handle> {
     Clock::time_point deadline;
   };
 
-  void dispatchLocked();
+  // Makes sure a thread will take the queue. With notify false an idle
+  // thread is not woken here: true is returned and the caller wakes it once it
+  // has released the lock.
+  bool dispatchLocked(bool notify = true);
   void cancelQueuedLocked(Outcome why);
   void workerMain(std::shared_ptr<WorkerSlot> me);
   void execute(const std::shared_ptr<Request>& req, int fd);
@@ -240,6 +243,9 @@ class Handle : public std::enable_shared_from_this<Handle> {
 
 // Registers a request with the process-wide deadline watchdog thread.
 void watchDeadline(const std::shared_ptr<Request>& req);
+// A request completed on this thread: lets the watchdog drop the deadlines
+// that need no wake-up any more (any thread; takes the watchdog's lock only).
+void reapDeadlines();
 
 // Op::Probe: one-shot look at one file for a directory scan (the cleanup sweep):
 // open read-only (O_DIRECT, else O_DSYNC-less fallback with DONTNEED;

@@ -203,6 +203,15 @@ const toMode = (m: LeaseMode) => (m === 'shared' ? 'SH' : 'EX');
 /** Release hints kept (about 1 KiB each). */
 const MAX_HINTS = 4096;
 
+/**
+ * Work a request's reply need not wait for (a log line's hand-off to libuv's pool, a file's
+ * close on its I/O thread): run once the reply is on its way, i.e. after the microtasks that
+ * finish the request. Measured on a release: those two before the reply were ~0.3 ms of 1.2.
+ */
+function afterReply(fn: () => void): void {
+  setImmediate(fn);
+}
+
 export class Agent {
   readonly lockspaces = new Map<string, Lockspace>();
   private readonly owners = new Map<string, OwnerState>();
@@ -582,7 +591,7 @@ export class Agent {
         h.token.res.storage = storage;
         const hint = await releaseResource(h.token, { clock: this.o.clock });
         if (hint) this.rememberHint(`${s.path}\0${s.offset}`, hint);
-        this.o.log.info(`released ${s.mode} lease ${key(s)} of ${st.ref.name}`);
+        afterReply(() => this.o.log.info(`released ${s.mode} lease ${key(s)} of ${st.ref.name}`));
       }
     } catch (e) {
       const rv = (e as LeaseError).rv;
@@ -605,7 +614,7 @@ export class Agent {
       }
     } finally {
       // Not awaited: the reply need not wait for the close's hand-off to the I/O thread.
-      if (storage) void closeStorage(storage);
+      if (storage) afterReply(() => void closeStorage(storage));
     }
     h.storage = undefined;
     st.leases.delete(key(s));
