@@ -637,6 +637,10 @@ Napi::Value TestInjectStall(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value TestWatchdogWakeups(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(testWatchdogWakeups()));
+}
+
 // peerCred(fd) -> {pid, uid, gid} of the process at the other end of a
 // connected unix socket (SO_PEERCRED: the credentials at connect() time).
 // Throws an Error with code/errno/syscall like Node's own errors.
@@ -747,6 +751,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("_testForceDirectEinval",
               Napi::Function::New(env, TestForceDirectEinval));
   exports.Set("_testInjectStall", Napi::Function::New(env, TestInjectStall));
+  exports.Set("_testWatchdogWakeups", Napi::Function::New(env, TestWatchdogWakeups));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
   exports.Set("limitMallocArenas", Napi::Function::New(env, LimitMallocArenas, "limitMallocArenas"));

@@ -200,6 +200,7 @@ class Watchdog {
     std::vector<std::pair<std::weak_ptr<Request>, bool>> due;
     for (;;) {
       waitLocked(lk);
+      wakeups_++;
       Clock::time_point now = Clock::now();
       while (!heap_.empty() && heap_.top().when <= now) {
         due.emplace_back(heap_.top().req, heap_.top().recheck);
@@ -230,6 +231,11 @@ class Watchdog {
   }
 
   int tfd_ = -1;
+
+ public:
+  std::atomic<uint64_t> wakeups_{0};  // test hook: times the thread woke
+
+ private:
   std::mutex mu_;
   std::condition_variable cv_;
   std::priority_queue<WatchEntry, std::vector<WatchEntry>,
@@ -297,6 +303,8 @@ void resetStats() {
 void watchDeadline(const std::shared_ptr<Request>& req) { watchdog().add(req); }
 
 void reapDeadlines() { watchdog().reap(); }
+
+uint64_t testWatchdogWakeups() { return watchdog().wakeups_.load(); }
 
 void testForceDirectEinval(bool on) { hooks().forceDirectEinval = on; }
 

@@ -265,5 +265,7 @@ void submitProbe(std::shared_ptr<Request> req);
 void testForceDirectEinval(bool on);
 void testInjectStall(const std::string& path, int64_t offset, uint32_t ms,
                      uint32_t count);
+// How many times the deadline watchdog thread has woken up.
+uint64_t testWatchdogWakeups();
 
 }  // namespace lockagent

@@ -78,6 +78,8 @@ export interface NativeBinding {
   _testForceDirectEinval(on: boolean): void;
   /** Test hook: the next `count` reads/writes at `offset` on `path` sleep `ms` first. */
   _testInjectStall(path: string, offset: number, ms: number, count: number): void;
+  /** Test hook: how many times the I/O engine's deadline watchdog thread has woken up. */
+  _testWatchdogWakeups?(): number;
   /** One datagram to systemd's $NOTIFY_SOCKET (path or @abstract); `fd` goes along as SCM_RIGHTS. */
   sdNotify?(socketPath: string, text: string, fd?: number): boolean;
   /** libwdmd (loaded at run time): connect, register `name`, set the refcount; returns the connection fd. */

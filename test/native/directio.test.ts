@@ -301,6 +301,26 @@ describe('deadlines and hung I/O', () => {
     }
   });
 
+  it('the deadline watchdog wakes for deadlines that pass, not for requests that completed', async () => {
+    const native = loadNative();
+    const p = makeFile('watchdog', 1 << 20);
+    const f = await DirectFile.open(p);
+    try {
+      await new Promise((r) => setTimeout(r, 300)); // the open's deadline has no business left either
+      const before = native._testWatchdogWakeups!();
+      for (let i = 0; i < 40; i++) await f.read(0, 512, 150);
+      await new Promise((r) => setTimeout(r, 400)); // past every one of those deadlines
+      expect(native._testWatchdogWakeups!() - before).toBeLessThanOrEqual(2);
+
+      native._testInjectStall(p, 4096, 600, 1);
+      const late = await rejectionOf(f.read(4096, 512, 150));
+      expect(late.code).toBe('ETIMEDOUT');
+      expect(native._testWatchdogWakeups!() - before).toBeGreaterThanOrEqual(1);
+    } finally {
+      await f.close();
+    }
+  });
+
   it('an idle I/O thread leaves after keepThreadMs (default 50 ms); the next request starts one', async () => {
     const p = makeFile('idle', 1 << 16);
     const short = await DirectFile.open(p, { keepThreadMs: 400 });
