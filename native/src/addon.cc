@@ -277,11 +277,23 @@ void callJs(napi_env rawEnv, napi_value, void* context, void* data) {
       } else if (r.op == Op::Read) {
         value = Napi::Buffer<char>::Copy(env, static_cast<char*>(r.buf),
                                          r.length);
+      } else if (r.op == Op::CompareWrite && target) {
+        // readCompareWrite: the bytes read go to the caller's buffer as with readInto (in
+        // place when it is a block); true when written, false when the compare failed.
+        napi_value tv;
+        void* data = nullptr;
+        size_t len = 0;
+        if (napi_get_reference_value(env, target, &tv) != napi_ok || tv == nullptr ||
+            napi_get_typedarray_info(env, tv, nullptr, &len, &data, nullptr, nullptr) != napi_ok ||
+            len != r.length)
+          throw Napi::Error::New(env, "readCompareWrite: the target buffer is gone or changed size");
+        if (!r.block) std::memcpy(data, static_cast<char*>(r.buf) + r.compareLength, r.length);
+        value = Napi::Boolean::New(env, r.matched);
       } else if (r.op == Op::CompareWrite) {
         // true: written; else the bytes found instead of the expected ones
         value = r.matched ? Napi::Value(Napi::Boolean::New(env, true))
                           : Napi::Value(Napi::Buffer<char>::Copy(
-                                env, static_cast<char*>(r.buf) + r.length, r.length));
+                                env, static_cast<char*>(r.buf) + r.compareLength, r.length));
       } else {
         value = env.Undefined();
       }
@@ -398,6 +410,7 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
                         InstanceMethod<&NativeFile::ReadInto>("readInto"),
                         InstanceMethod<&NativeFile::Write>("write"),
                         InstanceMethod<&NativeFile::WriteIfUnchanged>("writeIfUnchanged"),
+                        InstanceMethod<&NativeFile::ReadCompareWrite>("readCompareWrite"),
                         InstanceMethod<&NativeFile::Close>("close"),
                         InstanceMethod<&NativeFile::Threads>("threadCount")});
   }
@@ -484,13 +497,46 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
     Napi::Env env = info.Env();
     uint64_t offset = argAligned(info, 0, "offset", true);
     Sectors expected = sectorsOf(env, info[1], "expected");
-    uint64_t length = expected.length;
-    if (!info[2].IsArray()) throwEinval(env, "writes must be an array");
-    auto list = info[2].As<Napi::Array>();
     double timeoutMs = argTimeout(info, 3);
+    auto req = compareWrite(env, offset, expected.length, 0, expected, info[2], nullptr, timeoutMs);
+    return start(env, addon(env), handle_, std::move(req));
+  }
+
+  // readCompareWrite(offset, target, compareAt, expected, writes: [offset, data][], timeoutMs):
+  // reads target.length bytes at offset into target (as readInto); when `expected` is found at
+  // target[compareAt], does every write in order and resolves true, else resolves false
+  // (nothing written). One hand-off for a renewal's read and write.
+  Napi::Value ReadCompareWrite(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t offset = argAligned(info, 0, "offset", true);
+    Sectors target = sectorsOf(env, info[1], "target");
+    if (!info[2].IsNumber()) throwEinval(env, "compareAt must be a number");
+    double at = info[2].As<Napi::Number>().DoubleValue();
+    Sectors expected = sectorsOf(env, info[3], "expected");
+    if (!(at >= 0) || at != static_cast<double>(static_cast<uint64_t>(at)) ||
+        static_cast<uint64_t>(at) + expected.length > target.length)
+      throwEinval(env, "compareAt must be an integer with the expected bytes inside the target");
+    double timeoutMs = argTimeout(info, 5);
+    std::shared_ptr<AlignedBlock> block = findBlock(target.data);
+    if (block && block->size < target.length) block.reset();
+    auto req = compareWrite(env, offset, target.length, static_cast<uint64_t>(at), expected, info[4],
+                            std::move(block), timeoutMs);
+    napi_ref ref;
+    NAPI_THROW_IF_FAILED(env, napi_create_reference(env, target.array, 1, &ref), Napi::Value());
+    req->jsTarget = ref;
+    return start(env, addon(env), handle_, std::move(req));
+  }
+
+  // A CompareWrite request: read `length` at offset (into `block` when given), compare
+  // `expected` at compareAt, then `writes` ([offset, data] pairs, validated here).
+  std::shared_ptr<Request> compareWrite(Napi::Env env, uint64_t offset, uint64_t length, uint64_t compareAt,
+                                        const Sectors& expected, Napi::Value writesArg,
+                                        std::shared_ptr<AlignedBlock> block, double timeoutMs) {
+    if (!writesArg.IsArray()) throwEinval(env, "writes must be an array");
+    auto list = writesArg.As<Napi::Array>();
     std::vector<std::pair<int64_t, uint64_t>> writes;
     std::vector<const uint8_t*> sources;
-    uint64_t total = 2 * length;
+    uint64_t total = expected.length + (block ? 0 : length);
     for (uint32_t i = 0; i < list.Length(); i++) {
       Napi::Value e = list.Get(i);
       if (!e.IsArray() || e.As<Napi::Array>().Length() != 2)
@@ -509,16 +555,19 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
         timeoutMs));
     req->bufSize = total;
     if (!req->allocate()) throw Napi::Error::New(env, "out of memory");
+    req->block = std::move(block);
+    req->compareAt = compareAt;
+    req->compareLength = expected.length;
     char* buf = static_cast<char*>(req->buf);
-    std::memcpy(buf, expected.data, length);
-    char* at = buf + 2 * length;
+    std::memcpy(buf, expected.data, expected.length);
+    char* at = buf + expected.length + (req->block ? 0 : length);
     for (size_t i = 0; i < writes.size(); i++) {
       std::memcpy(at, sources[i], writes[i].second);
       at += writes[i].second;
     }
     req->writes = std::move(writes);
     req->stats = handle_->stats();
-    return start(env, addon(env), handle_, std::move(req));
+    return req;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

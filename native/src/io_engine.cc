@@ -350,7 +350,8 @@ BufCache& bufCache() {
 }  // namespace
 
 Request::~Request() {
-  if (!buf || block) return;  // a block's memory is freed with its last owner
+  // A read into a block's memory (buf is the block's): freed with its last owner.
+  if (!buf || (block && buf == block->data)) return;
   if (bufSize <= kBufCacheMaxLength) {
     BufCache& c = bufCache();
     std::lock_guard<std::mutex> g(c.mu);
@@ -698,14 +699,16 @@ void Handle::executeCompareWrite(const std::shared_ptr<Request>& req, int fd) {
   maybeStall(path_, req->offset);
   char* buf = static_cast<char*>(req->buf);
   char* expected = buf;
-  char* got = buf + req->length;
+  // Read in place into the caller's block (readCompareWrite into allocAligned memory), else
+  // into buf after the expected bytes.
+  char* got = req->block ? static_cast<char*>(req->block->data) : buf + req->compareLength;
+  char* data = req->block ? buf + req->compareLength : got + req->length;
   uint64_t done = 0;
   const char* syscall = "read";
   int err = transfer(fd, true, got, req->length, req->offset, &done);
-  bool matched = !err && std::memcmp(expected, got, req->length) == 0;
+  bool matched = !err && std::memcmp(expected, got + req->compareAt, req->compareLength) == 0;
   uint64_t written = 0, nwrites = 0;
   if (matched) {
-    char* data = got + req->length;
     syscall = "write";
     for (auto& w : req->writes) {
       if (req->settled()) break;  // timed out: the caller went on without us

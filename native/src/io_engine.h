@@ -36,10 +36,10 @@ constexpr size_t kBufferAlignment = 4096;
 constexpr uint64_t kSectorAlign = 512;
 constexpr uint64_t kMaxIoLength = 1ull << 30;
 
-// CompareWrite: read `length` bytes at `offset`; when they equal the expected bytes, write each
-// of `writes` in order (one hand-off to the I/O thread instead of one per sector; see
-// LeaseStorage.writeIfUnchanged). Not atomic: other hosts may write in between, as with
-// separate requests.
+// CompareWrite: read `length` bytes at `offset`; when the expected bytes are found at
+// `compareAt` in them, write each of `writes` in order (one hand-off to the I/O thread instead
+// of one per sector; see LeaseStorage.writeIfUnchanged and readCompareWrite). Not atomic: other
+// hosts may write in between, as with separate requests.
 enum class Op { Open, Read, Write, Close, Probe, CompareWrite };
 
 // How a request was settled. Exactly one settlement happens per request; the
@@ -145,11 +145,16 @@ struct Request {
   const uint64_t length;
   const double timeoutMs;
   const Clock::time_point deadline;
-  // Size of buf: `length`, except for CompareWrite (expected bytes, the bytes read, then the
-  // data of each write, in that order).
+  // Size of buf: `length`, except for CompareWrite (the expected bytes, the `length` bytes
+  // read unless they land in `block`, then the data of each write, in that order).
   uint64_t bufSize;
   // CompareWrite only: (file offset, length) of each write, its data following in buf.
   std::vector<std::pair<int64_t, uint64_t>> writes;
+  // CompareWrite only: the expected bytes are compared with the bytes read at compareAt
+  // (compareLength bytes; writeIfUnchanged compares the whole read, readCompareWrite one
+  // sector of it).
+  uint64_t compareAt = 0;
+  uint64_t compareLength = 0;
   // CompareWrite only: the bytes read equalled the expected ones and every write was done.
   bool matched = false;
 

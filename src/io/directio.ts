@@ -195,15 +195,36 @@ export class DirectFile {
    */
   async writeIfUnchanged(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer> {
     this.checkIo('read', offset, expected.length, timeoutMs);
-    for (const w of writes) {
-      if (!(w.data instanceof Uint8Array)) throw invalid(this.path, 'write', `invalid write on ${this.path}: data must be a Buffer`);
-      this.checkIo('write', w.offset, w.data.length, timeoutMs);
-    }
+    this.checkWrites(writes, timeoutMs);
     try {
       if (!this.native.writeIfUnchanged) throw new Error(`the native addon has no writeIfUnchanged: rebuild it (npm run build:native)`);
       return await this.native.writeIfUnchanged(offset, expected, writes.map((w) => [w.offset, w.data]), timeoutMs);
     } catch (e) {
       throw rethrown(e);
+    }
+  }
+
+  /**
+   * Reads `target.length` bytes at `offset` into `target` (as readInto); when `expected` is
+   * found at `target[compareAt]`, writes each of `writes` in order and resolves true, else
+   * resolves false and writes nothing. One request to the file's I/O thread.
+   */
+  async readCompareWrite(offset: number, target: Buffer, compareAt: number, expected: Buffer,
+    writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<boolean> {
+    this.checkIo('read', offset, target.length, timeoutMs);
+    this.checkWrites(writes, timeoutMs);
+    try {
+      if (!this.native.readCompareWrite) throw new Error(`the native addon has no readCompareWrite: rebuild it (npm run build:native)`);
+      return await this.native.readCompareWrite(offset, target, compareAt, expected, writes.map((w) => [w.offset, w.data]), timeoutMs);
+    } catch (e) {
+      throw rethrown(e);
+    }
+  }
+
+  private checkWrites(writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): void {
+    for (const w of writes) {
+      if (!(w.data instanceof Uint8Array)) throw invalid(this.path, 'write', `invalid write on ${this.path}: data must be a Buffer`);
+      this.checkIo('write', w.offset, w.data.length, timeoutMs);
     }
   }
 

@@ -126,6 +126,15 @@ export class FileLeaseStorage implements LeaseStorage {
       () => this.file.writeIfUnchanged(offset, expected, writes, timeoutMs));
   }
 
+  /** LeaseStorage.readCompareWrite: a renewal's area read and sector write in one request. */
+  async readCompareWrite(offset: number, target: Buffer, compareAt: number, expected: Buffer,
+    writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<boolean> {
+    this.check('write');
+    if (this.readOnly) throw new Error(`write to ${this.id}, which was opened read-only`);
+    return this.timed(`read of ${target.length} bytes at ${offset} and ${writes.length} write(s)`, timeoutMs,
+      () => this.file.readCompareWrite(offset, target, compareAt, expected, writes, timeoutMs));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

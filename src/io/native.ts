@@ -27,6 +27,7 @@ export interface NativeFile {
    * order; resolves true, or the bytes found (nothing written). Absent in older addons.
    */
   writeIfUnchanged?(offset: number, expected: Uint8Array, writes: Array<[number, Uint8Array]>, timeoutMs: number): Promise<true | Buffer>;
+  readCompareWrite?(offset: number, target: Uint8Array, compareAt: number, expected: Uint8Array, writes: Array<[number, Uint8Array]>, timeoutMs: number): Promise<boolean>;
   close(timeoutMs: number): Promise<void>;
   /** Worker threads currently alive for this handle (diagnostics/tests). */
   threadCount(): number;

@@ -49,6 +49,12 @@ export interface DeltaLease {
   event?: HostEvent;
   /** Renewal read buffer, reused across renewals and dropped after a failed read. */
   iobuf?: Buffer;
+  /**
+   * The bytes of the sector we last wrote (with `leader`). While the last renewal succeeded,
+   * the next one sends its read and write as one request that writes only if these bytes are
+   * still on disk (LeaseStorage.readCompareWrite).
+   */
+  lastSector?: Buffer;
   released: boolean;
   /**
    * The host_id's record as deltaAcquire found it (undefined for a lease continued, not
@@ -121,20 +127,26 @@ export async function readDeltaLeader(
   return leader;
 }
 
+/** Our delta lease sector as written: the sealed record, then the bitmap (if any). */
+function fillDeltaSector(rec: LeaderRecord, s: Buffer, bitmap?: Buffer): LeaderRecord {
+  const written = sealLeader(rec, s, 0, HOST_NAME_MAX_ON_DISK);
+  if (bitmap) bitmap.copy(s, HOSTID_BITMAP_OFFSET, 0, HOSTID_BITMAP_SIZE);
+  return written;
+}
+
 async function writeDeltaSector(
   storage: LeaseStorage, at: number, sectorSize: number, rec: LeaderRecord, timeoutMs: number,
   what: string, bitmap?: Buffer,
-): Promise<LeaderRecord> {
+): Promise<{ written: LeaderRecord; sector: Buffer }> {
   let written = rec;
   try {
-    await timedIo('delta_write', () => writeSector(storage, at, sectorSize, timeoutMs, (s) => {
-      written = sealLeader(rec, s, 0, HOST_NAME_MAX_ON_DISK);
-      if (bitmap) bitmap.copy(s, HOSTID_BITMAP_OFFSET, 0, HOSTID_BITMAP_SIZE);
+    const sector = await timedIo('delta_write', () => writeSector(storage, at, sectorSize, timeoutMs, (s) => {
+      written = fillDeltaSector(rec, s, bitmap);
     }));
+    return { written, sector };
   } catch (e) {
     throw ioError(e, SANLK.LEADER_WRITE, what);
   }
-  return written;
 }
 
 const describeOwner = (l: LeaderRecord) =>
@@ -186,7 +198,7 @@ export async function deltaAcquire(p: DeltaAcquireParams): Promise<DeltaLease> {
     ownerGeneration: leader.ownerGeneration + 1,
     resourceName: truncateHostName(p.hostName),
   };
-  const written = await writeDeltaSector(storage, at, geometry.sectorSize, rec, p.ioTimeout * 1000, `writing the delta lease of ${ls(spaceName, hostId)}`);
+  const { written, sector } = await writeDeltaSector(storage, at, geometry.sectorSize, rec, p.ioTimeout * 1000, `writing the delta lease of ${ls(spaceName, hostId)}`);
 
   // Another host may be doing the same: if it wrote after us, our record is gone.
   await sleepSeconds(clock, deltaShortDelay(otherIo, p.ioTimeout), p.cancel, what);
@@ -198,7 +210,7 @@ export async function deltaAcquire(p: DeltaAcquireParams): Promise<DeltaLease> {
   return {
     spaceName, hostId, hostName: p.hostName, storage, offset, geometry, ioTimeout: p.ioTimeout,
     generation: written.ownerGeneration, leader: written, lastSuccess: written.timestamp, lastResult: SANLK.OK,
-    bitmap: Buffer.alloc(HOSTID_BITMAP_SIZE), released: false, previous: leader,
+    bitmap: Buffer.alloc(HOSTID_BITMAP_SIZE), released: false, previous: leader, lastSector: sector,
   };
 }
 
@@ -243,7 +255,10 @@ export function isCorruptRenewal(rv: number): boolean {
  * delta_lease_renew: read the whole lockspace in one I/O, check our sector is still ours (-260)
  * and, if the last renewal succeeded, unchanged since we wrote it (-261); then write a new
  * timestamp with our io_timeout and bitmap. The write gets host_dead seconds: timing it out
- * early would only make us retry a write that may still land.
+ * early would only make us retry a write that may still land. After a successful renewal the
+ * read and the write go to storage as one request (readCompareWrite, docs/engine.md): one
+ * hand-off to the I/O thread per renewal instead of two; its timestamp is taken before the
+ * read, so a little earlier than sanlock's (our own expiry is then reckoned a little early).
  */
 export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<DeltaRenewal> {
   const g = lease.geometry;
@@ -255,16 +270,58 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
   };
   if (lease.released) fail(new LeaseError(SANLK.RENEW_OWNER, `${name} was released; acquire it again`));
 
-  let area: Buffer;
+  const newRecord = (onDisk: LeaderRecord): LeaderRecord => ({
+    ...onDisk,
+    ioTimeout: lease.ioTimeout & 0xff,
+    timestamp: leaseTimestamp(clock),
+    ...(lease.event ? {
+      writeId: lease.event.generation, writeGeneration: lease.event.event, writeTimestamp: lease.event.data,
+    } : {}),
+  });
+  const storage = lease.storage;
+  const target = storage.readInto ? (lease.iobuf ?? storage.allocBuffer?.(g.alignSize) ?? Buffer.allocUnsafe(g.alignSize)) : undefined;
   const t0 = clock.nowMs();
-  try {
-    const target = lease.storage.readInto ? (lease.iobuf ?? lease.storage.allocBuffer?.(g.alignSize) ?? Buffer.allocUnsafe(g.alignSize)) : undefined;
-    area = await timedIo('area_read', () => readArea(lease.storage, lease.offset, g.alignSize, lease.ioTimeout * 1000, target));
-  } catch (e) {
-    lease.iobuf = undefined; // a late completion may still land in it
-    return fail(ioError(e, SANLK.LEADER_READ, `renewing ${name}: reading the lockspace`));
+  let area: Buffer | undefined;
+
+  // The last renewal succeeded: our sector must hold exactly what it wrote (the -261 check
+  // below), so the read and the write go as one request that writes only if it does. Any
+  // difference, and the request writes nothing: the checks below then name it. The deadline is
+  // the read's (io_timeout), so a slow read fails the renewal as before; a write that lands after
+  // it counts as failed too (safe: our expiry is reckoned from the previous renewal), and the
+  // next renewal goes the two-request way, which does not insist on what we wrote.
+  if (lease.lastResult === SANLK.OK && lease.lastSector && target && storage.readCompareWrite) {
+    const sector = Buffer.alloc(g.sectorSize);
+    const rec = fillDeltaSector(newRecord(lease.leader), sector, lease.bitmap);
+    let written: boolean;
+    try {
+      written = await timedIo('renew_rmw', () => storage.readCompareWrite!(
+        lease.offset, target, idOff, lease.lastSector!, [{ offset: lease.offset + idOff, data: sector }], lease.ioTimeout * 1000));
+    } catch (e) {
+      lease.iobuf = undefined; // a late completion may still land in it
+      const wrote = (e as { syscall?: string }).syscall === 'write';
+      return fail(ioError(e, wrote ? SANLK.LEADER_WRITE : SANLK.LEADER_READ,
+        `renewing ${name}: ${wrote ? 'writing our delta lease' : 'reading the lockspace'}`));
+    }
+    lease.iobuf = target;
+    if (written) {
+      lease.leader = rec;
+      lease.lastSector = sector;
+      lease.lastSuccess = rec.timestamp;
+      lease.lastResult = SANLK.OK;
+      return { area: target, leader: rec, readMs: clock.nowMs() - t0, writeMs: 0 };
+    }
+    area = target;
   }
-  if (lease.storage.readInto) lease.iobuf = area;
+
+  if (!area) {
+    try {
+      area = await timedIo('area_read', () => readArea(storage, lease.offset, g.alignSize, lease.ioTimeout * 1000, target));
+    } catch (e) {
+      lease.iobuf = undefined; // a late completion may still land in it
+      return fail(ioError(e, SANLK.LEADER_READ, `renewing ${name}: reading the lockspace`));
+    }
+    if (storage.readInto) lease.iobuf = area;
+  }
 
   const { rv, leader } = verifyDeltaLeader(area, idOff, lease.spaceName);
   if (rv < 0) fail(new LeaseError(rv, `renewing ${name}: our delta lease sector is invalid: ${describeResult(rv)}`));
@@ -280,20 +337,13 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
       `renewing ${name}: our delta lease changed on disk since our last write; another host is writing our host_id`));
   }
 
-  const rec: LeaderRecord = {
-    ...leader,
-    ioTimeout: lease.ioTimeout & 0xff,
-    timestamp: leaseTimestamp(clock),
-    ...(lease.event ? {
-      writeId: lease.event.generation, writeGeneration: lease.event.event, writeTimestamp: lease.event.data,
-    } : {}),
-  };
   const t1 = clock.nowMs();
-  const written = await writeDeltaSector(
-    lease.storage, lease.offset + idOff, g.sectorSize, rec, hostDeadSeconds(lease.ioTimeout, lease.ioTimeout) * 1000,
+  const { written, sector } = await writeDeltaSector(
+    storage, lease.offset + idOff, g.sectorSize, newRecord(leader), hostDeadSeconds(lease.ioTimeout, lease.ioTimeout) * 1000,
     `renewing ${name}: writing our delta lease`, lease.bitmap,
   ).catch((e: LeaseError) => fail(e));
   lease.leader = written;
+  lease.lastSector = sector;
   lease.lastSuccess = written.timestamp;
   lease.lastResult = SANLK.OK;
   return { area, leader: written, readMs: t1 - t0, writeMs: clock.nowMs() - t1 };
@@ -306,9 +356,10 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
  */
 export async function deltaRelease(lease: DeltaLease): Promise<LeaderRecord> {
   const at = lease.offset + (lease.hostId - 1) * lease.geometry.sectorSize;
-  const written = await writeDeltaSector(lease.storage, at, lease.geometry.sectorSize,
+  const { written } = await writeDeltaSector(lease.storage, at, lease.geometry.sectorSize,
     { ...lease.leader, timestamp: 0 }, lease.ioTimeout * 1000, `releasing ${ls(lease.spaceName, lease.hostId)}`);
   lease.leader = written;
+  lease.lastSector = undefined;
   lease.released = true;
   return written;
 }

@@ -63,7 +63,9 @@ export async function writeSector(
 /** What a lease I/O was, for the I/O latency metrics (docs/metrics.md). */
 export type IoKind = 'leader_read' | 'leader_write' | 'dblock_read' | 'dblock_write' | 'area_read' | 'delta_write'
   /** a release's leader read, dblock write and leader write as one request (writeIfUnchanged) */
-  | 'release_rmw';
+  | 'release_rmw'
+  /** a renewal's area read and delta lease write as one request (readCompareWrite) */
+  | 'renew_rmw';
 
 /** The process's I/O timing observer (the daemon's metrics), or none. */
 let ioObserver: ((kind: IoKind, seconds: number, ok: boolean) => void) | undefined;

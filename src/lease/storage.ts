@@ -38,4 +38,13 @@ export interface LeaseStorage {
    * where it would have read, compared and written anyway.
    */
   writeIfUnchanged?(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer>;
+  /**
+   * Optional: read `target.length` bytes at `offset` into `target` (as readInto); if
+   * `expected` is found byte for byte at `target[compareAt]`, write each of `writes` in order.
+   * Resolves true when all was written, false when the compare failed (nothing written; the
+   * bytes read are in `target` either way). One request for a renewal's area read and sector
+   * write. Not atomic, as writeIfUnchanged.
+   */
+  readCompareWrite?(offset: number, target: Buffer, compareAt: number, expected: Buffer,
+    writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<boolean>;
 }

@@ -64,8 +64,9 @@ interface PendingWrite {
 const CHUNK = 4096;
 
 function eio(req: IoRequest, why: string): Error {
-  const e = new Error(`${req.kind} of ${req.length} bytes at ${req.offset}: ${why}`) as Error & { code: string };
+  const e = new Error(`${req.kind} of ${req.length} bytes at ${req.offset}: ${why}`) as Error & { code: string; syscall: string };
   e.code = 'EIO';
+  e.syscall = req.kind; // as the addon's errors name the failed syscall
   return e;
 }
 
@@ -158,7 +159,13 @@ export class MemStorage implements LeaseStorage {
       readInto: (o, b, t) => this.submitRead(tag, o, b.length, t, b).then(() => undefined),
       write: (o, d, t) => this.submitWrite(tag, o, d, t),
       writeIfUnchanged: (o, e, w, t) => this.submitIfUnchanged(tag, o, e, w, t),
+      readCompareWrite: (o, b, a, e, w, t) => this.submitReadCompareWrite(tag, o, b, a, e, w, t),
     };
+  }
+
+  readCompareWrite(offset: number, target: Buffer, compareAt: number, expected: Buffer,
+    writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<boolean> {
+    return this.submitReadCompareWrite('', offset, target, compareAt, expected, writes, timeoutMs);
   }
 
   writeIfUnchanged(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer> {
@@ -280,6 +287,17 @@ export class MemStorage implements LeaseStorage {
     const left = () => Math.max(1, deadline - this.opts.clock.nowMs());
     const found = await this.submitRead(tag, offset, expected.length, left());
     if (!found.equals(expected)) return found;
+    for (const w of writes) await this.submitWrite(tag, w.offset, w.data, left());
+    return true;
+  }
+
+  /** LeaseStorage.readCompareWrite as the addon runs it: as submitIfUnchanged, the read into `target`. */
+  private async submitReadCompareWrite(tag: string, offset: number, target: Buffer, compareAt: number, expected: Buffer,
+    writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<boolean> {
+    const deadline = this.opts.clock.nowMs() + timeoutMs;
+    const left = () => Math.max(1, deadline - this.opts.clock.nowMs());
+    await this.submitRead(tag, offset, target.length, left(), target);
+    if (!target.subarray(compareAt, compareAt + expected.length).equals(expected)) return false;
     for (const w of writes) await this.submitWrite(tag, w.offset, w.data, left());
     return true;
   }

@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { DirectFile, DirectIoError, ioStats, resetIoStats } from '../../src/io/directio';
+import { allocIoBuffer, DirectFile, DirectIoError, ioStats, resetIoStats } from '../../src/io/directio';
 import { FileLeaseStorage } from '../../src/io/file-storage';
 import { loadNative } from '../../src/io/native';
 
@@ -84,6 +84,70 @@ describe('DirectFile.writeIfUnchanged', () => {
       expect(fs.readFileSync(p)[512]).toBe(7);
     } finally {
       await s.close();
+    }
+  });
+});
+
+// readCompareWrite: a renewal's area read and its sector write as one request
+// (LeaseStorage.readCompareWrite); the area lands in the caller's buffer either way.
+describe('DirectFile.readCompareWrite', () => {
+  const area = (p: string): void => fs.writeFileSync(p, Buffer.concat([sector(1), sector(2), sector(3), sector(4)]));
+
+  it.each([['a plain Buffer', (n: number) => Buffer.alloc(n, 0xee)], ['the addon\'s aligned memory (read in place)', (n: number) => allocIoBuffer(n).fill(0xee)]])(
+    'into %s: writes when the expected bytes are found at compareAt, else writes nothing; the area is read either way',
+    async (_what, alloc) => {
+      const p = path.join(dir, `rcw-${_what.startsWith('a plain') ? 'plain' : 'block'}`);
+      area(p);
+      const f = await DirectFile.open(p);
+      try {
+        const target = alloc(2048);
+        expect(await f.readCompareWrite(0, target, 1024, sector(3), [{ offset: 1024, data: sector(7) }], 1000)).toBe(true);
+        expect([target[0], target[512], target[1024], target[1536]]).toEqual([1, 2, 3, 4]); // as read, before the write
+        expect(fs.readFileSync(p)[1024]).toBe(7);
+        expect(ioStats(p)).toMatchObject({ reads: 1, writes: 1, bytesRead: 2048, bytesWritten: 512 });
+
+        // sector 2 holds 7s now: expecting 3s fails, nothing is written, the area is read again
+        fs.writeFileSync(p, sector(5), { flag: 'r+' });
+        target.fill(0xee);
+        expect(await f.readCompareWrite(0, target, 1024, sector(3), [{ offset: 1024, data: sector(9) }], 1000)).toBe(false);
+        expect([target[0], target[1024]]).toEqual([5, 7]);
+        expect(fs.readFileSync(p)[1024]).toBe(7);
+      } finally {
+        await f.close();
+      }
+    });
+
+  it('refuses expected bytes outside the target, and a read-only file', async () => {
+    const p = path.join(dir, 'rcw-bad');
+    area(p);
+    const f = await DirectFile.open(p);
+    const ro = await DirectFile.open(p, { readOnly: true });
+    try {
+      for (const at of [1536 + 1, -512, 0.5]) {
+        const e = await f.readCompareWrite(0, Buffer.alloc(2048), at, sector(1), [], 1000).then(() => undefined, (x: DirectIoError) => x);
+        expect(e?.code).toBe('EINVAL');
+      }
+      const e = await ro.readCompareWrite(0, Buffer.alloc(2048), 0, sector(1), [{ offset: 0, data: sector(2) }], 1000).then(() => undefined, (x: DirectIoError) => x);
+      expect(e).toBeDefined();
+      expect(fs.readFileSync(p)[0]).toBe(1);
+    } finally {
+      await f.close();
+      await ro.close();
+    }
+  });
+
+  it('times out as one request: the area buffer from the addon is abandoned, nothing is written', async () => {
+    const p = path.join(dir, 'rcw-slow');
+    area(p);
+    const f = await DirectFile.open(p);
+    try {
+      stall(p, 0, 400);
+      const e = await f.readCompareWrite(0, allocIoBuffer(2048), 0, sector(1), [{ offset: 0, data: sector(8) }], 150).then(() => undefined, (x: DirectIoError) => x);
+      expect(e?.code).toBe('ETIMEDOUT');
+      await new Promise((r) => setTimeout(r, 500)); // the stalled read returns; its write must not follow
+      expect(fs.readFileSync(p)[0]).toBe(1);
+    } finally {
+      await f.close();
     }
   });
 });

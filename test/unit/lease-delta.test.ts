@@ -196,6 +196,34 @@ describe('delta renew and release', () => {
     expect(a.lastResult).toBe(0);
   });
 
+  it('after a successful renewal, the next sends its read and write as one request, writing only over what we wrote', async () => {
+    const { sched, clock, st } = setup();
+    const a = await sched.run(deltaAcquire(params(st, clock, 1, 'hostA')));
+    const rcw = jest.spyOn(st, 'readCompareWrite');
+    const readInto = jest.spyOn(st, 'readInto');
+    await sched.run(sched.sleep(20_000));
+    const r = await sched.run(deltaRenew(a, clock));
+    expect(rcw).toHaveBeenCalledTimes(1);
+    expect(readInto).not.toHaveBeenCalled();
+    expect(decodeLeader(st.data, 0)).toMatchObject({ timestamp: r.leader.timestamp, ownerGeneration: a.generation });
+    expect(r.area.subarray(0, 512).equals(a.lastSector!)).toBe(false); // the area as read, before the write
+    expect(st.data.subarray(0, 512).equals(a.lastSector!)).toBe(true);
+
+    // A foreign write to our sector: the request writes nothing and the renewal fails with -261.
+    const foreign = decodeLeader(st.data, 0);
+    const { sealLeaderInto } = await import('../../src/ondisk');
+    st.patch(0, 512, (b) => sealLeaderInto({ ...foreign, timestamp: foreign.timestamp + 1 }, b, 0, 47));
+    const patched = Buffer.from(st.data.subarray(0, 512));
+    const e = await rejects(sched, deltaRenew(a, clock));
+    expect(e.rv).toBe(SANLK.RENEW_DIFF);
+    expect(rcw).toHaveBeenCalledTimes(2);
+    expect(st.data.subarray(0, 512).equals(patched)).toBe(true);
+    // After a failure the next renewal reads and writes separately (no insisting on our bytes).
+    await expect(sched.run(deltaRenew(a, clock))).resolves.toBeDefined();
+    expect(rcw).toHaveBeenCalledTimes(2);
+    expect(readInto).toHaveBeenCalledTimes(1);
+  });
+
   it('maps a read slower than io_timeout to -202 and drops the reused buffer', async () => {
     const { sched, clock, st } = setup();
     const a = await sched.run(deltaAcquire(params(st, clock, 1, 'hostA')));

@@ -309,6 +309,28 @@ function procSample(pid) {
   return { t: hr(), cpu, user, sys, rssKiB: kib('VmRSS'), hwmKiB: kib('VmHWM'), threads: kib('Threads'), io };
 }
 
+/**
+ * Each thread's time on a CPU (ns, /proc/PID/task/TID/schedstat), in seconds. /proc/PID/stat's
+ * utime+stime come in clock ticks (10 ms): an idle daemon uses a few ticks a minute, too coarse
+ * to compare two of them.
+ */
+function threadRunTimes(pid) {
+  const out = new Map();
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      out.set(tid, Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e9);
+    } catch { /* the thread exited meanwhile */ }
+  }
+  return out;
+}
+
+/** CPU seconds between two threadRunTimes samples (a thread that exited in between is missed). */
+function runTimeBetween(a, b) {
+  let sum = 0;
+  for (const [tid, t] of b) sum += t - (a.get(tid) ?? 0);
+  return sum;
+}
+
 // ---- sanlock ---------------------------------------------------------------------------------
 
 /**
@@ -624,7 +646,7 @@ function machine() {
 module.exports = {
   ROOT, PY, SANLOCK, MiB, parseArgs, log, dist, req, cliMain, stats, round, sleep, hr, monotime, waitFor,
   track, untrack, pidAlive, waitExit, cleanupAll, atCleanup, workDir, runMain, run,
-  initLockspace, initResources, initResourceFiles, resName, readDelta, procSample, SanlockDaemon, AgentDaemon,
+  initLockspace, initResources, initResourceFiles, resName, readDelta, procSample, threadRunTimes, runTimeBetween, SanlockDaemon, AgentDaemon,
   startStrace, parseStraceIo, machine,
 };
 
