@@ -238,6 +238,20 @@ Napi::Value makeProbeResult(Napi::Env env, Request& r) {
 
 // TSFN callback, on the JS thread. env is null when the TSFN is being torn
 // down with items still queued; then we only free the box.
+// readInto / readCompareWrite: the bytes read (at `from`) go to the caller's buffer, which is
+// only ever written here, after a successful read (a timed-out read never touches it) --
+// unless it came from allocAligned: then the read filled it in place.
+void fillTarget(Napi::Env env, napi_ref target, const Request& r, const char* from, const char* what) {
+  napi_value tv;
+  void* data = nullptr;
+  size_t len = 0;
+  if (napi_get_reference_value(env, target, &tv) != napi_ok || tv == nullptr ||
+      napi_get_typedarray_info(env, tv, nullptr, &len, &data, nullptr, nullptr) != napi_ok ||
+      len != r.length)
+    throw Napi::Error::New(env, std::string(what) + ": the target buffer is gone or changed size");
+  if (!r.block) std::memcpy(data, from, r.length);
+}
+
 void callJs(napi_env rawEnv, napi_value, void* context, void* data) {
   std::unique_ptr<std::shared_ptr<Request>> boxed(
       static_cast<std::shared_ptr<Request>*>(data));
@@ -261,33 +275,14 @@ void callJs(napi_env rawEnv, napi_value, void* context, void* data) {
       } else if (r.op == Op::Probe) {
         value = makeProbeResult(env, r);
       } else if (r.op == Op::Read && target) {
-        // readInto: copy into the caller's buffer, which is only ever written
-        // here, after a successful read (a timed-out read never touches it) --
-        // unless it came from allocAligned: then the read filled it in place.
-        napi_value tv;
-        void* data = nullptr;
-        size_t len = 0;
-        if (napi_get_reference_value(env, target, &tv) != napi_ok || tv == nullptr ||
-            napi_get_typedarray_info(env, tv, nullptr, &len, &data, nullptr, nullptr) != napi_ok ||
-            len != r.length)
-          throw Napi::Error::New(env, "readInto: the target buffer is gone or changed size");
-        // A block's read landed in place (r.buf is the target's memory).
-        if (!r.block) std::memcpy(data, r.buf, r.length);
+        fillTarget(env, target, r, static_cast<char*>(r.buf), "readInto");
         value = env.Undefined();
       } else if (r.op == Op::Read) {
         value = Napi::Buffer<char>::Copy(env, static_cast<char*>(r.buf),
                                          r.length);
       } else if (r.op == Op::CompareWrite && target) {
-        // readCompareWrite: the bytes read go to the caller's buffer as with readInto (in
-        // place when it is a block); true when written, false when the compare failed.
-        napi_value tv;
-        void* data = nullptr;
-        size_t len = 0;
-        if (napi_get_reference_value(env, target, &tv) != napi_ok || tv == nullptr ||
-            napi_get_typedarray_info(env, tv, nullptr, &len, &data, nullptr, nullptr) != napi_ok ||
-            len != r.length)
-          throw Napi::Error::New(env, "readCompareWrite: the target buffer is gone or changed size");
-        if (!r.block) std::memcpy(data, static_cast<char*>(r.buf) + r.compareLength, r.length);
+        // readCompareWrite: true when written, false when the compare failed.
+        fillTarget(env, target, r, static_cast<char*>(r.buf) + r.compareLength, "readCompareWrite");
         value = Napi::Boolean::New(env, r.matched);
       } else if (r.op == Op::CompareWrite) {
         // true: written; else the bytes found instead of the expected ones
