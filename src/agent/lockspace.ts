@@ -56,6 +56,8 @@ export interface RenewalReport {
   /** the area read and our sector's write, when the renewal got that far (ms) */
   readMs?: number;
   writeMs?: number;
+  /** the read and the write went as one request: readMs is the whole of it */
+  oneRequest?: boolean;
   /** seconds that were left before 8·io (lease failure) when this renewal completed */
   marginS: number;
 }
@@ -393,7 +395,7 @@ export class Lockspace {
     try {
       const r = await deltaRenew(lease, this.clock);
       this.renewals.success(r.leader.timestamp, r.readMs, r.writeMs);
-      this.hooks.onRenewal?.(this, { ok: true, readMs: r.readMs, writeMs: r.writeMs, marginS: margin() });
+      this.hooks.onRenewal?.(this, { ok: true, readMs: r.readMs, writeMs: r.writeMs, oneRequest: r.oneRequest, marginS: margin() });
       if (this.monitor) {
         this.monitor.observe(r.area, this.clock.monotime());
         this.reportIoTimeoutMismatches(this.monitor);

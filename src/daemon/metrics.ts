@@ -85,7 +85,7 @@ export class Metrics {
     perLockspace('lockagent_renewal_margin_min_seconds', 'the smallest renewal margin since the agent started', (ls) => this.minMargin.get(ls.name));
 
     this.renewalDuration = new Histogram({
-      name: 'lockagent_renewal_duration_seconds', help: 'delta lease renewal I/O: phase="read" the lockspace area, phase="write" our sector',
+      name: 'lockagent_renewal_duration_seconds', help: 'delta lease renewal I/O: phase="read" the lockspace area, phase="write" our sector, phase="read_write" both as one request',
       labelNames: ['lockspace', 'phase'], buckets: IO_BUCKETS, registers,
     });
     this.renewals = new Counter({ name: 'lockagent_renewals_total', help: 'renewal attempts by result (ok, failed)', labelNames: ['lockspace', 'result'], registers });
@@ -155,8 +155,12 @@ export class Metrics {
     renewal: (ls, r) => {
       const name = ls.name;
       this.renewals.inc({ lockspace: name, result: r.ok ? 'ok' : 'failed' });
-      if (r.readMs !== undefined) this.renewalDuration.observe({ lockspace: name, phase: 'read' }, r.readMs / 1000);
-      if (r.writeMs !== undefined) this.renewalDuration.observe({ lockspace: name, phase: 'write' }, r.writeMs / 1000);
+      if (r.oneRequest && r.readMs !== undefined) {
+        this.renewalDuration.observe({ lockspace: name, phase: 'read_write' }, r.readMs / 1000);
+      } else {
+        if (r.readMs !== undefined) this.renewalDuration.observe({ lockspace: name, phase: 'read' }, r.readMs / 1000);
+        if (r.writeMs !== undefined) this.renewalDuration.observe({ lockspace: name, phase: 'write' }, r.writeMs / 1000);
+      }
       if (r.ok) {
         this.lastMargin.set(name, r.marginS);
         this.minMargin.set(name, Math.min(this.minMargin.get(name) ?? Infinity, r.marginS));

@@ -239,6 +239,8 @@ export interface DeltaRenewal {
   /** how long the lockspace read and our sector write took (sanlock's renewal history) */
   readMs: number;
   writeMs: number;
+  /** Both went as one request (readCompareWrite): readMs is the whole of it, writeMs 0. */
+  oneRequest?: boolean;
 }
 
 /**
@@ -308,7 +310,7 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
       lease.lastSector = sector;
       lease.lastSuccess = rec.timestamp;
       lease.lastResult = SANLK.OK;
-      return { area: target, leader: rec, readMs: clock.nowMs() - t0, writeMs: 0 };
+      return { area: target, leader: rec, readMs: clock.nowMs() - t0, writeMs: 0, oneRequest: true };
     }
     area = target;
   }
