@@ -146,8 +146,11 @@ Napi::Value makeError(Napi::Env env, const Request& r) {
   std::string code;
   int err = r.err;
   bool timeout = false;
+  // A CompareWrite names the phase it failed in: its read until its first write started.
+  const bool cwWrite = r.op == Op::CompareWrite && (r.writing.load() || r.outcome == Outcome::ReadOnly);
   const char* verb = r.op == Op::Read || r.op == Op::Probe ? "read"
-                     : r.op == Op::Write || r.op == Op::CompareWrite ? "write"
+                     : r.op == Op::Write || cwWrite         ? "write"
+                     : r.op == Op::CompareWrite             ? "read"
                      : r.op == Op::Open                     ? "open"
                                                             : "close";
   std::string syscall = verb;
@@ -508,8 +511,9 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
     if (!info[2].IsNumber()) throwEinval(env, "compareAt must be a number");
     double at = info[2].As<Napi::Number>().DoubleValue();
     Sectors expected = sectorsOf(env, info[3], "expected");
-    if (!(at >= 0) || at != static_cast<double>(static_cast<uint64_t>(at)) ||
-        static_cast<uint64_t>(at) + expected.length > target.length)
+    // Compared as doubles before any cast: a huge compareAt must not wrap around.
+    if (!(at >= 0) || std::floor(at) != at || expected.length > target.length ||
+        at > static_cast<double>(target.length - expected.length))
       throwEinval(env, "compareAt must be an integer with the expected bytes inside the target");
     double timeoutMs = argTimeout(info, 5);
     std::shared_ptr<AlignedBlock> block = findBlock(target.data);
@@ -531,7 +535,9 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
     auto list = writesArg.As<Napi::Array>();
     std::vector<std::pair<int64_t, uint64_t>> writes;
     std::vector<const uint8_t*> sources;
+    // What the request allocates: the expected bytes, the read unless it lands in a block, the writes.
     uint64_t total = expected.length + (block ? 0 : length);
+    if (total > kMaxIoLength) throwEinval(env, "the read and the expected bytes are too large");
     for (uint32_t i = 0; i < list.Length(); i++) {
       Napi::Value e = list.Get(i);
       if (!e.IsArray() || e.As<Napi::Array>().Length() != 2)

@@ -123,9 +123,14 @@ struct WatchEntry {
   bool operator>(const WatchEntry& o) const { return when > o.when; }
   // Nothing left to do at `when`: the request is gone or settled (a settled
   // request's thread is back from its syscall, or the watchdog settled it).
-  bool done() const {
+  // The request is kept in `hold`, so that if this was its last reference it is
+  // destroyed after the watchdog's lock is released, not under it.
+  bool done(std::vector<std::shared_ptr<Request>>& hold) const {
     std::shared_ptr<Request> r = req.lock();
-    return !r || r->settled();
+    if (!r) return true;
+    const bool settled = r->settled();
+    hold.push_back(std::move(r));
+    return settled;
   }
 };
 
@@ -148,31 +153,38 @@ class Watchdog {
   // A request completed: drop the entries at the front that need nothing
   // more, so the timer is set for the next one that does (or disarmed).
   void reap() {
+    std::vector<std::shared_ptr<Request>> hold;
     std::lock_guard<std::mutex> g(mu_);
-    bool popped = false;
-    while (!heap_.empty() && heap_.top().done()) {
-      heap_.pop();
-      popped = true;
-    }
-    if (popped) armLocked();
+    if (popDoneLocked(hold)) armLocked();
   }
 
  private:
-  // Sets the timer for the front entry (or disarms it). The front may already
-  // be due: the timer then fires at once.
+  // Drops the front entries that need nothing more; true if any was dropped.
+  bool popDoneLocked(std::vector<std::shared_ptr<Request>>& hold) {
+    bool popped = false;
+    while (!heap_.empty() && heap_.top().done(hold)) {
+      heap_.pop();
+      popped = true;
+    }
+    return popped;
+  }
+
+  // Sets the timer for the front entry (or disarms it), as an absolute time:
+  // a thread preempted here must not make the deadline fire late. libstdc++'s
+  // steady_clock is CLOCK_MONOTONIC. A front already due fires at once.
   void armLocked() {
     if (tfd_ < 0) {
-      cv_.notify_one();  // no timerfd (never seen on Linux): the condvar fallback below
+      cv_.notify_one();  // no timerfd: the condvar fallback below
       return;
     }
     struct itimerspec its {};
     if (!heap_.empty()) {
-      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(heap_.top().when - Clock::now()).count();
+      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(heap_.top().when.time_since_epoch()).count();
       if (ns < 1) ns = 1;  // 0 would disarm
       its.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
       its.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
     }
-    ::timerfd_settime(tfd_, 0, &its, nullptr);
+    ::timerfd_settime(tfd_, TFD_TIMER_ABSTIME, &its, nullptr);
   }
 
   // Blocks until the front entry may be due.
@@ -188,16 +200,20 @@ class Watchdog {
       }
       return;
     }
+    const int fd = tfd_;
     lk.unlock();
     uint64_t expirations;
-    while (::read(tfd_, &expirations, sizeof expirations) < 0 && errno == EINTR) {
+    ssize_t n;
+    while ((n = ::read(fd, &expirations, sizeof expirations)) < 0 && errno == EINTR) {
     }
     lk.lock();
+    if (n < 0 && tfd_ == fd) tfd_ = -1;  // the timerfd failed (never seen): the condvar from now on
   }
 
   void run() {
     std::unique_lock<std::mutex> lk(mu_);
     std::vector<std::pair<std::weak_ptr<Request>, bool>> due;
+    std::vector<std::shared_ptr<Request>> hold;
     for (;;) {
       waitLocked(lk);
       wakeups_++;
@@ -207,9 +223,12 @@ class Watchdog {
         heap_.pop();
       }
       // Early wake-ups (the timer moved meanwhile) land here too: re-arm for
-      // whatever is at the front now.
+      // the front entry that still needs a wake-up (requests that were failed
+      // fast or cancelled are never reaped by a worker).
+      popDoneLocked(hold);
       armLocked();
       lk.unlock();
+      hold.clear();
       for (auto& w : due) {
         std::shared_ptr<Request> req = w.first.lock();
         if (!req) continue;
@@ -710,6 +729,7 @@ void Handle::executeCompareWrite(const std::shared_ptr<Request>& req, int fd) {
   uint64_t written = 0, nwrites = 0;
   if (matched) {
     syscall = "write";
+    req->writing.store(true);
     for (auto& w : req->writes) {
       if (req->settled()) break;  // timed out: the caller went on without us
       err = transfer(fd, false, data, w.second, w.first, &done);

@@ -157,6 +157,8 @@ struct Request {
   uint64_t compareLength = 0;
   // CompareWrite only: the bytes read equalled the expected ones and every write was done.
   bool matched = false;
+  // CompareWrite only: its first write has started (a failure or timeout names that phase).
+  std::atomic<bool> writing{false};
 
   // Aligned I/O buffer, owned by the request (freed in the destructor) so it
   // stays valid for a syscall that outlives the JS promise.

@@ -434,13 +434,16 @@ export class Lockspace {
   private reportIoTimeoutMismatches(monitor: HostMonitor): void {
     const now = this.clock.monotime();
     for (const hostId of monitor.movedAtLastLook()) {
-      if (hostId === this.spec.hostId) continue;
+      // With 2,000 live hosts every host moves at every look: the common case (same io_timeout,
+      // or already reported) is told apart without building a snapshot.
+      const io = monitor.recordedIoTimeout(hostId);
+      if (hostId === this.spec.hostId || !io || io === this.spec.ioTimeout || this.mismatchReported.get(hostId) === io) continue;
       const h = monitor.snapshot(hostId);
-      if (!h || !h.ioTimeout || h.ioTimeout === this.spec.ioTimeout || this.mismatchReported.get(hostId) === h.ioTimeout) continue;
+      if (!h) continue;
       const state = monitor.state(hostId, now);
       if (state === 'FREE' || state === 'DEAD') continue;
-      this.mismatchReported.set(hostId, h.ioTimeout);
-      this.log.warning(`lockspace ${this.name}: host ${hostId} (${h.ownerName}) uses io_timeout ${h.ioTimeout} s, this host ${this.spec.ioTimeout} s; ` +
+      this.mismatchReported.set(hostId, io);
+      this.log.warning(`lockspace ${this.name}: host ${hostId} (${h.ownerName}) uses io_timeout ${io} s, this host ${this.spec.ioTimeout} s; ` +
         'takeover and failure delays differ between them — use one io_timeout on every host');
     }
   }

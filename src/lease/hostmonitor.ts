@@ -206,6 +206,11 @@ export class HostMonitor {
     if (!same) hs.ownerName = readName(area, (w + W_OWNER_NAME) << 2);
   }
 
+  /** The io_timeout a host_id's record carries, 0 when it carries none (or was never seen); no allocation. */
+  recordedIoTimeout(hostId: number): number {
+    return this.hosts[hostId]?.ioTimeout ?? 0;
+  }
+
   /** The host_ids whose owner, generation or timestamp changed at the last look. */
   movedAtLastLook(): readonly number[] {
     return this.moved;

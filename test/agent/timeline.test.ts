@@ -2,7 +2,7 @@ import { Clock, systemClock } from '../../src/lease/clock';
 import { LeaseStorage } from '../../src/lease/storage';
 import { Lockspace } from '../../src/agent/lockspace';
 import { memoryLogger } from '../../src/log/logger';
-import { buildLockspaceArea, DEFAULT_GEOMETRY } from '../../src/ondisk';
+import { buildLockspaceArea, decodeLeader, DEFAULT_GEOMETRY, sealLeaderInto } from '../../src/ondisk';
 
 /**
  * The lease-loss timeline of one lockspace (io_timeout 1, real time): while renewals succeed the
@@ -93,6 +93,36 @@ describe('lease-loss timeline', () => {
       expect(storage.writes).toBe(writes);
       expect(ls.state).toBe('lost');
     } finally {
+      await ls.stop(false);
+    }
+  });
+
+  it('warns once per host that renews with another io_timeout, not for hosts with ours', async () => {
+    const { area, commitSector } = buildLockspaceArea({ spaceName: 'TL', geometry: DEFAULT_GEOMETRY, ioTimeout: 1 });
+    commitSector.copy(area, 0);
+    // Hosts 2 (io_timeout 5) and 3 (ours, 1) renew every 500 ms: they move at every look.
+    const renew = (hostId: number, io: number, ts: number) => {
+      const at = (hostId - 1) * 512;
+      sealLeaderInto({ ...decodeLeader(area, at), ownerId: hostId, ownerGeneration: 1, timestamp: ts, ioTimeout: io, resourceName: `other${hostId}` }, area, at, 47);
+    };
+    let ts = 100;
+    const tick = () => { ts++; renew(2, 5, ts); renew(3, 1, ts); };
+    tick();
+    const others = setInterval(tick, 500);
+    const log = memoryLogger();
+    const ls = new Lockspace({ name: 'TL', hostId: 1, path: 'mem', offset: 0, ioTimeout: 1, hostName: 'tl-host' }, systemClock, log,
+      {}, async () => new HangableStorage(area));
+    ls.start();
+    try {
+      await ls.waitJoined(20000);
+      const until = Date.now() + 15000;
+      while (ls.renewals.list().length < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      expect(ls.renewals.list().length).toBeGreaterThanOrEqual(3);
+      const warned = log.lines.filter((l) => /uses io_timeout/.test(l));
+      expect(warned).toHaveLength(1);
+      expect(warned[0]).toMatch(/warning lockspace TL: host 2 \(other2\) uses io_timeout 5 s, this host 1 s/);
+    } finally {
+      clearInterval(others);
       await ls.stop(false);
     }
   });
