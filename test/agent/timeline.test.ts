@@ -111,7 +111,7 @@ describe('lease-loss timeline', () => {
     const others = setInterval(tick, 500);
     const log = memoryLogger();
     const ls = new Lockspace({ name: 'TL', hostId: 1, path: 'mem', offset: 0, ioTimeout: 1, hostName: 'tl-host' }, systemClock, log,
-      {}, async () => new HangableStorage(area));
+      { onLost: () => undefined }, async () => new HangableStorage(area));
     ls.start();
     try {
       await ls.waitJoined(20000);
