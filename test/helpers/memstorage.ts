@@ -283,15 +283,11 @@ export class MemStorage implements LeaseStorage {
    * other, under one deadline, with other hosts' I/O free to land in between (it is not atomic).
    */
   private async submitIfUnchanged(tag: string, offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer> {
-    const deadline = this.opts.clock.nowMs() + timeoutMs;
-    const left = () => Math.max(1, deadline - this.opts.clock.nowMs());
-    const found = await this.submitRead(tag, offset, expected.length, left());
-    if (!found.equals(expected)) return found;
-    for (const w of writes) await this.submitWrite(tag, w.offset, w.data, left());
-    return true;
+    const found = Buffer.alloc(expected.length);
+    return (await this.submitReadCompareWrite(tag, offset, found, 0, expected, writes, timeoutMs)) || found;
   }
 
-  /** LeaseStorage.readCompareWrite as the addon runs it: as submitIfUnchanged, the read into `target`. */
+  /** LeaseStorage.readCompareWrite as the addon runs it: as writeIfUnchanged, the read into `target` and compared at `compareAt`. */
   private async submitReadCompareWrite(tag: string, offset: number, target: Buffer, compareAt: number, expected: Buffer,
     writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<boolean> {
     const deadline = this.opts.clock.nowMs() + timeoutMs;
