@@ -62,6 +62,9 @@ async function recordingGuard(at: string, upstream?: string): Promise<{ lines: s
     up?.on('data', (d: string) => { answers.push(...d.split('\n').filter(Boolean)); c.write(d); });
     up?.on('close', () => c.destroy());
     c.on('close', () => up?.destroy());
+    // a side that goes away (a test's end, the client's reconnect) may reset the other: not a failure here
+    up?.on('error', () => c.destroy());
+    c.on('error', () => up?.destroy());
     let buf = '';
     c.on('data', (d: string) => {
       buf += d;
@@ -295,6 +298,8 @@ describe('guard client: a refused SET', () => {
     const answers = (n: number) => waitFor(`${n} answers of the guard`, () => rec.answers.filter((l) => /^(OK|ERR) /.test(l)).length >= n, 30_000);
     await answers(1);
     expect(rec.answers.filter((l) => /^(OK|ERR) /.test(l))).toEqual([`ERR lockspace ${LS}: too many pids in one lockspace (more than 65536)`]);
+    // the proxy has passed the ERR on; the client reads it a moment later
+    await waitFor('the client to record the refusal', () => !!g.status().guard.lockspaces?.some((l) => l.refused));
 
     const newcomer = { uuid: 'new', name: 'vm-new', pid: o.pid };
     expect(() => g.admit(newcomer, [LS])).toThrow(LeaseError);
