@@ -9,7 +9,7 @@
  *    concurrent `npm run build:ts` rewriting dist/ cannot pull files from under a running test,
  *    and so that unrelated modules that do not compile yet do not fail these tests.
  */
-import { ChildProcess, execFileSync, spawn } from 'child_process';
+import { ChildProcess, execFileSync, spawn, spawnSync } from 'child_process';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -162,6 +162,32 @@ export function sanlockInstalled(): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * `node <cli> ...args` as the user nobody (uid/gid 65534), for permission tests. The checkout may
+ * sit under a directory nobody cannot enter (a clone in `mktemp -d`, mode 0700): the CLI runs
+ * from a bind mount of the checkout at a path nobody can reach, in a mount namespace of its own
+ * (needs root, unshare and setpriv; `canRunAsNobody` tells).
+ */
+export function asNobodyCommand(cliArgs: string[]): { cmd: string; args: string[] } {
+  const rel = path.relative(ROOT, cliEntry());
+  const script = 'mnt=/tmp/lockagent-nobody-root && mkdir -p "$mnt" && chmod 755 "$mnt" && mount --bind "$1" "$mnt" && shift && ' +
+    'exec setpriv --reuid=65534 --regid=65534 --clear-groups "$0" "$mnt/$@"';
+  return { cmd: 'unshare', args: ['--mount', '--propagation', 'private', 'sh', '-c', script, process.execPath, ROOT, rel, ...cliArgs] };
+}
+
+let nobodyOk: boolean | undefined;
+
+/** Whether asNobodyCommand works here: root, with unshare, mount and setpriv, and the CLI readable through the bind mount. */
+export function canRunAsNobody(): boolean {
+  if (nobodyOk === undefined) {
+    nobodyOk = process.getuid?.() === 0 && (() => {
+      const c = asNobodyCommand(['--version']);
+      return spawnSync(c.cmd, c.args, { stdio: 'ignore', timeout: 60_000 }).status === 0;
+    })();
+  }
+  return nobodyOk;
 }
 
 /**
