@@ -1,8 +1,9 @@
 import { DELTA_DISK_MAGIC, DELTA_DISK_VERSION_MAJOR, HOST_NAME_MAX_ON_DISK, HOSTID_BITMAP_OFFSET, HOSTID_BITMAP_SIZE, VERSION_MAJOR_MASK } from '../ondisk/constants';
-import { decodeLeader, LeaderRecord } from '../ondisk/leader';
+import { decodeLeader, LEADER_CHECKSUM_OFFSET, LEADER_TIMESTAMP_OFFSET, leaderChecksum, LeaderRecord } from '../ondisk/leader';
 import { namesEqual } from '../ondisk/names';
 import { describeResult, LeaseError, SANLK } from '../ondisk/results';
 import { Geometry, geometryFromLeader } from '../ondisk/sizes';
+import { writeU64 } from '../ondisk/u64';
 import { verifyDeltaLeader } from '../ondisk/verify';
 import { Clock } from './clock';
 import { sameLeader, sealLeader } from './record';
@@ -132,6 +133,21 @@ function fillDeltaSector(rec: LeaderRecord, s: Buffer, bitmap?: Buffer): LeaderR
   const written = sealLeader(rec, s, 0, HOST_NAME_MAX_ON_DISK);
   if (bitmap) bitmap.copy(s, HOSTID_BITMAP_OFFSET, 0, HOSTID_BITMAP_SIZE);
   return written;
+}
+
+/**
+ * The sector of a renewal that changes nothing but the timestamp (no host event, same
+ * io_timeout): our last sector with the new timestamp, the current bitmap and the checksum
+ * over it, byte for byte what encoding the whole record gives (every other byte is as we last
+ * wrote it), without encoding names and numbers again at every renewal.
+ */
+function restampedSector(lease: DeltaLease, timestamp: number): { rec: LeaderRecord; sector: Buffer } {
+  const sector = Buffer.from(lease.lastSector!);
+  writeU64(sector, LEADER_TIMESTAMP_OFFSET, timestamp);
+  lease.bitmap.copy(sector, HOSTID_BITMAP_OFFSET, 0, HOSTID_BITMAP_SIZE);
+  const checksum = leaderChecksum(sector, 0);
+  sector.writeUInt32LE(checksum, LEADER_CHECKSUM_OFFSET);
+  return { rec: { ...lease.leader, timestamp, checksum }, sector };
 }
 
 async function writeDeltaSector(
@@ -292,8 +308,9 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
   // it counts as failed too (safe: our expiry is reckoned from the previous renewal), and the
   // next renewal goes the two-request way, which does not insist on what we wrote.
   if (lease.lastResult === SANLK.OK && lease.lastSector && target && storage.readCompareWrite) {
-    const sector = Buffer.alloc(g.sectorSize);
-    const rec = fillDeltaSector(newRecord(lease.leader), sector, lease.bitmap);
+    const { rec, sector } = lease.event || lease.leader.ioTimeout !== (lease.ioTimeout & 0xff) || lease.lastSector.length !== g.sectorSize
+      ? (() => { const b = Buffer.alloc(g.sectorSize); return { rec: fillDeltaSector(newRecord(lease.leader), b, lease.bitmap), sector: b }; })()
+      : restampedSector(lease, leaseTimestamp(clock));
     let written: boolean;
     try {
       written = await timedIo('renew_rmw', () => storage.readCompareWrite!(

@@ -1,6 +1,7 @@
 import { bitmapHas } from '../ondisk/bitmap';
 import { DELTA_DISK_MAGIC, NAME_ID_SIZE } from '../ondisk/constants';
 import { readName } from '../ondisk/names';
+import { readU64 } from '../ondisk/u64';
 import { hostDeadSeconds, renewalFailSeconds, timeoutsFor } from './timeouts';
 
 /**
@@ -64,10 +65,6 @@ export interface HostMonitorParams {
 
 const U32 = 0x100000000;
 
-/** A little-endian u64 that fits a double (every sanlock counter does). */
-function u64(b: Buffer, off: number): number {
-  return b.readUInt32LE(off) + b.readUInt32LE(off + 4) * U32;
-}
 
 /**
  * Per sector we remember the 32-bit words that can change a host's status: magic, owner_id,
@@ -172,9 +169,9 @@ export class HostMonitor {
     if (hostId === this.params.hostId || bad) return undefined;
     if (!bitmapHas(area, this.params.hostId, off)) return undefined;
     const sig: HostSignal = { hostId, ownerGeneration: hs.ownerGeneration, request: false };
-    const writeGeneration = u64(area, off + 184);
+    const writeGeneration = readU64(area, off + 184);
     if (writeGeneration) {
-      sig.event = { generation: u64(area, off + 176), event: writeGeneration, data: u64(area, off + 192) };
+      sig.event = { generation: readU64(area, off + 176), event: writeGeneration, data: readU64(area, off + 192) };
     }
     if (now - hs.lastReq >= timeoutsFor(this.params.ioTimeout).setBitmap) {
       hs.lastReq = now;

@@ -1,4 +1,4 @@
-import { encodeLeaderInto, leaderChecksum, LeaderRecord } from '../ondisk/leader';
+import { encodeLeaderInto, LEADER_CHECKSUM_OFFSET, leaderChecksum, LeaderRecord } from '../ondisk/leader';
 import { readName } from '../ondisk/names';
 
 /**
@@ -24,6 +24,6 @@ export function sameLeader(a: LeaderRecord, b: LeaderRecord): boolean {
 export function sealLeader(rec: LeaderRecord, buf: Buffer, off = 0, nameMax = 48): LeaderRecord {
   encodeLeaderInto({ ...rec, checksum: 0 }, buf, off, nameMax);
   const checksum = leaderChecksum(buf, off);
-  buf.writeUInt32LE(checksum, off + 168);
+  buf.writeUInt32LE(checksum, off + LEADER_CHECKSUM_OFFSET);
   return { ...rec, checksum, spaceName: readName(buf, off + 56), resourceName: readName(buf, off + 104) };
 }

@@ -1,5 +1,6 @@
 import { DBLOCK_CHECKSUM_LEN, DBLOCK_SIZE, MBLOCK_SHARED, MODE_BLOCK_OFFSET } from './constants';
 import { sanlockChecksum } from './crc32c';
+import { readU64, writeU64 } from './u64';
 
 /** struct paxos_dblock: one per host_id, at the start of sector 2 + (host_id - 1). */
 export interface Dblock {
@@ -24,8 +25,6 @@ export interface ModeBlock {
   generation: number;
 }
 
-const u64 = (b: Buffer, o: number) => Number(b.readBigUInt64LE(o));
-const w64 = (b: Buffer, o: number, v: number) => b.writeBigUInt64LE(BigInt(v), o);
 
 export function emptyDblock(): Dblock {
   return { mbal: 0, bal: 0, inp: 0, inp2: 0, inp3: 0, lver: 0, checksum: 0, flags: 0 };
@@ -33,24 +32,24 @@ export function emptyDblock(): Dblock {
 
 export function decodeDblock(buf: Buffer, off = 0): Dblock {
   return {
-    mbal: u64(buf, off),
-    bal: u64(buf, off + 8),
-    inp: u64(buf, off + 16),
-    inp2: u64(buf, off + 24),
-    inp3: u64(buf, off + 32),
-    lver: u64(buf, off + 40),
+    mbal: readU64(buf, off),
+    bal: readU64(buf, off + 8),
+    inp: readU64(buf, off + 16),
+    inp2: readU64(buf, off + 24),
+    inp3: readU64(buf, off + 32),
+    lver: readU64(buf, off + 40),
     checksum: buf.readUInt32LE(off + 48),
     flags: buf.readUInt32LE(off + 52),
   };
 }
 
 export function encodeDblockInto(d: Dblock, buf: Buffer, off = 0): void {
-  w64(buf, off, d.mbal);
-  w64(buf, off + 8, d.bal);
-  w64(buf, off + 16, d.inp);
-  w64(buf, off + 24, d.inp2);
-  w64(buf, off + 32, d.inp3);
-  w64(buf, off + 40, d.lver);
+  writeU64(buf, off, d.mbal);
+  writeU64(buf, off + 8, d.bal);
+  writeU64(buf, off + 16, d.inp);
+  writeU64(buf, off + 24, d.inp2);
+  writeU64(buf, off + 32, d.inp3);
+  writeU64(buf, off + 40, d.lver);
   buf.writeUInt32LE(d.checksum >>> 0, off + 48);
   buf.writeUInt32LE(d.flags >>> 0, off + 52);
 }
@@ -87,14 +86,14 @@ export function dblockValid(buf: Buffer, off = 0): boolean {
 export function decodeModeBlock(buf: Buffer, sectorOff = 0): ModeBlock {
   return {
     flags: buf.readUInt32LE(sectorOff + MODE_BLOCK_OFFSET),
-    generation: u64(buf, sectorOff + MODE_BLOCK_OFFSET + 8),
+    generation: readU64(buf, sectorOff + MODE_BLOCK_OFFSET + 8),
   };
 }
 
 export function encodeModeBlockInto(m: ModeBlock, buf: Buffer, sectorOff = 0): void {
   buf.writeUInt32LE(m.flags >>> 0, sectorOff + MODE_BLOCK_OFFSET);
   buf.writeUInt32LE(0, sectorOff + MODE_BLOCK_OFFSET + 4);
-  w64(buf, sectorOff + MODE_BLOCK_OFFSET + 8, m.generation);
+  writeU64(buf, sectorOff + MODE_BLOCK_OFFSET + 8, m.generation);
 }
 
 export function isShared(m: ModeBlock): boolean {

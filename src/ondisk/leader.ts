@@ -3,6 +3,7 @@ import {
 } from './constants';
 import { sanlockChecksum } from './crc32c';
 import { readName, writeName } from './names';
+import { readU64, writeU64 } from './u64';
 
 /**
  * struct leader_record (200 bytes, little-endian). Delta leases (one per host_id sector of a
@@ -36,8 +37,10 @@ export interface LeaderRecord {
   writeTimestamp: number;
 }
 
-const u64 = (b: Buffer, o: number) => Number(b.readBigUInt64LE(o));
-const w64 = (b: Buffer, o: number, v: number) => b.writeBigUInt64LE(BigInt(v), o);
+
+/** Byte offsets of the fields a renewal changes (delta.ts restamps our last sector in place). */
+export const LEADER_TIMESTAMP_OFFSET = 152;
+export const LEADER_CHECKSUM_OFFSET = 168;
 
 export function emptyLeader(): LeaderRecord {
   return {
@@ -55,21 +58,21 @@ export function decodeLeader(buf: Buffer, off = 0): LeaderRecord {
     version: buf.readUInt32LE(off + 4),
     flags: buf.readUInt32LE(off + 8),
     sectorSize: buf.readUInt32LE(off + 12),
-    numHosts: u64(buf, off + 16),
-    maxHosts: u64(buf, off + 24),
-    ownerId: u64(buf, off + 32),
-    ownerGeneration: u64(buf, off + 40),
-    lver: u64(buf, off + 48),
+    numHosts: readU64(buf, off + 16),
+    maxHosts: readU64(buf, off + 24),
+    ownerId: readU64(buf, off + 32),
+    ownerGeneration: readU64(buf, off + 40),
+    lver: readU64(buf, off + 48),
     spaceName: readName(buf, off + 56),
     resourceName: readName(buf, off + 104),
-    timestamp: u64(buf, off + 152),
-    unused1: u64(buf, off + 160),
-    checksum: buf.readUInt32LE(off + 168),
+    timestamp: readU64(buf, off + LEADER_TIMESTAMP_OFFSET),
+    unused1: readU64(buf, off + 160),
+    checksum: buf.readUInt32LE(off + LEADER_CHECKSUM_OFFSET),
     unused2: buf.readUInt16LE(off + 172),
     ioTimeout: buf.readUInt16LE(off + 174),
-    writeId: u64(buf, off + 176),
-    writeGeneration: u64(buf, off + 184),
-    writeTimestamp: u64(buf, off + 192),
+    writeId: readU64(buf, off + 176),
+    writeGeneration: readU64(buf, off + 184),
+    writeTimestamp: readU64(buf, off + 192),
   };
   // The exact bytes, for sanlock's memcmp-style comparisons: u64 fields above 2^53 do not
   // survive a Number. Not enumerable, so a record copied with changes ({...rec}) drops it.
@@ -92,21 +95,21 @@ export function encodeLeaderInto(rec: LeaderRecord, buf: Buffer, off = 0, nameMa
   buf.writeUInt32LE(rec.version >>> 0, off + 4);
   buf.writeUInt32LE(rec.flags >>> 0, off + 8);
   buf.writeUInt32LE(rec.sectorSize >>> 0, off + 12);
-  w64(buf, off + 16, rec.numHosts);
-  w64(buf, off + 24, rec.maxHosts);
-  w64(buf, off + 32, rec.ownerId);
-  w64(buf, off + 40, rec.ownerGeneration);
-  w64(buf, off + 48, rec.lver);
+  writeU64(buf, off + 16, rec.numHosts);
+  writeU64(buf, off + 24, rec.maxHosts);
+  writeU64(buf, off + 32, rec.ownerId);
+  writeU64(buf, off + 40, rec.ownerGeneration);
+  writeU64(buf, off + 48, rec.lver);
   writeName(buf, off + 56, rec.spaceName);
   writeName(buf, off + 104, rec.resourceName, nameMax);
-  w64(buf, off + 152, rec.timestamp);
-  w64(buf, off + 160, rec.unused1);
-  buf.writeUInt32LE(rec.checksum >>> 0, off + 168);
+  writeU64(buf, off + LEADER_TIMESTAMP_OFFSET, rec.timestamp);
+  writeU64(buf, off + 160, rec.unused1);
+  buf.writeUInt32LE(rec.checksum >>> 0, off + LEADER_CHECKSUM_OFFSET);
   buf.writeUInt16LE(rec.unused2 & 0xffff, off + 172);
   buf.writeUInt16LE(rec.ioTimeout & 0xffff, off + 174);
-  w64(buf, off + 176, rec.writeId);
-  w64(buf, off + 184, rec.writeGeneration);
-  w64(buf, off + 192, rec.writeTimestamp);
+  writeU64(buf, off + 176, rec.writeId);
+  writeU64(buf, off + 184, rec.writeGeneration);
+  writeU64(buf, off + 192, rec.writeTimestamp);
 }
 
 export function encodeLeader(rec: LeaderRecord, nameMax = 48): Buffer {
@@ -127,7 +130,7 @@ export function leaderChecksum(buf: Buffer, off = 0): number {
 export function sealLeaderInto(rec: LeaderRecord, buf: Buffer, off = 0, nameMax = 48): LeaderRecord {
   encodeLeaderInto({ ...rec, checksum: 0 }, buf, off, nameMax);
   const checksum = leaderChecksum(buf, off);
-  buf.writeUInt32LE(checksum, off + 168);
+  buf.writeUInt32LE(checksum, off + LEADER_CHECKSUM_OFFSET);
   return decodeLeader(buf, off);
 }
 

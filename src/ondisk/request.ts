@@ -1,4 +1,5 @@
 import { REQ_DISK_MAGIC, REQ_DISK_VERSION } from './constants';
+import { readU64, writeU64 } from './u64';
 
 /** struct request_record (sector 1 of a resource). Bytes 20..23 are padding, possibly garbage. */
 export interface RequestRecord {
@@ -16,7 +17,7 @@ export function decodeRequest(buf: Buffer, off = 0): RequestRecord {
   return {
     magic: buf.readUInt32LE(off),
     version: buf.readUInt32LE(off + 4),
-    lver: Number(buf.readBigUInt64LE(off + 8)),
+    lver: readU64(buf, off + 8),
     forceMode: buf.readUInt32LE(off + 16),
   };
 }
@@ -25,7 +26,7 @@ export function decodeRequest(buf: Buffer, off = 0): RequestRecord {
 export function encodeRequestInto(r: RequestRecord, buf: Buffer, off = 0): void {
   buf.writeUInt32LE(r.magic >>> 0, off);
   buf.writeUInt32LE(r.version >>> 0, off + 4);
-  buf.writeBigUInt64LE(BigInt(r.lver), off + 8);
+  writeU64(buf, off + 8, r.lver);
   buf.writeUInt32LE(r.forceMode >>> 0, off + 16);
   buf.writeUInt32LE(0, off + 20);
 }

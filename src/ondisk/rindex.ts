@@ -1,6 +1,7 @@
 import { RINDEX_DISK_MAGIC } from './constants';
 import { readName } from './names';
 import { MiB } from './sizes';
+import { readU64 } from './u64';
 
 /** Resource index header (read-only support: dump shows it as sanlock does). */
 export interface RindexHeader {
@@ -28,7 +29,7 @@ export function decodeRindexHeader(buf: Buffer, off = 0): RindexHeader {
     flags: buf.readUInt32LE(off + 8),
     sectorSize: buf.readUInt32LE(off + 12),
     maxResources: buf.readUInt32LE(off + 16),
-    rxOffset: Number(buf.readBigUInt64LE(off + 24)),
+    rxOffset: readU64(buf, off + 24),
     lockspaceName: readName(buf, off + 32),
   };
 }
@@ -48,7 +49,7 @@ export function rindexAlignSize(flags: number, sectorSize: number): number {
 
 export function decodeRindexEntry(buf: Buffer, off: number): RindexEntry {
   return {
-    resOffset: Number(buf.readBigUInt64LE(off)),
+    resOffset: readU64(buf, off),
     flags: buf.readUInt32LE(off + 8),
     name: readName(buf, off + 16),
   };

@@ -224,6 +224,37 @@ describe('delta renew and release', () => {
     expect(readInto).toHaveBeenCalledTimes(1);
   });
 
+  it('a renewal that changes only the timestamp writes the bytes a whole encoding gives (bitmap and host event too)', async () => {
+    const { sched, clock, st } = setup();
+    const a = await sched.run(deltaAcquire(params(st, clock, 3, 'a-host-name-long-enough-to-be-cut-at-47-bytes-on-disk')));
+    const { HOSTID_BITMAP_OFFSET, HOSTID_BITMAP_SIZE, sealLeaderInto } = await import('../../src/ondisk');
+    const at = 2 * 512;
+    const expectWhole = () => {
+      // what the whole record encoded into a fresh sector gives, with the bitmap we hold
+      const want = Buffer.alloc(512);
+      const sealed = sealLeaderInto({ ...a.leader, checksum: 0 }, want, 0, 47);
+      a.bitmap.copy(want, HOSTID_BITMAP_OFFSET, 0, HOSTID_BITMAP_SIZE);
+      expect(st.data.subarray(at, at + 512).equals(want)).toBe(true);
+      expect(sealed.checksum).toBe(a.leader.checksum);
+      expect(decodeLeader(st.data, at)).toMatchObject({ timestamp: a.leader.timestamp, ownerGeneration: a.generation });
+    };
+    for (let i = 0; i < 3; i++) {
+      await sched.run(sched.sleep(2_000));
+      await sched.run(deltaRenew(a, clock));
+      expectWhole();
+    }
+    setDeltaBitmap(a, 7, true);
+    await sched.run(sched.sleep(2_000));
+    await sched.run(deltaRenew(a, clock));
+    expectWhole();
+    expect(bitmapHosts(st.data, at)).toEqual([7]);
+    a.event = { generation: 5, event: 6, data: 7 };
+    await sched.run(sched.sleep(2_000));
+    await sched.run(deltaRenew(a, clock));
+    expectWhole();
+    expect(decodeLeader(st.data, at)).toMatchObject({ writeId: 5, writeGeneration: 6, writeTimestamp: 7 });
+  });
+
   it('maps a read slower than io_timeout to -202 and drops the reused buffer', async () => {
     const { sched, clock, st } = setup();
     const a = await sched.run(deltaAcquire(params(st, clock, 1, 'hostA')));

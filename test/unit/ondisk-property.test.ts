@@ -14,6 +14,7 @@ import {
   LeaseError, ModeBlock, PAXOS_DISK_MAGIC, PAXOS_DISK_VERSION, RequestRecord, sealDblockInto, sealLeader, verifyDblocks,
   verifyDeltaLeader, verifyPaxosLeader,
 } from '../../src/ondisk';
+import { readU64, writeU64 } from '../../src/ondisk/u64';
 
 const RUNS = { numRuns: 300 };
 
@@ -196,5 +197,34 @@ describe('arbitrary bytes never crash the decoders', () => {
       decodeModeBlock(b, b.length - 144);
       decodeRequest(b, b.length - 24);
     }), RUNS);
+  });
+});
+
+describe('u64 fields as numbers (ondisk/u64)', () => {
+  it('read as Number(readBigUInt64LE) does, for any 8 bytes (rounded alike above 2^53)', () => {
+    fc.assert(fc.property(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), (v) => {
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64LE(v);
+      expect(readU64(b, 0)).toBe(Number(v));
+    }), { numRuns: 2000 });
+  });
+
+  it('write the bytes writeBigUInt64LE(BigInt(v)) writes, and refuse what it refuses', () => {
+    fc.assert(fc.property(fc.oneof(fc.maxSafeNat(), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map(Number), fc.double(), fc.integer({ min: -5, max: 5 })), (v) => {
+      const want = Buffer.alloc(8);
+      const got = Buffer.alloc(8);
+      let ok = true;
+      try {
+        want.writeBigUInt64LE(BigInt(v));
+      } catch {
+        ok = false;
+      }
+      if (ok) {
+        writeU64(got, 0, v);
+        expect(got).toEqual(want);
+      } else {
+        expect(() => writeU64(got, 0, v)).toThrow(RangeError);
+      }
+    }), { numRuns: 2000 });
   });
 });
