@@ -82,14 +82,15 @@ export class FileLeaseStorage implements LeaseStorage {
     return this.file.direct && i.isBlockDevice ? Math.max(MIN_SECTOR, i.logicalSectorSize) : MIN_SECTOR;
   }
 
-  /** Runs one I/O; its timeout becomes -202 (SANLK_AIO_TIMEOUT) naming what did not complete. */
-  private async timed<T>(what: string, timeoutMs: number, io: () => Promise<T>): Promise<T> {
-    try {
-      return await io();
-    } catch (err) {
-      if (isIoTimeout(err)) throw new LeaseError(SANLK.AIO_TIMEOUT, `${what} on ${this.id} did not complete within ${timeoutMs} ms`);
+  /**
+   * Runs one I/O; its timeout becomes -202 (SANLK_AIO_TIMEOUT) naming what did not complete
+   * (`what` is called only then: no message is built for the I/Os that complete).
+   */
+  private timed<T>(what: () => string, timeoutMs: number, io: () => Promise<T>): Promise<T> {
+    return io().catch((err: unknown) => {
+      if (isIoTimeout(err)) throw new LeaseError(SANLK.AIO_TIMEOUT, `${what()} on ${this.id} did not complete within ${timeoutMs} ms`);
       throw err;
-    }
+    });
   }
 
   private check(op: string): void {
@@ -98,13 +99,13 @@ export class FileLeaseStorage implements LeaseStorage {
 
   async read(offset: number, length: number, timeoutMs: number): Promise<Buffer> {
     this.check('read');
-    return this.timed(`read of ${length} bytes at ${offset}`, timeoutMs, () => this.file.read(offset, length, timeoutMs));
+    return this.timed(() => `read of ${length} bytes at ${offset}`, timeoutMs, () => this.file.read(offset, length, timeoutMs));
   }
 
   /** LeaseStorage.readInto: the lease engine reuses its area buffers (see DirectFile.readInto). */
   async readInto(offset: number, target: Buffer, timeoutMs: number): Promise<void> {
     this.check('read');
-    return this.timed(`read of ${target.length} bytes at ${offset}`, timeoutMs, () => this.file.readInto(offset, target, timeoutMs));
+    return this.timed(() => `read of ${target.length} bytes at ${offset}`, timeoutMs, () => this.file.readInto(offset, target, timeoutMs));
   }
 
   /** LeaseStorage.allocBuffer: memory the addon reads into in place (allocIoBuffer). */
@@ -115,14 +116,14 @@ export class FileLeaseStorage implements LeaseStorage {
   async write(offset: number, data: Buffer, timeoutMs: number): Promise<void> {
     this.check('write');
     if (this.readOnly) throw new Error(`write to ${this.id}, which was opened read-only`);
-    return this.timed(`write of ${data.length} bytes at ${offset}`, timeoutMs, () => this.file.write(offset, data, timeoutMs));
+    return this.timed(() => `write of ${data.length} bytes at ${offset}`, timeoutMs, () => this.file.write(offset, data, timeoutMs));
   }
 
   /** LeaseStorage.writeIfUnchanged: a release's read and two writes in one request. */
   async writeIfUnchanged(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer> {
     this.check('write');
     if (this.readOnly) throw new Error(`write to ${this.id}, which was opened read-only`);
-    return this.timed(`read of ${expected.length} bytes at ${offset} and ${writes.length} write(s)`, timeoutMs,
+    return this.timed(() => `read of ${expected.length} bytes at ${offset} and ${writes.length} write(s)`, timeoutMs,
       () => this.file.writeIfUnchanged(offset, expected, writes, timeoutMs));
   }
 
@@ -131,7 +132,7 @@ export class FileLeaseStorage implements LeaseStorage {
     writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<boolean> {
     this.check('write');
     if (this.readOnly) throw new Error(`write to ${this.id}, which was opened read-only`);
-    return this.timed(`read of ${target.length} bytes at ${offset} and ${writes.length} write(s)`, timeoutMs,
+    return this.timed(() => `read of ${target.length} bytes at ${offset} and ${writes.length} write(s)`, timeoutMs,
       () => this.file.readCompareWrite(offset, target, compareAt, expected, writes, timeoutMs));
   }
 

@@ -281,12 +281,12 @@ export function isCorruptRenewal(rv: number): boolean {
 export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<DeltaRenewal> {
   const g = lease.geometry;
   const idOff = (lease.hostId - 1) * g.sectorSize;
-  const name = ls(lease.spaceName, lease.hostId);
+  const name = () => ls(lease.spaceName, lease.hostId); // for errors only: not built per renewal
   const fail = (e: LeaseError): never => {
     lease.lastResult = e.rv;
     throw e;
   };
-  if (lease.released) fail(new LeaseError(SANLK.RENEW_OWNER, `${name} was released; acquire it again`));
+  if (lease.released) fail(new LeaseError(SANLK.RENEW_OWNER, `${name()} was released; acquire it again`));
 
   const newRecord = (onDisk: LeaderRecord): LeaderRecord => ({
     ...onDisk,
@@ -319,7 +319,7 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
       lease.iobuf = undefined; // a late completion may still land in it
       const wrote = (e as { syscall?: string }).syscall === 'write';
       return fail(ioError(e, wrote ? SANLK.LEADER_WRITE : SANLK.LEADER_READ,
-        `renewing ${name}: ${wrote ? 'writing our delta lease' : 'reading the lockspace'}`));
+        `renewing ${name()}: ${wrote ? 'writing our delta lease' : 'reading the lockspace'}`));
     }
     lease.iobuf = target;
     if (written) {
@@ -337,29 +337,29 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
       area = await timedIo('area_read', () => readArea(storage, lease.offset, g.alignSize, lease.ioTimeout * 1000, target));
     } catch (e) {
       lease.iobuf = undefined; // a late completion may still land in it
-      return fail(ioError(e, SANLK.LEADER_READ, `renewing ${name}: reading the lockspace`));
+      return fail(ioError(e, SANLK.LEADER_READ, `renewing ${name()}: reading the lockspace`));
     }
     if (storage.readInto) lease.iobuf = area;
   }
 
   const { rv, leader } = verifyDeltaLeader(area, idOff, lease.spaceName);
-  if (rv < 0) fail(new LeaseError(rv, `renewing ${name}: our delta lease sector is invalid: ${describeResult(rv)}`));
+  if (rv < 0) fail(new LeaseError(rv, `renewing ${name()}: our delta lease sector is invalid: ${describeResult(rv)}`));
   const last = lease.leader;
   if (leader.ownerId !== last.ownerId || leader.ownerGeneration !== last.ownerGeneration ||
       leader.resourceName !== last.resourceName) {
     fail(new LeaseError(SANLK.RENEW_OWNER,
-      `renewing ${name}: the sector now belongs to ${describeOwner(leader)}, not to us (generation ${last.ownerGeneration}); ` +
+      `renewing ${name()}: the sector now belongs to ${describeOwner(leader)}, not to us (generation ${last.ownerGeneration}); ` +
       'two hosts are using the same host_id'));
   }
   if (lease.lastResult === SANLK.OK && !sameLeader(leader, last)) {
     fail(new LeaseError(SANLK.RENEW_DIFF,
-      `renewing ${name}: our delta lease changed on disk since our last write; another host is writing our host_id`));
+      `renewing ${name()}: our delta lease changed on disk since our last write; another host is writing our host_id`));
   }
 
   const t1 = clock.nowMs();
   const { written, sector } = await writeDeltaSector(
     storage, lease.offset + idOff, g.sectorSize, newRecord(leader), hostDeadSeconds(lease.ioTimeout, lease.ioTimeout) * 1000,
-    `renewing ${name}: writing our delta lease`, lease.bitmap,
+    `renewing ${name()}: writing our delta lease`, lease.bitmap,
   ).catch((e: LeaseError) => fail(e));
   lease.leader = written;
   lease.lastSector = sector;
