@@ -135,11 +135,15 @@ function fillDeltaSector(rec: LeaderRecord, s: Buffer, bitmap?: Buffer): LeaderR
   return written;
 }
 
+/** A renewal changes nothing but the timestamp (and the bitmap): no host event to write, same io_timeout. */
+function canRestamp(lease: DeltaLease): boolean {
+  return !lease.event && lease.leader.ioTimeout === (lease.ioTimeout & 0xff) && lease.lastSector?.length === lease.geometry.sectorSize;
+}
+
 /**
- * The sector of a renewal that changes nothing but the timestamp (no host event, same
- * io_timeout): our last sector with the new timestamp, the current bitmap and the checksum
- * over it, byte for byte what encoding the whole record gives (every other byte is as we last
- * wrote it), without encoding names and numbers again at every renewal.
+ * The sector of such a renewal: our last sector with the new timestamp, the current bitmap and
+ * the checksum over it, byte for byte what encoding the whole record gives (every other byte is
+ * as we last wrote it), without encoding names and numbers again at every renewal.
  */
 function restampedSector(lease: DeltaLease, timestamp: number): { rec: LeaderRecord; sector: Buffer } {
   const sector = Buffer.from(lease.lastSector!);
@@ -308,9 +312,14 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
   // it counts as failed too (safe: our expiry is reckoned from the previous renewal), and the
   // next renewal goes the two-request way, which does not insist on what we wrote.
   if (lease.lastResult === SANLK.OK && lease.lastSector && target && storage.readCompareWrite) {
-    const { rec, sector } = lease.event || lease.leader.ioTimeout !== (lease.ioTimeout & 0xff) || lease.lastSector.length !== g.sectorSize
-      ? (() => { const b = Buffer.alloc(g.sectorSize); return { rec: fillDeltaSector(newRecord(lease.leader), b, lease.bitmap), sector: b }; })()
-      : restampedSector(lease, leaseTimestamp(clock));
+    let rec: LeaderRecord;
+    let sector: Buffer;
+    if (canRestamp(lease)) {
+      ({ rec, sector } = restampedSector(lease, leaseTimestamp(clock)));
+    } else {
+      sector = Buffer.alloc(g.sectorSize);
+      rec = fillDeltaSector(newRecord(lease.leader), sector, lease.bitmap);
+    }
     let written: boolean;
     try {
       written = await timedIo('renew_rmw', () => storage.readCompareWrite!(

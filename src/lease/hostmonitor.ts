@@ -65,7 +65,6 @@ export interface HostMonitorParams {
 
 const U32 = 0x100000000;
 
-
 /**
  * Per sector we remember the 32-bit words that can change a host's status: magic, owner_id,
  * owner_generation and timestamp (bytes 0..3, 32..47, 152..159). A renewal area is 1–8 MiB

@@ -25,7 +25,6 @@ export interface ModeBlock {
   generation: number;
 }
 
-
 export function emptyDblock(): Dblock {
   return { mbal: 0, bal: 0, inp: 0, inp2: 0, inp3: 0, lver: 0, checksum: 0, flags: 0 };
 }

@@ -37,7 +37,6 @@ export interface LeaderRecord {
   writeTimestamp: number;
 }
 
-
 /** Byte offsets of the fields a renewal changes (delta.ts restamps our last sector in place). */
 export const LEADER_TIMESTAMP_OFFSET = 152;
 export const LEADER_CHECKSUM_OFFSET = 168;
