@@ -217,7 +217,7 @@ describe('cleanup sweeper with several lockagent hosts', () => {
     C.addLockspace({ name: LS, hostId: 3, path: p(LS), offset: 0, ioTimeout: 1 });
     await C.lockspaces.get(LS)!.waitJoined(30000);
     const names = [md5('/race/1'), md5('/race/2')];
-    const stats = { held: 0, refused: 0, violations: [] as string[], deleted: 0, sweeps: 0, releaseFailures: 0 };
+    const stats = { held: 0, refused: 0, violations: [] as string[], deleted: 0, sweeps: 0, releaseFailures: 0, notes: [] as string[] };
     const until = Date.now() + 12000;
 
     const hostC = async () => {
@@ -249,6 +249,9 @@ describe('cleanup sweeper with several lockagent hosts', () => {
         const r = await sweep({ agent: A.agent, config: A.config, log: A.log, store: A.store }, { dryRun: false, minAgeSeconds: 0 });
         stats.sweeps++;
         stats.deleted += r.files.filter((f) => names.includes(f.name) && f.action === 'deleted').length;
+        // deleted, but its private name or its lease left for the next sweep (an I/O that failed under load)
+        stats.notes.push(...r.files.filter((f) => names.includes(f.name) && f.action === 'deleted' && /stays held|remains/.test(f.detail ?? ''))
+          .map((f) => `${f.name}: ${f.detail}`));
         await new Promise((res) => setTimeout(res, Math.random() * 10));
       }
     };
@@ -259,6 +262,12 @@ describe('cleanup sweeper with several lockagent hosts', () => {
     expect(stats.releaseFailures).toBe(0);
     expect(stats.held).toBeGreaterThan(5);
     expect(stats.deleted).toBeGreaterThan(5);
+    // A private name is left only by a sweep that said so (pinning the leader or removing the
+    // name failed, as an I/O past io_timeout on a loaded machine can make it); the next sweep
+    // releases and removes what it left.
+    const left = fs.readdirSync(dir).filter((n) => n.startsWith('.lockagent-cleanup.'));
+    for (const n of left) expect([n, stats.notes.some((x) => x.startsWith(`${n.slice('.lockagent-cleanup.'.length)}: `))]).toEqual([n, true]);
+    if (left.length) await sweep({ agent: A.agent, config: A.config, log: A.log, store: A.store }, { dryRun: false, minAgeSeconds: 0 });
     expect(fs.readdirSync(dir).filter((n) => n.startsWith('.lockagent-cleanup.'))).toEqual([]);
     expect(A.agent.inquire('cleanup:node01')).toEqual([]);
   });

@@ -43,6 +43,12 @@ describeSanlockDaemons('lockagent who agrees with sanlock', () => {
     return JSON.parse(r.stdout) as WhoResult[];
   };
 
+  /** An acquire through the agent that must succeed; a failure shows the CLI's error line. */
+  const acquireOk = async (args: string[]) => {
+    const r = await cli(la, args);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+  };
+
   beforeAll(async () => {
     cliEntry();
     base = makeTempDir('la-who-');
@@ -66,10 +72,10 @@ describeSanlockDaemons('lockagent who agrees with sanlock', () => {
     noAgentConf = writeHostConfig(base, 9, { leaseDir, ioTimeout: 1 }).conf;
 
     holders.push(await holdWithSleep(sl, res('R1')));
-    expect((await cli(la, ['client', 'acquire', '-r', res('R2'), '--owner', 'u-vm2', '--name', 'vm2'])).code).toBe(0);
-    expect((await cli(la, ['client', 'acquire', '-r', `${LS}:${md5hex(disk)}:${diskLease}:0`, '--owner', 'u-vm1', '--name', 'vm1'])).code).toBe(0);
+    await acquireOk(['client', 'acquire', '-r', res('R2'), '--owner', 'u-vm2', '--name', 'vm2']);
+    await acquireOk(['client', 'acquire', '-r', `${LS}:${md5hex(disk)}:${diskLease}:0`, '--owner', 'u-vm1', '--name', 'vm1']);
     holders.push(await holdWithSleep(sl, res('R4', true)));
-    expect((await cli(la, ['client', 'acquire', '-r', res('R4', true), '--owner', 'u-vm4', '--name', 'vm4'])).code).toBe(0);
+    await acquireOk(['client', 'acquire', '-r', res('R4', true), '--owner', 'u-vm4', '--name', 'vm4']);
   });
 
   afterAll(async () => {
