@@ -1,7 +1,7 @@
 import { bitmapHas } from '../ondisk/bitmap';
 import { DELTA_DISK_MAGIC, NAME_ID_SIZE } from '../ondisk/constants';
 import { readName } from '../ondisk/names';
-import { readU64 } from '../ondisk/u64';
+import { readU64, u64FromWords } from '../ondisk/u64';
 import { hostDeadSeconds, renewalFailSeconds, timeoutsFor } from './timeouts';
 
 /**
@@ -62,8 +62,6 @@ export interface HostMonitorParams {
   /** Our io_timeout: used for hosts that never wrote one. */
   ioTimeout: number;
 }
-
-const U32 = 0x100000000;
 
 /**
  * Per sector we remember the 32-bit words that can change a host's status: magic, owner_id,
@@ -136,7 +134,7 @@ export class HostMonitor {
         hs = { ownerId: 0, ownerGeneration: 0, timestamp: 0, ioTimeout: 0, ownerName: '', lastLive: 0, leaseBad: false, lastReq: 0 };
         this.hosts[i + 1] = hs;
       }
-      const sig = this.observeSector(hs, area, words, w, i + 1, m, o0 + o1 * U32, g0 + g1 * U32, t0 + t1 * U32, now);
+      const sig = this.observeSector(hs, area, words, w, i + 1, m, u64FromWords(o0, o1), u64FromWords(g0, g1), u64FromWords(t0, t1), now);
       if (sig) signals.push(sig);
     }
     return signals;

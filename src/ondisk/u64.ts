@@ -7,8 +7,13 @@
  */
 const U32 = 0x100000000;
 
+/** The u64 whose little-endian u32 words are `lo`, `hi` (the host monitor reads sectors as words). */
+export function u64FromWords(lo: number, hi: number): number {
+  return lo + hi * U32;
+}
+
 export function readU64(b: Buffer, off: number): number {
-  return b.readUInt32LE(off) + b.readUInt32LE(off + 4) * U32;
+  return u64FromWords(b.readUInt32LE(off), b.readUInt32LE(off + 4));
 }
 
 /** Throws RangeError for what writeBigUInt64LE(BigInt(v)) refuses: a fraction, a negative, 2^64 or more. */
