@@ -6,7 +6,7 @@
  * libvirt starts QEMU. Real guard, real processes standing in for QEMU, a unix socket in /tmp.
  */
 import { ChildProcess, spawn } from 'child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { rawClient, startGuard } from '../helpers/guardbin';
@@ -30,11 +30,19 @@ afterEach(() => {
 });
 
 /** A process with QEMU's way of naming its domain on the command line (`-name guest=… -uuid …`). */
-function fakeQemu(uuid: string): { pid: number; exited: Promise<NodeJS.Signals | number | null>; gone: () => boolean } {
+/** A process that looks like QEMU of domain `uuid` (its command line has "-uuid <uuid>"), returned
+ * once /proc shows that command line: right after spawn() the child may still be mid-exec (an empty
+ * cmdline), which the guard rightly takes for "not the domain's QEMU" and logs once more. */
+async function fakeQemu(uuid: string): Promise<{ pid: number; exited: Promise<NodeJS.Signals | number | null>; gone: () => boolean }> {
   const c = spawn('python3', ['-c', 'import time; time.sleep(600)', '-name', 'guest=vm-pf,debug-threads=on', '-uuid', uuid], { stdio: 'ignore' });
   children.push(c);
   const exited = new Promise<NodeJS.Signals | number | null>((r) => c.once('exit', (code, sig) => r(sig ?? code)));
-  return { pid: c.pid!, exited, gone: () => c.exitCode !== null || c.signalCode !== null };
+  const pid = c.pid!;
+  for (let i = 0; !readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(uuid); i++) {
+    if (i >= 500) throw new Error(`fake QEMU ${pid} did not exec within 5 s`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return { pid, exited, gone: () => c.exitCode !== null || c.signalCode !== null };
 }
 
 /** A real guard on its own socket and a client registered with it (HELLO answered up to END). */
@@ -55,7 +63,7 @@ describe('guard: owners known by a pid file', () => {
     const { g, c, sock } = await registered('enforce');
     expect(c.got.find((l) => l.startsWith('HELLO '))).toMatch(/^HELLO \d+ enforce pidfile$/);
 
-    const q = fakeQemu(UUID);
+    const q = await fakeQemu(UUID);
     const pidfile = join(dir, 'vm pf.pid'); // a domain name may hold spaces: the path is hex-encoded
     // No pid file yet (QEMU not started): armed all the same.
     const from = c.got.length;
@@ -80,7 +88,7 @@ describe('guard: owners known by a pid file', () => {
   it('kills nothing when the pid file is missing or names another process, and refuses a malformed owner', async () => {
     const { g, c } = await registered('enforce');
 
-    const other = fakeQemu(OTHER); // another domain's QEMU: a stale pid file must not get it killed
+    const other = await fakeQemu(OTHER); // another domain's QEMU: a stale pid file must not get it killed
     const stale = join(dir, 'stale.pid');
     writeFileSync(stale, `${other.pid}\n`);
     const missing = join(dir, 'missing.pid');
@@ -107,12 +115,12 @@ describe('guard: owners known by a pid file', () => {
     c.send(`SET ${LS} ${monoMs() + 100} ${token(pidfile, UUID)}`);
     await c.next(new RegExp(`^KILLED ${LS} 0 2 `)); // the deadline passed with no process yet
     // libvirt's forked child names itself in the pid file before it execs QEMU: not QEMU yet
-    const child = fakeQemu(OTHER);
+    const child = await fakeQemu(OTHER);
     writeFileSync(pidfile, `${child.pid}\n`);
     await new Promise((r) => setTimeout(r, 600));
     expect(child.gone()).toBe(false);
     // then QEMU runs under that name
-    const q = fakeQemu(UUID);
+    const q = await fakeQemu(UUID);
     writeFileSync(pidfile, `${q.pid}\n`);
     expect(await Promise.race([q.exited, new Promise((r) => setTimeout(() => r('alive'), 5000).unref())])).toBe('SIGKILL');
     await c.next(new RegExp(`^KILLED ${LS} ${q.pid} 0 `));
@@ -128,7 +136,7 @@ describe('guard: owners known by a pid file', () => {
 
   it('in log mode names the process it would kill and leaves it running', async () => {
     const { g, c } = await registered('log');
-    const q = fakeQemu(UUID);
+    const q = await fakeQemu(UUID);
     const pidfile = join(dir, 'vm.pid');
     writeFileSync(pidfile, `${q.pid}\n`);
     c.send(`SET ${LS} ${monoMs() + 200} ${token(pidfile, UUID)}`);
