@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 
+#include "filepages.h"
 #include "hostwatch.h"
 #include "io_engine.h"
 #include "tsfn_bridge.h"
@@ -724,6 +725,42 @@ Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
 }
 
+// dropCleanFilePages() -> { mappings, bytes }: see filepages.h. Throws when /proc/self/smaps
+// cannot be read.
+Napi::Value DropCleanFilePages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  FilePagesDropped d = dropCleanFilePages();
+  if (d.err) {
+    Napi::Error e = Napi::Error::New(env, "reading /proc/self/smaps failed: " + errnoText(d.err));
+    e.Set("code", errnoName(d.err));
+    throw e;
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("mappings", Napi::Number::New(env, static_cast<double>(d.mappings)));
+  o.Set("bytes", Napi::Number::New(env, static_cast<double>(d.bytes)));
+  return o;
+}
+
+// _testDroppableMappings(smapsText) -> [[start, end, rssBytes], ...]: the mappings
+// dropCleanFilePages would give back, for smaps text of a test's making.
+Napi::Value TestDroppableMappings(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string text = info[0].As<Napi::String>().Utf8Value();
+  FILE* f = fmemopen(text.data(), text.size(), "r");
+  if (!f) throw Napi::Error::New(env, "fmemopen failed: " + errnoText(errno));
+  std::vector<FileMapping> ms = droppableMappings(f);
+  fclose(f);
+  Napi::Array out = Napi::Array::New(env, ms.size());
+  for (size_t i = 0; i < ms.size(); i++) {
+    Napi::Array m = Napi::Array::New(env, 3);
+    m.Set(0u, Napi::Number::New(env, static_cast<double>(ms[i].start)));
+    m.Set(1u, Napi::Number::New(env, static_cast<double>(ms[i].end)));
+    m.Set(2u, Napi::Number::New(env, static_cast<double>(ms[i].rssBytes)));
+    out.Set(static_cast<uint32_t>(i), m);
+  }
+  return out;
+}
+
 // limitMallocArenas(n) -> whether glibc took it: at most n malloc arenas
 // (mallopt M_ARENA_MAX). glibc gives each thread that meets contention an arena
 // of its own, up to 8 per core, and keeps freed memory in each: a burst of
@@ -804,6 +841,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("_testWatchdogWakeups", Napi::Function::New(env, TestWatchdogWakeups));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
+  exports.Set("dropCleanFilePages", Napi::Function::New(env, DropCleanFilePages, "dropCleanFilePages"));
+  exports.Set("_testDroppableMappings", Napi::Function::New(env, TestDroppableMappings));
   exports.Set("limitMallocArenas", Napi::Function::New(env, LimitMallocArenas, "limitMallocArenas"));
   registerHostWatch(env, exports);
   return exports;

@@ -185,7 +185,9 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   ).finally(() => guard.setRecovered()).then(async () => {
     const r = await agent.reconcile(await leaseCandidates(config, store), domain?.runningOwners);
     if (r.found) log.warning(`start-up reconcile: ${r.found} lease(s) held on disk were unknown to the state database: ${r.readopted} re-adopted, ${r.released} released, ${r.kept} kept for an unknown owner`);
-  }).catch((e) => log.error(`start-up reconcile with the lease directory failed: ${(e as Error).message}`));
+  }).catch((e) => log.error(`start-up reconcile with the lease directory failed: ${(e as Error).message}`))
+    // Start-up is activity: the first quiet check gives back what it alone used (memtrim.ts).
+    .finally(() => trimmer.touch());
 
   return {
     ...base,

@@ -1,6 +1,7 @@
 import { execFileSync } from 'child_process';
 import * as path from 'path';
 import { IdleTrimmer } from '../../src/daemon/memtrim';
+import { loadNative } from '../../src/io/native';
 import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../../src/daemon/nodeflags';
 import { cliEntry } from '../helpers/cli';
 
@@ -51,10 +52,12 @@ describe('IdleTrimmer', () => {
     expect(t.check(now + 60000)).toBe(false); // no activity yet
     t.touch();
     expect(t.check(now + 1000)).toBe(false); // not quiet long enough
-    const trimmed = t.check(Date.now() + 6000);
-    // trimmed only when memory grew; either way the activity is consumed
-    expect(calls).toEqual(trimmed ? ['before', 'trim'] : []);
-    expect(t.check(Date.now() + 12000)).toBe(false);
+    // the first quiet check gives back file pages (none were given back yet), and the heap only
+    // when it grew (in a jest worker it may or may not have)
+    expect(t.check(Date.now() + 6000)).toBe(true);
+    expect(calls[calls.length - 1]).toBe('trim');
+    expect(calls.length).toBeLessThanOrEqual(2);
+    expect(t.check(Date.now() + 12000)).toBe(false); // the activity was consumed
   });
 
   it('after a burst, trims at quiet for a growth that a busy agent lets be', () => {
@@ -114,5 +117,93 @@ describe('IdleTrimmer', () => {
     expect(r.freed).toBeGreaterThan(r.grewBy / 2);
     expect(r.kept).toBe(2000);
     expect(r.lastKept).toBe(199900);
+  });
+});
+
+describe('giving back clean file pages', () => {
+  const plan = (smaps: string) => (loadNative() as unknown as { _testDroppableMappings: (t: string) => number[][] })._testDroppableMappings(smaps);
+  /** one mapping's smaps lines, as the kernel writes them */
+  const mapping = (range: string, perms: string, inode: number, path: string, rssKiB: number, anonKiB: number) =>
+    `${range} ${perms} 00000000 08:01 ${inode}${' '.repeat(10)}${path}\n` +
+    `Size:               1024 kB\nKernelPageSize:        4 kB\nRss:             ${String(rssKiB).padStart(4)} kB\n` +
+    `Pss:             ${String(rssKiB).padStart(4)} kB\nShared_Clean:          0 kB\nAnonymous:       ${String(anonKiB).padStart(4)} kB\n` +
+    `THPeligible:    0\nVmFlags: rd mr mw me\n`;
+
+  it('chooses only private read-only file mappings with resident pages and no copied page', () => {
+    const smaps = [
+      mapping('555555554000-555555600000', 'r--p', 1201, '/usr/bin/node', 400, 0), // read-only data: yes
+      mapping('555555600000-555557000000', 'r-xp', 1201, '/usr/bin/node', 9000, 0), // code: yes
+      mapping('555557000000-555557100000', 'r--p', 1201, '/usr/bin/node', 1024, 12), // RELRO, relocated: no
+      mapping('555557100000-555557200000', 'rw-p', 1201, '/usr/bin/node', 64, 64), // data: no
+      mapping('7f0000000000-7f0000100000', 'r--s', 88, '/var/lib/lockagent/state.db', 16, 0), // shared: no
+      mapping('7f0000100000-7f0000200000', 'r--p', 0, '', 32, 32), // anonymous: no
+      mapping('7f0000200000-7f0000300000', 'r-xp', 1300, '/usr/lib/x86_64-linux-gnu/libc.so.6', 0, 0), // nothing resident: no
+      mapping('7f0000300000-7f0000400000', 'r-xp', 1301, '/opt/lockagent/lockagent_native.node (deleted)', 8, 0), // yes
+      mapping('7ffff7fc1000-7ffff7fc3000', 'r-xp', 0, '[vdso]', 8, 0), // no
+      mapping('ffffffffff600000-ffffffffff601000', '--xp', 0, '[vsyscall]', 0, 0), // no
+    ].join('');
+    expect(plan(smaps)).toEqual([
+      [0x555555554000, 0x555555600000, 400 * 1024],
+      [0x555555600000, 0x555557000000, 9000 * 1024],
+      [0x7f0000300000, 0x7f0000400000, 8 * 1024],
+    ]);
+    expect(plan('')).toEqual([]);
+    expect(plan('not smaps at all\n\u0000\nRss: 12 kB\n')).toEqual([]);
+  });
+
+  it('gives back code pages of a running node and loses nothing: everything still runs after', () => {
+    // In a fresh process: load what the daemon loads, drop, then run code of each of them again.
+    const native = path.join(path.dirname(cliEntry()), '..', 'io', 'native.js');
+    const r = inDaemonProcess(`
+      const { loadNative } = require(${JSON.stringify(native)});
+      const Database = require('better-sqlite3');
+      const zlib = require('zlib');
+      const crypto = require('crypto');
+      const work = () => {
+        const db = new Database(':memory:');
+        db.exec('CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)');
+        const ins = db.prepare('INSERT INTO t VALUES (?, ?)');
+        for (let i = 0; i < 200; i++) ins.run('k' + i, i);
+        const sum = db.prepare('SELECT sum(v) AS s FROM t').get().s;
+        db.close();
+        const z = zlib.gunzipSync(zlib.gzipSync(Buffer.alloc(100000, 7))).length;
+        const h = crypto.createHash('md5').update('lockagent').digest('hex');
+        const buf = loadNative().allocAligned(4096);
+        return { sum, z, h, aligned: buf.length, json: JSON.parse(JSON.stringify({ a: [1, 2, 3] })).a[2] };
+      };
+      const first = work();
+      const fileBefore = m.residentBytes().file;
+      const dropped = m.dropCleanFilePages();
+      const fileAfter = m.residentBytes().file;
+      const again = work();
+      out({ first, again, dropped, fileBefore, fileAfter });
+    `) as { first: unknown; again: unknown; dropped: number; fileBefore: number; fileAfter: number };
+    expect(r.first).toEqual({ sum: 19900, z: 100000, h: '6495d9d4b3a494f9efce8824812be7ae', aligned: 4096, json: 3 });
+    expect(r.again).toEqual(r.first);
+    expect(r.dropped).toBeGreaterThan(4 * 1024 * 1024);
+    expect(r.fileAfter).toBeLessThan(r.fileBefore - 4 * 1024 * 1024);
+  });
+
+  it('a quiet agent gives back the file pages start-up mapped, then only after a burst', () => {
+    const r = inDaemonProcess(`
+      const calls = [];
+      const t = new m.IdleTrimmer(5000, (before, after) => calls.push({ file: m.residentBytes().file, before, after }));
+      t.touch();
+      const startup = t.check(Date.now() + 6000);
+      t.touch(); // a request, no growth: no drop (a drop costs more than it gives back here)
+      const request = t.check(Date.now() + 12000);
+      const burst = Buffer.alloc(10 * 1024 * 1024, 1); // a burst's garbage: the heap grew
+      require('zlib').gzipSync(Buffer.alloc(100000, 7)); // and code the agent had not run yet
+      const fileBeforeBurstTrim = m.residentBytes().file;
+      t.touch();
+      const afterBurst = t.check(Date.now() + 18000);
+      out({ startup, request, afterBurst, calls, fileBeforeBurstTrim, last: burst[burst.length - 1] });
+    `) as { startup: boolean; request: boolean; afterBurst: boolean; calls: { file: number; before: number; after: number }[]; fileBeforeBurstTrim: number };
+    expect(r.startup).toBe(true);
+    expect(r.calls[0].before - r.calls[0].after).toBeGreaterThan(4 * 1024 * 1024);
+    expect(r.request).toBe(false);
+    expect(r.afterBurst).toBe(true);
+    expect(r.calls).toHaveLength(2);
+    expect(r.calls[1].file).toBeLessThan(r.fileBeforeBurstTrim); // file pages went too, not only the heap
   });
 });
