@@ -6,7 +6,7 @@ import { HostMonitor, HostState, HostStatus } from '../lease/hostmonitor';
 import { HostLiveness, lockspaceLiveness } from '../lease/liveness';
 import { LeaseStorage } from '../lease/storage';
 import { StorageOpener } from './types';
-import { deltaAcquireHeldDelay, timeoutsFor } from '../lease/timeouts';
+import { deltaAcquireHeldDelay, RENEWAL_PAUSE_MS, timeoutsFor } from '../lease/timeouts';
 import { backoffDelay } from '../lease/wait';
 import { Geometry, LeaderRecord, LeaseError, namesEqual, SANLK } from '../ondisk';
 import { sameLeader } from '../lease/record';
@@ -390,6 +390,7 @@ export class Lockspace {
       return;
     }
     this.renewing = true;
+    const began = this.clock.nowMs();
     const before = lease.lastSuccess;
     const margin = () => before + t.idRenewalFail - this.clock.monotime();
     try {
@@ -406,7 +407,8 @@ export class Lockspace {
       this.lastError = undefined;
       this.armTimeline();
       this.hooks.onRenewed?.(this);
-      this.scheduleRenew(t.idRenewal * 1000);
+      // sanlock's cadence (RENEWAL_PAUSE_MS): id_renewal and half a second after this one began
+      this.scheduleRenew(Math.max(0, began + t.idRenewal * 1000 + RENEWAL_PAUSE_MS - this.clock.nowMs()));
     } catch (e) {
       const err = e as LeaseError;
       this.lastError = err.message;

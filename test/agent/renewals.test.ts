@@ -1,6 +1,7 @@
 /**
  * `lockagent renewals -s LS` against a real agent, side by side with `sanlock client renewal` of
- * a real sanlock daemon in the same lockspace: same line format, renewals every 2·io.
+ * a real sanlock daemon in the same lockspace: same line format, and the same cadence (2·io and
+ * half a second).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -59,5 +60,27 @@ describeSanlockDaemons('renewal history', () => {
     const unknown = await cli(h1, ['renewals', '-s', 'nosuch']);
     expect(unknown.code).not.toBe(0);
     expect(unknown.stderr).toMatch(/not joined/);
+  });
+
+  it('renews at sanlock\'s cadence: 2·io and half a second apart, as the sanlock host beside it', async () => {
+    /** mean seconds between the last 6 renewals' timestamps (whole seconds of monotime) */
+    const meanInterval = (timestamps: number[]) => {
+      const t = timestamps.slice(-7);
+      return (t[t.length - 1] - t[0]) / (t.length - 1);
+    };
+    const ours = await waitFor('7 renewals of lockagent', async () => {
+      const r = await cli(h1, ['renewals', '-s', LS]);
+      const t = r.stdout.trim().split('\n').map((l) => LINE.exec(l)).filter((m) => m).map((m) => Number(m![1]));
+      return t.length >= 8 ? t : undefined; // the first line is the join
+    }, 60000, 1000);
+    const theirs = await waitFor('7 renewals of sanlock', async () => {
+      const r = await sanlockClient(sl, ['renewal', '-s', LS], 10000);
+      const t = r.stdout.trim().split('\n').map((l) => LINE.exec(l)).filter((m) => m).map((m) => Number(m![1]));
+      return t.length >= 8 ? t : undefined;
+    }, 60000, 1000);
+    const summary = `lockagent ${ours.slice(-7).join(' ')}; sanlock ${theirs.slice(-7).join(' ')}`;
+    // io_timeout 1: 2.5 s on average (every 2 s would be 2.0-2.17 over 6 intervals)
+    expect({ ours: meanInterval(ours) >= 2.25 && meanInterval(ours) <= 3, summary }).toEqual({ ours: true, summary });
+    expect({ close: Math.abs(meanInterval(ours) - meanInterval(theirs)) <= 0.5, summary }).toEqual({ close: true, summary });
   });
 });
