@@ -79,8 +79,9 @@ describeSanlockDaemons('renewal history', () => {
       return t.length >= 8 ? t : undefined;
     }, 60000, 1000);
     const summary = `lockagent ${ours.slice(-7).join(' ')}; sanlock ${theirs.slice(-7).join(' ')}`;
-    // io_timeout 1: 2.5 s on average (every 2 s would be 2.0-2.17 over 6 intervals)
-    expect({ ours: meanInterval(ours) >= 2.25 && meanInterval(ours) <= 3, summary }).toEqual({ ours: true, summary });
-    expect({ close: Math.abs(meanInterval(ours) - meanInterval(theirs)) <= 0.5, summary }).toEqual({ close: true, summary });
+    // io_timeout 1: 2.5 s on average (every 2 s would be 2.0-2.17 over 6 intervals); the upper
+    // bound leaves room for timers that fire late on a loaded machine, as sanlock's sleeps do
+    expect({ ours: meanInterval(ours) >= 2.25 && meanInterval(ours) <= 3.5, summary }).toEqual({ ours: true, summary });
+    expect({ close: Math.abs(meanInterval(ours) - meanInterval(theirs)) <= 0.75, summary }).toEqual({ close: true, summary });
   });
 });
