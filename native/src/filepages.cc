@@ -15,7 +15,7 @@ namespace {
 // A mapping while its smaps lines are read.
 struct Candidate {
   unsigned long start = 0, end = 0;
-  size_t rssKiB = 0, anonKiB = 0;
+  size_t rssKiB = 0, anonKiB = 0, swapKiB = 0;
   bool eligible = false;
 };
 
@@ -41,7 +41,8 @@ std::vector<FileMapping> droppableMappings(FILE* f) {
   Candidate cur;
   bool have = false;
   auto finish = [&]() {
-    if (have && cur.eligible && cur.anonKiB == 0 && cur.rssKiB > 0) out.push_back({cur.start, cur.end, cur.rssKiB * 1024});
+    // a copied page swapped out shows as Swap, not Anonymous: dropping it would lose it too
+    if (have && cur.eligible && cur.anonKiB == 0 && cur.swapKiB == 0 && cur.rssKiB > 0) out.push_back({cur.start, cur.end, cur.rssKiB * 1024});
   };
   char line[4608];
   while (fgets(line, sizeof line, f)) {
@@ -50,6 +51,8 @@ std::vector<FileMapping> droppableMappings(FILE* f) {
       cur.rssKiB = kib;
     } else if (sscanf(line, "Anonymous: %zu kB", &kib) == 1) {
       cur.anonKiB = kib;
+    } else if (sscanf(line, "Swap: %zu kB", &kib) == 1) {
+      cur.swapKiB = kib;
     } else if (line[0] >= 'A' && line[0] <= 'Z') {
       continue;  // another field (fields start with a capital, headers with a hex digit or a-f)
     } else {

@@ -15,7 +15,7 @@ struct FilePagesDropped {
 };
 
 // Drops this process's resident pages of private, read-only, file-backed mappings that hold no
-// anonymous (copy-on-write) page: the code and read-only data of node, libc and the addons that
+// anonymous (copy-on-write) page, resident or swapped out: the code and read-only data of node, libc and the addons that
 // start-up and a burst of requests touched and idling does not use. madvise(MADV_DONTNEED) on
 // such a mapping loses nothing (every page equals the file's; the next touch maps it again from
 // the page cache, a minor fault), and the pages stay in the page cache, clean and reclaimable.

@@ -123,18 +123,19 @@ describe('IdleTrimmer', () => {
 describe('giving back clean file pages', () => {
   const plan = (smaps: string) => (loadNative() as unknown as { _testDroppableMappings: (t: string) => number[][] })._testDroppableMappings(smaps);
   /** one mapping's smaps lines, as the kernel writes them */
-  const mapping = (range: string, perms: string, inode: number, path: string, rssKiB: number, anonKiB: number) =>
+  const mapping = (range: string, perms: string, inode: number, path: string, rssKiB: number, anonKiB: number, swapKiB = 0) =>
     `${range} ${perms} 00000000 08:01 ${inode}${' '.repeat(10)}${path}\n` +
     `Size:               1024 kB\nKernelPageSize:        4 kB\nRss:             ${String(rssKiB).padStart(4)} kB\n` +
     `Pss:             ${String(rssKiB).padStart(4)} kB\nShared_Clean:          0 kB\nAnonymous:       ${String(anonKiB).padStart(4)} kB\n` +
-    `THPeligible:    0\nVmFlags: rd mr mw me\n`;
+    `Swap:            ${String(swapKiB).padStart(4)} kB\nSwapPss:               0 kB\nTHPeligible:    0\nVmFlags: rd mr mw me\n`;
 
   it('chooses only private read-only file mappings with resident pages and no copied page', () => {
     const smaps = [
       mapping('555555554000-555555600000', 'r--p', 1201, '/usr/bin/node', 400, 0), // read-only data: yes
       mapping('555555600000-555557000000', 'r-xp', 1201, '/usr/bin/node', 9000, 0), // code: yes
       mapping('555557000000-555557100000', 'r--p', 1201, '/usr/bin/node', 1024, 12), // RELRO, relocated: no
-      mapping('555557100000-555557200000', 'rw-p', 1201, '/usr/bin/node', 64, 64), // data: no
+      mapping('555557100000-555557180000', 'r--p', 1202, '/usr/lib/libfoo.so', 8, 0, 4), // a relocated page swapped out: no
+      mapping('555557180000-555557200000', 'rw-p', 1201, '/usr/bin/node', 64, 64), // data: no
       mapping('7f0000000000-7f0000100000', 'r--s', 88, '/var/lib/lockagent/state.db', 16, 0), // shared: no
       mapping('7f0000100000-7f0000200000', 'r--p', 0, '', 32, 32), // anonymous: no
       mapping('7f0000200000-7f0000300000', 'r-xp', 1300, '/usr/lib/x86_64-linux-gnu/libc.so.6', 0, 0), // nothing resident: no
