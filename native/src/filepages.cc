@@ -2,8 +2,11 @@
 #include "filepages.h"
 
 #include <errno.h>
+#include <link.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -45,7 +48,12 @@ std::vector<FileMapping> droppableMappings(FILE* f) {
     if (have && cur.eligible && cur.anonKiB == 0 && cur.swapKiB == 0 && cur.rssKiB > 0) out.push_back({cur.start, cur.end, cur.rssKiB * 1024});
   };
   char line[4608];
+  bool continuation = false;  // the rest of a line longer than the buffer (a very long path)
   while (fgets(line, sizeof line, f)) {
+    size_t len = strlen(line);
+    bool rest = continuation;
+    continuation = len > 0 && line[len - 1] != '\n' && !feof(f);
+    if (rest) continue;  // never parsed as a line of its own: it could look like a header
     size_t kib;
     if (sscanf(line, "Rss: %zu kB", &kib) == 1) {
       cur.rssKiB = kib;
@@ -63,12 +71,45 @@ std::vector<FileMapping> droppableMappings(FILE* f) {
         have = true;
       }
     }
-    // a line longer than the buffer (a very long path) leaves the rest for the next fgets, which
-    // parses as nothing
   }
   finish();
   return out;
 }
+
+namespace {
+
+struct DropContext {
+  const std::vector<FileMapping>* candidates;
+  std::vector<bool> dropped;  // per candidate: some of it was given back
+  uintptr_t page;
+};
+
+// For each loaded object (dl_iterate_phdr holds the loader's lock while it calls this, so no
+// dlopen or dlclose on another thread can map or unmap objects meanwhile): its read-only PT_LOAD
+// segments, as far as they lie in mappings smaps showed droppable. Only memory the loader
+// mapped for an object still loaded is ever dropped, never a range that another thread unmapped
+// and mapped again as something else after smaps was read.
+int dropObjectSegments(struct dl_phdr_info* info, size_t, void* data) {
+  DropContext* c = static_cast<DropContext*>(data);
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD || (ph.p_flags & PF_W) || ph.p_memsz == 0) continue;
+    // whole pages inside the segment only: a page it shares with a neighbour is left alone
+    uintptr_t s = static_cast<uintptr_t>(info->dlpi_addr + ph.p_vaddr);
+    uintptr_t e = s + ph.p_memsz;
+    s = (s + c->page - 1) & ~(c->page - 1);
+    e &= ~(c->page - 1);
+    for (size_t k = 0; k < c->candidates->size(); k++) {
+      const FileMapping& m = (*c->candidates)[k];
+      uintptr_t a = s > m.start ? s : m.start, b = e < m.end ? e : m.end;
+      if (a >= b) continue;
+      if (madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED) == 0) c->dropped[k] = true;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
 
 FilePagesDropped dropCleanFilePages() {
   FilePagesDropped out;
@@ -79,13 +120,15 @@ FilePagesDropped dropCleanFilePages() {
   }
   // Chosen first, dropped after the file is closed: smaps describes the mappings as they are
   // while it is read, and the drop must not change what is being read.
-  std::vector<FileMapping> drop = droppableMappings(f);
+  std::vector<FileMapping> candidates = droppableMappings(f);
   fclose(f);
-  for (const FileMapping& m : drop) {
-    if (madvise(reinterpret_cast<void*>(m.start), m.end - m.start, MADV_DONTNEED) == 0) {
-      out.mappings++;
-      out.bytes += m.rssBytes;
-    }
+  long page = sysconf(_SC_PAGESIZE);
+  DropContext c{&candidates, std::vector<bool>(candidates.size(), false), static_cast<uintptr_t>(page > 0 ? page : 4096)};
+  dl_iterate_phdr(dropObjectSegments, &c);
+  for (size_t k = 0; k < candidates.size(); k++) {
+    if (!c.dropped[k]) continue;
+    out.mappings++;
+    out.bytes += candidates[k].rssBytes;
   }
   return out;
 }

@@ -9,8 +9,8 @@
 namespace lockagent {
 
 struct FilePagesDropped {
-  size_t mappings = 0;  // mappings given back
-  size_t bytes = 0;     // their resident bytes before (from /proc/self/smaps)
+  size_t mappings = 0;  // mappings given back (all or part)
+  size_t bytes = 0;     // their resident bytes before (from /proc/self/smaps): an upper bound
   int err = 0;          // errno of opening /proc/self/smaps, 0 if it was read
 };
 
@@ -20,9 +20,10 @@ struct FilePagesDropped {
 // such a mapping loses nothing (every page equals the file's; the next touch maps it again from
 // the page cache, a minor fault), and the pages stay in the page cache, clean and reclaimable.
 // Writable mappings, shared ones, anonymous ones and any mapping with a copied page (RELRO after
-// relocation, text relocations, node's --use-largepages copy) are left alone. Call it from the
-// thread that loads shared objects (the JavaScript thread): a dlopen relocating a library while
-// smaps is read would show its pages writable, so it is skipped, never half-dropped.
+// relocation, text relocations, node's --use-largepages copy) are left alone. Only the read-only
+// segments of objects the loader has loaded are dropped, under the loader's lock (see
+// dropObjectSegments), so a mapping another thread replaced after smaps was read is never
+// touched. A drop costs its caller the next touches: they fault the pages back in.
 FilePagesDropped dropCleanFilePages();
 
 // What dropCleanFilePages would drop, given smaps text in the kernel's format: [start, end) and

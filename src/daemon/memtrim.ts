@@ -30,6 +30,7 @@ export class IdleTrimmer {
   private anonAfterTrim = residentBytes().anon;
   /** whether start-up's file pages were given back (at the first quiet check) */
   private droppedStartup = false;
+  private newSpaceAfterTrim = 0;
   private lastTrim = Date.now();
 
   constructor(
@@ -92,10 +93,13 @@ export class IdleTrimmer {
     let heap = grown;
     if (quiet) {
       this.active = false;
-      heap = grown || newSpaceBytes() > 4 * MiB;
+      // A young generation grown past what the last trim left (started without the daemon's
+      // --max-semi-space-size=1 it stays at 32 MiB even after a full GC: no trim for that)
+      heap = grown || newSpaceBytes() > Math.max(4 * MiB, this.newSpaceAfterTrim);
     }
-    // Code pages only when quiet (a busy agent is using them): start-up's, and a burst's.
-    const code = quiet && (heap || !this.droppedStartup);
+    // Code pages only when quiet (a busy agent is using them): start-up's, and a burst's (its
+    // memory grew), never after every request.
+    const code = quiet && (grown || !this.droppedStartup);
     if (!heap && !code) return false;
     if (heap) {
       this.beforeTrim?.();
@@ -107,7 +111,10 @@ export class IdleTrimmer {
       this.droppedStartup = true;
     }
     const after = residentBytes();
-    if (heap) this.anonAfterTrim = after.anon;
+    if (heap) {
+      this.anonAfterTrim = after.anon;
+      this.newSpaceAfterTrim = newSpaceBytes();
+    }
     this.onTrim?.(before.anon + before.file, after.anon + after.file);
     return true;
   }
