@@ -239,7 +239,7 @@ c.runMain('scale', async (args) => {
     // per renewal and V8 optimises it only after some renewals (a micro-benchmark of the host
     // monitor: 1.6 ms per look over its first 5 looks, 0.8 over 20, 0.22 once optimised).
     await c.sleep(smoke ? 0 : 60000);
-    const steady = smoke ? many : await window(`${P.hosts} live hosts, a minute later`);
+    const steady = await window(`${P.hosts} live hosts, ${smoke ? 'once more' : 'a minute later'}`);
     const writerCpu = c.procSample(w.pid).cpu;
     c.untrack(we);
     w.kill('SIGTERM');

@@ -141,7 +141,7 @@ export function residentBytes(): { anon: number; file: number } {
  * addon cannot. */
 export function dropCleanFilePages(): number {
   try {
-    return (loadNative() as unknown as { dropCleanFilePages?: () => { bytes: number } }).dropCleanFilePages?.().bytes ?? 0;
+    return loadNative().dropCleanFilePages?.().bytes ?? 0;
   } catch {
     return 0; // no addon, an addon built before this call, or no /proc/self/smaps
   }
@@ -166,7 +166,7 @@ export function trimMemory(): void {
   }
   gc?.();
   try {
-    (loadNative() as unknown as { trimMemory?: () => boolean }).trimMemory?.();
+    loadNative().trimMemory?.();
   } catch {
     // an addon built before trimMemory existed: the GC alone still helps
   }
@@ -175,7 +175,7 @@ export function trimMemory(): void {
 /** Cap glibc's malloc arenas (MALLOC_ARENAS); call before the I/O threads start. False when it could not. */
 export function limitMallocArenas(n = MALLOC_ARENAS): boolean {
   try {
-    return (loadNative() as unknown as { limitMallocArenas?: (n: number) => boolean }).limitMallocArenas?.(n) ?? false;
+    return loadNative().limitMallocArenas?.(n) ?? false;
   } catch {
     return false; // no addon (or one built before this call): glibc's default
   }

@@ -89,6 +89,14 @@ export interface NativeBinding {
   /** Monotonic seconds; (0, 0) disarms the test. */
   wdmdTestLive?(fd: number, renewal: number, expire: number): void;
   wdmdClose?(fd: number, clearRefcount: boolean): void;
+  /** Drops the cached aligned I/O buffers and calls malloc_trim(0); whether memory was released. */
+  trimMemory?(): boolean;
+  /** mallopt(M_ARENA_MAX, n); whether glibc took it. */
+  limitMallocArenas?(n: number): boolean;
+  /** Gives back clean pages of read-only file mappings (native/src/filepages.h); throws when /proc/self/smaps cannot be read. */
+  dropCleanFilePages?(): { mappings: number; bytes: number };
+  /** Test hook: the mappings dropCleanFilePages would give back for this smaps text, as [start, end, rssBytes]. */
+  _testDroppableMappings?(smaps: string): number[][];
 }
 
 const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'lockagent_native.node');

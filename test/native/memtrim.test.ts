@@ -121,7 +121,7 @@ describe('IdleTrimmer', () => {
 });
 
 describe('giving back clean file pages', () => {
-  const plan = (smaps: string) => (loadNative() as unknown as { _testDroppableMappings: (t: string) => number[][] })._testDroppableMappings(smaps);
+  const plan = (smaps: string) => loadNative()._testDroppableMappings!(smaps);
   /** one mapping's smaps lines, as the kernel writes them */
   const mapping = (range: string, perms: string, inode: number, path: string, rssKiB: number, anonKiB: number, swapKiB = 0) =>
     `${range} ${perms} 00000000 08:01 ${inode}${' '.repeat(10)}${path}\n` +
