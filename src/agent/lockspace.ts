@@ -430,14 +430,15 @@ export class Lockspace {
 
   /**
    * Log once per host (and again if it changes) when another host runs with another io_timeout.
-   * A host's io_timeout changes only with its record, so only the hosts that moved at this look
-   * are examined (with 2,000 hosts, judging every one at every renewal cost more than the read).
+   * A host's io_timeout changes only with its record, so only the hosts whose record changed at
+   * this look are examined (with 2,000 hosts, judging every one at every renewal cost more than
+   * the read).
    */
   private reportIoTimeoutMismatches(monitor: HostMonitor): void {
     const now = this.clock.monotime();
-    for (const hostId of monitor.movedAtLastLook()) {
-      // With 2,000 live hosts every host moves at every look: the common case (same io_timeout,
-      // or already reported) is told apart without building a snapshot.
+    for (const hostId of monitor.changedAtLastLook()) {
+      // The common case (same io_timeout, or already reported) is told apart without building a
+      // snapshot.
       const io = monitor.recordedIoTimeout(hostId);
       if (hostId === this.spec.hostId || !io || io === this.spec.ioTimeout || this.mismatchReported.get(hostId) === io) continue;
       const h = monitor.snapshot(hostId);

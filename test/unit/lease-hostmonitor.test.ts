@@ -1,4 +1,5 @@
 import { buildLockspaceArea, DEFAULT_GEOMETRY, decodeLeader, sealLeaderInto, setBitmapHost } from '../../src/ondisk';
+import fc from 'fast-check';
 import { HostMonitor } from '../../src/lease/hostmonitor';
 
 /** A lockspace area we edit by hand: one renewal's read, as the monitor sees it. */
@@ -157,18 +158,23 @@ describe('host monitor (check_other_leases / get_host_flag / host_live)', () => 
     expect(m.snapshot(2)).toMatchObject({ ownerName: 'second', timestamp: 12, lastLive: 5 });
   });
 
-  it('tells which hosts moved at the last look, and reads an area at any byte offset alike', () => {
+  it('tells which hosts\' records changed at the last look (not those that only renewed), and reads an area at any byte offset alike', () => {
     const m = monitor();
     const a = area();
     setHost(a, 2, { ts: 10 });
     setHost(a, 3, { ts: 10 });
     m.observe(a, 1);
-    expect([...m.movedAtLastLook()]).toEqual([2, 3]);
+    expect([...m.changedAtLastLook()]).toEqual([2, 3]);
     setHost(a, 3, { ts: 12, io: 1 });
+    setHost(a, 2, { ts: 12 });
     m.observe(a, 3);
-    expect([...m.movedAtLastLook()]).toEqual([3]);
+    expect([...m.changedAtLastLook()]).toEqual([3]);
+    expect(m.snapshot(2)).toMatchObject({ timestamp: 12, lastLive: 3 });
+    setHost(a, 2, { ts: 14, gen: 2 });
+    m.observe(a, 4);
+    expect([...m.changedAtLastLook()]).toEqual([2]);
     m.observe(a, 5);
-    expect([...m.movedAtLastLook()]).toEqual([]);
+    expect([...m.changedAtLastLook()]).toEqual([]);
     // the same area one byte into a larger buffer (not 4-byte aligned)
     const shifted = Buffer.alloc(a.length + 1);
     a.copy(shifted, 1);
@@ -176,5 +182,56 @@ describe('host monitor (check_other_leases / get_host_flag / host_live)', () => 
     m2.observe(shifted.subarray(1), 5);
     expect(m2.snapshot(3)).toMatchObject({ ownerId: 3, timestamp: 12, ioTimeout: 1, ownerName: 'host3', leaseBad: false });
     expect(m2.known().map((h) => h.hostId)).toEqual([2, 3]);
+  });
+
+  it('a renewal that takes the quick path leaves the monitor as the full path would (random records, names, bitmaps, damage)', () => {
+    // Hosts 1 (us), 2..6 and 40 (its bitmap bit for us is in another word than host 2's).
+    const ids = [1, 2, 3, 4, 5, 6, 40];
+    const change = fc.record({
+      host: fc.constantFrom(...ids),
+      kind: fc.constantFrom('renew', 'renew', 'renew', 'gen', 'name', 'io', 'space', 'spaceTail', 'magic', 'signal', 'unsignal', 'free'),
+    });
+    fc.assert(fc.property(fc.array(fc.array(change, { maxLength: 6 }), { minLength: 1, maxLength: 12 }), (looks) => {
+      const quick = monitor();
+      const full = monitor();
+      // The full path always: the quick path is taken only for hosts flagged in this array.
+      const fullQuick = (full as unknown as { quick: Uint8Array }).quick;
+      const a = area();
+      const st = new Map(ids.map((h) => [h, { gen: 1, ts: 1, io: 10, name: `host${h}` }]));
+      for (const h of ids) setHost(a, h, st.get(h)!);
+      let now = 10;
+      for (const look of looks) {
+        for (const { host, kind } of look) {
+          const h = st.get(host)!;
+          const off = (host - 1) * 512;
+          h.ts++;
+          if (kind === 'gen') h.gen++;
+          if (kind === 'name') h.name = `${h.name.slice(0, 20)}x`;
+          if (kind === 'io') h.io = h.io === 10 ? 1 : 10;
+          if (kind === 'free') h.ts = 0;
+          if (kind !== 'magic' && kind !== 'space' && kind !== 'spaceTail' && kind !== 'signal' && kind !== 'unsignal') setHost(a, host, h);
+          // damage or odd records: another lockspace name, a name equal only up to its NUL, a bad magic
+          if (kind === 'space') a.write('LT', off + 56, 'latin1');
+          if (kind === 'spaceTail') a[off + 56 + 10] = 0x41;
+          if (kind === 'magic') a[off] ^= 0xff;
+          if (kind === 'signal' || kind === 'unsignal') {
+            setBitmapHost(a, 1, kind === 'signal', off);
+            a.writeUInt32LE(h.ts, off + 152); // the bitmap rides on a renewal
+          }
+        }
+        now += 1 + (looks.length % 3);
+        fullQuick.fill(0);
+        const sq = quick.observe(a, now);
+        fullQuick.fill(0);
+        const sf = full.observe(a, now);
+        expect(sq).toEqual(sf);
+        for (const h of ids) {
+          expect(quick.snapshot(h)).toEqual(full.snapshot(h));
+          expect(quick.state(h, now)).toBe(full.state(h, now));
+        }
+        // Listed as changed: the full path's movers, less those that only renewed.
+        expect(full.changedAtLastLook()).toEqual(expect.arrayContaining([...quick.changedAtLastLook()]));
+      }
+    }), { numRuns: 300 });
   });
 });
