@@ -2,13 +2,15 @@
 'use strict';
 /**
  * Benchmark 1: acquire/release throughput. N resource leases (1 MiB areas, one file per tool),
- * one host, io_timeout 1, uncontended. Each tool's daemon is driven through its client API:
+ * one host, io_timeout 1, uncontended. Both daemons are driven by the same Python harness
+ * (lib/cycles.py): P forked client processes, each with one blocking connection, acquire +
+ * release of each lease, one lease at a time, timed alike:
  *   sanlock:   python3-sanlock (libsanlock): register once per client process, then
- *              sanlock.acquire + sanlock.release of each lease, one lease at a time;
- *   lockagent: the control socket, one persistent connection (AgentConnection) and one owner
- *              per client, acquire + release of each lease, one lease at a time.
- * Run with 1 client and with P concurrent clients (P processes for sanlock, P concurrent
- * request loops for lockagent), alternating the tools, R repetitions.
+ *              sanlock.acquire + sanlock.release (lib/sanlock_driver.py);
+ *   lockagent: the control socket's JSON lines, one owner per client (lib/agent_driver.py).
+ * Run with 1 client and with 8, alternating the tools, R repetitions. With 1 client lockagent is
+ * also run through its node client (AgentConnection, one persistent connection, in the
+ * benchmark's own process) as an extra row: its event loop adds to each call's time.
  *
  *   node scripts/bench/throughput.js [--quick] [--reps R] [--out FILE] [--keep]
  */
@@ -43,17 +45,20 @@ c.runMain('throughput', async (args) => {
   };
   const runAgent = async (procs, start, count) => {
     const p0 = c.procSample(agent.pid);
-    const r = await agent.cycles(procs, count, (i) => ({ lockspace: la.ls, resource: c.resName(i), path: la.res, offset: i * c.MiB }), { start });
+    const r = await agent.pyCycles(procs, count, la.ls, la.res, { start });
     const p1 = c.procSample(agent.pid);
     return { ...r, cpuMs: ((p1.cpu - p0.cpu) * 1000) / count };
   };
+  const runAgentNodeClient = (count) => agent.cycles(1, count, (i) => ({ lockspace: la.ls, resource: c.resName(i), path: la.res, offset: i * c.MiB }));
 
   // warm-up: first opens, JIT, page tables
   await runAgent(1, 0, 20);
+  await runAgentNodeClient(20);
   await runSanlock(1, 0, 20);
 
   const res = {};
   for (const p of clients) res[p] = { lockagent: [], sanlock: [], laAcq: [], laRel: [], slAcq: [], slRel: [], laCpu: [], slCpu: [] };
+  const nodeClient = { rate: [], acq: [], rel: [] };
   for (let rep = 0; rep < reps; rep++) {
     for (const p of clients) {
       const order = (rep + p) % 2 ? ['sanlock', 'lockagent'] : ['lockagent', 'sanlock'];
@@ -68,6 +73,12 @@ c.runMain('throughput', async (args) => {
           `(acquire median ${c.stats(r.acq).median.toFixed(2)} ms, release ${c.stats(r.rel).median.toFixed(2)} ms; daemon CPU ${r.cpuMs.toFixed(2)} ms/cycle)`);
       }
     }
+    const r = await runAgentNodeClient(N);
+    nodeClient.rate.push(N / r.seconds);
+    nodeClient.acq.push(...r.acq);
+    nodeClient.rel.push(...r.rel);
+    c.log(`rep ${rep + 1}/${reps}  1 client(s) lockagent through its node client ${(N / r.seconds).toFixed(1).padStart(7)} cycles/s ` +
+      `(acquire median ${c.stats(r.acq).median.toFixed(2)} ms, release ${c.stats(r.rel).median.toFixed(2)} ms)`);
   }
 
   const metrics = [];
@@ -79,6 +90,10 @@ c.runMain('throughput', async (args) => {
     metrics.push(c.metric(`latency.acquire.clients${p}`, `acquire latency, ${p} client${p > 1 ? 's' : ''} (all ops of all reps)`, 'ms', r.laAcq, r.slAcq, { summaryOnly: true }));
     metrics.push(c.metric(`latency.release.clients${p}`, `release latency, ${p} client${p > 1 ? 's' : ''} (all ops of all reps)`, 'ms', r.laRel, r.slRel, { summaryOnly: true }));
   }
+  metrics.push(c.metric('latency.release.clients1.nodeclient', 'release latency, 1 client; lockagent through its node client (AgentConnection), sanlock as above', 'ms',
+    nodeClient.rel, res[1].slRel, { summaryOnly: true }));
+  metrics.push(c.metric('throughput.clients1.nodeclient', `acquire+release cycles/s, ${N} leases, 1 client; lockagent through its node client, sanlock as above`, 'cycles/s',
+    nodeClient.rate, res[1].sanlock, { better: 'higher' }));
   // per-op latency lists are long: keep only their statistics
   for (const m of metrics) if (m.id.startsWith('latency.')) { delete m.lockagent.runs; delete m.sanlock.runs; }
 
@@ -91,7 +106,8 @@ c.runMain('throughput', async (args) => {
     extra: { lockagentCpuSeconds: laProc.cpu, sanlockCpuSeconds: slProc.cpu, lockagentRssKiB: laProc.rssKiB, sanlockRssKiB: slProc.rssKiB },
     notes: [
       'one cycle = acquire + release of one lease (2 operations)',
-      'sanlock client: python3-sanlock (C library) in forked processes, each registered once (one connection for its acquires and releases); lockagent client: AgentConnection (node, one persistent unix connection per client) in the benchmark process',
+      'both tools timed by the same Python harness (lib/cycles.py) in forked client processes, each with one blocking connection: sanlock through python3-sanlock (C library, registered once), lockagent through its control socket (lib/agent_driver.py)',
+      'the .nodeclient rows: lockagent through AgentConnection (node, one persistent unix connection) in the benchmark process',
     ],
   };
 });

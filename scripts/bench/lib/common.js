@@ -16,6 +16,7 @@ const { resolveBuild, resolveNative, ROOT } = require('./build');
 const PY = process.env.BENCH_PYTHON || '/usr/bin/python3';
 const SANLOCK = process.env.BENCH_SANLOCK || '/usr/sbin/sanlock';
 const DRIVER = path.join(__dirname, 'sanlock_driver.py');
+const AGENT_DRIVER = path.join(__dirname, 'agent_driver.py');
 const MiB = 1024 * 1024;
 
 // ---- command line --------------------------------------------------------------------------
@@ -509,6 +510,17 @@ class AgentDaemon {
     return { seconds: (hr() - t) / 1000, acq, rel };
   }
 
+  /**
+   * The same cycles through lib/agent_driver.py: `procs` forked Python processes, each one
+   * blocking connection and one owner, timed by the harness that times sanlock's clients
+   * (lib/cycles.py). Lease i is resource resName(i) at i MiB of `file`.
+   */
+  async pyCycles(procs, count, lockspace, file, { start = 0 } = {}) {
+    const r = await run(PY, [AGENT_DRIVER, 'cycle', this.socket, lockspace, file, String(start), String(count), String(procs)]);
+    if (r.code !== 0) throw new Error(`agent_driver cycle failed (${r.code}): ${r.err.trim().split('\n').slice(-3).join(' | ')}`);
+    const o = JSON.parse(r.out.trim().split('\n').pop());
+    return { seconds: o.seconds, acq: o.acquire_ms, rel: o.release_ms };
+  }
 
   async waitJoined(timeoutMs = 60000) {
     return waitFor('lockagent lockspaces joined', async () => {

@@ -21,6 +21,8 @@ import time
 
 import sanlock
 
+import cycles
+
 MiB = 1 << 20
 MAX_PER_PROC = 8  # SANLK_MAX_RESOURCES
 
@@ -55,71 +57,21 @@ def lease_disk(path, i):
     return (path.replace("{i}", str(i)), 0) if "{i}" in path else (path, i * MiB)
 
 
-def cycle_child(ls, path, idx, go_r, res_w, marks):
-    fd = sanlock.register()
-    os.read(go_r, 1)  # start barrier
-    acq, rel, mk = [], [], []
-    for i in idx:
-        disks = [lease_disk(path, i)]
-        t0 = time.time()
-        sanlock.acquire(b(ls), res_name(i), disks, slkfd=fd)
-        t1 = time.time()
-        sanlock.release(b(ls), res_name(i), disks, slkfd=fd)
-        t2 = time.time()
-        acq.append((t1 - t0) * 1000)
-        rel.append((t2 - t1) * 1000)
-        if marks:
-            mk.append([t0 * 1000, t1 * 1000, t2 * 1000])
-    os.write(res_w, (json.dumps({"acq": acq, "rel": rel, "marks": mk}) + "\n").encode())
+class SanlockClient:
+    """One registered process: its connection to the daemon (cycles.run's client)."""
 
+    def __init__(self):
+        self.fd = sanlock.register()
 
-def read_line(fd):
-    buf = b""
-    while not buf.endswith(b"\n"):
-        c = os.read(fd, 65536)
-        if not c:
-            break
-        buf += c
-    return buf
+    def acquire(self, ls, i, disks):
+        sanlock.acquire(b(ls), res_name(i), disks, slkfd=self.fd)
+
+    def release(self, ls, i, disks):
+        sanlock.release(b(ls), res_name(i), disks, slkfd=self.fd)
 
 
 def cmd_cycle(ls, path, start, count, procs, marks=None):
-    start, count, procs = int(start), int(count), int(procs)
-    marks = marks == "marks"
-    go_r, go_w = os.pipe()
-    kids = []
-    for p in range(procs):
-        idx = list(range(start + p, start + count, procs))
-        res_r, res_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(go_w)
-            os.close(res_r)
-            code = 0
-            try:
-                cycle_child(ls, path, idx, go_r, res_w, marks)
-            except Exception as e:  # report and fail
-                os.write(res_w, (json.dumps({"error": repr(e)}) + "\n").encode())
-                code = 1
-            os._exit(code)
-        os.close(res_w)
-        kids.append((pid, res_r))
-    os.close(go_r)
-    time.sleep(0.2)  # let every child register
-    t = time.monotonic()
-    os.write(go_w, b"x" * procs)
-    results = [json.loads(read_line(r) or b"{}") for _, r in kids]
-    seconds = time.monotonic() - t
-    for pid, r in kids:
-        os.waitpid(pid, 0)
-        os.close(r)
-    errors = [r["error"] for r in results if "error" in r]
-    if errors:
-        raise SystemExit("cycle failed: " + "; ".join(errors))
-    acq = [x for r in results for x in r["acq"]]
-    rel = [x for r in results for x in r["rel"]]
-    mk = [x for r in results for x in r["marks"]]
-    out({"seconds": seconds, "cycles": len(acq), "acquire_ms": acq, "release_ms": rel, "marks": mk})
+    out(cycles.run(SanlockClient, ls, lambda i: [lease_disk(path, i)], int(start), int(count), int(procs), marks == "marks"))
 
 
 def cmd_hold(ls, path, start, count):
@@ -148,7 +100,7 @@ def cmd_hold(ls, path, start, count):
                 os._exit(1)
         os.close(ready_w)
         os.close(ctl_r)
-        line = read_line(ready_r).decode().strip()
+        line = cycles.read_line(ready_r).decode().strip()
         os.close(ready_r)
         if line != "ok":
             raise SystemExit("hold failed at lease %d: %s" % (first, line))
