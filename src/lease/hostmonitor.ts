@@ -149,10 +149,10 @@ export class HostMonitor {
       const sameRecord = m === prev[p] && o0 === prev[p + 1] && o1 === prev[p + 2] && g0 === prev[p + 3] && g1 === prev[p + 4];
       if (sameRecord && t0 === prev[p + 5] && t1 === prev[p + 6]) continue;
       // The quick path: a good host that only renewed (with 2,000 live hosts, every sector at
-      // every look). Its lockspace and owner names still hold the words of its last good record
-      // and io_timeout still hold those of its last good record, and it does not signal us: only
-      // its timestamp and lastLive change, what observeSector would do for it, without decoding
-      // anything. Any other change takes the full path.
+      // every look). Its lockspace name, owner name and io_timeout are those of its last good
+      // record and it does not signal us: only its timestamp and lastLive change, which is what
+      // observeSector would do for it, without decoding anything. Any other change takes the
+      // full path.
       if (sameRecord && quick[i + 1] === 1 && (i === ourIndex || (words[w + ourBitWord] & ourBitMask) === 0) &&
           sameWords(words, w + W_SPACE_NAME, spaceWords!, 0) && sameWords(words, w + W_OWNER_NAME, names, (i + 1) * NAME_WORDS)) {
         const hs = this.hosts[i + 1]!;
