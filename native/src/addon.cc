@@ -46,6 +46,7 @@ struct Addon {
   std::shared_ptr<EngineSink> bridge = std::make_shared<EngineSink>();
   napi_threadsafe_function tsfn = nullptr;
   Napi::FunctionReference fileCtor;
+  Napi::FunctionReference gateCtor;
   size_t pending = 0;
 
   void retain(napi_env env) {
@@ -401,6 +402,21 @@ Napi::Value start(Napi::Env env, Addon* addon,
   return Napi::Value(env, promise);
 }
 
+// new WriteGate(): passed to writeIfUnchanged, holds its writes until open() (io_engine.h).
+class NativeWriteGate : public Napi::ObjectWrap<NativeWriteGate> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "WriteGate", {InstanceMethod<&NativeWriteGate::Open>("open")});
+  }
+  explicit NativeWriteGate(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<NativeWriteGate>(info), gate(std::make_shared<WriteGate>()) {}
+  Napi::Value Open(const Napi::CallbackInfo& info) {
+    gate->open();
+    return info.Env().Undefined();
+  }
+  const std::shared_ptr<WriteGate> gate;
+};
+
 class NativeFile : public Napi::ObjectWrap<NativeFile> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -489,15 +505,23 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
     return start(env, addon(env), handle_, std::move(req));
   }
 
-  // writeIfUnchanged(offset, expected, writes: [offset, data][], timeoutMs):
+  // writeIfUnchanged(offset, expected, writes: [offset, data][], timeoutMs, gate?):
   // resolves true when the bytes at offset equalled `expected` and every write
-  // was done in order; else resolves the bytes found (nothing written).
+  // was done in order; else resolves the bytes found (nothing written). With a
+  // WriteGate, the writes wait until it is opened.
   Napi::Value WriteIfUnchanged(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t offset = argAligned(info, 0, "offset", true);
     Sectors expected = sectorsOf(env, info[1], "expected");
     double timeoutMs = argTimeout(info, 3);
+    std::shared_ptr<WriteGate> gate;
+    if (info.Length() > 4 && !info[4].IsUndefined()) {
+      if (!info[4].IsObject() || !info[4].As<Napi::Object>().InstanceOf(addon(env)->gateCtor.Value()))
+        throwEinval(env, "gate must be a WriteGate");
+      gate = NativeWriteGate::Unwrap(info[4].As<Napi::Object>())->gate;
+    }
     auto req = compareWrite(env, offset, expected.length, 0, expected, info[2], nullptr, timeoutMs);
+    req->gate = std::move(gate);
     return start(env, addon(env), handle_, std::move(req));
   }
 
@@ -793,6 +817,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* addon = new Addon();
   env.SetInstanceData<Addon>(addon);  // deleted by Node at env teardown
   addon->fileCtor = Napi::Persistent(NativeFile::Define(env));
+  Napi::Function gateCtor = NativeWriteGate::Define(env);
+  addon->gateCtor = Napi::Persistent(gateCtor);
+  exports.Set("WriteGate", gateCtor);
 
   // The async resource answers hasRef() like timers and sockets do, so
   // leak detectors (jest --detectOpenHandles) see that an idle TSFN does not

@@ -712,6 +712,19 @@ int Handle::transfer(int fd, bool isRead, char* buf, uint64_t length, int64_t of
   return err;
 }
 
+void WriteGate::open() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    open_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool WriteGate::waitOpen(Clock::time_point deadline) {
+  std::unique_lock<std::mutex> lk(mu_);
+  return cv_.wait_until(lk, deadline, [this] { return open_; });
+}
+
 // Read, compare, then the writes in order, on this worker thread: one settlement for all. A
 // request past its deadline stops before its next syscall (its promise has rejected already).
 void Handle::executeCompareWrite(const std::shared_ptr<Request>& req, int fd) {
@@ -727,6 +740,15 @@ void Handle::executeCompareWrite(const std::shared_ptr<Request>& req, int fd) {
   int err = transfer(fd, true, got, req->length, req->offset, &done);
   bool matched = !err && std::memcmp(expected, got + req->compareAt, req->compareLength) == 0;
   uint64_t written = 0, nwrites = 0;
+  // A gate holds the writes until the caller's own step before them is done. Never opened by
+  // the deadline: nothing is written and the request times out (here, or by the watchdog if
+  // it got there first), whether or not the watchdog has settled it yet.
+  if (matched && req->gate && !req->gate->waitOpen(req->deadline)) {
+    if (!settle(req, Outcome::Timeout, ETIMEDOUT, "write")) stats_->lateCompletions++;
+    stats_->reads++;
+    stats_->bytesRead += req->length;
+    return;
+  }
   if (matched) {
     syscall = "write";
     req->writing.store(true);

@@ -90,6 +90,22 @@ std::shared_ptr<AlignedBlock> allocBlock(uint64_t size);
 // The block that starts at `data`, or nullptr (memory not from allocBlock, or already freed).
 std::shared_ptr<AlignedBlock> findBlock(const void* data);
 
+// Holds a CompareWrite's writes (not its read) until opened: the caller overlaps a step of its
+// own that must come before the writes (the release's journal commit) with the hand-off to the
+// I/O thread and the read. Opened on the JS thread, waited for on the request's I/O thread; a
+// request past its deadline stops waiting (the watchdog has settled it).
+class WriteGate {
+ public:
+  void open();
+  // Until opened or `deadline`; true when opened.
+  bool waitOpen(Clock::time_point deadline);
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
 struct DeviceInfo {
   bool isBlockDevice = false;
   uint64_t size = 0;
@@ -159,6 +175,8 @@ struct Request {
   bool matched = false;
   // CompareWrite only: its first write has started (a failure or timeout names that phase).
   std::atomic<bool> writing{false};
+  // CompareWrite only, optional: the writes wait until it is opened (the read does not).
+  std::shared_ptr<WriteGate> gate;
 
   // Aligned I/O buffer, owned by the request (freed in the destructor) so it
   // stays valid for a syscall that outlives the JS promise.

@@ -561,14 +561,17 @@ export class Agent {
   /**
    * Release one lease. Journalled before the disk write, so that after a crash (or a database
    * that failed to record the release) the restart knows the lease was being let go: a lease we
-   * released is never a reason to act on its owner. What the disk says wins: once the release
-   * is written the lease is gone from memory and the release succeeded, even when the database
-   * cannot record it yet (StateStore.write keeps and retries the write).
+   * released is never a reason to act on its owner. The journal commit runs beside the storage
+   * request's hand-off and leader read; its writes wait for the commit (writesAfter). What the
+   * disk says wins: once the release is written the lease is gone from memory and the release
+   * succeeded, even when the database cannot record it yet (StateStore.write keeps and retries
+   * the write).
    * With `forgetIfEmpty`, an owner left without leases is removed in the same commit.
    */
   private async releaseOne(st: OwnerState, h: HeldLease, keepRecord = false, forgetIfEmpty = false): Promise<void> {
     const s = h.spec;
-    const op = await this.journal(undefined, { op: 'release', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode: s.mode });
+    // Not awaited here: the storage's writes wait for it, and so does everything below that uses the entry.
+    const journalled = this.journal(undefined, { op: 'release', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode: s.mode });
     // The file kept open since the acquire: no reopen, and by construction the inode we leased.
     let storage: LeaseStorage | undefined = h.storage;
     try {
@@ -589,7 +592,7 @@ export class Agent {
           'the new file is left alone, the lease on the old one stays as it is');
       } else {
         h.token.res.storage = storage;
-        const hint = await releaseResource(h.token, { clock: this.o.clock });
+        const hint = await releaseResource(h.token, { clock: this.o.clock, writesAfter: journalled });
         if (hint) this.rememberHint(`${s.path}\0${s.offset}`, hint);
         afterReply(() => this.o.log.info(`released ${s.mode} lease ${key(s)} of ${st.ref.name}`));
       }
@@ -606,7 +609,7 @@ export class Agent {
         if (rv !== SANLK.RELEASE_LVER && rv !== SANLK.RELEASE_OWNER) {
           // Still held by us (the write failed): the lease stays, and so does its record. The
           // fd is closed with the others below: a retry opens the path afresh and checks it.
-          void this.o.store.commit(() => { if (op.id !== undefined) this.o.store.endOp(op.id); });
+          void journalled.then((op) => this.o.store.commit(() => { if (op.id !== undefined) this.o.store.endOp(op.id); }));
           h.storage = undefined;
           throw e;
         }
@@ -616,6 +619,7 @@ export class Agent {
       // Not awaited: the reply need not wait for the close's hand-off to the I/O thread.
       if (storage) afterReply(() => void closeStorage(storage));
     }
+    const op = await journalled;
     h.storage = undefined;
     st.leases.delete(key(s));
     const forget = forgetIfEmpty && st.leases.size === 0 && this.owners.get(st.ref.uuid) === st;

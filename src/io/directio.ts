@@ -1,7 +1,7 @@
 // Sector I/O for lease areas on shared storage: O_DIRECT (or O_DSYNC fallback)
 // reads/writes with per-request deadlines, executed by the native addon on
 // per-file threads of its own. See docs/direct-io.md for the design.
-import { IoStats, loadNative, NativeBinding, NativeFile, NativeHeadResult } from './native';
+import { IoStats, loadNative, NativeBinding, NativeFile, NativeHeadResult, NativeWriteGate } from './native';
 
 export interface OpenOptions {
   readOnly?: boolean;
@@ -191,14 +191,27 @@ export class DirectFile {
    * Reads `expected.length` bytes at `offset`; when they equal `expected`, writes each of
    * `writes` in order and resolves true, else resolves the bytes found and writes nothing.
    * One request to the file's I/O thread. An addon built before it rejects (the lease engine
-   * then releases step by step).
+   * then releases step by step). With `writesAfter`, the I/O thread holds the writes until it
+   * settles (a native WriteGate; an addon without one: the whole request waits for it).
    */
-  async writeIfUnchanged(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer> {
+  async writeIfUnchanged(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number,
+    writesAfter?: Promise<unknown>): Promise<true | Buffer> {
     this.checkIo('read', offset, expected.length, timeoutMs);
     this.checkWrites(writes, timeoutMs);
     try {
       if (!this.native.writeIfUnchanged) throw new Error(`the native addon has no writeIfUnchanged: rebuild it (npm run build:native)`);
-      return await this.native.writeIfUnchanged(offset, expected, writes.map((w) => [w.offset, w.data]), timeoutMs);
+      let gate: NativeWriteGate | undefined;
+      if (writesAfter) {
+        const Gate = loadNative().WriteGate;
+        if (Gate) {
+          const g = new Gate();
+          void writesAfter.then(() => g.open(), () => g.open());
+          gate = g;
+        } else {
+          await writesAfter.catch(() => undefined);
+        }
+      }
+      return await this.native.writeIfUnchanged(offset, expected, writes.map((w) => [w.offset, w.data]), timeoutMs, gate);
     } catch (e) {
       throw rethrown(e);
     }

@@ -120,11 +120,12 @@ export class FileLeaseStorage implements LeaseStorage {
   }
 
   /** LeaseStorage.writeIfUnchanged: a release's read and two writes in one request. */
-  async writeIfUnchanged(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer> {
+  async writeIfUnchanged(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number,
+    writesAfter?: Promise<unknown>): Promise<true | Buffer> {
     this.check('write');
     if (this.readOnly) throw new Error(`write to ${this.id}, which was opened read-only`);
     return this.timed(() => `read of ${expected.length} bytes at ${offset} and ${writes.length} write(s)`, timeoutMs,
-      () => this.file.writeIfUnchanged(offset, expected, writes, timeoutMs));
+      () => this.file.writeIfUnchanged(offset, expected, writes, timeoutMs, writesAfter));
   }
 
   /** LeaseStorage.readCompareWrite: a renewal's area read and sector write in one request. */

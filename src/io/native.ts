@@ -24,13 +24,19 @@ export interface NativeFile {
   write(offset: number, data: Uint8Array, timeoutMs: number): Promise<void>;
   /**
    * Reads expected.length bytes at offset; if equal to `expected`, writes each [offset, data] in
-   * order; resolves true, or the bytes found (nothing written). Absent in older addons.
+   * order; resolves true, or the bytes found (nothing written). With a gate, the writes wait
+   * until it is opened (the read does not). Absent in older addons.
    */
-  writeIfUnchanged?(offset: number, expected: Uint8Array, writes: Array<[number, Uint8Array]>, timeoutMs: number): Promise<true | Buffer>;
+  writeIfUnchanged?(offset: number, expected: Uint8Array, writes: Array<[number, Uint8Array]>, timeoutMs: number, gate?: NativeWriteGate): Promise<true | Buffer>;
   readCompareWrite?(offset: number, target: Uint8Array, compareAt: number, expected: Uint8Array, writes: Array<[number, Uint8Array]>, timeoutMs: number): Promise<boolean>;
   close(timeoutMs: number): Promise<void>;
   /** Worker threads currently alive for this handle (diagnostics/tests). */
   threadCount(): number;
+}
+
+/** Holds a writeIfUnchanged's writes until open() (native/src/io_engine.h, WriteGate). */
+export interface NativeWriteGate {
+  open(): void;
 }
 
 export interface NativeOpenResult {
@@ -73,6 +79,8 @@ export interface NativeBinding {
    * place, without a buffer and a copy of its own. Absent in addons built before it existed.
    */
   allocAligned?(length: number): Buffer;
+  /** A gate for writeIfUnchanged. Absent in addons built before it existed. */
+  WriteGate?: new () => NativeWriteGate;
   ioStats(path?: string): IoStats;
   resetIoStats(): void;
   /** Test hook: pretend every filesystem refuses O_DIRECT. */

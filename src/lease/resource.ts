@@ -166,6 +166,11 @@ async function clearDeadShared(token: ResourceToken, hosts: number[], opts: Acqu
 
 export interface ReleaseOptions {
   clock: AcquireOptions['clock'];
+  /**
+   * The release writes nothing before this settles (the agent's journal entry of the release);
+   * the leader read that precedes the writes does not wait for it.
+   */
+  writesAfter?: Promise<unknown>;
 }
 
 /**
@@ -185,6 +190,7 @@ export async function releaseResource(token: ResourceToken, opts: ReleaseOptions
     throw new LeaseError(SANLK.RELEASE_LVER,
       `releasing ${resName(token.res)}: the lease area is at version ${leader.lver}, below ours (${token.lver}): it was initialized again since; left alone`);
   }
+  await opts.writesAfter?.catch(() => undefined);
   if (token.mode === 'SH') {
     await writeReleasedDblock(token, token.dblock);
     return undefined;
@@ -222,7 +228,7 @@ async function releaseIfUnchanged(token: ResourceToken, opts: ReleaseOptions): P
   ];
   let done: true | Buffer;
   try {
-    done = await timedIo('release_rmw', () => res.storage.writeIfUnchanged!(res.offset, expected, writes, 3 * host.ioTimeout * 1000));
+    done = await timedIo('release_rmw', () => res.storage.writeIfUnchanged!(res.offset, expected, writes, 3 * host.ioTimeout * 1000, opts.writesAfter));
   } catch (e) {
     if (isIoTimeout(e)) throw ioError(e, SANLK.LEADER_WRITE, `releasing ${resName(res)}`);
     return 'changed';

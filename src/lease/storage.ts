@@ -35,9 +35,12 @@ export interface LeaseStorage {
    * (nothing written). One request instead of one per I/O (the addon runs it on one I/O thread):
    * a release is one leader read and two writes. Not atomic — another host may write between
    * the read and the writes, exactly as between separate requests — so a caller uses it only
-   * where it would have read, compared and written anyway.
+   * where it would have read, compared and written anyway. With `writesAfter`, the writes (not
+   * the read) wait until it settles: a step of the caller's that must precede them runs beside
+   * the read instead of before the whole request.
    */
-  writeIfUnchanged?(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer>;
+  writeIfUnchanged?(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number,
+    writesAfter?: Promise<unknown>): Promise<true | Buffer>;
   /**
    * Optional: read `target.length` bytes at `offset` into `target` (as readInto); if
    * `expected` is found byte for byte at `target[compareAt]`, write each of `writes` in order.

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'fs';
+import { mkdtempSync, readFileSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { Agent, SPARE_ACQUIRES } from '../../src/agent/agent';
@@ -9,7 +9,7 @@ import { FileLeaseStorage } from '../../src/io/file-storage';
 import { systemClock } from '../../src/lease/clock';
 import { LeaseStorage } from '../../src/lease/storage';
 import { memoryLogger } from '../../src/log/logger';
-import { buildResourceArea, DEFAULT_GEOMETRY } from '../../src/ondisk';
+import { buildResourceArea, decodeLeader, DEFAULT_GEOMETRY } from '../../src/ondisk';
 import { StateStore } from '../../src/state/statestore';
 
 const LS = '__LIBVIRT__DISKS__';
@@ -118,6 +118,43 @@ describe('two agents over one lease directory (real files, O_DIRECT, io_timeout 
     expect(most).toBeGreaterThan(owners);
     expect(most).toBeLessThanOrEqual(owners + SPARE_ACQUIRES);
     for (let o = 0; o < owners; o++) await b.release({ uuid: `vm-m${o}` });
+    expect(failures).toEqual([]);
+  }, 60000);
+
+  it('a release journals beside its storage request: the request goes out first, its writes wait for the journal commit', async () => {
+    await initResource(join(dir, 'disk-j'), 'disk-j');
+    const lease = { lockspace: LS, resource: 'disk-j', path: join(dir, 'disk-j'), offset: 0 };
+    const leaderTs = () => decodeLeader(readFileSync(lease.path), 0).timestamp;
+    const events: string[] = [];
+    const store = new StateStore(join(dir, 'state7.db'));
+    const commit = store.commit.bind(store);
+    store.commit = (fn, doing) => {
+      const done = commit(fn, doing);
+      // Runs before anything awaiting the release's journal entry (the write gate among them).
+      if (doing?.startsWith('journalling the release')) void done.then(() => events.push(`journal committed, leader timestamp ${leaderTs() ? 'set' : '0'}`));
+      return done;
+    };
+    const a = new Agent({
+      clock: systemClock, log: memoryLogger(), store, hostName: 'node-g', policy: { onLeaseFailure: async (o) => { failures.push(o); } },
+      openStorage: async (path) => {
+        const st = await FileLeaseStorage.open(path);
+        const wiu = st.writeIfUnchanged.bind(st);
+        st.writeIfUnchanged = (o, e, w, t, after) => {
+          events.push(`storage request${after ? ', writes after the journal' : ''}`);
+          return wiu(o, e, w, t, after);
+        };
+        return st;
+      },
+    });
+    a.addLockspace({ name: LS, hostId: 7, path: join(dir, LS), offset: 0, ioTimeout: 1 });
+    agents.push(a);
+    await a.acquire({ uuid: 'vm-j', name: 'vmJ' }, [lease], { timeoutMs: 20000 });
+    expect(leaderTs()).not.toBe(0);
+    await a.release({ uuid: 'vm-j' });
+    expect(events).toEqual(['storage request, writes after the journal', 'journal committed, leader timestamp set']);
+    expect(leaderTs()).toBe(0);
+    await new Promise((r) => setImmediate(r)); // the release's closing commit goes in with the next group
+    expect(store.pendingOps()).toEqual([]);
     expect(failures).toEqual([]);
   }, 60000);
 });

@@ -158,7 +158,7 @@ export class MemStorage implements LeaseStorage {
       read: (o, l, t) => this.submitRead(tag, o, l, t),
       readInto: (o, b, t) => this.submitRead(tag, o, b.length, t, b).then(() => undefined),
       write: (o, d, t) => this.submitWrite(tag, o, d, t),
-      writeIfUnchanged: (o, e, w, t) => this.submitIfUnchanged(tag, o, e, w, t),
+      writeIfUnchanged: (o, e, w, t, after) => this.submitIfUnchanged(tag, o, e, w, t, after),
       readCompareWrite: (o, b, a, e, w, t) => this.submitReadCompareWrite(tag, o, b, a, e, w, t),
     };
   }
@@ -168,8 +168,9 @@ export class MemStorage implements LeaseStorage {
     return this.submitReadCompareWrite('', offset, target, compareAt, expected, writes, timeoutMs);
   }
 
-  writeIfUnchanged(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer> {
-    return this.submitIfUnchanged('', offset, expected, writes, timeoutMs);
+  writeIfUnchanged(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number,
+    writesAfter?: Promise<unknown>): Promise<true | Buffer> {
+    return this.submitIfUnchanged('', offset, expected, writes, timeoutMs, writesAfter);
   }
 
   read(offset: number, length: number, timeoutMs: number): Promise<Buffer> {
@@ -282,18 +283,20 @@ export class MemStorage implements LeaseStorage {
    * LeaseStorage.writeIfUnchanged as the addon runs it: a read, then the writes one after the
    * other, under one deadline, with other hosts' I/O free to land in between (it is not atomic).
    */
-  private async submitIfUnchanged(tag: string, offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<true | Buffer> {
+  private async submitIfUnchanged(tag: string, offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number,
+    writesAfter?: Promise<unknown>): Promise<true | Buffer> {
     const found = Buffer.alloc(expected.length);
-    return (await this.submitReadCompareWrite(tag, offset, found, 0, expected, writes, timeoutMs)) || found;
+    return (await this.submitReadCompareWrite(tag, offset, found, 0, expected, writes, timeoutMs, writesAfter)) || found;
   }
 
   /** LeaseStorage.readCompareWrite as the addon runs it: as writeIfUnchanged, the read into `target` and compared at `compareAt`. */
   private async submitReadCompareWrite(tag: string, offset: number, target: Buffer, compareAt: number, expected: Buffer,
-    writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<boolean> {
+    writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number, writesAfter?: Promise<unknown>): Promise<boolean> {
     const deadline = this.opts.clock.nowMs() + timeoutMs;
     const left = () => Math.max(1, deadline - this.opts.clock.nowMs());
     await this.submitRead(tag, offset, target.length, left(), target);
     if (!target.subarray(compareAt, compareAt + expected.length).equals(expected)) return false;
+    await writesAfter?.catch(() => undefined);
     for (const w of writes) await this.submitWrite(tag, w.offset, w.data, left());
     return true;
   }

@@ -156,3 +156,72 @@ describe('DirectFile.readCompareWrite', () => {
     }
   });
 });
+
+describe('writeIfUnchanged with writesAfter (the release\'s journal commit beside its read)', () => {
+  const later = () => {
+    let open!: () => void;
+    const p = new Promise<void>((r) => { open = r; });
+    return { p, open };
+  };
+
+  it('reads at once, holds the writes until writesAfter settles, then writes them in order', async () => {
+    const p = path.join(dir, 'gated');
+    fs.writeFileSync(p, Buffer.concat([sector(1), sector(1)]));
+    const f = await DirectFile.open(p);
+    try {
+      const gate = later();
+      let settled = false;
+      const done = f.writeIfUnchanged(0, sector(1), [{ offset: 512, data: sector(2) }, { offset: 0, data: sector(3) }], 2000, gate.p)
+        .then((r) => { settled = true; return r; });
+      await new Promise((r) => setTimeout(r, 150));
+      expect(settled).toBe(false);
+      expect([...fs.readFileSync(p)].filter((_, i) => i % 512 === 0)).toEqual([1, 1]);
+      // The read was done before the gate opened: bytes changed now are not what it compared.
+      const fd = fs.openSync(p, 'r+');
+      fs.writeSync(fd, sector(9), 0, 512, 0);
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      gate.open();
+      expect(await done).toBe(true);
+      expect([...fs.readFileSync(p)].filter((_, i) => i % 512 === 0)).toEqual([3, 2]);
+      expect(ioStats(p)).toMatchObject({ reads: 1, writes: 2 });
+      // a rejected writesAfter opens the gate too: what it stood for is the caller's to judge
+      expect(await f.writeIfUnchanged(0, sector(3), [{ offset: 512, data: sector(4) }], 2000, Promise.reject(new Error('x')))).toBe(true);
+      expect(fs.readFileSync(p)[512]).toBe(4);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('a compare that fails does not wait; a gate never opened times the request out and nothing is written', async () => {
+    const p = path.join(dir, 'gated-2');
+    fs.writeFileSync(p, Buffer.concat([sector(1), sector(1)]));
+    const f = await DirectFile.open(p);
+    try {
+      const never = new Promise<void>(() => undefined);
+      const found = await f.writeIfUnchanged(0, sector(7), [{ offset: 512, data: sector(2) }], 2000, never);
+      expect(Buffer.isBuffer(found) && found.equals(sector(1))).toBe(true);
+      const e = await f.writeIfUnchanged(0, sector(1), [{ offset: 512, data: sector(2) }], 200, never).then(() => undefined, (x: DirectIoError) => x);
+      expect(e).toMatchObject({ code: 'ETIMEDOUT' });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(fs.readFileSync(p)[512]).toBe(1);
+      expect(ioStats(p).writes).toBe(0);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('the addon refuses a gate that is not a WriteGate', async () => {
+    const p = path.join(dir, 'gated-3');
+    fs.writeFileSync(p, sector(1));
+    const native = loadNative();
+    const opened = await native.open(p, false, 1000);
+    const file = opened.file as unknown as { writeIfUnchanged(o: number, e: Uint8Array, w: Array<[number, Uint8Array]>, t: number, g: unknown): Promise<unknown>; close(t: number): Promise<void> };
+    try {
+      expect(() => file.writeIfUnchanged(0, sector(1), [[0, sector(2)]], 1000, { open() {} })).toThrow(/gate must be a WriteGate/);
+      expect(fs.readFileSync(p)[0]).toBe(1);
+    } finally {
+      await file.close(1000);
+    }
+  });
+});
