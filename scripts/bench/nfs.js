@@ -74,7 +74,7 @@ c.runMain('nfs', async (args) => {
     return { seconds: r.seconds, acq: r.acquire_ms };
   };
   const laLease = (i) => ({ lockspace: la.ls, resource: c.resName(i), path: la.resFile, offset: i * c.MiB });
-  const runAgent = (procs, count) => agent.cycles(procs, count, laLease, { tag: 'nfs' });
+  const runAgent = (procs, count) => agent.pyCycles(procs, count, la.ls, la.resFile);
   // One lease file per lease. latencyfs (libfuse 3.14) cannot set FOPEN_PARALLEL_DIRECT_WRITES, so
   // the kernel holds a file's inode lock across each direct write: with one file for all leases,
   // every write of every client waits for the one before, whatever the tool. With a file each,
@@ -83,8 +83,7 @@ c.runMain('nfs', async (args) => {
     const r = await sanlock.py(['cycle', sl.ls, path.join(sl.resDir, 'r{i}'), '0', String(count), String(procs)]);
     return { seconds: r.seconds, acq: r.acquire_ms };
   };
-  const laLeaseFile = (i) => ({ lockspace: la.ls, resource: c.resName(i), path: path.join(la.resDir, `r${i}`), offset: 0 });
-  const runAgentFiles = (procs, count) => agent.cycles(procs, count, laLeaseFile, { tag: 'nfsf' });
+  const runAgentFiles = (procs, count) => agent.pyCycles(procs, count, la.ls, path.join(la.resDir, 'r{i}'));
 
   // ---- requests and bytes per acquire / release (one client, one lease at a time) -------------
   // Leases 0..BYTES_N-1 have not been used yet: this is the first acquire of each on this host.
@@ -199,6 +198,7 @@ c.runMain('nfs', async (args) => {
       'latencyfs: every read/write request sleeps delay (+ size / cap) in its own FUSE thread: concurrent requests overlap, as at a filer with that round-trip time; the cap is per request, not a shared link',
       'a 1 MiB O_DIRECT read is one FUSE request (max_pages 256), as one NFS READ with rsize=1M',
       'renewals of both lockspaces run on the same mount during the cycles and add their own requests',
+      'cycles: both tools timed by the same Python harness (lib/cycles.py), one forked client process with one blocking connection per client',
       'libfuse 3.14 cannot set FOPEN_PARALLEL_DIRECT_WRITES: the kernel serialises direct writes to one file of latencyfs (measured at 1 ms: 8 concurrent writers 695 writes/s, one 677), which bounds every tool when all leases share one file; hence the one-file-per-lease rows',
     ],
   };

@@ -4,7 +4,7 @@
  * Benchmark 8: scale curves, lockagent beside sanlock where sanlock can do the same (io_timeout 1,
  * local ext4 under /tmp):
  *   clients   acquire latency p50/p99 and daemon CPU per cycle at 1, 8 and 64 concurrent clients
- *             (acquire+release cycles as throughput.js; sanlock: one registered process per client);
+ *             (acquire+release cycles as throughput.js: one client process per client for both);
  *   leases    10,000 leases held by one host: daemon RSS, `lockagent status` time (CLI, process
  *             start included, and the control call alone), renewal read/write ms before and with
  *             them held (sanlock not run: 1,250 registered client processes of 8 leases each);
@@ -95,8 +95,7 @@ c.runMain('scale', async (args) => {
     const sanlock = await new c.SanlockDaemon(path.join(d, 'sanlock'), 'scale-sl').start();
     const agent = new c.AgentDaemon(path.join(d, 'agent'), { lockspaces: [`${la.ls}:1:${la.lsFile}:0`] });
     await Promise.all([sanlock.py(['join', sl.ls, '1', sl.lsFile, '1']), agent.start()]);
-    const lease = (i) => ({ lockspace: la.ls, resource: c.resName(i), path: la.res, offset: i * c.MiB });
-    const runAgent = async (procs) => (await agent.cycles(procs, N, lease, { tag: 'scale' })).acq;
+    const runAgent = async (procs) => (await agent.pyCycles(procs, N, la.ls, la.res)).acq;
     const runSanlock = async (procs) => (await sanlock.py(['cycle', sl.ls, sl.res, '0', String(N), String(procs)])).acquire_ms;
     await runAgent(1);
     await runSanlock(1);
@@ -321,6 +320,7 @@ c.runMain('scale', async (args) => {
     notes: [
       'all on local ext4 under /tmp, io_timeout 1; latencies and CPU are medians of single runs per point',
       'hosts: the 1,999 other hosts are one writer process that rewrites their delta sectors every 2 s',
+      'clients: both tools timed by the same Python harness (lib/cycles.py), one forked client process with one blocking connection per client',
     ],
   };
 });

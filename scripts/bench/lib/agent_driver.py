@@ -5,7 +5,8 @@ the control socket, as libvirt's hook client (compiled C) and python3-sanlock's 
 Requests are the control protocol's JSON lines (src/control/protocol.ts). Prints one JSON line.
 
   cycle SOCKET LS PATH START COUNT PROCS [marks]   as sanlock_driver.py's cycle: lease i at
-                                                   i MiB of PATH, named r%05d
+                                                   i MiB of PATH (at 0 of its own file when PATH
+                                                   has {i}), named r%05d
 """
 import json
 import os
@@ -14,7 +15,6 @@ import sys
 
 import cycles
 
-MiB = 1 << 20
 PROTOCOL_VERSION = 1
 
 
@@ -47,7 +47,7 @@ class AgentClient:
 
 
 def cmd_cycle(sock, ls, path, start, count, procs, marks=None):
-    r = cycles.run(lambda: AgentClient(sock), ls, lambda i: [(path, i * MiB)], int(start), int(count), int(procs), marks == "marks")
+    r = cycles.run(lambda: AgentClient(sock), ls, lambda i: [cycles.lease_disk(path, i)], int(start), int(count), int(procs), marks == "marks")
     sys.stdout.write(json.dumps(r) + "\n")
 
 

@@ -10,6 +10,13 @@ import json
 import os
 import time
 
+MiB = 1 << 20
+
+
+def lease_disk(path, i):
+    """Lease i: at i MiB of PATH, or at 0 of its own file when PATH has {i}."""
+    return (path.replace("{i}", str(i)), 0) if "{i}" in path else (path, i * MiB)
+
 
 def read_line(fd):
     buf = b""

@@ -52,11 +52,6 @@ def cmd_rem(ls, host_id, path):
     out({"seconds": time.monotonic() - t})
 
 
-def lease_disk(path, i):
-    """Lease i: at i MiB of PATH, or at 0 of its own file when PATH has {i}."""
-    return (path.replace("{i}", str(i)), 0) if "{i}" in path else (path, i * MiB)
-
-
 class SanlockClient:
     """One registered process: its connection to the daemon (cycles.run's client)."""
 
@@ -71,7 +66,7 @@ class SanlockClient:
 
 
 def cmd_cycle(ls, path, start, count, procs, marks=None):
-    out(cycles.run(SanlockClient, ls, lambda i: [lease_disk(path, i)], int(start), int(count), int(procs), marks == "marks"))
+    out(cycles.run(SanlockClient, ls, lambda i: [cycles.lease_disk(path, i)], int(start), int(count), int(procs), marks == "marks"))
 
 
 def cmd_hold(ls, path, start, count):
