@@ -160,8 +160,11 @@ Napi::Value makeError(Napi::Env env, const Request& r) {
     case Outcome::Timeout:
       timeout = true;
       err = ETIMEDOUT;
-      msg = "I/O timeout: " + describe(r) + " did not complete within " +
-            fmtMs(r.timeoutMs) + " ms";
+      msg = r.gateWaiting.load()
+                ? "timeout: " + describe(r) + " read and compared, but its writes waited for the "
+                  "caller (its write gate) past " + fmtMs(r.timeoutMs) + " ms: nothing written; "
+                  "the storage answered, the agent's event loop or state database was too slow"
+                : "I/O timeout: " + describe(r) + " did not complete within " + fmtMs(r.timeoutMs) + " ms";
       break;
     case Outcome::Stuck:
       timeout = true;

@@ -743,11 +743,23 @@ void Handle::executeCompareWrite(const std::shared_ptr<Request>& req, int fd) {
   // A gate holds the writes until the caller's own step before them is done. Never opened by
   // the deadline: nothing is written and the request times out (here, or by the watchdog if
   // it got there first), whether or not the watchdog has settled it yet.
-  if (matched && req->gate && !req->gate->waitOpen(req->deadline)) {
-    if (!settle(req, Outcome::Timeout, ETIMEDOUT, "write")) stats_->lateCompletions++;
-    stats_->reads++;
-    stats_->bytesRead += req->length;
-    return;
+  // Closed meanwhile (close() resolves at once for a request in flight): nothing is written.
+  if (matched && req->gate) {
+    req->gateWaiting.store(true);
+    const bool gateOpen = req->gate->waitOpen(req->deadline);
+    bool closed;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      closed = closing_;
+    }
+    if (!gateOpen || closed) {
+      if (!settle(req, gateOpen ? Outcome::Cancelled : Outcome::Timeout, gateOpen ? ECANCELED : ETIMEDOUT, "write"))
+        stats_->lateCompletions++;
+      stats_->reads++;
+      stats_->bytesRead += req->length;
+      return;
+    }
+    req->gateWaiting.store(false);
   }
   if (matched) {
     syscall = "write";

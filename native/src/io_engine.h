@@ -177,6 +177,8 @@ struct Request {
   std::atomic<bool> writing{false};
   // CompareWrite only, optional: the writes wait until it is opened (the read does not).
   std::shared_ptr<WriteGate> gate;
+  // True while the worker waits for the gate: a timeout then is the caller's step, not storage.
+  std::atomic<bool> gateWaiting{false};
 
   // Aligned I/O buffer, owned by the request (freed in the destructor) so it
   // stays valid for a syscall that outlives the JS promise.

@@ -572,12 +572,17 @@ export class Agent {
     const s = h.spec;
     // Not awaited here: the storage's writes wait for it, and so does everything below that uses the entry.
     const journalled = this.journal(undefined, { op: 'release', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode: s.mode });
+    // A release that wrote nothing (it failed): its entry is closed, the lease stays held.
+    const closeEntry = () => void journalled.then((op) => this.o.store.commit(() => { if (op.id !== undefined) this.o.store.endOp(op.id); }));
     // The file kept open since the acquire: no reopen, and by construction the inode we leased.
     let storage: LeaseStorage | undefined = h.storage;
     try {
       storage ??= await this.openStorage(s.path);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+        closeEntry();
+        throw e;
+      }
       // Deleted while we held it (by hand: lease-respecting cleanups need the lease): the lease
       // on that file is unreachable by name and stays as it is.
       this.o.log.warning(`release of ${key(s)} for ${st.ref.name}: ${s.path} no longer exists; the lease on the deleted file is left as it is`);
@@ -609,7 +614,7 @@ export class Agent {
         if (rv !== SANLK.RELEASE_LVER && rv !== SANLK.RELEASE_OWNER) {
           // Still held by us (the write failed): the lease stays, and so does its record. The
           // fd is closed with the others below: a retry opens the path afresh and checks it.
-          void journalled.then((op) => this.o.store.commit(() => { if (op.id !== undefined) this.o.store.endOp(op.id); }));
+          closeEntry();
           h.storage = undefined;
           throw e;
         }

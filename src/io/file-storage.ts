@@ -31,6 +31,8 @@ const MIN_SECTOR = 512;
 
 export class FileLeaseStorage implements LeaseStorage {
   readonly id: string;
+  /** writeIfUnchanged holds its writes for writesAfter (DirectFile: a native WriteGate). */
+  readonly holdsWrites = true;
   private closed = false;
 
   private constructor(private readonly file: DirectFile, readonly readOnly: boolean) {

@@ -227,8 +227,11 @@ async function releaseIfUnchanged(token: ResourceToken, opts: ReleaseOptions): P
     { offset: res.offset, data: leaderSector },
   ];
   let done: true | Buffer;
+  // A storage that cannot hold the writes alone gets the whole request after writesAfter.
+  const holds = res.storage.holdsWrites === true;
+  if (!holds) await opts.writesAfter?.catch(() => undefined);
   try {
-    done = await timedIo('release_rmw', () => res.storage.writeIfUnchanged!(res.offset, expected, writes, 3 * host.ioTimeout * 1000, opts.writesAfter));
+    done = await timedIo('release_rmw', () => res.storage.writeIfUnchanged!(res.offset, expected, writes, 3 * host.ioTimeout * 1000, holds ? opts.writesAfter : undefined));
   } catch (e) {
     if (isIoTimeout(e)) throw ioError(e, SANLK.LEADER_WRITE, `releasing ${resName(res)}`);
     return 'changed';

@@ -14,6 +14,12 @@ export interface LeaseStorage {
   readonly fileId?: { dev: bigint; ino: bigint };
   /** Optional: st_nlink of the file when it was opened (more than 1: it has another name too). */
   readonly linkCount?: number;
+  /**
+   * True when writeIfUnchanged honours `writesAfter` (holds its writes, not its read, until it
+   * settles). A caller gives `writesAfter` only to such a storage; with any other it waits for
+   * it before the whole request, so a storage that ignores the argument cannot write early.
+   */
+  readonly holdsWrites?: boolean;
   /** Reject with an Error (ideally LeaseError -202 on timeout) rather than wait past timeoutMs. */
   read(offset: number, length: number, timeoutMs: number): Promise<Buffer>;
   write(offset: number, data: Buffer, timeoutMs: number): Promise<void>;

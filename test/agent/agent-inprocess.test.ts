@@ -130,9 +130,11 @@ describe('two agents over one lease directory (real files, O_DIRECT, io_timeout 
     const commit = store.commit.bind(store);
     store.commit = (fn, doing) => {
       const done = commit(fn, doing);
-      // Runs before anything awaiting the release's journal entry (the write gate among them).
-      if (doing?.startsWith('journalling the release')) void done.then(() => events.push(`journal committed, leader timestamp ${leaderTs() ? 'set' : '0'}`));
-      return done;
+      if (!doing?.startsWith('journalling the release')) return done;
+      // The release's entry is committed now, but what waits for it (the write gate among them)
+      // hears so only 300 ms later: a storage request that did not wait would have written by then.
+      return done.then(() => new Promise<void>((r) => setTimeout(r, 300)))
+        .then(() => { events.push(`journal committed, leader timestamp ${leaderTs() ? 'set' : '0'}`); });
     };
     const a = new Agent({
       clock: systemClock, log: memoryLogger(), store, hostName: 'node-g', policy: { onLeaseFailure: async (o) => { failures.push(o); } },

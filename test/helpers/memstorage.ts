@@ -72,6 +72,7 @@ function eio(req: IoRequest, why: string): Error {
 
 export class MemStorage implements LeaseStorage {
   readonly id: string;
+  readonly holdsWrites = true;
   /** The device bytes, for inspection. Change them only with load() or patch(). */
   readonly data: Buffer;
   readonly sectorSize: number;
@@ -155,6 +156,7 @@ export class MemStorage implements LeaseStorage {
   view(tag: string): LeaseStorage {
     return {
       id: this.id,
+      holdsWrites: true,
       read: (o, l, t) => this.submitRead(tag, o, l, t),
       readInto: (o, b, t) => this.submitRead(tag, o, b.length, t, b).then(() => undefined),
       write: (o, d, t) => this.submitWrite(tag, o, d, t),

@@ -173,7 +173,7 @@ describe('writeIfUnchanged with writesAfter (the release\'s journal commit besid
       let settled = false;
       const done = f.writeIfUnchanged(0, sector(1), [{ offset: 512, data: sector(2) }, { offset: 0, data: sector(3) }], 2000, gate.p)
         .then((r) => { settled = true; return r; });
-      await new Promise((r) => setTimeout(r, 150));
+      await new Promise((r) => setTimeout(r, 400)); // time enough for the I/O thread's read
       expect(settled).toBe(false);
       expect([...fs.readFileSync(p)].filter((_, i) => i % 512 === 0)).toEqual([1, 1]);
       // The read was done before the gate opened: bytes changed now are not what it compared.
@@ -202,13 +202,29 @@ describe('writeIfUnchanged with writesAfter (the release\'s journal commit besid
       const found = await f.writeIfUnchanged(0, sector(7), [{ offset: 512, data: sector(2) }], 2000, never);
       expect(Buffer.isBuffer(found) && found.equals(sector(1))).toBe(true);
       const e = await f.writeIfUnchanged(0, sector(1), [{ offset: 512, data: sector(2) }], 200, never).then(() => undefined, (x: DirectIoError) => x);
-      expect(e).toMatchObject({ code: 'ETIMEDOUT' });
+      // named as the caller's wait, not as a storage timeout
+      expect(e).toMatchObject({ code: 'ETIMEDOUT', message: expect.stringMatching(/its writes waited for the caller \(its write gate\).*nothing written/) });
       await new Promise((r) => setTimeout(r, 300));
       expect(fs.readFileSync(p)[512]).toBe(1);
       expect(ioStats(p).writes).toBe(0);
     } finally {
       await f.close();
     }
+  });
+
+  it('a file closed while its writes wait for the gate writes nothing when the gate opens', async () => {
+    const p = path.join(dir, 'gated-4');
+    fs.writeFileSync(p, Buffer.concat([sector(1), sector(1)]));
+    const f = await DirectFile.open(p);
+    let open!: () => void;
+    const gate = new Promise<void>((r) => { open = r; });
+    const done = f.writeIfUnchanged(0, sector(1), [{ offset: 512, data: sector(2) }], 3000, gate).then(() => 'written', (x: DirectIoError) => x.code);
+    await new Promise((r) => setTimeout(r, 300)); // read and compared: waiting for the gate
+    await f.close();
+    open();
+    expect(await done).toBe('ECANCELED');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(fs.readFileSync(p)[512]).toBe(1);
   });
 
   it('the addon refuses a gate that is not a WriteGate', async () => {

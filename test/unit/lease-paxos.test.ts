@@ -320,6 +320,30 @@ describe('paxos release', () => {
 });
 
 describe('exclusive release in one request (writeIfUnchanged)', () => {
+  it('writes nothing before writesAfter settles: one request (a storage that holds its writes, one that cannot), step by step, shared', async () => {
+    for (const kind of ['holds', 'cannot', 'steps', 'shared'] as const) {
+      const w = world(10, 8);
+      const st = w.st;
+      // 'cannot': a storage whose writeIfUnchanged ignores writesAfter (and does not say it holds writes)
+      const storage = kind === 'cannot'
+        ? { id: st.id, read: st.read.bind(st), readInto: st.readInto.bind(st), write: st.write.bind(st),
+          writeIfUnchanged: (o: number, e: Buffer, ws: ReadonlyArray<{ offset: number; data: Buffer }>, t: number) => st.writeIfUnchanged(o, e, ws, t) }
+        : kind === 'steps' ? { id: st.id, read: st.read.bind(st), readInto: st.readInto.bind(st), write: st.write.bind(st) } : st;
+      const res = { ...w.res, storage };
+      const h1 = w.member(1, 'hostA');
+      await w.sched.run(h1.join());
+      const t = await w.sched.run(acquireResource(res, h1.host, { clock: h1.clock, liveness: h1.liveness, ...(kind === 'shared' ? { mode: 'SH' as const } : {}) }));
+      const w0 = st.stats.writes;
+      let open!: () => void;
+      const journal = new Promise<void>((r) => { open = r; });
+      let before = -1;
+      w.sched.after(5000, () => { before = st.stats.writes - w0; open(); });
+      await w.sched.run(releaseResource(t, { clock: h1.clock, writesAfter: journal }));
+      expect({ kind, before, after: st.stats.writes - w0 > 0 }).toEqual({ kind, before: 0, after: true });
+      if (kind !== 'shared') expect(w.leader().timestamp).toBe(0);
+    }
+  });
+
   it('when the leader is the one we committed: one read and two writes in one request, the same bytes as step by step', async () => {
     const run = async (oneRequest: boolean) => {
       const w = world(10, 8);
