@@ -163,11 +163,15 @@ describe('writeIfUnchanged with writesAfter (the release\'s journal commit besid
     const p = new Promise<void>((r) => { open = r; });
     return { p, open };
   };
+  /** Two sectors of 1s in a new file, opened for direct I/O. */
+  const twoSectors = async (name: string) => {
+    const p = path.join(dir, name);
+    fs.writeFileSync(p, Buffer.concat([sector(1), sector(1)]));
+    return { p, f: await DirectFile.open(p) };
+  };
 
   it('reads at once, holds the writes until writesAfter settles, then writes them in order', async () => {
-    const p = path.join(dir, 'gated');
-    fs.writeFileSync(p, Buffer.concat([sector(1), sector(1)]));
-    const f = await DirectFile.open(p);
+    const { p, f } = await twoSectors('gated');
     try {
       const gate = later();
       let settled = false;
@@ -194,9 +198,7 @@ describe('writeIfUnchanged with writesAfter (the release\'s journal commit besid
   });
 
   it('a compare that fails does not wait; a gate never opened times the request out and nothing is written', async () => {
-    const p = path.join(dir, 'gated-2');
-    fs.writeFileSync(p, Buffer.concat([sector(1), sector(1)]));
-    const f = await DirectFile.open(p);
+    const { p, f } = await twoSectors('gated-2');
     try {
       const never = new Promise<void>(() => undefined);
       const found = await f.writeIfUnchanged(0, sector(7), [{ offset: 512, data: sector(2) }], 2000, never);
@@ -213,15 +215,12 @@ describe('writeIfUnchanged with writesAfter (the release\'s journal commit besid
   });
 
   it('a file closed while its writes wait for the gate writes nothing when the gate opens', async () => {
-    const p = path.join(dir, 'gated-4');
-    fs.writeFileSync(p, Buffer.concat([sector(1), sector(1)]));
-    const f = await DirectFile.open(p);
-    let open!: () => void;
-    const gate = new Promise<void>((r) => { open = r; });
-    const done = f.writeIfUnchanged(0, sector(1), [{ offset: 512, data: sector(2) }], 3000, gate).then(() => 'written', (x: DirectIoError) => x.code);
+    const { p, f } = await twoSectors('gated-4');
+    const gate = later();
+    const done = f.writeIfUnchanged(0, sector(1), [{ offset: 512, data: sector(2) }], 3000, gate.p).then(() => 'written', (x: DirectIoError) => x.code);
     await new Promise((r) => setTimeout(r, 300)); // read and compared: waiting for the gate
     await f.close();
-    open();
+    gate.open();
     expect(await done).toBe('ECANCELED');
     await new Promise((r) => setTimeout(r, 100));
     expect(fs.readFileSync(p)[512]).toBe(1);
