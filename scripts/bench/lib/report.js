@@ -92,10 +92,22 @@ function main() {
     argv.splice(i, 2);
     return v;
   };
+  if (flag('-h') || flag('--help')) {
+    process.stdout.write(`${fs.readFileSync(__filename, 'utf8').split('\n').slice(3, 8).map((l) => l.replace(/^ \*( |$)/, '')).join('\n')}\n`);
+    return;
+  }
   const markdown = flag('--markdown');
   const quick = flag('--quick');
   const onlyPrint = flag('--print');
   const outFile = opt('--out') || path.join(__dirname, '..', 'results', 'latest.json');
+  // An option it does not know would otherwise be taken for a result file and recorded as a
+  // benchmark that failed.
+  const unknown = argv.find((a) => a.startsWith('-'));
+  if (unknown) {
+    process.stderr.write(`report.js: unknown option ${unknown} (see --help)\n`);
+    process.exitCode = 2;
+    return;
+  }
   if (onlyPrint) {
     const f = argv[0] || outFile;
     process.stdout.write(`${print(JSON.parse(fs.readFileSync(f, 'utf8')), markdown)}\n`);
