@@ -719,6 +719,16 @@ Napi::Value TestWatchdogWakeups(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(testWatchdogWakeups()));
 }
 
+// {created, parked}: handle threads created so far, and those parked now.
+Napi::Value TestIoThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  IoThreadCounts c = testIoThreads();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("created", Napi::Number::New(env, static_cast<double>(c.created)));
+  o.Set("parked", Napi::Number::New(env, static_cast<double>(c.parked)));
+  return o;
+}
+
 // peerCred(fd) -> {pid, uid, gid} of the process at the other end of a
 // connected unix socket (SO_PEERCRED: the credentials at connect() time).
 // Throws an Error with code/errno/syscall like Node's own errors.
@@ -869,6 +879,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, TestForceDirectEinval));
   exports.Set("_testInjectStall", Napi::Function::New(env, TestInjectStall));
   exports.Set("_testWatchdogWakeups", Napi::Function::New(env, TestWatchdogWakeups));
+  exports.Set("_testIoThreads", Napi::Function::New(env, TestIoThreads));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
   exports.Set("dropCleanFilePages", Napi::Function::New(env, DropCleanFilePages, "dropCleanFilePages"));

@@ -452,6 +452,83 @@ bool Request::allocate() {
 }
 
 // ---------------------------------------------------------------------------
+// Spare handle threads. A handle's thread leaves when its handle has had no
+// request for idleMs_ or is closed: a held lease's file sees no I/O from its
+// acquire to its release. Creating the next thread is a clone() on the JS
+// thread, on the path of that release (and of every acquire, whose open runs on
+// the new handle's first thread): measured 0.1-0.2 ms of a release after a hold
+// on this VM. So a leaving thread waits here, up to kParkMs and at most
+// kMaxParkedThreads of them, and the next handle that needs a thread takes it.
+// Only threads back from their syscalls park: one stuck on a hung NFS server
+// stays with its handle, so a parked thread never waits behind one.
+//
+// Threads: start() runs on the JS thread (under the handle's lock: the order is
+// handle lock, then ours); a parked thread holds only our lock while waiting and
+// drops it before it takes the handle's (workerMain).
+class ThreadPark {
+ public:
+  struct Job {
+    std::shared_ptr<Handle> handle;
+    std::shared_ptr<Handle::WorkerSlot> slot;
+  };
+
+  // Runs job.handle->workerMain(job.slot) on a parked thread, or a new one
+  // (std::system_error from std::thread when none can be created).
+  void start(Job job) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (parked_ > jobs_.size()) {  // a waiting thread not yet given a job
+        jobs_.push_back(std::move(job));
+        cv_.notify_one();
+        return;
+      }
+    }
+    std::thread(&ThreadPark::threadMain, this, std::move(job)).detach();
+    created_++;
+  }
+
+  IoThreadCounts counts() {
+    std::lock_guard<std::mutex> g(mu_);
+    return {created_.load(), parked_ - jobs_.size()};
+  }
+
+ private:
+  void threadMain(Job job) {
+    for (;;) {
+      job.handle->workerMain(std::move(job.slot));
+      job.handle.reset();  // not kept alive while parked
+      if (!park(job)) return;
+    }
+  }
+
+  // Waits for a job; false when none comes within kParkMs or enough threads wait already.
+  bool park(Job& job) {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (parked_ - jobs_.size() >= kMaxParkedThreads) return false;
+    ++parked_;
+    const bool got = cv_.wait_for(lk, std::chrono::milliseconds(kParkMs), [&] { return !jobs_.empty(); });
+    --parked_;
+    if (!got) return false;
+    job = std::move(jobs_.front());
+    jobs_.pop_front();
+    return true;
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  size_t parked_ = 0;  // threads in park(), including those a job was queued for
+  std::atomic<uint64_t> created_{0};
+};
+
+ThreadPark& threadPark() {
+  static ThreadPark* p = new ThreadPark();  // never destroyed: detached threads use it
+  return *p;
+}
+
+IoThreadCounts testIoThreads() { return threadPark().counts(); }
+
+// ---------------------------------------------------------------------------
 Handle::Handle(std::string path, bool readOnly, std::shared_ptr<PathStats> s, int idleMs)
     : path_(std::move(path)), readOnly_(readOnly), idleMs_(idleMs), stats_(std::move(s)) {}
 
@@ -553,7 +630,7 @@ bool Handle::dispatchLocked(bool notify) {
   if (workers_.size() < kMaxThreadsPerHandle) {
     auto slot = std::make_shared<WorkerSlot>();
     try {
-      std::thread(&Handle::workerMain, shared_from_this(), slot).detach();
+      threadPark().start({shared_from_this(), slot});
       workers_.push_back(slot);
       return false;
     } catch (const std::system_error& e) {

@@ -32,6 +32,12 @@ constexpr int kIdleThreadMs = 5000;
 // far less. A lockspace's handle asks for more than its renewal interval, so it keeps one thread
 // from one renewal to the next.
 constexpr int kDefaultHandleIdleMs = 50;
+// A handle's thread that leaves (idle, or its handle closed) waits this long, at most
+// kMaxParkedThreads of them, for the next handle that needs a thread (ThreadPark in
+// io_engine.cc): a held lease's release and each acquire's open take a waiting thread instead of
+// creating one.
+constexpr int kParkMs = 60000;
+constexpr size_t kMaxParkedThreads = 4;
 constexpr size_t kBufferAlignment = 4096;
 constexpr uint64_t kSectorAlign = 512;
 constexpr uint64_t kMaxIoLength = 1ull << 30;
@@ -209,9 +215,12 @@ struct Request {
   std::atomic<bool> settled_{false};
 };
 
-// One open path. Requests are executed by this handle's own detached threads,
-// so a hung syscall here never delays another handle.
+// One open path. Requests are executed by this handle's own detached threads
+// (parked ones taken over from closed or idle handles, else new ones), so a hung
+// syscall here never delays another handle.
 class Handle : public std::enable_shared_from_this<Handle> {
+  friend class ThreadPark;
+
  public:
   Handle(std::string path, bool readOnly, std::shared_ptr<PathStats> stats,
          int idleMs = kDefaultHandleIdleMs);
@@ -294,5 +303,11 @@ void testInjectStall(const std::string& path, int64_t offset, uint32_t ms,
                      uint32_t count);
 // How many times the deadline watchdog thread has woken up.
 uint64_t testWatchdogWakeups();
+// Handle threads created so far, and those parked now (ThreadPark).
+struct IoThreadCounts {
+  uint64_t created;
+  size_t parked;
+};
+IoThreadCounts testIoThreads();
 
 }  // namespace lockagent

@@ -345,6 +345,42 @@ describe('deadlines and hung I/O', () => {
     }
   });
 
+  it('a leaving handle thread is parked and taken by the next handle that needs one; at most 4 wait', async () => {
+    const native = loadNative();
+    const threads = () => native._testIoThreads!();
+    const p = makeFile('park', 1 << 16);
+    const first = await DirectFile.open(p, { keepThreadMs: 300 }); // long enough for the checks below
+    try {
+      await first.read(0, 512, 1000);
+      await waitFor(() => nativeOf(first).threadCount() === 0 && threads().parked >= 1, 2000);
+      // A held lease's release: the request goes to the parked thread, no thread is created.
+      const before = threads();
+      await first.read(512, 512, 1000);
+      expect(threads().created).toBe(before.created);
+      expect(threads().parked).toBe(before.parked - 1);
+      // And a new handle's open (an acquire's) too.
+      await waitFor(() => threads().parked >= 1, 2000);
+      const created = threads().created;
+      const second = await DirectFile.open(p);
+      await second.read(0, 512, 1000);
+      expect(threads().created).toBe(created);
+      await second.close();
+    } finally {
+      await first.close();
+    }
+    // Eight handles busy at once need eight threads; once they leave, at most four stay parked.
+    const many = await Promise.all(Array.from({ length: 8 }, () => DirectFile.open(p)));
+    try {
+      native._testInjectStall(p, 4096, 150, 8);
+      await Promise.all(many.map((f) => f.read(4096, 512, 1000)));
+      await waitFor(() => many.every((f) => nativeOf(f).threadCount() === 0) && threads().parked === 4, 2000);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(threads().parked).toBe(4);
+    } finally {
+      await Promise.all(many.map((f) => f.close()));
+    }
+  });
+
   it('caps threads per handle at 4 and then fails fast', async () => {
     const native = loadNative();
     const p = makeFile('cap', 1 << 16);
