@@ -18,6 +18,8 @@ export interface Logger {
 }
 
 const LEVELS = { error: 3, warning: 4, info: 6, debug: 7 } as const;
+/** winston's order (0 most severe) */
+const RANK = { error: 0, warning: 1, info: 2, debug: 3 } as const;
 
 /** "-L 7" / "debug" → "debug"; -1 or "off" → undefined (disabled). */
 export function parseLevel(v: string | number): Level | undefined {
@@ -64,8 +66,11 @@ export function createLogger(opts: LoggerOptions): Logger {
       stderrLevels: Object.keys(LEVELS),
     }));
   }
-  const w = winston.createLogger({ levels: { error: 0, warning: 1, info: 2, debug: 3 }, transports, silent: transports.length === 0 });
-  const at = (level: Level) => (msg: string, meta?: Record<string, unknown>) => { w.log(level, msg, meta); };
+  const w = winston.createLogger({ levels: RANK, transports, silent: transports.length === 0 });
+  // A line no transport takes never enters winston: its stream machinery would run for nothing
+  // (the acquire path's debug timing line, at every acquire, with the default info level).
+  const most = Math.max(-1, ...[opts.file ? opts.fileLevel : undefined, opts.stderrLevel].map((l) => (l ? RANK[l] : -1)));
+  const at = (level: Level) => RANK[level] > most ? () => undefined : (msg: string, meta?: Record<string, unknown>) => { w.log(level, msg, meta); };
   return {
     error: at('error'),
     warning: at('warning'),
