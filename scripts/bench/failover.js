@@ -12,7 +12,8 @@
  *   A's daemon is killed with SIGKILL; B then acquires the lease (retrying on refusals). Measured
  *   from A's last renewal (the timestamp in A's delta lease on disk, CLOCK_MONOTONIC seconds,
  *   comparable because all daemons run on this machine) and from the kill. Algorithmic minimum:
- *   host_dead = 8·io + 60 s after the last renewal, plus up to one 1 s liveness check. The four
+ *   host_dead = 8·io + 60 s after B first saw A's last renewal, which B reads at its own renewals
+ *   (every 2·io + 0.5 s); the timestamp is in whole seconds and B retries every 200 ms. The four
  *   failovers (2 tools × 2 io_timeouts) run concurrently, once each (~70-80 s), and the joins
  *   are measured meanwhile (they are dominated by sleeps, not CPU).
  *
@@ -131,7 +132,11 @@ c.runMain('failover', async (args) => {
     const sl = setups.find((s) => s.io === io && s.tool === 'sanlock').result;
     metrics.push(c.metric(`failover.io${io}`, `failover from the killed host's last renewal, io ${io}; min ${8 * io + 60} s (1 run)`, 's',
       [la.fromLastRenewal], [sl.fromLastRenewal],
-      { target: `${8 * io + 60} s + observation (≤ 2·io) + check (≤ 1 s), ≤ sanlock`, pass: (a, s) => a.median <= s.median + 1 && a.median <= 8 * io + 60 + 2 * io + 2 }));
+      // One run per tool: when each host last read A's record before A died is anywhere in its
+      // renewal interval, so the two tools' figures differ by up to 2·io + 0.5 s by chance alone;
+      // the target is the algorithm's bound, and sanlock's figure within that chance.
+      { target: `≤ ${8 * io + 60} s (host_dead) + observation (≤ 2·io + 0.5 s) + whole-second timestamp (< 1 s) + retry and acquire (≤ 0.5 s); ≤ sanlock + 2·io + 0.5 s`,
+        pass: (a, s) => a.median <= 8 * io + 60 + 2 * io + 2 && a.median <= s.median + 2 * io + 0.5 }));
     metrics.push(c.metric(`failover.fromkill.io${io}`, `failover from the kill -9, io_timeout ${io} (1 run)`, 's', [la.fromKill], [sl.fromKill]));
   }
   return {

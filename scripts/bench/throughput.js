@@ -10,12 +10,18 @@
  *   lockagent: the control socket's JSON lines, one owner per client (lib/agent_driver.py).
  * Run with 1 client and with 8, alternating the tools, R repetitions. With 1 client lockagent is
  * also run through its node client (AgentConnection, one persistent connection, in the
- * benchmark's own process) as an extra row: its event loop adds to each call's time.
+ * benchmark's own process) as an extra row: its event loop adds to each call's time. And with 1
+ * client, releases after a hold (8 leases acquired, held 0.3 s, released one by one), as a
+ * domain's stop makes them long after its start.
  *
  *   node scripts/bench/throughput.js [--quick] [--reps R] [--out FILE] [--keep]
  */
 const path = require('path');
 const c = require('./lib/common');
+
+// Release after a hold: leases per repetition (8 held at a time) and the hold.
+const HELD = 48;
+const HOLD_S = 0.3;
 
 c.runMain('throughput', async (args) => {
   const N = args.quick ? 200 : 1000;
@@ -37,15 +43,15 @@ c.runMain('throughput', async (args) => {
   await Promise.all([sanlock.py(['join', sl.ls, '1', sl.lsFile, '1']), agent.start()]);
   c.log(`both joined (sanlock pid ${sanlock.pid}, lockagent pid ${agent.pid})`);
 
-  const runSanlock = async (procs, start, count) => {
+  const runSanlock = async (procs, start, count, hold = 0) => {
     const p0 = c.procSample(sanlock.pid);
-    const r = await sanlock.py(['cycle', sl.ls, sl.res, String(start), String(count), String(procs)]);
+    const r = await sanlock.py(['cycle', sl.ls, sl.res, String(start), String(count), String(procs), ...(hold ? [`hold=${hold}`] : [])]);
     const p1 = c.procSample(sanlock.pid);
     return { seconds: r.seconds, acq: r.acquire_ms, rel: r.release_ms, cpuMs: ((p1.cpu - p0.cpu) * 1000) / count };
   };
-  const runAgent = async (procs, start, count) => {
+  const runAgent = async (procs, start, count, hold = 0) => {
     const p0 = c.procSample(agent.pid);
-    const r = await agent.pyCycles(procs, count, la.ls, la.res, { start });
+    const r = await agent.pyCycles(procs, count, la.ls, la.res, { start, hold });
     const p1 = c.procSample(agent.pid);
     return { ...r, cpuMs: ((p1.cpu - p0.cpu) * 1000) / count };
   };
@@ -59,6 +65,7 @@ c.runMain('throughput', async (args) => {
   const res = {};
   for (const p of clients) res[p] = { lockagent: [], sanlock: [], laAcq: [], laRel: [], slAcq: [], slRel: [], laCpu: [], slCpu: [] };
   const nodeClient = { rate: [], acq: [], rel: [] };
+  const afterHold = { lockagent: [], sanlock: [] };
   for (let rep = 0; rep < reps; rep++) {
     for (const p of clients) {
       const order = (rep + p) % 2 ? ['sanlock', 'lockagent'] : ['lockagent', 'sanlock'];
@@ -72,6 +79,12 @@ c.runMain('throughput', async (args) => {
         c.log(`rep ${rep + 1}/${reps} ${String(p).padStart(2)} client(s) ${tool.padEnd(9)} ${rate.toFixed(1).padStart(7)} cycles/s ` +
           `(acquire median ${c.stats(r.acq).median.toFixed(2)} ms, release ${c.stats(r.rel).median.toFixed(2)} ms; daemon CPU ${r.cpuMs.toFixed(2)} ms/cycle)`);
       }
+    }
+    // Releases as a domain's stop makes them: long after the acquire.
+    for (const tool of rep % 2 ? ['sanlock', 'lockagent'] : ['lockagent', 'sanlock']) {
+      const h = tool === 'sanlock' ? await runSanlock(1, 0, HELD, HOLD_S) : await runAgent(1, 0, HELD, HOLD_S);
+      afterHold[tool].push(...h.rel);
+      c.log(`rep ${rep + 1}/${reps}  1 client(s) ${tool.padEnd(9)} release after a ${HOLD_S} s hold: median ${c.stats(h.rel).median.toFixed(2)} ms`);
     }
     const r = await runAgentNodeClient(N);
     nodeClient.rate.push(N / r.seconds);
@@ -90,6 +103,8 @@ c.runMain('throughput', async (args) => {
     metrics.push(c.metric(`latency.acquire.clients${p}`, `acquire latency, ${p} client${p > 1 ? 's' : ''} (all ops of all reps)`, 'ms', r.laAcq, r.slAcq, { summaryOnly: true }));
     metrics.push(c.metric(`latency.release.clients${p}`, `release latency, ${p} client${p > 1 ? 's' : ''} (all ops of all reps)`, 'ms', r.laRel, r.slRel, { summaryOnly: true }));
   }
+  metrics.push(c.metric('latency.release.afterhold.clients1', `release latency after a ${HOLD_S} s hold, 1 client (${HELD} leases per rep, 8 held at a time)`, 'ms',
+    afterHold.lockagent, afterHold.sanlock, { summaryOnly: true }));
   metrics.push(c.metric('latency.release.clients1.nodeclient', 'release latency, 1 client; lockagent through its node client (AgentConnection), sanlock as above', 'ms',
     nodeClient.rel, res[1].slRel, { summaryOnly: true }));
   metrics.push(c.metric('throughput.clients1.nodeclient', `acquire+release cycles/s, ${N} leases, 1 client; lockagent through its node client, sanlock as above`, 'cycles/s',

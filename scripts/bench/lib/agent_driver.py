@@ -4,7 +4,7 @@ sanlock: the same cycle harness (cycles.py), each client process with one blocki
 the control socket, as libvirt's hook client (compiled C) and python3-sanlock's clients have.
 Requests are the control protocol's JSON lines (src/control/protocol.ts). Prints one JSON line.
 
-  cycle SOCKET LS PATH START COUNT PROCS [marks]   as sanlock_driver.py's cycle: lease i at
+  cycle SOCKET LS PATH START COUNT PROCS [MODE]    as sanlock_driver.py's cycle: lease i at
                                                    i MiB of PATH (at 0 of its own file when PATH
                                                    has {i}), named r%05d
 """
@@ -46,8 +46,8 @@ class AgentClient:
         self.call({"op": "release", "owner": self.owner, "leases": self.leases(ls, i, disks)})
 
 
-def cmd_cycle(sock, ls, path, start, count, procs, marks=None):
-    r = cycles.run(lambda: AgentClient(sock), ls, lambda i: [cycles.lease_disk(path, i)], int(start), int(count), int(procs), marks == "marks")
+def cmd_cycle(sock, ls, path, start, count, procs, mode=None):
+    r = cycles.run(lambda: AgentClient(sock), ls, lambda i: [cycles.lease_disk(path, i)], int(start), int(count), int(procs), **cycles.mode_args(mode))
     sys.stdout.write(json.dumps(r) + "\n")
 
 

@@ -515,8 +515,9 @@ class AgentDaemon {
    * blocking connection and one owner, timed by the harness that times sanlock's clients
    * (lib/cycles.py). Lease i is resource resName(i) at i MiB of `file`.
    */
-  async pyCycles(procs, count, lockspace, file, { start = 0 } = {}) {
-    const r = await run(PY, [AGENT_DRIVER, 'cycle', this.socket, lockspace, file, String(start), String(count), String(procs)]);
+  /** hold: seconds each group of 8 leases is held before its releases (cycles.py); 0: cycles */
+  async pyCycles(procs, count, lockspace, file, { start = 0, hold = 0 } = {}) {
+    const r = await run(PY, [AGENT_DRIVER, 'cycle', this.socket, lockspace, file, String(start), String(count), String(procs), ...(hold ? [`hold=${hold}`] : [])]);
     if (r.code !== 0) throw new Error(`agent_driver cycle failed (${r.code}): ${r.err.trim().split('\n').slice(-3).join(' | ')}`);
     const o = JSON.parse(r.out.trim().split('\n').pop());
     return { seconds: o.seconds, acq: o.acquire_ms, rel: o.release_ms };

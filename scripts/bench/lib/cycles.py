@@ -5,6 +5,10 @@ run() forks PROCS client processes; each makes one client (its connection to the
 at a common start barrier, then acquires and releases its slice of the leases START..START+COUNT-1
 (process p takes START+p, START+p+PROCS, ...), one lease at a time, timing each call. Returns the
 seconds from the barrier to the last result, and every acquire and release time in ms.
+
+With hold=S (seconds) each process instead acquires its leases 8 at a time (sanlock's limit per
+registered process), holds them S seconds and then releases them one by one: a release as a
+domain's stop makes it, long after the acquire (each file's I/O thread has gone idle meanwhile).
 """
 import json
 import os
@@ -28,10 +32,32 @@ def read_line(fd):
     return buf
 
 
-def _child(make_client, ls, disks_of, idx, go_r, res_w, marks):
+HOLD_GROUP = 8  # SANLK_MAX_RESOURCES: leases one registered sanlock process may hold
+
+
+def _held(client, ls, disks_of, idx, hold):
+    acq, rel = [], []
+    for g in range(0, len(idx), HOLD_GROUP):
+        group = idx[g:g + HOLD_GROUP]
+        for i in group:
+            t0 = time.time()
+            client.acquire(ls, i, disks_of(i))
+            acq.append((time.time() - t0) * 1000)
+        time.sleep(hold)
+        for i in group:
+            t0 = time.time()
+            client.release(ls, i, disks_of(i))
+            rel.append((time.time() - t0) * 1000)
+    return acq, rel
+
+
+def _child(make_client, ls, disks_of, idx, go_r, res_w, marks, hold):
     client = make_client()
     os.read(go_r, 1)  # start barrier
     acq, rel, mk = [], [], []
+    if hold:
+        acq, rel = _held(client, ls, disks_of, idx, hold)
+        idx = []
     for i in idx:
         disks = disks_of(i)
         t0 = time.time()
@@ -46,7 +72,7 @@ def _child(make_client, ls, disks_of, idx, go_r, res_w, marks):
     os.write(res_w, (json.dumps({"acq": acq, "rel": rel, "marks": mk}) + "\n").encode())
 
 
-def run(make_client, ls, disks_of, start, count, procs, marks=False):
+def run(make_client, ls, disks_of, start, count, procs, marks=False, hold=0.0):
     """make_client() -> an object with acquire(ls, i, disks) and release(ls, i, disks);
     disks_of(i) -> the lease's [(path, offset)]."""
     go_r, go_w = os.pipe()
@@ -60,7 +86,7 @@ def run(make_client, ls, disks_of, start, count, procs, marks=False):
             os.close(res_r)
             code = 0
             try:
-                _child(make_client, ls, disks_of, idx, go_r, res_w, marks)
+                _child(make_client, ls, disks_of, idx, go_r, res_w, marks, hold)
             except Exception as e:  # report and fail
                 os.write(res_w, (json.dumps({"error": repr(e)}) + "\n").encode())
                 code = 1
@@ -83,3 +109,14 @@ def run(make_client, ls, disks_of, start, count, procs, marks=False):
     rel = [x for r in results for x in r["rel"]]
     mk = [x for r in results for x in r["marks"]]
     return {"seconds": seconds, "cycles": len(acq), "acquire_ms": acq, "release_ms": rel, "marks": mk}
+
+
+def mode_args(mode):
+    """The drivers' optional last argument: "marks" (timestamps of every call) or "hold=S"."""
+    if not mode:
+        return {}
+    if mode == "marks":
+        return {"marks": True}
+    if mode.startswith("hold="):
+        return {"hold": float(mode[5:])}
+    raise SystemExit("unknown cycle mode %r (marks or hold=SECONDS)" % mode)

@@ -4,11 +4,13 @@ benchmarks in scripts/bench. The daemon is chosen by $SANLOCK_RUN_DIR. Prints on
 
   join LS HOST_ID PATH IO_TIMEOUT           add_lockspace (waits until joined)
   rem LS HOST_ID PATH                       rem_lockspace
-  cycle LS PATH START COUNT PROCS [marks]   PROCS registered processes acquire+release leases
+  cycle LS PATH START COUNT PROCS [MODE]    PROCS registered processes acquire+release leases
                                             START..START+COUNT-1 (lease i at i MiB in PATH, named
                                             r%05d), each process one slice, one lease at a time;
                                             a PATH with {i} names one file per lease (lease i at
-                                            offset 0 of PATH with {i} replaced by i)
+                                            offset 0 of PATH with {i} replaced by i); MODE "marks"
+                                            adds each call's timestamps, "hold=S" releases after
+                                            holding the leases S seconds, 8 at a time (cycles.py)
   hold LS PATH START COUNT                  hold COUNT leases (8 per registered process, sanlock's
                                             limit) until stdin closes; then release them
   take LS PATH INDEX [hold]                 acquire one lease, retrying until it is ours; prints
@@ -65,8 +67,8 @@ class SanlockClient:
         sanlock.release(b(ls), res_name(i), disks, slkfd=self.fd)
 
 
-def cmd_cycle(ls, path, start, count, procs, marks=None):
-    out(cycles.run(SanlockClient, ls, lambda i: [cycles.lease_disk(path, i)], int(start), int(count), int(procs), marks == "marks"))
+def cmd_cycle(ls, path, start, count, procs, mode=None):
+    out(cycles.run(SanlockClient, ls, lambda i: [cycles.lease_disk(path, i)], int(start), int(count), int(procs), **cycles.mode_args(mode)))
 
 
 def cmd_hold(ls, path, start, count):
