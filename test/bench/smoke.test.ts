@@ -52,6 +52,13 @@ function expectMeasured(r: Result, ids: string[], withSanlock: string[]): void {
 }
 
 describe('benchmark smoke runs', () => {
+  it('throughput.js --smoke: cycles with 1 and 8 clients and releases after a hold, both tools', async () => {
+    const r = await bench('throughput.js', ['--smoke']);
+    expect(r.name).toBe('throughput');
+    const ids = ['throughput.clients1', 'throughput.clients8', 'latency.release.clients1', 'latency.release.afterhold.clients1', 'latency.acquire.clients8'];
+    expectMeasured(r, ids, ids);
+  });
+
   it('nfs.js --smoke: both tools through latencyfs at 1 ms, with requests and bytes per operation', async () => {
     const r = await bench('nfs.js', ['--smoke']);
     expect(r.name).toBe('nfs');
