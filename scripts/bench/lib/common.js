@@ -513,9 +513,9 @@ class AgentDaemon {
   /**
    * The same cycles through lib/agent_driver.py: `procs` forked Python processes, each one
    * blocking connection and one owner, timed by the harness that times sanlock's clients
-   * (lib/cycles.py). Lease i is resource resName(i) at i MiB of `file`.
+   * (lib/cycles.py). Lease i is resource resName(i) at i MiB of `file`. With `hold` (seconds),
+   * each group of 8 leases is held that long before its releases (cycles.py's hold mode).
    */
-  /** hold: seconds each group of 8 leases is held before its releases (cycles.py); 0: cycles */
   async pyCycles(procs, count, lockspace, file, { start = 0, hold = 0 } = {}) {
     const r = await run(PY, [AGENT_DRIVER, 'cycle', this.socket, lockspace, file, String(start), String(count), String(procs), ...(hold ? [`hold=${hold}`] : [])]);
     if (r.code !== 0) throw new Error(`agent_driver cycle failed (${r.code}): ${r.err.trim().split('\n').slice(-3).join(' | ')}`);
