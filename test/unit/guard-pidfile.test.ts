@@ -6,7 +6,7 @@
  * libvirt starts QEMU. Real guard, real processes standing in for QEMU, a unix socket in /tmp.
  */
 import { ChildProcess, spawn } from 'child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { rawClient, startGuard } from '../helpers/guardbin';
@@ -33,8 +33,13 @@ afterEach(() => {
 /** A process that looks like QEMU of domain `uuid` (its command line has "-uuid <uuid>"), returned
  * once /proc shows that command line: right after spawn() the child may still be mid-exec (an empty
  * cmdline), which the guard rightly takes for "not the domain's QEMU" and logs once more. */
+const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+
 async function fakeQemu(uuid: string): Promise<{ pid: number; exited: Promise<NodeJS.Signals | number | null>; gone: () => boolean }> {
-  const c = spawn('python3', ['-c', 'import time; time.sleep(600)', '-name', 'guest=vm-pf,debug-threads=on', '-uuid', uuid], { stdio: 'ignore' });
+  // The interpreter itself: through a wrapper on PATH (pyenv's shims exec bash, then pyenv, then
+  // python, each with these arguments) the command line is briefly unreadable between two execs
+  // after it first shows the uuid, and the guard may look just then.
+  const c = spawn(PYTHON, ['-c', 'import time; time.sleep(600)', '-name', 'guest=vm-pf,debug-threads=on', '-uuid', uuid], { stdio: 'ignore' });
   children.push(c);
   const exited = new Promise<NodeJS.Signals | number | null>((r) => c.once('exit', (code, sig) => r(sig ?? code)));
   const pid = c.pid!;
@@ -125,9 +130,9 @@ describe('guard: owners known by a pid file', () => {
     expect(await Promise.race([q.exited, new Promise((r) => setTimeout(() => r('alive'), 5000).unref())])).toBe('SIGKILL');
     await c.next(new RegExp(`^KILLED ${LS} ${q.pid} 0 `));
     expect(child.gone()).toBe(false);
-    // why nothing was killed is logged once per reason (and pid), not at every look: the
-    // child once; QEMU's pid at most once more (a look that caught its command line unreadable
-    // is a reason of its own), never a line per look
+    // why nothing was killed is logged once per reason (and pid), not at every look: the child
+    // once; QEMU's pid at most once more (a look that caught its command line unreadable, as
+    // between two execs, is a reason of its own), never a line per look
     expect(g.log().match(/no process in .*late\.pid yet/g)).toHaveLength(1);
     const notQemu = (g.log().match(/pid \d+ in \S+ is not domain/g) ?? []).map((l) => Number(l.split(' ')[1]));
     expect(notQemu.filter((p) => p === child.pid)).toHaveLength(1);
