@@ -349,10 +349,10 @@ describe('deadlines and hung I/O', () => {
     const native = loadNative();
     const threads = () => native._testIoThreads!();
     const p = makeFile('park', 1 << 16);
-    const first = await DirectFile.open(p, { keepThreadMs: 300 }); // long enough for the checks below
+    const first = await DirectFile.open(p, { keepThreadMs: 1000 }); // its thread stays through the checks below
     try {
       await first.read(0, 512, 1000);
-      await waitFor(() => nativeOf(first).threadCount() === 0 && threads().parked >= 1, 2000);
+      await waitFor(() => nativeOf(first).threadCount() === 0 && threads().parked >= 1, 3000);
       // A held lease's release: the request goes to the parked thread, no thread is created.
       const before = threads();
       await first.read(512, 512, 1000);
