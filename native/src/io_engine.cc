@@ -477,7 +477,7 @@ class ThreadPark {
   void start(Job job) {
     {
       std::lock_guard<std::mutex> g(mu_);
-      if (parked_ > jobs_.size()) {  // a waiting thread not yet given a job
+      if (waiting() > 0) {
         jobs_.push_back(std::move(job));
         cv_.notify_one();
         return;
@@ -489,10 +489,13 @@ class ThreadPark {
 
   IoThreadCounts counts() {
     std::lock_guard<std::mutex> g(mu_);
-    return {created_.load(), parked_ - jobs_.size()};
+    return {created_.load(), waiting()};
   }
 
  private:
+  // Parked threads not yet given a job (call with mu_ held).
+  size_t waiting() const { return parked_ - jobs_.size(); }
+
   void threadMain(Job job) {
     for (;;) {
       job.handle->workerMain(std::move(job.slot));
@@ -504,7 +507,7 @@ class ThreadPark {
   // Waits for a job; false when none comes within kParkMs or enough threads wait already.
   bool park(Job& job) {
     std::unique_lock<std::mutex> lk(mu_);
-    if (parked_ - jobs_.size() >= kMaxParkedThreads) return false;
+    if (waiting() >= kMaxParkedThreads) return false;
     ++parked_;
     const bool got = cv_.wait_for(lk, std::chrono::milliseconds(kParkMs), [&] { return !jobs_.empty(); });
     --parked_;

@@ -69,7 +69,7 @@ export function createLogger(opts: LoggerOptions): Logger {
   const w = winston.createLogger({ levels: RANK, transports, silent: transports.length === 0 });
   // A line no transport takes never enters winston: its stream machinery would run for nothing
   // (the acquire path's debug timing line, at every acquire, with the default info level).
-  const most = Math.max(-1, ...[opts.file ? opts.fileLevel : undefined, opts.stderrLevel].map((l) => (l ? RANK[l] : -1)));
+  const most = Math.max(-1, ...transports.map((t) => RANK[t.level as Level]));
   const at = (level: Level) => RANK[level] > most ? () => undefined : (msg: string, meta?: Record<string, unknown>) => { w.log(level, msg, meta); };
   return {
     error: at('error'),

@@ -57,18 +57,18 @@ def _child(make_client, ls, disks_of, idx, go_r, res_w, marks, hold):
     acq, rel, mk = [], [], []
     if hold:
         acq, rel = _held(client, ls, disks_of, idx, hold)
-        idx = []
-    for i in idx:
-        disks = disks_of(i)
-        t0 = time.time()
-        client.acquire(ls, i, disks)
-        t1 = time.time()
-        client.release(ls, i, disks)
-        t2 = time.time()
-        acq.append((t1 - t0) * 1000)
-        rel.append((t2 - t1) * 1000)
-        if marks:
-            mk.append([t0 * 1000, t1 * 1000, t2 * 1000])
+    else:
+        for i in idx:
+            disks = disks_of(i)
+            t0 = time.time()
+            client.acquire(ls, i, disks)
+            t1 = time.time()
+            client.release(ls, i, disks)
+            t2 = time.time()
+            acq.append((t1 - t0) * 1000)
+            rel.append((t2 - t1) * 1000)
+            if marks:
+                mk.append([t0 * 1000, t1 * 1000, t2 * 1000])
     os.write(res_w, (json.dumps({"acq": acq, "rel": rel, "marks": mk}) + "\n").encode())
 
 
