@@ -12,7 +12,8 @@
  *   requests wait side by side, as on a filer with a fixed round-trip time; the cap is per
  *   request too (it models the time a request's bytes take on the wire, not a shared link).
  * - Counters: the file /.latencyfs in the mount root (not in the backing directory) reads as
- *   "delay_us N\nbw N\nreads N\nread_bytes N\nwrites N\nwrite_bytes N\nfsyncs N\n" and then
+ *   "delay_us N\nbw N\nreads N\nread_bytes N\nwrites N\nwrite_bytes N\nfsyncs N\n
+ *   writes_together_max N\n" (the most write requests served at once) and then
  *   one line per file opened since the start, "file NAME reads N read_bytes N writes N
  *   write_bytes N" (NAME relative to the mount, the first 64 files), so a benchmark can tell a
  *   lease file's I/O from the lockspace's renewals. Writing "reset" zeroes every counter,
@@ -52,6 +53,8 @@ struct opts {
 static struct opts cfg;
 static int backing = -1; /* O_PATH fd of the backing directory */
 static uint64_t n_reads, n_read_bytes, n_writes, n_write_bytes, n_fsyncs;
+/* Write requests being served now, and the most at once since the last reset. */
+static uint64_t n_writes_now, n_writes_together_max;
 
 /* Per-file counters, one slot per backing inode (first MAX_FILES files opened). */
 #define MAX_FILES 64
@@ -107,9 +110,9 @@ static void delay(size_t bytes) {
 static int ctl_text(char *buf, size_t size) {
   int n = snprintf(buf, size,
                    "delay_us %lu\nbw %lu\nreads %" PRIu64 "\nread_bytes %" PRIu64 "\nwrites %" PRIu64
-                   "\nwrite_bytes %" PRIu64 "\nfsyncs %" PRIu64 "\n",
+                   "\nwrite_bytes %" PRIu64 "\nfsyncs %" PRIu64 "\nwrites_together_max %" PRIu64 "\n",
                    GET(cfg.delay_us), GET(cfg.bw), GET(n_reads), GET(n_read_bytes), GET(n_writes),
-                   GET(n_write_bytes), GET(n_fsyncs));
+                   GET(n_write_bytes), GET(n_fsyncs), GET(n_writes_together_max));
   pthread_mutex_lock(&slots_lock);
   for (int i = 0; i < n_slots && n > 0 && (size_t)n < size; i++) {
     struct slot *s = &slots[i];
@@ -297,6 +300,7 @@ static int lfs_write(const char *path, const char *buf, size_t size, off_t off, 
       SET(n_writes, 0);
       SET(n_write_bytes, 0);
       SET(n_fsyncs, 0);
+      SET(n_writes_together_max, 0);
       pthread_mutex_lock(&slots_lock);
       for (int i = 0; i < n_slots; i++) {
         SET(slots[i].reads, 0);
@@ -314,7 +318,12 @@ static int lfs_write(const char *path, const char *buf, size_t size, off_t off, 
     }
     return (int)size;
   }
+  uint64_t now = ADD(n_writes_now, 1);
+  uint64_t max = GET(n_writes_together_max);
+  while (now > max && !__atomic_compare_exchange_n(&n_writes_together_max, &max, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
   delay(size);
+  __atomic_sub_fetch(&n_writes_now, 1, __ATOMIC_RELAXED);
   struct handle *h = H(fi);
   ssize_t r = pwrite(h->fd, buf, size, off);
   if (r == -1) return -errno;

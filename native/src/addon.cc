@@ -510,8 +510,8 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
 
   // writeIfUnchanged(offset, expected, writes: [offset, data][], timeoutMs, gate?):
   // resolves true when the bytes at offset equalled `expected` and every write
-  // was done in order; else resolves the bytes found (nothing written). With a
-  // WriteGate, the writes wait until it is opened.
+  // was done (together, in any order; they must not overlap); else resolves the
+  // bytes found (nothing written). With a WriteGate, the writes wait until it is opened.
   Napi::Value WriteIfUnchanged(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t offset = argAligned(info, 0, "offset", true);
@@ -530,7 +530,7 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
 
   // readCompareWrite(offset, target, compareAt, expected, writes: [offset, data][], timeoutMs):
   // reads target.length bytes at offset into target (as readInto); when `expected` is found at
-  // target[compareAt], does every write in order and resolves true, else resolves false
+  // target[compareAt], does every write (as writeIfUnchanged) and resolves true, else resolves false
   // (nothing written). One hand-off for a renewal's read and write.
   Napi::Value ReadCompareWrite(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -574,6 +574,12 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
       const std::string what = "write " + std::to_string(i);
       uint64_t o = alignedValue(env, pair.Get(0u), what + " offset", true);
       Sectors d = sectorsOf(env, pair.Get(1u), what + " data");
+      // The writes land in any order (io_engine.h, CompareWrite): overlapping ones would leave
+      // either's bytes.
+      for (auto& w : writes) {
+        if (o < static_cast<uint64_t>(w.first) + w.second && static_cast<uint64_t>(w.first) < o + d.length)
+          throwEinval(env, "writes must not overlap (" + what + " overlaps an earlier one)");
+      }
       writes.emplace_back(static_cast<int64_t>(o), d.length);
       sources.push_back(d.data);
       total += d.length;
@@ -684,6 +690,7 @@ Napi::Object statsObject(Napi::Env env, const StatsSnapshot& s) {
   o.Set("errors", static_cast<double>(s.errors));
   o.Set("timeouts", static_cast<double>(s.timeouts));
   o.Set("lateCompletions", static_cast<double>(s.lateCompletions));
+  o.Set("writesTogether", static_cast<double>(s.writesTogether));
   return o;
 }
 

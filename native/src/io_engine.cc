@@ -4,7 +4,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/aio_abi.h>
 #include <linux/fs.h>
+#include <sys/syscall.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -75,6 +77,7 @@ void snapshotInto(const PathStats& s, StatsSnapshot& out) {
   out.errors += s.errors.load();
   out.timeouts += s.timeouts.load();
   out.lateCompletions += s.lateCompletions.load();
+  out.writesTogether += s.writesTogether.load();
 }
 
 // Settles req if nobody has yet; the outcome fields are written after
@@ -315,6 +318,7 @@ void resetStats() {
     s.errors = 0;
     s.timeouts = 0;
     s.lateCompletions = 0;
+    s.writesTogether = 0;
     ++it;
   }
 }
@@ -805,7 +809,123 @@ bool WriteGate::waitOpen(Clock::time_point deadline) {
   return cv_.wait_until(lk, deadline, [this] { return open_; });
 }
 
-// Read, compare, then the writes in order, on this worker thread: one settlement for all. A
+namespace {
+
+// A worker thread's Linux AIO context (raw syscalls, no libaio), for a CompareWrite's writes:
+// made at the thread's first such request, destroyed with the thread. A thread that cannot get
+// one (ENOSYS, aio-max-nr reached) writes one after the other, as before AIO.
+constexpr long kMaxWritesTogether = 8;
+struct AioContext {
+  aio_context_t ctx = 0;
+  bool tried = false;
+  bool ok = false;
+  ~AioContext() { drop(); }
+  bool get() {
+    if (!tried) {
+      tried = true;
+      ok = ::syscall(SYS_io_setup, kMaxWritesTogether, &ctx) == 0;
+    }
+    return ok;
+  }
+  // io_destroy waits for whatever is still in flight, so no write outlives its buffer.
+  void drop() {
+    if (ok) ::syscall(SYS_io_destroy, ctx);
+    ok = false;
+  }
+};
+thread_local AioContext threadAio;
+
+}  // namespace
+
+int Handle::writeAll(const std::shared_ptr<Request>& req, int fd, char* data, uint64_t* written, uint64_t* nwrites) {
+  const auto& writes = req->writes;
+  const size_t n = writes.size();
+  uint64_t done = 0;
+  int err = 0;
+  // One write, a page-cache fallback (AIO would run it inside io_submit anyway) or no context:
+  // one after the other. A request past its deadline starts no further write.
+  if (n < 2 || n > static_cast<size_t>(kMaxWritesTogether) || !direct_ || !threadAio.get()) {
+    for (auto& w : writes) {
+      if (req->settled()) break;  // timed out: the caller went on without us
+      err = transfer(fd, false, data, w.second, w.first, &done);
+      if (err) break;
+      *written += w.second;
+      (*nwrites)++;
+      data += w.second;
+    }
+    return err;
+  }
+  if (req->settled()) return 0;
+  struct iocb cbs[kMaxWritesTogether];
+  struct iocb* ptrs[kMaxWritesTogether];
+  char* bufs[kMaxWritesTogether];
+  for (size_t i = 0; i < n; i++) {
+    std::memset(&cbs[i], 0, sizeof cbs[i]);
+    cbs[i].aio_data = i;
+    cbs[i].aio_fildes = static_cast<uint32_t>(fd);
+    cbs[i].aio_lio_opcode = IOCB_CMD_PWRITE;
+    cbs[i].aio_buf = reinterpret_cast<uint64_t>(data);
+    cbs[i].aio_nbytes = writes[i].second;
+    cbs[i].aio_offset = writes[i].first;
+    ptrs[i] = &cbs[i];
+    bufs[i] = data;
+    data += writes[i].second;
+  }
+  long submitted = 0;
+  while (submitted < static_cast<long>(n)) {
+    long r = ::syscall(SYS_io_submit, threadAio.ctx, static_cast<long>(n) - submitted, ptrs + submitted);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;  // refused (EAGAIN, EINVAL on a filesystem without it): the rest below
+    submitted += r;
+  }
+  if (submitted > 0) stats_->writesTogether += static_cast<uint64_t>(submitted);
+  // What io_submit did not take is written here, while the rest is in flight.
+  for (size_t i = static_cast<size_t>(submitted); i < n; i++) {
+    int e = transfer(fd, false, bufs[i], writes[i].second, writes[i].first, &done);
+    if (e) {
+      if (!err) err = e;
+    } else {
+      *written += writes[i].second;
+      (*nwrites)++;
+    }
+  }
+  // Wait for every submitted write, as a pwrite would (a hung server keeps this thread here;
+  // the watchdog settles the request at its deadline meanwhile).
+  long got = 0;
+  while (got < submitted) {
+    struct io_event ev[kMaxWritesTogether];
+    long r = ::syscall(SYS_io_getevents, threadAio.ctx, submitted - got, submitted - got, ev, nullptr);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      // Not expected with a valid context; still, no write may outlive its buffer.
+      if (!err) err = errno;
+      threadAio.drop();
+      break;
+    }
+    for (long k = 0; k < r; k++) {
+      const size_t i = static_cast<size_t>(ev[k].data);
+      const int64_t res = static_cast<int64_t>(ev[k].res);
+      int e = 0;
+      if (res < 0) {
+        e = static_cast<int>(-res);
+      } else if (static_cast<uint64_t>(res) < writes[i].second) {
+        // A short write: the rest as a pwrite would continue it.
+        const uint64_t part = static_cast<uint64_t>(res);
+        e = transfer(fd, false, bufs[i] + part, writes[i].second - part, writes[i].first + static_cast<int64_t>(part), &done);
+      }
+      if (e) {
+        if (!err) err = e;
+      } else {
+        *written += writes[i].second;
+        (*nwrites)++;
+      }
+    }
+    got += r;
+  }
+  return err;
+}
+
+// Read, compare, then the writes (writeAll), on this worker thread: one settlement for all. A
 // request past its deadline stops before its next syscall (its promise has rejected already).
 void Handle::executeCompareWrite(const std::shared_ptr<Request>& req, int fd) {
   maybeStall(path_, req->offset);
@@ -844,14 +964,7 @@ void Handle::executeCompareWrite(const std::shared_ptr<Request>& req, int fd) {
   if (matched) {
     syscall = "write";
     req->writing.store(true);
-    for (auto& w : req->writes) {
-      if (req->settled()) break;  // timed out: the caller went on without us
-      err = transfer(fd, false, data, w.second, w.first, &done);
-      if (err) break;
-      written += w.second;
-      nwrites++;
-      data += w.second;
-    }
+    err = writeAll(req, fd, data, &written, &nwrites);
   }
   if (!req->claim()) {
     stats_->lateCompletions++;

@@ -43,9 +43,11 @@ constexpr uint64_t kSectorAlign = 512;
 constexpr uint64_t kMaxIoLength = 1ull << 30;
 
 // CompareWrite: read `length` bytes at `offset`; when the expected bytes are found at
-// `compareAt` in them, write each of `writes` in order (one hand-off to the I/O thread instead
-// of one per sector; see LeaseStorage.writeIfUnchanged and readCompareWrite). Not atomic: other
-// hosts may write in between, as with separate requests.
+// `compareAt` in them, write `writes` (one hand-off to the I/O thread instead of one per sector;
+// see LeaseStorage.writeIfUnchanged and readCompareWrite). Two or more writes go to the kernel
+// together (Linux AIO, one io_submit) and land in any order: on a filer that is one round trip
+// for all of them. They never overlap (the addon refuses that). Not atomic: other hosts may
+// write in between, as with separate requests.
 enum class Op { Open, Read, Write, Close, Probe, CompareWrite };
 
 // How a request was settled. Exactly one settlement happens per request; the
@@ -63,12 +65,12 @@ enum class Outcome {
 
 struct PathStats {
   std::atomic<uint64_t> reads{0}, writes{0}, bytesRead{0}, bytesWritten{0},
-      errors{0}, timeouts{0}, lateCompletions{0};
+      errors{0}, timeouts{0}, lateCompletions{0}, writesTogether{0};
 };
 
 struct StatsSnapshot {
   uint64_t reads = 0, writes = 0, bytesRead = 0, bytesWritten = 0, errors = 0,
-           timeouts = 0, lateCompletions = 0;
+           timeouts = 0, lateCompletions = 0, writesTogether = 0;
 };
 
 // Counters live in a process-wide registry keyed by the path string as given
@@ -256,6 +258,10 @@ class Handle : public std::enable_shared_from_this<Handle> {
   void executeCompareWrite(const std::shared_ptr<Request>& req, int fd);
   // The pread/pwrite loop of one transfer; returns 0 or an errno, *done the bytes moved.
   int transfer(int fd, bool isRead, char* buf, uint64_t length, int64_t offset, uint64_t* done);
+  // A CompareWrite's writes (data back to back from `data`), submitted together when the
+  // thread has an AIO context, else one after the other. Returns 0 or the first errno; *written
+  // and *nwrites count what landed.
+  int writeAll(const std::shared_ptr<Request>& req, int fd, char* data, uint64_t* written, uint64_t* nwrites);
   void executeOpen(const std::shared_ptr<Request>& req);
 
   const std::string path_;

@@ -5,8 +5,8 @@
  * (native/bench/latencyfs.c): a FUSE passthrough of a directory under /tmp with direct_io on every
  * open and a fixed delay per read/write request (plus, in one profile, a per-request bandwidth
  * cap), multithreaded, so each I/O costs what an RPC to a filer would. Per profile, both tools
- * side by side (alternating, as throughput.js): acquire+release cycles/s with 1 and 8 clients
- * and the acquire latency p50/p99. Once (the counts do not depend on the delay): the requests
+ * side by side (alternating, as throughput.js): acquire+release cycles/s with 1 and 8 clients,
+ * the acquire latency p50/p99 and, with 1 client, the release latency p50. Once (the counts do not depend on the delay): the requests
  * and bytes per acquire and per release that reach the file system, counted by latencyfs per
  * file (lease file apart from the lockspace's renewals). From these, where time goes: round
  * trips (requests × delay) or bytes (bytes / cap).
@@ -71,7 +71,7 @@ c.runMain('nfs', async (args) => {
 
   const runSanlock = async (procs, count) => {
     const r = await sanlock.py(['cycle', sl.ls, sl.resFile, '0', String(count), String(procs)]);
-    return { seconds: r.seconds, acq: r.acquire_ms };
+    return { seconds: r.seconds, acq: r.acquire_ms, rel: r.release_ms };
   };
   const laLease = (i) => ({ lockspace: la.ls, resource: c.resName(i), path: la.resFile, offset: i * c.MiB });
   const runAgent = (procs, count) => agent.pyCycles(procs, count, la.ls, la.resFile);
@@ -126,7 +126,7 @@ c.runMain('nfs', async (args) => {
     await runAgent(1, Math.min(N, 8)); // warm-up at this delay
     await runSanlock(1, Math.min(N, 8));
     const r = (res[prof.id] = {});
-    for (const p of clients) r[p] = { lockagent: [], sanlock: [], laAcq: [], slAcq: [] };
+    for (const p of clients) r[p] = { lockagent: [], sanlock: [], laAcq: [], slAcq: [], laRel: [], slRel: [] };
     for (let rep = 0; rep < reps; rep++) {
       for (const p of clients) {
         const order = (rep + p) % 2 ? ['sanlock', 'lockagent'] : ['lockagent', 'sanlock'];
@@ -134,8 +134,9 @@ c.runMain('nfs', async (args) => {
           const x = tool === 'sanlock' ? await runSanlock(p, N) : await runAgent(p, N);
           r[p][tool].push(N / x.seconds);
           r[p][tool === 'sanlock' ? 'slAcq' : 'laAcq'].push(...x.acq);
+          r[p][tool === 'sanlock' ? 'slRel' : 'laRel'].push(...x.rel);
           c.log(`${prof.id.padEnd(8)} rep ${rep + 1}/${reps} ${String(p).padStart(2)} client(s) ${tool.padEnd(9)} ${(N / x.seconds).toFixed(1).padStart(7)} cycles/s ` +
-            `(acquire p50 ${pct(x.acq, 0.5).toFixed(1)} ms, p99 ${pct(x.acq, 0.99).toFixed(1)} ms)`);
+            `(acquire p50 ${pct(x.acq, 0.5).toFixed(1)} ms, p99 ${pct(x.acq, 0.99).toFixed(1)} ms; release p50 ${pct(x.rel, 0.5).toFixed(1)} ms)`);
         }
       }
     }
@@ -174,6 +175,7 @@ c.runMain('nfs', async (args) => {
       metrics.push(c.metric(`nfs.${prof.id}.throughput.clients${p}`, `${prof.label}: acquire+release cycles/s, ${cl}`, 'cycles/s', r.lockagent, r.sanlock, { better: 'higher' }));
       one(`nfs.${prof.id}.acquire.p50.clients${p}`, `${prof.label}: acquire latency p50, ${cl}`, 'ms', pct(r.laAcq, 0.5), pct(r.slAcq, 0.5));
       one(`nfs.${prof.id}.acquire.p99.clients${p}`, `${prof.label}: acquire latency p99, ${cl}`, 'ms', pct(r.laAcq, 0.99), pct(r.slAcq, 0.99));
+      if (p === 1) one(`nfs.${prof.id}.release.p50.clients1`, `${prof.label}: release latency p50, 1 client`, 'ms', pct(r.laRel, 0.5), pct(r.slRel, 0.5));
     }
     const f = res[prof.id].files;
     if (f) {
@@ -186,6 +188,8 @@ c.runMain('nfs', async (args) => {
       const d = prof.delayUs / 1000;
       one(`nfs.${prof.id}.roundtrips`, `${prof.label}: serial round trips per acquire ((p50 − local p50) / delay, 1 client)`, 'round trips',
         (pct(res[prof.id][1].laAcq, 0.5) - pct(local[1].laAcq, 0.5)) / d, (pct(res[prof.id][1].slAcq, 0.5) - pct(local[1].slAcq, 0.5)) / d);
+      one(`nfs.${prof.id}.release.roundtrips`, `${prof.label}: serial round trips per release ((p50 − local p50) / delay, 1 client)`, 'round trips',
+        (pct(res[prof.id][1].laRel, 0.5) - pct(local[1].laRel, 0.5)) / d, (pct(res[prof.id][1].slRel, 0.5) - pct(local[1].slRel, 0.5)) / d);
     }
   }
   const extra = { perOp: { firstUse: bytes, afterRelease: again }, fsTotals: fsys.stats() };

@@ -189,7 +189,8 @@ export class DirectFile {
 
   /**
    * Reads `expected.length` bytes at `offset`; when they equal `expected`, writes each of
-   * `writes` in order and resolves true, else resolves the bytes found and writes nothing.
+   * `writes` (submitted together, landing in any order; the addon refuses overlapping writes)
+   * and resolves true, else resolves the bytes found and writes nothing.
    * One request to the file's I/O thread. An addon built before it rejects (the lease engine
    * then releases step by step). With `writesAfter`, the I/O thread holds the writes until it
    * settles (a native WriteGate; an addon without one: the whole request waits for it).
@@ -219,7 +220,7 @@ export class DirectFile {
 
   /**
    * Reads `target.length` bytes at `offset` into `target` (as readInto); when `expected` is
-   * found at `target[compareAt]`, writes each of `writes` in order and resolves true, else
+   * found at `target[compareAt]`, writes each of `writes` (as writeIfUnchanged) and resolves true, else
    * resolves false and writes nothing. One request to the file's I/O thread.
    */
   async readCompareWrite(offset: number, target: Buffer, compareAt: number, expected: Buffer,

@@ -11,6 +11,8 @@ export interface IoStats {
   errors: number;
   timeouts: number;
   lateCompletions: number;
+  /** Writes of a writeIfUnchanged/readCompareWrite submitted together (Linux AIO). */
+  writesTogether: number;
 }
 
 /** A handle opened by the addon; every method settles on an I/O thread of its own. */

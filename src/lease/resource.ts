@@ -9,7 +9,7 @@ import { ioError, isIoTimeout, timedIo, writeSector } from './diskio';
 import {
   LeaseAcquireError, LeaseHolder, paxosLeaseAcquire, PaxosAcquireOptions, paxosLeaseRelease, readPaxosLeader, releasedLeader,
 } from './paxos';
-import { sealLeader } from './record';
+import { sameLeader, sealLeader } from './record';
 import { AcquireHint, PaxosHost, ResourceLocation, ResourceToken, resName, TokenMode } from './token';
 import { sleepMs } from './wait';
 
@@ -180,7 +180,7 @@ export interface ReleaseOptions {
  */
 export async function releaseResource(token: ResourceToken, opts: ReleaseOptions): Promise<AcquireHint | undefined> {
   const fast = await releaseIfUnchanged(token, opts);
-  if (fast !== 'changed') return fast;
+  if (!(fast instanceof StepByStep)) return fast;
   // The leader first, before writing anything: if the area is no longer this resource's at our
   // lease version or later (the file was re-created or re-initialized — inode numbers get
   // reused), neither our dblock nor the leader belongs there. Also the read the leader release
@@ -191,6 +191,13 @@ export async function releaseResource(token: ResourceToken, opts: ReleaseOptions
       `releasing ${resName(token.res)}: the lease area is at version ${leader.lver}, below ours (${token.lver}): it was initialized again since; left alone`);
   }
   await opts.writesAfter?.catch(() => undefined);
+  if (fast.wrote && sameLeader(leader, fast.wrote)) {
+    // The one request's writes went out together and its leader write landed, another (our
+    // dblock) failed: the lease is free, as sanlock's release is once its leader write lands
+    // whatever became of the dblock. The dblock once more, its failure tolerable as below.
+    await writeReleasedDblock(token, token.dblock).catch(() => undefined);
+    return undefined;
+  }
   if (token.mode === 'SH') {
     await writeReleasedDblock(token, token.dblock);
     return undefined;
@@ -204,18 +211,28 @@ export async function releaseResource(token: ResourceToken, opts: ReleaseOptions
 }
 
 /**
+ * The release goes step by step (releaseResource). `wrote`: the freed leader the one-request
+ * release sent, when its writes went out and one of them failed — that write may have landed.
+ */
+class StepByStep {
+  constructor(readonly wrote?: LeaderRecord) {}
+}
+
+/**
  * The common exclusive release in one storage request (LeaseStorage.writeIfUnchanged): when the
  * leader on disk is byte for byte the one we committed, every check of the release below
- * passes (lver, owner, writer, record), so its two writes follow the read directly. Anything
- * else — another leader, a storage without the call, a shared lease, an I/O error other than a
- * timeout — goes the step-by-step way ('changed'), which reads again and says what it found.
- * A timeout is the release failing, as one of the steps timing out would be.
+ * passes (lver, owner, writer, record), so its two writes follow the read directly, sent
+ * together (in either order they leave what sanlock's release leaves; the leader free while our
+ * dblock is not yet RELEASED is free to every host: a ballot for the next lease version ignores
+ * a dblock of ours). Anything else — another leader, a storage without the call, a shared
+ * lease, an I/O error other than a timeout — goes the step-by-step way, which reads again and
+ * says what it found. A timeout is the release failing, as one of the steps timing out would be.
  */
-async function releaseIfUnchanged(token: ResourceToken, opts: ReleaseOptions): Promise<AcquireHint | undefined | 'changed'> {
+async function releaseIfUnchanged(token: ResourceToken, opts: ReleaseOptions): Promise<AcquireHint | undefined | StepByStep> {
   const { res, host, sectorSize } = token;
   const ours = token.leader;
   if (!res.storage.writeIfUnchanged || token.mode !== 'EX' || ours.writeId !== host.hostId ||
-    ours.ownerId !== host.hostId || ours.ownerGeneration !== host.generation || ours.timestamp === 0 || ours.lver !== token.lver) return 'changed';
+    ours.ownerId !== host.hostId || ours.ownerGeneration !== host.generation || ours.timestamp === 0 || ours.lver !== token.lver) return new StepByStep();
   const expected = Buffer.alloc(sectorSize);
   sealLeader(ours, expected, 0);
   const dblockSector = Buffer.alloc(sectorSize);
@@ -234,9 +251,9 @@ async function releaseIfUnchanged(token: ResourceToken, opts: ReleaseOptions): P
     done = await timedIo('release_rmw', () => res.storage.writeIfUnchanged!(res.offset, expected, writes, 3 * host.ioTimeout * 1000, holds ? opts.writesAfter : undefined));
   } catch (e) {
     if (isIoTimeout(e)) throw ioError(e, SANLK.LEADER_WRITE, `releasing ${resName(res)}`);
-    return 'changed';
+    return new StepByStep(freed);
   }
-  if (done !== true) return 'changed';
+  if (done !== true) return new StepByStep();
   const geometry = geometryFromLeader(sectorSize, ours.flags);
   return geometry ? { leader: freed, dblock, geometry, hostId: host.hostId, generation: host.generation } : undefined;
 }

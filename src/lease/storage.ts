@@ -37,19 +37,22 @@ export interface LeaseStorage {
   allocBuffer?(length: number): Buffer;
   /**
    * Optional: read `expected.length` bytes at `offset`; if they are byte for byte `expected`,
-   * write each of `writes` in order. Resolves true when all was written, else the bytes found
-   * (nothing written). One request instead of one per I/O (the addon runs it on one I/O thread):
-   * a release is one leader read and two writes. Not atomic — another host may write between
-   * the read and the writes, exactly as between separate requests — so a caller uses it only
-   * where it would have read, compared and written anyway. With `writesAfter`, the writes (not
-   * the read) wait until it settles: a step of the caller's that must precede them runs beside
-   * the read instead of before the whole request.
+   * write each of `writes`. Resolves true when all was written, else the bytes found (nothing
+   * written). One request instead of one per I/O (the addon runs it on one I/O thread): a
+   * release is one leader read and two writes. The writes go out together and land in any
+   * order (one round trip on a filer), so they must not overlap, and a failure of one says
+   * nothing of the others. Not atomic — another host may write between the read and the
+   * writes, exactly as between separate requests — so a caller uses it only where it would
+   * have read, compared and written anyway. With `writesAfter`, the writes (not the read) wait
+   * until it settles: a step of the caller's that must precede them runs beside the read
+   * instead of before the whole request.
    */
   writeIfUnchanged?(offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number,
     writesAfter?: Promise<unknown>): Promise<true | Buffer>;
   /**
    * Optional: read `target.length` bytes at `offset` into `target` (as readInto); if
-   * `expected` is found byte for byte at `target[compareAt]`, write each of `writes` in order.
+   * `expected` is found byte for byte at `target[compareAt]`, write each of `writes` (as
+   * writeIfUnchanged: together, in any order).
    * Resolves true when all was written, false when the compare failed (nothing written; the
    * bytes read are in `target` either way). One request for a renewal's area read and sector
    * write. Not atomic, as writeIfUnchanged.

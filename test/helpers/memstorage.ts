@@ -282,8 +282,9 @@ export class MemStorage implements LeaseStorage {
   }
 
   /**
-   * LeaseStorage.writeIfUnchanged as the addon runs it: a read, then the writes one after the
-   * other, under one deadline, with other hosts' I/O free to land in between (it is not atomic).
+   * LeaseStorage.writeIfUnchanged as the addon runs it: a read, then the writes together (each
+   * with its own latency, so they land in any order), under one deadline, with other hosts' I/O
+   * free to land in between (it is not atomic).
    */
   private async submitIfUnchanged(tag: string, offset: number, expected: Buffer, writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number,
     writesAfter?: Promise<unknown>): Promise<true | Buffer> {
@@ -299,7 +300,7 @@ export class MemStorage implements LeaseStorage {
     await this.submitRead(tag, offset, target.length, left(), target);
     if (!target.subarray(compareAt, compareAt + expected.length).equals(expected)) return false;
     await writesAfter?.catch(() => undefined);
-    for (const w of writes) await this.submitWrite(tag, w.offset, w.data, left());
+    await Promise.all(writes.map((w) => this.submitWrite(tag, w.offset, w.data, left())));
     return true;
   }
 

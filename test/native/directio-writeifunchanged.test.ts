@@ -21,17 +21,17 @@ const stall = (p: string, offset: number, ms: number): void =>
   (loadNative() as unknown as { _testInjectStall(p: string, o: number, ms: number, n: number): void })._testInjectStall(p, offset, ms, 1);
 
 describe('DirectFile.writeIfUnchanged', () => {
-  it('writes in order when the bytes read are the expected ones, and nothing when they are not', async () => {
+  it('writes together when the bytes read are the expected ones, and nothing when they are not', async () => {
     const p = path.join(dir, 'area');
     fs.writeFileSync(p, Buffer.concat([sector(1), sector(1), sector(1), sector(1)]));
     const f = await DirectFile.open(p);
     try {
-      // two writes to the same sector: the second must win (in order)
-      const done = await f.writeIfUnchanged(0, sector(1), [{ offset: 1024, data: sector(2) }, { offset: 0, data: sector(3) }, { offset: 1024, data: sector(4) }], 1000);
+      const done = await f.writeIfUnchanged(0, sector(1), [{ offset: 1024, data: sector(2) }, { offset: 0, data: sector(3) }, { offset: 1536, data: sector(4) }], 1000);
       expect(done).toBe(true);
       const after = fs.readFileSync(p);
-      expect([after[0], after[512], after[1024], after[1536]]).toEqual([3, 1, 4, 1]);
-      expect(ioStats(p)).toMatchObject({ reads: 1, writes: 3, bytesRead: 512, bytesWritten: 1536 });
+      expect([after[0], after[512], after[1024], after[1536]]).toEqual([3, 1, 2, 4]);
+      // the three went to the kernel in one io_submit (this file system takes O_DIRECT)
+      expect(ioStats(p)).toMatchObject({ reads: 1, writes: 3, bytesRead: 512, bytesWritten: 1536, writesTogether: 3 });
 
       // sector 0 now holds 3s: the expectation of 1s fails and the bytes found come back
       const found = await f.writeIfUnchanged(0, sector(1), [{ offset: 512, data: sector(9) }], 1000);
@@ -42,6 +42,24 @@ describe('DirectFile.writeIfUnchanged', () => {
       almost[511] = 0;
       expect(await f.writeIfUnchanged(0, almost, [{ offset: 512, data: sector(9) }], 1000)).not.toBe(true);
       expect(fs.readFileSync(p)[512]).toBe(1);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('refuses overlapping writes (they land in any order) and writes nothing', async () => {
+    const p = path.join(dir, 'overlap');
+    fs.writeFileSync(p, Buffer.concat([sector(1), sector(1), sector(1)]));
+    const f = await DirectFile.open(p);
+    try {
+      for (const second of [{ offset: 512, data: sector(3) }, { offset: 0, data: Buffer.alloc(1024, 3) }]) {
+        const e = await f.writeIfUnchanged(0, sector(1), [{ offset: 512, data: sector(2) }, second], 1000).then(() => undefined, (x: DirectIoError) => x);
+        expect(e?.code).toBe('EINVAL');
+        expect(e?.message).toMatch(/overlap/);
+      }
+      // adjacent is not overlapping
+      expect(await f.writeIfUnchanged(0, sector(1), [{ offset: 1024, data: sector(2) }, { offset: 512, data: sector(3) }], 1000)).toBe(true);
+      expect([...fs.readFileSync(p)].filter((_, i) => i % 512 === 0)).toEqual([1, 3, 2]);
     } finally {
       await f.close();
     }
@@ -170,7 +188,7 @@ describe('writeIfUnchanged with writesAfter (the release\'s journal commit besid
     return { p, f: await DirectFile.open(p) };
   };
 
-  it('reads at once, holds the writes until writesAfter settles, then writes them in order', async () => {
+  it('reads at once, holds the writes until writesAfter settles, then writes them', async () => {
     const { p, f } = await twoSectors('gated');
     try {
       const gate = later();
@@ -239,4 +257,46 @@ describe('writeIfUnchanged with writesAfter (the release\'s journal commit besid
       await file.close(1000);
     }
   });
+});
+
+// On a filer each I/O is a round trip: the writes of one request are in flight together, so a
+// release waits for two round trips (its read, then its writes), not three. latencyfs (the NFS
+// benchmark's FUSE passthrough, native/bench) counts the write requests it serves at once.
+const canFuse = fs.existsSync('/dev/fuse') && process.getuid?.() === 0;
+(canFuse || process.env.CI ? describe : describe.skip)('writeIfUnchanged on a filer (latencyfs, 150 ms per I/O)', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const lfs = require('../../scripts/bench/lib/latencyfs') as {
+    mount(work: string, backing: string, mnt: string, o: { delayUs: number }): Promise<{ stats(): Record<string, number>; reset(): void; stop(): Promise<void> }>;
+  };
+  let work: string;
+  let mnt: string;
+  let fsys: Awaited<ReturnType<typeof lfs.mount>>;
+  beforeAll(async () => {
+    work = fs.mkdtempSync('/var/tmp/lockagent-wiu-fuse-');
+    mnt = path.join(work, 'mnt');
+    fsys = await lfs.mount(work, path.join(work, 'backing'), mnt, { delayUs: 150000 });
+  }, 60000);
+  afterAll(async () => {
+    await fsys?.stop();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('the release\'s two writes reach the server together; each lands', async () => {
+    const p = path.join(mnt, 'lease');
+    fs.writeFileSync(p, Buffer.concat([sector(1), sector(1), sector(1)]));
+    const f = await DirectFile.open(p);
+    try {
+      expect(f.direct).toBe(true);
+      fsys.reset();
+      expect(await f.writeIfUnchanged(0, sector(1), [{ offset: 1024, data: sector(2) }, { offset: 0, data: sector(3) }], 5000)).toBe(true);
+      expect(fsys.stats()).toMatchObject({ reads: 1, writes: 2, writes_together_max: 2 });
+      expect([...fs.readFileSync(p)].filter((_, i) => i % 512 === 0)).toEqual([3, 1, 2]);
+      // a renewal's single write, for contrast: one at a time
+      fsys.reset();
+      expect(await f.readCompareWrite(0, Buffer.alloc(1536), 0, sector(3), [{ offset: 512, data: sector(4) }], 5000)).toBe(true);
+      expect(fsys.stats()).toMatchObject({ reads: 1, writes: 1, writes_together_max: 1 });
+    } finally {
+      await f.close();
+    }
+  }, 30000);
 });

@@ -134,7 +134,7 @@ describe('DirectFile basics', () => {
       await fa.read(512, 1024, 1000);
       await fa.read(0, 4096, 1000);
       await fb.read(0, 512, 1000);
-      const zero = { errors: 0, timeouts: 0, lateCompletions: 0 };
+      const zero = { errors: 0, timeouts: 0, lateCompletions: 0, writesTogether: 0 };
       expect(ioStats(a)).toEqual({ reads: 3, writes: 2, bytesRead: 5632, bytesWritten: 4608, ...zero });
       expect(ioStats(b)).toEqual({ reads: 1, writes: 0, bytesRead: 512, bytesWritten: 0, ...zero });
       expect(ioStats()).toEqual({ reads: 4, writes: 2, bytesRead: 6144, bytesWritten: 4608, ...zero });

@@ -389,6 +389,24 @@ describe('exclusive release in one request (writeIfUnchanged)', () => {
     }
   });
 
+  it('its writes go out together: when one of them fails, the other may have landed, and the release says what is true', async () => {
+    for (const failing of ['dblock', 'leader'] as const) {
+      const w = world();
+      const h1 = w.member(1, 'hostA');
+      await w.sched.run(h1.join());
+      const t = await w.sched.run(acquireResource(w.res, h1.host, { clock: h1.clock, liveness: h1.liveness }));
+      const at = failing === 'dblock' ? RES_OFF + dblockOffset(512, 1) : RES_OFF;
+      w.st.failNext('write', { type: 'error' }, (r) => r.offset === at);
+      // dblock failed, leader landed: the lease is free (sanlock's release needs only the
+      // leader write); the step-by-step way finds our own freed leader and writes the dblock
+      // again. Leader failed: the step-by-step way frees it.
+      await w.sched.run(releaseResource(t, { clock: h1.clock }));
+      expect({ failing, ts: w.leader().timestamp, writeId: w.leader().writeId, lver: w.leader().lver })
+        .toEqual({ failing, ts: 0, writeId: 1, lver: t.lver });
+      expect(w.dblock(1).flags).toBe(DBLOCK_FL_RELEASED);
+    }
+  });
+
   it('a timeout of that request is the release failing with -202 (the lease stays ours)', async () => {
     const w = world();
     const h1 = w.member(1, 'hostA');
