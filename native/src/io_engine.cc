@@ -844,7 +844,7 @@ int Handle::writeAll(const std::shared_ptr<Request>& req, int fd, char* data, ui
   int err = 0;
   // One write, a page-cache fallback (AIO would run it inside io_submit anyway) or no context:
   // one after the other. A request past its deadline starts no further write.
-  if (n < 2 || n > static_cast<size_t>(kMaxWritesTogether) || !direct_ || !threadAio.get()) {
+  if (n < 2 || n > static_cast<size_t>(kMaxWritesTogether) || !direct_ || aioRefused_.load() || !threadAio.get()) {
     for (auto& w : writes) {
       if (req->settled()) break;  // timed out: the caller went on without us
       err = transfer(fd, false, data, w.second, w.first, &done);
@@ -875,12 +875,14 @@ int Handle::writeAll(const std::shared_ptr<Request>& req, int fd, char* data, ui
   while (submitted < static_cast<long>(n)) {
     long r = ::syscall(SYS_io_submit, threadAio.ctx, static_cast<long>(n) - submitted, ptrs + submitted);
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;  // refused (EAGAIN, EINVAL on a filesystem without it): the rest below
+    if (r < 0 && submitted == 0 && (errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS)) aioRefused_.store(true);
+    if (r <= 0) break;  // refused (EAGAIN; a file system without AIO): the rest below
     submitted += r;
   }
   if (submitted > 0) stats_->writesTogether += static_cast<uint64_t>(submitted);
   // What io_submit did not take is written here, while the rest is in flight.
   for (size_t i = static_cast<size_t>(submitted); i < n; i++) {
+    if (req->settled()) break;  // timed out: no further write starts
     int e = transfer(fd, false, bufs[i], writes[i].second, writes[i].first, &done);
     if (e) {
       if (!err) err = e;
@@ -909,9 +911,10 @@ int Handle::writeAll(const std::shared_ptr<Request>& req, int fd, char* data, ui
       if (res < 0) {
         e = static_cast<int>(-res);
       } else if (static_cast<uint64_t>(res) < writes[i].second) {
-        // A short write: the rest as a pwrite would continue it.
+        // A short write: the rest as a pwrite would continue it, unless the request timed out.
         const uint64_t part = static_cast<uint64_t>(res);
-        e = transfer(fd, false, bufs[i] + part, writes[i].second - part, writes[i].first + static_cast<int64_t>(part), &done);
+        e = req->settled() ? ETIMEDOUT
+                           : transfer(fd, false, bufs[i] + part, writes[i].second - part, writes[i].first + static_cast<int64_t>(part), &done);
       }
       if (e) {
         if (!err) err = e;

@@ -276,6 +276,8 @@ class Handle : public std::enable_shared_from_this<Handle> {
   int fd_ = -1;
   // Set once by the open, before the handle is handed to JS.
   bool direct_ = true;
+  // io_submit refused this file once (EINVAL, EOPNOTSUPP, ENOSYS): its writes go one by one.
+  std::atomic<bool> aioRefused_{false};
   DeviceInfo info_;
   bool closing_ = false;
   // Threads currently inside a syscall on fd_. The fd is only closed when

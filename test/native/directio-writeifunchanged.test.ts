@@ -30,8 +30,8 @@ describe('DirectFile.writeIfUnchanged', () => {
       expect(done).toBe(true);
       const after = fs.readFileSync(p);
       expect([after[0], after[512], after[1024], after[1536]]).toEqual([3, 1, 2, 4]);
-      // the three went to the kernel in one io_submit (this file system takes O_DIRECT)
-      expect(ioStats(p)).toMatchObject({ reads: 1, writes: 3, bytesRead: 512, bytesWritten: 1536, writesTogether: 3 });
+      // the three went to the kernel in one io_submit (a file opened without O_DIRECT: one by one)
+      expect(ioStats(p)).toMatchObject({ reads: 1, writes: 3, bytesRead: 512, bytesWritten: 1536, writesTogether: f.direct ? 3 : 0 });
 
       // sector 0 now holds 3s: the expectation of 1s fails and the bytes found come back
       const found = await f.writeIfUnchanged(0, sector(1), [{ offset: 512, data: sector(9) }], 1000);
@@ -57,6 +57,7 @@ describe('DirectFile.writeIfUnchanged', () => {
         expect(e?.code).toBe('EINVAL');
         expect(e?.message).toMatch(/overlap/);
       }
+      expect([...fs.readFileSync(p)].filter((_, i) => i % 512 === 0)).toEqual([1, 1, 1]);
       // adjacent is not overlapping
       expect(await f.writeIfUnchanged(0, sector(1), [{ offset: 1024, data: sector(2) }, { offset: 512, data: sector(3) }], 1000)).toBe(true);
       expect([...fs.readFileSync(p)].filter((_, i) => i % 512 === 0)).toEqual([1, 3, 2]);

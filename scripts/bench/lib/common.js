@@ -160,13 +160,6 @@ function atCleanup(fn) {
   cleanups.push(fn);
 }
 
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => {
-    log(`${sig}: stopping`);
-    void cleanupAll().finally(() => process.exit(130));
-  });
-}
-
 function workDir(tag, keep = false) {
   if (keep) keepWork = true;
   const base = process.env.BENCH_WORK || os.tmpdir();
@@ -178,6 +171,14 @@ function workDir(tag, keep = false) {
 
 /** Runs main(), writes its result (JSON) to --out, always cleans up. */
 function runMain(name, main) {
+  // Here, not at load: a module that requires this one (a test using lib/latencyfs) keeps its
+  // own signal handling.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.on(sig, () => {
+      log(`${sig}: stopping`);
+      void cleanupAll().finally(() => process.exit(130));
+    });
+  }
   const args = parseArgs();
   if (args.keep) keepWork = true;
   (async () => {
