@@ -733,6 +733,7 @@ Napi::Value TestIoThreads(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("created", Napi::Number::New(env, static_cast<double>(c.created)));
   o.Set("parked", Napi::Number::New(env, static_cast<double>(c.parked)));
+  o.Set("aioContexts", Napi::Number::New(env, c.aioContexts));
   return o;
 }
 

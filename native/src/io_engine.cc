@@ -493,7 +493,7 @@ class ThreadPark {
 
   IoThreadCounts counts() {
     std::lock_guard<std::mutex> g(mu_);
-    return {created_.load(), waiting()};
+    return {created_.load(), waiting(), 0};
   }
 
  private:
@@ -533,7 +533,7 @@ ThreadPark& threadPark() {
   return *p;
 }
 
-IoThreadCounts testIoThreads() { return threadPark().counts(); }
+
 
 // ---------------------------------------------------------------------------
 Handle::Handle(std::string path, bool readOnly, std::shared_ptr<PathStats> s, int idleMs)
@@ -812,30 +812,49 @@ bool WriteGate::waitOpen(Clock::time_point deadline) {
 namespace {
 
 // A worker thread's Linux AIO context (raw syscalls, no libaio), for a CompareWrite's writes:
-// made at the thread's first such request, destroyed with the thread. A thread that cannot get
-// one (ENOSYS, aio-max-nr reached) writes one after the other, as before AIO.
+// made at the thread's first such request, destroyed with the thread. Each context takes
+// max(8, 4·CPUs)·2 of the system-wide fs.aio-max-nr, which QEMU's aio=native needs too (a VM
+// whose io_setup fails does not start): at most kMaxAioContexts live in this process, so a mass
+// release (a 64-disk domain's stop) writes one by one past them. A thread that gets none
+// (cap reached, EAGAIN, ENOSYS) writes one after the other, as before AIO.
 constexpr long kMaxWritesTogether = 8;
+constexpr int kMaxAioContexts = 4;
+std::atomic<int> liveAioContexts{0};
 struct AioContext {
   aio_context_t ctx = 0;
-  bool tried = false;
+  bool failed = false;  // io_setup itself failed: this thread does not ask again
   bool ok = false;
   ~AioContext() { drop(); }
   bool get() {
-    if (!tried) {
-      tried = true;
-      ok = ::syscall(SYS_io_setup, kMaxWritesTogether, &ctx) == 0;
+    if (ok || failed) return ok;
+    if (liveAioContexts.fetch_add(1) >= kMaxAioContexts) {
+      liveAioContexts.fetch_sub(1);  // the cap: ask again at this thread's next request
+      return false;
+    }
+    ok = ::syscall(SYS_io_setup, kMaxWritesTogether, &ctx) == 0;
+    if (!ok) {
+      failed = true;
+      liveAioContexts.fetch_sub(1);
     }
     return ok;
   }
   // io_destroy waits for whatever is still in flight, so no write outlives its buffer.
   void drop() {
-    if (ok) ::syscall(SYS_io_destroy, ctx);
+    if (!ok) return;
+    ::syscall(SYS_io_destroy, ctx);
     ok = false;
+    liveAioContexts.fetch_sub(1);
   }
 };
 thread_local AioContext threadAio;
 
 }  // namespace
+
+IoThreadCounts testIoThreads() {
+  IoThreadCounts c = threadPark().counts();
+  c.aioContexts = liveAioContexts.load();
+  return c;
+}
 
 int Handle::writeAll(const std::shared_ptr<Request>& req, int fd, char* data, uint64_t* written, uint64_t* nwrites) {
   const auto& writes = req->writes;

@@ -315,6 +315,7 @@ uint64_t testWatchdogWakeups();
 struct IoThreadCounts {
   uint64_t created;
   size_t parked;
+  int aioContexts;  // live AIO contexts of I/O threads (writeAll)
 };
 IoThreadCounts testIoThreads();
 

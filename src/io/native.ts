@@ -92,7 +92,7 @@ export interface NativeBinding {
   /** Test hook: how many times the I/O engine's deadline watchdog thread has woken up. */
   _testWatchdogWakeups?(): number;
   /** Test hook: handle threads created so far, and spare ones parked now (io_engine's ThreadPark). */
-  _testIoThreads?(): { created: number; parked: number };
+  _testIoThreads?(): { created: number; parked: number; aioContexts: number };
   /** One datagram to systemd's $NOTIFY_SOCKET (path or @abstract); `fd` goes along as SCM_RIGHTS. */
   sdNotify?(socketPath: string, text: string, fd?: number): boolean;
   /** libwdmd (loaded at run time): connect, register `name`, set the refcount; returns the connection fd. */

@@ -66,6 +66,30 @@ describe('DirectFile.writeIfUnchanged', () => {
     }
   });
 
+  it('at most 4 I/O threads hold an AIO context (fs.aio-max-nr is QEMU\'s too); past them the writes go one by one', async () => {
+    const threads = () => loadNative()._testIoThreads!();
+    const paths = Array.from({ length: 8 }, (_, i) => path.join(dir, `ctx${i}`));
+    // each handle keeps its own thread through the test: eight threads, each a release
+    const files = await Promise.all(paths.map(async (p) => {
+      fs.writeFileSync(p, Buffer.concat([sector(1), sector(1), sector(1)]));
+      return DirectFile.open(p, { keepThreadMs: 10000 });
+    }));
+    try {
+      for (const f of files) {
+        expect(await f.writeIfUnchanged(0, sector(1), [{ offset: 1024, data: sector(2) }, { offset: 0, data: sector(3) }], 2000)).toBe(true);
+        expect(threads().aioContexts).toBeLessThanOrEqual(4);
+      }
+      for (const p of paths) expect([...fs.readFileSync(p)].filter((_, i) => i % 512 === 0)).toEqual([3, 1, 2]);
+      const together = paths.reduce((n, p) => n + ioStats(p).writesTogether, 0);
+      // at most 4 of the 8 threads had a context (one may be a parked thread's from a test above)
+      expect(together).toBeGreaterThanOrEqual(2);
+      expect(together).toBeLessThanOrEqual(8);
+      expect(paths.reduce((n, p) => n + ioStats(p).writes, 0)).toBe(16);
+    } finally {
+      await Promise.all(files.map((f) => f.close()));
+    }
+  });
+
   it('checks alignment like read and write, and refuses on a read-only file', async () => {
     const p = path.join(dir, 'ro');
     fs.writeFileSync(p, sector(1));
