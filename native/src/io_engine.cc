@@ -533,8 +533,6 @@ ThreadPark& threadPark() {
   return *p;
 }
 
-
-
 // ---------------------------------------------------------------------------
 Handle::Handle(std::string path, bool readOnly, std::shared_ptr<PathStats> s, int idleMs)
     : path_(std::move(path)), readOnly_(readOnly), idleMs_(idleMs), stats_(std::move(s)) {}
