@@ -97,7 +97,10 @@ describeE2E('e2e: boot storm, 32 domains started at once (real libvirtd + QEMU)'
     for (const p of prepares) maxOverlap = Math.max(maxOverlap, prepares.filter((q) => q.start <= p.start && p.start < q.end).length);
     expect(maxOverlap).toBeGreaterThan(1);
     // The per-domain queue only orders one domain's own requests: nobody else's acquire is in it.
-    for (const p of prepares) expect({ name: p.name, queueBelowOwnWork: p.queue <= Math.max(1, p.files + p.acquire) }).toEqual({ name: p.name, queueBelowOwnWork: true });
+    // Its wait is a microtask, plus whatever the event loop does first in a storm (a GC pause, other
+    // prepares' JavaScript: up to 3-4 ms seen, more than a quick acquire's own 1-2 ms); waiting
+    // behind other domains' prepares would add their acquires (median 34 ms here) for most of them.
+    for (const p of prepares) expect({ name: p.name, queueBelowOwnWork: p.queue <= Math.max(10, p.files + p.acquire) }).toEqual({ name: p.name, queueBelowOwnWork: true });
 
     console.log([
       `boot storm: ${N} x virsh start at once, all running after ${(totalMs / 1000).toFixed(1)} s (load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')})`,
