@@ -859,16 +859,22 @@ int Handle::writeAll(const std::shared_ptr<Request>& req, int fd, char* data, ui
   const size_t n = writes.size();
   uint64_t done = 0;
   int err = 0;
+  // Write i ended with errno e (0: it landed): the first error is the request's.
+  auto ended = [&](size_t i, int e) {
+    if (e) {
+      if (!err) err = e;
+    } else {
+      *written += writes[i].second;
+      (*nwrites)++;
+    }
+  };
   // One write, a page-cache fallback (AIO would run it inside io_submit anyway) or no context:
   // one after the other. A request past its deadline starts no further write.
   if (n < 2 || n > static_cast<size_t>(kMaxWritesTogether) || !direct_ || aioRefused_.load() || !threadAio.get()) {
-    for (auto& w : writes) {
+    for (size_t i = 0; i < n && !err; i++) {
       if (req->settled()) break;  // timed out: the caller went on without us
-      err = transfer(fd, false, data, w.second, w.first, &done);
-      if (err) break;
-      *written += w.second;
-      (*nwrites)++;
-      data += w.second;
+      ended(i, transfer(fd, false, data, writes[i].second, writes[i].first, &done));
+      data += writes[i].second;
     }
     return err;
   }
@@ -900,13 +906,7 @@ int Handle::writeAll(const std::shared_ptr<Request>& req, int fd, char* data, ui
   // What io_submit did not take is written here, while the rest is in flight.
   for (size_t i = static_cast<size_t>(submitted); i < n; i++) {
     if (req->settled()) break;  // timed out: no further write starts
-    int e = transfer(fd, false, bufs[i], writes[i].second, writes[i].first, &done);
-    if (e) {
-      if (!err) err = e;
-    } else {
-      *written += writes[i].second;
-      (*nwrites)++;
-    }
+    ended(i, transfer(fd, false, bufs[i], writes[i].second, writes[i].first, &done));
   }
   // Wait for every submitted write, as a pwrite would (a hung server keeps this thread here;
   // the watchdog settles the request at its deadline meanwhile).
@@ -933,12 +933,7 @@ int Handle::writeAll(const std::shared_ptr<Request>& req, int fd, char* data, ui
         e = req->settled() ? ETIMEDOUT
                            : transfer(fd, false, bufs[i] + part, writes[i].second - part, writes[i].first + static_cast<int64_t>(part), &done);
       }
-      if (e) {
-        if (!err) err = e;
-      } else {
-        *written += writes[i].second;
-        (*nwrites)++;
-      }
+      ended(i, e);
     }
     got += r;
   }
