@@ -22,12 +22,31 @@
       # build/Release/lockagent-hook when it exists, else node dist/libvirt/hook.js.
       "target_name": "lockagent-hook",
       "type": "executable",
-      "sources": ["hook/lockagent-hook.c"],
+      "sources": ["hook/lockagent-hook.c", "hook/agent_client.c"],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra"],
       "cflags!": ["-pthread"],
       "ldflags!": ["-pthread", "-rdynamic"],
       # static when libc.a is there (no dynamic loader at each of the 3 execs per virsh start)
       "ldflags": ["<!@(sh hook/static-ldflags.sh)"],
+      "conditions": [
+        ["OS!='linux'", {"type": "none"}]
+      ]
+    },
+    {
+      # The libvirt lock-driver plugin (native/lockdriver/lockagent-lockdriver.c): plain C, libc
+      # and libdl only, loaded by libvirtd with lock_manager = "lockagent" in qemu.conf; built as
+      # build/Release/lockagent.so. Every symbol but virLockDriverImpl is hidden and bound
+      # inside the plugin (-Bsymbolic): nothing of it may resolve against libvirtd's own.
+      "target_name": "lockagent-lockdriver",
+      "type": "shared_library",
+      "product_name": "lockagent",
+      "product_prefix": "",
+      "product_extension": "so",
+      "sources": ["lockdriver/lockagent-lockdriver.c", "hook/agent_client.c"],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-fvisibility=hidden", "-fPIC"],
+      "cflags!": ["-pthread"],
+      "ldflags": ["-Wl,-Bsymbolic", "-Wl,-z,defs"],
+      "libraries": ["-ldl"],
       "conditions": [
         ["OS!='linux'", {"type": "none"}]
       ]

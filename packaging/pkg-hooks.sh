@@ -29,6 +29,14 @@ reload_libvirt() {
   done
 }
 
+# The copies of the lock-driver plugin install-lockdriver made in libvirt's lock-driver directories.
+plugin_copies() {
+  for f in "$ROOT"/usr/lib/*/libvirt/lock-driver/lockagent.so "$ROOT"/usr/lib64/libvirt/lock-driver/lockagent.so "$ROOT"/usr/lib/libvirt/lock-driver/lockagent.so; do
+    [ -f "$f" ] && grep -q 'installed by "lockagent install-lockdriver"' "$f" && echo "$f"
+  done
+  return 0
+}
+
 # One line per owner that holds leases: "NAME (pid PID): N lease(s)". Empty when none, or when
 # no agent answers (then it holds nothing that it renews).
 held_owners() {
@@ -52,6 +60,11 @@ case "$1" in
     # client of this version.
     "$CLI" install-hook --dir "$HOOKDIR" --client "$ROOT/usr/lib/lockagent/lockagent-hook" >/dev/null
     reload_libvirt
+    # The lock-driver plugin, where `lockagent install-lockdriver` put it: replaced by this
+    # version's (atomically: a running libvirtd keeps the one it loaded until its restart).
+    for f in $(plugin_copies); do
+      install -m 644 "$ROOT/usr/lib/lockagent/native/build/Release/lockagent.so" "$f.tmp-$$" && mv -f "$f.tmp-$$" "$f"
+    done
     if systemd_running; then
       systemctl daemon-reload || true
       if [ -n "$previous" ]; then
@@ -91,6 +104,11 @@ case "$1" in
       rm -f "$HOOK" "$HOOKDIR/.50-lockagent.conf"
       reload_libvirt
     fi
+    # The plugin stays: libvirtd's QEMU driver does not start without the plugin qemu.conf names.
+    for f in $(plugin_copies); do
+      echo "lockagent: $f stays: while qemu.conf says lock_manager = \"lockagent\", every domain start is refused" \
+        "(lockagent is not running). Remove that line, restart libvirtd, then delete $f" >&2
+    done
     if systemd_running; then
       systemctl disable --now lockagent.service lockagent-guard.service >/dev/null 2>&1 || true
     elif "$CLI" status -c "$CONF" >/dev/null 2>&1; then

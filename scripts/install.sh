@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs a build of lockagent (npm run build) in the layout of the packages:
 #   PREFIX/lib/lockagent/         package.json, dist/ (the built JS), production node_modules,
-#                                 native/build/Release/ (addons, hook client, guard) and the
+#                                 native/build/Release/ (addons, hook client, lock-driver plugin, guard) and the
 #                                 stable paths lockagent-guard and lockagent-hook beside them;
 #                                 pkg-hooks.sh (the package scripts' steps)
 #   PREFIX/bin/lockagent          wrapper: the system node >= 20 running lib/lockagent/dist/cli/main.js
@@ -45,7 +45,7 @@ R="$SRC/native/build/Release"
 for f in dist/cli/main.js dist/libvirt/hook.js; do
   [ -f "$SRC/$f" ] || { echo "install.sh: $SRC/$f missing: run npm run build first" >&2; exit 1; }
 done
-for f in lockagent_native.node lockagent_virt.node lockagent-hook lockagent-guard; do
+for f in lockagent_native.node lockagent_virt.node lockagent.so lockagent-hook lockagent-guard; do
   [ -f "$R/$f" ] || { echo "install.sh: $R/$f missing: run npm run build:native first" >&2; exit 1; }
 done
 [ -d "$SRC/node_modules" ] || { echo "install.sh: $SRC/node_modules missing: run npm ci first" >&2; exit 1; }
@@ -71,7 +71,7 @@ chmod 755 "$L/dist/cli/main.js" "$L/dist/libvirt/hook.js"
 
 # Native parts in the place the code looks for them (findPackageRoot()/native/build/Release);
 # the units and the installed hook use the stable paths lib/lockagent/lockagent-{guard,hook}.
-install -m 644 "$R/lockagent_native.node" "$R/lockagent_virt.node" "$L/native/build/Release/"
+install -m 644 "$R/lockagent_native.node" "$R/lockagent_virt.node" "$R/lockagent.so" "$L/native/build/Release/"
 install -m 755 "$R/lockagent-hook" "$R/lockagent-guard" "$L/native/build/Release/"
 ln -sf native/build/Release/lockagent-guard "$L/lockagent-guard"
 ln -sf native/build/Release/lockagent-hook "$L/lockagent-hook"

@@ -5,7 +5,11 @@
 # scripts/services.sh): its /etc, /var and /run are overlays, and libvirt's state directories in
 # them are empty private directories.
 #
-#   start DIR UUID PORT_MIN PORT_MAX   start the host whose state lives in DIR (absolute, disk-backed)
+#   start DIR UUID PORT_MIN PORT_MAX [QEMU_CONF_LINE...]
+#                                      start the host whose state lives in DIR (absolute, disk-backed);
+#                                      extra lines go into its qemu.conf (e.g. lock_manager = "lockagent",
+#                                      with LIBVIRT_LOCK_MANAGER_PLUGIN_DIR in the environment, which
+#                                      libvirtd inherits)
 #   stop DIR                           stop every process of the host (by pid), remove DIR's mounts' data
 #   uri DIR                            print the URI that reaches it from anywhere on the machine
 #   pids DIR                           print the pids of every process in its mount namespace
@@ -60,7 +64,9 @@ ns_pids() {
 }
 
 start() {
-  local dir=$1 uuid=$2 pmin=$3 pmax=$4
+  local dir=$1 uuid=$2 pmin=$3 pmax=$4; shift 4
+  local extra="" l
+  for l in "$@"; do extra+=" $(printf '%q' "$l")"; done
   [ "$(id -u)" = 0 ] || die "start needs root"
   check_dir "$dir"
   command -v unshare >/dev/null && command -v tini >/dev/null && command -v libvirtd >/dev/null \
@@ -85,7 +91,7 @@ for d in etc/libvirt/qemu etc/libvirt/hooks run/libvirt var/lib/libvirt var/log/
 done
 ensure_libvirt_qemu_user >/dev/null
 write_qemu_conf /etc/libvirt/qemu.conf '# written by lockagent scripts/libvirt-host.sh' \
-  'migration_port_min = $pmin' 'migration_port_max = $pmax'
+  'migration_port_min = $pmin' 'migration_port_max = $pmax'$extra
 rm -f /etc/libvirt/qemu-sanlock.conf
 cd /
 exec tini -s -- libvirtd -f '$dir/libvirtd.conf' --pid-file '$dir/libvirtd.pid'
@@ -146,9 +152,9 @@ stop() {
 }
 
 case "${1:-}" in
-  start) [ $# -eq 5 ] || die "usage: $0 start DIR UUID PORT_MIN PORT_MAX"; start "$2" "$3" "$4" "$5" ;;
+  start) [ $# -ge 5 ] || die "usage: $0 start DIR UUID PORT_MIN PORT_MAX [QEMU_CONF_LINE...]"; shift; start "$@" ;;
   stop) [ $# -eq 2 ] || die "usage: $0 stop DIR"; stop "$2" ;;
   uri) uri "$2" ;;
   pids) ns_pids "$2" ;;
-  *) echo "usage: $0 start DIR UUID PORT_MIN PORT_MAX | stop DIR | uri DIR | pids DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 start DIR UUID PORT_MIN PORT_MAX [QEMU_CONF_LINE...] | stop DIR | uri DIR | pids DIR" >&2; exit 2 ;;
 esac

@@ -37,3 +37,21 @@ export interface LeaseSpec {
  * pass their own). keepThreadMs: how long the file's idle I/O thread waits for its next request.
  */
 export type StorageOpener = (path: string, opts?: { keepThreadMs?: number }) => Promise<LeaseStorage>;
+
+/**
+ * A domain as libvirt's lock manager describes it to a lock driver (src/locking/domain_lock.c):
+ * what the lockagent lock-driver plugin inside libvirtd sends instead of the domain XML. Disk
+ * paths are libvirt's, already resolved (volumes included); network disks and empty drives are
+ * not listed.
+ */
+export interface LockManagerDomain {
+  uuid: string;
+  name: string;
+  /** QEMU's pid: at registration the forked child that execs QEMU, later QEMU itself */
+  pid?: number;
+  disks: Array<{ path: string; readonly: boolean; shared: boolean }>;
+  /** lockspace: optional in libvirt's `<lease>` (the plan refuses a lease without one) */
+  leases: Array<{ lockspace?: string; key: string; path: string; offset: number }>;
+  /** `<on_lockfailure>` as libvirt hands it to the driver's acquire; absent for "default" */
+  action?: 'poweroff' | 'restart' | 'pause' | 'ignore';
+}

@@ -191,6 +191,21 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
       return EXIT_OK;
     }));
 
+  program.command('install-lockdriver')
+    .description('install the libvirt lock-driver plugin (lockagent.so; then set lock_manager = "lockagent" in qemu.conf and restart libvirtd)')
+    .option('--plugin-dir <dir>', 'libvirt\'s lock-driver directory (default: the one of this machine\'s libvirt, e.g. /usr/lib/x86_64-linux-gnu/libvirt/lock-driver)')
+    .option('--conf-dir <dir>', 'libvirt\'s config directory, for qemu-lockagent.conf', '/etc/libvirt')
+    .option('-c, --config <path>', 'config file the plugin should read for socket_path')
+    .option('--socket <path>', 'control socket the plugin should use')
+    .option('--plugin <path>', 'the plugin to install (default: this build\'s native/build/Release/lockagent.so)')
+    .action(run('install-lockdriver', async (o) => {
+      const { installLockDriver } = await import('../libvirt/lockdriver-install');
+      const opts = o as { pluginDir?: string; confDir: string; config?: string; socket?: string; plugin?: string };
+      const r = installLockDriver(opts);
+      ctx.output.out(`installed ${r.plugin}\nwrote ${r.conf}\n${r.notes.map((n) => `next: ${n}\n`).join('')}`);
+      return EXIT_OK;
+    }));
+
   const config = program.command('config').description('configuration helpers');
   config.command('check')
     .option('-c, --config <path>', `config file (default ${DEFAULT_CONFIG_PATH})`)

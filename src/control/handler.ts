@@ -4,8 +4,9 @@ import { Op, OpHandlers, Request, RequestOf, ResultOf } from './protocol';
 import { DomainStatus, FencingStatus } from './replies';
 import { Peer } from './server';
 
-/** The ops the libvirt integration serves (the qemu hook's requests). */
-export type DomainOp = 'domain_prepare' | 'domain_release' | 'domain_reconnect' | 'domain_migrate';
+/** The ops the libvirt integration serves (the qemu hook's and the lock-driver plugin's requests). */
+export type DomainOp = 'domain_prepare' | 'domain_release' | 'domain_reconnect' | 'domain_migrate'
+  | 'lock_register' | 'lock_acquire' | 'lock_release' | 'lock_inquire';
 export type DomainHandlers = OpHandlers<DomainOp, Peer>;
 export type CleanupHandlers = OpHandlers<'cleanup', Peer>;
 type CoreOp = Exclude<Op, DomainOp | 'cleanup'>;

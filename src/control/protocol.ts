@@ -1,4 +1,4 @@
-import { LeaseSpec, OwnerRef } from '../agent/types';
+import { LeaseSpec, LockManagerDomain, OwnerRef } from '../agent/types';
 import { AddLockspaceReply, HeldLeaseReply, HostStatusReply, RenewalsReply, StatusReply, SweepReport } from './replies';
 
 /**
@@ -56,6 +56,12 @@ export interface Ops {
   domain_reconnect: { args: { xml: string }; res: null };
   domain_migrate: { args: { xml: string }; res: null };
   cleanup: { args: { dryRun: boolean; minAgeSeconds?: number }; res: SweepReport };
+  // The lock-driver plugin inside libvirtd (native/lockdriver): one request per libvirt call.
+  lock_register: { args: { domain: LockManagerDomain }; res: { leases: number } };
+  lock_acquire: { args: { domain: LockManagerDomain; state?: string; timeoutMs?: number }; res: { leases: number } };
+  /** pause: libvirt keeps the returned state for the resume; else a disk or lease is detached */
+  lock_release: { args: { domain: LockManagerDomain; pause: boolean }; res: { released: number; state: string } };
+  lock_inquire: { args: { domain: LockManagerDomain }; res: { state: string } };
 }
 
 export type Op = keyof Ops;
@@ -66,6 +72,7 @@ export type Request = { [O in Op]: RequestOf<O> }[Op];
 export const REQUEST_OPS: readonly Op[] = [
   'status', 'host_status', 'renewals', 'acquire', 'release', 'inquire', 'add_lockspace', 'rem_lockspace',
   'domain_prepare', 'domain_release', 'domain_reconnect', 'domain_migrate', 'cleanup',
+  'lock_register', 'lock_acquire', 'lock_release', 'lock_inquire',
 ];
 
 /** Handlers for some ops, each typed by its op's request and result. */
@@ -125,6 +132,38 @@ function leases(o: Record<string, unknown>, required: boolean): LeaseSpec[] | un
   return v.map(lease);
 }
 
+const bool = (o: Record<string, unknown>, k: string, dflt: boolean): boolean => {
+  const v = o[k];
+  if (v === undefined) return dflt;
+  if (typeof v !== 'boolean') throw new ProtocolError(`"${k}" must be true or false`);
+  return v;
+};
+
+const ACTIONS = ['poweroff', 'restart', 'pause', 'ignore'] as const;
+
+/** The domain of a lock-driver call, with `action` (sent beside it, at acquire) folded in. */
+function lockDomain(o: Record<string, unknown>): LockManagerDomain {
+  const d = o.domain;
+  if (!isObj(d)) throw new ProtocolError('"domain" must be an object {uuid, name, pid?, disks, leases}');
+  if (!Array.isArray(d.disks) || !Array.isArray(d.leases)) throw new ProtocolError('"domain" needs "disks" and "leases" arrays');
+  const action = o.action;
+  if (action !== undefined && !ACTIONS.includes(action as typeof ACTIONS[number])) throw new ProtocolError(`"action" must be one of ${ACTIONS.join(', ')}`);
+  return {
+    uuid: str(d, 'uuid')!, name: str(d, 'name')!, pid: int(d, 'pid', false),
+    disks: d.disks.map((x: unknown, i: number) => {
+      if (!isObj(x)) throw new ProtocolError(`domain.disks[${i}] must be an object`);
+      return { path: str(x, 'path')!, readonly: bool(x, 'readonly', false), shared: bool(x, 'shared', false) };
+    }),
+    leases: d.leases.map((x: unknown, i: number) => {
+      if (!isObj(x)) throw new ProtocolError(`domain.leases[${i}] must be an object`);
+      const ls = x.lockspace;
+      if (ls !== undefined && typeof ls !== 'string') throw new ProtocolError(`domain.leases[${i}].lockspace must be a string`);
+      return { lockspace: ls, key: str(x, 'key')!, path: str(x, 'path')!, offset: int(x, 'offset')! };
+    }),
+    ...(action !== undefined ? { action: action as LockManagerDomain['action'] } : {}),
+  };
+}
+
 /** Validate a parsed request line. Throws ProtocolError with a message fit for the client. */
 export function parseRequest(line: string): { id: number | string | null; req: Request } {
   let o: unknown;
@@ -160,6 +199,17 @@ export function parseRequest(line: string): { id: number | string | null; req: R
         if (typeof o.dryRun !== 'boolean') throw new ProtocolError('"dryRun" must be true or false');
         return { id, req: { op, dryRun: o.dryRun, minAgeSeconds: int(o, 'minAgeSeconds', false) } };
       }
+      case 'lock_register': return { id, req: { op, domain: lockDomain(o) } };
+      case 'lock_acquire': {
+        const state = o.state;
+        if (state !== undefined && typeof state !== 'string') throw new ProtocolError('"state" must be a string');
+        return { id, req: { op, domain: lockDomain(o), state, timeoutMs: int(o, 'timeoutMs', false) } };
+      }
+      case 'lock_release': {
+        if (typeof o.pause !== 'boolean') throw new ProtocolError('"pause" must be true or false');
+        return { id, req: { op, domain: lockDomain(o), pause: o.pause } };
+      }
+      case 'lock_inquire': return { id, req: { op, domain: lockDomain(o) } };
       default:
         throw new ProtocolError(`unknown op ${JSON.stringify(op)}; known: ${REQUEST_OPS.join(', ')}`);
     }

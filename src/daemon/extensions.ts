@@ -27,7 +27,7 @@ export function daemonExtensions(): DaemonExtensions {
           const c = new LibvirtConnection(config.libvirtUri, {});
           c.on('lifecycle', (ev) => void mgr.onLifecycle({ uuid: ev.uuid, name: ev.name, event: ev.eventName, detail: ev.detailName })
             .catch((e) => log.error(`handling ${ev.eventName}/${ev.detailName} of ${ev.name}: ${(e as Error).message}`)));
-          c.on('resync', (r) => void mgr.onResync(r.domains.map((d) => ({ uuid: d.uuid, name: d.name, state: d.stateName })))
+          c.on('resync', (r) => void mgr.onResync(r.domains.map((d) => ({ uuid: d.uuid, name: d.name, state: d.stateName })), r.listedAt)
             .catch((e) => log.error(`libvirt resync: ${(e as Error).message}`)));
           c.on('disconnected', () => log.warning(`libvirt connection ${config.libvirtUri} lost; reconnecting (events meanwhile are recovered by a resync)`));
           c.on('reconnected', (i) => log.info(`libvirt connection back after ${Math.round(i.downMs / 1000)} s`));
@@ -56,6 +56,10 @@ export function daemonExtensions(): DaemonExtensions {
           const uuid = req.uuid ?? parseDomainXml(req.xml!).uuid;
           return { released: await mgr.release(uuid, 'libvirt stopped it') };
         },
+        lock_register: (req) => mgr.lockRegister(req.domain),
+        lock_acquire: (req) => mgr.lockAcquire(req.domain, req.state, req.timeoutMs),
+        lock_release: (req) => mgr.lockRelease(req.domain, req.pause),
+        lock_inquire: async (req) => mgr.lockInquire(req.domain.uuid),
       };
       return {
         handlers,

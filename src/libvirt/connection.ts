@@ -137,6 +137,8 @@ export interface ResyncInfo {
   initial: boolean;
   /** Increments with every successful (re)connect. */
   generation: number;
+  /** performance.now() when `domains` was asked for: a domain started since may not be in it. */
+  listedAt: number;
 }
 
 export interface LibvirtConnectionEvents {
@@ -434,6 +436,7 @@ export class LibvirtConnection extends EventEmitter<LibvirtConnectionEvents> {
     if (this.epoch !== epoch) return abandon(notConnected(this.uri, 'open', 'the connection was closed'));
     let domains: DomainInfo[];
     try {
+      this.listedAt = performance.now();
       domains = await n.listDomains();
     } catch (e) {
       return abandon(e);
@@ -461,13 +464,16 @@ export class LibvirtConnection extends EventEmitter<LibvirtConnectionEvents> {
     }
   }
 
+  /** performance.now() when the domain list of the last (re)connect was asked for */
+  private listedAt = 0;
+
   private publish(domains: DomainInfo[], initial: boolean): void {
     this.snapshot = domains;
     this.generation++;
     const held = this.held;
     this.held = [];
     this.holding = 0;
-    this.emit('resync', { domains, initial, generation: this.generation });
+    this.emit('resync', { domains, initial, generation: this.generation, listedAt: this.listedAt });
     for (const ev of held) this.deliver(ev);
   }
 

@@ -6,7 +6,8 @@ import { leaseFileOwner } from '../agent/leasefile';
 import { ensureResourceFile } from '../agent/resourcefile';
 import { AgentConfig } from '../config/config';
 import { systemClock } from '../lease/clock';
-import { LeaseSpec } from '../agent/types';
+import { LeaseSpec, LockManagerDomain } from '../agent/types';
+import { identify, isSame, ProcessId } from '../agent/process';
 import { Logger } from '../log/logger';
 import { LeaseAcquireError } from '../lease/paxos';
 import { geometryFor, LeaseError, SANLK } from '../ondisk';
@@ -14,6 +15,7 @@ import { StateStore } from '../state/statestore';
 import { DomainInfo, parseDomainXml } from './domainxml';
 import { LeasePlan, planLeases } from './leaseplan';
 import { LeaderProbe, WatchedLease } from './leasewatch';
+import { domainFromLockManager, formatLockState } from './lockmanager';
 
 /**
  * Domains and their leases: the start gate (hook requests), lifecycle events, and what to do
@@ -51,6 +53,14 @@ interface DomainState {
   incoming: boolean;
   /** The watch of an incoming migration's leases (see startWatch). */
   watch?: { stopped: boolean };
+  /** What the lock-driver plugin registered (it sends no XML). */
+  info?: DomainInfo;
+  /** QEMU's process, as the lock-driver plugin registered it */
+  qemu?: ProcessId;
+  /** The lock state the plugin's last pause returned */
+  lockState?: string;
+  /** performance.now() when its last start began (prepare, the plugin's register or acquire) */
+  startedAt?: number;
 }
 
 export interface DomainManagerOptions {
@@ -108,6 +118,7 @@ export class DomainManager implements LeaseFailurePolicy {
     return this.queue.run(dom.uuid, async () => {
       const tQueued = performance.now();
       const st = this.state(dom, xml);
+      st.startedAt = t0;
       const plan = this.plan(dom, st);
       st.incoming = st.incomingAt !== undefined && Date.now() - st.incomingAt < INCOMING_PREPARE_MS;
       st.incomingAt = undefined;
@@ -162,9 +173,107 @@ export class DomainManager implements LeaseFailurePolicy {
     });
   }
 
+  // ---- the lock-driver plugin's calls (inside libvirtd): never call libvirt from here either ----
+
+  /**
+   * Registration, in libvirtd's child before it execs QEMU (whose CPUs start later): as libvirt's
+   * sanlock driver, no lease is taken yet; what would refuse the start anyway refuses it here,
+   * before QEMU runs: the plan (a lease required and missing...), a lockspace not joined
+   * (after waiting for a join in progress), a lease file that cannot be created. Records QEMU's
+   * process, so a STOPPED event of the domain's previous run cannot release this run's leases.
+   */
+  lockRegister(d: LockManagerDomain): Promise<{ leases: number }> {
+    const dom = domainFromLockManager(d);
+    return this.queue.run(dom.uuid, async () => {
+      const st = this.state(dom);
+      st.info = dom;
+      st.startedAt = performance.now();
+      const plan = this.plan(dom, st);
+      await this.checkJoined(dom, plan, `cannot start ${dom.name}`);
+      await this.ensureLeaseFiles(plan);
+      st.qemu = d.pid !== undefined ? identify(d.pid) : undefined;
+      return { leases: plan.entries.length };
+    });
+  }
+
+  /**
+   * Acquire, in libvirtd before it starts (or resumes) the CPUs, or for a disk being attached:
+   * the leases of the resources given. A refusal keeps the CPUs stopped and fails the start or
+   * resume with the reason. Leases released at a pause on this host must still have their
+   * lver; with a lock state and no such pause (an incoming migration: the source's state) the
+   * source may still be releasing, so a busy lease is tried again for up to 20 s.
+   */
+  lockAcquire(d: LockManagerDomain, state?: string, timeoutMs?: number): Promise<{ leases: number }> {
+    const dom = domainFromLockManager(d);
+    return this.queue.run(dom.uuid, async () => {
+      this.state(dom).startedAt = performance.now();
+      const plan = planLeases(dom, this.o.config);
+      const kept = this.o.store.leases(dom.uuid).filter((r) => !r.held);
+      const incoming = state !== undefined && !kept.length;
+      this.stopWatch(dom.uuid);
+      try {
+        await this.acquirePlan(dom, plan, {
+          timeoutMs,
+          lvers: new Map(kept.map((r) => [`${r.lockspace}:${r.resource}`, r.lver])),
+          retryMs: incoming ? this.o.migrationAcquireMs ?? 20000 : 0,
+          // QEMU's exit releases them, as sanlock's registration does: libvirt makes no stop call
+          pid: d.pid,
+          watchPid: d.pid !== undefined,
+        });
+      } catch (e) {
+        const rv = (e as LeaseError).rv;
+        if (kept.length && (rv === SANLK.ACQUIRE_LVER || rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER)) {
+          const h = e instanceof LeaseAcquireError ? e.holder : undefined;
+          const heldBy = h ? `host ${h.hostId}${h.hostName ? ` (node ${h.hostName})` : ''}` : 'another host';
+          this.stale.set(dom.uuid, { name: dom.name, heldBy, since: this.stale.get(dom.uuid)?.since ?? new Date().toISOString() });
+          this.o.log.error(`${dom.name} stays paused: stale lease, its disk was held by ${heldBy} since it was paused here; ` +
+            'it must not resume on that disk: destroy it and start it again');
+        }
+        throw e;
+      }
+      this.stale.delete(dom.uuid);
+      if (kept.length) this.o.store.setOwnerState(dom.uuid, 'active');
+      return { leases: plan.entries.length };
+    });
+  }
+
+  /**
+   * Release: at a pause (`pause`: libvirt keeps the returned lock state for the resume) every
+   * lease, each lver kept for the resume check, as at SUSPENDED; for a disk being detached,
+   * that disk's leases only.
+   */
+  lockRelease(d: LockManagerDomain, pause: boolean): Promise<{ released: number; state: string }> {
+    const dom = domainFromLockManager(d);
+    return this.queue.run(dom.uuid, async () => {
+      const held = this.o.agent.inquire(dom.uuid);
+      if (pause) {
+        // libvirt's pause may call twice (its stop, then QEMU's STOP event): the second call
+        // releases nothing and must not blank the state the first one gave.
+        const st = this.state(dom);
+        if (!held.length) return { released: 0, state: st.lockState ?? '' };
+        st.lockState = formatLockState(held);
+        await this.suspendRelease(dom.uuid, dom.name, 'paused by libvirt');
+        return { released: held.length, state: st.lockState };
+      }
+      const plan = planLeases(dom, this.o.config);
+      const specs = plan.entries.filter((e) => held.some((h) => h.spec.lockspace === e.lockspace && h.spec.resource === e.resource)).map(toSpec);
+      if (!specs.length) return { released: 0, state: '' };
+      const n = await this.o.agent.release({ uuid: dom.uuid, name: dom.name }, specs);
+      for (const s of specs) this.o.store.forgetLease(dom.uuid, s.lockspace, s.resource);
+      this.o.log.info(`${dom.name}: released ${n} lease(s) of detached disk(s)`);
+      return { released: n, state: '' };
+    });
+  }
+
+  /** Inquire (a migration's source): the lock state of the leases held, for the destination. */
+  lockInquire(uuid: string): { state: string } {
+    return { state: formatLockState(this.o.agent.inquire(uuid.toLowerCase())) };
+  }
+
   // ---- lifecycle events --------------------------------------------------------------------------
 
   onLifecycle(ev: LifecycleEventLike): Promise<void> {
+    const arrived = performance.now();
     return this.events.run(ev.uuid, async () => {
       const kind = `${ev.event}/${ev.detail}`;
       // libvirt calls happen here, before the lease work is queued behind hook requests.
@@ -172,12 +281,21 @@ export class DomainManager implements LeaseFailurePolicy {
       const xml = wantsXml ? await this.fetchXml(ev.uuid) : undefined;
       const after = await this.queue.run(ev.uuid, async (): Promise<(() => Promise<void>) | undefined> => {
         switch (ev.event) {
-          case 'STOPPED':
+          case 'STOPPED': {
+            // With the lock-driver plugin no stop call comes from libvirt, and the next run may
+            // have registered (and taken the leases) before this event of the last run arrives.
+            // The same when a start began after this event arrived.
+            const q = this.domains.get(ev.uuid)?.qemu;
+            if ((q && isSame(q)) || this.startedSince(ev.uuid, arrived)) {
+              this.o.log.info(`${ev.name}: ${kind} is of an earlier run; it starts or runs again${q && isSame(q) ? ` (QEMU pid ${q.pid})` : ''}, its leases stay held`);
+              return undefined;
+            }
             this.stopWatch(ev.uuid);
             await this.releaseAll(ev.uuid, `stopped (${ev.detail.toLowerCase()})`);
             this.domains.delete(ev.uuid);
             this.stale.delete(ev.uuid);
             return undefined;
+          }
           case 'SUSPENDED':
             await this.suspendRelease(ev.uuid, ev.name, kind);
             return undefined;
@@ -207,7 +325,7 @@ export class DomainManager implements LeaseFailurePolicy {
   }
 
   /** After every (re)connect: reconcile with what libvirt says runs now. Missed events are lost. */
-  async onResync(domains: Array<{ uuid: string; name: string; state: number | string }>): Promise<void> {
+  async onResync(domains: Array<{ uuid: string; name: string; state: number | string }>, listedAt = performance.now()): Promise<void> {
     const running = new Map(domains.map((d) => [d.uuid, d]));
     for (const o of this.o.agent.ownersList()) {
       // Owners that are not domains (`lockagent client acquire --owner NAME`) are not libvirt's.
@@ -215,7 +333,12 @@ export class DomainManager implements LeaseFailurePolicy {
       const d = running.get(o.ref.uuid);
       const st = stateName(d?.state);
       if (!d || st === 'SHUTOFF' || st === 'CRASHED') {
-        await this.events.run(o.ref.uuid, () => this.release(o.ref.uuid, 'not running after libvirt resync'));
+        // A start since the list was taken (its leases taken at prepare) is not in it.
+        await this.events.run(o.ref.uuid, () => this.queue.run(o.ref.uuid, async () => {
+          if (this.startedSince(o.ref.uuid, listedAt)) return;
+          this.stopWatch(o.ref.uuid);
+          await this.releaseAll(o.ref.uuid, 'not running after libvirt resync');
+        }));
       } else if (st === 'PAUSED' && o.leases.length) {
         await this.events.run(d.uuid, () => this.queue.run(d.uuid, () => this.suspendRelease(d.uuid, d.name, 'paused at resync')));
       }
@@ -311,6 +434,11 @@ export class DomainManager implements LeaseFailurePolicy {
 
   // ---- internals -----------------------------------------------------------------------------
 
+  /** Whether a start of the domain (prepare, or the plugin's register or acquire) began after `t` (performance.now()). */
+  private startedSince(uuid: string, t: number): boolean {
+    return (this.domains.get(uuid)?.startedAt ?? -Infinity) > t;
+  }
+
   private state(dom: DomainInfo, xml?: string): DomainState {
     let st = this.domains.get(dom.uuid);
     if (!st) {
@@ -373,8 +501,8 @@ export class DomainManager implements LeaseFailurePolicy {
     await ensureResourceFile(e.path, e.lockspace, e.resource, geometryFor(this.o.config.sectorSize, this.o.config.alignSize), leaseFileOwner(this.o.config));
   }
 
-  /** withPid: QEMU exists (not at `prepare`): record its pid for the kill policy. */
-  private async acquirePlan(dom: DomainInfo, plan: LeasePlan, opts: { timeoutMs?: number; lvers?: Map<string, number>; retryMs?: number; withPid?: boolean; timing?: { files: number; acquire: number } }): Promise<void> {
+  /** withPid: QEMU exists (not at `prepare`): record its pid (from libvirt's pid file, or `pid`) for the kill policy. */
+  private async acquirePlan(dom: DomainInfo, plan: LeasePlan, opts: { timeoutMs?: number; lvers?: Map<string, number>; retryMs?: number; withPid?: boolean; pid?: number; watchPid?: boolean; timing?: { files: number; acquire: number } }): Promise<void> {
     if (!plan.entries.length) return;
     let t = performance.now();
     let unchecked = await this.ensureLeaseFiles(plan);
@@ -383,14 +511,14 @@ export class DomainManager implements LeaseFailurePolicy {
       t = performance.now();
     }
     const specs = plan.entries.map((e) => ({ ...toSpec(e), lver: opts.lvers?.get(`${e.lockspace}:${e.resource}`) }));
-    const pid = opts.withPid ? await this.qemuPid(dom.name) : undefined;
+    const pid = opts.pid ?? (opts.withPid ? await this.qemuPid(dom.name) : undefined);
     // Before QEMU exists, the guard can still find it by the pid file libvirt will write.
     const owner = pid === undefined ? { uuid: dom.uuid, name: dom.name, pidFile: this.qemuPidFile(dom.name) } : { uuid: dom.uuid, name: dom.name, pid };
     const until = Date.now() + (opts.retryMs ?? 0);
     for (;;) {
       try {
         await this.o.agent.acquire(owner, specs, {
-          timeoutMs: opts.timeoutMs, action: dom.onLockFailure, recreate: (s) => this.recreateLeaseFile(plan, s),
+          timeoutMs: opts.timeoutMs, action: dom.onLockFailure, recreate: (s) => this.recreateLeaseFile(plan, s), watchPid: opts.watchPid,
         });
         if (opts.timing) opts.timing.acquire = performance.now() - t;
         return;
@@ -426,20 +554,20 @@ export class DomainManager implements LeaseFailurePolicy {
   }
 
   /** Every lockspace of the plan must be joined here, else an incoming migration cannot get its leases. */
-  private async checkJoined(dom: DomainInfo, plan: LeasePlan): Promise<void> {
+  private async checkJoined(dom: DomainInfo, plan: LeasePlan, what = `cannot accept the incoming migration of ${dom.name}`): Promise<void> {
     const names = [...new Set(plan.entries.map((e) => e.lockspace))];
     const until = Date.now() + (this.o.migrationAcquireMs ?? 20000);
     for (const name of names) {
       for (;;) {
         const ls = this.o.agent.lockspaceStatus().find((l) => l.name === name);
         if (!ls) {
-          throw new LeaseError(SANLK.ENOSPC, `cannot accept the incoming migration of ${dom.name}: lockspace ${name} is not joined on this host, so its leases could not be taken here; ` +
-            `add it (lockagent client add_lockspace, or lockspaces in lockagent.conf) and migrate again`);
+          throw new LeaseError(SANLK.ENOSPC, `${what}: lockspace ${name} is not joined on this host, so its leases could not be taken here; ` +
+            'add it (lockagent client add_lockspace, or lockspaces in lockagent.conf) and try again');
         }
         if (ls.state === 'joined') break;
         if (Date.now() >= until) {
-          throw new LeaseError(SANLK.ENOSPC, `cannot accept the incoming migration of ${dom.name}: lockspace ${name} is not joined on this host (${ls.state}` +
-            `${ls.lastError ? `: ${ls.lastError}` : ''}), so its leases could not be taken here; migrate again once lockagent status shows it joined`);
+          throw new LeaseError(SANLK.ENOSPC, `${what}: lockspace ${name} is not joined on this host (${ls.state}` +
+            `${ls.lastError ? `: ${ls.lastError}` : ''}), so its leases could not be taken here; try again once lockagent status shows it joined`);
         }
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -634,7 +762,9 @@ export class DomainManager implements LeaseFailurePolicy {
   }
 
   private domainInfo(uuid: string, name: string, xml?: string): DomainInfo | undefined {
-    const text = xml ?? this.domains.get(uuid)?.xml;
+    const st = this.domains.get(uuid);
+    const text = xml ?? st?.xml;
+    if (!text && st?.info) return st.info;
     if (!text) {
       this.o.log.warning(`no XML known for ${name} (${uuid}); cannot plan its leases`);
       return undefined;

@@ -124,7 +124,7 @@ export function hookSettingsPath(hook: string): string {
 }
 
 /** Write a file atomically (libvirt may be running the old one right now). */
-function writeAtomic(path: string, data: string | Buffer, mode: number): void {
+export function writeAtomic(path: string, data: string | Buffer, mode: number): void {
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, data, { mode: 0o600 }); // not executable until complete
   chmodSync(tmp, mode);

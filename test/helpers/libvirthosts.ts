@@ -109,7 +109,16 @@ let exitHook = false;
  * are per jest process (20 ports per host from 49400 up), apart from the machine libvirtd's
  * default 49152-49215.
  */
-export async function startBed(n = 2, opts: { ioTimeout?: number } = {}): Promise<Bed> {
+export interface BedOptions {
+  ioTimeout?: number;
+  /**
+   * The hosts' way in: the qemu hook (default), or the lock-driver plugin (lockagent.so, loaded
+   * from the host's own plugin directory with lock_manager = "lockagent"; no hook installed).
+   */
+  lockDriver?: boolean;
+}
+
+export async function startBed(n = 2, opts: BedOptions = {}): Promise<Bed> {
   sweepStale();
   fs.mkdirSync(BED_ROOT, { recursive: true });
   const dir = fs.mkdtempSync(path.join(BED_ROOT, `${process.pid}-`));
@@ -126,20 +135,33 @@ export async function startBed(n = 2, opts: { ioTimeout?: number } = {}): Promis
   return { dir, leaseDir, hosts };
 }
 
-async function startLibvirtHost(bedDir: string, leaseDir: string, id: number, ports: [number, number], opts: { ioTimeout?: number }): Promise<LibvirtHost> {
+async function startLibvirtHost(bedDir: string, leaseDir: string, id: number, ports: [number, number], opts: BedOptions): Promise<LibvirtHost> {
   const dir = path.join(bedDir, `host${id}`);
   const uuid = randomUUID();
   const uri = `qemu+unix:///system?socket=${dir}/sock/libvirt-sock`;
   const agent = writeHostConfig(path.join(dir, 'agent'), id, { leaseDir, libvirtUri: uri, ioTimeout: opts.ioTimeout });
-  // The hook goes into the host's own /etc/libvirt/hooks (a private directory of its namespace)
-  // before its libvirtd starts, so no SIGHUP is needed.
-  const hookDir = path.join(dir, 'priv', 'etc', 'libvirt', 'hooks', 'qemu.d');
-  fs.mkdirSync(hookDir, { recursive: true });
-  const ih = await lockagent(['install-hook', '--dir', hookDir, '--socket', agent.socket, '--client', hookClient()]);
-  if (ih.code !== 0) throw new Error(`lockagent install-hook failed: ${ih.stderr}`);
+  const qemuConf: string[] = [];
+  let env: NodeJS.ProcessEnv | undefined;
+  if (opts.lockDriver) {
+    // The plugin goes into a directory of the host's own (libvirtd inherits the variable that
+    // points there), its settings into the host's /etc/libvirt: the overlay's upper layer,
+    // written before the overlay is mounted.
+    const pluginDir = path.join(dir, 'lock-driver');
+    const il = await lockagent(['install-lockdriver', '--plugin-dir', pluginDir, '--conf-dir', path.join(dir, 'ov', 'etc.upper', 'libvirt'), '--socket', agent.socket]);
+    if (il.code !== 0) throw new Error(`lockagent install-lockdriver failed: ${il.stderr}`);
+    qemuConf.push('lock_manager = "lockagent"');
+    env = { ...process.env, LIBVIRT_LOCK_MANAGER_PLUGIN_DIR: pluginDir };
+  } else {
+    // The hook goes into the host's own /etc/libvirt/hooks (a private directory of its namespace)
+    // before its libvirtd starts, so no SIGHUP is needed.
+    const hookDir = path.join(dir, 'priv', 'etc', 'libvirt', 'hooks', 'qemu.d');
+    fs.mkdirSync(hookDir, { recursive: true });
+    const ih = await lockagent(['install-hook', '--dir', hookDir, '--socket', agent.socket, '--client', hookClient()]);
+    if (ih.code !== 0) throw new Error(`lockagent install-hook failed: ${ih.stderr}`);
+  }
   const h: LibvirtHost = { id, dir, uri, uuid, ports, holderPid: 0, libvirtdPid: 0, agent };
   live.add(h);
-  const r = await run('bash', [SCRIPT, 'start', dir, uuid, String(ports[0]), String(ports[1])], { timeoutMs: 120_000 });
+  const r = await run('bash', [SCRIPT, 'start', dir, uuid, String(ports[0]), String(ports[1]), ...qemuConf], { timeoutMs: 120_000, env });
   if (r.code !== 0) throw new Error(`scripts/libvirt-host.sh start ${dir} failed (${r.code}):\n${r.stdout}${r.stderr}`);
   h.holderPid = Number(fs.readFileSync(path.join(dir, 'holder.pid'), 'utf8').trim());
   h.libvirtdPid = Number(fs.readFileSync(path.join(dir, 'libvirtd.pid'), 'utf8').trim());

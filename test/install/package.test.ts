@@ -58,6 +58,7 @@ describe('the .deb', () => {
     for (const p of [
       './usr/bin/lockagent', './usr/lib/lockagent/dist/cli/main.js', './usr/lib/lockagent/native/build/Release/lockagent_native.node',
       './usr/lib/lockagent/native/build/Release/lockagent_virt.node', './usr/lib/lockagent/native/build/Release/lockagent-hook',
+      './usr/lib/lockagent/native/build/Release/lockagent.so',
       './usr/lib/lockagent/native/build/Release/lockagent-guard', './usr/lib/lockagent/lockagent-guard -> native/build/Release/lockagent-guard',
       './usr/lib/lockagent/node_modules/better-sqlite3/build/Release/better_sqlite3.node', './etc/lockagent.conf', './etc/logrotate.d/lockagent',
       './usr/lib/systemd/system/lockagent.service', './usr/lib/systemd/system/lockagent-guard.service',

@@ -1,0 +1,43 @@
+import { HeldLease } from '../agent/agent';
+import { LockManagerDomain } from '../agent/types';
+import { formatSanlockResource } from '../config/sanlockargs';
+import { DiskInfo, DomainInfo } from './domainxml';
+
+/**
+ * The lockagent lock-driver plugin's view of a domain (native/lockdriver, loaded by libvirtd
+ * with `lock_manager = "lockagent"`): libvirt hands the plugin resources, not XML. This turns
+ * them into the DomainInfo the lease plan is made from, so a domain gets the same leases by
+ * either way in (docs/libvirt-integration.md, "The lock-driver plugin").
+ */
+export function domainFromLockManager(d: LockManagerDomain): DomainInfo {
+  const disks: DiskInfo[] = d.disks.map((x, i) => ({
+    index: i + 1,
+    // libvirt lists only local storage, with its path resolved (volumes included)
+    type: 'file',
+    device: 'disk',
+    target: x.path,
+    source: { type: 'file', path: x.path },
+    readonly: x.readonly,
+    shareable: x.shared,
+    transient: false,
+  }));
+  return {
+    name: d.name,
+    uuid: d.uuid.toLowerCase(),
+    disks,
+    leases: d.leases.map((l, i) => ({ index: i + 1, lockspace: l.lockspace, key: l.key, path: l.path, offset: l.offset })),
+    ...(d.action ? { onLockFailure: d.action } : {}),
+  };
+}
+
+/**
+ * The lock state libvirt keeps for a paused domain and carries to a migration's destination
+ * (which libvirt allows only with the same lock driver): sanlock's form, LOCKSPACE:RESOURCE:
+ * PATH:OFFSET:LVER per lease, separated by spaces, for the operator who reads it in libvirt's
+ * status file. libvirt writes it into XML (the status file, the migration cookie) without
+ * escaping, so '<', '>', '&', quotes and '%' are written as %XX.
+ */
+export function formatLockState(held: HeldLease[]): string {
+  return held.map((h) => `${formatSanlockResource(h.spec)}:${h.token.lver}`).join(' ')
+    .replace(/[<>&"'%]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+}

@@ -1,0 +1,145 @@
+/**
+ * The lock-driver plugin (native/lockdriver, lockagent.so) inside real libvirtd 9.0, end to end:
+ * two libvirt hosts of the test bed (test/helpers/libvirthosts.ts) with `lock_manager =
+ * "lockagent"` and no hook installed, one lease directory, and a real sanlock 3.8.5 daemon as
+ * host 3. libvirtd calls the plugin where it calls its own sanlock driver: register in its child
+ * before QEMU is exec'd, acquire before the CPUs start (start, resume, migration's finish),
+ * release after a pause, inquire at a migration's begin.
+ *
+ * Covered: a start holds the disk lease and runs no hook process; a start while sanlock holds a
+ * disk lease is refused with the agent's reason and leaves the domain shut off; pause releases and
+ * resume re-takes with the lver check (a stale lease keeps the guest paused, with the reason in
+ * virsh's error); live migration A → B (and back with --p2p) moves the lease, never two holders;
+ * a stop releases it (no lock call from libvirt: the STOPPED event or QEMU's exit).
+ */
+import { spawn } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { cli, log, status, waitFor } from '../helpers/agentproc';
+import { lockagent, readLeaderOf, SANLOCK, sparseFile } from '../helpers/cli';
+import { defineDomain, md5, SanlockHost, sanlockClient, startSanlock, stopSanlock, TestDomain } from '../helpers/libvirt';
+import { Bed, describeBed, freePort, hostDomState, hvirsh, hvirshOk, LibvirtHost, libvirtdLog, startBed, stopBed } from '../helpers/libvirthosts';
+
+const LS = '__LIBVIRT__DISKS__';
+jest.setTimeout(180_000);
+
+describeBed('lock-driver plugin: libvirtd calls lockagent.so, no hook', () => {
+  let bed: Bed | undefined;
+  let A: LibvirtHost;
+  let B: LibvirtHost;
+  let S: SanlockHost | undefined;
+  let dom: TestDomain;
+
+  const leaseFile = (d: TestDomain) => path.join(bed!.leaseDir, md5(d.disk));
+  const res = (d: TestDomain) => `${LS}:${md5(d.disk)}:${leaseFile(d)}:0`;
+  const leader = (d: TestDomain) => readLeaderOf(leaseFile(d));
+  const held = async (h: LibvirtHost, d: TestDomain) => (await status(h.agent)).owners.find((o) => o.uuid === d.uuid)?.leases.find((l) => l.resource === md5(d.disk));
+  const host3Tries = async (d: TestDomain): Promise<string> => {
+    const r = await sanlockClient(S!, ['command', '-r', res(d), '-c', '/bin/true'], 30_000);
+    return `${r.code} ${r.stdout}${r.stderr}`;
+  };
+
+  beforeAll(async () => {
+    bed = await startBed(2, { lockDriver: true });
+    [A, B] = bed.hosts;
+    S = await startSanlock(path.join(bed.dir, 'host3'), 'node03');
+    const add = await sanlockClient(S, ['add_lockspace', '-o', '1', '-s', `${LS}:3:${path.join(bed.leaseDir, LS)}:0`]);
+    expect(add.stdout + add.stderr).toMatch(/add_lockspace(_timeout)? done 0/);
+    dom = await defineDomain(bed.dir, 'la-ld-1', { uri: A.uri, memoryMiB: 16, noReboot: true });
+  }, 600_000);
+
+  afterAll(async () => {
+    await stopSanlock(S).catch(() => undefined);
+    await stopBed(bed);
+  }, 180_000);
+
+  it('a start on A holds the disk lease before the guest runs, with no hook process; sanlock (host 3) is refused', async () => {
+    expect(fs.existsSync(path.join(A.dir, 'priv', 'etc', 'libvirt', 'hooks', 'qemu.d', '50-lockagent'))).toBe(false);
+    const at = log(A.agent).length;
+    const r = await hvirsh(A, ['start', dom.name]);
+    expect(r.stderr).toBe('');
+    expect(await hostDomState(A, dom.name)).toMatch(/^running/);
+    expect(await held(A, dom)).toBeDefined();
+    expect(leader(dom)).toMatchObject({ ownerId: 1 });
+    expect(await host3Tries(dom)).toMatch(/-243/);
+    expect(libvirtdLog(A)).not.toMatch(/Calling hook/);
+    // taken by the plugin's acquire (before the CPUs started), not after the fact by an event
+    expect(log(A.agent).slice(at)).not.toMatch(/was .* without all its leases/);
+    // the owner is QEMU's process, as the plugin registered it
+    const owner = (await cli(A.agent, ['status', '--json'])).stdout;
+    expect((JSON.parse(owner) as { owners: Array<{ uuid: string; pid?: number }> }).owners.find((o) => o.uuid === dom.uuid)?.pid).toBeGreaterThan(1);
+  });
+
+  it('a start while sanlock (host 3) holds a disk lease is refused with the agent\'s reason and stays shut off; the start after its release works', async () => {
+    const other = await defineDomain(bed!.dir, 'la-ld-2', { uri: B.uri, memoryMiB: 16, noReboot: true });
+    sparseFile(leaseFile(other), 1048576);
+    expect((await lockagent(['direct', 'init', '-r', res(other)])).code).toBe(0);
+    const holder = spawn(SANLOCK, ['client', 'command', '-r', res(other), '-c', '/bin/sleep', '600'], { env: S!.env, stdio: 'ignore' });
+    try {
+      await waitFor('sanlock to hold the disk lease', async () => (await sanlockClient(S!, ['status'])).stdout.includes(`r ${LS}:${md5(other.disk)}:`) || undefined, 20_000, 100);
+      const r = await hvirsh(B, ['start', other.name]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/lockagent: disk .*la-ld-2\.qcow2 is leased by host 3 \(node node03\)/);
+      console.log(`refused start, as virsh says it:\n${r.stderr}`);
+      expect(await hostDomState(B, other.name)).toMatch(/^shut off/);
+      expect((await status(B.agent)).owners.find((o) => o.uuid === other.uuid)?.leases ?? []).toHaveLength(0);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+    await waitFor('sanlock to release the disk lease', async () => !(await sanlockClient(S!, ['status'])).stdout.includes(`r ${LS}:${md5(other.disk)}:`) || undefined, 20_000, 100);
+    await hvirshOk(B, ['start', other.name]);
+    expect(leader(other)).toMatchObject({ ownerId: 2 });
+    await hvirshOk(B, ['destroy', other.name]);
+  });
+
+  it('pause releases the lease, resume takes it again with the same lver', async () => {
+    const lver = leader(dom).lver;
+    await hvirshOk(A, ['suspend', dom.name]);
+    await waitFor('the lease to be released on disk', async () => leader(dom).timestamp === 0 || undefined, 10_000, 50);
+    expect(await held(A, dom)).toBeUndefined();
+    await hvirshOk(A, ['resume', dom.name]);
+    expect(await hostDomState(A, dom.name)).toMatch(/^running/);
+    expect(await held(A, dom)).toBeDefined();
+    expect(leader(dom)).toMatchObject({ ownerId: 1 });
+    expect(leader(dom).lver).toBe(lver + 1);
+  });
+
+  it('a stale lease refuses the resume: the guest stays paused, virsh says why', async () => {
+    await hvirshOk(A, ['suspend', dom.name]);
+    await waitFor('the lease to be released on disk', async () => leader(dom).timestamp === 0 || undefined, 10_000, 50);
+    // host 3 takes the disk and lets it go while the guest is paused on A
+    expect(await host3Tries(dom)).toMatch(/^0 /);
+    const r = await hvirsh(A, ['resume', dom.name]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/lockagent: .*(lver|version)/i);
+    console.log(`refused resume, as virsh says it:\n${r.stderr}`);
+    expect(await hostDomState(A, dom.name)).toMatch(/^paused/);
+    expect(await held(A, dom)).toBeUndefined();
+    expect((await cli(A.agent, ['status'])).stdout).toMatch(/paused: stale lease/);
+    await hvirshOk(A, ['destroy', dom.name]);
+  });
+
+  it('live migration A → B and back (--p2p) moves the lease, never two holders', async () => {
+    await hvirshOk(A, ['start', dom.name]);
+    expect(leader(dom)).toMatchObject({ ownerId: 1 });
+    for (const [from, to, flags] of [[A, B, []], [B, A, ['--p2p']]] as Array<[LibvirtHost, LibvirtHost, string[]]>) {
+      const lver = leader(dom).lver;
+      const r = await hvirsh(from, ['migrate', '--live', '--unsafe', ...flags, dom.name, to.uri, '--migrateuri', `tcp://127.0.0.1:${await freePort(to)}`], 120_000);
+      expect(r.stderr).toBe('');
+      expect(await hostDomState(to, dom.name)).toMatch(/^running/);
+      expect(await hostDomState(from, dom.name)).toMatch(/^(shut off|absent)/);
+      expect(await held(to, dom)).toBeDefined();
+      await waitFor(`host ${from.id} to forget the lease`, async () => (await held(from, dom)) === undefined || undefined, 10_000, 50);
+      expect(leader(dom)).toMatchObject({ ownerId: to.id });
+      expect(leader(dom).lver).toBeGreaterThan(lver);
+      expect(await host3Tries(dom)).toMatch(/-243/);
+    }
+  });
+
+  it('a stop releases the lease (libvirt makes no lock call at a stop)', async () => {
+    await hvirshOk(A, ['destroy', dom.name]);
+    await waitFor('the lease to be released on disk', async () => leader(dom).timestamp === 0 || undefined, 10_000, 50);
+    expect(await held(A, dom)).toBeUndefined();
+    expect(await host3Tries(dom)).toMatch(/^0 /);
+  });
+});
