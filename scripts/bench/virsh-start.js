@@ -380,6 +380,9 @@ c.runMain('virsh-start', async (args) => {
   for (const m of fs.readFileSync(agent.logFile, 'utf8').matchAll(/prepare \S+: \d+ lease\(s\) in ([\d.]+) ms \(parse ([\d.]+), queue ([\d.]+), lease files ([\d.]+), acquire ([\d.]+)\)/g)) {
     ['total', 'parse', 'queue', 'files', 'acquire'].forEach((k, i) => agentPrepare[k].push(Number(m[i + 1])));
   }
+  // the plugin's two calls per start, as the agent answered them (debug lines)
+  const agentPlugin = { register: [], acquire: [] };
+  for (const m of fs.readFileSync(agent.logFile, 'utf8').matchAll(/lock_(register|acquire) \S+: \d+ lease\(s\) (?:planned )?in ([\d.]+) ms/g)) agentPlugin[m[1]].push(Number(m[2]));
   await stopLibvirtd();
 
   // What the hook itself costs: node start + module load of the installed hook (an op it answers
@@ -437,6 +440,7 @@ c.runMain('virsh-start', async (args) => {
       libvirtdReadySeconds: readyS,
       hookMsPerStart: Object.fromEntries(Object.entries(hookMs).map(([k, v]) => [k, { runs: v.map((x) => c.round(x, 1)), ...c.stats(v) }])),
       hookMsPerOp: Object.fromEntries(Object.entries(hookOpMs).map(([k, ops]) => [k, Object.fromEntries(Object.entries(ops).map(([op, v]) => [op, c.stats(v)]))])),
+      agentPluginMs: agentPlugin.acquire.length ? { register: c.stats(agentPlugin.register), acquire: c.stats(agentPlugin.acquire) } : 'run with LOCKAGENT_BENCH_DEBUG=1',
       agentPrepareMs: agentPrepare.total.length ? Object.fromEntries(Object.entries(agentPrepare).map(([k, v]) => [k, c.stats(v)])) : 'run with LOCKAGENT_BENCH_DEBUG=1',
       hookProcessesTraced: traced.ownMsPerStart ? { ownMsPerOp: traced.ownMsPerOp, beforeExecMsPerOp: traced.beforeExecMsPerOp } : traced,
       hookProcessMs: {

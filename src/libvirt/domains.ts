@@ -192,6 +192,7 @@ export class DomainManager implements LeaseFailurePolicy {
       await this.checkJoined(dom, plan, `cannot start ${dom.name}`);
       await this.ensureLeaseFiles(plan);
       st.qemu = d.pid !== undefined ? identify(d.pid) : undefined;
+      this.o.log.debug(`lock_register ${dom.name}: ${plan.entries.length} lease(s) planned in ${(performance.now() - st.startedAt).toFixed(1)} ms`);
       return { leases: plan.entries.length };
     });
   }
@@ -206,7 +207,8 @@ export class DomainManager implements LeaseFailurePolicy {
   lockAcquire(d: LockManagerDomain, state?: string, timeoutMs?: number): Promise<{ leases: number }> {
     const dom = domainFromLockManager(d);
     return this.queue.run(dom.uuid, async () => {
-      this.state(dom).startedAt = performance.now();
+      const t0 = performance.now();
+      this.state(dom).startedAt = t0;
       const plan = planLeases(dom, this.o.config);
       const kept = this.o.store.leases(dom.uuid).filter((r) => !r.held);
       const incoming = state !== undefined && !kept.length;
@@ -233,6 +235,7 @@ export class DomainManager implements LeaseFailurePolicy {
       }
       this.stale.delete(dom.uuid);
       if (kept.length) this.o.store.setOwnerState(dom.uuid, 'active');
+      this.o.log.debug(`lock_acquire ${dom.name}: ${plan.entries.length} lease(s) in ${(performance.now() - t0).toFixed(1)} ms`);
       return { leases: plan.entries.length };
     });
   }
