@@ -27,7 +27,7 @@ export function daemonExtensions(): DaemonExtensions {
           const c = new LibvirtConnection(config.libvirtUri, {});
           c.on('lifecycle', (ev) => void mgr.onLifecycle({ uuid: ev.uuid, name: ev.name, event: ev.eventName, detail: ev.detailName })
             .catch((e) => log.error(`handling ${ev.eventName}/${ev.detailName} of ${ev.name}: ${(e as Error).message}`)));
-          c.on('resync', (r) => void mgr.onResync(r.domains.map((d) => ({ uuid: d.uuid, name: d.name, state: d.stateName })), r.listedAt)
+          c.on('resync', (r) => void mgr.onResync(r.domains.map((d) => ({ uuid: d.uuid, name: d.name, state: d.stateName, reason: d.stateReasonName })), r.listedAt)
             .catch((e) => log.error(`libvirt resync: ${(e as Error).message}`)));
           c.on('disconnected', () => log.warning(`libvirt connection ${config.libvirtUri} lost; reconnecting (events meanwhile are recovered by a resync)`));
           c.on('reconnected', (i) => log.info(`libvirt connection back after ${Math.round(i.downMs / 1000)} s`));

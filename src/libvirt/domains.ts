@@ -328,7 +328,7 @@ export class DomainManager implements LeaseFailurePolicy {
   }
 
   /** After every (re)connect: reconcile with what libvirt says runs now. Missed events are lost. */
-  async onResync(domains: Array<{ uuid: string; name: string; state: number | string }>, listedAt = performance.now()): Promise<void> {
+  async onResync(domains: Array<{ uuid: string; name: string; state: number | string; reason?: string }>, listedAt = performance.now()): Promise<void> {
     const running = new Map(domains.map((d) => [d.uuid, d]));
     for (const o of this.o.agent.ownersList()) {
       // Owners that are not domains (`lockagent client acquire --owner NAME`) are not libvirt's.
@@ -342,7 +342,9 @@ export class DomainManager implements LeaseFailurePolicy {
           this.stopWatch(o.ref.uuid);
           await this.releaseAll(o.ref.uuid, 'not running after libvirt resync');
         }));
-      } else if (st === 'PAUSED' && o.leases.length) {
+      } else if (st === 'PAUSED' && o.leases.length && d.reason !== 'STARTING_UP' && !this.domains.get(d.uuid)?.incoming) {
+        // Not while starting up (from the start gate to the CPUs starting: libvirt lists the
+        // domain paused) or migrating in (the watch took the leases before the CPUs start).
         await this.events.run(d.uuid, () => this.queue.run(d.uuid, () => this.suspendRelease(d.uuid, d.name, 'paused at resync')));
       }
     }

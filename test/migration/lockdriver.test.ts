@@ -7,7 +7,8 @@
  * release after a pause, inquire at a migration's begin.
  *
  * Covered: a start holds the disk lease and runs no hook process; a start while sanlock holds a
- * disk lease is refused with the agent's reason and leaves the domain shut off; pause releases and
+ * disk lease is refused with the agent's reason and leaves the domain shut off, and so is a start
+ * on a host not joined to the lockspace (refused at registration, before QEMU runs); pause releases and
  * resume re-takes with the lver check (a stale lease keeps the guest paused, with the reason in
  * virsh's error); live migration A → B (and back with --p2p) moves the lease, never two holders;
  * a stop releases it (no lock call from libvirt: the STOPPED event or QEMU's exit).
@@ -15,7 +16,7 @@
 import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { cli, log, status, waitFor } from '../helpers/agentproc';
+import { cli, log, status, waitFor, waitJoined } from '../helpers/agentproc';
 import { lockagent, readLeaderOf, SANLOCK, sparseFile } from '../helpers/cli';
 import { defineDomain, md5, SanlockHost, sanlockClient, startSanlock, stopSanlock, TestDomain } from '../helpers/libvirt';
 import { Bed, describeBed, freePort, hostDomState, hvirsh, hvirshOk, LibvirtHost, libvirtdLog, startBed, stopBed } from '../helpers/libvirthosts';
@@ -90,6 +91,22 @@ describeBed('lock-driver plugin: libvirtd calls lockagent.so, no hook', () => {
     await hvirshOk(B, ['start', other.name]);
     expect(leader(other)).toMatchObject({ ownerId: 2 });
     await hvirshOk(B, ['destroy', other.name]);
+  });
+
+  it('a start on a host not joined to the lockspace is refused in libvirtd\'s child, before QEMU runs, naming the lockspace', async () => {
+    const other = await defineDomain(bed!.dir, 'la-ld-3', { uri: B.uri, memoryMiB: 16, noReboot: true });
+    const lsArg = `${LS}:2:${path.join(bed!.leaseDir, LS)}:0`;
+    expect((await cli(B.agent, ['client', 'rem_lockspace', '-s', lsArg])).code).toBe(0);
+    try {
+      const r = await hvirsh(B, ['start', other.name]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/Lock Driver error : .*lockagent: cannot start la-ld-3: lockspace __LIBVIRT__DISKS__ is not joined on this host/);
+      console.log(`refused registration, as virsh says it:\n${r.stderr}`);
+      expect(await hostDomState(B, other.name)).toMatch(/^shut off/);
+    } finally {
+      expect((await cli(B.agent, ['client', 'add_lockspace', '-s', lsArg])).code).toBe(0);
+    }
+    await waitJoined(B.agent);
   });
 
   it('pause releases the lease, resume takes it again with the same lver', async () => {

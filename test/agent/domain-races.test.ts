@@ -1,0 +1,90 @@
+/**
+ * What must not release a starting or restarted domain's leases (DomainManager): a resync whose
+ * list shows the domain paused while it starts up (libvirt sets PAUSED/STARTING_UP before the
+ * `prepare` hook), a resync whose list predates the start, and a STOPPED event of the domain's
+ * previous run when the lock-driver plugin registered a QEMU that still runs. And what must:
+ * a resync listing it shut off after the start. Real files, O_DIRECT, io_timeout 1.
+ */
+import { ChildProcess, spawn } from 'child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { join } from 'path';
+import { Agent } from '../../src/agent/agent';
+import { ensureLockspaceFile } from '../../src/agent/lockspacefile';
+import { defaultConfig } from '../../src/config/config';
+import { systemClock } from '../../src/lease/clock';
+import { DomainManager } from '../../src/libvirt/domains';
+import { memoryLogger } from '../../src/log/logger';
+import { DEFAULT_GEOMETRY } from '../../src/ondisk';
+import { StateStore } from '../../src/state/statestore';
+
+const LS = '__LIBVIRT__DISKS__';
+const UUID = '6d0c1f56-0f1b-4d0e-9a53-2b1c3f7a9e02';
+
+describe('DomainManager: late events and resyncs leave a new start\'s leases alone', () => {
+  let dir: string;
+  let agent: Agent;
+  let mgr: DomainManager;
+  let xml: string;
+  let disk: string;
+  let log: ReturnType<typeof memoryLogger>;
+  const held = () => agent.inquire(UUID).length;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join('/tmp', 'la-races-'));
+    mkdirSync(join(dir, 'leases'));
+    await ensureLockspaceFile(join(dir, LS), LS, DEFAULT_GEOMETRY, 1);
+    log = memoryLogger();
+    const store = new StateStore(join(dir, 'state.db'));
+    const config = { ...defaultConfig(), autoDiskLeases: true, hostId: 1, diskLeaseDir: join(dir, 'leases'), requireLeaseForDisks: true, ioTimeout: 1 };
+    agent = new Agent({ clock: systemClock, log, store, hostName: 'node-a', policy: { onLeaseFailure: async () => undefined } });
+    agent.addLockspace({ name: LS, hostId: 1, path: join(dir, LS), offset: 0, ioTimeout: 1 });
+    await agent.lockspaces.get(LS)!.waitJoined(30000);
+    mgr = new DomainManager({ agent, config, store, log, control: () => undefined });
+    disk = join(dir, 'vm2.qcow2');
+    writeFileSync(disk, '');
+    xml = `<domain type='kvm'><name>vm2</name><uuid>${UUID}</uuid><memory>1024</memory>
+      <devices><disk type='file' device='disk'><source file='${disk}'/><target dev='vda' bus='virtio'/></disk></devices></domain>`;
+  }, 60000);
+  afterAll(async () => {
+    await agent.shutdown(true);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  afterEach(async () => {
+    await mgr.release(UUID, 'test');
+  });
+
+  it('a resync listing the domain paused while starting up keeps its leases; paused by a user releases them', async () => {
+    await mgr.prepare(xml, 20000);
+    await mgr.onResync([{ uuid: UUID, name: 'vm2', state: 'PAUSED', reason: 'STARTING_UP' }]);
+    expect(held()).toBe(1);
+    await mgr.onResync([{ uuid: UUID, name: 'vm2', state: 'PAUSED', reason: 'USER' }]);
+    expect(held()).toBe(0);
+  });
+
+  it('a resync whose list predates the start keeps its leases; one listing it shut off after the start releases them', async () => {
+    const listedAt = performance.now();
+    await mgr.prepare(xml, 20000);
+    await mgr.onResync([{ uuid: UUID, name: 'vm2', state: 'SHUTOFF', reason: 'DESTROYED' }], listedAt);
+    expect(held()).toBe(1);
+    await mgr.onResync([{ uuid: UUID, name: 'vm2', state: 'SHUTOFF', reason: 'DESTROYED' }], performance.now());
+    expect(held()).toBe(0);
+  });
+
+  it('lock-driver plugin: a STOPPED event while the registered QEMU still runs is of an earlier run; after its exit it releases', async () => {
+    const qemu: ChildProcess = spawn('sleep', ['60']);
+    try {
+      const domain = { uuid: UUID, name: 'vm2', pid: qemu.pid!, disks: [{ path: disk, readonly: false, shared: false }], leases: [] };
+      await mgr.lockRegister(domain);
+      await mgr.lockAcquire(domain);
+      expect(held()).toBe(1);
+      await mgr.onLifecycle({ uuid: UUID, name: 'vm2', event: 'STOPPED', detail: 'DESTROYED' });
+      expect(held()).toBe(1);
+      expect(log.lines.join('\n')).toMatch(/vm2: STOPPED\/DESTROYED is of an earlier run; it starts or runs again \(QEMU pid \d+\)/);
+    } finally {
+      qemu.kill('SIGKILL');
+      await new Promise((r) => qemu.once('exit', r));
+    }
+    await mgr.onLifecycle({ uuid: UUID, name: 'vm2', event: 'STOPPED', detail: 'DESTROYED' });
+    expect(held()).toBe(0);
+  });
+});
