@@ -16,9 +16,9 @@ import { randomUUID } from 'crypto';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
-import { AgentHost, startHost, stopHost, waitJoined, writeHostConfig } from './agentproc';
-import { lockagent, ROOT, run, RunResult } from './cli';
-import { hookClient, virsh, virshOk } from './libvirt';
+import { AgentHost, startHost, status, stopHost, waitJoined, writeHostConfig } from './agentproc';
+import { lockagent, readLeaderOf, ROOT, run, RunResult } from './cli';
+import { hookClient, md5, SanlockHost, sanlockClient, startSanlock, TestDomain, virsh, virshOk } from './libvirt';
 
 export const BED_ROOT = '/tmp/lockagent-2host';
 const SCRIPT = path.join(ROOT, 'scripts', 'libvirt-host.sh');
@@ -242,4 +242,31 @@ export function libvirtdLog(h: LibvirtHost): string {
   } catch {
     return '';
   }
+}
+
+const DISKS_LS = '__LIBVIRT__DISKS__';
+
+/** The automatic disk lease of `disk` on the bed: its lease file, sanlock resource string and leader on disk. */
+export function diskLease(bed: Bed, disk: string): { file: string; res: string; leader: () => ReturnType<typeof readLeaderOf> } {
+  const file = path.join(bed.leaseDir, md5(disk));
+  return { file, res: `${DISKS_LS}:${md5(disk)}:${file}:0`, leader: () => readLeaderOf(file) };
+}
+
+/** The disk lease of `d` as the host's agent holds it, or undefined. */
+export async function hostHolds(h: LibvirtHost, d: TestDomain): Promise<{ resource: string; lver: number } | undefined> {
+  return (await status(h.agent)).owners.find((o) => o.uuid === d.uuid)?.leases.find((l) => l.resource === md5(d.disk));
+}
+
+/** A real sanlock daemon joined to the bed's lockspace as host `id`. */
+export async function startSanlockHost(bed: Bed, id: number, hostName: string): Promise<SanlockHost> {
+  const S = await startSanlock(path.join(bed.dir, `host${id}`), hostName);
+  const add = await sanlockClient(S, ['add_lockspace', '-o', '1', '-s', `${DISKS_LS}:${id}:${path.join(bed.leaseDir, DISKS_LS)}:0`]);
+  if (!/add_lockspace(_timeout)? done 0/.test(add.stdout + add.stderr)) throw new Error(`sanlock add_lockspace as host ${id} failed: ${add.stdout}${add.stderr}`);
+  return S;
+}
+
+/** sanlock tries a lease once: "0 ..." when it got it (and let it go), "-243" and the like while a live host holds it. */
+export async function sanlockTries(S: SanlockHost, res: string): Promise<string> {
+  const r = await sanlockClient(S, ['command', '-r', res, '-c', '/bin/true'], 30_000);
+  return `${r.code} ${r.stdout}${r.stderr}`;
 }

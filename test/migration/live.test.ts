@@ -16,11 +16,12 @@
 import { ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { cli, log, status, waitFor, waitJoined } from '../helpers/agentproc';
-import { readLeaderOf, RunResult } from '../helpers/cli';
-import { defineDomain, EventMonitor, md5, SanlockHost, sanlockClient, startSanlock, stopSanlock, TestDomain } from '../helpers/libvirt';
+import { cli, log, waitFor, waitJoined } from '../helpers/agentproc';
+import { RunResult } from '../helpers/cli';
+import { defineDomain, EventMonitor, md5, SanlockHost, stopSanlock, TestDomain } from '../helpers/libvirt';
 import {
-  Bed, describeBed, freePort, hostDomState, hostQemuPid, hvirsh, hvirshOk, LibvirtHost, libvirtdLog, startAgent, startBed, stopAgent, stopBed,
+  Bed, describeBed, diskLease, freePort, hostDomState, hostHolds, hostQemuPid, hvirsh, hvirshOk, LibvirtHost, libvirtdLog, sanlockTries, startAgent, startBed,
+  startSanlockHost, stopAgent, stopBed,
 } from '../helpers/libvirthosts';
 
 const LS = '__LIBVIRT__DISKS__';
@@ -35,16 +36,13 @@ describeBed('migration: virsh migrate --live between two libvirt hosts, leases f
   const monitors: EventMonitor[] = [];
   const extra: ChildProcess[] = [];
 
-  const leaseFile = (d: TestDomain) => path.join(bed!.leaseDir, md5(d.disk));
-  const res = (d: TestDomain) => `${LS}:${md5(d.disk)}:${leaseFile(d)}:0`;
+  const leaseFile = (d: TestDomain) => diskLease(bed!, d.disk).file;
+  const res = (d: TestDomain) => diskLease(bed!, d.disk).res;
   /** The disk lease's leader on disk: owner host_id and timestamp (0 = free). */
-  const leader = (d: TestDomain) => readLeaderOf(leaseFile(d));
-  const held = async (h: LibvirtHost, d: TestDomain) => (await status(h.agent)).owners.find((o) => o.uuid === d.uuid)?.leases.find((l) => l.resource === md5(d.disk));
+  const leader = (d: TestDomain) => diskLease(bed!, d.disk).leader();
+  const held = hostHolds;
   /** Host 3 (sanlock) tries the disk lease: it must be refused while a live host holds it. */
-  const host3Tries = async (d: TestDomain): Promise<string> => {
-    const r = await sanlockClient(S!, ['command', '-r', res(d), '-c', '/bin/true'], 30_000);
-    return `${r.code} ${r.stdout}${r.stderr}`;
-  };
+  const host3Tries = (d: TestDomain) => sanlockTries(S!, res(d));
   const migrate = async (from: LibvirtHost, to: LibvirtHost, d: TestDomain, flags: string[] = []): Promise<RunResult> =>
     hvirsh(from, ['migrate', '--live', '--unsafe', ...flags, d.name, to.uri, '--migrateuri', `tcp://127.0.0.1:${await freePort(to)}`], 120_000);
 
@@ -61,9 +59,7 @@ describeBed('migration: virsh migrate --live between two libvirt hosts, leases f
     bed = await startBed(2);
     [A, B] = bed.hosts;
     for (const h of bed.hosts) monitors.push(new EventMonitor(h.uri).start(path.join(h.dir, 'events.log')));
-    S = await startSanlock(path.join(bed.dir, 'host3'), 'node03');
-    const add = await sanlockClient(S, ['add_lockspace', '-o', '1', '-s', `${LS}:3:${path.join(bed.leaseDir, LS)}:0`]);
-    expect(add.stdout + add.stderr).toMatch(/add_lockspace(_timeout)? done 0/);
+    S = await startSanlockHost(bed, 3, 'node03');
     dom = await defineDomain(bed.dir, 'la-mig-1', { uri: A.uri, memoryMiB: 16, noReboot: true });
   }, 600_000);
 

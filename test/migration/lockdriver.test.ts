@@ -11,15 +11,18 @@
  * on a host not joined to the lockspace (refused at registration, before QEMU runs); pause releases and
  * resume re-takes with the lver check (a stale lease keeps the guest paused, with the reason in
  * virsh's error); live migration A → B (and back with --p2p) moves the lease, never two holders;
- * a stop releases it (no lock call from libvirt: the STOPPED event or QEMU's exit).
+ * a disk hot-plugged into a running domain gets its lease first, or is refused; a stop releases
+ * every lease (no lock call from libvirt: the STOPPED event or QEMU's exit).
  */
 import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { cli, log, status, waitFor, waitJoined } from '../helpers/agentproc';
 import { lockagent, readLeaderOf, SANLOCK, sparseFile } from '../helpers/cli';
-import { defineDomain, md5, SanlockHost, sanlockClient, startSanlock, stopSanlock, TestDomain } from '../helpers/libvirt';
-import { Bed, describeBed, freePort, hostDomState, hvirsh, hvirshOk, LibvirtHost, libvirtdLog, startBed, stopBed } from '../helpers/libvirthosts';
+import { defineDomain, md5, SanlockHost, sanlockClient, stopSanlock, TestDomain } from '../helpers/libvirt';
+import {
+  Bed, describeBed, diskLease, freePort, hostDomState, hostHolds, hvirsh, hvirshOk, LibvirtHost, libvirtdLog, sanlockTries, startBed, startSanlockHost, stopBed,
+} from '../helpers/libvirthosts';
 
 const LS = '__LIBVIRT__DISKS__';
 jest.setTimeout(180_000);
@@ -31,21 +34,18 @@ describeBed('lock-driver plugin: libvirtd calls lockagent.so, no hook', () => {
   let S: SanlockHost | undefined;
   let dom: TestDomain;
 
-  const leaseFile = (d: TestDomain) => path.join(bed!.leaseDir, md5(d.disk));
-  const res = (d: TestDomain) => `${LS}:${md5(d.disk)}:${leaseFile(d)}:0`;
-  const leader = (d: TestDomain) => readLeaderOf(leaseFile(d));
-  const held = async (h: LibvirtHost, d: TestDomain) => (await status(h.agent)).owners.find((o) => o.uuid === d.uuid)?.leases.find((l) => l.resource === md5(d.disk));
-  const host3Tries = async (d: TestDomain): Promise<string> => {
-    const r = await sanlockClient(S!, ['command', '-r', res(d), '-c', '/bin/true'], 30_000);
-    return `${r.code} ${r.stdout}${r.stderr}`;
-  };
+  const leaseFile = (d: TestDomain) => diskLease(bed!, d.disk).file;
+  const res = (d: TestDomain) => diskLease(bed!, d.disk).res;
+  /** The disk lease's leader on disk: owner host_id and timestamp (0 = free). */
+  const leader = (d: TestDomain) => diskLease(bed!, d.disk).leader();
+  const held = hostHolds;
+  /** Host 3 (sanlock) tries the disk lease: it must be refused while a live host holds it. */
+  const host3Tries = (d: TestDomain) => sanlockTries(S!, res(d));
 
   beforeAll(async () => {
     bed = await startBed(2, { lockDriver: true });
     [A, B] = bed.hosts;
-    S = await startSanlock(path.join(bed.dir, 'host3'), 'node03');
-    const add = await sanlockClient(S, ['add_lockspace', '-o', '1', '-s', `${LS}:3:${path.join(bed.leaseDir, LS)}:0`]);
-    expect(add.stdout + add.stderr).toMatch(/add_lockspace(_timeout)? done 0/);
+    S = await startSanlockHost(bed, 3, 'node03');
     dom = await defineDomain(bed.dir, 'la-ld-1', { uri: A.uri, memoryMiB: 16, noReboot: true });
   }, 600_000);
 
@@ -153,10 +153,37 @@ describeBed('lock-driver plugin: libvirtd calls lockagent.so, no hook', () => {
     }
   });
 
-  it('a stop releases the lease (libvirt makes no lock call at a stop)', async () => {
+  it('a disk hot-plugged into the running domain gets its lease before QEMU opens it; one whose lease sanlock holds is refused', async () => {
+    const hot = path.join(bed!.dir, 'la-ld-hot.img');
+    const busy = path.join(bed!.dir, 'la-ld-busy.img');
+    for (const f of [hot, busy]) sparseFile(f, 1048576);
+    const lease = (f: string) => path.join(bed!.leaseDir, md5(f));
+    // host 3 holds the lease of `busy` (its lease file initialised as the agent would)
+    sparseFile(lease(busy), 1048576);
+    expect((await lockagent(['direct', 'init', '-r', `${LS}:${md5(busy)}:${lease(busy)}:0`])).code).toBe(0);
+    const holder = spawn(SANLOCK, ['client', 'command', '-r', `${LS}:${md5(busy)}:${lease(busy)}:0`, '-c', '/bin/sleep', '600'], { env: S!.env, stdio: 'ignore' });
+    try {
+      await waitFor('sanlock to hold the lease', async () => (await sanlockClient(S!, ['status'])).stdout.includes(`r ${LS}:${md5(busy)}:`) || undefined, 20_000, 100);
+      await hvirshOk(A, ['attach-disk', dom.name, hot, 'vdb', '--targetbus', 'virtio', '--live']);
+      const owner = (await status(A.agent)).owners.find((o) => o.uuid === dom.uuid);
+      expect(owner?.leases.map((l) => l.resource).sort()).toEqual([md5(dom.disk), md5(hot)].sort());
+      expect(readLeaderOf(lease(hot))).toMatchObject({ ownerId: 1 });
+      const r = await hvirsh(A, ['attach-disk', dom.name, busy, 'vdc', '--targetbus', 'virtio', '--live']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/lockagent: disk .*la-ld-busy\.img is leased by host 3 \(node node03\)/);
+      expect((await hvirshOk(A, ['domblklist', dom.name]))).not.toMatch(/vdc/);
+      expect(await hostDomState(A, dom.name)).toMatch(/^running/);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+
+  it('a stop releases every lease, the hot-plugged disk\'s too (libvirt makes no lock call at a stop)', async () => {
     await hvirshOk(A, ['destroy', dom.name]);
     await waitFor('the lease to be released on disk', async () => leader(dom).timestamp === 0 || undefined, 10_000, 50);
     expect(await held(A, dom)).toBeUndefined();
+    expect(readLeaderOf(path.join(bed!.leaseDir, md5(path.join(bed!.dir, 'la-ld-hot.img'))))).toMatchObject({ timestamp: 0 });
+    expect((await status(A.agent)).owners.find((o) => o.uuid === dom.uuid)?.leases ?? []).toHaveLength(0);
     expect(await host3Tries(dom)).toMatch(/^0 /);
   });
 });
