@@ -236,7 +236,7 @@ function diskTarget(i: number): string {
  * reset stops it (QEMU's -no-reboot) instead of restarting it. `disks`: more disks (vdb, vdc, …)
  * after it. `rawDisk`: the first disk a sparse raw file instead (no qemu-img: cheaper for many domains).
  */
-export async function defineDomain(dir: string, name: string, opts: { leases?: LeaseElement[]; onLockFailure?: string; uri?: string; memoryMiB?: number; noReboot?: boolean; qemuArgs?: string[]; disks?: ExtraDisk[]; rawDisk?: boolean } = {}): Promise<TestDomain> {
+export async function defineDomain(dir: string, name: string, opts: { leases?: LeaseElement[]; onLockFailure?: string; uri?: string; memoryMiB?: number; noReboot?: boolean; qemuArgs?: string[]; disks?: ExtraDisk[]; rawDisk?: boolean; acpi?: boolean } = {}): Promise<TestDomain> {
   const disk = path.join(dir, `${name}.${opts.rawDisk ? 'img' : 'qcow2'}`);
   if (opts.rawDisk) {
     fs.writeFileSync(disk, '');
@@ -261,7 +261,7 @@ ${d.readonly ? '      <readonly/>\n' : ''}${d.shareable ? '      <shareable/>\n'
   <memory unit='MiB'>${opts.memoryMiB ?? 96}</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <on_poweroff>destroy</on_poweroff><on_reboot>${opts.noReboot ? 'destroy' : 'restart'}</on_reboot><on_crash>destroy</on_crash>
+${opts.acpi ? '  <features><acpi/></features>\n' : ''}  <on_poweroff>destroy</on_poweroff><on_reboot>${opts.noReboot ? 'destroy' : 'restart'}</on_reboot><on_crash>destroy</on_crash>
 ${opts.onLockFailure ? `  <on_lockfailure>${opts.onLockFailure}</on_lockfailure>\n` : ''}  <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <disk type='file' device='disk'>

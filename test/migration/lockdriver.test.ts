@@ -46,7 +46,8 @@ describeBed('lock-driver plugin: libvirtd calls lockagent.so, no hook', () => {
     bed = await startBed(2, { lockDriver: true });
     [A, B] = bed.hosts;
     S = await startSanlockHost(bed, 3, 'node03');
-    dom = await defineDomain(bed.dir, 'la-ld-1', { uri: A.uri, memoryMiB: 16, noReboot: true });
+    // ACPI: PCI hot-plug (the attach test) needs it
+    dom = await defineDomain(bed.dir, 'la-ld-1', { uri: A.uri, memoryMiB: 16, noReboot: true, acpi: true });
   }, 600_000);
 
   afterAll(async () => {
