@@ -27,7 +27,7 @@ void lac_oom(void) {
   static const char m[] = "lockagent: out of memory\n";
   ssize_t w = write(2, m, sizeof m - 1);
   (void)w;
-  abort(); /* as glib does on OOM, in libvirtd too */
+  lac_oom_exit();
 }
 
 void buf_reserve(struct buf *b, size_t more) {

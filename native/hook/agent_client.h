@@ -12,7 +12,12 @@
 #define LAC_DEFAULT_SOCKET_PATH "/run/lockagent/lockagent.sock"
 #define LAC_MAX_REPLY (16L * 1024 * 1024)
 
-/* A growable NUL-terminated buffer; out of memory aborts (lac_oom), as glib does. */
+/*
+ * A growable NUL-terminated buffer. Out of memory: lac_oom writes "lockagent: out of memory" and
+ * calls lac_oom_exit, which each program defines (the hook exits 1; the plugin aborts, as glib
+ * does in libvirtd).
+ */
+void lac_oom_exit(void) __attribute__((noreturn));
 struct buf {
   char *p;
   size_t n, cap;

@@ -48,6 +48,8 @@ __attribute__((used)) static const char install_mark[] = "lockagent start gate, 
 
 #define HOOK_TIMEOUT_MS 90000L
 
+void lac_oom_exit(void) { _exit(1); }
+
 /* ---- outcome ------------------------------------------------------------------------------- */
 
 static const char *g_name = "", *g_op = "", *g_sub = "";

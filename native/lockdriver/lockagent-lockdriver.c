@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../hook/agent_client.h"
@@ -91,6 +92,8 @@ enum { FROM_LOCKING = 42, ERR_OPERATION_FAILED = 9, ERR_RESOURCE_BUSY = 87 };
 
 /* ---- state of the plugin ------------------------------------------------------------------- */
 
+void lac_oom_exit(void) { abort(); }
+
 typedef void (*report_fn)(int domain, int code, const char *file, const char *func, size_t line, const char *fmt, ...);
 static report_fn g_report;
 static char *g_socket;
@@ -108,8 +111,9 @@ static void report(int code, const char *fmt, ...) {
 }
 
 /*
- * socket_path of the plugin's config (/etc/libvirt/qemu-lockagent.conf, written by `lockagent
- * install-lockdriver`), else of /etc/lockagent.conf, else the default.
+ * The socket, as the hook finds it: the plugin's settings (/etc/libvirt/qemu-lockagent.conf,
+ * written by `lockagent install-lockdriver --socket` or a link to a config for --config) when
+ * they exist, else /etc/lockagent.conf; socket_path of that file, else the default.
  */
 static int init(unsigned int version, const char *configFile, unsigned int flags) {
   (void)version;
@@ -119,8 +123,9 @@ static int init(unsigned int version, const char *configFile, unsigned int flags
   g_socket = NULL;
   g_config_error[0] = 0;
   char err[1024];
-  int r = configFile ? lac_config_socket(configFile, 0, &g_socket, err, sizeof err) : 1;
-  if (r == 1) r = lac_config_socket(LAC_DEFAULT_CONFIG_PATH, 0, &g_socket, err, sizeof err);
+  struct stat st;
+  int settings = configFile && lstat(configFile, &st) == 0;
+  int r = lac_config_socket(settings ? configFile : LAC_DEFAULT_CONFIG_PATH, settings, &g_socket, err, sizeof err);
   if (r < 0) snprintf(g_config_error, sizeof g_config_error, "%s", err);
   if (r != 0 && !g_socket) g_socket = strdup(LAC_DEFAULT_SOCKET_PATH);
   if (!g_socket) lac_oom();
@@ -282,7 +287,11 @@ static int acquire(lm_manager *man, const char *state, unsigned int flags, int a
 
 static int release(lm_manager *man, char **state, unsigned int flags) {
   (void)flags;
-  if (state) *state = NULL;
+  /* a pause may come twice (libvirt's stop, then QEMU's STOP event): the first state is replaced */
+  if (state) {
+    free(*state);
+    *state = NULL;
+  }
   return call(man->privateData, "lock_release", state ? ",\"pause\":true" : ",\"pause\":false", state);
 }
 

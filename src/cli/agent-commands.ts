@@ -2,6 +2,7 @@
  * Commands that talk to (or are) the running agent: daemon, status, host_status, client ...,
  * explain, config check. Output is a readable table by default and JSON with --json.
  */
+import { existsSync } from 'fs';
 import { Command } from 'commander';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/config';
 import { callAgent } from '../control/client';
@@ -202,7 +203,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
       const { installLockDriver } = await import('../libvirt/lockdriver-install');
       const opts = o as { pluginDir?: string; confDir: string; config?: string; socket?: string; plugin?: string };
       const r = installLockDriver(opts);
-      ctx.output.out(`installed ${r.plugin}\nwrote ${r.conf}\n${r.notes.map((n) => `next: ${n}\n`).join('')}`);
+      ctx.output.out(`installed ${r.plugin}\n${existsSync(r.conf) ? `settings: ${r.conf}` : `settings: socket_path of ${DEFAULT_CONFIG_PATH}`}\n${r.notes.map((n) => `next: ${n}\n`).join('')}`);
       return EXIT_OK;
     }));
 

@@ -59,7 +59,7 @@ export function daemonExtensions(): DaemonExtensions {
         lock_register: (req) => mgr.lockRegister(req.domain),
         lock_acquire: (req) => mgr.lockAcquire(req.domain, req.state, req.timeoutMs),
         lock_release: (req) => mgr.lockRelease(req.domain, req.pause),
-        lock_inquire: async (req) => mgr.lockInquire(req.domain.uuid),
+        lock_inquire: (req) => mgr.lockInquire(req.domain.uuid),
       };
       return {
         handlers,

@@ -191,6 +191,7 @@ export class DomainManager implements LeaseFailurePolicy {
       const plan = this.plan(dom, st);
       await this.checkJoined(dom, plan, `cannot start ${dom.name}`);
       await this.ensureLeaseFiles(plan);
+      await this.forgetEarlierRun(dom, st, plan);
       st.qemu = d.pid !== undefined ? identify(d.pid) : undefined;
       this.o.log.debug(`lock_register ${dom.name}: ${plan.entries.length} lease(s) planned in ${(performance.now() - st.startedAt).toFixed(1)} ms`);
       return { leases: plan.entries.length };
@@ -198,20 +199,46 @@ export class DomainManager implements LeaseFailurePolicy {
   }
 
   /**
+   * A new run starts (libvirt starts no domain that runs): what an earlier run left, because its
+   * STOPPED event was skipped or has not arrived yet, goes. Its leases that this run does not use
+   * are released (those it uses stay held, and are taken again by this run's acquire); the lvers
+   * kept at its pause and its stale mark are forgotten.
+   */
+  private async forgetEarlierRun(dom: DomainInfo, st: DomainState, plan: LeasePlan): Promise<void> {
+    const gone = this.o.agent.inquire(dom.uuid).filter((h) => !plan.entries.some((e) => e.lockspace === h.spec.lockspace && e.resource === h.spec.resource));
+    if (gone.length) {
+      const n = await this.o.agent.release({ uuid: dom.uuid, name: dom.name }, gone.map((h) => h.spec), { keepRecord: true });
+      this.o.log.info(`${dom.name}: released ${n} lease(s) its previous run held and this one does not use`);
+    }
+    for (const r of this.o.store.leases(dom.uuid)) if (!r.held) this.o.store.forgetLease(dom.uuid, r.lockspace, r.resource);
+    this.stale.delete(dom.uuid);
+    st.lockState = undefined;
+  }
+
+  /**
    * Acquire, in libvirtd before it starts (or resumes) the CPUs, or for a disk being attached:
    * the leases of the resources given. A refusal keeps the CPUs stopped and fails the start or
-   * resume with the reason. Leases released at a pause on this host must still have their
-   * lver; with a lock state and no such pause (an incoming migration: the source's state) the
-   * source may still be releasing, so a busy lease is tried again for up to 20 s.
+   * resume with the reason. With libvirt's lock state (a resume), leases released at a pause on
+   * this host must still have their lver; with a state and no such pause (an incoming
+   * migration: the state is the source's) the source may still be releasing, so a busy lease is
+   * tried again for up to 20 s. Without a state, a domain that holds leases is attaching a disk.
    */
   lockAcquire(d: LockManagerDomain, state?: string, timeoutMs?: number): Promise<{ leases: number }> {
     const dom = domainFromLockManager(d);
     return this.queue.run(dom.uuid, async () => {
       const t0 = performance.now();
-      this.state(dom).startedAt = t0;
+      const st = this.state(dom);
+      st.startedAt = t0;
       const plan = planLeases(dom, this.o.config);
-      const kept = this.o.store.leases(dom.uuid).filter((r) => !r.held);
+      const held = this.o.agent.inquire(dom.uuid);
+      const kept = state !== undefined ? this.o.store.leases(dom.uuid).filter((r) => !r.held) : [];
       const incoming = state !== undefined && !kept.length;
+      const attach = state === undefined && held.length > 0;
+      if (attach && !st.info && plan.entries.some((e) => held.some((h) => h.spec.lockspace === e.lockspace && h.spec.resource === e.resource))) {
+        // Without the registered disk list a detach could not tell this disk from the one that
+        // holds the lease already: refused, as sanlock refuses a resource its process holds.
+        throw new LeaseError(SANLK.EEXIST, `${dom.name}: a lease of the disk being attached is held by this domain already (the same disk attached twice?)`);
+      }
       this.stopWatch(dom.uuid);
       try {
         await this.acquirePlan(dom, plan, {
@@ -233,8 +260,12 @@ export class DomainManager implements LeaseFailurePolicy {
         }
         throw e;
       }
-      this.stale.delete(dom.uuid);
-      if (kept.length) this.o.store.setOwnerState(dom.uuid, 'active');
+      if (attach && st.info) st.info = { ...st.info, disks: [...st.info.disks, ...dom.disks], leases: [...st.info.leases, ...dom.leases] };
+      if (kept.length) {
+        this.stale.delete(dom.uuid);
+        this.o.store.setOwnerState(dom.uuid, 'active');
+      }
+      if (state !== undefined) st.lockState = undefined;
       this.o.log.debug(`lock_acquire ${dom.name}: ${plan.entries.length} lease(s) in ${(performance.now() - t0).toFixed(1)} ms`);
       return { leases: plan.entries.length };
     });
@@ -242,35 +273,47 @@ export class DomainManager implements LeaseFailurePolicy {
 
   /**
    * Release: at a pause (`pause`: libvirt keeps the returned lock state for the resume) every
-   * lease, each lver kept for the resume check, as at SUSPENDED; for a disk being detached,
-   * that disk's leases only.
+   * lease, each lver kept for the resume check, as at SUSPENDED; for a disk being detached (or
+   * an attach being undone), the leases no other disk of the domain still uses.
    */
   lockRelease(d: LockManagerDomain, pause: boolean): Promise<{ released: number; state: string }> {
     const dom = domainFromLockManager(d);
     return this.queue.run(dom.uuid, async () => {
       const held = this.o.agent.inquire(dom.uuid);
+      const st = this.state(dom);
       if (pause) {
         // libvirt's pause may call twice (its stop, then QEMU's STOP event): the second call
         // releases nothing and must not blank the state the first one gave.
-        const st = this.state(dom);
         if (!held.length) return { released: 0, state: st.lockState ?? '' };
         st.lockState = formatLockState(held);
         await this.suspendRelease(dom.uuid, dom.name, 'paused by libvirt');
         return { released: held.length, state: st.lockState };
       }
-      const plan = planLeases(dom, this.o.config);
-      const specs = plan.entries.filter((e) => held.some((h) => h.spec.lockspace === e.lockspace && h.spec.resource === e.resource)).map(toSpec);
-      if (!specs.length) return { released: 0, state: '' };
-      const n = await this.o.agent.release({ uuid: dom.uuid, name: dom.name }, specs);
-      for (const s of specs) this.o.store.forgetLease(dom.uuid, s.lockspace, s.resource);
-      this.o.log.info(`${dom.name}: released ${n} lease(s) of detached disk(s)`);
+      // The registered disk list, less one of each disk detached: what still needs a lease.
+      let still: LeasePlan['entries'] = [];
+      if (st.info) {
+        const disks = [...st.info.disks];
+        const leases = [...st.info.leases];
+        const drop = <T>(list: T[], i: number) => { if (i >= 0) list.splice(i, 1); };
+        for (const x of dom.disks) drop(disks, disks.findIndex((y) => y.source?.type === 'file' && x.source?.type === 'file' && y.source.path === x.source.path));
+        for (const x of dom.leases) drop(leases, leases.findIndex((y) => y.key === x.key && y.lockspace === x.lockspace && y.path === x.path));
+        st.info = { ...st.info, disks, leases };
+        still = planLeases(st.info, this.o.config).entries;
+      }
+      const detached = planLeases(dom, this.o.config).entries.filter((e) => !still.some((x) => x.lockspace === e.lockspace && x.resource === e.resource));
+      const specs = detached.filter((e) => held.some((h) => h.spec.lockspace === e.lockspace && h.spec.resource === e.resource)).map(toSpec);
+      // keepRecord: the lvers a pause kept for the other leases stay (a detach while paused)
+      const n = specs.length ? await this.o.agent.release({ uuid: dom.uuid, name: dom.name }, specs, { keepRecord: true }) : 0;
+      for (const e of detached) this.o.store.forgetLease(dom.uuid, e.lockspace, e.resource);
+      if (n) this.o.log.info(`${dom.name}: released ${n} lease(s) of detached disk(s)`);
       return { released: n, state: '' };
     });
   }
 
   /** Inquire (a migration's source): the lock state of the leases held, for the destination. */
-  lockInquire(uuid: string): { state: string } {
-    return { state: formatLockState(this.o.agent.inquire(uuid.toLowerCase())) };
+  lockInquire(uuid: string): Promise<{ state: string }> {
+    const id = uuid.toLowerCase();
+    return this.queue.run(id, async () => ({ state: formatLockState(this.o.agent.inquire(id)) }));
   }
 
   // ---- lifecycle events --------------------------------------------------------------------------
@@ -304,10 +347,15 @@ export class DomainManager implements LeaseFailurePolicy {
             return undefined;
           case 'RESUMED':
             return this.resumeAcquire(ev.uuid, ev.name, ev.detail, xml);
-          case 'STARTED':
+          case 'STARTED': {
             if (ev.detail === 'MIGRATED' || ev.detail === 'WAKEUP') return undefined;
+            // Started through the lock-driver plugin: it takes the leases before the CPUs start
+            // (a `virsh start --paused` holds none until its resume).
+            const q = this.domains.get(ev.uuid)?.qemu;
+            if (q && isSame(q)) return undefined;
             await this.ensureHeld(ev.uuid, ev.name, kind, xml);
             return undefined;
+          }
           case 'DEFINED': {
             // An offline migration ends here (`migrate begin`, then no start): the mark must not
             // make a later start skip the start gate. A live one has used it at `prepare` already.
@@ -342,9 +390,10 @@ export class DomainManager implements LeaseFailurePolicy {
           this.stopWatch(o.ref.uuid);
           await this.releaseAll(o.ref.uuid, 'not running after libvirt resync');
         }));
-      } else if (st === 'PAUSED' && o.leases.length && d.reason !== 'STARTING_UP' && !this.domains.get(d.uuid)?.incoming) {
+      } else if (st === 'PAUSED' && o.leases.length && d.reason !== 'STARTING_UP' && !this.domains.get(d.uuid)?.incoming && !this.startedSince(d.uuid, listedAt)) {
         // Not while starting up (from the start gate to the CPUs starting: libvirt lists the
-        // domain paused) or migrating in (the watch took the leases before the CPUs start).
+        // domain paused), migrating in (the watch took the leases before the CPUs start), or
+        // started or resumed since the list (the plugin takes the leases just before the CPUs).
         await this.events.run(d.uuid, () => this.queue.run(d.uuid, () => this.suspendRelease(d.uuid, d.name, 'paused at resync')));
       }
     }

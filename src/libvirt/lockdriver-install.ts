@@ -32,6 +32,7 @@ export function defaultLockDriverPlugin(): string | undefined {
 
 export interface LockDriverInstall {
   plugin: string;
+  /** the plugin's settings file (it may not exist: then /etc/lockagent.conf) */
   conf: string;
   /** what the operator still has to do, or should know */
   notes: string[];
@@ -59,10 +60,11 @@ export function installLockDriver(opts: { pluginDir?: string; confDir?: string; 
     rmSync(tmp, { force: true });
     symlinkSync(resolve(opts.config), tmp);
     renameSync(tmp, conf);
-  } else {
-    writeAtomic(conf, opts.socket
-      ? `${mark}\nsocket_path = ${JSON.stringify(opts.socket)}\n`
-      : `${mark}\n# no socket_path here: the plugin reads socket_path from /etc/lockagent.conf\n`, 0o644);
+  } else if (opts.socket) {
+    writeAtomic(conf, `${mark}\nsocket_path = ${JSON.stringify(opts.socket)}\n`, 0o644);
+  } else if (existsSync(conf) && readFileSync(conf, 'utf8').startsWith(mark)) {
+    // none: the plugin reads socket_path from /etc/lockagent.conf (as the hook does)
+    rmSync(conf, { force: true });
   }
   const plugin = join(pluginDir, `${LOCK_DRIVER_NAME}.so`);
   writeAtomic(plugin, binary, 0o644);

@@ -6,6 +6,7 @@
  * a resync listing it shut off after the start. Real files, O_DIRECT, io_timeout 1.
  */
 import { ChildProcess, spawn } from 'child_process';
+import { createHash } from 'crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import { Agent } from '../../src/agent/agent';
@@ -27,6 +28,8 @@ describe('DomainManager: late events and resyncs leave a new start\'s leases alo
   let xml: string;
   let disk: string;
   let log: ReturnType<typeof memoryLogger>;
+  let store: StateStore;
+  let planPath: (disk: string) => string;
   const held = () => agent.inquire(UUID).length;
 
   beforeAll(async () => {
@@ -34,12 +37,13 @@ describe('DomainManager: late events and resyncs leave a new start\'s leases alo
     mkdirSync(join(dir, 'leases'));
     await ensureLockspaceFile(join(dir, LS), LS, DEFAULT_GEOMETRY, 1);
     log = memoryLogger();
-    const store = new StateStore(join(dir, 'state.db'));
+    store = new StateStore(join(dir, 'state.db'));
     const config = { ...defaultConfig(), autoDiskLeases: true, hostId: 1, diskLeaseDir: join(dir, 'leases'), requireLeaseForDisks: true, ioTimeout: 1 };
     agent = new Agent({ clock: systemClock, log, store, hostName: 'node-a', policy: { onLeaseFailure: async () => undefined } });
     agent.addLockspace({ name: LS, hostId: 1, path: join(dir, LS), offset: 0, ioTimeout: 1 });
     await agent.lockspaces.get(LS)!.waitJoined(30000);
     mgr = new DomainManager({ agent, config, store, log, control: () => undefined });
+    planPath = (p) => join(config.diskLeaseDir, createHash('md5').update(p).digest('hex'));
     disk = join(dir, 'vm2.qcow2');
     writeFileSync(disk, '');
     xml = `<domain type='kvm'><name>vm2</name><uuid>${UUID}</uuid><memory>1024</memory>
@@ -68,6 +72,61 @@ describe('DomainManager: late events and resyncs leave a new start\'s leases alo
     expect(held()).toBe(1);
     await mgr.onResync([{ uuid: UUID, name: 'vm2', state: 'SHUTOFF', reason: 'DESTROYED' }], performance.now());
     expect(held()).toBe(0);
+  });
+
+  describe('lock-driver plugin calls', () => {
+    let qemu: ChildProcess;
+    let other: string;
+    const dom = (disks: string[], pid = qemu.pid!) => ({ uuid: UUID, name: 'vm2', pid, disks: disks.map((p) => ({ path: p, readonly: false, shared: false })), leases: [] });
+    const leases = () => agent.inquire(UUID).map((h) => h.spec.path).sort();
+    beforeAll(() => {
+      other = join(dir, 'vm2-b.img');
+      writeFileSync(other, '');
+    });
+    beforeEach(() => { qemu = spawn('sleep', ['60']); });
+    afterEach(async () => {
+      qemu.kill('SIGKILL');
+      await new Promise((r) => qemu.once('exit', r));
+    });
+
+    it('an attach of a disk the domain has already, then undone by libvirt (a detach), keeps the lease the first one uses', async () => {
+      await mgr.lockRegister(dom([disk]));
+      await mgr.lockAcquire(dom([disk]));
+      await mgr.lockAcquire(dom([disk])); // attach: the same disk again
+      await mgr.lockRelease(dom([disk]), false); // libvirt undoes the failed attach
+      expect(held()).toBe(1);
+      await mgr.lockRelease(dom([disk]), false); // the real detach
+      expect(held()).toBe(0);
+    });
+
+    it('a detach while paused keeps the lvers of the other leases for the resume check', async () => {
+      await mgr.lockRegister(dom([disk, other]));
+      await mgr.lockAcquire(dom([disk, other]));
+      const { state } = await mgr.lockRelease(dom([disk, other]), true);
+      expect(state).toMatch(/^__LIBVIRT__DISKS__:\S+:\S+:0:\d+ __LIBVIRT__DISKS__:/);
+      await mgr.lockRelease(dom([other]), false);
+      expect(store.leases(UUID).filter((r) => !r.held).map((r) => r.resource)).toHaveLength(1);
+      await mgr.lockAcquire(dom([disk]), state);
+      expect(leases()).toEqual([planPath(disk)]);
+    });
+
+    it('a start with --paused takes no lease at its STARTED event (the plugin takes them when the CPUs start)', async () => {
+      await mgr.lockRegister(dom([disk]));
+      await mgr.onLifecycle({ uuid: UUID, name: 'vm2', event: 'STARTED', detail: 'BOOTED' });
+      expect(held()).toBe(0);
+    });
+
+    it('a new run\'s registration releases what the last run held and this one does not use, and forgets its pause', async () => {
+      await mgr.lockRegister(dom([disk, other]));
+      await mgr.lockAcquire(dom([disk, other]));
+      await mgr.lockRelease(dom([disk]), true);
+      // the next run, without `other`, before the last run's STOPPED event
+      await mgr.lockRegister(dom([disk]));
+      expect(held()).toBe(0);
+      expect(store.leases(UUID).filter((r) => !r.held)).toEqual([]);
+      await mgr.lockAcquire(dom([disk]));
+      expect(leases()).toEqual([planPath(disk)]);
+    });
   });
 
   it('lock-driver plugin: a STOPPED event while the registered QEMU still runs is of an earlier run; after its exit it releases', async () => {
