@@ -110,6 +110,18 @@ describeBed('lock-driver plugin: libvirtd calls lockagent.so, no hook', () => {
     await waitJoined(B.agent);
   });
 
+  it('virsh start --paused takes no lease until the resume, which takes it before the CPUs run', async () => {
+    const p = await defineDomain(bed!.dir, 'la-ld-4', { uri: B.uri, memoryMiB: 16, noReboot: true });
+    await hvirshOk(B, ['start', '--paused', p.name]);
+    expect(await hostDomState(B, p.name)).toMatch(/^paused/);
+    await new Promise((r) => setTimeout(r, 500)); // its STARTED event handled
+    expect(await held(B, p)).toBeUndefined();
+    await hvirshOk(B, ['resume', p.name]);
+    expect(await held(B, p)).toBeDefined();
+    expect(diskLease(bed!, p.disk).leader()).toMatchObject({ ownerId: 2 });
+    await hvirshOk(B, ['destroy', p.name]);
+  });
+
   it('pause releases the lease, resume takes it again with the same lver', async () => {
     const lver = leader(dom).lver;
     await hvirshOk(A, ['suspend', dom.name]);
@@ -168,6 +180,12 @@ describeBed('lock-driver plugin: libvirtd calls lockagent.so, no hook', () => {
       await hvirshOk(A, ['attach-disk', dom.name, hot, 'vdb', '--targetbus', 'virtio', '--live']);
       const owner = (await status(A.agent)).owners.find((o) => o.uuid === dom.uuid);
       expect(owner?.leases.map((l) => l.resource).sort()).toEqual([md5(dom.disk), md5(hot)].sort());
+      expect(readLeaderOf(lease(hot))).toMatchObject({ ownerId: 1 });
+      // the same disk again: QEMU refuses it (its image lock) and libvirt undoes the attach with a
+      // release, which must leave the lease the first attach holds
+      const again = await hvirsh(A, ['attach-disk', dom.name, hot, 'vdd', '--targetbus', 'virtio', '--live']);
+      expect(again.code).toBe(1);
+      expect((await status(A.agent)).owners.find((o) => o.uuid === dom.uuid)?.leases.map((l) => l.resource)).toContain(md5(hot));
       expect(readLeaderOf(lease(hot))).toMatchObject({ ownerId: 1 });
       const r = await hvirsh(A, ['attach-disk', dom.name, busy, 'vdc', '--targetbus', 'virtio', '--live']);
       expect(r.code).toBe(1);
