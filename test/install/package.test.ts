@@ -192,11 +192,24 @@ describe('installed, upgraded and removed with dpkg (in a root of its own)', () 
     };
     expect(await held()).toEqual({ gen, leases: ['disk1'] });
 
+    // The lock-driver plugin, installed by the operator into libvirt's directory (of this root):
+    // each upgrade replaces that copy with the package's; removal leaves it, and says why.
+    const pluginDir = path.join(root(), 'usr/lib/x86_64-linux-gnu/libvirt/lock-driver');
+    const plugin = path.join(pluginDir, 'lockagent.so');
+    const packaged = path.join(root(), 'usr/lib/lockagent/native/build/Release/lockagent.so');
+    const il = await la(['install-lockdriver', '--plugin-dir', pluginDir, '--conf-dir', path.join(root(), 'etc/libvirt')]);
+    expect(il.stderr).toBe('');
+    expect(il.stdout).toMatch(/next: set lock_manager = "lockagent" in .*qemu\.conf/);
+    expect(fs.readFileSync(plugin).equals(fs.readFileSync(packaged))).toBe(true);
+
     // Upgrade and downgrade: dpkg installs the other version over the running agent; then what
     // systemctl try-restart does. Same generation, lease held, owner alive.
     for (const [v, from] of [[Y, X], [X, Y]]) {
+      // an older copy (any file with the installer's mark) is what the upgrade must replace
+      fs.writeFileSync(plugin, 'lockagent lock-driver plugin, installed by "lockagent install-lockdriver" (older)');
       const up = await dpkg('-i', debs[v]);
       expect(up.code).toBe(0);
+      expect(fs.readFileSync(plugin).equals(fs.readFileSync(packaged))).toBe(true);
       expect(up.stderr).toContain(`upgraded from ${from}`);
       expect(fs.readFileSync(conf, 'utf8')).toContain(`socket_path = "${h.socket}"`); // conffile kept
       expect((await la(['--version'])).stdout.trim()).toBe(v);
@@ -223,6 +236,8 @@ describe('installed, upgraded and removed with dpkg (in a root of its own)', () 
     const removed = await dpkg('-r', 'lockagent');
     expect(removed.code).toBe(0);
     expect(removed.stderr).toContain('stop the running \'lockagent daemon\' yourself');
+    expect(removed.stderr).toMatch(/lockagent\.so stays: while qemu\.conf says lock_manager = "lockagent", every domain start is refused/);
+    expect(fs.existsSync(plugin)).toBe(true);
     await stopUnit(); // what systemctl disable --now does
     expect(fs.existsSync(hook)).toBe(false);
     expect(fs.existsSync(path.join(root(), 'usr/bin/lockagent'))).toBe(false);
