@@ -394,25 +394,20 @@ static int j_value(struct jr *j, int depth) {
   return -1;
 }
 
-static int on_error_key(struct jr *j, const struct buf *key, void *ctx, int depth) {
-  (void)depth;
-  struct reply *r = ctx;
-  if (key->n == 7 && memcmp(key->p, "message", 7) == 0 && j->p < j->end && *j->p == '"') {
-    r->message.n = 0;
-    if (j_string(j, &r->message) < 0) return -1;
-    r->have_message = 1;
-    return 1;
-  }
-  return 0;
-}
+/* One string member of a nested object (error.message, result.state) into `out`. */
+struct str_member {
+  const char *key;
+  struct buf *out;
+  int *have;
+};
 
-static int on_result_key(struct jr *j, const struct buf *key, void *ctx, int depth) {
+static int on_str_member(struct jr *j, const struct buf *key, void *ctx, int depth) {
   (void)depth;
-  struct reply *r = ctx;
-  if (key->n == 5 && memcmp(key->p, "state", 5) == 0 && j->p < j->end && *j->p == '"') {
-    r->state.n = 0;
-    if (j_string(j, &r->state) < 0) return -1;
-    r->have_state = 1;
+  const struct str_member *m = ctx;
+  if (key->n == strlen(m->key) && memcmp(key->p, m->key, key->n) == 0 && j->p < j->end && *j->p == '"') {
+    m->out->n = 0;
+    if (j_string(j, m->out) < 0) return -1;
+    *m->have = 1;
     return 1;
   }
   return 0;
@@ -426,12 +421,11 @@ static int on_top_key(struct jr *j, const struct buf *key, void *ctx, int depth)
     else return -1;
     return 1;
   }
-  if (key->n == 6 && memcmp(key->p, "result", 6) == 0 && j->p < j->end && *j->p == '{') {
-    if (j_object(j, depth + 1, on_result_key, r) < 0) return -1;
-    return 1;
-  }
-  if (key->n == 5 && memcmp(key->p, "error", 5) == 0 && j->p < j->end && *j->p == '{') {
-    if (j_object(j, depth + 1, on_error_key, r) < 0) return -1;
+  struct str_member m = {NULL, NULL, NULL};
+  if (key->n == 6 && memcmp(key->p, "result", 6) == 0) m = (struct str_member){"state", &r->state, &r->have_state};
+  else if (key->n == 5 && memcmp(key->p, "error", 5) == 0) m = (struct str_member){"message", &r->message, &r->have_message};
+  if (m.key && j->p < j->end && *j->p == '{') {
+    if (j_object(j, depth + 1, on_str_member, &m) < 0) return -1;
     return 1;
   }
   return 0;
