@@ -33,7 +33,9 @@
  * without it): per hook process, fork → exec is libvirtd's child preparing to run it (the same
  * for any hook), exec → exit is the hook's own time. These starts are not in the start times.
  *
- *   node scripts/bench/virsh-start.js [--quick] [--reps K] [--rounds R] [--out FILE] [--keep]
+ *   node scripts/bench/virsh-start.js [--quick | --smoke] [--reps K] [--rounds R] [--out FILE] [--keep]
+ *
+ * --smoke (CI): one round of one measured start per configuration and one traced start.
  */
 const fs = require('fs');
 const path = require('path');
@@ -52,8 +54,10 @@ c.runMain('virsh-start', async (args) => {
     }
   }
   const ri = args.rest.indexOf('--rounds');
-  const rounds = ri >= 0 ? Number(args.rest[ri + 1]) : args.quick ? 1 : 3;
-  const K = args.reps ?? (args.quick ? 3 : 7);
+  // --smoke (CI): one round of one start per configuration, so the benchmark cannot rot
+  const smoke = args.rest.includes('--smoke');
+  const rounds = ri >= 0 ? Number(args.rest[ri + 1]) : args.quick || smoke ? 1 : 3;
+  const K = args.reps ?? (smoke ? 1 : args.quick ? 3 : 7);
   const W = c.workDir('virsh');
   c.log(`virsh-start: ${rounds} round(s) × ${K} measured starts per configuration, work dir ${W}`);
 
@@ -392,7 +396,7 @@ c.runMain('virsh-start', async (args) => {
   // a prepare round trip of a domain with no disks (no lease to take): client + protocol + agent
   const xmlNoDisk = `<domain type='qemu'><name>la-bench-nodisk</name><uuid>6d0c1f56-0f1b-4d0e-9a53-2b1c3f7a9e01</uuid><memory>1024</memory><os><type>hvm</type></os><devices/></domain>`;
   const env = { ...process.env, LOCKAGENT_SOCKET: agent.socket };
-  for (let i = 0; i < 7; i++) {
+  for (let i = 0; i < (smoke ? 1 : 7); i++) {
     let t = c.hr();
     await c.run(process.execPath, [hookJs, DOMAIN, 'start', 'begin', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
     hookTimes.noop.push(c.hr() - t);

@@ -1,5 +1,5 @@
 /**
- * The scale and NFS-latency benchmarks (scripts/bench/scale.js, nfs.js) in their tiny --smoke
+ * The scale, NFS-latency and virsh-start benchmarks (scripts/bench/scale.js, nfs.js, virsh-start.js) in their tiny --smoke
  * sizes, so they cannot rot between benchmark runs: each must run to the end against real
  * sanlock and lockagent daemons (nfs.js through a latencyfs FUSE mount) and write its result
  * JSON with every measure it reports. Benchmarks are not tests: no number is judged here.
@@ -75,6 +75,17 @@ describe('benchmark smoke runs', () => {
     // nothing stays mounted
     expect(readFileSync('/proc/self/mounts', 'utf8')).not.toContain(work);
   }, 90000);
+
+  it('virsh-start.js --smoke: every configuration starts the domain, lockagent\'s (hook and lock-driver plugin) with its lease held', async () => {
+    const r = await bench('virsh-start.js', ['--smoke']);
+    const m = (id: string) => r.metrics.find((x) => x.id === id);
+    // each lockagent start is counted only once the agent holds the domain's lease
+    for (const id of ['virsh.start', 'virsh.start.plugin']) {
+      expect(m(id)?.lockagent.median).toBeGreaterThan(0);
+      expect(m(id)?.sanlock?.median).toBeGreaterThan(0);
+    }
+    expect(m('virsh.start.overhead.plugin')).toBeDefined();
+  }, 600_000);
 
   it('scale.js --smoke: client curve, many leases, domain prepare', async () => {
     const r = await bench('scale.js', ['--smoke', '--only', 'clients,leases,domain']);
