@@ -250,14 +250,7 @@ export class DomainManager implements LeaseFailurePolicy {
           watchPid: d.pid !== undefined,
         });
       } catch (e) {
-        const rv = (e as LeaseError).rv;
-        if (kept.length && (rv === SANLK.ACQUIRE_LVER || rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER)) {
-          const h = e instanceof LeaseAcquireError ? e.holder : undefined;
-          const heldBy = h ? `host ${h.hostId}${h.hostName ? ` (node ${h.hostName})` : ''}` : 'another host';
-          this.stale.set(dom.uuid, { name: dom.name, heldBy, since: this.stale.get(dom.uuid)?.since ?? new Date().toISOString() });
-          this.o.log.error(`${dom.name} stays paused: stale lease, its disk was held by ${heldBy} since it was paused here; ` +
-            'it must not resume on that disk: destroy it and start it again');
-        }
+        if (kept.length && isStaleRefusal(e)) this.markStale(dom.uuid, dom.name, e, 'libvirt keeps its CPUs stopped');
         throw e;
       }
       if (attach && st.info) st.info = { ...st.info, disks: [...st.info.disks, ...dom.disks], leases: [...st.info.leases, ...dom.leases] };
@@ -738,11 +731,7 @@ export class DomainManager implements LeaseFailurePolicy {
       return undefined;
     } catch (e) {
       const reason = (e as Error).message;
-      const rv = (e as LeaseError).rv;
-      // Another host holds or has held the disk since the pause: this guest's view of it is stale.
-      const taken = rv === SANLK.ACQUIRE_LVER || rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER;
-      const h = e instanceof LeaseAcquireError ? e.holder : undefined;
-      const heldBy = h ? `host ${h.hostId}${h.hostName ? ` (node ${h.hostName})` : ''}` : 'another host';
+      const taken = isStaleRefusal(e);
       this.o.log.error(`${name} resumed but its leases cannot be taken: ${reason}; pausing it again`);
       return async () => {
         const ctl = this.o.control();
@@ -755,10 +744,7 @@ export class DomainManager implements LeaseFailurePolicy {
         }
         const action = dom.onLockFailure ?? this.o.config.leaseFailureAction;
         if (paused && taken && action !== 'poweroff') {
-          const prev = this.stale.get(uuid);
-          this.stale.set(uuid, { name, heldBy, since: prev?.since ?? new Date().toISOString() });
-          this.o.log.error(`${name} stays paused: stale lease, its disk was held by ${heldBy} since it was paused here ` +
-            `(on_lockfailure=${action}; only poweroff destroys it). It must not resume on that disk: destroy it and start it again`);
+          this.markStale(uuid, name, e, `on_lockfailure=${action}; only poweroff destroys it`);
           return;
         }
         if (paused && action === 'pause') {
@@ -772,6 +758,15 @@ export class DomainManager implements LeaseFailurePolicy {
         await this.onLeaseFailure({ uuid, name, reason: `resumed without its leases: ${reason}`, action });
       };
     }
+  }
+
+  /** A domain kept paused on a stale lease (status lists it until it stops), and the log line that says so. */
+  private markStale(uuid: string, name: string, e: unknown, why: string): void {
+    const h = e instanceof LeaseAcquireError ? e.holder : undefined;
+    const heldBy = h ? `host ${h.hostId}${h.hostName ? ` (node ${h.hostName})` : ''}` : 'another host';
+    this.stale.set(uuid, { name, heldBy, since: this.stale.get(uuid)?.since ?? new Date().toISOString() });
+    this.o.log.error(`${name} stays paused: stale lease, its disk was held by ${heldBy} since it was paused here ` +
+      `(${why}). It must not resume on that disk: destroy it and start it again`);
   }
 
   /** For `lockagent status`: domains kept paused on a stale lease, and why. */
@@ -852,6 +847,12 @@ export class DomainManager implements LeaseFailurePolicy {
     const want = `guest=${name.replace(/,/g, ',,')}`;
     return guest === want || (guest.startsWith(`${want},`) && !guest.startsWith(`${want},,`)) ? pid : undefined;
   }
+}
+
+/** A resume refused because another host holds or has held the disk since the pause: the guest's view of it is stale. */
+function isStaleRefusal(e: unknown): boolean {
+  const rv = (e as LeaseError).rv;
+  return rv === SANLK.ACQUIRE_LVER || rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER;
 }
 
 /** Domain owners are keyed by the canonical lower-case UUID (parseDomainXml's form). */

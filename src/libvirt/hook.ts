@@ -123,6 +123,14 @@ export function hookSettingsPath(hook: string): string {
   return join(dirname(hook), `.${basename(hook)}.conf`);
 }
 
+/** Make `path` a symbolic link to `target` (absolute), atomically. */
+export function linkAtomic(target: string, path: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  rmSync(tmp, { force: true });
+  symlinkSync(resolve(target), tmp);
+  renameSync(tmp, path);
+}
+
 /** Write a file atomically (libvirt may be running the old one right now). */
 export function writeAtomic(path: string, data: string | Buffer, mode: number): void {
   const tmp = `${path}.tmp-${process.pid}`;
@@ -161,10 +169,7 @@ export function installHook(opts: { dir?: string; nodePath?: string; hookJs?: st
     if (opts.socket) {
       writeAtomic(settings, `# ${MARK}: the socket of the lockagent that 50-lockagent calls\nsocket_path = ${JSON.stringify(opts.socket)}\n`, 0o644);
     } else if (opts.config) {
-      const tmp = `${settings}.tmp-${process.pid}`;
-      rmSync(tmp, { force: true });
-      symlinkSync(resolve(opts.config), tmp);
-      renameSync(tmp, settings);
+      linkAtomic(opts.config, settings);
     }
     writeAtomic(path, binary, 0o755);
   } else {

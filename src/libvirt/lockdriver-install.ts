@@ -1,7 +1,7 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'fs';
-import { join, resolve } from 'path';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'fs';
+import { join } from 'path';
 import { findPackageRoot } from '../io/packageroot';
-import { writeAtomic } from './hook';
+import { linkAtomic, writeAtomic } from './hook';
 
 /**
  * Installing the lock-driver plugin (native/lockdriver, docs/libvirt-integration.md): libvirtd
@@ -56,10 +56,7 @@ export function installLockDriver(opts: { pluginDir?: string; confDir?: string; 
   const conf = join(confDir, `qemu-${LOCK_DRIVER_NAME}.conf`);
   const mark = '# lockagent lock-driver plugin settings, written by "lockagent install-lockdriver"';
   if (opts.config) {
-    const tmp = `${conf}.tmp-${process.pid}`;
-    rmSync(tmp, { force: true });
-    symlinkSync(resolve(opts.config), tmp);
-    renameSync(tmp, conf);
+    linkAtomic(opts.config, conf);
   } else if (opts.socket) {
     writeAtomic(conf, `${mark}\nsocket_path = ${JSON.stringify(opts.socket)}\n`, 0o644);
   } else if (existsSync(conf) && readFileSync(conf, 'utf8').startsWith(mark)) {
