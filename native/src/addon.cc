@@ -176,7 +176,11 @@ Napi::Value makeError(Napi::Env env, const Request& r) {
       break;
     case Outcome::Cancelled:
       err = ECANCELED;
-      msg = describe(r) + " cancelled: the file was closed before it started";
+      msg = describe(r) + (r.scheduled ? " cancelled before its start time" : " cancelled: the file was closed before it started");
+      break;
+    case Outcome::Late:
+      err = ETIME;
+      msg = describe(r) + " not started: its I/O thread reached it after its latest start time; nothing read or written";
       break;
     case Outcome::Closed:
       err = EBADF;
@@ -289,9 +293,17 @@ void callJs(napi_env rawEnv, napi_value, void* context, void* data) {
         value = Napi::Buffer<char>::Copy(env, static_cast<char*>(r.buf),
                                          r.length);
       } else if (r.op == Op::CompareWrite && target) {
-        // readCompareWrite: true when written, false when the compare failed.
+        // readCompareWrite: true when written, false when the compare failed; scheduled, with
+        // how long it ran (ms): { written, ms }.
         fillTarget(env, target, r, static_cast<char*>(r.buf) + r.compareLength, "readCompareWrite");
-        value = Napi::Boolean::New(env, r.matched);
+        if (r.scheduled) {
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("written", r.matched);
+          o.Set("ms", std::chrono::duration<double, std::milli>(r.ranFor).count());
+          value = o;
+        } else {
+          value = Napi::Boolean::New(env, r.matched);
+        }
       } else if (r.op == Op::CompareWrite) {
         // true: written; else the bytes found instead of the expected ones
         value = r.matched ? Napi::Value(Napi::Boolean::New(env, true))
@@ -400,6 +412,8 @@ Napi::Value start(Napi::Env env, Addon* addon,
   napi_value promise = pending(env, addon, *req);
   if (isClose)
     handle->close(std::move(req));
+  else if (req->scheduled)
+    handle->submitAt(std::move(req));
   else
     handle->submit(std::move(req));
   return Napi::Value(env, promise);
@@ -429,6 +443,7 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
                         InstanceMethod<&NativeFile::Write>("write"),
                         InstanceMethod<&NativeFile::WriteIfUnchanged>("writeIfUnchanged"),
                         InstanceMethod<&NativeFile::ReadCompareWrite>("readCompareWrite"),
+                        InstanceMethod<&NativeFile::CancelScheduled>("cancelScheduled"),
                         InstanceMethod<&NativeFile::Close>("close"),
                         InstanceMethod<&NativeFile::Threads>("threadCount")});
   }
@@ -528,10 +543,15 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
     return start(env, addon(env), handle_, std::move(req));
   }
 
-  // readCompareWrite(offset, target, compareAt, expected, writes: [offset, data][], timeoutMs):
+  // readCompareWrite(offset, target, compareAt, expected, writes: [offset, data][], timeoutMs,
+  // schedule?: { startAtMs, latestStartAtMs?, nextInMs? }):
   // reads target.length bytes at offset into target (as readInto); when `expected` is found at
   // target[compareAt], does every write (as writeIfUnchanged) and resolves true, else resolves false
-  // (nothing written). One hand-off for a renewal's read and write.
+  // (nothing written). One hand-off for a renewal's read and write. With `schedule` (times in ms
+  // of CLOCK_MONOTONIC, process.hrtime's clock), it starts at startAtMs (Handle::submitAt; its
+  // deadline counts from then) and is rejected ETIME, unstarted, when its thread gets to it after
+  // latestStartAtMs; cancelScheduled() rejects it ECANCELED until it starts. nextInMs announces the
+  // next request of its series (Request::nextIn).
   Napi::Value ReadCompareWrite(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t offset = argAligned(info, 0, "offset", true);
@@ -544,10 +564,37 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
         at > static_cast<double>(target.length - expected.length))
       throwEinval(env, "compareAt must be an integer with the expected bytes inside the target");
     double timeoutMs = argTimeout(info, 5);
+    const bool scheduled = info.Length() > 6 && !info[6].IsUndefined();
+    Clock::time_point startAt = Clock::now(), latestStart = Clock::time_point::max();
+    Clock::duration nextIn{0};
+    if (scheduled) {
+      if (!info[6].IsObject()) throwEinval(env, "schedule must be { startAtMs, latestStartAtMs?, nextInMs? }");
+      auto o = info[6].As<Napi::Object>();
+      // ms of CLOCK_MONOTONIC (libstdc++'s steady_clock); checked as doubles before any cast
+      auto ms = [&](const char* key, bool required, double min) -> double {
+        Napi::Value v = o.Get(key);
+        if (v.IsUndefined() && !required) return -1;
+        double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+        if (!(d >= min) || !(d < 9.0e15)) throwEinval(env, std::string("schedule.") + key + " must be a number of milliseconds");
+        return d;
+      };
+      auto point = [](double d) { return Clock::time_point(std::chrono::microseconds(static_cast<int64_t>(d * 1000.0))); };
+      const double s = ms("startAtMs", true, 0);
+      startAt = point(s);
+      const double l = ms("latestStartAtMs", false, s);
+      if (l >= 0) latestStart = point(l);
+      const double n = ms("nextInMs", false, 0);
+      if (n > 0) nextIn = std::chrono::microseconds(static_cast<int64_t>(n * 1000.0));
+    }
     std::shared_ptr<AlignedBlock> block = findBlock(target.data);
     if (block && block->size < target.length) block.reset();
     auto req = compareWrite(env, offset, target.length, static_cast<uint64_t>(at), expected, info[4],
-                            std::move(block), timeoutMs);
+                            std::move(block), timeoutMs, startAt);
+    if (scheduled) {
+      req->scheduled = true;
+      req->latestStart = latestStart;
+      req->nextIn = nextIn;
+    }
     napi_ref ref;
     NAPI_THROW_IF_FAILED(env, napi_create_reference(env, target.array, 1, &ref), Napi::Value());
     req->jsTarget = ref;
@@ -558,7 +605,8 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
   // `expected` at compareAt, then `writes` ([offset, data] pairs, validated here).
   std::shared_ptr<Request> compareWrite(Napi::Env env, uint64_t offset, uint64_t length, uint64_t compareAt,
                                         const Sectors& expected, Napi::Value writesArg,
-                                        std::shared_ptr<AlignedBlock> block, double timeoutMs) {
+                                        std::shared_ptr<AlignedBlock> block, double timeoutMs,
+                                        Clock::time_point startAt = Clock::now()) {
     if (!writesArg.IsArray()) throwEinval(env, "writes must be an array");
     auto list = writesArg.As<Napi::Array>();
     std::vector<std::pair<int64_t, uint64_t>> writes;
@@ -587,7 +635,7 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
     }
     auto req = std::shared_ptr<Request>(new Request(
         Op::CompareWrite, handle_->path(), static_cast<int64_t>(offset), length,
-        timeoutMs));
+        timeoutMs, startAt));
     req->bufSize = total;
     if (!req->allocate()) throw Napi::Error::New(env, "out of memory");
     req->block = std::move(block);
@@ -612,6 +660,12 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
         new Request(Op::Close, handle_->path(), 0, 0, timeoutMs));
     req->stats = handle_->stats();
     return start(env, addon(env), handle_, std::move(req), true);
+  }
+
+  // cancelScheduled(): true when a scheduled readCompareWrite was waiting for its start time (its
+  // promise rejects ECANCELED, nothing read or written); false when none was or it has started.
+  Napi::Value CancelScheduled(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), handle_->cancelScheduled());
   }
 
   Napi::Value Threads(const Napi::CallbackInfo& info) {

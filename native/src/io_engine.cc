@@ -339,19 +339,23 @@ void testInjectStall(const std::string& path, int64_t offset, uint32_t ms,
 }
 
 // ---------------------------------------------------------------------------
-static Clock::time_point deadlineFrom(double timeoutMs) {
-  return Clock::now() + std::chrono::microseconds(
-                            static_cast<int64_t>(timeoutMs * 1000.0));
+static Clock::duration msDuration(double ms) {
+  return std::chrono::microseconds(static_cast<int64_t>(ms * 1000.0));
 }
 
 Request::Request(Op op, std::string path, int64_t offset, uint64_t length,
                  double timeoutMs)
+    : Request(op, std::move(path), offset, length, timeoutMs, Clock::now()) {}
+
+Request::Request(Op op, std::string path, int64_t offset, uint64_t length,
+                 double timeoutMs, Clock::time_point startAt)
     : op(op),
       path(std::move(path)),
       offset(offset),
       length(length),
       timeoutMs(timeoutMs),
-      deadline(deadlineFrom(timeoutMs)),
+      startAt(startAt),
+      deadline(startAt + msDuration(timeoutMs)),
       bufSize(length) {}
 
 // A few aligned buffers are kept for reuse: a lease read is 1-8 MiB, and
@@ -563,6 +567,55 @@ void Handle::submit(std::shared_ptr<Request> req) {
   }
 }
 
+void Handle::submitAt(std::shared_ptr<Request> req) {
+  std::unique_lock<std::mutex> lk(mu_);
+  if (closing_) {
+    settle(req, Outcome::Closed, EBADF);
+    return;
+  }
+  if ((req->op == Op::Write || req->op == Op::CompareWrite) && readOnly_) {
+    settle(req, Outcome::ReadOnly, EBADF);
+    return;
+  }
+  if (scheduled_) {
+    settle(req, Outcome::SysError, EBUSY, "schedule");
+    return;
+  }
+  scheduled_ = req;
+  watchDeadline(req);
+  if (workers_.empty()) {
+    auto slot = std::make_shared<WorkerSlot>();
+    try {
+      threadPark().start({shared_from_this(), slot});
+      workers_.push_back(slot);
+    } catch (const std::system_error& e) {
+      scheduled_.reset();
+      settle(req, Outcome::SysError, e.code().value() ? e.code().value() : EAGAIN, "pthread_create");
+    }
+    return;
+  }
+  // A thread idle until about the start time (it waits for the series' next request: see
+  // Request::nextIn) starts it when it wakes: no wake-up now, which on an idle host costs about
+  // what the renewal does. Any other idle thread is woken to wait for the start time instead of
+  // its idle timeout; a busy one looks when it is done.
+  for (auto& w : workers_) {
+    if (!w->busy && w->idleUntil != Clock::time_point::max() && w->idleUntil <= req->startAt + kStartSlack) return;
+  }
+  lk.unlock();
+  cv_.notify_all();
+}
+
+bool Handle::cancelScheduled() {
+  std::unique_lock<std::mutex> lk(mu_);
+  if (!scheduled_) return false;
+  std::shared_ptr<Request> r = std::move(scheduled_);
+  scheduled_.reset();
+  settle(r, Outcome::Cancelled, ECANCELED);
+  lk.unlock();
+  cv_.notify_all();  // a thread waiting for its start time goes back to idle
+  return true;
+}
+
 void Handle::close(std::shared_ptr<Request> closeReq) {
   std::lock_guard<std::mutex> g(mu_);
   if (closing_) {  // idempotent
@@ -612,6 +665,8 @@ size_t Handle::threadCount() {
 void Handle::cancelQueuedLocked(Outcome why) {
   for (auto& r : queue_) settle(r, why, ECANCELED);
   queue_.clear();
+  if (scheduled_) settle(scheduled_, why, ECANCELED);
+  scheduled_.reset();
 }
 
 // Makes sure someone will pick up the queue. A busy thread whose request is
@@ -662,14 +717,42 @@ bool Handle::dispatchLocked(bool notify) {
 void Handle::workerMain(std::shared_ptr<WorkerSlot> me) {
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
-    // An idle thread leaves after idleMs_: a lease file stays open from acquire to
-    // release (hours), and a thread per held lease would cost memory for nothing. The next
-    // request on the handle starts a new one (dispatchLocked).
-    if (!cv_.wait_for(lk, std::chrono::milliseconds(idleMs_), [&] { return !queue_.empty() || closing_; })) break;
-    if (queue_.empty()) break;  // closing and nothing left to do
+    // The scheduled request, once due, goes first.
+    if (scheduled_ && Clock::now() + kStartSlack >= scheduled_->startAt) {
+      queue_.push_front(std::move(scheduled_));
+      scheduled_.reset();
+    }
+    if (queue_.empty()) {
+      if (closing_) break;  // nothing left to do
+      if (scheduled_) {
+        // Waits for its start time, past idleMs_ (nobody else would start it); a request, a
+        // cancel or close wakes it earlier. By value: submitAt may replace scheduled_.
+        const Clock::time_point at = scheduled_->startAt;
+        cv_.wait_until(lk, at);
+        continue;
+      }
+      // An idle thread leaves after idleMs_: a lease file stays open from acquire to
+      // release (hours), and a thread per held lease would cost memory for nothing. The next
+      // request on the handle starts a new one (dispatchLocked). After a request that announced
+      // the next of its series, it waits until that one's start instead (then idles as usual).
+      const Clock::time_point now = Clock::now();
+      const bool expecting = me->expectNext > now;
+      me->idleUntil = expecting ? me->expectNext : now + std::chrono::milliseconds(idleMs_);
+      me->expectNext = Clock::time_point{};
+      const bool woken = cv_.wait_until(lk, me->idleUntil, [&] { return !queue_.empty() || closing_ || scheduled_ != nullptr; });
+      me->idleUntil = Clock::time_point::max();
+      if (!woken && !expecting) break;
+      continue;
+    }
     std::shared_ptr<Request> req = std::move(queue_.front());
     queue_.pop_front();
     if (req->settled()) continue;  // timed out while queued: never start it
+    if (req->scheduled && Clock::now() > req->latestStart) {
+      // This thread was busy (or the machine stopped) past the caller's latest start: what the
+      // request would write is no longer what the caller wants written.
+      settle(req, Outcome::Late, ETIME);
+      continue;
+    }
 
     me->busy = true;
     me->deadline = req->deadline;
@@ -706,6 +789,7 @@ void Handle::workerMain(std::shared_ptr<WorkerSlot> me) {
     lk.lock();
     --inflight_;
     me->busy = false;
+    if (req->scheduled && req->nextIn.count() > 0) me->expectNext = req->startAt + req->nextIn;
 
     // Keep at most one idle thread per handle: a replacement spawned while
     // this one was stuck makes this one redundant once it returns.
@@ -943,6 +1027,7 @@ int Handle::writeAll(const std::shared_ptr<Request>& req, int fd, char* data, ui
 // Read, compare, then the writes (writeAll), on this worker thread: one settlement for all. A
 // request past its deadline stops before its next syscall (its promise has rejected already).
 void Handle::executeCompareWrite(const std::shared_ptr<Request>& req, int fd) {
+  const Clock::time_point began = Clock::now();
   maybeStall(path_, req->offset);
   char* buf = static_cast<char*>(req->buf);
   char* expected = buf;
@@ -981,11 +1066,13 @@ void Handle::executeCompareWrite(const std::shared_ptr<Request>& req, int fd) {
     req->writing.store(true);
     err = writeAll(req, fd, data, &written, &nwrites);
   }
+  const Clock::time_point ended = Clock::now();
   if (!req->claim()) {
     stats_->lateCompletions++;
     return;
   }
   req->matched = matched && !err;
+  req->ranFor = ended - began;
   req->claimedBy(err ? Outcome::SysError : Outcome::Ok, err, syscall);
   if (err) {
     stats_->errors++;

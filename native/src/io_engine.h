@@ -37,6 +37,11 @@ constexpr int kDefaultHandleIdleMs = 50;
 // io_engine.cc): a held lease's release and each acquire's open take a waiting thread instead of
 // creating one.
 constexpr int kParkMs = 60000;
+// How far from its start time a scheduled request may start: a thread that wakes by itself
+// about then (waiting for the next of a series, Request::nextIn) starts it then, rather than
+// being woken to wait (Handle::submitAt) or waiting again for the rest. The caller's times come
+// from its own whole-millisecond clock reads. Restated from SCHEDULE_SLACK_MS (src/lease/storage.ts).
+constexpr auto kStartSlack = std::chrono::milliseconds(2);
 constexpr size_t kMaxParkedThreads = 4;
 constexpr size_t kBufferAlignment = 4096;
 constexpr uint64_t kSectorAlign = 512;
@@ -61,6 +66,7 @@ enum class Outcome {
   Cancelled,  // queued when close() was called
   Closed,     // submitted after close()
   ReadOnly,   // write on a handle opened read-only
+  Late,       // scheduled, but its thread reached it after its latest start: never started
 };
 
 struct PathStats {
@@ -143,6 +149,9 @@ class Sink {
 struct Request {
   Request(Op op, std::string path, int64_t offset, uint64_t length,
           double timeoutMs);
+  // A scheduled request (Handle::submitAt), started at `startAt`; its deadline counts from then.
+  Request(Op op, std::string path, int64_t offset, uint64_t length,
+          double timeoutMs, Clock::time_point startAt);
   ~Request();
   Request(const Request&) = delete;
   Request& operator=(const Request&) = delete;
@@ -168,7 +177,18 @@ struct Request {
   const int64_t offset;
   const uint64_t length;
   const double timeoutMs;
+  // When the request may start (its creation, unless scheduled) and its deadline (startAt +
+  // timeoutMs).
+  const Clock::time_point startAt;
   const Clock::time_point deadline;
+  // Scheduled requests only (Handle::submitAt): a thread that reaches it later than this settles
+  // it Late instead of starting it (the caller's reason to do it at that time has passed).
+  bool scheduled = false;
+  Clock::time_point latestStart = Clock::time_point::max();
+  // Scheduled requests only: another of the same series follows, starting this long after this
+  // one started (a lockspace's renewals): its thread waits for that time when done, so that
+  // submitAt need not wake it (0: none announced).
+  Clock::duration nextIn{0};
   // Size of buf: `length`, except for CompareWrite (the expected bytes, the `length` bytes
   // read unless they land in `block`, then the data of each write, in that order).
   uint64_t bufSize;
@@ -181,6 +201,9 @@ struct Request {
   uint64_t compareLength = 0;
   // CompareWrite only: the bytes read equalled the expected ones and every write was done.
   bool matched = false;
+  // CompareWrite only: from its start to its completion (a scheduled one's duration is not the
+  // caller's to measure: it does not see the start).
+  Clock::duration ranFor{0};
   // CompareWrite only: its first write has started (a failure or timeout names that phase).
   std::atomic<bool> writing{false};
   // CompareWrite only, optional: the writes wait until it is opened (the read does not).
@@ -228,8 +251,15 @@ class Handle : public std::enable_shared_from_this<Handle> {
          int idleMs = kDefaultHandleIdleMs);
   ~Handle();
 
-  // All three are called on the JS thread and never block on I/O.
+  // All of these are called on the JS thread and never block on I/O.
   void submit(std::shared_ptr<Request> req);
+  // A request to start at req->startAt, at most kStartSlack early (a lockspace's next renewal,
+  // submitted when the last one completes: the JS thread is not woken to start it). One at a time per handle;
+  // requests submitted meanwhile go ahead of it. The handle keeps a thread waiting for it, past
+  // its idle time. Settled Late when its thread gets to it after req->latestStart.
+  void submitAt(std::shared_ptr<Request> req);
+  // Settles the scheduled request Cancelled unless a thread has taken it; true when one was.
+  bool cancelScheduled();
   void close(std::shared_ptr<Request> closeReq);
   void shutdown();  // close without a promise (handle garbage-collected)
 
@@ -246,6 +276,10 @@ class Handle : public std::enable_shared_from_this<Handle> {
   struct WorkerSlot {
     bool busy = false;
     Clock::time_point deadline;
+    // While idle: when it wakes by itself (submitAt leaves it be when that is the start time).
+    Clock::time_point idleUntil = Clock::time_point::max();
+    // After a scheduled request with nextInMs: when the next one of its series starts.
+    Clock::time_point expectNext{};
   };
 
   // Makes sure a thread will take the queue. With notify false an idle
@@ -272,6 +306,8 @@ class Handle : public std::enable_shared_from_this<Handle> {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Request>> queue_;
+  // submitAt's request until its start time (then it goes to the front of queue_).
+  std::shared_ptr<Request> scheduled_;
   std::vector<std::shared_ptr<WorkerSlot>> workers_;
   int fd_ = -1;
   // Set once by the open, before the handle is handed to JS.

@@ -1,10 +1,10 @@
 import { readFileSync } from 'fs';
 import { FileLeaseStorage } from '../io/file-storage';
 import { Clock } from '../lease/clock';
-import { DeltaLease, deltaAcquire, deltaRelease, deltaRenew, isCorruptRenewal, readDeltaLeader, readLockspaceGeometry } from '../lease/delta';
+import { canScheduleRenewal, DeltaLease, deltaAcquire, deltaRelease, deltaRenew, isCorruptRenewal, readDeltaLeader, readLockspaceGeometry } from '../lease/delta';
 import { HostMonitor, HostState, HostStatus } from '../lease/hostmonitor';
 import { HostLiveness, lockspaceLiveness } from '../lease/liveness';
-import { LeaseStorage } from '../lease/storage';
+import { LeaseStorage, NOT_STARTED, StartWindow } from '../lease/storage';
 import { StorageOpener } from './types';
 import { deltaAcquireHeldDelay, RENEWAL_PAUSE_MS, timeoutsFor } from '../lease/timeouts';
 import { backoffDelay } from '../lease/wait';
@@ -16,7 +16,8 @@ import { chooseHostId, HostIdChoice } from './hostidclaim';
 
 /**
  * One lockspace this host is a member of: the join (delta acquire) running in the background
- * with retries, the renewal loop, the host monitor fed by renewals, and the lease-loss
+ * with retries, the renewal loop (each renewal after a success handed to the file's I/O thread
+ * ahead of its time: scheduleRenew), the host monitor fed by renewals, and the lease-loss
  * timeline (warning at 6·io, failure at 8·io) checked on a timer of its own (armTimeline), so a
  * hung renewal cannot delay the verdict.
  */
@@ -176,6 +177,9 @@ export class Lockspace {
     this.state = 'leaving';
     this.abort.abort();
     clearTimeout(this.renewTimer);
+    // A renewal waiting for its start time never starts (one already started completes before
+    // the release below: the file's requests go in order).
+    this.lease?.storage.cancelScheduled?.();
     clearTimeout(this.checkTimer);
     for (const w of this.waiters.splice(0)) w.reject(new LeaseError(SANLK.ENOSPC, `lockspace ${this.name} is being removed`));
     if (release && this.lease && !this.lease.released) {
@@ -365,36 +369,79 @@ export class Lockspace {
     return lease;
   }
 
-  private scheduleRenew(ms: number): void {
-    if (this.stopped) return;
+  /**
+   * The next renewal in `ms`. After a success it is handed to the lockspace file's I/O thread
+   * at once, to start at its time (deltaRenew with `at`): the event loop then wakes once per
+   * renewal, for its result, instead of also for a timer that starts it (on an idle host each
+   * wake-up of the agent costs more CPU than the renewal's JavaScript: docs/benchmarks.md).
+   * Otherwise (the first renewal, retries, a storage that cannot) a timer starts it.
+   * True when handed over.
+   */
+  private scheduleRenew(ms: number): boolean {
+    if (this.stopped) return false;
     clearTimeout(this.renewTimer);
+    const at = this.handOverWindow(ms);
+    if (at) {
+      void this.renewOnce(at);
+      return true;
+    }
     this.renewTimer = setTimeout(() => void this.renewOnce(), ms);
+    return false;
   }
 
-  private async renewOnce(): Promise<void> {
+  /**
+   * When the renewal due in `ms` can go to the I/O thread now: the last one succeeded and only
+   * restamps our sector (canScheduleRenewal), and it settles — done, failed, or timed out
+   * io_timeout after its start — before the timeline's warning is due, so that it serves as the
+   * timeline check meanwhile (no timer of ours fires while renewals succeed). It is not started
+   * once idRenewalFail has passed since the last success: the verdict a renewal timer firing late
+   * meets in renewOnce.
+   */
+  private handOverWindow(ms: number): StartWindow | undefined {
+    const lease = this.lease;
+    if (ms <= 0 || !lease || !this.monitor?.checked || !canScheduleRenewal(lease)) return undefined;
+    const t = timeoutsFor(this.spec.ioTimeout);
+    const now = this.clock.nowMs();
+    if (ms + this.spec.ioTimeout * 1000 >= (lease.lastSuccess + t.idRenewalWarn) * 1000 - now) return undefined;
+    return { startInMs: ms, latestStartInMs: (lease.lastSuccess + t.idRenewalFail) * 1000 - 1 - now, nextInMs: t.idRenewal * 1000 + RENEWAL_PAUSE_MS };
+  }
+
+  /** Runs a renewal now, or with `at` hands it to the I/O thread to start then (handOverWindow). */
+  private async renewOnce(at?: StartWindow): Promise<void> {
     const lease = this.lease;
     if (!lease || this.stopped || this.state === 'lost' || this.renewing) return;
     const t = timeoutsFor(this.spec.ioTimeout);
     const now = this.clock.monotime();
-    const due = lease.lastSuccess + t.idRenewal;
-    // The very first renewal (seeding the monitor) runs at once; later ones every 2·io.
-    if (this.monitor?.checked && now < due) {
-      this.scheduleRenew((due - now) * 1000);
-      return;
-    }
-    // The verdict first: a renewal timer that fires late (the agent was stopped, the machine
-    // froze) must not renew a lease that has expired meanwhile: the timeline loses it, and
-    // other hosts may take its leases at host_dead, which a late renewal would push back.
-    if (now - lease.lastSuccess >= t.idRenewalFail) {
-      this.checkTimeline();
-      return;
+    if (!at) {
+      const due = lease.lastSuccess + t.idRenewal;
+      // The very first renewal (seeding the monitor) runs at once; later ones every 2·io.
+      if (this.monitor?.checked && now < due) {
+        this.scheduleRenew((due - now) * 1000);
+        return;
+      }
+      // The verdict first: a renewal timer that fires late (the agent was stopped, the machine
+      // froze) must not renew a lease that has expired meanwhile: the timeline loses it, and
+      // other hosts may take its leases at host_dead, which a late renewal would push back.
+      if (now - lease.lastSuccess >= t.idRenewalFail) {
+        this.checkTimeline();
+        return;
+      }
     }
     this.renewing = true;
-    const began = this.clock.nowMs();
+    const began = this.clock.nowMs() + (at?.startInMs ?? 0);
     const before = lease.lastSuccess;
     const margin = () => before + t.idRenewalFail - this.clock.monotime();
+    let next: number | undefined;
+    let ok = false;
     try {
-      const r = await deltaRenew(lease, this.clock);
+      const r = at ? await deltaRenew(lease, this.clock, at) : await deltaRenew(lease, this.clock);
+      if (r === NOT_STARTED) {
+        // Cancelled (stop, a lost lockspace: nothing more to do) or its I/O thread could not
+        // start it in time (the machine stopped): a renewal started now judges.
+        if (this.lease === lease) next = 0;
+        return;
+      }
+      ok = true;
       this.renewals.success(r.leader.timestamp, r.readMs, r.writeMs);
       this.hooks.onRenewal?.(this, { ok: true, readMs: r.readMs, writeMs: r.writeMs, oneRequest: r.oneRequest, marginS: margin() });
       if (this.monitor) {
@@ -405,10 +452,9 @@ export class Lockspace {
       this.warned = false;
       this.lastRenewOk = this.clock.monotime();
       this.lastError = undefined;
-      this.armTimeline();
       this.hooks.onRenewed?.(this);
       // sanlock's cadence (RENEWAL_PAUSE_MS): id_renewal and half a second after this one began
-      this.scheduleRenew(Math.max(0, began + t.idRenewal * 1000 + RENEWAL_PAUSE_MS - this.clock.nowMs()));
+      next = Math.max(0, began + t.idRenewal * 1000 + RENEWAL_PAUSE_MS - this.clock.nowMs());
     } catch (e) {
       const err = e as LeaseError;
       this.lastError = err.message;
@@ -418,10 +464,16 @@ export class Lockspace {
         this.lose(`our delta lease was overwritten or became unreadable: ${err.message}`);
       } else {
         this.log.warning(`lockspace ${this.name}: renewal failed (${this.clock.monotime() - lease.lastSuccess} s since the last success): ${err.message}`);
-        this.scheduleRenew(500);
+        next = 500;
       }
     } finally {
       this.renewing = false;
+      // After `renewing` is cleared: the next renewal may be handed over at once.
+      const handedOver = next !== undefined && this.scheduleRenew(next);
+      // The timeline check: a renewal handed over is it until it settles; otherwise a timer, armed
+      // anew after a success, kept (ticking) through failures.
+      if (handedOver) this.disarmTimeline();
+      else if (ok || !this.checkTimer) this.armTimeline();
     }
   }
 
@@ -456,18 +508,24 @@ export class Lockspace {
    * from then on it runs once a second, as sanlock's main loop does, until a renewal succeeds
    * (which arms it anew) or the lockspace is lost. A timer of its own, not the renewal's, so a
    * hung renewal cannot delay the verdict; no timer fires while renewals succeed, so an idle
-   * agent is not woken every second for nothing.
+   * agent is not woken every second for nothing. While a renewal handed to the I/O thread waits
+   * or runs, no timer at all (handOverWindow: it settles before the warning is due).
    */
   private armTimeline(): void {
+    this.disarmTimeline();
+    if (this.stopped || this.state !== 'joined' || !this.lease) return;
+    const dueMs = (this.lease.lastSuccess + timeoutsFor(this.spec.ioTimeout).idRenewalWarn) * 1000;
+    this.checkTimer = setTimeout(() => this.timelineTick(), Math.max(0, dueMs - this.clock.nowMs()));
+    this.checkTimer.unref();
+  }
+
+  private disarmTimeline(): void {
     // ref() first: Node drops the timer's (now empty) list only when a ref'ed timer is cleared. An
     // unref'ed one leaves its list queued, and as each renewal arms a delay of its own (5-6 s at
     // io 1), every renewal left a wake-up of the event loop that found nothing to do.
     this.checkTimer?.ref();
     clearTimeout(this.checkTimer);
-    if (this.stopped || this.state !== 'joined' || !this.lease) return;
-    const dueMs = (this.lease.lastSuccess + timeoutsFor(this.spec.ioTimeout).idRenewalWarn) * 1000;
-    this.checkTimer = setTimeout(() => this.timelineTick(), Math.max(0, dueMs - this.clock.nowMs()));
-    this.checkTimer.unref();
+    this.checkTimer = undefined;
   }
 
   private timelineTick(): void {
@@ -495,6 +553,7 @@ export class Lockspace {
     if (this.state === 'lost') return;
     this.state = 'lost';
     clearTimeout(this.renewTimer);
+    this.lease?.storage.cancelScheduled?.();
     clearTimeout(this.checkTimer);
     this.log.error(`lockspace ${this.name} lost: ${reason}; stopping every owner that uses it`);
     this.hooks.onLost(this, reason);

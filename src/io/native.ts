@@ -30,7 +30,16 @@ export interface NativeFile {
    * until it is opened (the read does not). Absent in older addons.
    */
   writeIfUnchanged?(offset: number, expected: Uint8Array, writes: Array<[number, Uint8Array]>, timeoutMs: number, gate?: NativeWriteGate): Promise<true | Buffer>;
-  readCompareWrite?(offset: number, target: Uint8Array, compareAt: number, expected: Uint8Array, writes: Array<[number, Uint8Array]>, timeoutMs: number): Promise<boolean>;
+  /**
+   * With `schedule` (ms of CLOCK_MONOTONIC, process.hrtime's clock): started at startAtMs;
+   * rejects ETIME unstarted past latestStartAtMs, ECANCELED when cancelled; resolves
+   * { written, ms } (ms: from its start). nextInMs: the next of its series starts that long after
+   * it (its thread waits for then).
+   */
+  readCompareWrite?(offset: number, target: Uint8Array, compareAt: number, expected: Uint8Array, writes: Array<[number, Uint8Array]>, timeoutMs: number,
+    schedule?: { startAtMs: number; latestStartAtMs?: number; nextInMs?: number }): Promise<boolean>;
+  /** Stops a scheduled readCompareWrite that has not started (it rejects ECANCELED); true when there was one. Absent in older addons. */
+  cancelScheduled?(): boolean;
   close(timeoutMs: number): Promise<void>;
   /** Worker threads currently alive for this handle (diagnostics/tests). */
   threadCount(): number;

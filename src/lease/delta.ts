@@ -8,7 +8,7 @@ import { verifyDeltaLeader } from '../ondisk/verify';
 import { Clock } from './clock';
 import { sameLeader, sealLeader } from './record';
 import { ioError, readArea, timedIo, writeSector } from './diskio';
-import { LeaseStorage } from './storage';
+import { LeaseStorage, NOT_STARTED, SCHEDULE_SLACK_MS, StartWindow } from './storage';
 import { deltaAcquireHeldDelay, deltaShortDelay, hostDeadSeconds } from './timeouts';
 import { Cancel, checkCancel, leaseTimestamp, sleepSeconds } from './wait';
 
@@ -133,6 +133,16 @@ function fillDeltaSector(rec: LeaderRecord, s: Buffer, bitmap?: Buffer): LeaderR
   const written = sealLeader(rec, s, 0, HOST_NAME_MAX_ON_DISK);
   if (bitmap) bitmap.copy(s, HOSTID_BITMAP_OFFSET, 0, HOSTID_BITMAP_SIZE);
   return written;
+}
+
+/**
+ * The next renewal can be handed to the storage ahead of its time (deltaRenew with `at`): the
+ * last one succeeded, it only restamps our sector, and the storage starts requests on its own.
+ * Its sector is built when it is handed over: a bitmap bit set meanwhile (setDeltaBitmap) goes
+ * out with the renewal after it, 2·io_timeout later.
+ */
+export function canScheduleRenewal(lease: DeltaLease): boolean {
+  return lease.lastResult === SANLK.OK && !!lease.lastSector && !!lease.storage.readCompareWriteAt && !!lease.storage.readInto && canRestamp(lease);
 }
 
 /** A renewal changes nothing but the timestamp (and the bitmap): no host event to write, same io_timeout. */
@@ -282,7 +292,15 @@ export function isCorruptRenewal(rv: number): boolean {
  * hand-off to the I/O thread per renewal instead of two; its timestamp is taken before the
  * read, so a little earlier than sanlock's (our own expiry is then reckoned a little early).
  */
-export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<DeltaRenewal> {
+export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<DeltaRenewal>;
+/**
+ * With `at` (only when canScheduleRenewal): the same renewal as one request that the storage
+ * starts `at.startInMs` from now (readCompareWriteAt), its timestamp that of its start time;
+ * NOT_STARTED when it never started (cancelled, or not startable by `at.latestStartInMs`):
+ * nothing was read or written and the lease is as it was.
+ */
+export async function deltaRenew(lease: DeltaLease, clock: Clock, at: StartWindow): Promise<DeltaRenewal | typeof NOT_STARTED>;
+export async function deltaRenew(lease: DeltaLease, clock: Clock, at?: StartWindow): Promise<DeltaRenewal | typeof NOT_STARTED> {
   const g = lease.geometry;
   const idOff = (lease.hostId - 1) * g.sectorSize;
   const name = () => ls(lease.spaceName, lease.hostId); // for errors only: not built per renewal
@@ -302,8 +320,9 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
   });
   const storage = lease.storage;
   const target = storage.readInto ? (lease.iobuf ?? storage.allocBuffer?.(g.alignSize) ?? Buffer.allocUnsafe(g.alignSize)) : undefined;
-  const t0 = clock.nowMs();
+  const t0 = clock.nowMs() + (at?.startInMs ?? 0);
   let area: Buffer | undefined;
+  if (at && !(canScheduleRenewal(lease) && target)) throw new Error(`renewing ${name()}: a scheduled renewal needs canScheduleRenewal()`);
 
   // The last renewal succeeded: our sector must hold exactly what it wrote (the -261 check
   // below), so the read and the write go as one request that writes only if it does. Any
@@ -311,19 +330,30 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
   // the read's (io_timeout), so a slow read fails the renewal as before; a write that lands after
   // it counts as failed too (safe: our expiry is reckoned from the previous renewal), and the
   // next renewal goes the two-request way, which does not insist on what we wrote.
-  if (lease.lastResult === SANLK.OK && lease.lastSector && target && storage.readCompareWrite) {
+  if (lease.lastResult === SANLK.OK && lease.lastSector && target && (at || storage.readCompareWrite)) {
     let rec: LeaderRecord;
     let sector: Buffer;
-    if (canRestamp(lease)) {
+    if (at) {
+      // The timestamp of its start, as a renewal started then would write (of the earliest
+      // time the storage may start it: never a timestamp later than the renewal).
+      ({ rec, sector } = restampedSector(lease, Math.max(1, Math.floor((t0 - SCHEDULE_SLACK_MS) / 1000))));
+    } else if (canRestamp(lease)) {
       ({ rec, sector } = restampedSector(lease, leaseTimestamp(clock)));
     } else {
       sector = Buffer.alloc(g.sectorSize);
       rec = fillDeltaSector(newRecord(lease.leader), sector, lease.bitmap);
     }
     let written: boolean;
+    let ranMs: number | undefined;
     try {
-      written = await timedIo('renew_rmw', () => storage.readCompareWrite!(
-        lease.offset, target, idOff, lease.lastSector!, [{ offset: lease.offset + idOff, data: sector }], lease.ioTimeout * 1000));
+      const writes = [{ offset: lease.offset + idOff, data: sector }];
+      if (at) {
+        const r = await timedIo('renew_rmw', () => storage.readCompareWriteAt!(lease.offset, target, idOff, lease.lastSector!, writes, lease.ioTimeout * 1000, at));
+        if (r === NOT_STARTED) return NOT_STARTED;
+        ({ written, ms: ranMs } = r);
+      } else {
+        written = await timedIo('renew_rmw', () => storage.readCompareWrite!(lease.offset, target, idOff, lease.lastSector!, writes, lease.ioTimeout * 1000));
+      }
     } catch (e) {
       lease.iobuf = undefined; // a late completion may still land in it
       const wrote = (e as { syscall?: string }).syscall === 'write';
@@ -336,7 +366,7 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<Delta
       lease.lastSector = sector;
       lease.lastSuccess = rec.timestamp;
       lease.lastResult = SANLK.OK;
-      return { area: target, leader: rec, readMs: clock.nowMs() - t0, writeMs: 0, oneRequest: true };
+      return { area: target, leader: rec, readMs: ranMs ?? clock.nowMs() - t0, writeMs: 0, oneRequest: true };
     }
     area = target;
   }

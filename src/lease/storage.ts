@@ -59,4 +59,45 @@ export interface LeaseStorage {
    */
   readCompareWrite?(offset: number, target: Buffer, compareAt: number, expected: Buffer,
     writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number): Promise<boolean>;
+  /**
+   * Optional: readCompareWrite started `at.startInMs` from now (at most SCHEDULE_SLACK_MS early), with nothing of the
+   * caller's woken to start it (a lockspace's next renewal, submitted as the last one completes:
+   * the agent's event loop wakes once per renewal, not twice). Its timeout counts from its
+   * start. Resolves with readCompareWrite's answer (`written`) and how long it ran from its
+   * start (`ms`: the caller does not see the start), or NOT_STARTED (nothing read or written)
+   * when cancelScheduled() stopped it, the storage was closed, or it could not start within
+   * `at.latestStartInMs`. One at a time per storage.
+   */
+  readCompareWriteAt?(offset: number, target: Buffer, compareAt: number, expected: Buffer,
+    writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number, at: StartWindow): Promise<ScheduledResult | typeof NOT_STARTED>;
+  /** Stops the readCompareWriteAt waiting for its start (it resolves NOT_STARTED); true when there was one. */
+  cancelScheduled?(): boolean;
 }
+
+/** When a scheduled request (readCompareWriteAt) may start, in ms from the call. */
+export interface StartWindow {
+  startInMs: number;
+  /** past this, it is not started at all */
+  latestStartInMs: number;
+  /**
+   * Another scheduled request follows, to start this long after this one starts (a lockspace's
+   * renewal cadence): the storage may keep itself ready for it then.
+   */
+  nextInMs?: number;
+}
+
+/**
+ * How much earlier than `startInMs` a storage may start a scheduled request (its I/O thread,
+ * waking by itself about then, starts it rather than sleeping again for the rest). A caller that
+ * stamps the time of the start into what it writes stamps the time this much earlier.
+ */
+export const SCHEDULE_SLACK_MS = 2;
+
+/** readCompareWriteAt's answer when it ran. */
+export interface ScheduledResult {
+  written: boolean;
+  ms: number;
+}
+
+/** readCompareWriteAt's answer when it never started. */
+export const NOT_STARTED = 'not-started';

@@ -4,6 +4,7 @@ import * as path from 'path';
 import { allocIoBuffer, DirectFile, DirectIoError, ioStats, resetIoStats } from '../../src/io/directio';
 import { FileLeaseStorage } from '../../src/io/file-storage';
 import { loadNative } from '../../src/io/native';
+import { NOT_STARTED, SCHEDULE_SLACK_MS } from '../../src/lease/storage';
 
 // writeIfUnchanged: a release's leader read and its two writes as one request to the file's
 // I/O thread (LeaseStorage.writeIfUnchanged).
@@ -324,4 +325,122 @@ const canFuse = fs.existsSync('/dev/fuse') && process.getuid?.() === 0;
       await f.close();
     }
   }, 30000);
+});
+
+// readCompareWriteAt: a lockspace's next renewal handed to the file's I/O thread ahead of its
+// time (LeaseStorage.readCompareWriteAt), started by that thread at its time.
+describe('DirectFile.readCompareWriteAt (a scheduled request)', () => {
+  const area = (name: string): string => {
+    const p = path.join(dir, name);
+    fs.writeFileSync(p, Buffer.concat([sector(1), sector(2), sector(3), sector(4)]));
+    return p;
+  };
+  const ms = () => Number(process.hrtime.bigint() / 1000000n);
+  const window = (startInMs: number, latestStartInMs = startInMs + 5000) => ({ startInMs, latestStartInMs });
+
+  it('starts at its time, not before, while requests submitted meanwhile go ahead of it', async () => {
+    const p = area('at-time');
+    const f = await DirectFile.open(p);
+    try {
+      const t0 = ms();
+      const target = allocIoBuffer(2048);
+      let doneAt = 0;
+      const r = f.readCompareWriteAt(0, target, 1024, sector(3), [{ offset: 1024, data: sector(7) }], 1000, window(400))
+        .then((v) => { doneAt = ms(); return v; });
+      // A read submitted after it completes at once, and finds nothing written yet.
+      const first = await f.read(1024, 512, 1000);
+      expect(ms() - t0).toBeLessThan(300);
+      expect(first[0]).toBe(3);
+      await new Promise((res) => setTimeout(res, 250));
+      expect(fs.readFileSync(p)[1024]).toBe(3);
+      const done = await r;
+      expect(done).toMatchObject({ written: true });
+      expect(done !== NOT_STARTED && done.ms).toBeLessThan(300); // from its start, not from the call
+      expect(doneAt - t0).toBeGreaterThanOrEqual(400 - SCHEDULE_SLACK_MS);
+      expect(fs.readFileSync(p)[1024]).toBe(7);
+      expect([target[0], target[1024]]).toEqual([1, 3]); // as read at its start
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('cancelScheduled stops it before its start: NOT_STARTED, nothing read or written; one at a time per file', async () => {
+    const p = area('cancel');
+    const f = await DirectFile.open(p);
+    try {
+      resetIoStats();
+      const r = f.readCompareWriteAt(0, allocIoBuffer(2048), 0, sector(1), [{ offset: 0, data: sector(9) }], 1000, window(300));
+      const second = await f.readCompareWriteAt(0, allocIoBuffer(2048), 0, sector(1), [{ offset: 0, data: sector(8) }], 1000, window(10))
+        .then(() => undefined, (e: DirectIoError) => e);
+      expect(second?.code).toBe('EBUSY');
+      expect(f.cancelScheduled()).toBe(true);
+      expect(await r).toBe(NOT_STARTED);
+      expect(f.cancelScheduled()).toBe(false);
+      await new Promise((res) => setTimeout(res, 400));
+      expect(fs.readFileSync(p)[0]).toBe(1);
+      expect(ioStats(p)).toMatchObject({ reads: 0, writes: 0 });
+      // the file takes the next one
+      expect(await f.readCompareWriteAt(0, allocIoBuffer(2048), 0, sector(1), [{ offset: 0, data: sector(6) }], 1000, window(20))).toMatchObject({ written: true });
+      expect(fs.readFileSync(p)[0]).toBe(6);
+      // and compares as readCompareWrite does: 1s expected, 6s found, nothing written
+      expect(await f.readCompareWriteAt(0, allocIoBuffer(2048), 0, sector(1), [{ offset: 0, data: sector(5) }], 1000, window(20))).toMatchObject({ written: false });
+      expect(fs.readFileSync(p)[0]).toBe(6);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('is not started when its thread reaches it after its latest start (busy, or the process was stopped): NOT_STARTED, nothing written', async () => {
+    const p = area('late');
+    const f = await DirectFile.open(p);
+    try {
+      // The file's one thread is busy in a read for 600 ms; the scheduled request may start from
+      // 100 ms, at the latest at 300 ms.
+      stall(p, 1536, 600);
+      const busy = f.read(1536, 512, 5000);
+      const r = f.readCompareWriteAt(0, allocIoBuffer(2048), 0, sector(1), [{ offset: 0, data: sector(9) }], 5000, window(100, 300));
+      expect((await busy)[0]).toBe(4);
+      expect(await r).toBe(NOT_STARTED);
+      expect(fs.readFileSync(p)[0]).toBe(1);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('close cancels it: NOT_STARTED, nothing written', async () => {
+    const p = area('close');
+    const f = await DirectFile.open(p);
+    const r = f.readCompareWriteAt(0, allocIoBuffer(2048), 0, sector(1), [{ offset: 0, data: sector(9) }], 1000, window(300));
+    await f.close();
+    expect(await r).toBe(NOT_STARTED);
+    await new Promise((res) => setTimeout(res, 400));
+    expect(fs.readFileSync(p)[0]).toBe(1);
+  });
+
+  it('a series (nextInMs): each starts at its time; its thread stays, past its idle time, for the next', async () => {
+    const p = area('series');
+    const f = await DirectFile.open(p, { keepThreadMs: 50 });
+    const threadsOf = () => (f as unknown as { native: { threadCount(): number } }).native.threadCount();
+    try {
+      let expected = sector(1);
+      let start = ms() + 150;
+      for (let i = 0; i < 3; i++) {
+        const next = sector(10 + i);
+        // 200 ms apart, four times the file's idle time; submitted 100 ms after the last one ended
+        expect(await f.readCompareWriteAt(0, allocIoBuffer(2048), 0, expected, [{ offset: 0, data: next }], 1000,
+          { startInMs: start - ms(), latestStartInMs: 5000, nextInMs: 200 })).toMatchObject({ written: true });
+        expect(ms()).toBeGreaterThanOrEqual(start - SCHEDULE_SLACK_MS);
+        expected = next;
+        start += 200;
+        await new Promise((res) => setTimeout(res, 100));
+        expect(threadsOf()).toBe(1); // waiting for the next one, not gone after 50 ms idle
+      }
+      expect(fs.readFileSync(p)[0]).toBe(12);
+      // the series has ended: the thread leaves after its idle time once the announced start has passed
+      await new Promise((res) => setTimeout(res, 300));
+      expect(threadsOf()).toBe(0);
+    } finally {
+      await f.close();
+    }
+  });
 });
