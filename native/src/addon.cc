@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 
+#include "deltascan.h"
 #include "filepages.h"
 #include "hostwatch.h"
 #include "io_engine.h"
@@ -791,6 +792,52 @@ Napi::Value TestIoThreads(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// deltaQuickScan({ words, hosts, step, prev, quick, names, spaceWords, ioTimeouts, lastLive,
+// ourIndex, ourBitWord, ourBitMask, now, slow }) -> how many sector indexes it wrote to slow
+// (deltascan.h; the rule: quickScanJs in src/lease/hostmonitor.ts). Every array's type and
+// length is checked against hosts and step: a mismatch is EINVAL, nothing touched.
+Napi::Value DeltaQuickScan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throwEinval(env, "deltaQuickScan takes one object");
+  Napi::Object a = info[0].As<Napi::Object>();
+  auto num = [&](const char* k) -> double {
+    Napi::Value v = a.Get(k);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0) || d > 4294967295.0 || std::floor(d) != d) throwEinval(env, std::string(k) + " must be an integer >= 0");
+    return d;
+  };
+  auto arr = [&](const char* k, napi_typedarray_type type, size_t atLeast) -> void* {
+    Napi::Value v = a.Get(k);
+    if (!v.IsTypedArray()) throwEinval(env, std::string(k) + " must be a typed array");
+    Napi::TypedArray t = v.As<Napi::TypedArray>();
+    if (t.TypedArrayType() != type) throwEinval(env, std::string(k) + " has the wrong element type");
+    if (t.ElementLength() < atLeast) throwEinval(env, std::string(k) + " is too short");
+    return static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+  };
+  const size_t hosts = static_cast<size_t>(num("hosts"));
+  const size_t step = static_cast<size_t>(num("step"));
+  const size_t ourBitWord = static_cast<size_t>(num("ourBitWord"));
+  if (step <= kScanIoTimeoutWord || ourBitWord >= step) throwEinval(env, "step must hold a delta record and ourBitWord lie inside it");
+  DeltaScan s{};
+  s.hosts = hosts;
+  s.step = step;
+  s.words = static_cast<const uint32_t*>(arr("words", napi_uint32_array, hosts * step));
+  s.prev = static_cast<uint32_t*>(arr("prev", napi_uint32_array, hosts * kScanWatchedWords));
+  s.quick = static_cast<const uint8_t*>(arr("quick", napi_uint8_array, hosts + 1));
+  s.names = static_cast<const uint32_t*>(arr("names", napi_uint32_array, (hosts + 1) * kScanNameWords));
+  s.spaceWords = static_cast<const uint32_t*>(arr("spaceWords", napi_uint32_array, kScanNameWords));
+  s.ioTimeouts = static_cast<const uint16_t*>(arr("ioTimeouts", napi_uint16_array, hosts + 1));
+  s.lastLive = static_cast<double*>(arr("lastLive", napi_float64_array, hosts + 1));
+  s.slow = static_cast<int32_t*>(arr("slow", napi_int32_array, hosts));
+  s.ourIndex = static_cast<int64_t>(num("ourIndex"));
+  s.ourBitWord = ourBitWord;
+  s.ourBitMask = static_cast<uint32_t>(num("ourBitMask"));
+  Napi::Value now = a.Get("now");
+  if (!now.IsNumber()) throwEinval(env, "now must be a number");
+  s.now = now.As<Napi::Number>().DoubleValue();
+  return Napi::Number::New(env, static_cast<double>(deltaQuickScan(s)));
+}
+
 // peerCred(fd) -> {pid, uid, gid} of the process at the other end of a
 // connected unix socket (SO_PEERCRED: the credentials at connect() time).
 // Throws an Error with code/errno/syscall like Node's own errors.
@@ -942,6 +989,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("_testInjectStall", Napi::Function::New(env, TestInjectStall));
   exports.Set("_testWatchdogWakeups", Napi::Function::New(env, TestWatchdogWakeups));
   exports.Set("_testIoThreads", Napi::Function::New(env, TestIoThreads));
+  exports.Set("deltaQuickScan", Napi::Function::New(env, DeltaQuickScan));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
   exports.Set("dropCleanFilePages", Napi::Function::New(env, DropCleanFilePages, "dropCleanFilePages"));

@@ -1,5 +1,6 @@
 import { readFileSync } from 'fs';
 import { FileLeaseStorage } from '../io/file-storage';
+import { nativeQuickScan } from '../io/native';
 import { Clock } from '../lease/clock';
 import { canScheduleRenewal, DeltaLease, deltaAcquire, deltaRelease, deltaRenew, isCorruptRenewal, readDeltaLeader, readLockspaceGeometry } from '../lease/delta';
 import { HostMonitor, HostState, HostStatus } from '../lease/hostmonitor';
@@ -216,7 +217,7 @@ export class Lockspace {
         this.lease = lease;
         this.monitor = new HostMonitor({
           spaceName: this.name, hostId: this.spec.hostId, sectorSize: lease.geometry.sectorSize,
-          maxHosts: lease.geometry.maxHosts, ioTimeout: this.spec.ioTimeout,
+          maxHosts: lease.geometry.maxHosts, ioTimeout: this.spec.ioTimeout, quickScan: nativeQuickScan(),
         });
         this.state = 'joined';
         this.warned = false;

@@ -1,6 +1,7 @@
 // Loader for the lockagent_native addon (native/, built by `npm run build:native`).
 import * as fs from 'fs';
 import * as path from 'path';
+import { QuickScan } from '../lease/hostmonitor';
 import { findPackageRoot } from './packageroot';
 
 export interface IoStats {
@@ -118,6 +119,8 @@ export interface NativeBinding {
   dropCleanFilePages?(): { mappings: number; bytes: number };
   /** Test hook: the mappings dropCleanFilePages would give back for this smaps text, as [start, end, rssBytes]. */
   _testDroppableMappings?(smaps: string): number[][];
+  /** The host monitor's quick path in C++ (native/src/deltascan.h; the rule: quickScanJs). Absent in older addons. */
+  deltaQuickScan?: QuickScan;
 }
 
 const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'lockagent_native.node');
@@ -141,4 +144,13 @@ export function loadNative(): NativeBinding {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   cached = require(file) as NativeBinding;
   return cached;
+}
+
+/** The host monitor's quick path from the addon, or undefined (no addon, or one built before it: quickScanJs then). */
+export function nativeQuickScan(): QuickScan | undefined {
+  try {
+    return loadNative().deltaQuickScan;
+  } catch {
+    return undefined;
+  }
 }

@@ -42,13 +42,12 @@ export interface HostSignal {
   request: boolean;
 }
 
+/** What we know of a host_id besides its watched words (HostMonitor.prev) and lastLive. */
 interface Tracked {
   ownerId: number;
   ownerGeneration: number;
-  timestamp: number;
   ioTimeout: number;
   ownerName: string;
-  lastLive: number;
   leaseBad: boolean;
   lastReq: number;
 }
@@ -61,7 +60,36 @@ export interface HostMonitorParams {
   maxHosts: number;
   /** Our io_timeout: used for hosts that never wrote one. */
   ioTimeout: number;
+  /** The quick path of each look (quickScanJs by default; the addon has the same loop in C++). */
+  quickScan?: QuickScan;
 }
+
+/**
+ * The state a look's quick path reads and updates (all indexed as in HostMonitor): the area's
+ * words, the watched words of the last look, and per host_id the quick flag, owner-name words,
+ * io_timeout and lastLive.
+ */
+export interface QuickScanArgs {
+  words: Uint32Array;
+  hosts: number;
+  /** words per sector */
+  step: number;
+  prev: Uint32Array;
+  quick: Uint8Array;
+  names: Uint32Array;
+  spaceWords: Uint32Array;
+  ioTimeouts: Uint16Array;
+  lastLive: Float64Array;
+  ourIndex: number;
+  ourBitWord: number;
+  ourBitMask: number;
+  now: number;
+  /** sector indexes left for the full path */
+  slow: Int32Array;
+}
+
+/** Runs the quick path over every sector; returns how many sector indexes it wrote to `slow`. */
+export type QuickScan = (a: QuickScanArgs) => number;
 
 /**
  * Per sector we remember the 32-bit words that can change a host's status: magic, owner_id,
@@ -104,10 +132,18 @@ export class HostMonitor {
   private readonly ourBitWord: number;
   private readonly ourBitMask: number;
 
+  /** By host_id: our monotime when we last saw its (owner, generation, timestamp) change; 0 = never. */
+  private readonly lastLive: Float64Array;
+  /** By host_id: the io_timeout of its last good record (Tracked.ioTimeout, for the quick path). */
+  private readonly ioTimeouts: Uint16Array;
+  private readonly scan: QuickScanArgs;
+
   constructor(params: HostMonitorParams) {
     this.params = params;
     this.prev = new Uint32Array(params.maxHosts * WATCHED_WORDS);
     this.names = new Uint32Array((params.maxHosts + 1) * NAME_WORDS);
+    this.lastLive = new Float64Array(params.maxHosts + 1);
+    this.ioTimeouts = new Uint16Array(params.maxHosts + 1);
     this.hosts = new Array<Tracked | undefined>(params.maxHosts + 1);
     const name = params.spaceName.slice(0, NAME_ID_SIZE);
     // readName stops at the first NUL, so a name containing one never matches (namesEqual).
@@ -122,12 +158,19 @@ export class HostMonitor {
     const bitByte = HOSTID_BITMAP_OFFSET + ((params.hostId - 1) >> 3);
     this.ourBitWord = bitByte >> 2;
     this.ourBitMask = (1 << (((bitByte & 3) << 3) + ((params.hostId - 1) & 7))) >>> 0;
+    this.scan = {
+      words: new Uint32Array(0), hosts: 0, step: params.sectorSize >> 2, prev: this.prev, quick: this.quick, names: this.names,
+      // without a name any record could equal, no quick flag is ever set: these words are never compared
+      spaceWords: this.spaceWords ?? new Uint32Array(NAME_WORDS), ioTimeouts: this.ioTimeouts, lastLive: this.lastLive,
+      ourIndex: params.hostId - 1, ourBitWord: this.ourBitWord, ourBitMask: this.ourBitMask, now: 0, slow: new Int32Array(params.maxHosts),
+    };
   }
 
   /**
    * check_other_leases over one renewal's area (sector i = host_id i+1). A host's status
    * changes only when its (owner, generation, timestamp) does, so each look compares just
-   * those words (and the magic) with the previous look and decodes the sectors that moved.
+   * those words (and the magic) with the previous look (the quick path, QuickScan) and decodes
+   * the sectors that moved otherwise than by a good host's renewal.
    */
   observe(area: Buffer, now: number): HostSignal[] {
     const { sectorSize: ss, maxHosts } = this.params;
@@ -139,40 +182,31 @@ export class HostMonitor {
     const words = (area.byteOffset & 3) === 0
       ? new Uint32Array(area.buffer, area.byteOffset, n * (ss >> 2))
       : new Uint32Array(Uint8Array.prototype.slice.call(area, 0, n * ss).buffer);
-    const { prev, quick, names, spaceWords, ourBitWord, ourBitMask } = this;
-    const ourIndex = this.params.hostId - 1;
+    const scan = this.scan;
+    scan.words = words;
+    scan.hosts = n;
+    scan.now = now;
+    const moved = (this.params.quickScan ?? quickScanJs)(scan);
+    scan.words = EMPTY_WORDS; // not kept past the look: the area is the renewal's buffer
+    const { prev, quick, spaceWords } = this;
+    const slow = scan.slow;
     const step = ss >> 2;
-    for (let i = 0, w = 0, p = 0; i < n; i++, w += step, p += WATCHED_WORDS) {
+    for (let j = 0; j < moved; j++) {
+      const i = slow[j], w = i * step, p = i * WATCHED_WORDS;
       // magic, owner_id (lo, hi), owner_generation (lo, hi), timestamp (lo, hi)
       const m = words[w], o0 = words[w + W_OWNER], o1 = words[w + W_OWNER + 1], g0 = words[w + W_OWNER + 2], g1 = words[w + W_OWNER + 3];
       const t0 = words[w + W_TIMESTAMP], t1 = words[w + W_TIMESTAMP + 1];
-      const sameRecord = m === prev[p] && o0 === prev[p + 1] && o1 === prev[p + 2] && g0 === prev[p + 3] && g1 === prev[p + 4];
-      if (sameRecord && t0 === prev[p + 5] && t1 === prev[p + 6]) continue;
-      // The quick path: a good host that only renewed (with 2,000 live hosts, every sector at
-      // every look). Its lockspace name, owner name and io_timeout are those of its last good
-      // record and it does not signal us: only its timestamp and lastLive change, which is what
-      // observeSector would do for it, without decoding anything. Any other change takes the
-      // full path.
-      if (sameRecord && quick[i + 1] === 1 && (i === ourIndex || (words[w + ourBitWord] & ourBitMask) === 0) &&
-          sameWords(words, w + W_SPACE_NAME, spaceWords!, 0) && sameWords(words, w + W_OWNER_NAME, names, (i + 1) * NAME_WORDS)) {
-        const hs = this.hosts[i + 1]!;
-        if (words[w + W_IO_TIMEOUT] >>> 16 === hs.ioTimeout) {
-          prev[p + 5] = t0; prev[p + 6] = t1;
-          hs.timestamp = u64FromWords(t0, t1);
-          hs.lastLive = now;
-          continue;
-        }
-      }
+      const before = u64FromWords(prev[p + 5], prev[p + 6]);
       prev[p] = m; prev[p + 1] = o0; prev[p + 2] = o1; prev[p + 3] = g0; prev[p + 4] = g1; prev[p + 5] = t0; prev[p + 6] = t1;
       let hs = this.hosts[i + 1];
       if (!hs) {
         // A never-owned sector (owner, generation, timestamp all 0) matches the initial status:
         // nothing to record. Skipping it matters: a fresh lockspace has 2000 of them.
         if ((o0 | o1 | g0 | g1 | t0 | t1) === 0) continue;
-        hs = { ownerId: 0, ownerGeneration: 0, timestamp: 0, ioTimeout: 0, ownerName: '', lastLive: 0, leaseBad: false, lastReq: 0 };
+        hs = { ownerId: 0, ownerGeneration: 0, ioTimeout: 0, ownerName: '', leaseBad: false, lastReq: 0 };
         this.hosts[i + 1] = hs;
       }
-      const sig = this.observeSector(hs, area, words, w, i + 1, m, u64FromWords(o0, o1), u64FromWords(g0, g1), u64FromWords(t0, t1), now);
+      const sig = this.observeSector(hs, area, words, w, i + 1, m, u64FromWords(o0, o1), u64FromWords(g0, g1), u64FromWords(t0, t1), before, now);
       if (sig) signals.push(sig);
       // The next renewal alone may take the quick path when this record is good and exactly
       // our lockspace name (a record only strncmp-equal to it keeps taking the full path).
@@ -184,13 +218,13 @@ export class HostMonitor {
   /** One sector whose watched words moved: what sanlock does when owner, generation or timestamp differ. */
   private observeSector(
     hs: Tracked, area: Buffer, words: Uint32Array, w: number, hostId: number,
-    magic: number, ownerId: number, ownerGeneration: number, timestamp: number, now: number,
+    magic: number, ownerId: number, ownerGeneration: number, timestamp: number, before: number, now: number,
   ): HostSignal | undefined {
     const off = w << 2;
     const bad = magic !== DELTA_DISK_MAGIC || !this.isOurSpace(area, off + (W_SPACE_NAME << 2));
     hs.leaseBad = bad;
     if (!bad) this.noteOwnerName(hs, area, words, w, hostId);
-    if (hs.ownerId === ownerId && hs.ownerGeneration === ownerGeneration && hs.timestamp === timestamp) {
+    if (hs.ownerId === ownerId && hs.ownerGeneration === ownerGeneration && before === timestamp) {
       return undefined;
     }
     this.changed.push(hostId);
@@ -200,9 +234,9 @@ export class HostMonitor {
       hs.ownerId = ownerId;
       hs.ownerGeneration = ownerGeneration;
       hs.ioTimeout = area[off + 174] | (area[off + 175] << 8);
+      this.ioTimeouts[hostId] = hs.ioTimeout;
     }
-    hs.timestamp = timestamp;
-    hs.lastLive = now;
+    this.lastLive[hostId] = now;
 
     if (hostId === this.params.hostId || bad) return undefined;
     if (!bitmapHas(area, this.params.hostId, off)) return undefined;
@@ -265,16 +299,17 @@ export class HostMonitor {
   snapshot(hostId: number): HostStatus | undefined {
     if (!this.lastCheck || hostId < 1 || hostId > this.params.maxHosts) return undefined;
     const hs = this.hosts[hostId];
+    const p = (hostId - 1) * WATCHED_WORDS;
     return {
       hostId,
       ownerId: hs?.ownerId ?? 0,
       ownerGeneration: hs?.ownerGeneration ?? 0,
-      timestamp: hs?.timestamp ?? 0,
+      timestamp: hs ? u64FromWords(this.prev[p + 5], this.prev[p + 6]) : 0,
       ioTimeout: hs?.ioTimeout || this.params.ioTimeout,
       ownerName: hs?.ownerName ?? '',
       firstCheck: this.firstCheck,
       lastCheck: this.lastCheck,
-      lastLive: hs?.lastLive ?? 0,
+      lastLive: hs ? this.lastLive[hostId] : 0,
       leaseBad: hs?.leaseBad ?? false,
     };
   }
@@ -328,6 +363,37 @@ export class HostMonitor {
     }
     return out;
   }
+}
+
+const EMPTY_WORDS = new Uint32Array(0);
+
+/**
+ * The quick path of a look (the rule; native/src/deltascan.cc is the same loop in C++, checked
+ * against this one in test/unit/hostscan.test.ts). For each sector whose watched words moved: a
+ * good host that only renewed (with 2,000 live hosts, every sector at every look) — its lockspace
+ * name, owner name and io_timeout those of its last good record, not signalling us — gets its new
+ * timestamp words and lastLive, which is all the full path would change for it, without decoding
+ * anything. Every other moved sector is listed in `slow` for the full path.
+ */
+export function quickScanJs(a: QuickScanArgs): number {
+  const { words, hosts, step, prev, quick, names, spaceWords, ioTimeouts, lastLive, ourIndex, ourBitWord, ourBitMask, now, slow } = a;
+  let k = 0;
+  for (let i = 0, w = 0, p = 0; i < hosts; i++, w += step, p += WATCHED_WORDS) {
+    const t0 = words[w + W_TIMESTAMP], t1 = words[w + W_TIMESTAMP + 1];
+    const sameRecord = words[w] === prev[p] && words[w + W_OWNER] === prev[p + 1] && words[w + W_OWNER + 1] === prev[p + 2] &&
+      words[w + W_OWNER + 2] === prev[p + 3] && words[w + W_OWNER + 3] === prev[p + 4];
+    if (sameRecord && t0 === prev[p + 5] && t1 === prev[p + 6]) continue;
+    if (sameRecord && quick[i + 1] === 1 && (i === ourIndex || (words[w + ourBitWord] & ourBitMask) === 0) &&
+        sameWords(words, w + W_SPACE_NAME, spaceWords, 0) && sameWords(words, w + W_OWNER_NAME, names, (i + 1) * NAME_WORDS) &&
+        words[w + W_IO_TIMEOUT] >>> 16 === ioTimeouts[i + 1]) {
+      prev[p + 5] = t0;
+      prev[p + 6] = t1;
+      lastLive[i + 1] = now;
+      continue;
+    }
+    slow[k++] = i;
+  }
+  return k;
 }
 
 /** words[at..at+12) equal want[from..from+12) (a 48-byte name field, as 12 words). */
