@@ -2,8 +2,7 @@ import fc from 'fast-check';
 
 import { loadNative } from '../../src/io/native';
 import { HostMonitor, QuickScan, quickScanJs } from '../../src/lease/hostmonitor';
-import { freshDeltaLeader, sealLeaderInto } from '../../src/ondisk';
-import { Geometry } from '../../src/ondisk/sizes';
+import { DEFAULT_GEOMETRY, freshDeltaLeader, sealLeaderInto } from '../../src/ondisk';
 
 /**
  * The host monitor's quick path in C++ (native/src/deltascan.cc) against the rule in JavaScript
@@ -14,7 +13,7 @@ import { Geometry } from '../../src/ondisk/sizes';
 const native = loadNative().deltaQuickScan as QuickScan;
 const HOSTS = 12;
 const SS = 512;
-const geometry: Geometry = { sectorSize: SS, alignSize: HOSTS * SS, maxHosts: HOSTS };
+const geometry = DEFAULT_GEOMETRY; // the records' sector size and flags (512-byte sectors)
 const OUR_ID = 3;
 
 type Change =
