@@ -547,16 +547,32 @@ Handle::~Handle() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void Handle::submit(std::shared_ptr<Request> req) {
-  std::unique_lock<std::mutex> lk(mu_);
+bool Handle::refusedLocked(const std::shared_ptr<Request>& req) {
   if (closing_) {
     settle(req, Outcome::Closed, EBADF);
-    return;
+    return true;
   }
   if ((req->op == Op::Write || req->op == Op::CompareWrite) && readOnly_) {
     settle(req, Outcome::ReadOnly, EBADF);
-    return;
+    return true;
   }
+  return false;
+}
+
+int Handle::startWorkerLocked() {
+  auto slot = std::make_shared<WorkerSlot>();
+  try {
+    threadPark().start({shared_from_this(), slot});
+  } catch (const std::system_error& e) {
+    return e.code().value() ? e.code().value() : EAGAIN;
+  }
+  workers_.push_back(slot);
+  return 0;
+}
+
+void Handle::submit(std::shared_ptr<Request> req) {
+  std::unique_lock<std::mutex> lk(mu_);
+  if (refusedLocked(req)) return;
   queue_.push_back(req);
   watchDeadline(req);
   // The idle thread is woken after the lock is released: woken under it, it
@@ -569,14 +585,7 @@ void Handle::submit(std::shared_ptr<Request> req) {
 
 void Handle::submitAt(std::shared_ptr<Request> req) {
   std::unique_lock<std::mutex> lk(mu_);
-  if (closing_) {
-    settle(req, Outcome::Closed, EBADF);
-    return;
-  }
-  if ((req->op == Op::Write || req->op == Op::CompareWrite) && readOnly_) {
-    settle(req, Outcome::ReadOnly, EBADF);
-    return;
-  }
+  if (refusedLocked(req)) return;
   if (scheduled_) {
     settle(req, Outcome::SysError, EBUSY, "schedule");
     return;
@@ -584,13 +593,9 @@ void Handle::submitAt(std::shared_ptr<Request> req) {
   scheduled_ = req;
   watchDeadline(req);
   if (workers_.empty()) {
-    auto slot = std::make_shared<WorkerSlot>();
-    try {
-      threadPark().start({shared_from_this(), slot});
-      workers_.push_back(slot);
-    } catch (const std::system_error& e) {
+    if (int err = startWorkerLocked()) {
       scheduled_.reset();
-      settle(req, Outcome::SysError, e.code().value() ? e.code().value() : EAGAIN, "pthread_create");
+      settle(req, Outcome::SysError, err, "pthread_create");
     }
     return;
   }
@@ -688,21 +693,15 @@ bool Handle::dispatchLocked(bool notify) {
   }
   if (healthy > 0) return false;  // the watchdog calls us again at its deadline
   if (workers_.size() < kMaxThreadsPerHandle) {
-    auto slot = std::make_shared<WorkerSlot>();
-    try {
-      threadPark().start({shared_from_this(), slot});
-      workers_.push_back(slot);
-      return false;
-    } catch (const std::system_error& e) {
+    if (int err = startWorkerLocked()) {
       // Could not create a thread (EAGAIN): fail what is queued.
-      int err = e.code().value() ? e.code().value() : EAGAIN;
       for (auto& r : queue_) {
         r->threadsStuck = workers_.size();
         settle(r, Outcome::SysError, err, "pthread_create");
       }
       queue_.clear();
-      return false;
     }
+    return false;
   }
   // Every thread is stuck in a request past its deadline: fail fast rather
   // than queue behind them; the caller's own timeout logic takes over.

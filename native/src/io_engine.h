@@ -286,6 +286,10 @@ class Handle : public std::enable_shared_from_this<Handle> {
   // thread is not woken here: true is returned and the caller wakes it once it
   // has released the lock.
   bool dispatchLocked(bool notify = true);
+  // Settles a request the handle cannot take (closed, or a write on a read-only handle); true if so.
+  bool refusedLocked(const std::shared_ptr<Request>& req);
+  // Starts a worker (a parked thread or a new one); 0, or the errno when no thread could be made.
+  int startWorkerLocked();
   void cancelQueuedLocked(Outcome why);
   void workerMain(std::shared_ptr<WorkerSlot> me);
   void execute(const std::shared_ptr<Request>& req, int fd);
