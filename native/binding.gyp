@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "lockagent_native",
-      "sources": ["src/addon.cc", "src/io_engine.cc", "src/hostwatch.cc", "src/filepages.cc", "src/deltascan.cc"],
+      "sources": ["src/addon.cc", "src/io_engine.cc", "src/hostwatch.cc", "src/filepages.cc", "src/deltascan.cc", "src/stamp.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       # Node-API 8 (Node >= 12.22/14.17/16): TSFN ref/unref, instance data,
       # env cleanup hooks. C++ exceptions are enabled for node-addon-api.

@@ -301,6 +301,10 @@ void callJs(napi_env rawEnv, napi_value, void* context, void* data) {
           Napi::Object o = Napi::Object::New(env);
           o.Set("written", r.matched);
           o.Set("ms", std::chrono::duration<double, std::milli>(r.ranFor).count());
+          if (r.stamp.on) {
+            o.Set("timestamp", static_cast<double>(r.stampedSeconds));
+            o.Set("checksum", static_cast<double>(r.stampedChecksum));
+          }
           value = o;
         } else {
           value = Napi::Boolean::New(env, r.matched);
@@ -568,6 +572,7 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
     const bool scheduled = info.Length() > 6 && !info[6].IsUndefined();
     Clock::time_point startAt = Clock::now(), latestStart = Clock::time_point::max();
     Clock::duration nextIn{0};
+    SectorStamp stamp;
     if (scheduled) {
       if (!info[6].IsObject()) throwEinval(env, "schedule must be { startAtMs, latestStartAtMs?, nextInMs? }");
       auto o = info[6].As<Napi::Object>();
@@ -586,6 +591,21 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
       if (l >= 0) latestStart = point(l);
       const double n = ms("nextInMs", false, 0);
       if (n > 0) nextIn = std::chrono::microseconds(static_cast<int64_t>(n * 1000.0));
+      Napi::Value st = o.Get("stamp");
+      if (!st.IsUndefined()) {
+        if (!st.IsObject()) throwEinval(env, "schedule.stamp must be { timestampAt, checksumAt, checksumLength }");
+        auto so = st.As<Napi::Object>();
+        auto field = [&](const char* key) -> uint32_t {
+          Napi::Value v = so.Get(key);
+          double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+          if (!(d >= 0) || d > 1048576 || std::floor(d) != d) throwEinval(env, std::string("schedule.stamp.") + key + " must be a byte offset");
+          return static_cast<uint32_t>(d);
+        };
+        stamp.on = true;
+        stamp.timestampAt = field("timestampAt");
+        stamp.checksumAt = field("checksumAt");
+        stamp.checksumLength = field("checksumLength");
+      }
     }
     std::shared_ptr<AlignedBlock> block = findBlock(target.data);
     if (block && block->size < target.length) block.reset();
@@ -595,6 +615,13 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
       req->scheduled = true;
       req->latestStart = latestStart;
       req->nextIn = nextIn;
+      if (stamp.on) {
+        const uint64_t first = req->writes.empty() ? 0 : req->writes[0].second;
+        if (static_cast<uint64_t>(stamp.timestampAt) + 8 > first || static_cast<uint64_t>(stamp.checksumAt) + 4 > first ||
+            stamp.checksumLength > stamp.checksumAt)
+          throwEinval(env, "schedule.stamp must lie inside the first write, its checksum after the bytes it covers");
+        req->stamp = stamp;
+      }
     }
     napi_ref ref;
     NAPI_THROW_IF_FAILED(env, napi_create_reference(env, target.array, 1, &ref), Napi::Value());

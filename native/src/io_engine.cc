@@ -1034,6 +1034,9 @@ void Handle::executeCompareWrite(const std::shared_ptr<Request>& req, int fd) {
   // into buf after the expected bytes.
   char* got = req->block ? static_cast<char*>(req->block->data) : buf + req->compareLength;
   char* data = req->block ? buf + req->compareLength : got + req->length;
+  // The renewal's timestamp is taken before its read, as the lease engine takes it.
+  if (req->stamp.on && !req->writes.empty())
+    req->stampedSeconds = applyStamp(req->stamp, reinterpret_cast<uint8_t*>(data), &req->stampedChecksum);
   uint64_t done = 0;
   const char* syscall = "read";
   int err = transfer(fd, true, got, req->length, req->offset, &done);

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "stamp.h"
+
 namespace lockagent {
 
 using Clock = std::chrono::steady_clock;
@@ -185,6 +187,11 @@ struct Request {
   // it Late instead of starting it (the caller's reason to do it at that time has passed).
   bool scheduled = false;
   Clock::time_point latestStart = Clock::time_point::max();
+  // Scheduled CompareWrite only, optional: stamped into the first write's data at its start
+  // (stamp.h), and what was stamped.
+  SectorStamp stamp;
+  uint64_t stampedSeconds = 0;
+  uint32_t stampedChecksum = 0;
   // Scheduled requests only: another of the same series follows, starting this long after this
   // one started (a lockspace's renewals): its thread waits for that time when done, so that
   // submitAt need not wake it (0: none announced).

@@ -1,7 +1,7 @@
 // Sector I/O for lease areas on shared storage: O_DIRECT (or O_DSYNC fallback)
 // reads/writes with per-request deadlines, executed by the native addon on
 // per-file threads of its own. See docs/direct-io.md for the design.
-import { NOT_STARTED, ScheduledResult, StartWindow } from '../lease/storage';
+import { NOT_STARTED, ScheduledResult, SectorStamp, StartWindow } from '../lease/storage';
 import { IoStats, loadNative, NativeBinding, NativeFile, NativeHeadResult, NativeWriteGate } from './native';
 
 export interface OpenOptions {
@@ -238,12 +238,13 @@ export class DirectFile {
 
   /**
    * readCompareWrite started `at.startInMs` from now by the file's I/O thread (nothing on the
-   * event loop wakes to start it). Resolves { written, ms } (ms: from its start), or NOT_STARTED (nothing read
+   * event loop wakes to start it), stamping its first write as it starts (SectorStamp). Resolves
+   * { written, ms, timestamp?, checksum? } (ms: from its start), or NOT_STARTED (nothing read
    * or written) when cancelled (cancelScheduled, close) or when its thread could not start it
    * within `at.latestStartInMs`. One at a time per file (a second rejects EBUSY).
    */
   async readCompareWriteAt(offset: number, target: Buffer, compareAt: number, expected: Buffer,
-    writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number, at: StartWindow): Promise<ScheduledResult | typeof NOT_STARTED> {
+    writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number, at: StartWindow, stamp?: SectorStamp): Promise<ScheduledResult | typeof NOT_STARTED> {
     this.checkIo('read', offset, target.length, timeoutMs);
     this.checkWrites(writes, timeoutMs);
     if (!this.native.cancelScheduled || !this.native.readCompareWrite) throw new Error('the native addon cannot schedule a request: rebuild it (npm run build:native)');
@@ -253,7 +254,7 @@ export class DirectFile {
       // the time its I/O thread waits for (io_engine.h, Request::nextIn).
       const now = Number(process.hrtime.bigint() / 1000000n);
       return await this.native.readCompareWrite(offset, target, compareAt, expected, writes.map((w) => [w.offset, w.data]), timeoutMs,
-        { startAtMs: now + at.startInMs, latestStartAtMs: now + at.latestStartInMs, nextInMs: at.nextInMs }) as unknown as ScheduledResult;
+        { startAtMs: now + at.startInMs, latestStartAtMs: now + at.latestStartInMs, nextInMs: at.nextInMs, stamp }) as unknown as ScheduledResult;
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ECANCELED' || code === 'ETIME') return NOT_STARTED;

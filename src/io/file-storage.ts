@@ -5,7 +5,7 @@
  * DirectFile's (with `code`/`errno`; misaligned I/O is EINVAL).
  */
 import { isIoTimeout } from '../lease/diskio';
-import { LeaseStorage, NOT_STARTED, ScheduledResult, StartWindow } from '../lease/storage';
+import { LeaseStorage, NOT_STARTED, ScheduledResult, SectorStamp, StartWindow } from '../lease/storage';
 import { LeaseError, SANLK } from '../ondisk/results';
 import { allocIoBuffer, DirectFile, FileId } from './directio';
 
@@ -141,11 +141,11 @@ export class FileLeaseStorage implements LeaseStorage {
 
   /** LeaseStorage.readCompareWriteAt: the next renewal, started by the file's I/O thread. */
   async readCompareWriteAt(offset: number, target: Buffer, compareAt: number, expected: Buffer,
-    writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number, at: StartWindow): Promise<ScheduledResult | typeof NOT_STARTED> {
+    writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number, at: StartWindow, stamp?: SectorStamp): Promise<ScheduledResult | typeof NOT_STARTED> {
     this.check('write');
     if (this.readOnly) throw new Error(`write to ${this.id}, which was opened read-only`);
     return this.timed(() => `read of ${target.length} bytes at ${offset} and ${writes.length} write(s)`, timeoutMs,
-      () => this.file.readCompareWriteAt(offset, target, compareAt, expected, writes, timeoutMs, at));
+      () => this.file.readCompareWriteAt(offset, target, compareAt, expected, writes, timeoutMs, at, stamp));
   }
 
   /** LeaseStorage.cancelScheduled. */

@@ -2,6 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { QuickScan } from '../lease/hostmonitor';
+import { SectorStamp } from '../lease/storage';
 import { findPackageRoot } from './packageroot';
 
 export interface IoStats {
@@ -34,11 +35,11 @@ export interface NativeFile {
   /**
    * With `schedule` (ms of CLOCK_MONOTONIC, process.hrtime's clock): started at startAtMs;
    * rejects ETIME unstarted past latestStartAtMs, ECANCELED when cancelled; resolves
-   * { written, ms } (ms: from its start). nextInMs: the next of its series starts that long after
-   * it (its thread waits for then).
+   * { written, ms, timestamp?, checksum? } (ms: from its start; stamp: native/src/stamp.h). nextInMs:
+   * the next of its series starts that long after it (its thread waits for then).
    */
   readCompareWrite?(offset: number, target: Uint8Array, compareAt: number, expected: Uint8Array, writes: Array<[number, Uint8Array]>, timeoutMs: number,
-    schedule?: { startAtMs: number; latestStartAtMs?: number; nextInMs?: number }): Promise<boolean>;
+    schedule?: { startAtMs: number; latestStartAtMs?: number; nextInMs?: number; stamp?: SectorStamp }): Promise<boolean>;
   /** Stops a scheduled readCompareWrite that has not started (it rejects ECANCELED); true when there was one. Absent in older addons. */
   cancelScheduled?(): boolean;
   close(timeoutMs: number): Promise<void>;

@@ -1,4 +1,4 @@
-import { DELTA_DISK_MAGIC, DELTA_DISK_VERSION_MAJOR, HOST_NAME_MAX_ON_DISK, HOSTID_BITMAP_OFFSET, HOSTID_BITMAP_SIZE, VERSION_MAJOR_MASK } from '../ondisk/constants';
+import { DELTA_DISK_MAGIC, DELTA_DISK_VERSION_MAJOR, HOST_NAME_MAX_ON_DISK, HOSTID_BITMAP_OFFSET, HOSTID_BITMAP_SIZE, LEADER_CHECKSUM_LEN, VERSION_MAJOR_MASK } from '../ondisk/constants';
 import { decodeLeader, LEADER_CHECKSUM_OFFSET, LEADER_TIMESTAMP_OFFSET, leaderChecksum, LeaderRecord } from '../ondisk/leader';
 import { namesEqual } from '../ondisk/names';
 import { describeResult, LeaseError, SANLK } from '../ondisk/results';
@@ -8,7 +8,7 @@ import { verifyDeltaLeader } from '../ondisk/verify';
 import { Clock } from './clock';
 import { sameLeader, sealLeader } from './record';
 import { ioError, readArea, timedIo, writeSector } from './diskio';
-import { LeaseStorage, NOT_STARTED, SCHEDULE_SLACK_MS, StartWindow } from './storage';
+import { LeaseStorage, NOT_STARTED, SectorStamp, StartWindow } from './storage';
 import { deltaAcquireHeldDelay, deltaShortDelay, hostDeadSeconds } from './timeouts';
 import { Cancel, checkCancel, leaseTimestamp, sleepSeconds } from './wait';
 
@@ -134,6 +134,9 @@ function fillDeltaSector(rec: LeaderRecord, s: Buffer, bitmap?: Buffer): LeaderR
   if (bitmap) bitmap.copy(s, HOSTID_BITMAP_OFFSET, 0, HOSTID_BITMAP_SIZE);
   return written;
 }
+
+/** A renewal's timestamp and leader checksum, as the storage stamps them into a scheduled renewal. */
+const RENEWAL_STAMP: SectorStamp = { timestampAt: LEADER_TIMESTAMP_OFFSET, checksumAt: LEADER_CHECKSUM_OFFSET, checksumLength: LEADER_CHECKSUM_LEN };
 
 /**
  * The next renewal can be handed to the storage ahead of its time (deltaRenew with `at`): the
@@ -295,7 +298,7 @@ export function isCorruptRenewal(rv: number): boolean {
 export async function deltaRenew(lease: DeltaLease, clock: Clock): Promise<DeltaRenewal>;
 /**
  * With `at` (only when canScheduleRenewal): the same renewal as one request that the storage
- * starts `at.startInMs` from now (readCompareWriteAt), its timestamp that of its start time;
+ * starts `at.startInMs` from now (readCompareWriteAt), stamping the timestamp of its start;
  * NOT_STARTED when it never started (cancelled, or not startable by `at.latestStartInMs`):
  * nothing was read or written and the lease is as it was.
  */
@@ -334,9 +337,11 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock, at?: StartWind
     let rec: LeaderRecord;
     let sector: Buffer;
     if (at) {
-      // The timestamp of its start, as a renewal started then would write (of the earliest
-      // time the storage may start it: never a timestamp later than the renewal).
-      ({ rec, sector } = restampedSector(lease, Math.max(1, Math.floor((t0 - SCHEDULE_SLACK_MS) / 1000))));
+      // Our last sector with the current bitmap; the storage stamps the timestamp and checksum
+      // when it starts the request (RENEWAL_STAMP), as restampedSector would then.
+      sector = Buffer.from(lease.lastSector);
+      lease.bitmap.copy(sector, HOSTID_BITMAP_OFFSET, 0, HOSTID_BITMAP_SIZE);
+      rec = lease.leader;
     } else if (canRestamp(lease)) {
       ({ rec, sector } = restampedSector(lease, leaseTimestamp(clock)));
     } else {
@@ -348,9 +353,14 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock, at?: StartWind
     try {
       const writes = [{ offset: lease.offset + idOff, data: sector }];
       if (at) {
-        const r = await timedIo('renew_rmw', () => storage.readCompareWriteAt!(lease.offset, target, idOff, lease.lastSector!, writes, lease.ioTimeout * 1000, at));
+        const r = await timedIo('renew_rmw', () => storage.readCompareWriteAt!(lease.offset, target, idOff, lease.lastSector!, writes, lease.ioTimeout * 1000, at, RENEWAL_STAMP));
         if (r === NOT_STARTED) return NOT_STARTED;
         ({ written, ms: ranMs } = r);
+        if (r.timestamp === undefined || r.checksum === undefined) throw new Error(`${storage.id} ran a stamped request without its stamp`);
+        // What was written: the stamp in our copy of the sector and record.
+        writeU64(sector, LEADER_TIMESTAMP_OFFSET, r.timestamp);
+        sector.writeUInt32LE(r.checksum, LEADER_CHECKSUM_OFFSET);
+        rec = { ...lease.leader, timestamp: r.timestamp, checksum: r.checksum };
       } else {
         written = await timedIo('renew_rmw', () => storage.readCompareWrite!(lease.offset, target, idOff, lease.lastSector!, writes, lease.ioTimeout * 1000));
       }

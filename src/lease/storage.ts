@@ -66,10 +66,13 @@ export interface LeaseStorage {
    * start. Resolves with readCompareWrite's answer (`written`) and how long it ran from its
    * start (`ms`: the caller does not see the start), or NOT_STARTED (nothing read or written)
    * when cancelScheduled() stopped it, the storage was closed, or it could not start within
-   * `at.latestStartInMs`. One at a time per storage.
+   * `at.latestStartInMs`. One at a time per storage. With `stamp`, the storage stamps the first
+   * write when it starts the request (the time it starts it, not a time guessed when it was
+   * handed over) and resolves what it stamped.
    */
   readCompareWriteAt?(offset: number, target: Buffer, compareAt: number, expected: Buffer,
-    writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number, at: StartWindow): Promise<ScheduledResult | typeof NOT_STARTED>;
+    writes: ReadonlyArray<{ offset: number; data: Buffer }>, timeoutMs: number, at: StartWindow,
+    stamp?: SectorStamp): Promise<ScheduledResult | typeof NOT_STARTED>;
   /** Stops the readCompareWriteAt waiting for its start (it resolves NOT_STARTED); true when there was one. */
   cancelScheduled?(): boolean;
 }
@@ -88,8 +91,8 @@ export interface StartWindow {
 
 /**
  * How much earlier than `startInMs` a storage may start a scheduled request (its I/O thread,
- * waking by itself about then, starts it rather than sleeping again for the rest). A caller that
- * stamps the time of the start into what it writes stamps the time this much earlier.
+ * waking by itself about then, starts it rather than sleeping again for the rest). What it
+ * writes carries the time it really started (SectorStamp).
  */
 export const SCHEDULE_SLACK_MS = 2;
 
@@ -97,6 +100,21 @@ export const SCHEDULE_SLACK_MS = 2;
 export interface ScheduledResult {
   written: boolean;
   ms: number;
+  /** with a stamp: the timestamp and checksum put into the first write */
+  timestamp?: number;
+  checksum?: number;
+}
+
+/**
+ * What a storage puts into a scheduled request's first write as it starts it (byte offsets in
+ * that write): its monotonic clock's whole seconds (at least 1: leaseTimestamp) as a
+ * little-endian u64 at `timestampAt`, then sanlock's checksum (sanlockChecksum) of the bytes
+ * before `checksumLength` as a u32 at `checksumAt`. A renewal's timestamp and leader checksum.
+ */
+export interface SectorStamp {
+  timestampAt: number;
+  checksumAt: number;
+  checksumLength: number;
 }
 
 /** readCompareWriteAt's answer when it never started. */
