@@ -584,13 +584,13 @@ class NativeFile : public Napi::ObjectWrap<NativeFile> {
         if (!(d >= min) || !(d < 9.0e15)) throwEinval(env, std::string("schedule.") + key + " must be a number of milliseconds");
         return d;
       };
-      auto point = [](double d) { return Clock::time_point(std::chrono::microseconds(static_cast<int64_t>(d * 1000.0))); };
+      auto point = [](double d) { return Clock::time_point(msDuration(d)); };
       const double s = ms("startAtMs", true, 0);
       startAt = point(s);
       const double l = ms("latestStartAtMs", false, s);
       if (l >= 0) latestStart = point(l);
       const double n = ms("nextInMs", false, 0);
-      if (n > 0) nextIn = std::chrono::microseconds(static_cast<int64_t>(n * 1000.0));
+      if (n > 0) nextIn = msDuration(n);
       Napi::Value st = o.Get("stamp");
       if (!st.IsUndefined()) {
         if (!st.IsObject()) throwEinval(env, "schedule.stamp must be { timestampAt, checksumAt, checksumLength }");

@@ -339,10 +339,6 @@ void testInjectStall(const std::string& path, int64_t offset, uint32_t ms,
 }
 
 // ---------------------------------------------------------------------------
-static Clock::duration msDuration(double ms) {
-  return std::chrono::microseconds(static_cast<int64_t>(ms * 1000.0));
-}
-
 Request::Request(Op op, std::string path, int64_t offset, uint64_t length,
                  double timeoutMs)
     : Request(op, std::move(path), offset, length, timeoutMs, Clock::now()) {}

@@ -21,6 +21,11 @@ namespace lockagent {
 
 using Clock = std::chrono::steady_clock;
 
+// Milliseconds (fractional) as a duration of Clock, to the microsecond.
+inline Clock::duration msDuration(double ms) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::microseconds(static_cast<int64_t>(ms * 1000.0)));
+}
+
 // Upper bound on threads per handle. Only reached when earlier requests are
 // stuck past their deadline; beyond it requests fail fast (see Handle).
 constexpr size_t kMaxThreadsPerHandle = 4;

@@ -341,7 +341,7 @@ export async function deltaRenew(lease: DeltaLease, clock: Clock, at?: StartWind
       // when it starts the request (RENEWAL_STAMP), as restampedSector would then.
       sector = Buffer.from(lease.lastSector);
       lease.bitmap.copy(sector, HOSTID_BITMAP_OFFSET, 0, HOSTID_BITMAP_SIZE);
-      rec = lease.leader;
+      rec = lease.leader; // until stamped below (only a written sector's record is kept)
     } else if (canRestamp(lease)) {
       ({ rec, sector } = restampedSector(lease, leaseTimestamp(clock)));
     } else {
