@@ -480,9 +480,11 @@ class ThreadPark {
   // (std::system_error from std::thread when none can be created).
   void start(Job job) {
     {
-      std::lock_guard<std::mutex> g(mu_);
+      std::unique_lock<std::mutex> lk(mu_);
       if (waiting() > 0) {
         jobs_.push_back(std::move(job));
+        // Woken under the lock, the thread would block on it at once: a second wake-up.
+        lk.unlock();
         cv_.notify_one();
         return;
       }
@@ -888,48 +890,84 @@ bool WriteGate::waitOpen(Clock::time_point deadline) {
 
 namespace {
 
-// A worker thread's Linux AIO context (raw syscalls, no libaio), for a CompareWrite's writes:
-// made at the thread's first such request, destroyed with the thread. Each context takes
+// Linux AIO contexts (raw syscalls, no libaio) for a CompareWrite's writes, shared by the I/O
+// threads: a thread takes one for its writes and gives it back once every write it submitted
+// has completed. Made when none is free, kept for the process's life: made per thread, each new
+// or parked thread paid io_setup (0.03-0.08 ms) on the path of its first release, and each
+// thread's exit an io_destroy (30-40 ms: it waits for an RCU grace period). Each context takes
 // max(8, 4·CPUs)·2 of the system-wide fs.aio-max-nr, which QEMU's aio=native needs too (a VM
-// whose io_setup fails does not start): at most kMaxAioContexts live in this process, so a mass
-// release (a 64-disk domain's stop) writes one by one past them. A thread that gets none
-// (cap reached, EAGAIN, ENOSYS) writes one after the other, as before AIO.
+// whose io_setup fails does not start): at most kMaxAioContexts, so a mass release (a 64-disk
+// domain's stop) writes one by one past them. A request that gets none (all taken, or io_setup
+// failed: retried after kAioRetryMs) writes one after the other, as before AIO.
 constexpr long kMaxWritesTogether = 8;
 constexpr int kMaxAioContexts = 4;
-std::atomic<int> liveAioContexts{0};
-struct AioContext {
-  aio_context_t ctx = 0;
-  bool failed = false;  // io_setup itself failed: this thread does not ask again
-  bool ok = false;
-  ~AioContext() { drop(); }
-  bool get() {
-    if (ok || failed) return ok;
-    if (liveAioContexts.fetch_add(1) >= kMaxAioContexts) {
-      liveAioContexts.fetch_sub(1);  // the cap: ask again at this thread's next request
-      return false;
+constexpr auto kAioRetryMs = std::chrono::milliseconds(60000);
+class AioPool {
+ public:
+  // A free context, or 0.
+  aio_context_t take() {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!free_.empty()) {
+      aio_context_t c = free_.back();
+      free_.pop_back();
+      return c;
     }
-    ok = ::syscall(SYS_io_setup, kMaxWritesTogether, &ctx) == 0;
-    if (!ok) {
-      failed = true;
-      liveAioContexts.fetch_sub(1);
+    if (live_ >= kMaxAioContexts || Clock::now() < retryAt_) return 0;
+    aio_context_t c = 0;
+    if (::syscall(SYS_io_setup, kMaxWritesTogether, &c) != 0) {
+      retryAt_ = Clock::now() + kAioRetryMs;
+      return 0;
     }
-    return ok;
+    live_++;
+    return c;
   }
-  // io_destroy waits for whatever is still in flight, so no write outlives its buffer.
-  void drop() {
-    if (!ok) return;
-    ::syscall(SYS_io_destroy, ctx);
-    ok = false;
-    liveAioContexts.fetch_sub(1);
+  // Every write submitted on it has completed.
+  void give(aio_context_t c) {
+    std::lock_guard<std::mutex> g(mu_);
+    free_.push_back(c);
+  }
+  // io_getevents failed on it (not expected): destroyed, which waits for what is in flight, so
+  // no write outlives its buffer.
+  void discard(aio_context_t c) {
+    ::syscall(SYS_io_destroy, c);
+    std::lock_guard<std::mutex> g(mu_);
+    live_--;
+  }
+  int live() {
+    std::lock_guard<std::mutex> g(mu_);
+    return live_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<aio_context_t> free_;
+  int live_ = 0;
+  Clock::time_point retryAt_{};
+};
+AioPool& aioPool() {
+  static AioPool* p = new AioPool();  // never destroyed: detached threads use it
+  return *p;
+}
+// A context taken for one CompareWrite's writes, given back when they are done.
+struct AioLease {
+  aio_context_t ctx;
+  explicit AioLease(aio_context_t c) : ctx(c) {}
+  ~AioLease() {
+    if (ctx) aioPool().give(ctx);
+  }
+  AioLease(const AioLease&) = delete;
+  AioLease& operator=(const AioLease&) = delete;
+  void discard() {
+    aioPool().discard(ctx);
+    ctx = 0;
   }
 };
-thread_local AioContext threadAio;
 
 }  // namespace
 
 IoThreadCounts testIoThreads() {
   IoThreadCounts c = threadPark().counts();
-  c.aioContexts = liveAioContexts.load();
+  c.aioContexts = aioPool().live();
   return c;
 }
 
@@ -949,7 +987,8 @@ int Handle::writeAll(const std::shared_ptr<Request>& req, int fd, char* data, ui
   };
   // One write, a page-cache fallback (AIO would run it inside io_submit anyway) or no context:
   // one after the other. A request past its deadline starts no further write.
-  if (n < 2 || n > static_cast<size_t>(kMaxWritesTogether) || !direct_ || aioRefused_.load() || !threadAio.get()) {
+  AioLease aio(n < 2 || n > static_cast<size_t>(kMaxWritesTogether) || !direct_ || aioRefused_.load() ? 0 : aioPool().take());
+  if (!aio.ctx) {
     for (size_t i = 0; i < n && !err; i++) {
       if (req->settled()) break;  // timed out: the caller went on without us
       ended(i, transfer(fd, false, data, writes[i].second, writes[i].first, &done));
@@ -975,7 +1014,7 @@ int Handle::writeAll(const std::shared_ptr<Request>& req, int fd, char* data, ui
   }
   long submitted = 0;
   while (submitted < static_cast<long>(n)) {
-    long r = ::syscall(SYS_io_submit, threadAio.ctx, static_cast<long>(n) - submitted, ptrs + submitted);
+    long r = ::syscall(SYS_io_submit, aio.ctx, static_cast<long>(n) - submitted, ptrs + submitted);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && submitted == 0 && (errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS)) aioRefused_.store(true);
     if (r <= 0) break;  // refused (EAGAIN; a file system without AIO): the rest below
@@ -992,12 +1031,12 @@ int Handle::writeAll(const std::shared_ptr<Request>& req, int fd, char* data, ui
   long got = 0;
   while (got < submitted) {
     struct io_event ev[kMaxWritesTogether];
-    long r = ::syscall(SYS_io_getevents, threadAio.ctx, submitted - got, submitted - got, ev, nullptr);
+    long r = ::syscall(SYS_io_getevents, aio.ctx, submitted - got, submitted - got, ev, nullptr);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
       // Not expected with a valid context; still, no write may outlive its buffer.
       if (!err) err = errno;
-      threadAio.drop();
+      aio.discard();
       break;
     }
     for (long k = 0; k < r; k++) {

@@ -14,6 +14,7 @@ import { JournalRow, LeaseRow, OwnerRow, StateStore, StoreHealth } from '../stat
 import { LeaseMode, LeaseSpec, OwnerRef, StorageOpener } from './types';
 import { FailedOwner, killDeadline, LeaseFailurePolicy } from './failure';
 import { currentBootId, JoinState, Lockspace, LockspaceSpec, RenewalReport } from './lockspace';
+import { Housekeeping } from './housekeeping';
 import { KeyedQueue } from './keyedqueue';
 import { RenewalRecord } from './renewals';
 import { identify, isSame, ProcessId, stillThere } from './process';
@@ -208,14 +209,12 @@ const MAX_HINTS = 4096;
  * close on its I/O thread): run once the reply is on its way, i.e. after the microtasks that
  * finish the request. Measured on a release: those two before the reply were ~0.3 ms of 1.2.
  */
-function afterReply(fn: () => void): void {
-  setImmediate(fn);
-}
-
 export class Agent {
   readonly lockspaces = new Map<string, Lockspace>();
   private readonly owners = new Map<string, OwnerState>();
   private readonly queue = new KeyedQueue();
+  /** After a reply: its log line, a release's record and close (see Housekeeping). */
+  private readonly housekeeping = new Housekeeping({ onError: (e) => this.o.log.error(`after a reply: ${(e as Error).stack ?? e}`) });
   /**
    * Lease-area read buffers (1-8 MiB) shared by all acquires, as sanlock reuses its iobufs: a
    * fresh buffer per read made V8 spend about half the agent's CPU on garbage collection
@@ -435,11 +434,13 @@ export class Agent {
         this.hints.delete(hintKey);
         try {
           opts.checkFile?.(storage);
-          const token = await acquireResource(
+          const tp = acquireResource(
             { storage, offset: s.offset, spaceName: s.lockspace, resourceName: s.resource, numHosts: this.o.numHosts },
             { hostId: lease.hostId, generation: lease.generation, ioTimeout: lease.ioTimeout },
             { clock: this.o.clock, liveness: ls.liveness(), lver: s.lver, mode: toMode(mode), cancel: deadline ? { deadlineMs: deadline } : undefined, iobufs: this.iobufs, hint },
           );
+          this.housekeeping.duringIo();
+          const token = await tp;
           // Holding it: does the path still name the file we leased? A host deleting lease
           // files (lockagent cleanup, virt-sanlock-cleanup) unlinks only while it holds the
           // lease, but our fd may be older than that unlink; then we hold a lease on a file
@@ -474,7 +475,8 @@ export class Agent {
             this.o.store.recordLease({ ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode, lver: token.lver, generation: lease.generation });
             if (op.id !== undefined) this.o.store.endOp(op.id);
           }), `recording the lease ${key(s)}`);
-          this.o.log.info(`acquired ${mode} lease ${key(s)} (${s.path}:${s.offset}) lver ${token.lver} for ${st.ref.name}`);
+          const lver = token.lver;
+          this.housekeeping.later(() => this.o.log.info(`acquired ${mode} lease ${key(s)} (${s.path}:${s.offset}) lver ${lver} for ${st.ref.name}`));
           const ms = (x: number) => x.toFixed(1);
           this.o.log.debug(`acquire ${key(s)}: join+journal ${ms(t1 - t0)} ms, open ${ms(t2 - t1)}, paxos+check+record ${ms(performance.now() - t2)}${hint ? ' (from release hint)' : ''}`);
           return held;
@@ -597,9 +599,11 @@ export class Agent {
           'the new file is left alone, the lease on the old one stays as it is');
       } else {
         h.token.res.storage = storage;
-        const hint = await releaseResource(h.token, { clock: this.o.clock, writesAfter: journalled });
+        const pr = releaseResource(h.token, { clock: this.o.clock, writesAfter: journalled });
+        this.housekeeping.duringIo();
+        const hint = await pr;
         if (hint) this.rememberHint(`${s.path}\0${s.offset}`, hint);
-        afterReply(() => this.o.log.info(`released ${s.mode} lease ${key(s)} of ${st.ref.name}`));
+        this.housekeeping.later(() => this.o.log.info(`released ${s.mode} lease ${key(s)} of ${st.ref.name}`));
       }
     } catch (e) {
       const rv = (e as LeaseError).rv;
@@ -622,7 +626,7 @@ export class Agent {
       }
     } finally {
       // Not awaited: the reply need not wait for the close's hand-off to the I/O thread.
-      if (storage) afterReply(() => void closeStorage(storage));
+      if (storage) this.housekeeping.later(() => void closeStorage(storage));
     }
     const op = await journalled;
     h.storage = undefined;
@@ -630,14 +634,16 @@ export class Agent {
     const forget = forgetIfEmpty && st.leases.size === 0 && this.owners.get(st.ref.uuid) === st;
     if (forget) this.owners.delete(st.ref.uuid);
     // Not awaited: the release is on disk and its journal entry committed, which is what a
-    // restart needs to know it was let go (recover()); the reply need not wait for this commit,
-    // which goes in with the next group, in order (StateStore.commit).
+    // restart needs to know it was let go (recover()). Queued now, so it goes in before any
+    // later write (a new acquire of the same lease); lazily, so it shares the next request's
+    // transaction, or goes in when the loop is quiet (StateStore.commit, Housekeeping).
     void this.o.store.commit(() => this.o.store.transaction(() => {
       if (keepRecord) this.o.store.markLeaseReleased(st.ref.uuid, s.lockspace, s.resource);
       else this.o.store.forgetLease(st.ref.uuid, s.lockspace, s.resource);
       if (forget) this.o.store.removeOwner(st.ref.uuid);
       if (op.id !== undefined) this.o.store.endOp(op.id);
-    }), `recording the release of ${key(s)}`);
+    }), `recording the release of ${key(s)}`, { lazy: true });
+    this.housekeeping.later(() => this.o.store.commitWaiting());
   }
 
   private rememberHint(k: string, hint: AcquireHint): void {
@@ -1044,6 +1050,8 @@ export class Agent {
     if (releaseAll) {
       for (const o of [...this.owners.values()]) await this.release(o.ref).catch(() => undefined);
     }
+    // The releases' records and closes: the store and the files are closed after us.
+    this.housekeeping.flush();
     for (const ls of this.lockspaces.values()) {
       const inUse = [...this.owners.values()].some((o) => [...o.leases.values()].some((l) => l.spec.lockspace === ls.name));
       // Never free the host_id while leases of it are held: others would treat them as free.

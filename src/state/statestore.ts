@@ -320,13 +320,32 @@ export class StateStore {
    * commit. Every commit costs a WAL write on the event loop; with concurrent clients one commit
    * now serves them all. As with write(), a write the database refuses is kept in memory and
    * retried: the promise resolves all the same (the operation goes on, degraded), never rejects.
+   *
+   * `lazy`: a record nothing waits for (a release's, after its reply) schedules no commit of
+   * its own: it goes in, in order, with the next group, with the next statement, or at
+   * commitWaiting(). A client that sends its next request at once then pays one transaction
+   * for both.
    */
-  commit(fn: () => void, doing = 'writing'): Promise<void> {
+  commit(fn: () => void, doing = 'writing', opts: { lazy?: boolean } = {}): Promise<void> {
     return new Promise((done) => {
       this.group.push({ fn, doing, done });
-      if (this.group.length === 1) setImmediate(() => this.commitGroup());
+      if (!opts.lazy && !this.groupArmed) {
+        this.groupArmed = true;
+        setImmediate(() => {
+          this.groupArmed = false;
+          this.commitGroup();
+        });
+      }
     });
   }
+
+  /** Commits the writes of commit() waiting (lazy ones included) now. */
+  commitWaiting(): void {
+    this.commitGroup();
+  }
+
+  /** A commit of the group is scheduled (setImmediate). */
+  private groupArmed = false;
 
   /** Commit the writes of commit() waiting so far (no-op when none). */
   private commitGroup(): void {

@@ -195,6 +195,40 @@ describe('StateStore.commit: the writes of one tick share one transaction', () =
   });
 });
 
+describe('StateStore.commit lazy: a record nothing waits for', () => {
+  it('schedules no commit of its own; goes in first with the next group, a statement, or commitWaiting()', async () => {
+    const s = new StateStore(':memory:');
+    const db = (s as unknown as { db: Database.Database }).db;
+    const order: string[] = [];
+    const w = (uuid: string) => () => {
+      order.push(`${uuid}${db.inTransaction ? '' : ' (own)'}`);
+      s.upsertOwner({ uuid, name: uuid });
+    };
+    let lazyDone = false;
+    void s.commit(w('lazy1'), 'writing', { lazy: true }).then(() => { lazyDone = true; });
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(order).toEqual([]); // nothing committed it: no tick of its own
+    expect(lazyDone).toBe(false);
+    // The next request's commit carries it, before its own write, in one transaction.
+    await s.commit(w('next'));
+    expect(order).toEqual(['lazy1', 'next']);
+    expect(lazyDone).toBe(true);
+
+    order.length = 0;
+    void s.commit(w('lazy2'), 'writing', { lazy: true });
+    s.commitWaiting();
+    expect(order).toEqual(['lazy2 (own)']);
+
+    order.length = 0;
+    void s.commit(w('lazy3'), 'writing', { lazy: true });
+    expect(s.owners().map((o) => o.uuid)).toEqual(['lazy1', 'lazy2', 'lazy3', 'next']); // a read sees it
+    void s.commit(w('lazy4'), 'writing', { lazy: true });
+    s.close(); // and close does not lose it
+    expect(order).toEqual(['lazy3 (own)', 'lazy4 (own)']);
+  });
+});
+
 describe('default host name', () => {
   const id = (m: string, p?: string) => machineIdentity((f) => {
     if (f === '/etc/machine-id') return `${m}\n`;
