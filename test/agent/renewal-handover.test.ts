@@ -72,8 +72,9 @@ describe('renewals handed to the I/O thread', () => {
       for (const [at] of handedOver) expect(at).toMatchObject({ nextInMs: 2500 });
       // sanlock's cadence: 2·io + 0.5 s apart (whole seconds on disk)
       for (let i = 1; i < list.length; i++) expect(list[i].timestamp - list[i - 1].timestamp).toBeGreaterThanOrEqual(2);
-      // read_ms is the I/O's own time (from its start, measured by its thread), not the wait for it
-      expect(Math.max(...list.map((r) => r.readMs))).toBeLessThan(200);
+      // read_ms is the I/O's own time (from its start, measured by its thread), not the 2.5-s wait
+      // for it (bounded below io_timeout, so a loaded CI machine's slow read is no failure)
+      expect(Math.max(...list.map((r) => r.readMs))).toBeLessThan(900);
       expect(ourSector(p).timestamp).toBe(list[list.length - 1].timestamp);
       // the timeline check: neither run nor armed while renewals succeed
       expect(checks).not.toHaveBeenCalled();
