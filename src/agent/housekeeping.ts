@@ -7,14 +7,14 @@
  * and the event loop was then busy with the last one's log line (~0.15 ms in winston), SQLite
  * commit (~0.15 ms) and close. So it waits until the event loop would only wait anyway: a
  * storage request has just been handed to its I/O thread (`duringIo`, called by the request's
- * caller), or nothing has come for `idleMs`. A slice of at most `sliceMs` runs at a time; the
- * rest waits for the next chance. Order is kept.
+ * caller), or `idleMs` after the first of it was queued when none came. A slice of at most
+ * `sliceMs` runs at a time; the rest waits for the next chance. Order is kept.
  *
- * Measured (scripts/bench throughput's release after a hold, docs/benchmarks.md): the release's
- * latency against sanlock's went from 2.4× to 2.0×.
+ * Measured: docs/benchmarks.md, thirteenth round (a release after a hold 2.0× sanlock's against
+ * 2.4× in an A/B, within the noise of later runs).
  */
 export interface HousekeepingOptions {
-  /** Runs what is waiting when nothing else came for this long. */
+  /** Runs what waits this long after the first of it was queued, when no storage request came. */
   idleMs?: number;
   /** One run stops after this much time, the rest waiting for the next chance. */
   sliceMs?: number;
