@@ -1017,6 +1017,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("_testWatchdogWakeups", Napi::Function::New(env, TestWatchdogWakeups));
   exports.Set("_testIoThreads", Napi::Function::New(env, TestIoThreads));
   exports.Set("deltaQuickScan", Napi::Function::New(env, DeltaQuickScan));
+  // How early a scheduled request may start (kStartSlack): the storage contract's
+  // SCHEDULE_SLACK_MS restates it, and a test holds the two equal.
+  exports.Set("scheduleSlackMs",
+              Napi::Number::New(env, static_cast<double>(std::chrono::duration_cast<std::chrono::milliseconds>(kStartSlack).count())));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
   exports.Set("dropCleanFilePages", Napi::Function::New(env, DropCleanFilePages, "dropCleanFilePages"));

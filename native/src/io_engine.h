@@ -47,7 +47,8 @@ constexpr int kParkMs = 60000;
 // How far from its start time a scheduled request may start: a thread that wakes by itself
 // about then (waiting for the next of a series, Request::nextIn) starts it then, rather than
 // being woken to wait (Handle::submitAt) or waiting again for the rest. The caller's times come
-// from its own whole-millisecond clock reads. Restated from SCHEDULE_SLACK_MS (src/lease/storage.ts).
+// from its own whole-millisecond clock reads. SCHEDULE_SLACK_MS (src/lease/storage.ts) restates
+// it as the storage contract; the addon exports it (scheduleSlackMs) and a test holds them equal.
 constexpr auto kStartSlack = std::chrono::milliseconds(2);
 constexpr size_t kMaxParkedThreads = 4;
 constexpr size_t kBufferAlignment = 4096;

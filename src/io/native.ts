@@ -102,6 +102,8 @@ export interface NativeBinding {
   _testInjectStall(path: string, offset: number, ms: number, count: number): void;
   /** Test hook: how many times the I/O engine's deadline watchdog thread has woken up. */
   _testWatchdogWakeups?(): number;
+  /** How early a scheduled request may start (io_engine's kStartSlack; SCHEDULE_SLACK_MS restates it). */
+  scheduleSlackMs?: number;
   /** Test hook: handle threads created so far, and spare ones parked now (io_engine's ThreadPark). */
   _testIoThreads?(): { created: number; parked: number; aioContexts: number };
   /** One datagram to systemd's $NOTIFY_SOCKET (path or @abstract); `fd` goes along as SCM_RIGHTS. */

@@ -92,7 +92,8 @@ export interface StartWindow {
 /**
  * How much earlier than `startInMs` a storage may start a scheduled request (its I/O thread,
  * waking by itself about then, starts it rather than sleeping again for the rest). What it
- * writes carries the time it really started (SectorStamp).
+ * writes carries the time it really started (SectorStamp). The native addon's kStartSlack, which
+ * it exports as `scheduleSlackMs` (test/native/directio-writeifunchanged.test.ts holds them equal).
  */
 export const SCHEDULE_SLACK_MS = 2;
 

@@ -342,6 +342,10 @@ describe('DirectFile.readCompareWriteAt (a scheduled request)', () => {
   const ms = () => Number(process.hrtime.bigint() / 1000000n);
   const window = (startInMs: number, latestStartInMs = startInMs + 5000) => ({ startInMs, latestStartInMs });
 
+  it('may start SCHEDULE_SLACK_MS early: the storage contract states the addon\'s own slack', () => {
+    expect(loadNative().scheduleSlackMs).toBe(SCHEDULE_SLACK_MS);
+  });
+
   it('starts at its time, not before, while requests submitted meanwhile go ahead of it', async () => {
     const p = area('at-time');
     const f = await DirectFile.open(p);
