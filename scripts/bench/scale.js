@@ -215,16 +215,22 @@ c.runMain('scale', async (args) => {
       const r0 = { la: c.threadRunTimes(agent.pid), sl: c.threadRunTimes(sanlock.pid) };
       await c.sleep(P.window * 1000);
       const s1 = { la: c.procSample(agent.pid), sl: c.procSample(sanlock.pid) };
-      const run = { la: c.runTimeBetween(r0.la, c.threadRunTimes(agent.pid)), sl: c.runTimeBetween(r0.sl, c.threadRunTimes(sanlock.pid)) };
+      const r1 = { la: c.threadRunTimes(agent.pid), sl: c.threadRunTimes(sanlock.pid) };
+      const run = { la: c.runTimeBetween(r0.la, r1.la), sl: c.runTimeBetween(r0.sl, r1.sl) };
+      // the main thread apart from the others (our event loop against sanlock's main loop; the
+      // rest: our I/O threads, sanlock's lockspace thread): where an idle daemon's CPU goes
+      const mainMs = (k, pid) => 1000 * ((r1[k].get(String(pid)) ?? 0) - (r0[k].get(String(pid)) ?? 0));
       const laR = (await agent.call({ op: 'renewals', lockspace: la.ls })).renewals.filter((x) => x.timestamp >= t0);
       const slOut = await sanlock.client(['renewal', '-s', sl.ls]);
       const slR = parseRenewals(slOut.out).filter((x) => x.timestamp >= t0);
       const sum = (r, k) => ({ n: r.length, readMs: pct(r.map((x) => x.readMs), 0.5), writeMs: pct(r.map((x) => x.writeMs), 0.5), totalMax: Math.max(...r.map((x) => x.readMs + x.writeMs)) });
       // the threads' run time (ns-precise): a 20-s window of an idle daemon is a few clock ticks
       const cpu = (k) => (100 * run[k]) / ((s1[k].t - s0[k].t) / 1000);
-      const o = { lockagent: { ...sum(laR), cpuPct: cpu('la') }, sanlock: { ...sum(slR), cpuPct: cpu('sl') } };
-      c.log(`${label}: lockagent ${o.lockagent.n} renewals read p50 ${o.lockagent.readMs} ms, CPU ${o.lockagent.cpuPct.toFixed(2)} %; ` +
-        `sanlock ${o.sanlock.n} renewals read p50 ${o.sanlock.readMs} ms, CPU ${o.sanlock.cpuPct.toFixed(2)} %`);
+      const threads = (k, pid) => ({ mainMs: c.round(mainMs(k, pid)), otherMs: c.round(1000 * run[k] - mainMs(k, pid)) });
+      const o = { lockagent: { ...sum(laR), cpuPct: cpu('la'), ...threads('la', agent.pid) }, sanlock: { ...sum(slR), cpuPct: cpu('sl'), ...threads('sl', sanlock.pid) } };
+      const ms = (x) => `${x.mainMs} ms main thread + ${x.otherMs} others`;
+      c.log(`${label}: lockagent ${o.lockagent.n} renewals read p50 ${o.lockagent.readMs} ms, CPU ${o.lockagent.cpuPct.toFixed(3)} % (${ms(o.lockagent)}); ` +
+        `sanlock ${o.sanlock.n} renewals read p50 ${o.sanlock.readMs} ms, CPU ${o.sanlock.cpuPct.toFixed(3)} % (${ms(o.sanlock)})`);
       return o;
     };
     // Steady state: the window starts once the agent is past its start. For its first ~30 s
