@@ -210,6 +210,12 @@ c.runMain('scale', async (args) => {
     const agent = new c.AgentDaemon(path.join(d, 'agent'), { lockspaces: [`${la.ls}:1:${la.lsFile}:0`] });
     await Promise.all([sanlock.py(['join', sl.ls, '1', sl.lsFile, '1']), agent.start()]);
     const window = async (label) => {
+      // The last window's queries (our `renewals` call, sanlock's `client renewal`) are control
+      // requests: ours arms the idle memory check (src/daemon/memtrim.ts), which runs 2.5 and
+      // 5 s later (then the agent is quiet again). Inside the next window it put a request's
+      // cost into an idle daemon's figure (windows up to ~15 % above the others); it runs
+      // before this one.
+      await c.sleep(smoke ? 0 : 6000);
       const t0 = c.monotime();
       const s0 = { la: c.procSample(agent.pid), sl: c.procSample(sanlock.pid) };
       const r0 = { la: c.threadRunTimes(agent.pid), sl: c.threadRunTimes(sanlock.pid) };
