@@ -232,9 +232,10 @@ c.runMain('scale', async (args) => {
       const sum = (r, k) => ({ n: r.length, readMs: pct(r.map((x) => x.readMs), 0.5), writeMs: pct(r.map((x) => x.writeMs), 0.5), totalMax: Math.max(...r.map((x) => x.readMs + x.writeMs)) });
       // the threads' run time (ns-precise): a 20-s window of an idle daemon is a few clock ticks
       const cpu = (k) => (100 * run[k]) / ((s1[k].t - s0[k].t) / 1000);
-      const threads = (k, pid) => ({ mainMs: c.round(mainMs(k, pid)), otherMs: c.round(1000 * run[k] - mainMs(k, pid)) });
-      const o = { lockagent: { ...sum(laR), cpuPct: cpu('la'), ...threads('la', agent.pid) }, sanlock: { ...sum(slR), cpuPct: cpu('sl'), ...threads('sl', sanlock.pid) } };
-      const ms = (x) => `${x.mainMs} ms main thread + ${x.otherMs} others`;
+      // per renewal too: a 20-s window holds 8 or 9 of either daemon's renewals (2.5 s apart)
+      const threads = (k, pid, n) => ({ mainMs: c.round(mainMs(k, pid)), otherMs: c.round(1000 * run[k] - mainMs(k, pid)), msPerRenewal: n ? c.round((1000 * run[k]) / n, 3) : undefined });
+      const o = { lockagent: { ...sum(laR), cpuPct: cpu('la'), ...threads('la', agent.pid, laR.length) }, sanlock: { ...sum(slR), cpuPct: cpu('sl'), ...threads('sl', sanlock.pid, slR.length) } };
+      const ms = (x) => `${x.mainMs} ms main thread + ${x.otherMs} others, ${x.msPerRenewal} ms per renewal`;
       c.log(`${label}: lockagent ${o.lockagent.n} renewals read p50 ${o.lockagent.readMs} ms, CPU ${o.lockagent.cpuPct.toFixed(3)} % (${ms(o.lockagent)}); ` +
         `sanlock ${o.sanlock.n} renewals read p50 ${o.sanlock.readMs} ms, CPU ${o.sanlock.cpuPct.toFixed(3)} % (${ms(o.sanlock)})`);
       return o;
@@ -276,6 +277,9 @@ c.runMain('scale', async (args) => {
       many.lockagent.cpuPct, many.sanlock.cpuPct);
     metrics.push(c.metric('scale.hosts.cpu.steady', `daemon CPU with ${h} live hosts, a minute after the window above (${P.windows} windows of ${P.window} s)`, '% of one CPU',
       cpuRuns(steadyWs, 'lockagent'), cpuRuns(steadyWs, 'sanlock')));
+    const perRenewal = (ws, k) => ws.map((x) => x[k].msPerRenewal).filter((x) => x !== undefined);
+    metrics.push(c.metric('scale.hosts.cpu.renewal', `daemon CPU per renewal (all threads' run time in a window / its renewals) with ${h} live hosts, steady state`, 'ms',
+      perRenewal(steadyWs, 'lockagent'), perRenewal(steadyWs, 'sanlock')));
     extra.hosts = { alone: aloneWs, many, steady: steadyWs, writerCpuSeconds: writerCpu };
     await agent.stop();
     await sanlock.stop();
