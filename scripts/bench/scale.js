@@ -250,7 +250,8 @@ c.runMain('scale', async (args) => {
       return ws;
     };
     const aloneWs = await windows('1 live host');
-    const alone = aloneWs[0];
+    // for the label: renewal time p50 with 1 live host, the median over its windows
+    const aloneRenewal = (k) => pct(aloneWs.map((x) => x[k].readMs + x[k].writeMs), 0.5);
     const w = spawn(process.execPath, [path.join(__dirname, 'lib', 'hostwriter.js'), c.dist(), '2000', '2', String(P.hosts),
       `${la.ls}:${la.lsFile}:1`, `${sl.ls}:${sl.lsFile}:1`], { stdio: ['ignore', 'pipe', 'inherit'] });
     const we = c.track({ pid: w.pid, name: 'hostwriter' });
@@ -266,7 +267,7 @@ c.runMain('scale', async (args) => {
     c.untrack(we);
     w.kill('SIGTERM');
     const h = P.hosts;
-    one('scale.hosts.renewal', `renewal time p50 (read + write ms) with ${h} live hosts (1 host: lockagent ${alone.lockagent.readMs + alone.lockagent.writeMs}, sanlock ${alone.sanlock.readMs + alone.sanlock.writeMs})`, 'ms',
+    one('scale.hosts.renewal', `renewal time p50 (read + write ms) with ${h} live hosts (1 host: lockagent ${aloneRenewal('lockagent')}, sanlock ${aloneRenewal('sanlock')})`, 'ms',
       many.lockagent.readMs + many.lockagent.writeMs, many.sanlock.readMs + many.sanlock.writeMs);
     one('scale.hosts.renewal.max', `longest renewal (read + write ms) in the ${P.window} s window, ${h} live hosts`, 'ms', many.lockagent.totalMax, many.sanlock.totalMax,
       { target: '≤ io_timeout (1000 ms)', pass: (a) => a.median <= 1000 });

@@ -47,6 +47,8 @@ export interface AgentOptions {
   fence?: AgentFence;
   /** Host slots the first read of an acquire expects (config max_hosts; ResourceLocation.numHosts). */
   numHosts?: number;
+  /** What runs after a reply, and when (tests hold it back); default a Housekeeping of its own. */
+  housekeeping?: Housekeeping;
 }
 
 /** What the agent tells the fencing guard client (src/agent/guard.ts GuardClient). */
@@ -213,7 +215,7 @@ export class Agent {
    * is on its way, at a quiet moment (Housekeeping). Before the reply they were ~0.3 ms of a
    * release's 1.2 ms; right after it, in front of the client's next request.
    */
-  private readonly housekeeping = new Housekeeping({ onError: (e) => this.o.log.error(`after a reply: ${(e as Error).stack ?? e}`) });
+  private readonly housekeeping: Housekeeping;
   /**
    * Lease-area read buffers (1-8 MiB) shared by all acquires, as sanlock reuses its iobufs: a
    * fresh buffer per read made V8 spend about half the agent's CPU on garbage collection
@@ -233,7 +235,10 @@ export class Agent {
   private ownerWatch?: NodeJS.Timeout;
 
   constructor(private readonly o: AgentOptions) {
-    this.openStorage = o.openStorage ?? ((p, so) => FileLeaseStorage.open(p, so));
+    this.housekeeping = o.housekeeping ?? new Housekeeping({ onError: (e) => this.o.log.error(`after a reply: ${(e as Error).stack ?? e}`) });
+    // Every request in flight (an acquire's, a release's, a renewal's) is a chance for it.
+    const onSubmit = () => this.housekeeping.duringIo();
+    this.openStorage = o.openStorage ?? ((p, so) => FileLeaseStorage.open(p, { ...so, onSubmit }));
     this.identifyPath = o.identifyPath ?? identifyByOpen;
   }
 
@@ -433,13 +438,11 @@ export class Agent {
         this.hints.delete(hintKey);
         try {
           opts.checkFile?.(storage);
-          const tp = acquireResource(
+          const token = await acquireResource(
             { storage, offset: s.offset, spaceName: s.lockspace, resourceName: s.resource, numHosts: this.o.numHosts },
             { hostId: lease.hostId, generation: lease.generation, ioTimeout: lease.ioTimeout },
             { clock: this.o.clock, liveness: ls.liveness(), lver: s.lver, mode: toMode(mode), cancel: deadline ? { deadlineMs: deadline } : undefined, iobufs: this.iobufs, hint },
           );
-          this.housekeeping.duringIo();
-          const token = await tp;
           // Holding it: does the path still name the file we leased? A host deleting lease
           // files (lockagent cleanup, virt-sanlock-cleanup) unlinks only while it holds the
           // lease, but our fd may be older than that unlink; then we hold a lease on a file
@@ -598,9 +601,7 @@ export class Agent {
           'the new file is left alone, the lease on the old one stays as it is');
       } else {
         h.token.res.storage = storage;
-        const pr = releaseResource(h.token, { clock: this.o.clock, writesAfter: journalled });
-        this.housekeeping.duringIo();
-        const hint = await pr;
+        const hint = await releaseResource(h.token, { clock: this.o.clock, writesAfter: journalled });
         if (hint) this.rememberHint(`${s.path}\0${s.offset}`, hint);
         this.housekeeping.later(() => this.o.log.info(`released ${s.mode} lease ${key(s)} of ${st.ref.name}`));
       }

@@ -6,8 +6,9 @@
  * client releasing its leases one by one sends the next release as soon as it has the reply,
  * and the event loop was then busy with the last one's log line (~0.15 ms in winston), SQLite
  * commit (~0.15 ms) and close. So it waits until the event loop would only wait anyway: a
- * storage request has just been handed to its I/O thread (`duringIo`, called by the request's
- * caller), or `idleMs` after the first of it was queued when none came. A slice of at most
+ * storage request has just been handed to its I/O thread (`duringIo`, which the agent's lease
+ * files call on every submit: OpenLeaseStorageOptions.onSubmit), or `idleMs` after the first of
+ * it was queued when none came. A slice of at most
  * `sliceMs` runs at a time; the rest waits for the next chance. Order is kept.
  *
  * Measured: docs/benchmarks.md, thirteenth round (a release after a hold 2.0× sanlock's against

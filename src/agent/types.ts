@@ -35,8 +35,9 @@ export interface LeaseSpec {
 /**
  * Opens a lease or lockspace file for the agent (FileLeaseStorage.open; tests and the simulation
  * pass their own). keepThreadMs: how long the file's idle I/O thread waits for its next request.
+ * onSubmit: called each time a request is in flight (OpenLeaseStorageOptions.onSubmit).
  */
-export type StorageOpener = (path: string, opts?: { keepThreadMs?: number }) => Promise<LeaseStorage>;
+export type StorageOpener = (path: string, opts?: { keepThreadMs?: number; onSubmit?: () => void }) => Promise<LeaseStorage>;
 
 /**
  * A domain as libvirt's lock manager describes it to a lock driver (src/locking/domain_lock.c):

@@ -16,6 +16,11 @@ export interface OpenLeaseStorageOptions {
   timeoutMs?: number;
   /** how long an idle I/O thread of the file waits for its next request (DirectFile) */
   keepThreadMs?: number;
+  /**
+   * Called each time a request has been handed to the file's I/O thread: the event loop would
+   * now only wait, and work that could wait can run (the agent's Housekeeping).
+   */
+  onSubmit?: () => void;
 }
 
 export interface StorageInfo {
@@ -35,7 +40,7 @@ export class FileLeaseStorage implements LeaseStorage {
   readonly holdsWrites = true;
   private closed = false;
 
-  private constructor(private readonly file: DirectFile, readonly readOnly: boolean) {
+  private constructor(private readonly file: DirectFile, readonly readOnly: boolean, private readonly onSubmit?: () => void) {
     this.id = file.path;
   }
 
@@ -43,7 +48,7 @@ export class FileLeaseStorage implements LeaseStorage {
     const readOnly = opts.readOnly ?? false;
     try {
       const file = await DirectFile.open(path, { readOnly, timeoutMs: opts.timeoutMs, keepThreadMs: opts.keepThreadMs });
-      return new FileLeaseStorage(file, readOnly);
+      return new FileLeaseStorage(file, readOnly, opts.onSubmit);
     } catch (err) {
       if (isIoTimeout(err)) {
         throw new LeaseError(SANLK.AIO_TIMEOUT, `opening ${path} did not complete within ${opts.timeoutMs ?? '?'} ms`);
@@ -89,7 +94,9 @@ export class FileLeaseStorage implements LeaseStorage {
    * (`what` is called only then: no message is built for the I/Os that complete).
    */
   private timed<T>(what: () => string, timeoutMs: number, io: () => Promise<T>): Promise<T> {
-    return io().catch((err: unknown) => {
+    const p = io();
+    this.onSubmit?.();
+    return p.catch((err: unknown) => {
       if (isIoTimeout(err)) throw new LeaseError(SANLK.AIO_TIMEOUT, `${what()} on ${this.id} did not complete within ${timeoutMs} ms`);
       throw err;
     });

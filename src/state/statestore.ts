@@ -267,7 +267,7 @@ export class StateStore {
 
   close(): void {
     clearTimeout(this.retryTimer);
-    this.commitGroup();
+    this.commitWaiting();
     try {
       this.flush();
     } catch { /* reported by flush */ }
@@ -297,7 +297,7 @@ export class StateStore {
    * every few seconds, so the database ends up telling what the disk tells.
    */
   write(fn: () => void, doing = 'writing'): void {
-    this.commitGroup(); // writes reach the database in the order they were asked for
+    this.commitWaiting(); // writes reach the database in the order they were asked for
     if (!this.queue.length) {
       try {
         fn();
@@ -333,22 +333,17 @@ export class StateStore {
         this.groupArmed = true;
         setImmediate(() => {
           this.groupArmed = false;
-          this.commitGroup();
+          this.commitWaiting();
         });
       }
     });
   }
 
-  /** Commits the writes of commit() waiting (lazy ones included) now. */
-  commitWaiting(): void {
-    this.commitGroup();
-  }
-
   /** A commit of the group is scheduled (setImmediate). */
   private groupArmed = false;
 
-  /** Commit the writes of commit() waiting so far (no-op when none). */
-  private commitGroup(): void {
+  /** Commits the writes of commit() waiting so far, lazy ones included (no-op when none). */
+  commitWaiting(): void {
     if (!this.group.length) return;
     const g = this.group;
     this.group = [];
@@ -412,7 +407,7 @@ export class StateStore {
   /** Run a statement, turning its failure into a StateStoreError that names the path and the remedy. */
   private guard<T>(fn: () => T, doing = 'writing'): T {
     // A statement outside the group sees (and follows) the writes already asked for.
-    if (this.depth === 0) this.commitGroup();
+    if (this.depth === 0) this.commitWaiting();
     this.depth++;
     try {
       const r = fn();

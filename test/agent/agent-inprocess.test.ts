@@ -3,6 +3,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { Agent, SPARE_ACQUIRES } from '../../src/agent/agent';
 import { FailedOwner } from '../../src/agent/failure';
+import { Housekeeping } from '../../src/agent/housekeeping';
 import { ensureLockspaceFile } from '../../src/agent/lockspacefile';
 import { DirectFile } from '../../src/io/directio';
 import { FileLeaseStorage } from '../../src/io/file-storage';
@@ -159,18 +160,25 @@ describe('two agents over one lease directory (real files, O_DIRECT, io_timeout 
     expect(failures).toEqual([]);
   }, 60000);
 
-  it('a release\'s record, committed after its reply, never overtakes a new acquire of the lease; alone it goes in when the loop is quiet', async () => {
+  it('a release\'s record, committed after its reply, never overtakes a new acquire of the lease, even with the work after replies held back', async () => {
     await initResource(join(dir, 'disk-r'), 'disk-r');
     const lease = { lockspace: LS, resource: 'disk-r', path: join(dir, 'disk-r'), offset: 0 };
     const store = new StateStore(join(dir, 'state8.db'));
-    const a = new Agent({ clock: systemClock, log: memoryLogger(), store, hostName: 'node-h', policy: { onLeaseFailure: async (o) => { failures.push(o); } } });
+    // Nothing that waits for a quiet moment runs until flush(): the release's record must not
+    // depend on it (were it queued there, the re-acquire's record would go in first and the
+    // release's would then mark the re-acquired lease released).
+    class HeldBack extends Housekeeping {
+      override duringIo(): void { /* held back */ }
+    }
+    const hk = new HeldBack({ idleMs: 3_600_000 });
+    const a = new Agent({ clock: systemClock, log: memoryLogger(), store, hostName: 'node-h', policy: { onLeaseFailure: async (o) => { failures.push(o); } }, housekeeping: hk });
     a.addLockspace({ name: LS, hostId: 8, path: join(dir, LS), offset: 0, ioTimeout: 1 });
     agents.push(a);
     // What another process (lockagent who, an operator's sqlite3) sees: the file, not our connection.
     const rowsOnFile = () => {
       const other = new StateStore(join(dir, 'state8.db'));
       try {
-        return other.leases('vm-r').map((r) => r.resource);
+        return other.leases('vm-r').map((r) => ({ resource: r.resource, held: r.held }));
       } finally {
         other.close();
       }
@@ -181,13 +189,36 @@ describe('two agents over one lease directory (real files, O_DIRECT, io_timeout 
       await a.release(owner, [lease], { keepRecord: true });
       // At once, as a client sends its next request: the release's record still waits.
       await a.acquire(owner, [lease], { timeoutMs: 20000 });
-      expect(rowsOnFile()).toEqual(['disk-r']);
+      // The work after both replies runs only now, after the re-acquire's record.
+      expect(hk.pending).toBeGreaterThan(0);
+      hk.flush();
+      expect(rowsOnFile()).toEqual([{ resource: 'disk-r', held: 1 }]);
       expect(store.leases('vm-r')).toMatchObject([{ resource: 'disk-r', held: 1 }]);
       await a.release(owner);
     }
-    await new Promise((r) => setTimeout(r, 50)); // quiet: the last release's record goes in
+    hk.flush();
     expect(rowsOnFile()).toEqual([]);
     expect(store.pendingOps()).toEqual([]);
+    expect(failures).toEqual([]);
+  }, 60000);
+
+  it('a release\'s record alone goes in when the loop is quiet', async () => {
+    await initResource(join(dir, 'disk-q'), 'disk-q');
+    const lease = { lockspace: LS, resource: 'disk-q', path: join(dir, 'disk-q'), offset: 0 };
+    const a = mk(9, 'node-q');
+    const owner = { uuid: 'vm-q', name: 'vmQ' };
+    await a.acquire(owner, [lease], { timeoutMs: 20000 });
+    await a.release(owner);
+    const onFile = () => {
+      const other = new StateStore(join(dir, 'state9.db'));
+      try {
+        return other.leases('vm-q').length;
+      } finally {
+        other.close();
+      }
+    };
+    await new Promise((r) => setTimeout(r, 50));
+    expect(onFile()).toBe(0);
     expect(failures).toEqual([]);
   }, 60000);
 });

@@ -134,6 +134,33 @@ describe('DirectFile.writeIfUnchanged', () => {
       await s.close();
     }
   });
+
+  it('tells onSubmit of each request once it is in flight (the agent\'s housekeeping runs then), never of a refused one', async () => {
+    const p = path.join(dir, 'submits');
+    fs.writeFileSync(p, Buffer.concat([sector(1), sector(1)]));
+    let submits = 0;
+    const s = await FileLeaseStorage.open(p, { onSubmit: () => submits++ });
+    const ro = await FileLeaseStorage.open(p, { readOnly: true, onSubmit: () => submits++ });
+    try {
+      expect(submits).toBe(0); // opening is not a request
+      const pending = [
+        s.read(0, 512, 1000),
+        s.readInto(0, Buffer.alloc(512), 1000),
+        s.write(512, sector(2), 1000),
+        s.writeIfUnchanged(0, sector(1), [{ offset: 512, data: sector(3) }], 1000),
+        s.readCompareWrite(0, Buffer.alloc(1024), 0, sector(1), [{ offset: 512, data: sector(4) }], 1000),
+      ];
+      expect(submits).toBe(5); // counted as each was handed over, before any completed
+      await Promise.all(pending);
+      await expect(ro.write(0, sector(9), 1000)).rejects.toThrow(/read-only/);
+      expect(submits).toBe(5);
+    } finally {
+      await s.close();
+      await ro.close();
+    }
+    await expect(s.read(0, 512, 1000)).rejects.toThrow(/closed/);
+    expect(submits).toBe(5);
+  });
 });
 
 // readCompareWrite: a renewal's area read and its sector write as one request
