@@ -1,8 +1,12 @@
+import { Cron, CronOptions } from 'croner';
 import { closeSync, constants as fsc, fstatSync, openSync, readSync } from 'fs';
 import { isIP } from 'net';
+import { MAX_HOST_ID } from '../ondisk/constants';
+import { geometryFor } from '../ondisk/sizes';
 import { GROUP_FILE, lookupId, PASSWD_FILE } from './accounts';
 import { ConfEntry, ConfSyntaxError, ConfValue, parseConfText } from './confsyntax';
 import { nearest } from './nearest';
+import { LockspaceArg, parseLockspaceArg } from './sanlockargs';
 
 /**
  * /etc/lockagent.conf: the keys of libvirt's qemu-sanlock.conf with libvirt's meaning and
@@ -40,6 +44,7 @@ export interface AgentConfig {
    * geometry's max_hosts. Also what the first read of an acquire is sized for.
    */
   maxHosts: number;
+  /** LOCKSPACE:HOST_ID:PATH:OFFSET entries, as written (configLockspaces: parsed) */
   lockspaces: string[];
   cleanupSchedule: string;
   cleanupMinAge: number;
@@ -232,7 +237,9 @@ export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH): LoadRes
     if (e instanceof ConfSyntaxError) throw new ConfigError(e.message);
     throw e;
   }
-  const seen = new Set<string>();
+  /** the line each key was set on, for the checks after the loop */
+  const lines = new Map<string, number>();
+  const at = (key: string) => (lines.has(key) ? `${source}:${lines.get(key)}` : source);
   let requireGiven = false;
   let fencingGiven = false;
   for (const e of entries) {
@@ -246,8 +253,11 @@ export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH): LoadRes
       const near = nearest(e.key, Object.keys(KEYS));
       throw new ConfigError(`${where}: unknown key "${e.key}"${near ? `; did you mean "${near}"?` : ''}`);
     }
-    if (seen.has(e.key)) warnings.push(`${where}: ${e.key} is set more than once; the last value wins`);
-    seen.add(e.key);
+    // libvirt's qemu-sanlock.conf reader takes the first value, a last-wins reader the last:
+    // which one was meant is the operator's to say.
+    const first = lines.get(e.key);
+    if (first !== undefined) throw new ConfigError(`${where}: ${e.key} is set more than once (first at line ${first}); keep one`);
+    lines.set(e.key, e.line);
     if (e.key === 'require_lease_for_disks') requireGiven = true;
     if (e.key === 'fencing') fencingGiven = true;
     (cfg as unknown as Record<string, unknown>)[spec.field] = convert(e.key, spec, e, where);
@@ -258,39 +268,104 @@ export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH): LoadRes
   if (!fencingGiven && cfg.useWatchdog) cfg.fencing = 'wdmd';
   if (cfg.ioTimeout === 0) cfg.ioTimeout = 10;
   if (cfg.sectorSize === 512 && cfg.alignSize !== 1048576) {
-    throw new ConfigError(`${source}: sector_size = 512 only allows align_size = "1M" (sanlock's valid pairs: 512/1M, 4096/1M, 4096/2M, 4096/4M, 4096/8M)`);
+    throw new ConfigError(`${at('align_size')}: sector_size = 512 only allows align_size = "1M" (sanlock's valid pairs: 512/1M, 4096/1M, 4096/2M, 4096/4M, 4096/8M)`);
   }
-  validateHostSlots(cfg);
-  validateSafety(cfg);
-  resolveOwner(cfg);
+  validateHostSlots(cfg, at);
+  validateSafety(cfg, at);
+  validateLockspaces(cfg, at('lockspaces'));
+  try {
+    cleanupCron(cfg.cleanupSchedule)?.stop();
+  } catch (e) {
+    throw new ConfigError(`${at('cleanup_schedule')}: cleanup_schedule = "${cfg.cleanupSchedule}" is not a cron expression (${(e as Error).message}); ` +
+      'give 5 fields (minute hour day month weekday, e.g. "0 3 * * 0"), or 6 with seconds first; "off" or "" turns the sweeper off');
+  }
+  resolveOwner(cfg, at);
   return { config: cfg, warnings };
+}
+
+/**
+ * cleanup_schedule as a croner job running `run` (paused when `run` is not given: a check),
+ * or undefined when it is off. Throws on an expression croner refuses. 5 fields, or 6 with
+ * seconds: croner alone would also take a year field or a date (a single run).
+ */
+export function cleanupCron(schedule: string, run?: () => void | Promise<void>, opts: CronOptions = {}): Cron | undefined {
+  if (cleanupScheduleOff(schedule)) return undefined;
+  const s = schedule.trim();
+  return run ? new Cron(s, { ...opts, mode: '5-or-6-parts' }, () => run()) : new Cron(s, { paused: true, mode: '5-or-6-parts' });
+}
+
+/** cleanup_schedule "" or "off": no scheduled sweeps. */
+export function cleanupScheduleOff(schedule: string): boolean {
+  const s = schedule.trim();
+  return !s || s.toLowerCase() === 'off';
+}
+
+/** The lockspaces entries, parsed (parseConfig has checked them). */
+export function configLockspaces(cfg: Pick<AgentConfig, 'lockspaces'>): LockspaceArg[] {
+  return cfg.lockspaces.map((s) => parseLockspaceArg(s));
+}
+
+/**
+ * Each lockspaces entry is a lockspace the daemon joins at start: refused here, with the line,
+ * rather than by the daemon once it has begun joining the others.
+ */
+function validateLockspaces(cfg: AgentConfig, where: string): void {
+  const names = new Set<string>();
+  for (const s of cfg.lockspaces) {
+    let ls: LockspaceArg;
+    try {
+      ls = parseLockspaceArg(s);
+    } catch (e) {
+      throw new ConfigError(`${where}: lockspaces entry "${s}": ${(e as Error).message}`);
+    }
+    if (ls.hostId < 1 || ls.hostId > MAX_HOST_ID) {
+      throw new ConfigError(`${where}: lockspaces entry "${s}": host_id ${ls.hostId} is outside 1..${MAX_HOST_ID}; give this host's host_id in that lockspace`);
+    }
+    if (names.has(ls.name) || (ls.name === DISKS_LOCKSPACE && cfg.autoDiskLeases)) {
+      const other = names.has(ls.name) ? 'another lockspaces entry' : 'auto_disk_leases = 1 (which joins it from disk_lease_dir)';
+      throw new ConfigError(`${where}: lockspaces entry "${s}": lockspace ${ls.name} is also joined by ${other}; keep one`);
+    }
+    names.add(ls.name);
+  }
 }
 
 /**
  * A host whose host_id is above the num_hosts of the lease files it creates could not acquire
  * them (sanlock and lockagent both refuse with -228): refuse the config instead.
  */
-function validateHostSlots(cfg: AgentConfig): void {
-  if (typeof cfg.hostId === 'number' && cfg.hostId > cfg.maxHosts) {
+function validateHostSlots(cfg: AgentConfig, at: (key: string) => string): void {
+  // The geometry caps the slots too: a 4096-byte sector in a 1 MiB area holds 250 hosts.
+  const g = geometryFor(cfg.sectorSize, cfg.alignSize);
+  const slots = Math.min(cfg.maxHosts, g.maxHosts);
+  if (typeof cfg.hostId === 'number' && cfg.hostId > slots) {
+    const why = slots < cfg.maxHosts
+      ? `sector_size = ${cfg.sectorSize} with align_size = ${cfg.alignSize / 1048576}M holds ${g.maxHosts} host slots`
+      : `max_hosts = ${cfg.maxHosts}`;
+    const remedy = slots < cfg.maxHosts ? 'use a larger align_size or a host_id' : 'raise max_hosts or use a host_id';
     throw new ConfigError(
-      `${cfg.source}: host_id = ${cfg.hostId} is above max_hosts = ${cfg.maxHosts}: lease files this host creates would have ` +
-      `${cfg.maxHosts} host slots and refuse host_id ${cfg.hostId} (-228); raise max_hosts or use a host_id from 1 to ${cfg.maxHosts}`,
+      `${at('host_id')}: host_id = ${cfg.hostId} is above ${why}: lease files this host creates would have ` +
+      `${slots} host slots and refuse host_id ${cfg.hostId} (-228); ${remedy} from 1 to ${slots}`,
     );
   }
 }
 
 /** user/group → ids once, at load: an unknown name is a config error, not a failed create later. */
-function resolveOwner(cfg: AgentConfig): void {
+function resolveOwner(cfg: AgentConfig, at: (key: string) => string): void {
   const resolve = (key: string, name: string | undefined, file: string): number | undefined => {
     if (name === undefined || name === '') return undefined;
     const id = lookupId(file, name)?.id;
     if (id === undefined) {
-      throw new ConfigError(`${cfg.source}: ${key} = "${name}": no such ${key} in ${file}; create it, give a numeric id, or remove the key`);
+      const what = key.replace(/^socket_/, '');
+      throw new ConfigError(`${at(key)}: ${key} = "${name}": no such ${what} in ${file}; create it, give a numeric id, or remove the key`);
     }
     return id;
   };
   cfg.userId = resolve('user', cfg.user, PASSWD_FILE);
   cfg.groupId = resolve('group', cfg.group, GROUP_FILE);
+  // socket_user/socket_group are looked up again when the socket is made (peerpolicy.ts): here
+  // so that config check refuses a name that does not exist.
+  resolve('socket_user', cfg.socketUser, PASSWD_FILE);
+  resolve('socket_group', cfg.socketGroup, GROUP_FILE);
 }
 
 /**
@@ -332,25 +407,31 @@ export function parseListenAddress(s: string): ListenAddress {
   return { host, port, loopback };
 }
 
-function validateSafety(cfg: AgentConfig): void {
+function validateSafety(cfg: AgentConfig, at: (key: string) => string): void {
   if (cfg.autoDiskLeases && cfg.hostId === 0) {
     throw new ConfigError(
-      `${cfg.source}: Automatic disk lease mode enabled, but no host ID is set: ` +
+      `${at('auto_disk_leases')}: Automatic disk lease mode enabled, but no host ID is set: ` +
         'set host_id to a number from 1 to 2000 that no other host sharing disk_lease_dir uses, or to "auto"',
     );
   }
   if (!cfg.diskLeaseDir.startsWith('/')) {
-    throw new ConfigError(`${cfg.source}: disk_lease_dir = "${cfg.diskLeaseDir}" must be an absolute path (the shared mount every host uses)`);
+    throw new ConfigError(`${at('disk_lease_dir')}: disk_lease_dir = "${cfg.diskLeaseDir}" must be an absolute path (the shared mount every host uses)`);
+  }
+  // The daemon runs from / and the hook from libvirtd's directory: a relative path would name
+  // different files for each.
+  for (const [key, v] of [['socket_path', cfg.socketPath], ['state_path', cfg.statePath], ['log_file', cfg.logFile]] as const) {
+    if (v !== '' && !v.startsWith('/')) throw new ConfigError(`${at(key)}: ${key} = "${v}" must be an absolute path${key === 'log_file' ? ' (or "" for no log file)' : ''}`);
+    if (v === '' && key !== 'log_file') throw new ConfigError(`${at(key)}: ${key} must not be empty; give an absolute path`);
   }
   if (cfg.metricsListen) {
     try {
       metricsAddress(cfg.metricsListen, cfg.metricsAllowRemote);
     } catch (e) {
-      throw new ConfigError(`${cfg.source}: ${(e as Error).message}`);
+      throw new ConfigError(`${at('metrics_listen')}: ${(e as Error).message}`);
     }
   }
   if (cfg.hostName !== undefined && (cfg.hostName.length === 0 || Buffer.byteLength(cfg.hostName) > 47)) {
-    throw new ConfigError(`${cfg.source}: host_name must be 1 to 47 bytes (sanlock stores at most 47 characters of it)`);
+    throw new ConfigError(`${at('host_name')}: host_name must be 1 to 47 bytes (sanlock stores at most 47 characters of it)`);
   }
 }
 

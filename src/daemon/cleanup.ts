@@ -4,9 +4,9 @@
  * schedule: the sweep lock lets one of them sweep and the others log that it is busy. Each
  * run's summary goes to the log.
  */
-import { Cron } from 'croner';
+import type { Cron } from 'croner';
 import type { DaemonHandle, DaemonExtensions } from './daemon';
-import { DISKS_LOCKSPACE } from '../config/config';
+import { cleanupCron, cleanupScheduleOff, DISKS_LOCKSPACE } from '../config/config';
 import { CleanupHandlers } from '../control/handler';
 import { busyLine } from '../cleanup/report';
 import { SweepReport } from '../control/replies';
@@ -63,15 +63,16 @@ export function cleanupExtension(opts: CleanupExtensionOptions = {}): NonNullabl
     };
 
     const schedule = config.cleanupSchedule.trim();
-    if (!schedule || schedule.toLowerCase() === 'off') {
+    if (cleanupScheduleOff(schedule)) {
       log.info('cleanup_schedule is off: lease files are swept only on request (lockagent cleanup)');
     } else if (!config.autoDiskLeases && !agent.lockspaces.has(DISKS_LOCKSPACE)) {
       log.info(`cleanup_schedule ignored: lockspace ${DISKS_LOCKSPACE} is not used on this host (auto_disk_leases = 0)`);
     } else {
       try {
-        job = new Cron(schedule, { protect: true, unref: true, catch: (e) => log.error(`cleanup (scheduled) failed: ${(e as Error).message}`) }, scheduled);
-        log.info(`cleanup sweeper scheduled "${schedule}"; next run ${job.nextRun()?.toISOString() ?? 'never'}`);
+        job = cleanupCron(schedule, scheduled, { protect: true, unref: true, catch: (e) => log.error(`cleanup (scheduled) failed: ${(e as Error).message}`) });
+        log.info(`cleanup sweeper scheduled "${schedule}"; next run ${job?.nextRun()?.toISOString() ?? 'never'}`);
       } catch (e) {
+        // parseConfig refuses these; a config built in code (tests, the demo) may still have one
         log.error(`cleanup_schedule "${schedule}" is not a valid cron expression (${(e as Error).message}); the sweeper will not run on a schedule`);
       }
     }

@@ -1,6 +1,6 @@
 import { mkdirSync, promises as fsp } from 'fs';
 import { join } from 'path';
-import { AgentConfig, DISKS_LOCKSPACE, loadConfig } from '../config/config';
+import { AgentConfig, configLockspaces, DISKS_LOCKSPACE, loadConfig } from '../config/config';
 import { ControlServer, Peer } from '../control/server';
 import { socketOwner } from '../control/peerpolicy';
 import { systemClock } from '../lease/clock';
@@ -23,8 +23,6 @@ import { hostWatchStatus, joinStatusLine } from './hostwatch';
 import { SdNotifier } from './sdnotify';
 import { WdmdClient } from '../agent/wdmd';
 import { stillThere } from '../agent/process';
-import { parseLockspaceArg } from '../config/sanlockargs';
-import { ConfigError } from '../config/config';
 
 /**
  * `lockagent daemon`: config → log → state → lockspaces (joined in the background) → control
@@ -50,6 +48,32 @@ export interface DaemonExtensions {
   allowPeer?: (config: AgentConfig) => (p: Peer) => boolean;
   /** another native binding (tests) */
   native?: import('../io/native').NativeBinding;
+}
+
+/**
+ * Lockspaces joined at runtime (client add_lockspace) before a restart are joined again. The
+ * config's are not kept (Agent.addLockspace remember: false), but earlier builds of lockagent kept
+ * them: a row of the disk lockspace at disk_lease_dir is the config's, and is dropped once
+ * auto_disk_leases no longer joins it. A row that cannot be joined again is reported and
+ * dropped rather than stopping the start: its leases, if any, are the agent's recovery's.
+ */
+function rejoinRuntimeLockspaces(agent: Agent, store: StateStore, config: AgentConfig, log: Logger): void {
+  for (const row of store.lockspaces()) {
+    if (agent.lockspaces.has(row.name)) continue;
+    const forget = (why: string) => {
+      log.warning(`lockspace ${row.name} (${row.path}:${row.offset}, host_id ${row.hostId}) joined before the restart is not joined again: ${why}`);
+      store.write(() => store.removeLockspace(row.name));
+    };
+    if (row.name === DISKS_LOCKSPACE && row.path === join(config.diskLeaseDir, DISKS_LOCKSPACE)) {
+      forget('auto_disk_leases is 0 now');
+      continue;
+    }
+    try {
+      agent.addLockspace({ name: row.name, hostId: row.hostId, path: row.path, offset: row.offset, ioTimeout: row.ioTimeout });
+    } catch (e) {
+      forget(`${(e as Error).message}; join it again with lockagent client add_lockspace`);
+    }
+  }
 }
 
 export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {}, logOverride?: Logger): Promise<DaemonHandle> {
@@ -106,21 +130,12 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     await ensureLockspaceFile(path, DISKS_LOCKSPACE, geometryFor(config.sectorSize, config.alignSize), config.ioTimeout, {
       ...leaseFileOwner(config), log: (m) => log.info(m),
     }).catch((e) => log.error(`cannot prepare lockspace file ${path}: ${(e as Error).message}; the join will keep retrying`));
-    agent.addLockspace({ name: DISKS_LOCKSPACE, hostId: config.hostId, path, offset: 0, ioTimeout: config.ioTimeout, autoHostIdLimit: config.maxHosts });
+    agent.addLockspace({ name: DISKS_LOCKSPACE, hostId: config.hostId, path, offset: 0, ioTimeout: config.ioTimeout, autoHostIdLimit: config.maxHosts, remember: false });
   }
-  for (const s of config.lockspaces) {
-    let ls;
-    try {
-      ls = parseLockspaceArg(s);
-    } catch (e) {
-      throw new ConfigError(`${config.source}: lockspaces entry "${s}": ${(e as Error).message}`);
-    }
-    agent.addLockspace({ name: ls.name, hostId: ls.hostId, path: ls.path, offset: ls.offset, ioTimeout: config.ioTimeout });
+  for (const ls of configLockspaces(config)) {
+    agent.addLockspace({ name: ls.name, hostId: ls.hostId, path: ls.path, offset: ls.offset, ioTimeout: config.ioTimeout, remember: false });
   }
-  // Lockspaces joined at runtime before a restart are joined again.
-  for (const row of store.lockspaces()) {
-    if (!agent.lockspaces.has(row.name)) agent.addLockspace({ name: row.name, hostId: row.hostId, path: row.path, offset: row.offset, ioTimeout: row.ioTimeout });
-  }
+  rejoinRuntimeLockspaces(agent, store, config, log);
 
   const guard = new GuardClient({
     agent, clock: systemClock, log, fencing: config.fencing, mode: config.fencingMode,
@@ -240,8 +255,8 @@ export async function runDaemon(
     fileLevel: levels.file === null ? undefined : levels.file ?? (config.logFile ? parseLevel(config.logLevel) : undefined),
     stderrLevel: levels.stderr === null ? undefined : levels.stderr ?? (config.logStderr ? parseLevel(config.logLevel) : undefined),
   });
+  for (const w of warnings) log.warning(w); // before the start, which may fail
   const d = await startDaemon(config, ext, log);
-  for (const w of warnings) d.log.warning(w);
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;

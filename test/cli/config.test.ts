@@ -48,6 +48,24 @@ describe('config', () => {
     ['max_hosts = 0', /max_hosts = 0 is not valid; allowed: a number from 1 to 2000/],
     ['max_hosts = 2001', /allowed: a number from 1 to 2000/],
     ['max_hosts = 250\nhost_id = 251', /host_id = 251 is above max_hosts = 250: .*-228.*raise max_hosts or use a host_id from 1 to 250/],
+    // 4096-byte sectors in 1 MiB hold 250 slots, whatever max_hosts says
+    ['sector_size = 4096\nhost_id = 300', /:2: host_id = 300 is above sector_size = 4096 with align_size = 1M holds 250 host slots: .*use a larger align_size or a host_id from 1 to 250/],
+    // libvirt's reader takes the first value, others the last: neither is guessed
+    ['host_id = 1\nio_timeout = 5\nhost_id = 2', /^test\.conf:3: host_id is set more than once \(first at line 1\); keep one/],
+    // each lockspaces entry is checked here, not by the daemon once it has begun joining
+    ['lockspaces = [ "A:1:/x" ]', /:1: lockspaces entry "A:1:\/x": .*LOCKSPACE:HOST_ID:PATH:OFFSET/],
+    ['lockspaces = [ "A:0:/x:0" ]', /lockspaces entry "A:0:\/x:0": host_id 0 is outside 1..2000/],
+    ['lockspaces = [ "A:1:/x:0", "A:2:/y:0" ]', /lockspaces entry "A:2:\/y:0": lockspace A is also joined by another lockspaces entry; keep one/],
+    ['auto_disk_leases = 1\nhost_id = 1\nlockspaces = [ "__LIBVIRT__DISKS__:1:/x:0" ]', /:3: .*also joined by auto_disk_leases = 1/],
+    ['cleanup_schedule = "every sunday"', /^test\.conf:1: cleanup_schedule = "every sunday" is not a cron expression .*give 5 fields/],
+    // croner alone would take a year field (a single run in 2027)
+    ['cleanup_schedule = "0 0 3 * * 0 2027"', /is not a cron expression/],
+    ['socket_user = "no-such-user-la"', /:1: socket_user = "no-such-user-la": no such user in \/etc\/passwd/],
+    ['socket_group = "no-such-group-la"', /:1: socket_group = "no-such-group-la": no such group in \/etc\/group/],
+    // the daemon runs from /, the hook from libvirtd's directory
+    ['state_path = "state.db"', /state_path = "state.db" must be an absolute path/],
+    ['socket_path = ""', /socket_path must not be empty/],
+    ['log_file = "lockagent.log"', /log_file = "lockagent.log" must be an absolute path \(or "" for no log file\)/],
   ])('refuses %j with a clear reason', (text, re) => {
     let err: unknown;
     try { parseConfig(text, 'test.conf'); } catch (e) { err = e; }
@@ -58,6 +76,17 @@ describe('config', () => {
 
   it('reports the line of the offending key', () => {
     expect(() => parseConfig('# c\n\nhost_id = 1\nbogus_key = 1\n', 'f.conf')).toThrow(/^f\.conf:4: unknown key "bogus_key"/);
+     // also for the checks that look at several keys: the line of the key to change
+    expect(() => parseConfig('max_hosts = 250\n\nhost_id = 251\n', 'f.conf')).toThrow(/^f\.conf:3: host_id = 251/);
+    expect(() => parseConfig('# c\nmetrics_listen = "0.0.0.0:9478"\n', 'f.conf')).toThrow(/^f\.conf:2: metrics_listen/);
+  });
+
+  it('accepts what the refusals above leave: schedules of 5 or 6 fields or off, no log file, slots the geometry holds', () => {
+    for (const sch of ['off', '', '*/5 * * * *', '0 0 3 * * 0', 'OFF']) expect(parseConfig(`cleanup_schedule = "${sch}"`).config.cleanupSchedule).toBe(sch);
+    expect(parseConfig('log_file = ""').config.logFile).toBe('');
+    expect(parseConfig('sector_size = 4096\nalign_size = "8M"\nhost_id = 300').config.hostId).toBe(300);
+    expect(parseConfig('socket_user = "root"\nsocket_group = "root"').config).toMatchObject({ socketUser: 'root', socketGroup: 'root' });
+    expect(parseConfig('auto_disk_leases = 0\nlockspaces = [ "__LIBVIRT__DISKS__:1:/x:0" ]').config.lockspaces).toEqual(['__LIBVIRT__DISKS__:1:/x:0']);
   });
 
   it('accepts lists spanning lines, comments and the obsolete libvirt key (with a warning)', () => {

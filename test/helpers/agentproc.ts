@@ -33,6 +33,8 @@ export function writeHostConfig(base: string, id: number, o: HostOptions): Agent
   fs.mkdirSync(dir, { recursive: true });
   const socket = path.join(dir, 'sock');
   const conf = path.join(dir, 'lockagent.conf');
+  // `extra` may set a key of the defaults below: its line replaces theirs (a key set twice is a config error).
+  const extraKeys = new Set((o.extra ?? '').split('\n').map((l) => /^\s*([a-z_]+)\s*=/.exec(l)?.[1]).filter(Boolean));
   fs.writeFileSync(conf, [
     'auto_disk_leases = 1',
     `disk_lease_dir = "${o.leaseDir}"`,
@@ -45,8 +47,7 @@ export function writeHostConfig(base: string, id: number, o: HostOptions): Agent
     `host_name = "${o.hostName ?? `node0${id}`}"`,
     `libvirt_uri = "${o.libvirtUri ?? ''}"`,
     'kill_grace_seconds = 3',
-    o.extra ?? '',
-  ].join('\n'));
+  ].filter((l) => !extraKeys.has(l.split(' ')[0])).concat(o.extra ?? '').join('\n'));
   return { id, dir, conf, socket, logFile: path.join(dir, 'agent.log') };
 }
 
