@@ -8,16 +8,26 @@ import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/config';
 import { callAgent } from '../control/client';
 import { LeaseSpec } from '../agent/types';
 import { Request } from '../control/protocol';
-import { allResults, explainResult } from '../ondisk/results';
-import { escapePath, parseLockspaceArg, parseResourceArg, UsageError } from '../config/sanlockargs';
+import { allResults, explainResult, LeaseError } from '../ondisk/results';
+import { MAX_IO_TIMEOUT } from '../ondisk/constants';
+import {
+  escapePath, parseIoTimeoutOpt, parseLockspaceArg, parseLockspaceName, parsePidOpt, parseResourceArg, UsageError,
+} from '../config/sanlockargs';
 import { CliContext, EXIT_OK, runCommand } from './context';
 import { formatHostStatus, formatStatus } from './status-format';
 import { registerCleanupCommand } from './cleanup-command';
 import { resolveSocket, SocketOpts } from './socket';
 import { formatRenewal } from '../agent/renewals';
 
+/**
+ * The owner that `-p PID` alone names (sanlock's `client acquire|release|inquire -p PID`: the
+ * leases belong to that process), so that the three meet the same owner.
+ */
+export const pidOwner = (pid: number): string => `pid:${pid}`;
+
 export function registerAgentCommands(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
-  const run = (label: string, fn: (...a: unknown[]) => Promise<number>) => (...args: unknown[]) => runCommand(ctx, setExit, label, () => fn(...args));
+  const run = (label: string, fn: (...a: unknown[]) => Promise<number>, style?: { client?: boolean }) =>
+    (...args: unknown[]) => runCommand(ctx, setExit, label, () => fn(...args), style);
   const sockOpts = (c: Command) => c
     .option('-c, --config <path>', `config file (default ${DEFAULT_CONFIG_PATH})`)
     .option('--socket <path>', 'control socket (default: socket_path from the config)')
@@ -41,37 +51,52 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
       return new Promise<number>(() => undefined); // runs until a signal
     }));
 
-  sockOpts(program.command('status'))
-    .description('lockspaces (join state, renewal age), owners and their leases')
-    .action(run('status', async (o) => {
-      const r = await callAgent(resolveSocket(o as SocketOpts), { op: 'status' }, 10000);
-      if ((o as SocketOpts).json) ctx.output.json(r);
-      else ctx.output.out(formatStatus(r));
-      return EXIT_OK;
-    }));
+  /**
+   * status, host_status and renewals: top-level commands, and sanlock's `client status`,
+   * `client host_status` and `client renewal`, which also take sanlock's -D (more detail there;
+   * accepted and ignored here).
+   */
+  const registerQueries = (parent: Command, asClient: boolean) => {
+    const query = (name: string) => {
+      const c = sockOpts(parent.command(name));
+      return asClient ? c.option('-D', 'accepted for sanlock\'s syntax and ignored') : c;
+    };
+    const label = (name: string) => (asClient ? `client ${name}` : name);
 
-  sockOpts(program.command('host_status'))
-    .description('hosts seen in a lockspace and their state (LIVE, FAIL, DEAD, FREE, UNKNOWN)')
-    .option('-s, --lockspace <name>', 'lockspace name (default: all joined)')
-    .action(run('host_status', async (o) => {
-      const opts = o as SocketOpts & { lockspace?: string };
-      const name = opts.lockspace?.split(':')[0];
-      const r = await callAgent(resolveSocket(opts), { op: 'host_status', lockspace: name }, 10000);
-      if (opts.json) ctx.output.json(r);
-      else ctx.output.out(formatHostStatus(r));
-      return EXIT_OK;
-    }));
+    query('status')
+      .description('lockspaces (join state, renewal age), owners and their leases')
+      .action(run(label('status'), async (o) => {
+        const r = await callAgent(resolveSocket(o as SocketOpts), { op: 'status' }, 10000);
+        if ((o as SocketOpts).json) ctx.output.json(r);
+        else ctx.output.out(formatStatus(r));
+        return EXIT_OK;
+      }));
 
-  sockOpts(program.command('renewals'))
-    .description("the last renewals of a lockspace (as `sanlock client renewal`): timestamp, read and write ms, failed attempts after each")
-    .requiredOption('-s, --lockspace <name>', 'lockspace name')
-    .action(run('renewals', async (o) => {
-      const opts = o as SocketOpts & { lockspace: string };
-      const r = await callAgent(resolveSocket(opts), { op: 'renewals', lockspace: opts.lockspace.split(':')[0] }, 10000);
-      if (opts.json) ctx.output.json(r);
-      else ctx.output.out(r.renewals.map(formatRenewal).join('\n'));
-      return EXIT_OK;
-    }));
+    query('host_status')
+      .description('hosts seen in a lockspace and their state (LIVE, FAIL, DEAD, FREE, UNKNOWN)')
+      .option('-s, --lockspace <name>', 'lockspace name, or LOCKSPACE:HOST_ID:PATH:OFFSET (default: all joined)')
+      .action(run(label('host_status'), async (o) => {
+        const opts = o as SocketOpts & { lockspace?: string };
+        const name = opts.lockspace !== undefined ? parseLockspaceName(opts.lockspace) : undefined;
+        const r = await callAgent(resolveSocket(opts), { op: 'host_status', lockspace: name }, 10000);
+        if (opts.json) ctx.output.json(r);
+        else ctx.output.out(formatHostStatus(r));
+        return EXIT_OK;
+      }));
+
+    const renewals = asClient ? 'renewal' : 'renewals';
+    query(renewals)
+      .description("the last renewals of a lockspace (as `sanlock client renewal`): timestamp, read and write ms, failed attempts after each")
+      .requiredOption('-s, --lockspace <name>', 'lockspace name, or LOCKSPACE:HOST_ID:PATH:OFFSET')
+      .action(run(label(renewals), async (o) => {
+        const opts = o as SocketOpts & { lockspace: string };
+        const r = await callAgent(resolveSocket(opts), { op: 'renewals', lockspace: parseLockspaceName(opts.lockspace) }, 10000);
+        if (opts.json) ctx.output.json(r);
+        else ctx.output.out(r.renewals.map(formatRenewal).join('\n'));
+        return EXIT_OK;
+      }));
+  };
+  registerQueries(program, false);
 
   sockOpts(program.command('who'))
     .description('who holds a lease: held or free, mode, holder host (name, state, since when), this host\'s owner; reads the lease on disk, no agent needed')
@@ -90,19 +115,41 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
       });
     }));
 
-  const client = program.command('client').description('ask the running agent to acquire, release or inquire leases, or join/leave lockspaces');
+  const client = program.command('client').description('sanlock\'s client actions against the running agent: acquire, release or inquire leases, join/leave lockspaces, status');
+  registerQueries(client, true);
+
+  /** A client action: the stderr line of a failed one ends with the result code and its name. */
+  const clientRun = (action: string, fn: (o: SocketOpts) => Promise<number>) => run(`client ${action}`, (o) => fn(o as SocketOpts), { client: true });
+  /**
+   * The agent's answer as sanlock prints it: `<action> done <rv>` on stdout, for a failure too
+   * (not with --json: stdout stays one JSON document); runCommand explains a failure on stderr.
+   */
+  const done = async <R>(action: string, json: boolean | undefined, reply: Promise<R>): Promise<R> => {
+    try {
+      const r = await reply;
+      if (!json) ctx.output.out(`${action} done 0\n`);
+      return r;
+    } catch (err) {
+      if (!json && err instanceof LeaseError) ctx.output.out(`${action} done ${err.rv}\n`);
+      throw err;
+    }
+  };
+
   const collect = (v: string, prev: string[] = []) => [...prev, v];
   const leaseCmd = (name: 'acquire' | 'release' | 'inquire') => sockOpts(client.command(name))
     .option('-r, --resource <LS:RES:PATH:OFF[:lver|:SH]>', 'resource lease (repeat for several)', collect)
-    .requiredOption('--owner <uuid>', 'owner id: a domain uuid or any stable id')
+    .option('--owner <uuid>', 'owner id: a domain uuid or any stable id (default with -p: pid:PID)')
     .option('--name <name>', 'owner name shown in status')
-    .option('-p, --pid <pid>', 'owner pid (killed on lease loss)')
+    .option('-p, --pid <pid>', 'owner pid (killed on lease loss); without --owner it also names the owner, as in sanlock')
     .option('--timeout <seconds>', 'acquire: give up waiting (e.g. for a silent owner to be proven dead) after this long')
-    .action(run(`client ${name}`, async (o) => {
-      const opts = o as SocketOpts & { resource?: string[]; owner: string; name?: string; pid?: string; timeout?: string };
+    .action(clientRun(name, async (o) => {
+      const opts = o as SocketOpts & { resource?: string[]; owner?: string; name?: string; pid?: string; timeout?: string };
       const timeoutMs = opts.timeout !== undefined ? Number(opts.timeout) * 1000 : undefined;
       if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new UsageError(`--timeout "${opts.timeout}" must be a positive number of seconds`);
-      const owner = { uuid: opts.owner, name: opts.name, pid: opts.pid !== undefined ? Number(opts.pid) : undefined };
+      const pid = opts.pid !== undefined ? parsePidOpt(opts.pid) : undefined;
+      const uuid = opts.owner ?? (pid !== undefined ? pidOwner(pid) : undefined);
+      if (uuid === undefined) throw new UsageError(`${name} needs --owner UUID or -p PID`);
+      const owner = { uuid, name: opts.name, pid };
       const leases: LeaseSpec[] = (opts.resource ?? []).map((s) => {
         const r = parseResourceArg(s);
         return { lockspace: r.lockspace, resource: r.resource, path: r.path, offset: r.offset, mode: r.shared ? 'shared' : 'exclusive', lver: r.lver };
@@ -111,10 +158,9 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
       const req: Request = name === 'acquire' ? { op: 'acquire', owner, leases, timeoutMs }
         : name === 'release' ? { op: 'release', owner, leases: leases.length ? leases : undefined }
           : { op: 'inquire', owner };
-      const r = await callAgent(resolveSocket(opts), req, timeoutMs ? timeoutMs + 10000 : undefined);
+      const r = await done(name, opts.json, callAgent(resolveSocket(opts), req, timeoutMs ? timeoutMs + 10000 : undefined));
       if (opts.json) ctx.output.json(r);
       else if (Array.isArray(r)) ctx.output.out(r.map((l) => `r ${l.lockspace}:${l.resource}:${escapePath(l.path)}:${l.offset}:${l.mode === 'shared' ? 'SH' : l.lver}\n`).join(''));
-      else ctx.output.out(`${name} done 0\n`);
       return EXIT_OK;
     }));
   leaseCmd('acquire');
@@ -123,21 +169,22 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
 
   sockOpts(client.command('add_lockspace'))
     .requiredOption('-s, --lockspace <LS:HOST_ID:PATH:OFF>', 'lockspace to join')
-    .option('-o, --io-timeout <seconds>', 'io_timeout (default 10)')
-    .action(run('client add_lockspace', async (o) => {
+    .option('-o, --io-timeout <seconds>', `io_timeout, 1 to ${MAX_IO_TIMEOUT} (default and 0: 10)`)
+    .action(clientRun('add_lockspace', async (o) => {
       const opts = o as SocketOpts & { lockspace: string; ioTimeout?: string };
       const ls = parseLockspaceArg(opts.lockspace);
       if (ls.hostId < 1) throw new UsageError('add_lockspace needs a host_id from 1 to 2000');
-      await callAgent(resolveSocket(opts), { op: 'add_lockspace', lockspace: ls.name, hostId: ls.hostId, path: ls.path, offset: ls.offset, ioTimeout: opts.ioTimeout ? Number(opts.ioTimeout) : undefined }, 15 * 60000);
-      ctx.output.out('add_lockspace done 0\n');
+      const ioTimeout = opts.ioTimeout !== undefined ? parseIoTimeoutOpt(opts.ioTimeout, MAX_IO_TIMEOUT) : undefined;
+      const r = await done('add_lockspace', opts.json, callAgent(resolveSocket(opts), { op: 'add_lockspace', lockspace: ls.name, hostId: ls.hostId, path: ls.path, offset: ls.offset, ioTimeout }, 15 * 60000));
+      if (opts.json) ctx.output.json(r);
       return EXIT_OK;
     }));
   sockOpts(client.command('rem_lockspace'))
-    .requiredOption('-s, --lockspace <LS:HOST_ID:PATH:OFF>', 'lockspace to leave')
-    .action(run('client rem_lockspace', async (o) => {
+    .requiredOption('-s, --lockspace <LS[:HOST_ID:PATH:OFF]>', 'lockspace to leave')
+    .action(clientRun('rem_lockspace', async (o) => {
       const opts = o as SocketOpts & { lockspace: string };
-      await callAgent(resolveSocket(opts), { op: 'rem_lockspace', lockspace: opts.lockspace.split(':')[0] });
-      ctx.output.out('rem_lockspace done 0\n');
+      const r = await done('rem_lockspace', opts.json, callAgent(resolveSocket(opts), { op: 'rem_lockspace', lockspace: parseLockspaceName(opts.lockspace) }));
+      if (opts.json) ctx.output.json(r);
       return EXIT_OK;
     }));
 

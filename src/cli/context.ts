@@ -6,8 +6,9 @@ import { promises as fsp, Stats } from 'fs';
 import { openLeaseStorage, OpenLeaseStorageOptions } from '../io/file-storage';
 import { systemClock } from '../lease/clock';
 import { UsageError } from '../config/sanlockargs';
-import { AgentUnreachable } from '../control/client';
+import { AgentError, AgentUnreachable } from '../control/client';
 import { LeaseError } from '../ondisk/results';
+import { resultInfo } from './messages';
 import type { WritableStorage } from './sanlock-io';
 
 export interface Output {
@@ -58,12 +59,19 @@ export const EXIT_UNREACHABLE = 3;
 /** another host (or this one) is sweeping (cleanup) */
 export const EXIT_BUSY = 4;
 
+/** `lockagent: LABEL failed: SENTENCE (sanlock RV NAME)`, the name as the agent gave it when it answered. */
+function failedLine(label: string, err: LeaseError): string {
+  const name = (err instanceof AgentError && err.rvName) || resultInfo(err.rv).name;
+  return `lockagent: ${label} failed: ${err.message} (sanlock ${err.rv} ${name})`;
+}
+
 /**
  * Runs a command's action and sets the exit status it returns. What it throws becomes one line
  * on stderr, never a stack: a UsageError exits 2, an unreachable agent 3, anything else 1.
- * `direct` commands word failures as sanlock's do ("failed: … (sanlock RV)").
+ * `direct` commands and `client` actions word a failed operation as sanlock's direct commands
+ * do ("failed: … (sanlock RV NAME)"); `direct` ones also an unexpected error.
  */
-export async function runCommand(ctx: CliContext, setExit: (code: number) => void, label: string, fn: () => Promise<number>, style: { direct?: boolean } = {}): Promise<void> {
+export async function runCommand(ctx: CliContext, setExit: (code: number) => void, label: string, fn: () => Promise<number>, style: { direct?: boolean; client?: boolean } = {}): Promise<void> {
   try {
     setExit(await fn());
   } catch (err) {
@@ -71,7 +79,7 @@ export async function runCommand(ctx: CliContext, setExit: (code: number) => voi
       ctx.output.err(`lockagent: ${label}: ${err.message}`);
       setExit(EXIT_USAGE);
     } else if (err instanceof LeaseError) {
-      ctx.output.err(style.direct ? `lockagent: ${label} failed: ${err.message} (sanlock ${err.rv})` : `lockagent: ${label}: ${err.message}`);
+      ctx.output.err(style.direct || style.client ? failedLine(label, err) : `lockagent: ${label}: ${err.message}`);
       setExit(err instanceof AgentUnreachable ? EXIT_UNREACHABLE : EXIT_FAILED);
     } else {
       const msg = err instanceof Error ? err.message : String(err);

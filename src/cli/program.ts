@@ -145,7 +145,9 @@ export async function run(argv: string[], ctx: CliContext = defaultContext()): P
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT_OK;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT_OK;
+      // the help commander shows for a missing action (`lockagent client`) has a non-zero exitCode
+      if (err.code === 'commander.help') return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
       if (err.code === 'commander.executeSubCommandAsync') return err.exitCode;
       return EXIT_USAGE;
     }

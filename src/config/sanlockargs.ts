@@ -154,6 +154,15 @@ export function parseLockspaceArg(arg: string): LockspaceArg {
   };
 }
 
+/**
+ * The lockspace name of `-s` where only the name counts (`client rem_lockspace`, `host_status`,
+ * `renewal`): `LOCKSPACE[:HOST_ID:PATH:OFFSET]`, the rest ignored. Escapes and the on-disk form
+ * as for add_lockspace's `-s`, so both name the same lockspace.
+ */
+export function parseLockspaceName(arg: string): string {
+  return parseName('lockspace', splitEscaped(arg, '-s')[0], arg);
+}
+
 /** `-r lockspace:resource:path:offset[:lver|:SH]` (one disk) */
 export function parseResourceArg(arg: string): ResourceArg {
   const parts = splitEscaped(arg, '-r');
@@ -161,7 +170,8 @@ export function parseResourceArg(arg: string): ResourceArg {
     throw new UsageError(`-r "${arg}" must be LOCKSPACE:RESOURCE:PATH:OFFSET (escape ':' in the path as '\\:')`);
   }
   if (parts.length > 5) {
-    throw new UsageError(`-r "${arg}" names ${Math.floor((parts.length - 2) / 2)} disks; lockagent supports one disk per resource`);
+    // by-path device names contain ':' (pci-0000:00:1f.2-ata-1): an unescaped one reads as more disks
+    throw new UsageError(`-r "${arg}" names ${Math.floor((parts.length - 2) / 2)} disks; lockagent supports one disk per resource (escape ':' in the path as '\\:')`);
   }
   const [ls, res, path, offset, tail] = parts;
   const out: ResourceArg = {
@@ -220,10 +230,20 @@ export function parseGeometryOpts(sector?: string, align?: string): Geometry | u
   return g;
 }
 
-/** `-o`: 0 means the default 10, as in sanlock; the on-disk field is 16 bits. */
-export function parseIoTimeoutOpt(s: string): number {
-  const n = parseUnsigned(s, '-o io_timeout', 0xffff);
+/**
+ * `-o`: 0 means the default 10, as in sanlock. The leader's field is 16 bits; the agent keeps a
+ * lockspace's io_timeout in one byte, so `client add_lockspace` passes MAX_IO_TIMEOUT as `max`.
+ */
+export function parseIoTimeoutOpt(s: string, max = 0xffff): number {
+  const n = parseUnsigned(s, '-o io_timeout', max);
   return n === 0 ? 10 : n;
+}
+
+/** `-p PID` of `client acquire|release|inquire`: the owner's process, 1 or more (a pid_t). */
+export function parsePidOpt(s: string): number {
+  const n = /^[1-9]\d*$/.test(s) ? Number(s) : NaN;
+  if (!(n <= 0x7fffffff)) throw new UsageError(`invalid -p "${s}": the owner pid must be a positive integer`);
+  return n;
 }
 
 /** `-n`: 0 means max_hosts, as in sanlock. The upper bound depends on the geometry. */

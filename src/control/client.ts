@@ -61,9 +61,16 @@ function connectError(socketPath: string, e: NodeJS.ErrnoException): LeaseError 
   return new AgentUnreachable(e.code === 'EACCES' ? SANLK.EACCES : SANLK.ECONNREFUSED, why);
 }
 
+/** The agent's refusal of a request: its result code with the name the agent gave it. */
+export class AgentError extends LeaseError {
+  constructor(rv: number, readonly rvName: string, message: string) {
+    super(rv, message);
+  }
+}
+
 function settle<R>(r: Response<R>, resolve: (v: R) => void, reject: (e: Error) => void): void {
   if (r.ok) resolve(r.result);
-  else reject(new LeaseError(r.error.rv, r.error.message));
+  else reject(new AgentError(r.error.rv, r.error.name, r.error.message));
 }
 
 /**

@@ -1,7 +1,8 @@
 /** Argument strings of `lockagent direct` (sanlock syntax), parsed without any I/O. */
 import {
   escapePath, parseAlignOpt, parseByteCount, parseClearOpt, parseDumpTarget, parseForceModeOpt, parseGeometryOpts,
-  parseIoTimeoutOpt, parseLockspaceArg, parseNumHostsOpt, parseResourceArg, parseSectorSizeOpt, splitEscaped, UsageError,
+  parseIoTimeoutOpt, parseLockspaceArg, parseLockspaceName, parseNumHostsOpt, parsePidOpt, parseResourceArg, parseSectorSizeOpt,
+  splitEscaped, UsageError,
 } from '../../src/config/sanlockargs';
 
 const MiB = 1048576;
@@ -46,6 +47,14 @@ describe('-s LOCKSPACE', () => {
     expect(() => parseLockspaceArg(`LS:1:/${'p'.repeat(1023)}:0`)).toThrow(/longer than 1023 bytes/);
     expect(parseLockspaceArg(`LS:1:/${'p'.repeat(1022)}:0`).path.length).toBe(1023);
   });
+  it('the name alone (rem_lockspace, host_status, renewal) is the name the whole string gives', () => {
+    for (const s of ['LS:1:/x:0', 'my\\:ls:1:/x\\:y:0', 'é:0:/x:0']) {
+      expect(parseLockspaceName(s)).toBe(parseLockspaceArg(s).name);
+      expect(parseLockspaceName(s.split(/(?<!\\):/)[0])).toBe(parseLockspaceArg(s).name);
+    }
+    expect(() => parseLockspaceName(`${'L'.repeat(49)}`)).toThrow(/49 bytes; at most 48/);
+    expect(() => parseLockspaceName(':1:/x:0')).toThrow(/lockspace name is empty/);
+  });
 });
 
 describe('-r RESOURCE', () => {
@@ -56,6 +65,9 @@ describe('-r RESOURCE', () => {
   });
   it('refuses more than one disk, names over 48 bytes, and a bad lver', () => {
     expect(() => parseResourceArg('LS:RES:/p:0:/q:0')).toThrow(/one disk per resource/);
+    // by-path names hold colons: the refusal says how to write them
+    expect(() => parseResourceArg('LS:R:/dev/disk/by-path/pci-0000:00:1f.2-ata-1:0')).toThrow(/names 2 disks; .*escape ':' in the path as '\\:'/);
+    expect(parseResourceArg('LS:R:/dev/disk/by-path/pci-0000\\:00\\:1f.2-ata-1:0').path).toBe('/dev/disk/by-path/pci-0000:00:1f.2-ata-1');
     expect(() => parseResourceArg(`LS:${'R'.repeat(49)}:/p:0`)).toThrow(/resource name .* 49 bytes/);
     expect(() => parseResourceArg(`${'L'.repeat(49)}:R:/p:0`)).toThrow(/lockspace name .* 49 bytes/);
     expect(() => parseResourceArg('LS:RES:/p:0:x')).toThrow(UsageError);
@@ -95,6 +107,14 @@ describe('options', () => {
     expect(parseIoTimeoutOpt('65535')).toBe(65535);
     expect(() => parseIoTimeoutOpt('65536')).toThrow(UsageError);
     expect(() => parseIoTimeoutOpt('-1')).toThrow(UsageError);
+    // add_lockspace: the agent's one-byte bound
+    expect(parseIoTimeoutOpt('255', 255)).toBe(255);
+    expect(() => parseIoTimeoutOpt('256', 255)).toThrow(/-o io_timeout 256 is too large \(at most 255\)/);
+  });
+  it('-p: a positive pid', () => {
+    expect(parsePidOpt('1')).toBe(1);
+    expect(parsePidOpt('4194304')).toBe(4194304);
+    for (const bad of ['0', '-1', '01', 'abc', '1.5', '', '2147483648']) expect(() => parsePidOpt(bad)).toThrow(/invalid -p .*positive integer/);
   });
   it('-n, -z, -f', () => {
     expect(parseNumHostsOpt('0')).toBe(0);

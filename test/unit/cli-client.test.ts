@@ -1,0 +1,214 @@
+/**
+ * `lockagent client ...` in sanlock's syntax, run in-process against a real control server whose
+ * handler answers canned replies: stdout `<action> done <rv>`, the stderr line of a failure, exit
+ * statuses, `-p PID` owners, the sanlock-named aliases and the checks made before connecting.
+ */
+import { mkdtempSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { run } from '../../src/cli/program';
+import { pidOwner } from '../../src/cli/agent-commands';
+import { Request } from '../../src/control/protocol';
+import { ControlServer } from '../../src/control/server';
+import { LeaseError } from '../../src/ondisk/results';
+import { MemoryStorage, memoryContext } from '../helpers/memory-storage';
+
+const HELD = [{ lockspace: 'LS', resource: 'R', path: '/p', offset: 0, mode: 'exclusive', lver: 3 }];
+const RENEWALS = { lockspace: 'LS', hostId: 1, ioTimeout: 10, renewals: [{ timestamp: 7, readMs: 1, writeMs: 2, nextTimeouts: 0, nextErrors: 0 }] };
+const STATUS = { hostName: 'h1', lockspaces: [], owners: [] };
+
+describe('lockagent client', () => {
+  let dir: string;
+  let sock: string;
+  let server: ControlServer;
+  let seen: Request[];
+  /** the code every request fails with, 0 for none */
+  let failWith: number;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'la-cli-client-'));
+    sock = join(dir, 'sock');
+    seen = [];
+    failWith = 0;
+    server = new ControlServer({
+      path: sock,
+      mode: 0o600,
+      handler: async (req) => {
+        seen.push(req);
+        if (failWith) throw new LeaseError(failWith, 'disk /nfs/a.qcow2 is leased by host 3 (node03), last renewal 4 s ago');
+        switch (req.op) {
+          case 'acquire': case 'inquire': return HELD;
+          case 'release': return { released: 1 };
+          case 'add_lockspace': return { lockspace: req.lockspace, hostId: req.hostId, generation: 2 };
+          case 'rem_lockspace': return { removed: req.lockspace };
+          case 'status': return STATUS;
+          case 'host_status': return [];
+          case 'renewals': return RENEWALS;
+          default: return null;
+        }
+      },
+    });
+    await server.listen();
+  });
+  afterEach(async () => {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const cli = async (...args: string[]) => {
+    const { ctx, cap } = memoryContext(new MemoryStorage({ size: 512 }));
+    const code = await run(['node', 'lockagent', ...args], ctx);
+    return { code, stdout: cap.stdout, stderr: cap.stderr, json: cap.json };
+  };
+  const client = (...args: string[]) => cli('client', ...args, '--socket', sock);
+
+  describe('stdout is sanlock\'s "<action> done <rv>"', () => {
+    it('on success, before the lease lines of acquire and inquire', async () => {
+      expect(await client('acquire', '-r', 'LS:R:/p:0', '--owner', 'o')).toEqual({ code: 0, stdout: 'acquire done 0\nr LS:R:/p:0:3\n', stderr: [], json: [] });
+      expect(await client('inquire', '--owner', 'o')).toMatchObject({ code: 0, stdout: 'inquire done 0\nr LS:R:/p:0:3\n' });
+      expect(await client('release', '--owner', 'o')).toMatchObject({ code: 0, stdout: 'release done 0\n' });
+      expect(await client('add_lockspace', '-s', 'LS:1:/p:0')).toMatchObject({ code: 0, stdout: 'add_lockspace done 0\n' });
+      expect(await client('rem_lockspace', '-s', 'LS')).toMatchObject({ code: 0, stdout: 'rem_lockspace done 0\n' });
+    });
+
+    it('--json: stdout is only the agent\'s answer', async () => {
+      expect(await client('acquire', '-r', 'LS:R:/p:0', '--owner', 'o', '--json')).toEqual({ code: 0, stdout: '', stderr: [], json: [HELD] });
+      expect(await client('add_lockspace', '-s', 'LS:1:/p:0', '--json')).toEqual({ code: 0, stdout: '', stderr: [], json: [{ lockspace: 'LS', hostId: 1, generation: 2 }] });
+      failWith = -243;
+      expect(await client('acquire', '-r', 'LS:R:/p:0', '--owner', 'o', '--json')).toMatchObject({ code: 1, stdout: '', json: [] });
+    });
+
+    it.each([
+      ['acquire', ['-r', 'LS:R:/p:0', '--owner', 'o']],
+      ['release', ['--owner', 'o']],
+      ['inquire', ['--owner', 'o']],
+      ['add_lockspace', ['-s', 'LS:1:/p:0']],
+      ['rem_lockspace', ['-s', 'LS']],
+    ])('a failed %s: "done <rv>", exit 1, stderr ends with the code and its name', async (action, args) => {
+      failWith = -243;
+      const r = await client(action, ...args);
+      expect(r).toEqual({
+        code: 1,
+        stdout: `${action} done -243\n`,
+        stderr: [`lockagent: client ${action} failed: disk /nfs/a.qcow2 is leased by host 3 (node03), last renewal 4 s ago (sanlock -243 SANLK_ACQUIRE_IDLIVE)`],
+        json: [],
+      });
+    });
+
+    it('no agent: "done -111" and exit 3, nothing sent', async () => {
+      const r = await cli('client', 'release', '--owner', 'o', '--socket', join(dir, 'none.sock'));
+      expect(r.code).toBe(3);
+      expect(r.stdout).toBe('release done -111\n');
+      expect(r.stderr).toEqual([expect.stringMatching(/^lockagent: client release failed: lockagent is not running \(no listener on .*; start it with: lockagent daemon \(sanlock -111 ECONNREFUSED\)$/)]);
+    });
+  });
+
+  describe('-p PID, as in sanlock', () => {
+    it('alone names the owner pid:PID, the same for acquire, inquire and release', async () => {
+      expect((await client('acquire', '-r', 'LS:R:/p:0', '-p', '4242')).code).toBe(0);
+      expect((await client('inquire', '-p', '4242')).code).toBe(0);
+      expect((await client('release', '-r', 'LS:R:/p:0', '-p', '4242')).code).toBe(0);
+      const owner = { uuid: pidOwner(4242), pid: 4242 };
+      expect(owner.uuid).toBe('pid:4242');
+      expect(seen.map((r) => [r.op, 'owner' in r ? r.owner : undefined])).toEqual([['acquire', owner], ['inquire', owner], ['release', owner]]);
+    });
+
+    it('with --owner, names only the process', async () => {
+      expect((await client('acquire', '-r', 'LS:R:/p:0', '--owner', 'vm-1', '-p', '4242')).code).toBe(0);
+      expect(seen[0]).toMatchObject({ owner: { uuid: 'vm-1', pid: 4242 } });
+    });
+
+    it.each(['0', 'abc', '1.5', '12x', '99999999999'])('-p %s is refused before connecting (exit 2, naming -p)', async (pid) => {
+      const r = await client('acquire', '-r', 'LS:R:/p:0', '-p', pid);
+      expect(r).toMatchObject({ code: 2, stdout: '' });
+      expect(r.stderr).toEqual([`lockagent: client acquire: invalid -p "${pid}": the owner pid must be a positive integer`]);
+      expect(seen).toEqual([]);
+    });
+
+    it('neither -p nor --owner: exit 2', async () => {
+      const r = await client('inquire');
+      expect(r).toMatchObject({ code: 2, stdout: '', stderr: ['lockagent: client inquire: inquire needs --owner UUID or -p PID'] });
+      expect(seen).toEqual([]);
+    });
+  });
+
+  describe('client status, host_status and renewal: sanlock\'s names for the top-level commands', () => {
+    it.each([
+      [['status'], ['client', 'status', '-D']],
+      [['host_status', '-s', 'LS'], ['client', 'host_status', '-s', 'LS', '-D']],
+      [['renewals', '-s', 'LS'], ['client', 'renewal', '-s', 'LS', '-D']],
+    ])('%j and %j send the same request and print the same', async (top, alias) => {
+      const a = await cli(...top, '--socket', sock);
+      const b = await cli(...alias, '--socket', sock);
+      expect(a.code).toBe(0);
+      expect(b).toEqual(a);
+      expect(seen[1]).toEqual(seen[0]);
+    });
+  });
+
+  describe('checked before connecting', () => {
+    it('add_lockspace -o with the direct commands\' parser, at most 255', async () => {
+      for (const bad of ['abc', '256', '1.5']) {
+        const r = await client('add_lockspace', '-s', 'LS:1:/p:0', '-o', bad);
+        expect(r).toMatchObject({ code: 2, stdout: '' });
+        expect(r.stderr).toEqual([expect.stringMatching(/^lockagent: client add_lockspace: .*-o io_timeout/)]);
+      }
+      expect(seen).toEqual([]);
+      expect((await client('add_lockspace', '-s', 'LS:1:/p:0', '-o', '255')).code).toBe(0);
+      expect((await client('add_lockspace', '-s', 'LS:1:/p:0', '-o', '0')).code).toBe(0);
+      expect(seen.map((r) => (r.op === 'add_lockspace' ? r.ioTimeout : undefined))).toEqual([255, 10]);
+    });
+
+    it('-r with an unescaped by-path device name: the message says to escape ":"', async () => {
+      const r = await client('acquire', '-r', 'LS:R:/dev/disk/by-path/pci-0000:00:1f.2-ata-1:0', '--owner', 'o');
+      expect(r.code).toBe(2);
+      expect(r.stderr).toEqual([expect.stringMatching(/names 2 disks; .*escape ':' in the path as '\\:'/)]);
+      expect(seen).toEqual([]);
+    });
+  });
+
+  describe('-s of rem_lockspace, host_status and renewal: the name as add_lockspace reads it', () => {
+    it.each([
+      ['an escaped colon', 'my\\:ls:1:/p:0', 'my\\:ls'],
+      ['a UTF-8 name', 'é:1:/p:0', 'é'],
+    ])('%s', async (_what, full, name) => {
+      expect((await client('add_lockspace', '-s', full)).code).toBe(0);
+      const joined = (seen[0] as { lockspace: string }).lockspace;
+      for (const args of [['client', 'rem_lockspace', '-s', name], ['client', 'rem_lockspace', '-s', full], ['host_status', '-s', name],
+        ['client', 'host_status', '-s', full], ['renewals', '-s', name], ['client', 'renewal', '-s', full]]) {
+        seen.length = 0;
+        expect([args, (await cli(...args, '--socket', sock)).code]).toEqual([args, 0]);
+        expect([args, (seen[0] as { lockspace: string }).lockspace]).toEqual([args, joined]);
+      }
+    });
+
+    it('a name over 48 bytes is refused (exit 2)', async () => {
+      const r = await client('rem_lockspace', '-s', 'L'.repeat(49));
+      expect(r).toMatchObject({ code: 2, stderr: [expect.stringMatching(/lockspace name "L{49}" is 49 bytes; at most 48/)] });
+      expect(seen).toEqual([]);
+    });
+  });
+});
+
+describe('a missing action', () => {
+  let write: jest.SpyInstance;
+  beforeEach(() => {
+    write = jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
+  });
+  afterEach(() => write.mockRestore());
+  const cli = async (...args: string[]) => {
+    const { ctx, cap } = memoryContext(new MemoryStorage({ size: 512 }));
+    return { code: await run(['node', 'lockagent', ...args], ctx), stderr: cap.stderr.join('\n') };
+  };
+
+  it.each([['client'], ['direct'], []])('`lockagent %s` shows the usage on stderr and exits 2', async (...args) => {
+    const r = await cli(...args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^Usage: lockagent/);
+  });
+
+  it('--help exits 0', async () => {
+    expect((await cli('client', '--help')).code).toBe(0);
+    expect((await cli('--help')).code).toBe(0);
+  });
+});
