@@ -11,8 +11,8 @@ import { cleanupExtension } from './cleanup';
 
 /**
  * What the daemon plugs in beyond the lease core: peer checks on the socket and, unless
- * libvirt_uri is "", the libvirt integration (hook requests, lifecycle events, lock-failure
- * actions on domains).
+ * libvirt_uri is "", the libvirt integration (hook requests, lifecycle and device events,
+ * lock-failure actions on domains).
  */
 export function daemonExtensions(): DaemonExtensions {
   return {
@@ -27,6 +27,9 @@ export function daemonExtensions(): DaemonExtensions {
           const c = new LibvirtConnection(config.libvirtUri, {});
           c.on('lifecycle', (ev) => void mgr.onLifecycle({ uuid: ev.uuid, name: ev.name, event: ev.eventName, detail: ev.detailName })
             .catch((e) => log.error(`handling ${ev.eventName}/${ev.detailName} of ${ev.name}: ${(e as Error).message}`)));
+          // Hot-plug and unplug: after the fact with the hook (libvirt runs no hook for them); the plugin's are skipped.
+          c.on('device', (ev) => void mgr.onDevice({ uuid: ev.uuid, name: ev.name, action: ev.action, alias: ev.alias })
+            .catch((e) => log.error(`handling device ${ev.alias} ${ev.action} of ${ev.name}: ${(e as Error).message}`)));
           c.on('resync', (r) => void mgr.onResync(r.domains.map((d) => ({ uuid: d.uuid, name: d.name, state: d.stateName, reason: d.stateReasonName })), r.listedAt)
             .catch((e) => log.error(`libvirt resync: ${(e as Error).message}`)));
           c.on('disconnected', () => log.warning(`libvirt connection ${config.libvirtUri} lost; reconnecting (events meanwhile are recovered by a resync)`));

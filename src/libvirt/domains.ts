@@ -12,8 +12,9 @@ import { Logger } from '../log/logger';
 import { LeaseAcquireError } from '../lease/paxos';
 import { geometryFor, LeaseError, SANLK } from '../ondisk';
 import { StateStore } from '../state/statestore';
-import { DomainInfo, parseDomainXml } from './domainxml';
-import { LeasePlan, planLeases } from './leaseplan';
+import { VIR_ERR } from './connection';
+import { DiskInfo, DomainInfo, DomainXmlError, LeaseInfo, parseDomainXml } from './domainxml';
+import { LeasePlan, LeasePlanError, planLeases } from './leaseplan';
 import { LeaderProbe, WatchedLease } from './leasewatch';
 import { domainFromLockManager, formatLockState } from './lockmanager';
 
@@ -42,6 +43,14 @@ export interface LifecycleEventLike {
   detail: string;
 }
 
+export interface DeviceEventLike {
+  uuid: string;
+  name: string;
+  action: 'added' | 'removed';
+  /** libvirt's alias of the device (virtio-disk1, scsi0-0-0-1, ua-...) */
+  alias: string;
+}
+
 interface DomainState {
   uuid: string;
   name: string;
@@ -53,8 +62,10 @@ interface DomainState {
   incoming: boolean;
   /** The watch of an incoming migration's leases (see startWatch). */
   watch?: { stopped: boolean };
-  /** What the lock-driver plugin registered (it sends no XML). */
+  /** What the lock-driver plugin registered (it sends no XML), with attaches and detaches since. */
   info?: DomainInfo;
+  /** Registered by the plugin and not acquired yet: its next acquire is this run's start. */
+  starting?: boolean;
   /** QEMU's process, as the lock-driver plugin registered it */
   qemu?: ProcessId;
   /** The lock state the plugin's last pause returned */
@@ -193,6 +204,7 @@ export class DomainManager implements LeaseFailurePolicy {
       await this.ensureLeaseFiles(plan);
       await this.forgetEarlierRun(dom, st, plan);
       st.qemu = d.pid !== undefined ? identify(d.pid) : undefined;
+      st.starting = true;
       this.o.log.debug(`lock_register ${dom.name}: ${plan.entries.length} lease(s) planned in ${(performance.now() - st.startedAt).toFixed(1)} ms`);
       return { leases: plan.entries.length };
     });
@@ -205,11 +217,8 @@ export class DomainManager implements LeaseFailurePolicy {
    * kept at its pause and its stale mark are forgotten.
    */
   private async forgetEarlierRun(dom: DomainInfo, st: DomainState, plan: LeasePlan): Promise<void> {
-    const gone = this.o.agent.inquire(dom.uuid).filter((h) => !plan.entries.some((e) => e.lockspace === h.spec.lockspace && e.resource === h.spec.resource));
-    if (gone.length) {
-      const n = await this.o.agent.release({ uuid: dom.uuid, name: dom.name }, gone.map((h) => h.spec), { keepRecord: true });
-      this.o.log.info(`${dom.name}: released ${n} lease(s) its previous run held and this one does not use`);
-    }
+    const n = await this.releaseUnplanned(dom, plan);
+    if (n) this.o.log.info(`${dom.name}: released ${n} lease(s) its previous run held and this one does not use`);
     for (const r of this.o.store.leases(dom.uuid)) if (!r.held) this.o.store.forgetLease(dom.uuid, r.lockspace, r.resource);
     this.stale.delete(dom.uuid);
     st.lockState = undefined;
@@ -221,7 +230,9 @@ export class DomainManager implements LeaseFailurePolicy {
    * resume with the reason. With libvirt's lock state (a resume), leases released at a pause on
    * this host must still have their lver; with a state and no such pause (an incoming
    * migration: the state is the source's) the source may still be releasing, so a busy lease is
-   * tried again for up to 20 s. Without a state, a domain that holds leases is attaching a disk.
+   * tried again for up to 20 s. Without a state, the first acquire after the registration is the
+   * start's (or, after `virsh start --paused`, its first resume's), also while leases of the last
+   * run are still held; a later one by a domain that holds leases is attaching a disk.
    */
   lockAcquire(d: LockManagerDomain, state?: string, timeoutMs?: number): Promise<{ leases: number }> {
     const dom = domainFromLockManager(d);
@@ -233,7 +244,9 @@ export class DomainManager implements LeaseFailurePolicy {
       const held = this.o.agent.inquire(dom.uuid);
       const kept = state !== undefined ? this.o.store.leases(dom.uuid).filter((r) => !r.held) : [];
       const incoming = state !== undefined && !kept.length;
-      const attach = state === undefined && held.length > 0;
+      // The start's acquire lists every resource registered; an attach lists only the new one.
+      const starting = state === undefined && !!st.starting && !!st.info && covers(dom, st.info);
+      const attach = state === undefined && !starting && held.length > 0;
       if (attach && !st.info && plan.entries.some((e) => held.some((h) => h.spec.lockspace === e.lockspace && h.spec.resource === e.resource))) {
         // Without the registered disk list a detach could not tell this disk from the one that
         // holds the lease already: refused, as sanlock refuses a resource its process holds.
@@ -253,7 +266,15 @@ export class DomainManager implements LeaseFailurePolicy {
         if (kept.length && isStaleRefusal(e)) this.markStale(dom.uuid, dom.name, e, 'libvirt keeps its CPUs stopped');
         throw e;
       }
+      // An attach is added as it comes (a disk attached twice is listed twice: libvirt's undo of
+      // the second attach must leave the first one's lease); the start adds only what is new
+      // (attached while `start --paused` waited for its resume).
       if (attach && st.info) st.info = { ...st.info, disks: [...st.info.disks, ...dom.disks], leases: [...st.info.leases, ...dom.leases] };
+      if (starting && st.info) {
+        const info = st.info;
+        st.info = { ...info, disks: [...info.disks, ...dom.disks.filter((x) => !info.disks.some((y) => sameDisk(x, y)))], leases: [...info.leases, ...dom.leases.filter((x) => !info.leases.some((y) => sameLease(x, y)))] };
+        st.starting = false;
+      }
       if (kept.length) {
         this.stale.delete(dom.uuid);
         this.o.store.setOwnerState(dom.uuid, 'active');
@@ -288,8 +309,8 @@ export class DomainManager implements LeaseFailurePolicy {
         const disks = [...st.info.disks];
         const leases = [...st.info.leases];
         const drop = <T>(list: T[], i: number) => { if (i >= 0) list.splice(i, 1); };
-        for (const x of dom.disks) drop(disks, disks.findIndex((y) => y.source?.type === 'file' && x.source?.type === 'file' && y.source.path === x.source.path));
-        for (const x of dom.leases) drop(leases, leases.findIndex((y) => y.key === x.key && y.lockspace === x.lockspace && y.path === x.path));
+        for (const x of dom.disks) drop(disks, disks.findIndex((y) => sameDisk(x, y)));
+        for (const x of dom.leases) drop(leases, leases.findIndex((y) => sameLease(x, y)));
         st.info = { ...st.info, disks, leases };
         still = planLeases(st.info, this.o.config).entries;
       }
@@ -344,8 +365,7 @@ export class DomainManager implements LeaseFailurePolicy {
             if (ev.detail === 'MIGRATED' || ev.detail === 'WAKEUP') return undefined;
             // Started through the lock-driver plugin: it takes the leases before the CPUs start
             // (a `virsh start --paused` holds none until its resume).
-            const q = this.domains.get(ev.uuid)?.qemu;
-            if (q && isSame(q)) return undefined;
+            if (this.pluginRuns(ev.uuid)) return undefined;
             await this.ensureHeld(ev.uuid, ev.name, kind, xml);
             return undefined;
           }
@@ -368,9 +388,41 @@ export class DomainManager implements LeaseFailurePolicy {
     });
   }
 
+  /**
+   * A device hot-plugged or unplugged. libvirt runs no hook for either, so with the hook this is
+   * after the fact: QEMU may use an attached disk before its lease is taken here, and a detached
+   * one keeps its lease until then. The live XML is planned: after an attach, a running domain
+   * takes the leases it lacks, and a refusal (the disk is leased by another host) is a lease
+   * failure of the domain, handled by its <on_lockfailure>; after a detach, the leases the plan
+   * no longer has are released. With the lock-driver plugin, libvirt had it do both at the attach
+   * or detach itself (a refused attach never reaches QEMU): nothing is left to do here.
+   */
+  onDevice(ev: DeviceEventLike): Promise<void> {
+    return this.events.run(ev.uuid, async () => {
+      if (this.pluginRuns(ev.uuid)) return;
+      const ctl = this.o.control();
+      if (!ctl) return; // the resync after the reconnect makes the leases whole
+      const [xml, now] = await Promise.all([this.fetchXml(ev.uuid), ctl.state ? this.libvirtCall(() => ctl.state!(ev.uuid)) : undefined]);
+      const what = `device ${ev.alias} ${ev.action === 'added' ? 'hot-plugged' : 'unplugged'}`;
+      if (!xml) {
+        this.o.log.warning(`${ev.name}: ${what}, but its live XML could not be read: its leases are checked again at the next libvirt resync`);
+        return;
+      }
+      await this.queue.run(ev.uuid, async () => {
+        if (ev.action === 'removed') return this.releaseDetached(ev.name, what, xml);
+        // A paused domain holds no lease: its resume takes the whole plan, the new disk's too.
+        if (now?.stateName !== 'RUNNING') return;
+        await this.ensureHeld(ev.uuid, ev.name, what, xml, true);
+      });
+    });
+  }
+
   /** After every (re)connect: reconcile with what libvirt says runs now. Missed events are lost. */
   async onResync(domains: Array<{ uuid: string; name: string; state: number | string; reason?: string }>, listedAt = performance.now()): Promise<void> {
     const running = new Map(domains.map((d) => [d.uuid, d]));
+    // One domain at a time, each on its own: a failure with one must not leave the others unchecked.
+    const each = (uuid: string, name: string, work: () => Promise<void>) => work().catch((e: unknown) =>
+      this.o.log.error(`libvirt resync: ${name} (${uuid}): ${(e as Error).message}; the other domains are checked all the same, this one again at the next resync`));
     for (const o of this.o.agent.ownersList()) {
       // Owners that are not domains (`lockagent client acquire --owner NAME`) are not libvirt's.
       if (!isDomainUuid(o.ref.uuid)) continue;
@@ -378,46 +430,55 @@ export class DomainManager implements LeaseFailurePolicy {
       const st = stateName(d?.state);
       if (!d || st === 'SHUTOFF' || st === 'CRASHED') {
         // A start since the list was taken (its leases taken at prepare) is not in it.
-        await this.events.run(o.ref.uuid, () => this.queue.run(o.ref.uuid, async () => {
+        await each(o.ref.uuid, o.ref.name, () => this.events.run(o.ref.uuid, () => this.queue.run(o.ref.uuid, async () => {
           if (this.startedSince(o.ref.uuid, listedAt)) return;
           this.stopWatch(o.ref.uuid);
           await this.releaseAll(o.ref.uuid, 'not running after libvirt resync');
-        }));
+        })));
       } else if (st === 'PAUSED' && o.leases.length && d.reason !== 'STARTING_UP' && !this.domains.get(d.uuid)?.incoming && !this.startedSince(d.uuid, listedAt)) {
         // Not while starting up (from the start gate to the CPUs starting: libvirt lists the
         // domain paused), migrating in (the watch took the leases before the CPUs start), or
         // started or resumed since the list (the plugin takes the leases just before the CPUs).
-        await this.events.run(d.uuid, () => this.queue.run(d.uuid, () => this.suspendRelease(d.uuid, d.name, 'paused at resync')));
+        await each(d.uuid, d.name, () => this.events.run(d.uuid, () => this.queue.run(d.uuid, () => this.suspendRelease(d.uuid, d.name, 'paused at resync'))));
       }
     }
     for (const d of domains) {
       if (stateName(d.state) !== 'RUNNING') continue;
-      await this.events.run(d.uuid, async () => {
+      await each(d.uuid, d.name, () => this.events.run(d.uuid, async () => {
         const xml = await this.fetchXml(d.uuid);
         await this.queue.run(d.uuid, () => this.ensureHeld(d.uuid, d.name, 'running at resync', xml));
-      });
+      }));
     }
   }
 
   /**
    * For the agent's start-up reconcile: which running domain needs which lease
    * ("lockspace:resource" → the domain), from libvirt's list and each running domain's live XML.
-   * Paused domains hold no leases. Undefined when libvirt cannot tell (not connected, an XML
-   * that cannot be read): then nothing is released on its word.
+   * Paused domains hold no leases. Undefined when libvirt cannot tell (not connected, a running
+   * domain whose XML cannot be read or planned): then nothing is released on its word, since a
+   * lease found held might be that domain's. Each such domain is logged; the others' leases are
+   * theirs again at the resync, which takes each running domain's plan.
    */
   async runningLeaseOwners(): Promise<Map<string, { uuid: string; name: string; action?: string }> | undefined> {
     const ctl = this.o.control();
     if (!ctl) return undefined;
     const out = new Map<string, { uuid: string; name: string; action?: string }>();
+    let unknown = false;
     for (const d of await ctl.listDomains()) {
       const st = stateName(d.state);
       if (st === 'SHUTOFF' || st === 'CRASHED' || st === 'PAUSED') continue;
       const xml = await this.fetchXml(d.uuid);
-      if (!xml) return undefined;
-      const dom = parseDomainXml(xml);
-      for (const e of planLeases(dom, this.o.config).entries) out.set(`${e.lockspace}:${e.resource}`, { uuid: dom.uuid, name: dom.name, action: dom.onLockFailure });
+      try {
+        if (!xml) throw new Error('libvirt did not give its XML');
+        const dom = parseDomainXml(xml);
+        for (const e of planLeases(dom, this.o.config).entries) out.set(`${e.lockspace}:${e.resource}`, { uuid: dom.uuid, name: dom.name, action: dom.onLockFailure });
+      } catch (e) {
+        unknown = true;
+        this.o.log.error(`start-up reconcile: the leases of running domain ${d.name} (${d.uuid}) cannot be told: ${(e as Error).message}; ` +
+          `no lease found held here is released, as it may be this domain's${planRemedy(e)}`);
+      }
     }
-    return out;
+    return unknown ? undefined : out;
   }
 
   // ---- lock failure --------------------------------------------------------------------------
@@ -448,7 +509,13 @@ export class DomainManager implements LeaseFailurePolicy {
           this.o.log.error(`lease lost for ${who}: ${owner.reason}; on_lockfailure=restart: destroying it and starting it again (the start needs its leases)`);
           if (!ctl) throw new Error('libvirt is not connected');
           await inTime(ctl.destroy(owner.uuid));
-          await ctl.create(owner.uuid).catch((e) => this.o.log.error(`restart of ${who} failed: ${(e as Error).message}`));
+          await ctl.create(owner.uuid).catch((e) => this.o.log.error((e as { code?: unknown }).code === VIR_ERR.NO_DOMAIN
+            // libvirt's sanlock helper saves a transient domain's XML before the destroy and starts
+            // it from that (virDomainCreateXML); lockagent's libvirt binding has no such call.
+            ? `restart of ${who}: it is gone since the destroy (a transient domain, started from its XML with virsh create), and lockagent ` +
+              'cannot start a domain from its XML: it stays shut off. Start it again with virsh create once its leases can be taken, ' +
+              'or define it (virsh define) so that on_lockfailure=restart can restart it'
+            : `restart of ${who} failed: ${(e as Error).message}`));
           return;
         case 'ignore':
           this.o.log.error(`lease lost for ${who}: ${owner.reason}; on_lockfailure=ignore: leaving it running WITHOUT its leases`);
@@ -703,21 +770,23 @@ export class DomainManager implements LeaseFailurePolicy {
    * (another host holds or has held the disk since the pause) keeps it paused — every later
    * resume is paused again the same way — and only <on_lockfailure>poweroff</on_lockfailure>
    * destroys it: a paused guest writes nothing, and its memory may still be worth saving. Other
-   * failures (storage, lockspace not joined) apply the lock-failure action after the pause.
+   * failures (storage, lockspace not joined, a plan that cannot be made, as libvirt would refuse
+   * the resume) apply the lock-failure action after the pause.
    */
   private async resumeAcquire(uuid: string, name: string, detail: string, xml?: string): Promise<(() => Promise<void>) | undefined> {
     const st = this.domains.get(uuid);
     const rows = this.o.store.leases(uuid).filter((r) => !r.held);
-    const dom = this.domainInfo(uuid, name, xml);
-    if (!dom) return undefined;
-    const plan = this.plan(dom, this.state(dom));
     const lvers = new Map(rows.map((r) => [`${r.lockspace}:${r.resource}`, r.lver]));
     const migrated = detail === 'MIGRATED' || st?.incoming;
     // The CPUs run here now: take the leases in this queue (the watch's acquire, queued behind, stops).
     this.stopWatch(uuid);
-    const have = this.o.agent.inquire(uuid);
-    const heldAlready = plan.entries.length > 0 && plan.entries.every((e) => have.some((h) => h.spec.lockspace === e.lockspace && h.spec.resource === e.resource));
+    let dom: DomainInfo | undefined;
     try {
+      dom = this.domainInfo(uuid, name, xml);
+      if (!dom) return undefined;
+      const plan = this.plan(dom, this.state(dom));
+      const have = this.o.agent.inquire(uuid);
+      const heldAlready = plan.entries.length > 0 && plan.entries.every((e) => have.some((h) => h.spec.lockspace === e.lockspace && h.spec.resource === e.resource));
       await this.acquirePlan(dom, plan, {
         lvers: migrated ? undefined : lvers,
         retryMs: migrated ? this.o.migrationAcquireMs ?? 20000 : 0,
@@ -730,7 +799,7 @@ export class DomainManager implements LeaseFailurePolicy {
         (migrated && heldAlready ? ' (taken before it resumed)' : migrated && plan.entries.length ? ' (taken after it resumed)' : ''));
       return undefined;
     } catch (e) {
-      const reason = (e as Error).message;
+      const reason = `${(e as Error).message}${planRemedy(e)}`;
       const taken = isStaleRefusal(e);
       this.o.log.error(`${name} resumed but its leases cannot be taken: ${reason}; pausing it again`);
       return async () => {
@@ -742,7 +811,7 @@ export class DomainManager implements LeaseFailurePolicy {
             return false;
           });
         }
-        const action = dom.onLockFailure ?? this.o.config.leaseFailureAction;
+        const action = dom?.onLockFailure ?? this.o.config.leaseFailureAction;
         if (paused && taken && action !== 'poweroff') {
           this.markStale(uuid, name, e, `on_lockfailure=${action}; only poweroff destroys it`);
           return;
@@ -774,37 +843,79 @@ export class DomainManager implements LeaseFailurePolicy {
     return [...this.stale].map(([uuid, s]) => ({ uuid, name: s.name, state: `paused: stale lease (held by ${s.heldBy} since it was paused; kept paused since ${s.since})` }));
   }
 
-  /** A running domain must hold its leases (it started while we were down, or without the hook). */
-  private async ensureHeld(uuid: string, name: string, why: string, xml?: string): Promise<void> {
-    const dom = this.domainInfo(uuid, name, xml);
-    if (!dom) return;
-    const plan = this.plan(dom, this.state(dom));
-    const have = this.o.agent.inquire(uuid);
-    if (plan.entries.every((e) => have.some((h) => h.spec.lockspace === e.lockspace && h.spec.resource === e.resource))) {
-      // Leases taken at `prepare` (before QEMU existed): record QEMU's pid for the kill policy.
-      const pid = await this.qemuPid(dom.name);
-      if (pid && plan.entries.length) this.o.agent.setOwnerPid(uuid, pid);
-      return;
-    }
-    // Leases recorded before an agent restart are being re-adopted, not taken for the first time.
-    const known = this.o.store.leases(uuid).some((r) => r.held);
+  /**
+   * A running domain must hold its leases (it started while we were down, or without the hook, or
+   * with `hotplug`, a disk was attached). What cannot be planned or taken is a lease failure of
+   * the domain: libvirt would have refused its start, or the attach.
+   */
+  private async ensureHeld(uuid: string, name: string, why: string, xml?: string, hotplug = false): Promise<void> {
+    let dom: DomainInfo | undefined;
     try {
+      dom = this.domainInfo(uuid, name, xml);
+      if (!dom) return;
+      const plan = this.plan(dom, this.state(dom));
+      const have = this.o.agent.inquire(uuid);
+      const missing = plan.entries.filter((e) => !have.some((h) => h.spec.lockspace === e.lockspace && h.spec.resource === e.resource));
+      if (!missing.length) {
+        // Leases taken at `prepare` (before QEMU existed): record QEMU's pid for the kill policy.
+        const pid = await this.qemuPid(dom.name);
+        if (pid && plan.entries.length) this.o.agent.setOwnerPid(uuid, pid);
+        return;
+      }
+      // Leases recorded before an agent restart are being re-adopted, not taken for the first time.
+      const known = this.o.store.leases(uuid).some((r) => r.held);
       await this.acquirePlan(dom, plan, { withPid: true });
-      if (known) this.o.log.info(`${name} is ${why}: its ${plan.entries.length} lease(s) are held again`);
+      if (hotplug) this.o.log.warning(`${name}: ${why}: took ${missing.length} lease(s) after the fact (libvirt runs no hook for a hot-plug, so QEMU may have used the disk before)`);
+      else if (known) this.o.log.info(`${name} is ${why}: its ${plan.entries.length} lease(s) are held again`);
       else this.o.log.warning(`${name} was ${why} without all its leases; they are now held`);
     } catch (e) {
-      void this.onLeaseFailure({ uuid, name, reason: `it runs without its leases (${why}): ${(e as Error).message}`, action: dom.onLockFailure });
+      const reason = hotplug ? `${why}, and its lease is refused (after the fact): ${(e as Error).message}${planRemedy(e)}`
+        : `it runs without its leases (${why}): ${(e as Error).message}${planRemedy(e)}`;
+      void this.onLeaseFailure({ uuid, name, reason, action: dom?.onLockFailure });
     }
+  }
+
+  /**
+   * After a hot-unplug (hook): the leases the live XML's plan no longer has are released. If it
+   * cannot be planned nothing is released: the leases it holds stay held until it stops.
+   */
+  private async releaseDetached(name: string, why: string, xml: string): Promise<void> {
+    try {
+      const dom = parseDomainXml(xml);
+      const n = await this.releaseUnplanned(dom, this.plan(dom, this.state(dom)));
+      if (n) this.o.log.info(`${name}: ${why}: released ${n} lease(s) it no longer uses (after the fact: libvirt runs no hook for a hot-unplug)`);
+    } catch (e) {
+      this.o.log.error(`${name}: ${why}, but its leases cannot be planned: ${(e as Error).message}; those it holds stay held until it stops`);
+    }
+  }
+
+  /** Release the leases the domain holds that its plan does not have, and forget their rows; the rows of the others (lvers kept at a pause) stay. */
+  private async releaseUnplanned(dom: DomainInfo, plan: LeasePlan): Promise<number> {
+    const planned = (ls: string, res: string) => plan.entries.some((e) => e.lockspace === ls && e.resource === res);
+    const gone = this.o.agent.inquire(dom.uuid).filter((h) => !planned(h.spec.lockspace, h.spec.resource));
+    const n = gone.length ? await this.o.agent.release({ uuid: dom.uuid, name: dom.name }, gone.map((h) => h.spec), { keepRecord: true }) : 0;
+    for (const r of this.o.store.leases(dom.uuid)) if (!planned(r.lockspace, r.resource)) this.o.store.forgetLease(dom.uuid, r.lockspace, r.resource);
+    return n;
+  }
+
+  /** Whether the domain runs the QEMU the lock-driver plugin registered: libvirt calls the plugin for its lease changes. */
+  private pluginRuns(uuid: string): boolean {
+    const q = this.domains.get(uuid)?.qemu;
+    return !!q && isSame(q);
   }
 
   /** The live XML (fetched before the lease work is queued), else the one the hook sent. */
   private async fetchXml(uuid: string): Promise<string | undefined> {
     const ctl = this.o.control();
-    if (!ctl) return undefined;
+    return ctl ? this.libvirtCall(() => ctl.getXML(uuid)) : undefined;
+  }
+
+  /** A libvirt call made while handling an event: undefined if it fails or takes longer than LIBVIRT_CALL_MS. */
+  private async libvirtCall<T>(call: () => Promise<T>): Promise<T | undefined> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), LIBVIRT_CALL_MS); });
     try {
-      return await Promise.race([ctl.getXML(uuid).catch(() => undefined), timeout]);
+      return await Promise.race([call().catch(() => undefined), timeout]);
     } finally {
       clearTimeout(timer);
     }
@@ -853,6 +964,26 @@ export class DomainManager implements LeaseFailurePolicy {
 function isStaleRefusal(e: unknown): boolean {
   const rv = (e as LeaseError).rv;
   return rv === SANLK.ACQUIRE_LVER || rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER;
+}
+
+/** The same disk in the plugin's resource lists (domainFromLockManager: a path each). */
+function sameDisk(a: DiskInfo, b: DiskInfo): boolean {
+  return a.source?.type === 'file' && b.source?.type === 'file' && a.source.path === b.source.path;
+}
+
+function sameLease(a: LeaseInfo, b: LeaseInfo): boolean {
+  return a.key === b.key && a.lockspace === b.lockspace && a.path === b.path;
+}
+
+/** Whether `dom` lists every disk and lease of `info`. */
+function covers(dom: DomainInfo, info: DomainInfo): boolean {
+  return info.disks.every((x) => dom.disks.some((y) => sameDisk(x, y))) && info.leases.every((x) => dom.leases.some((y) => sameLease(x, y)));
+}
+
+/** What to do about a domain whose leases cannot be planned (libvirt would not start it), for the error's log line. */
+function planRemedy(e: unknown): string {
+  return e instanceof LeasePlanError || e instanceof DomainXmlError
+    ? '; its lease plan cannot be made, so libvirt would not start it: correct its XML (or the disk lease settings in lockagent.conf)' : '';
 }
 
 /** Domain owners are keyed by the canonical lower-case UUID (parseDomainXml's form). */

@@ -29,8 +29,8 @@ export const LEASE_REQUIRED_MESSAGE = 'Read/write, exclusive access, disks were 
 
 /**
  * How a `<disk type='volume'>` resolves through its storage pool. A string is a local path (file,
- * block or dir); an object can also say the volume is a network one (rbd, gluster, iSCSI with
- * mode='direct'), which libvirt does not lock. undefined: unknown pool or volume.
+ * block or dir); an object can also say the volume is a network one (rbd, gluster), which
+ * libvirt does not lock. undefined: unknown pool or volume. Never asked for mode='direct'.
  */
 export type VolumeResolution =
   | string
@@ -152,13 +152,18 @@ function lockablePath(d: DiskInfo, needPath: boolean, conf: PlanConfig): Lockabl
     case 'vhostvdpa':
       return { skip: 'not-lockable' };
     case 'volume': {
+      // mode='direct' is valid only for an iSCSI pool, whose volume libvirt then hands QEMU as a
+      // network disk (any other pool fails the start): never locked, so nothing to look up.
+      if (s.mode === 'direct') return { skip: 'volume-network' };
       // A read-only volume is a no-op whatever it resolves to, and a volume whose lock would
       // be ignored need not be resolved at all.
       if (d.readonly) return { skip: 'readonly' };
       if (!needPath) return { skip: 'auto-leases-off' };
       const where = `${diskWho(d)}: volume '${q(s.volume)}' in pool '${q(s.pool)}'`;
       if (!conf.resolveVolume) {
-        throw new LeasePlanError('VOLUME_UNRESOLVED', `${where} needs a lease but no storage-pool resolver is configured`);
+        // The hook's case: it must not call back into libvirt, which is waiting for it.
+        throw new LeasePlanError('VOLUME_UNRESOLVED', `${where} needs a lease, and the hook cannot resolve a storage pool (it must not call libvirt); ` +
+          'use the lock-driver plugin (lock_manager = "lockagent"), to which libvirt hands the volume\'s path');
       }
       const r = conf.resolveVolume(s.pool, s.volume, s.mode);
       if (r === undefined) throw new LeasePlanError('VOLUME_UNRESOLVED', `${where} could not be resolved to a path`);

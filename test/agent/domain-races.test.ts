@@ -2,8 +2,9 @@
  * What must not release a starting or restarted domain's leases (DomainManager): a resync whose
  * list shows the domain paused while it starts up (libvirt sets PAUSED/STARTING_UP before the
  * `prepare` hook), a resync whose list predates the start, and a STOPPED event of the domain's
- * previous run when the lock-driver plugin registered a QEMU that still runs. And what must:
- * a resync listing it shut off after the start. Real files, O_DIRECT, io_timeout 1.
+ * previous run when the lock-driver plugin registered a QEMU that still runs, nor the start's
+ * acquire taken for an attach while that run's leases are still held. And what must: a resync
+ * listing it shut off after the start. Real files, O_DIRECT, io_timeout 1.
  */
 import { ChildProcess, spawn } from 'child_process';
 import { createHash } from 'crypto';
@@ -108,6 +109,21 @@ describe('DomainManager: late events and resyncs leave a new start\'s leases alo
       expect(store.leases(UUID).filter((r) => !r.held).map((r) => r.resource)).toHaveLength(1);
       await mgr.lockAcquire(dom([disk]), state);
       expect(leases()).toEqual([planPath(disk)]);
+    });
+
+    it('a start while the last run\'s leases are still held is no attach: a detach after it releases the detached disk\'s lease', async () => {
+      await mgr.lockRegister(dom([disk, other]));
+      await mgr.lockAcquire(dom([disk, other]));
+      // the next run, before the last run's STOPPED event: its leases are still held at the start's acquire
+      await mgr.lockRegister(dom([disk, other]));
+      await mgr.lockAcquire(dom([disk, other]));
+      await mgr.lockRelease(dom([other]), false); // `other` hot-unplugged
+      expect(leases()).toEqual([planPath(disk)]);
+      // and a real attach after the start still is one: the disk attached again shares the lease
+      await mgr.lockAcquire(dom([other]));
+      await mgr.lockAcquire(dom([other]));
+      await mgr.lockRelease(dom([other]), false); // libvirt undoes the second attach
+      expect(leases()).toEqual([planPath(disk), planPath(other)].sort());
     });
 
     it('a start with --paused takes no lease at its STARTED event (the plugin takes them when the CPUs start)', async () => {

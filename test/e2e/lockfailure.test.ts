@@ -8,7 +8,9 @@
  *   kill_grace_seconds (3 s here; QEMU is SIGSTOPped first so that the SIGKILL step shows);
  *   restart -> destroyed and started again: the start (hook `prepare`) waits for LSLOOP1, which
  *   the agent rejoins at host_dead after its last renewal; the storage is repaired meanwhile
- *   (its contents written back), so the domain runs again, holding both leases, new generation.
+ *   (its contents written back), so the domain runs again, holding both leases, new generation;
+ *   restart of a transient domain (undefined while it runs) -> destroyed, and libvirt no longer
+ *   knows it: the log says it cannot be started again and what to do.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -16,7 +18,7 @@ import { AgentHost, log, startHost, status, stopHost, waitFor, waitJoined, write
 import { lockagent, makeTempDir, removeTempDir, sparseFile } from '../helpers/cli';
 import {
   attachLoop, breakLoop, defineDomain, describeE2E, detachLoop, domState, installHook, md5, qemuPid, removeDomains, removeHook, repairLoop,
-  startServices, suiteLock, TestDomain, URI, virshOk, waitDomState,
+  startServices, suiteLock, TestDomain, URI, virsh, virshOk, waitDomState,
 } from '../helpers/libvirt';
 
 const LS = 'LSLOOP1';
@@ -31,6 +33,7 @@ describeE2E('e2e: on_lockfailure actions when lockspace storage fails (real libv
   let backing = '';
   let A: AgentHost | undefined;
   const doms = {} as Record<Action, TestDomain>;
+  let transient: TestDomain;
   let stoppedPid: number | undefined;
   /** the lockspace device's contents before it broke, to repair it */
   let saved: Buffer | undefined;
@@ -58,6 +61,11 @@ describeE2E('e2e: on_lockfailure actions when lockspace storage fails (real libv
       });
       await virshOk(['start', doms[a].name]);
     }
+    const resFile = sparseFile(path.join(base, 'res-transient'), 1048576);
+    expect((await lockagent(['direct', 'init', '-r', `${LS}:k-transient:${resFile}:0`])).code).toBe(0);
+    transient = await defineDomain(base, 'la-e2e-lf-transient', { leases: [{ lockspace: LS, key: 'k-transient', path: resFile }], onLockFailure: 'restart' });
+    await virshOk(['start', transient.name]);
+    await virshOk(['undefine', transient.name]); // still running, now transient (as if started with virsh create)
   }, 600_000);
 
   afterAll(async () => {
@@ -120,6 +128,9 @@ describeE2E('e2e: on_lockfailure actions when lockspace storage fails (real libv
     // for LSLOOP1 (lost). No virsh query of it here: libvirtd holds the domain while its hook runs.
     await waitFor('the restart\'s destroy', async () => /released 1 lease\(s\) of la-e2e-lf-restart: libvirt stopped it/.test(log(A!)) || undefined, 10_000, 100);
     await waitFor('the restart\'s start to wait for LSLOOP1', async () => /acquire of LSLOOP1:k-restart for la-e2e-lf-restart waits for lockspace LSLOOP1 to join/.test(log(A!)) || undefined, 10_000, 100);
+    // restart of the transient domain: destroyed (its start is tried once the other restart's is done, below)
+    expect(log(A!)).toMatch(/lease lost for la-e2e-lf-transient .*on_lockfailure=restart: destroying it and starting it again/);
+    await waitFor('the transient domain\'s destroy', async () => /released 1 lease\(s\) of la-e2e-lf-transient: libvirt stopped it/.test(log(A!)) || undefined, 10_000, 100);
 
     // ignore: still running well after the loss, holding only its disk lease now.
     await new Promise((r) => setTimeout(r, 2000));
@@ -143,5 +154,10 @@ describeE2E('e2e: on_lockfailure actions when lockspace storage fails (real libv
     const ls = (await status(A!)).lockspaces.find((l) => l.name === LS)!;
     expect(ls.state).toBe('joined');
     expect(ls.generation).toBeGreaterThan(generation);
+    // The agent's libvirt calls run one at a time on its connection, so the transient domain's
+    // start was tried after the restart's above, which waited in the hook: libvirt no longer
+    // knows the domain, nothing starts it again, and the log says so.
+    await waitFor('the transient domain\'s restart to give up', async () => /restart of la-e2e-lf-transient \(.*\): it is gone since the destroy \(a transient domain, started from its XML with virsh create\), and lockagent cannot start a domain from its XML: it stays shut off/.test(log(A!)) || undefined, 10_000, 100);
+    expect((await virsh(['domstate', transient.name])).stderr).toMatch(/failed to get domain/);
   }, 150_000);
 });

@@ -143,10 +143,24 @@ describe('planLeases: which disks get an automatic lease', () => {
     expect(p.entries[0].disk).toEqual({ source: '/srv/nfs/pool/v.qcow2', target: 'vda', pool: 'nfspool', volume: 'v.qcow2' });
   });
 
-  it('a volume that must be locked needs a resolver', () => {
+  it('a volume that must be locked needs a resolver; the hook has none, the error names the plugin', () => {
     const e = planError(dom(disk("type='volume'", "<source pool='nfspool' volume='v'/>")), AUTO);
     expect(e.code).toBe('VOLUME_UNRESOLVED');
-    expect(e.message).toBe("disk vda (<disk> #1): volume 'v' in pool 'nfspool' needs a lease but no storage-pool resolver is configured");
+    expect(e.message).toBe("disk vda (<disk> #1): volume 'v' in pool 'nfspool' needs a lease, and the hook cannot resolve a storage pool " +
+      '(it must not call libvirt); use the lock-driver plugin (lock_manager = "lockagent"), to which libvirt hands the volume\'s path');
+  });
+
+  it("an iSCSI volume with mode='direct' is a network disk: no lease and no lookup, also without a resolver (the hook's case)", () => {
+    const noLookup: VolumeResolver = () => {
+      throw new Error('a direct-mode volume must not be looked up');
+    };
+    const d = dom(disk("type='volume'", "<source pool='iscsipool' volume='lun2' mode='direct'/>") +
+      disk("type='volume'", "<source pool='nowhere' volume='lun3' mode='direct'/>", 'vdb'));
+    for (const conf of [AUTO, { ...AUTO, resolveVolume: noLookup }, { ...MANUAL, resolveVolume: noLookup }]) {
+      const p = planLeases(d, conf);
+      expect(p.entries).toEqual([]);
+      expect(p.skipped).toEqual([{ index: 1, target: 'vda', reason: 'volume-network' }, { index: 2, target: 'vdb', reason: 'volume-network' }]);
+    }
   });
 
   it('the resolver gets pool, volume and mode; bad answers are errors', () => {

@@ -1,0 +1,263 @@
+/**
+ * DomainManager with libvirt answering through a fake DomainControl (the live XML, the state,
+ * the actions it is asked for): hot-plug and unplug followed after the fact with the hook, and
+ * skipped for a domain the lock-driver plugin registered; a domain whose leases cannot be planned
+ * at a resync, a resume or the start-up reconcile, which must not stop the others from being
+ * checked and must get its lock-failure action; on_lockfailure=restart of a transient domain.
+ * Real files, O_DIRECT, io_timeout 1.
+ */
+import { ChildProcess, spawn } from 'child_process';
+import { createHash } from 'crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { join } from 'path';
+import { Agent } from '../../src/agent/agent';
+import { ensureLockspaceFile } from '../../src/agent/lockspacefile';
+import { defaultConfig } from '../../src/config/config';
+import { systemClock } from '../../src/lease/clock';
+import { DomainControl, DomainManager } from '../../src/libvirt/domains';
+import { memoryLogger } from '../../src/log/logger';
+import { DEFAULT_GEOMETRY } from '../../src/ondisk';
+import { StateStore } from '../../src/state/statestore';
+
+const LS = '__LIBVIRT__DISKS__';
+const md5 = (s: string) => createHash('md5').update(s).digest('hex');
+jest.setTimeout(60000);
+
+/** libvirt as the manager sees it: what each domain's live XML and state are, and what it was asked to do. */
+class FakeLibvirt implements DomainControl {
+  readonly doms = new Map<string, { name: string; xml: string; state: string; transient?: boolean }>();
+  readonly calls: string[] = [];
+  readonly xmlReads: string[] = [];
+
+  private get(uuid: string) {
+    const d = this.doms.get(uuid);
+    if (!d) throw Object.assign(new Error(`Domain not found: no domain with matching uuid '${uuid}'`), { code: 42 });
+    return d;
+  }
+  async listDomains() {
+    return [...this.doms].map(([uuid, d]) => ({ uuid, name: d.name, state: d.state }));
+  }
+  async getXML(uuid: string) {
+    this.xmlReads.push(uuid);
+    return this.get(uuid).xml;
+  }
+  async state(uuid: string) {
+    return { stateName: this.get(uuid).state };
+  }
+  async suspend(uuid: string) {
+    this.calls.push(`suspend ${this.get(uuid).name}`);
+    this.get(uuid).state = 'PAUSED';
+  }
+  async resume(uuid: string) {
+    this.calls.push(`resume ${this.get(uuid).name}`);
+    this.get(uuid).state = 'RUNNING';
+  }
+  async destroy(uuid: string) {
+    const d = this.get(uuid);
+    this.calls.push(`destroy ${d.name}`);
+    d.state = 'SHUTOFF';
+    if (d.transient) this.doms.delete(uuid); // libvirt forgets a transient domain once it stops
+  }
+  async create(uuid: string) {
+    const d = this.get(uuid);
+    this.calls.push(`create ${d.name}`);
+    d.state = 'RUNNING';
+  }
+}
+
+describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', () => {
+  let dir: string;
+  let agent: Agent;
+  let mgr: DomainManager;
+  let log: ReturnType<typeof memoryLogger>;
+  let store: StateStore;
+  let virt: FakeLibvirt;
+  let n = 0;
+  const leasePath = (disk: string) => join(dir, 'leases', md5(disk));
+  const held = (uuid: string) => agent.inquire(uuid).map((h) => h.spec.path).sort();
+  const text = () => log.lines.join('\n');
+
+  /** A domain; its XML with the file disks given (vda, vdb, ...) and whatever `extra` adds to <devices>. */
+  function domain(name: string, opts: { extra?: string; onLockFailure?: string } = {}) {
+    const uuid = `6d0c1f56-0f1b-4d0e-9a53-${(++n).toString(16).padStart(12, '0')}`;
+    const xml = (ds: string[], extra = opts.extra ?? '') => `<domain type='kvm'><name>${name}</name><uuid>${uuid}</uuid><memory>1024</memory>` +
+      `${opts.onLockFailure ? `<on_lockfailure>${opts.onLockFailure}</on_lockfailure>` : ''}<devices>` +
+      ds.map((p, i) => `<disk type='file' device='disk'><source file='${p}'/><target dev='vd${String.fromCharCode(97 + i)}' bus='virtio'/></disk>`).join('') +
+      `${extra}</devices></domain>`;
+    return { uuid, name, xml };
+  }
+  function disk(name: string): string {
+    const p = join(dir, name);
+    writeFileSync(p, '');
+    return p;
+  }
+  /** libvirt lists it with this live XML and state. */
+  const live = (d: { uuid: string; name: string }, xml: string, state = 'RUNNING', transient = false) => virt.doms.set(d.uuid, { name: d.name, xml, state, transient });
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join('/tmp', 'la-domevents-'));
+    mkdirSync(join(dir, 'leases'));
+    await ensureLockspaceFile(join(dir, LS), LS, DEFAULT_GEOMETRY, 1);
+    log = memoryLogger();
+    store = new StateStore(join(dir, 'state.db'));
+    const config = { ...defaultConfig(), autoDiskLeases: true, hostId: 1, diskLeaseDir: join(dir, 'leases'), requireLeaseForDisks: true, ioTimeout: 1, killGraceSeconds: 1 };
+    agent = new Agent({ clock: systemClock, log, store, hostName: 'node-a', policy: { onLeaseFailure: async () => undefined } });
+    agent.addLockspace({ name: LS, hostId: 1, path: join(dir, LS), offset: 0, ioTimeout: 1 });
+    await agent.lockspaces.get(LS)!.waitJoined(30000);
+    virt = new FakeLibvirt();
+    mgr = new DomainManager({ agent, config, store, log, control: () => virt, qemuRunDir: join(dir, 'run') });
+  }, 60000);
+  afterAll(async () => {
+    await agent.shutdown(true);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    virt.doms.clear();
+    virt.calls.length = 0;
+    virt.xmlReads.length = 0;
+  });
+
+  describe('hot-plug with the hook: followed after the fact through device events', () => {
+    it('an attached disk gets its lease, a detached one gives its lease up; the other disk keeps its lease throughout', async () => {
+      const a = disk('hp-a.img');
+      const b = disk('hp-b.img');
+      const d = domain('vm-hp');
+      await mgr.prepare(d.xml([a]), 20000);
+      live(d, d.xml([a, b]));
+      await mgr.onDevice({ uuid: d.uuid, name: d.name, action: 'added', alias: 'virtio-disk1' });
+      expect(held(d.uuid)).toEqual([leasePath(a), leasePath(b)].sort());
+      expect(text()).toMatch(/vm-hp: device virtio-disk1 hot-plugged: took 1 lease\(s\) after the fact/);
+
+      live(d, d.xml([a]));
+      await mgr.onDevice({ uuid: d.uuid, name: d.name, action: 'removed', alias: 'virtio-disk1' });
+      expect(held(d.uuid)).toEqual([leasePath(a)]);
+      expect(text()).toMatch(/vm-hp: device virtio-disk1 unplugged: released 1 lease\(s\) it no longer uses/);
+      expect(store.leases(d.uuid).map((r) => r.resource)).toEqual([md5(a)]);
+      expect(virt.calls).toEqual([]);
+      await mgr.release(d.uuid, 'test');
+    });
+
+    it('an attached disk whose lease is held elsewhere is refused after the fact: the domain\'s on_lockfailure (pause) follows, naming the holder', async () => {
+      const a = disk('hpr-a.img');
+      const busy = disk('hpr-busy.img');
+      const other = domain('vm-holder');
+      await mgr.prepare(other.xml([busy]), 20000);
+      const d = domain('vm-hpr', { onLockFailure: 'pause' });
+      await mgr.prepare(d.xml([a]), 20000);
+      live(d, d.xml([a, busy]));
+      await mgr.onDevice({ uuid: d.uuid, name: d.name, action: 'added', alias: 'virtio-disk1' });
+      await waitUntil(() => virt.calls.includes('suspend vm-hpr'));
+      expect(text()).toMatch(/lease lost for vm-hpr \(.*\): device virtio-disk1 hot-plugged, and its lease is refused \(after the fact\): .* is already leased on this host by vm-holder .*; on_lockfailure=pause: pausing it/);
+      expect(held(d.uuid)).toEqual([leasePath(a)]); // what it held before stays held (until SUSPENDED releases it)
+      expect(held(other.uuid)).toEqual([leasePath(busy)]);
+      await mgr.release(d.uuid, 'test');
+      await mgr.release(other.uuid, 'test');
+    });
+
+    it('a paused domain takes nothing at the attach (its resume takes the whole plan)', async () => {
+      const a = disk('hpp-a.img');
+      const b = disk('hpp-b.img');
+      const d = domain('vm-hpp');
+      await mgr.prepare(d.xml([a]), 20000);
+      await mgr.onLifecycle({ uuid: d.uuid, name: d.name, event: 'SUSPENDED', detail: 'PAUSED' });
+      live(d, d.xml([a, b]), 'PAUSED');
+      await mgr.onDevice({ uuid: d.uuid, name: d.name, action: 'added', alias: 'virtio-disk1' });
+      expect(held(d.uuid)).toEqual([]);
+      live(d, d.xml([a, b]));
+      await mgr.onLifecycle({ uuid: d.uuid, name: d.name, event: 'RESUMED', detail: 'UNPAUSED' });
+      expect(held(d.uuid)).toEqual([leasePath(a), leasePath(b)].sort());
+      await mgr.release(d.uuid, 'test');
+    });
+
+    it('a domain started through the lock-driver plugin is left alone: libvirt had the plugin take and release at the attach and detach', async () => {
+      const a = disk('hpl-a.img');
+      const b = disk('hpl-b.img');
+      const d = domain('vm-hpl');
+      const qemu: ChildProcess = spawn('sleep', ['60']);
+      try {
+        const pd = { uuid: d.uuid, name: d.name, pid: qemu.pid!, disks: [{ path: a, readonly: false, shared: false }], leases: [] };
+        await mgr.lockRegister(pd);
+        await mgr.lockAcquire(pd);
+        live(d, d.xml([a, b]));
+        await mgr.onDevice({ uuid: d.uuid, name: d.name, action: 'added', alias: 'virtio-disk1' });
+        live(d, d.xml([]));
+        await mgr.onDevice({ uuid: d.uuid, name: d.name, action: 'removed', alias: 'virtio-disk0' });
+        expect(held(d.uuid)).toEqual([leasePath(a)]);
+        expect(virt.xmlReads).toEqual([]);
+      } finally {
+        qemu.kill('SIGKILL');
+        await new Promise((r) => qemu.once('exit', r));
+      }
+      await mgr.release(d.uuid, 'test');
+    });
+  });
+
+  describe('a domain whose leases cannot be planned', () => {
+    // auto leases on and no storage-pool resolver (the hook's case): a volume that needs a lease cannot be planned
+    const volume = "<disk type='volume' device='disk'><source pool='nfspool' volume='v.qcow2'/><target dev='vdz' bus='virtio'/></disk>";
+
+    it('at a resync: the running domains after it are still checked, and it gets its lock-failure action with the reason and the remedy', async () => {
+      const bad = domain('vm-bad', { extra: volume, onLockFailure: 'pause' });
+      const g = disk('good.img');
+      const good = domain('vm-good');
+      live(bad, bad.xml([]));
+      live(good, good.xml([g]));
+      await mgr.onResync([{ uuid: bad.uuid, name: bad.name, state: 'RUNNING' }, { uuid: good.uuid, name: good.name, state: 'RUNNING' }]);
+      expect(held(good.uuid)).toEqual([leasePath(g)]);
+      await waitUntil(() => virt.calls.includes('suspend vm-bad'));
+      expect(text()).toMatch(/lease lost for vm-bad \(.*\): it runs without its leases \(running at resync\): .*volume 'v\.qcow2' in pool 'nfspool' needs a lease.*; its lease plan cannot be made, so libvirt would not start it: correct its XML.*; on_lockfailure=pause: pausing it/);
+      await mgr.release(good.uuid, 'test');
+    });
+
+    it('at a resume: it is paused again and its lock-failure action follows (poweroff)', async () => {
+      const a = disk('res-a.img');
+      const d = domain('vm-res', { onLockFailure: 'poweroff' });
+      await mgr.prepare(d.xml([a]), 20000);
+      await mgr.onLifecycle({ uuid: d.uuid, name: d.name, event: 'SUSPENDED', detail: 'PAUSED' });
+      expect(held(d.uuid)).toEqual([]);
+      // resumed with a <lease> that names no lockspace (BAD_LEASE): libvirt's driver would refuse the resume
+      live(d, d.xml([a], "<lease><key>k</key><target path='/nowhere'/></lease>"));
+      await mgr.onLifecycle({ uuid: d.uuid, name: d.name, event: 'RESUMED', detail: 'UNPAUSED' });
+      expect(virt.calls).toEqual(['suspend vm-res', 'destroy vm-res']);
+      expect(text()).toMatch(/vm-res resumed but its leases cannot be taken: <lease> #1 \(key 'k'\) has no <lockspace>.*correct its XML.*; pausing it again/);
+      expect(held(d.uuid)).toEqual([]);
+      await mgr.release(d.uuid, 'test');
+    });
+
+    it('at the start-up reconcile: libvirt cannot tell (nothing is released on its word), and the log names the domain and the reason', async () => {
+      const bad = domain('vm-bad2', { extra: volume });
+      const g = disk('good2.img');
+      const good = domain('vm-good2');
+      live(good, good.xml([g]));
+      expect([...(await mgr.runningLeaseOwners())!.keys()]).toEqual([`${LS}:${md5(g)}`]);
+      live(bad, bad.xml([]));
+      await expect(mgr.runningLeaseOwners()).resolves.toBeUndefined();
+      expect(text()).toMatch(/start-up reconcile: the leases of running domain vm-bad2 \(.*\) cannot be told: .*needs a lease.*; no lease found held here is released, as it may be this domain's; its lease plan cannot be made/);
+    });
+  });
+
+  describe('on_lockfailure=restart', () => {
+    it('a persistent domain is destroyed and started again', async () => {
+      const d = domain('vm-rs');
+      live(d, d.xml([]));
+      await mgr.onLeaseFailure({ uuid: d.uuid, name: d.name, reason: 'test', action: 'restart' });
+      expect(virt.calls).toEqual(['destroy vm-rs', 'create vm-rs']);
+    });
+
+    it('a transient domain is destroyed; that it cannot be started again is logged, with what to do', async () => {
+      const d = domain('vm-rst');
+      live(d, d.xml([]), 'RUNNING', true);
+      await mgr.onLeaseFailure({ uuid: d.uuid, name: d.name, reason: 'test', action: 'restart' });
+      expect(virt.calls).toEqual(['destroy vm-rst']);
+      expect(text()).toMatch(/restart of vm-rst \(.*\): it is gone since the destroy \(a transient domain, started from its XML with virsh create\), and lockagent cannot start a domain from its XML: it stays shut off\. Start it again with virsh create once its leases can be taken, or define it \(virsh define\)/);
+    });
+  });
+});
+
+async function waitUntil(cond: () => boolean, ms = 10000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
