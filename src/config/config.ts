@@ -65,7 +65,7 @@ export interface AgentConfig {
 }
 
 export type LogLevel = 'error' | 'warning' | 'info' | 'debug';
-export type LeaseFailureAction = 'kill' | 'poweroff' | 'pause' | 'ignore';
+export type LeaseFailureAction = 'kill' | 'poweroff' | 'pause';
 
 export const DEFAULT_CONFIG_PATH = '/etc/lockagent.conf';
 export const DISKS_LOCKSPACE = '__LIBVIRT__DISKS__';
@@ -109,7 +109,7 @@ const KEYS: Record<string, KeySpec> = {
   lockspaces: { kind: 'list', field: 'lockspaces' },
   cleanup_schedule: { kind: 'string', field: 'cleanupSchedule' },
   cleanup_min_age: { kind: 'duration', field: 'cleanupMinAge' },
-  lease_failure_action: { kind: 'string', field: 'leaseFailureAction', choices: ['kill', 'poweroff', 'pause', 'ignore'] },
+  lease_failure_action: { kind: 'string', field: 'leaseFailureAction', choices: ['kill', 'poweroff', 'pause'] },
   kill_grace_seconds: { kind: 'int', field: 'killGraceSeconds', min: 0, max: 60 },
   metrics_listen: { kind: 'string', field: 'metricsListen' },
   metrics_allow_remote: { kind: 'bool', field: 'metricsAllowRemote' },
@@ -258,6 +258,10 @@ export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH): LoadRes
     const first = lines.get(e.key);
     if (first !== undefined) throw new ConfigError(`${where}: ${e.key} is set more than once (first at line ${first}); keep one`);
     lines.set(e.key, e.line);
+    if (e.key === 'lease_failure_action' && e.value === 'ignore') {
+      throw new ConfigError(`${where}: lease_failure_action = "ignore" is not supported: a domain left running once its leases are lost could write ` +
+        'a disk another host has leased since (libvirt\'s sanlock driver refuses on_lockfailure ignore too); use "kill", "poweroff" or "pause"');
+    }
     if (e.key === 'require_lease_for_disks') requireGiven = true;
     if (e.key === 'fencing') fencingGiven = true;
     (cfg as unknown as Record<string, unknown>)[spec.field] = convert(e.key, spec, e, where);

@@ -130,7 +130,7 @@ export class DomainManager implements LeaseFailurePolicy {
       const tQueued = performance.now();
       const st = this.state(dom, xml);
       st.startedAt = t0;
-      const plan = this.plan(dom, st);
+      const plan = this.startPlan(dom, st);
       st.incoming = st.incomingAt !== undefined && Date.now() - st.incomingAt < INCOMING_PREPARE_MS;
       st.incomingAt = undefined;
       if (st.incoming) {
@@ -157,7 +157,7 @@ export class DomainManager implements LeaseFailurePolicy {
     const dom = parseDomainXml(xml);
     return this.queue.run(dom.uuid, async () => {
       const st = this.state(dom, xml);
-      const plan = this.plan(dom, st);
+      const plan = this.startPlan(dom, st);
       await this.checkJoined(dom, plan);
       st.incomingAt = Date.now();
     });
@@ -199,7 +199,7 @@ export class DomainManager implements LeaseFailurePolicy {
       const st = this.state(dom);
       st.info = dom;
       st.startedAt = performance.now();
-      const plan = this.plan(dom, st);
+      const plan = this.startPlan(dom, st);
       await this.checkJoined(dom, plan, `cannot start ${dom.name}`);
       await this.ensureLeaseFiles(plan);
       await this.forgetEarlierRun(dom, st, plan);
@@ -518,8 +518,10 @@ export class DomainManager implements LeaseFailurePolicy {
             : `restart of ${who} failed: ${(e as Error).message}`));
           return;
         case 'ignore':
-          this.o.log.error(`lease lost for ${who}: ${owner.reason}; on_lockfailure=ignore: leaving it running WITHOUT its leases`);
-          return;
+          // Started before lockagent refused it (startPlan): it must not outlive its leases.
+          this.o.log.error(`lease lost for ${who}: on_lockfailure=ignore is not honoured (it would run on without its leases); ` +
+            `applying lease_failure_action = ${this.o.config.leaseFailureAction} instead`);
+          return this.onLeaseFailure({ ...owner, action: this.o.config.leaseFailureAction });
         default:
           await this.kill.onLeaseFailure({ ...owner, pid: await this.ownerPid(owner) });
       }
@@ -568,6 +570,22 @@ export class DomainManager implements LeaseFailurePolicy {
     const plan = planLeases(dom, this.o.config);
     st.plan = plan;
     return plan;
+  }
+
+  /**
+   * The plan of a domain about to run here (a start, an incoming migration). As with libvirt's
+   * sanlock driver, <on_lockfailure>ignore</on_lockfailure> refuses it: a guest kept running once
+   * its leases are lost keeps writing disks that other hosts may lease after host_dead, and the
+   * fencing that prevents it would have to be dropped for it. (One running already, started under
+   * an earlier lockagent, is adopted; a loss gives it the configured default action.)
+   */
+  private startPlan(dom: DomainInfo, st: DomainState): LeasePlan {
+    if (dom.onLockFailure === 'ignore') {
+      throw new LeasePlanError('UNSUPPORTED_ACTION', `${dom.name}: <on_lockfailure>ignore</on_lockfailure> is not supported (nor by libvirt's sanlock ` +
+        'driver): a guest left running once its leases are lost could write a disk another host has leased since. Use pause, poweroff or ' +
+        'restart, or remove the element for lease_failure_action');
+    }
+    return this.plan(dom, st);
   }
 
   /**

@@ -99,7 +99,9 @@ export type LeasePlanErrorCode =
   | 'BAD_LEASE'
   | 'NAME_TOO_LONG'
   | 'PATH_TOO_LONG'
-  | 'CONFLICT';
+  | 'CONFLICT'
+  /** <on_lockfailure>ignore</on_lockfailure>: refused at start (DomainManager.startPlan) */
+  | 'UNSUPPORTED_ACTION';
 
 export class LeasePlanError extends Refusal {
   constructor(readonly code: LeasePlanErrorCode, message: string) {

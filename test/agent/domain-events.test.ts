@@ -72,6 +72,7 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
   let log: ReturnType<typeof memoryLogger>;
   let store: StateStore;
   let virt: FakeLibvirt;
+  let config: ReturnType<typeof defaultConfig>;
   let n = 0;
   const leasePath = (disk: string) => join(dir, 'leases', md5(disk));
   const held = (uuid: string) => agent.inquire(uuid).map((h) => h.spec.path).sort();
@@ -100,7 +101,7 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
     await ensureLockspaceFile(join(dir, LS), LS, DEFAULT_GEOMETRY, 1);
     log = memoryLogger();
     store = new StateStore(join(dir, 'state.db'));
-    const config = { ...defaultConfig(), autoDiskLeases: true, hostId: 1, diskLeaseDir: join(dir, 'leases'), requireLeaseForDisks: true, ioTimeout: 1, killGraceSeconds: 1 };
+    config = { ...defaultConfig(), autoDiskLeases: true, hostId: 1, diskLeaseDir: join(dir, 'leases'), requireLeaseForDisks: true, ioTimeout: 1, killGraceSeconds: 1 };
     agent = new Agent({ clock: systemClock, log, store, hostName: 'node-a', policy: { onLeaseFailure: async () => undefined } });
     agent.addLockspace({ name: LS, hostId: 1, path: join(dir, LS), offset: 0, ioTimeout: 1 });
     await agent.lockspaces.get(LS)!.waitJoined(30000);
@@ -233,6 +234,33 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
       live(bad, bad.xml([]));
       await expect(mgr.runningLeaseOwners()).resolves.toBeUndefined();
       expect(text()).toMatch(/start-up reconcile: the leases of running domain vm-bad2 \(.*\) cannot be told: .*needs a lease.*; no lease found held here is released, as it may be this domain's; its lease plan cannot be made/);
+    });
+  });
+
+  describe('on_lockfailure=ignore: not supported, as by libvirt\'s sanlock driver', () => {
+    it('refuses the start (hook and plugin) and an incoming migration, naming the element and what to use; nothing is taken', async () => {
+      const a = disk('ign-a.img');
+      const d = domain('vm-ign', { onLockFailure: 'ignore' });
+      const refusal = /vm-ign: <on_lockfailure>ignore<\/on_lockfailure> is not supported .*Use pause, poweroff or restart, or remove the element/;
+      await expect(mgr.prepare(d.xml([a]), 20000)).rejects.toMatchObject({ code: 'UNSUPPORTED_ACTION', message: expect.stringMatching(refusal) });
+      await expect(mgr.migrateBegin(d.xml([a]))).rejects.toThrow(refusal);
+      const pd = { uuid: d.uuid, name: d.name, pid: process.pid, disks: [{ path: a, readonly: false, shared: false }], leases: [], action: 'ignore' as const };
+      await expect(mgr.lockRegister(pd)).rejects.toThrow(refusal);
+      expect(held(d.uuid)).toEqual([]);
+    });
+
+    it('one running already with it (adopted) gets lease_failure_action at a loss, never "left running"', async () => {
+      const d = domain('vm-ign-run', { onLockFailure: 'ignore' });
+      live(d, d.xml([]));
+      config.leaseFailureAction = 'poweroff';
+      try {
+        await mgr.onLeaseFailure({ uuid: d.uuid, name: d.name, reason: 'test', action: 'ignore' });
+      } finally {
+        config.leaseFailureAction = 'kill';
+      }
+      expect(virt.calls).toEqual(['destroy vm-ign-run']);
+      expect(text()).toMatch(/lease lost for vm-ign-run \(.*\): on_lockfailure=ignore is not honoured \(it would run on without its leases\); applying lease_failure_action = poweroff instead/);
+      expect(text()).not.toMatch(/leaving it running/);
     });
   });
 

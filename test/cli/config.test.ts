@@ -45,6 +45,8 @@ describe('config', () => {
     ['cleanup_min_age = "soon"', /duration/],
     ['fencing = "watchdog"', /fencing = "watchdog" is not valid; allowed: "guard", "wdmd", "none"/],
     ['fencing_mode = "dry-run"', /allowed: "enforce", "log"/],
+    // a domain must not outlive its leases (libvirt's sanlock driver refuses on_lockfailure ignore)
+    ['lease_failure_action = "ignore"', /:1: lease_failure_action = "ignore" is not supported: .*use "kill", "poweroff" or "pause"/],
     ['max_hosts = 0', /max_hosts = 0 is not valid; allowed: a number from 1 to 2000/],
     ['max_hosts = 2001', /allowed: a number from 1 to 2000/],
     ['max_hosts = 250\nhost_id = 251', /host_id = 251 is above max_hosts = 250: .*-228.*raise max_hosts or use a host_id from 1 to 250/],
