@@ -71,14 +71,18 @@ case "$1" in
         # Upgrade: restart only the agent, once the new files are in place (never stopped before
         # the unpack). The restarted agent continues its delta lease with the same generation
         # and re-adopts every lease; lockagent-guard.service keeps its deadlines meanwhile.
-        # A config this version refuses would leave no agent renewing, and the guard would then
+        # A config the new daemon refuses would leave no agent renewing, and the guard would then
         # fence the running domains: the running agent is left as it is instead.
-        if why=$("$CLI" config check -c "$CONF" 2>&1 >/dev/null); then
+        if why=$("$CLI" config check --as-daemon -c "$CONF" 2>&1 >/dev/null); then
           systemctl try-restart lockagent.service || true
+          if ! why=$("$CLI" config check -c "$CONF" 2>&1 >/dev/null); then
+            echo "lockagent: $CONF: $why" >&2
+            echo "lockagent: the agent accepts it as earlier versions did; fix it (lockagent config check -c $CONF)" >&2
+          fi
         else
-          echo "lockagent: upgraded from $previous, but this version refuses $CONF: $why" >&2
-          echo "lockagent: the running agent was NOT restarted (it keeps renewing its leases); fix the file" \
-            "(lockagent config check -c $CONF), then: systemctl restart lockagent" >&2
+          echo "lockagent: upgraded from $previous, but the config check failed for $CONF: $why" >&2
+          echo "lockagent: the running agent was NOT restarted (it keeps renewing its leases; the new hook and plugin" \
+            "are in place already); fix the file (lockagent config check -c $CONF), then: systemctl restart lockagent" >&2
         fi
       fi
     elif [ -n "$previous" ]; then

@@ -253,15 +253,9 @@ export class Agent {
 
   // ---- lockspaces -----------------------------------------------------------------------------
 
-  /**
-   * Joins a lockspace. `remember` (default true): the state store keeps it, and a restart joins
-   * it again (client add_lockspace); false for the config's, which the config joins at every
-   * start and which must be gone once the config no longer names them.
-   */
-  addLockspace(given: Omit<LockspaceSpec, 'hostName' | 'hostId' | 'autoHostId'> & { hostId: number | 'auto'; remember?: boolean }): Lockspace {
-    const { remember = true, ...rest } = given;
-    const auto = rest.hostId === 'auto';
-    const spec = { ...rest, hostId: rest.hostId === 'auto' ? 0 : rest.hostId, autoHostId: auto || undefined };
+  addLockspace(given: Omit<LockspaceSpec, 'hostName' | 'hostId' | 'autoHostId'> & { hostId: number | 'auto' }): Lockspace {
+    const auto = given.hostId === 'auto';
+    const spec = { ...given, hostId: given.hostId === 'auto' ? 0 : given.hostId, autoHostId: auto || undefined };
     // The control socket is an API: values the config file would refuse are refused here too,
     // before anything is joined (an absurd host_id would otherwise be retried for ever).
     if (!auto && (!Number.isInteger(spec.hostId) || spec.hostId < 1 || spec.hostId > MAX_HOST_ID)) {
@@ -294,9 +288,7 @@ export class Agent {
       onRenewal: (l, r) => this.o.observer?.renewal?.(l, r),
     }, this.openStorage);
     this.lockspaces.set(spec.name, ls);
-    // An earlier lockagent kept the config's too: its row goes, so the config alone decides.
-    if (remember) this.o.store.write(() => this.o.store.saveLockspace({ name: spec.name, hostId: spec.hostId, path: spec.path, offset: spec.offset, generation: 0, ioTimeout: spec.ioTimeout }));
-    else this.o.store.write(() => this.o.store.removeLockspace(spec.name));
+    this.o.store.write(() => this.o.store.saveLockspace({ name: spec.name, hostId: spec.hostId, path: spec.path, offset: spec.offset, generation: 0, ioTimeout: spec.ioTimeout }));
     ls.start();
     return ls;
   }

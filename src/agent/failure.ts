@@ -1,5 +1,6 @@
 import { Clock, systemClock } from '../lease/clock';
 import { timeoutsFor } from '../lease/timeouts';
+import { AgentConfig } from '../config/config';
 import { identify, ProcessId } from './process';
 
 /**
@@ -144,4 +145,12 @@ export class KillPolicy implements LeaseFailurePolicy {
     if (cutShort) sigkill(`${who} still running after SIGTERM; SIGKILL now: ${why(now)}`);
     else sigkill(`${who} ignored SIGTERM for ${grace} s; sending SIGKILL`);
   }
+}
+
+/**
+ * The action a lease failure gets: <on_lockfailure>, else lease_failure_action; ignore, which a
+ * domain started before lockagent refused it may still carry, gets lease_failure_action.
+ */
+export function failureAction(action: string | undefined, config: Pick<AgentConfig, 'leaseFailureAction'>): string {
+  return action === undefined || action === 'ignore' ? config.leaseFailureAction : action;
 }

@@ -225,11 +225,25 @@ export interface LoadResult {
   warnings: string[];
 }
 
+/**
+ * How strictly a config is read. 'check' (`lockagent config check`, the package's upgrade step)
+ * refuses everything this version would not accept in a new file. 'run' (the daemon, the hook,
+ * the CLI) accepts, with a warning, what earlier versions accepted: a daemon restarted by systemd
+ * (Restart=always) after an upgrade must come back, or the fencing guard stops the running
+ * domains; a hook that cannot read the config refuses every start.
+ */
+export type ConfigMode = 'check' | 'run';
+
 /** Parse and validate config text. Throws ConfigError naming file, line, key and what is allowed. */
-export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH): LoadResult {
+export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH, mode: ConfigMode = 'check'): LoadResult {
   const cfg = defaultConfig();
   cfg.source = source;
   const warnings: string[] = [];
+  /** Refused by config check; accepted at run time as earlier versions did, with a warning. */
+  const legacy = (msg: string): void => {
+    if (mode === 'check') throw new ConfigError(msg);
+    warnings.push(`${msg} (accepted, as earlier versions did; lockagent config check refuses it)`);
+  };
   let entries: ConfEntry[];
   try {
     entries = parseConfText(text, source);
@@ -256,11 +270,14 @@ export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH): LoadRes
     // libvirt's qemu-sanlock.conf reader takes the first value, a last-wins reader the last:
     // which one was meant is the operator's to say.
     const first = lines.get(e.key);
-    if (first !== undefined) throw new ConfigError(`${where}: ${e.key} is set more than once (first at line ${first}); keep one`);
+    if (first !== undefined) legacy(`${where}: ${e.key} is set more than once (first at line ${first}); keep one${mode === 'run' ? ': the last value is used' : ''}`);
     lines.set(e.key, e.line);
     if (e.key === 'lease_failure_action' && e.value === 'ignore') {
-      throw new ConfigError(`${where}: lease_failure_action = "ignore" is not supported: a domain left running once its leases are lost could write ` +
-        'a disk another host has leased since (libvirt\'s sanlock driver refuses on_lockfailure ignore too); use "kill", "poweroff" or "pause"');
+      legacy(`${where}: lease_failure_action = "ignore" is not supported: a domain left running once its leases are lost could write ` +
+        'a disk another host has leased since (libvirt\'s sanlock driver refuses on_lockfailure ignore too); use "kill", "poweroff" or "pause"' +
+        `${mode === 'run' ? '; "kill" is used' : ''}`);
+      cfg.leaseFailureAction = 'kill';
+      continue;
     }
     if (e.key === 'require_lease_for_disks') requireGiven = true;
     if (e.key === 'fencing') fencingGiven = true;
@@ -274,14 +291,15 @@ export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH): LoadRes
   if (cfg.sectorSize === 512 && cfg.alignSize !== 1048576) {
     throw new ConfigError(`${at('align_size')}: sector_size = 512 only allows align_size = "1M" (sanlock's valid pairs: 512/1M, 4096/1M, 4096/2M, 4096/4M, 4096/8M)`);
   }
-  validateHostSlots(cfg, at);
-  validateSafety(cfg, at);
-  validateLockspaces(cfg, at('lockspaces'));
+  validateHostSlots(cfg, at, legacy);
+  validateSafety(cfg, at, legacy);
+  validateLockspaces(cfg, at('lockspaces'), legacy);
   try {
     cleanupCron(cfg.cleanupSchedule)?.stop();
   } catch (e) {
-    throw new ConfigError(`${at('cleanup_schedule')}: cleanup_schedule = "${cfg.cleanupSchedule}" is not a cron expression (${(e as Error).message}); ` +
-      'give 5 fields (minute hour day month weekday, e.g. "0 3 * * 0"), or 6 with seconds first; "off" or "" turns the sweeper off');
+    legacy(`${at('cleanup_schedule')}: cleanup_schedule = "${cfg.cleanupSchedule}" is not a cron expression (${(e as Error).message}); ` +
+      'give 5 fields (minute hour day month weekday, e.g. "0 3 * * 0"), or 6 with seconds first; "off" or "" turns the sweeper off' +
+      `${mode === 'run' ? '; no sweep is scheduled' : ''}`);
   }
   resolveOwner(cfg, at);
   return { config: cfg, warnings };
@@ -313,7 +331,7 @@ export function configLockspaces(cfg: Pick<AgentConfig, 'lockspaces'>): Lockspac
  * Each lockspaces entry is a lockspace the daemon joins at start: refused here, with the line,
  * rather than by the daemon once it has begun joining the others.
  */
-function validateLockspaces(cfg: AgentConfig, where: string): void {
+function validateLockspaces(cfg: AgentConfig, where: string, legacy: (msg: string) => void): void {
   const names = new Set<string>();
   for (const s of cfg.lockspaces) {
     let ls: LockspaceArg;
@@ -327,7 +345,7 @@ function validateLockspaces(cfg: AgentConfig, where: string): void {
     }
     if (names.has(ls.name) || (ls.name === DISKS_LOCKSPACE && cfg.autoDiskLeases)) {
       const other = names.has(ls.name) ? 'another lockspaces entry' : 'auto_disk_leases = 1 (which joins it from disk_lease_dir)';
-      throw new ConfigError(`${where}: lockspaces entry "${s}": lockspace ${ls.name} is also joined by ${other}; keep one`);
+      legacy(`${where}: lockspaces entry "${s}": lockspace ${ls.name} is also joined by ${other}; keep one`);
     }
     names.add(ls.name);
   }
@@ -337,7 +355,7 @@ function validateLockspaces(cfg: AgentConfig, where: string): void {
  * A host whose host_id is above the num_hosts of the lease files it creates could not acquire
  * them (sanlock and lockagent both refuse with -228): refuse the config instead.
  */
-function validateHostSlots(cfg: AgentConfig, at: (key: string) => string): void {
+function validateHostSlots(cfg: AgentConfig, at: (key: string) => string, legacy: (msg: string) => void): void {
   // The geometry caps the slots too: a 4096-byte sector in a 1 MiB area holds 250 hosts.
   const g = geometryFor(cfg.sectorSize, cfg.alignSize);
   const slots = Math.min(cfg.maxHosts, g.maxHosts);
@@ -346,10 +364,11 @@ function validateHostSlots(cfg: AgentConfig, at: (key: string) => string): void 
       ? `sector_size = ${cfg.sectorSize} with align_size = ${cfg.alignSize / 1048576}M holds ${g.maxHosts} host slots`
       : `max_hosts = ${cfg.maxHosts}`;
     const remedy = slots < cfg.maxHosts ? 'use a larger align_size or a host_id' : 'raise max_hosts or use a host_id';
-    throw new ConfigError(
-      `${at('host_id')}: host_id = ${cfg.hostId} is above ${why}: lease files this host creates would have ` +
-      `${slots} host slots and refuse host_id ${cfg.hostId} (-228); ${remedy} from 1 to ${slots}`,
-    );
+    const msg = `${at('host_id')}: host_id = ${cfg.hostId} is above ${why}: lease files this host creates would have ` +
+      `${slots} host slots and refuse host_id ${cfg.hostId} (-228); ${remedy} from 1 to ${slots}`;
+    // Above max_hosts was always refused; above the geometry's slots only since this check.
+    if (slots < cfg.maxHosts && cfg.hostId <= cfg.maxHosts) legacy(msg);
+    else throw new ConfigError(msg);
   }
 }
 
@@ -411,7 +430,7 @@ export function parseListenAddress(s: string): ListenAddress {
   return { host, port, loopback };
 }
 
-function validateSafety(cfg: AgentConfig, at: (key: string) => string): void {
+function validateSafety(cfg: AgentConfig, at: (key: string) => string, legacy: (msg: string) => void): void {
   if (cfg.autoDiskLeases && cfg.hostId === 0) {
     throw new ConfigError(
       `${at('auto_disk_leases')}: Automatic disk lease mode enabled, but no host ID is set: ` +
@@ -424,7 +443,7 @@ function validateSafety(cfg: AgentConfig, at: (key: string) => string): void {
   // The daemon runs from / and the hook from libvirtd's directory: a relative path would name
   // different files for each.
   for (const [key, v] of [['socket_path', cfg.socketPath], ['state_path', cfg.statePath], ['log_file', cfg.logFile]] as const) {
-    if (v !== '' && !v.startsWith('/')) throw new ConfigError(`${at(key)}: ${key} = "${v}" must be an absolute path${key === 'log_file' ? ' (or "" for no log file)' : ''}`);
+    if (v !== '' && !v.startsWith('/')) legacy(`${at(key)}: ${key} = "${v}" must be an absolute path${key === 'log_file' ? ' (or "" for no log file)' : ''}`);
     if (v === '' && key !== 'log_file') throw new ConfigError(`${at(key)}: ${key} must not be empty; give an absolute path`);
   }
   if (cfg.metricsListen) {
@@ -473,7 +492,7 @@ function readConfigText(path: string): string {
   }
 }
 
-export function loadConfig(path = DEFAULT_CONFIG_PATH, opts: { allowMissing?: boolean } = {}): LoadResult {
+export function loadConfig(path = DEFAULT_CONFIG_PATH, opts: { allowMissing?: boolean; mode?: ConfigMode } = {}): LoadResult {
   let text: string;
   try {
     text = readConfigText(path);
@@ -485,5 +504,5 @@ export function loadConfig(path = DEFAULT_CONFIG_PATH, opts: { allowMissing?: bo
     if (err.code === 'EACCES') throw new ConfigError(`cannot read config file ${path}: permission denied (run as root or fix its mode)`);
     throw new ConfigError(`cannot read config file ${path}: ${err.message}`);
   }
-  return parseConfig(text, path);
+  return parseConfig(text, path, opts.mode ?? 'run');
 }

@@ -9,7 +9,7 @@ import { geometryFor } from '../ondisk';
 import { StateStore } from '../state/statestore';
 import { isMd5Name } from '../cleanup/classify';
 import { Agent, LeaseCandidate, RunningLeaseOwners } from '../agent/agent';
-import { FailedOwner, KillPolicy, LeaseFailurePolicy } from '../agent/failure';
+import { FailedOwner, failureAction, KillPolicy, LeaseFailurePolicy } from '../agent/failure';
 import { GuardClient } from '../agent/guard';
 import { CleanupHandlers, DomainHandlers, makeHandler } from '../control/handler';
 import { DomainStatus } from '../control/replies';
@@ -50,30 +50,56 @@ export interface DaemonExtensions {
   native?: import('../io/native').NativeBinding;
 }
 
+/** State database meta key: the lockspaces the config joined at the last start (JSON list of names). */
+const CONFIG_LOCKSPACES_META = 'config-lockspaces';
+
 /**
- * Lockspaces joined at runtime (client add_lockspace) before a restart are joined again. The
- * config's are not kept (Agent.addLockspace remember: false), but earlier builds of lockagent kept
- * them: a row of the disk lockspace at disk_lease_dir is the config's, and is dropped once
- * auto_disk_leases no longer joins it. A row that cannot be joined again is reported and
- * dropped rather than stopping the start: its leases, if any, are the agent's recovery's.
+ * The lockspaces of the state database that the config did not join at this start. Those joined
+ * with client add_lockspace are joined again, until rem_lockspace. Those the config joined at the
+ * last start (auto_disk_leases turned off, a lockspaces entry removed) are left, unless leases
+ * are still held in them: not joining would make the start-up recovery take those leases for
+ * lost and act on their running owners, so such a lockspace is joined again, with a warning,
+ * until a start finds none held. Databases of earlier builds did not record which were the
+ * config's: there the disk lockspace at disk_lease_dir is taken for the config's. A row that
+ * cannot be joined is reported and dropped rather than stopping the start. Returns the config's
+ * lockspaces kept for their leases (they stay the config's for the next start).
  */
-function rejoinRuntimeLockspaces(agent: Agent, store: StateStore, config: AgentConfig, log: Logger): void {
+function rejoinLockspaces(agent: Agent, store: StateStore, config: AgentConfig, log: Logger, autoHostIdLimit: number): string[] {
+  let previous: string[] | undefined;
+  try {
+    const v = store.getMeta(CONFIG_LOCKSPACES_META);
+    previous = v ? (JSON.parse(v) as string[]) : undefined;
+  } catch {
+    previous = undefined; // unreadable: as an earlier build's
+  }
+  const held = new Map<string, number>();
+  for (const r of store.leases()) if (r.held) held.set(r.lockspace, (held.get(r.lockspace) ?? 0) + 1);
+  const kept: string[] = [];
   for (const row of store.lockspaces()) {
     if (agent.lockspaces.has(row.name)) continue;
-    const forget = (why: string) => {
-      log.warning(`lockspace ${row.name} (${row.path}:${row.offset}, host_id ${row.hostId}) joined before the restart is not joined again: ${why}`);
+    const where = `${row.path}:${row.offset}, host_id ${row.hostId || 'auto'}`;
+    const forget = (level: 'info' | 'warning', why: string) => {
+      log[level](`lockspace ${row.name} (${where}) joined before the restart is not joined again: ${why}`);
       store.write(() => store.removeLockspace(row.name));
     };
-    if (row.name === DISKS_LOCKSPACE && row.path === join(config.diskLeaseDir, DISKS_LOCKSPACE)) {
-      forget('auto_disk_leases is 0 now');
+    const configs = previous ? previous.includes(row.name) : row.name === DISKS_LOCKSPACE && row.path === join(config.diskLeaseDir, DISKS_LOCKSPACE);
+    const n = held.get(row.name) ?? 0;
+    if (configs && !n) {
+      forget('info', 'the config no longer names it');
       continue;
     }
+    if (configs) {
+      log.warning(`lockspace ${row.name} (${where}) is no longer in the config, but ${n} lease(s) are held in it (lockagent status): joined again so that ` +
+        'their owners keep them; a start that finds none held leaves it (stop or release them, or put it back in the config)');
+      kept.push(row.name);
+    }
     try {
-      agent.addLockspace({ name: row.name, hostId: row.hostId, path: row.path, offset: row.offset, ioTimeout: row.ioTimeout });
+      agent.addLockspace({ name: row.name, hostId: row.hostId || 'auto', path: row.path, offset: row.offset, ioTimeout: row.ioTimeout, autoHostIdLimit });
     } catch (e) {
-      forget(`${(e as Error).message}; join it again with lockagent client add_lockspace`);
+      forget('warning', `${(e as Error).message}; join it again with lockagent client add_lockspace`);
     }
   }
+  return kept;
 }
 
 export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {}, logOverride?: Logger): Promise<DaemonHandle> {
@@ -104,7 +130,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   const late: { guard?: GuardClient } = {};
   const onLeaseFailure = (o: FailedOwner) => {
     // KillPolicy always kills; the libvirt policy takes <on_lockfailure>, else the configured default.
-    metrics?.leaseFailureAction(policy instanceof KillPolicy ? 'kill' : o.action ?? config.leaseFailureAction);
+    metrics?.leaseFailureAction(policy instanceof KillPolicy ? 'kill' : failureAction(o.action, config));
     // Once the failure action is done with an owner, the guard need not kill it.
     return policy.onLeaseFailure(o).finally(() => late.guard?.failureHandled(o.pid));
   };
@@ -124,18 +150,22 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   }
   const notify = new SdNotifier({ log, native: ext.native });
 
+  // host_id = auto claims a slot the lease files this host creates have: the geometry caps them.
+  const autoHostIdLimit = Math.min(config.maxHosts, geometryFor(config.sectorSize, config.alignSize).maxHosts);
   if (config.autoDiskLeases) {
     const path = join(config.diskLeaseDir, DISKS_LOCKSPACE);
     // Creation failures are retried by the join loop's own errors; the file is needed first.
     await ensureLockspaceFile(path, DISKS_LOCKSPACE, geometryFor(config.sectorSize, config.alignSize), config.ioTimeout, {
       ...leaseFileOwner(config), log: (m) => log.info(m),
     }).catch((e) => log.error(`cannot prepare lockspace file ${path}: ${(e as Error).message}; the join will keep retrying`));
-    agent.addLockspace({ name: DISKS_LOCKSPACE, hostId: config.hostId, path, offset: 0, ioTimeout: config.ioTimeout, autoHostIdLimit: config.maxHosts, remember: false });
+    agent.addLockspace({ name: DISKS_LOCKSPACE, hostId: config.hostId, path, offset: 0, ioTimeout: config.ioTimeout, autoHostIdLimit });
   }
   for (const ls of configLockspaces(config)) {
-    agent.addLockspace({ name: ls.name, hostId: ls.hostId, path: ls.path, offset: ls.offset, ioTimeout: config.ioTimeout, remember: false });
+    agent.addLockspace({ name: ls.name, hostId: ls.hostId, path: ls.path, offset: ls.offset, ioTimeout: config.ioTimeout });
   }
-  rejoinRuntimeLockspaces(agent, store, config, log);
+  const configNames = [...agent.lockspaces.keys()];
+  const kept = rejoinLockspaces(agent, store, config, log, autoHostIdLimit);
+  store.write(() => store.setMeta(CONFIG_LOCKSPACES_META, JSON.stringify([...configNames, ...kept])));
 
   const guard = new GuardClient({
     agent, clock: systemClock, log, fencing: config.fencing, mode: config.fencingMode,

@@ -145,7 +145,7 @@ export class Metrics {
         this.set(self.agent?.ownersList().length ?? 0);
       },
     });
-    this.failureActions = new Counter({ name: 'lockagent_lease_failure_actions_total', help: 'lease-failure actions started, by action (kill, poweroff, pause, ignore)', labelNames: ['action'], registers });
+    this.failureActions = new Counter({ name: 'lockagent_lease_failure_actions_total', help: 'lease-failure actions started, by action (kill, poweroff, pause, restart)', labelNames: ['action'], registers });
     this.cleanupRuns = new Counter({ name: 'lockagent_cleanup_runs_total', help: 'cleanup runs by result (done, dry_run, busy, failed)', labelNames: ['result'], registers });
     this.cleanupFiles = new Counter({ name: 'lockagent_cleanup_files_total', help: 'files examined by cleanup runs (dry runs not counted), by class and action', labelNames: ['class', 'action'], registers });
   }

@@ -1,6 +1,6 @@
 import { readFile } from 'fs/promises';
 import { ACQUIRE_CONCURRENCY, Agent, forEachLimited } from '../agent/agent';
-import { FailedOwner, KillPolicy, LeaseFailurePolicy } from '../agent/failure';
+import { FailedOwner, failureAction, KillPolicy, LeaseFailurePolicy } from '../agent/failure';
 import { KeyedQueue } from '../agent/keyedqueue';
 import { leaseFileOwner } from '../agent/leasefile';
 import { ensureResourceFile } from '../agent/resourcefile';
@@ -360,6 +360,8 @@ export class DomainManager implements LeaseFailurePolicy {
             await this.suspendRelease(ev.uuid, ev.name, kind);
             return undefined;
           case 'RESUMED':
+            // Through the lock-driver plugin, libvirt had it take the leases before the CPUs ran.
+            if (this.pluginRuns(ev.uuid)) return undefined;
             return this.resumeAcquire(ev.uuid, ev.name, ev.detail, xml);
           case 'STARTED': {
             if (ev.detail === 'MIGRATED' || ev.detail === 'WAKEUP') return undefined;
@@ -410,8 +412,9 @@ export class DomainManager implements LeaseFailurePolicy {
       }
       await this.queue.run(ev.uuid, async () => {
         if (ev.action === 'removed') return this.releaseDetached(ev.name, what, xml);
-        // A paused domain holds no lease: its resume takes the whole plan, the new disk's too.
-        if (now?.stateName !== 'RUNNING') return;
+        // A paused domain holds no lease: its resume takes the whole plan, the new disk's too. A
+        // state libvirt did not tell (no answer in time) is taken as running: the disk is in use.
+        if (now && now.stateName !== 'RUNNING') return;
         await this.ensureHeld(ev.uuid, ev.name, what, xml, true);
       });
     });
@@ -519,9 +522,9 @@ export class DomainManager implements LeaseFailurePolicy {
           return;
         case 'ignore':
           // Started before lockagent refused it (startPlan): it must not outlive its leases.
-          this.o.log.error(`lease lost for ${who}: on_lockfailure=ignore is not honoured (it would run on without its leases); ` +
+          this.o.log.error(`lease lost for ${who}: ${owner.reason}; on_lockfailure=ignore is not honoured (it would run on without its leases): ` +
             `applying lease_failure_action = ${this.o.config.leaseFailureAction} instead`);
-          return this.onLeaseFailure({ ...owner, action: this.o.config.leaseFailureAction });
+          return this.onLeaseFailure({ ...owner, action: failureAction(owner.action, this.o.config) });
         default:
           await this.kill.onLeaseFailure({ ...owner, pid: await this.ownerPid(owner) });
       }
@@ -817,6 +820,7 @@ export class DomainManager implements LeaseFailurePolicy {
         (migrated && heldAlready ? ' (taken before it resumed)' : migrated && plan.entries.length ? ' (taken after it resumed)' : ''));
       return undefined;
     } catch (e) {
+      if (this.heldDespitePlan(uuid, name, 'resumed', e)) return undefined;
       const reason = `${(e as Error).message}${planRemedy(e)}`;
       const taken = isStaleRefusal(e);
       this.o.log.error(`${name} resumed but its leases cannot be taken: ${reason}; pausing it again`);
@@ -887,6 +891,7 @@ export class DomainManager implements LeaseFailurePolicy {
       else if (known) this.o.log.info(`${name} is ${why}: its ${plan.entries.length} lease(s) are held again`);
       else this.o.log.warning(`${name} was ${why} without all its leases; they are now held`);
     } catch (e) {
+      if (this.heldDespitePlan(uuid, name, why, e)) return;
       const reason = hotplug ? `${why}, and its lease is refused (after the fact): ${(e as Error).message}${planRemedy(e)}`
         : `it runs without its leases (${why}): ${(e as Error).message}${planRemedy(e)}`;
       void this.onLeaseFailure({ uuid, name, reason, action: dom?.onLockFailure });
@@ -914,6 +919,22 @@ export class DomainManager implements LeaseFailurePolicy {
     const n = gone.length ? await this.o.agent.release({ uuid: dom.uuid, name: dom.name }, gone.map((h) => h.spec), { keepRecord: true }) : 0;
     for (const r of this.o.store.leases(dom.uuid)) if (!planned(r.lockspace, r.resource)) this.o.store.forgetLease(dom.uuid, r.lockspace, r.resource);
     return n;
+  }
+
+  /**
+   * A domain whose live XML cannot be planned here but that holds leases: not a lease failure.
+   * The plan from the XML can fail where the domain's own start did not: a volume disk resolved
+   * by libvirt for the lock-driver plugin (the agent has no pool resolver), after an agent
+   * restart that forgot which domains the plugin registered. What it holds stays held; it is
+   * logged. One holding nothing runs unprotected: that stays a lease failure.
+   */
+  private heldDespitePlan(uuid: string, name: string, why: string, e: unknown): boolean {
+    if (!(e instanceof LeasePlanError || e instanceof DomainXmlError)) return false;
+    const n = this.o.agent.inquire(uuid).length;
+    if (!n) return false;
+    this.o.log.error(`${name} (${why}): its lease plan cannot be made from its XML (${(e as Error).message}); the ${n} lease(s) it holds stay held, ` +
+      'none is taken or released for it until it stops (started through the lock-driver plugin, which resolves volumes, this is expected)');
+    return true;
   }
 
   /** Whether the domain runs the QEMU the lock-driver plugin registered: libvirt calls the plugin for its lease changes. */

@@ -237,6 +237,37 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
     });
   });
 
+  describe('a domain whose XML cannot be planned here but that holds its leases (a volume libvirt resolved for the plugin)', () => {
+    const volume = "<disk type='volume' device='disk'><source pool='nfspool' volume='v.qcow2'/><target dev='vda' bus='virtio'/></disk>";
+
+    it('is not acted on at a resume, a resync or a hot-plug, also after an agent restart forgot the plugin registered it', async () => {
+      const v = disk('plugin-vol.img'); // the path libvirt resolved the volume to, as the plugin sends it
+      const d = domain('vm-pvol', { extra: volume, onLockFailure: 'poweroff' });
+      const qemu: ChildProcess = spawn('sleep', ['60']);
+      try {
+        const pd = { uuid: d.uuid, name: d.name, pid: qemu.pid!, disks: [{ path: v, readonly: false, shared: false }], leases: [] };
+        await mgr.lockRegister(pd);
+        await mgr.lockAcquire(pd);
+        live(d, d.xml([]));
+        await mgr.onLifecycle({ uuid: d.uuid, name: d.name, event: 'RESUMED', detail: 'UNPAUSED' }); // the plugin took them
+        // An agent restarted: a manager that never saw the registration, over the same leases.
+        const fresh = new DomainManager({ agent, config, store, log, control: () => virt, qemuRunDir: join(dir, 'run') });
+        await fresh.onResync([{ uuid: d.uuid, name: d.name, state: 'RUNNING' }]);
+        await fresh.onDevice({ uuid: d.uuid, name: d.name, action: 'added', alias: 'net1' });
+        await fresh.onLifecycle({ uuid: d.uuid, name: d.name, event: 'RESUMED', detail: 'UNPAUSED' });
+        await new Promise((r) => setTimeout(r, 200)); // a lock-failure action is started without being awaited
+        expect(virt.calls).toEqual([]);
+        expect(held(d.uuid)).toEqual([leasePath(v)]);
+        expect(text()).toMatch(/vm-pvol \(running at resync\): its lease plan cannot be made from its XML \(.*nfspool.*\); the 1 lease\(s\) it holds stay held/);
+        expect(text()).not.toMatch(/lease lost for vm-pvol/);
+      } finally {
+        qemu.kill('SIGKILL');
+        await new Promise((r) => qemu.once('exit', r));
+      }
+      await mgr.release(d.uuid, 'test');
+    });
+  });
+
   describe('on_lockfailure=ignore: not supported, as by libvirt\'s sanlock driver', () => {
     it('refuses the start (hook and plugin) and an incoming migration, naming the element and what to use; nothing is taken', async () => {
       const a = disk('ign-a.img');
@@ -259,7 +290,7 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
         config.leaseFailureAction = 'kill';
       }
       expect(virt.calls).toEqual(['destroy vm-ign-run']);
-      expect(text()).toMatch(/lease lost for vm-ign-run \(.*\): on_lockfailure=ignore is not honoured \(it would run on without its leases\); applying lease_failure_action = poweroff instead/);
+      expect(text()).toMatch(/lease lost for vm-ign-run \(.*\): test; on_lockfailure=ignore is not honoured \(it would run on without its leases\): applying lease_failure_action = poweroff instead/);
       expect(text()).not.toMatch(/leaving it running/);
     });
   });

@@ -28,7 +28,7 @@ describe('user and group own the lease files this host creates', () => {
     const { config } = parseConfig('user = "nobody"\ngroup = "nogroup"\n');
     expect(config).toMatchObject({ userId: nobody, groupId: nogroup });
     expect(parseConfig('user = "+4242"\n').config.userId).toBe(4242);
-    expect(() => parseConfig('user = "no-such-user-la"\n', 'x.conf')).toThrow(/x.conf: user = "no-such-user-la": no such user in \/etc\/passwd/);
+    expect(() => parseConfig('user = "no-such-user-la"\n', 'x.conf')).toThrow(/x.conf:1: user = "no-such-user-la": no such user in \/etc\/passwd/);
     expect(() => parseConfig('group = "no-such-group-la"\n', 'x.conf')).toThrow(/no such group in \/etc\/group/);
   });
 
