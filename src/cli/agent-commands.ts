@@ -11,8 +11,9 @@ import { Request } from '../control/protocol';
 import { allResults, explainResult, LeaseError } from '../ondisk/results';
 import { MAX_IO_TIMEOUT } from '../ondisk/constants';
 import {
-  escapePath, parseIoTimeoutOpt, parseLockspaceArg, parseLockspaceName, parsePidOpt, parseResourceArg, UsageError,
+  escapePath, formatSanlockResource, parseIoTimeoutOpt, parseLockspaceArg, parseLockspaceName, parsePidOpt, parseResourceArg, UsageError,
 } from '../config/sanlockargs';
+import type { HeldLeaseReply } from '../control/replies';
 import { CliContext, EXIT_OK, runCommand } from './context';
 import { formatHostStatus, formatStatus } from './status-format';
 import { registerCleanupCommand } from './cleanup-command';
@@ -24,6 +25,20 @@ import { formatRenewal } from '../agent/renewals';
  * leases belong to that process), so that the three meet the same owner.
  */
 export const pidOwner = (pid: number): string => `pid:${pid}`;
+
+/**
+ * The state string `sanlock client inquire` prints: the held leases as LOCKSPACE:RESOURCE:PATH:
+ * OFFSET:LVER (`:SH` for a shared one), separated by spaces; no lease prints as glibc prints a
+ * NULL string. Names are the on-disk bytes; the path goes out as its UTF-8 bytes too (stdout is
+ * written as latin1).
+ */
+export function inquireState(held: HeldLeaseReply[]): string {
+  if (!held.length) return '(null)';
+  return held.map((l) => {
+    const fields = { ...l, path: Buffer.from(l.path, 'utf8').toString('latin1') };
+    return l.mode === 'shared' ? formatSanlockResource({ ...fields, mode: 'shared' }) : `${formatSanlockResource({ ...fields, mode: 'exclusive' })}:${l.lver}`;
+  }).join(' ');
+}
 
 export function registerAgentCommands(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
   const run = (label: string, fn: (...a: unknown[]) => Promise<number>, style?: { client?: boolean }) =>
@@ -123,14 +138,15 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
   /**
    * The agent's answer as sanlock prints it: `<action> done <rv>` on stdout, for a failure too
    * (not with --json: stdout stays one JSON document); runCommand explains a failure on stderr.
+   * `tail` adds what sanlock prints after the code on that line (inquire's ` res_count N`).
    */
-  const done = async <R>(action: string, json: boolean | undefined, reply: Promise<R>): Promise<R> => {
+  const done = async <R>(action: string, json: boolean | undefined, reply: Promise<R>, tail: (r?: R) => string = () => ''): Promise<R> => {
     try {
       const r = await reply;
-      if (!json) ctx.output.out(`${action} done 0\n`);
+      if (!json) ctx.output.out(`${action} done 0${tail(r)}\n`);
       return r;
     } catch (err) {
-      if (!json && err instanceof LeaseError) ctx.output.out(`${action} done ${err.rv}\n`);
+      if (!json && err instanceof LeaseError) ctx.output.out(`${action} done ${err.rv}${tail()}\n`);
       throw err;
     }
   };
@@ -158,8 +174,11 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
       const req: Request = name === 'acquire' ? { op: 'acquire', owner, leases, timeoutMs }
         : name === 'release' ? { op: 'release', owner, leases: leases.length ? leases : undefined }
           : { op: 'inquire', owner };
-      const r = await done(name, opts.json, callAgent(resolveSocket(opts), req, timeoutMs ? timeoutMs + 10000 : undefined));
+      const reply = callAgent(resolveSocket(opts), req, timeoutMs ? timeoutMs + 10000 : undefined);
+      // sanlock's inquire: `inquire done RV res_count N`, then its state string in quotes
+      const r = await done(name, opts.json, reply, name === 'inquire' ? (held) => ` res_count ${Array.isArray(held) ? held.length : 0}` : undefined);
       if (opts.json) ctx.output.json(r);
+      else if (name === 'inquire' && Array.isArray(r)) ctx.output.out(`"${inquireState(r)}"\n`);
       else if (Array.isArray(r)) ctx.output.out(r.map((l) => `r ${l.lockspace}:${l.resource}:${escapePath(l.path)}:${l.offset}:${l.mode === 'shared' ? 'SH' : l.lver}\n`).join(''));
       return EXIT_OK;
     }));
@@ -168,7 +187,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
   leaseCmd('inquire');
 
   sockOpts(client.command('add_lockspace'))
-    .requiredOption('-s, --lockspace <LS:HOST_ID:PATH:OFF>', 'lockspace to join')
+    .requiredOption('-s, --lockspace <LS:HOST_ID:PATH[:OFF]>', 'lockspace to join (OFF default 0)')
     .option('-o, --io-timeout <seconds>', `io_timeout, 1 to ${MAX_IO_TIMEOUT} (default and 0: 10)`)
     .action(clientRun('add_lockspace', async (o) => {
       const opts = o as SocketOpts & { lockspace: string; ioTimeout?: string };
@@ -257,10 +276,11 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
   const config = program.command('config').description('configuration helpers');
   config.command('check')
     .option('-c, --config <path>', `config file (default ${DEFAULT_CONFIG_PATH})`)
+    .option('--as-daemon', 'read it as the daemon does: what earlier versions accepted is a warning, not an error')
     .description('validate a config file and print the effective values')
     .action(run('config check', async (o) => {
       const path = (o as SocketOpts).config ?? DEFAULT_CONFIG_PATH;
-      const { config: c, warnings } = loadConfig(path);
+      const { config: c, warnings } = loadConfig(path, { mode: (o as { asDaemon?: boolean }).asDaemon ? 'run' : 'check' });
       for (const w of warnings) ctx.output.err(`lockagent: warning: ${w}`);
       ctx.output.json(c);
       return EXIT_OK;

@@ -31,9 +31,11 @@ import {
   decodeDblock, decodeModeBlock, DEFAULT_IO_TIMEOUT, Geometry, HOST_NAME_MAX_ON_DISK, HOSTID_BITMAP_SIZE,
   isShared, LeaderRecord, LeaseError, listGeometries, namesEqual, SANLK,
 } from '../ondisk';
-import { LockspaceArg, parseIoTimeoutOpt, parseLockspaceArg, parseResourceArg, ResourceArg, UsageError } from '../config/sanlockargs';
+import {
+  LockspaceArg, parseIoTimeoutOpt, parseLockspaceArg, parseResourceArg, refuseNonUtf8, ResourceArg, UsageError,
+} from '../config/sanlockargs';
 import { CliContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './context';
-import { describeOpenError, failureLine, leaseLabel, shellQuote } from './messages';
+import { describeOpenError, failureLine, leaseLabel, shellQuote, SHORT_READ_HOST_ID_REMEDY } from './messages';
 import { openTarget } from './open-target';
 import { EMSGSIZE, errorToRv, readLeaderSizes, WritableStorage } from './sanlock-io';
 
@@ -138,9 +140,9 @@ async function sizesAt(s: WritableStorage, offset: number, timeoutMs: number, ki
 }
 
 /** A read past the end of the file or device comes back short in sanlock: -EMSGSIZE. */
-function checkBounds(s: WritableStorage, end: number, what: string): void {
+function checkBounds(s: WritableStorage, end: number, what: string, remedy?: string): void {
   if (end > s.info.size) {
-    throw new DirectFailure(EMSGSIZE, `${what} ends at byte ${end}, past the end of the ${s.info.isBlockDevice ? 'device' : 'file'} (${s.info.size} bytes)`);
+    throw new DirectFailure(EMSGSIZE, `${what} ends at byte ${end}, past the end of the ${s.info.isBlockDevice ? 'device' : 'file'} (${s.info.size} bytes)`, remedy);
   }
 }
 
@@ -202,7 +204,7 @@ export async function directAcquireId(ctx: CliContext, o: DeltaOptions): Promise
   const hostName = o.hostName !== undefined ? diskName(o.hostName) : defaultHostName();
   await withStorage(ctx, ls.path, true, lsInit(ls), async (s) => {
     const g = await sizesAt(s, ls.offset, io * 1000, 'lockspace', lsInit(ls));
-    checkBounds(s, ls.offset + ls.hostId * g.sectorSize, `the record of host_id ${ls.hostId}`);
+    checkBounds(s, ls.offset + ls.hostId * g.sectorSize, `the record of host_id ${ls.hostId}`, SHORT_READ_HOST_ID_REMEDY);
     const storage = asLeaseStorage(s, ls.path);
     // Tell the operator about the long wait before it starts (sanlock is silent for 140 s).
     const geometry = await readLockspaceGeometry(storage, ls.offset, ls.name, io);
@@ -371,13 +373,13 @@ export function registerDirectLeaseCommands(direct: Command, ctx: CliContext, se
     }
   };
 
-  const LS_ARG = '<LS:HOST_ID:PATH:OFFSET>';
+  const LS_ARG = '<LS:HOST_ID:PATH[:OFFSET]>';
   const IO_HELP = 'io_timeout in seconds: written into the record and used for every I/O (default 10)';
   type DeltaCli = { lockspace: string; ioTimeout?: string; hostName?: string };
   const delta = (action: 'acquire_id' | 'renew_id' | 'release_id', desc: string,
     fn: (o: DeltaOptions) => Promise<void>, withName: boolean) => {
     const c = direct.command(action).description(desc)
-      .requiredOption('-s, --lockspace ' + LS_ARG, 'lockspace and host_id ("\\" escapes ":" or " " in PATH; OFFSET in bytes or with M)')
+      .requiredOption('-s, --lockspace ' + LS_ARG, 'lockspace and host_id ("\\" escapes ":" or " " in PATH; OFFSET in bytes or with M, default 0)')
       .option('-o, --io-timeout <seconds>', IO_HELP);
     if (withName) c.option('-e, --host-name <name>', 'our host name, stored in the record (47 bytes kept); default "<uuid>.<nodename>", new every run');
     c.action(async (opts: DeltaCli) => {
@@ -389,6 +391,7 @@ export function registerDirectLeaseCommands(direct: Command, ctx: CliContext, se
           hostName: opts.hostName,
         };
         if (o.hostName !== undefined && o.hostName.length === 0) throw new UsageError('-e needs a non-empty host name');
+        if (o.hostName !== undefined) refuseNonUtf8(o.hostName, `-e host name "${o.hostName}"`);
         checkHostIdArg(o.lockspace.hostId, '-s');
         checkOffset(o.lockspace.offset);
       })) return;

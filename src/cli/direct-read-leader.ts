@@ -3,11 +3,12 @@
  * verifies one leader record exactly as `sanlock direct read_leader` does, with the same result
  * code and the same output lines.
  *
- *  -s: the sector/align sizes come from the leader in sector 0 of the lockspace (or -Z/-A);
- *      host_id N's record is sector N-1; checks magic, major version, lockspace name, checksum.
- *  -r: sector 0, read with 4096-byte sectors unless -Z says otherwise; checks magic (the cleared
- *      magic counts as bad), major version, lockspace and resource names, checksum. Dblocks are
- *      not checked (sanlock does not either; `dump -f 2` shows them).
+ *  -s: the sector/align sizes come from the leader in sector 0 of the lockspace (or -Z with -A;
+ *      -Z alone is ignored, as by sanlock); host_id N's record is sector N-1; checks magic, major
+ *      version, lockspace name, checksum.
+ *  -r: sector 0, read with 4096-byte sectors unless -Z (alone or with -A) says otherwise; checks
+ *      magic (the cleared magic counts as bad), major version, lockspace and resource names,
+ *      checksum. Dblocks are not checked (sanlock does not either; `dump -f 2` shows them).
  */
 import { constants as osConstants } from 'os';
 import { DEFAULT_IO_TIMEOUT, PAXOS_DISK_CLEAR } from '../ondisk/constants';
@@ -16,15 +17,17 @@ import { verifyDeltaLeader, verifyPaxosLeader } from '../ondisk/verify';
 import { LockspaceArg, ResourceArg, UsageError } from '../config/sanlockargs';
 import { CliContext, EXIT_FAILED, EXIT_OK } from './context';
 import { leaderJson, verdictJson } from './json';
-import { failureLine, leaderDetail, leaseLabel } from './messages';
+import { failureLine, leaderDetail, leaseLabel, SHORT_READ_HOST_ID_REMEDY } from './messages';
 import { openTarget } from './open-target';
 import { formatLeaderFields, RawLeader, readRawLeader, zeroRawLeader } from './sanlock-format';
-import { EINVAL, readLeaderSizes, ReadableStorage, sanlockRead } from './sanlock-io';
+import { EINVAL, EMSGSIZE, readLeaderSizes, ReadableStorage, sanlockRead } from './sanlock-io';
 
 export interface ReadLeaderOptions {
   lockspace?: LockspaceArg;
   resource?: ResourceArg;
   geometry?: Geometry;
+  /** -Z without -A: the sector size sector 0 of a resource is read with (ignored for -s, as by sanlock) */
+  sectorSize?: 512 | 4096;
   /** -o: I/O timeout in seconds (default 10) */
   ioTimeout?: number;
   json?: boolean;
@@ -71,7 +74,10 @@ export async function readDeltaLeaderLikeSanlock(
   const off = ls.offset + (ls.hostId - 1) * sectorSize;
   const r = await sanlockRead(s, off, sectorSize, timeoutMs);
   if (r.rv !== 0 || !r.data) {
-    return { rv: r.rv, leader: zeroRawLeader(), sectorSize, detail: `reading host_id ${ls.hostId}'s sector at offset ${off} failed` };
+    return {
+      rv: r.rv, leader: zeroRawLeader(), sectorSize, detail: `reading host_id ${ls.hostId}'s sector at offset ${off} failed`,
+      remedy: r.rv === EMSGSIZE ? SHORT_READ_HOST_ID_REMEDY : undefined,
+    };
   }
   const v = verifyDeltaLeader(r.data, 0, ls.name);
   const leader = readRawLeader(r.data, 0);
@@ -80,7 +86,7 @@ export async function readDeltaLeaderLikeSanlock(
 
 /** The paxos leader in sector 0, as `sanlock direct read_leader -r`. */
 export async function readPaxosLeaderLikeSanlock(
-  s: ReadableStorage, res: ResourceArg, geometry: Geometry | undefined, timeoutMs: number,
+  s: ReadableStorage, res: ResourceArg, geometry: Pick<Geometry, 'sectorSize'> | undefined, timeoutMs: number,
 ): Promise<ReadLeaderResult> {
   const sectorSize = geometry?.sectorSize ?? 4096;
   const r = await sanlockRead(s, res.offset, sectorSize, timeoutMs);
@@ -131,7 +137,7 @@ export async function directReadLeader(ctx: CliContext, o: ReadLeaderOptions): P
   try {
     res = o.lockspace
       ? await readDeltaLeaderLikeSanlock(opened.storage, o.lockspace, o.geometry, timeoutMs)
-      : await readPaxosLeaderLikeSanlock(opened.storage, o.resource!, o.geometry, timeoutMs);
+      : await readPaxosLeaderLikeSanlock(opened.storage, o.resource!, o.geometry ?? (o.sectorSize ? { sectorSize: o.sectorSize } : undefined), timeoutMs);
   } finally {
     await opened.storage.close().catch(() => undefined);
   }

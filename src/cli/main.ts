@@ -2,9 +2,35 @@
 /**
  * lockagent command-line entry point (package.json bin). Exit status: 0 success, 1 the
  * operation failed, 2 the command line was refused (nothing was written), 3 the agent could not
- * be reached (agent commands), 4 another sweep is running (cleanup). docs/operator-guide.md.
+ * be reached (agent commands), 4 another sweep is running (cleanup), 141 the reader of stdout
+ * went away. docs/operator-guide.md.
  */
 import { run } from './program';
+
+/** What a shell reports for a process killed by SIGPIPE (128 + 13). */
+const EXIT_SIGPIPE = 141;
+
+/**
+ * A reader that went away (`lockagent direct dump FILE | head -1`) ends us quietly with the status
+ * sanlock gets there (it dies of SIGPIPE; Node ignores that signal and reports EPIPE instead,
+ * which would otherwise surface as an unhandled 'error' event with a stack). Any other failure to
+ * write stdout or stderr is one line, if stderr can still take it.
+ */
+function onOutputError(stream: 'stdout' | 'stderr') {
+  return (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(EXIT_SIGPIPE);
+    if (stream === 'stdout') {
+      try {
+        process.stderr.write(`lockagent: writing to stdout failed: ${err.message}\n`);
+      } catch {
+        // stderr is gone too
+      }
+    }
+    process.exit(1);
+  };
+}
+process.stdout.on('error', onOutputError('stdout'));
+process.stderr.on('error', onOutputError('stderr'));
 
 run(process.argv).then(
   (code) => {

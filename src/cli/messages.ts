@@ -17,8 +17,11 @@ const EXTRA: Record<number, Omit<ResultInfo, 'code'>> = {
   [-19]: { name: 'ENODEV', meaning: 'the lease path could not be opened', remedy: 'check the path and its permissions' },
   [-28]: { name: 'ENOSPC', meaning: 'the device is too small for the lease area', remedy: 'use a smaller offset or a larger device' },
   [-30]: { name: 'EROFS', meaning: 'the lease path is on a read-only filesystem', remedy: 'remount it read-write' },
-  [-90]: { name: 'EMSGSIZE', meaning: 'the read went past the end of the file or device (short read)', remedy: 'check the offset and host_id against the size of the lease file' },
+  [-90]: { name: 'EMSGSIZE', meaning: 'the read went past the end of the file or device (short read)', remedy: 'check the offset against the size of the lease file or device' },
 };
+
+/** The remedy of a short read of a host_id's delta record (-s), which its host_id places too. */
+export const SHORT_READ_HOST_ID_REMEDY = 'check the host_id and the offset against the size of the lease file or device: host_id N is the record in sector N-1 of the lockspace';
 
 /** A result code in words, with its name; never a bare number. */
 export function resultInfo(rv: number): ResultInfo {

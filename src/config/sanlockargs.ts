@@ -3,7 +3,7 @@
  * `lockspaces` entries and the resource strings handed to libvirt (below the CLI, so that the
  * daemon and the libvirt integration use the same parser and printer):
  *
- *   -s LOCKSPACE   name:host_id:path:offset
+ *   -s LOCKSPACE   name:host_id:path[:offset]
  *   -r RESOURCE    lockspace:resource:path:offset[:lver|:SH]
  *   dump target    path[:offset[:size]]
  *
@@ -119,10 +119,23 @@ function parseUnsigned(s: string, what: string, max = Number.MAX_SAFE_INTEGER): 
 }
 
 /**
+ * Node decodes argv (and the config file) as UTF-8 and turns every byte that is not UTF-8 into
+ * U+FFFD, so a latin1 name or path would reach the disk, or open(2), as other bytes than
+ * sanlock uses: refused instead of silently naming another lease or file.
+ */
+export function refuseNonUtf8(s: string, what: string): void {
+  if (s.includes('\uFFFD')) {
+    throw new UsageError(`${what} contains bytes that are not UTF-8; lockagent takes names and paths in UTF-8 only: ` +
+      'give a UTF-8 name, or rename the file (or link it) to a UTF-8 path');
+  }
+}
+
+/**
  * A lockspace or resource name: 1..48 bytes (UTF-8), stored on disk as those bytes. Returns
  * the on-disk form (a latin1 string holding the bytes).
  */
 export function parseName(kind: 'lockspace' | 'resource', name: string, arg: string): string {
+  refuseNonUtf8(name, `${kind} name in "${arg}"`);
   const bytes = Buffer.from(name, 'utf8');
   if (bytes.length === 0) throw new UsageError(`${kind} name is empty in "${arg}"`);
   if (bytes.length > NAME_ID_SIZE) {
@@ -133,19 +146,27 @@ export function parseName(kind: 'lockspace' | 'resource', name: string, arg: str
 
 function parsePath(p: string, arg: string): string {
   if (p.length === 0) throw new UsageError(`path is empty in "${arg}"`);
+  refuseNonUtf8(p, `path in "${arg}"`);
   if (Buffer.byteLength(p, 'utf8') > SANLK_PATH_LEN - 1) {
     throw new UsageError(`path in "${arg}" is longer than ${SANLK_PATH_LEN - 1} bytes`);
   }
   return p;
 }
 
-/** `-s name:host_id:path:offset` */
+/**
+ * `-s name:host_id:path[:offset]`: without an offset it is 0, as in sanlock. More fields are
+ * refused: sanlock reads everything after the third ':' as the offset (`atoll("b:0")` is 0), so
+ * an unescaped ':' in the path would silently name another file.
+ */
 export function parseLockspaceArg(arg: string): LockspaceArg {
   const parts = splitEscaped(arg, '-s');
-  if (parts.length !== 4) {
-    throw new UsageError(`-s "${arg}" must be LOCKSPACE:HOST_ID:PATH:OFFSET (escape ':' in the path as '\\:')`);
+  if (parts.length < 3) {
+    throw new UsageError(`-s "${arg}" must be LOCKSPACE:HOST_ID:PATH[:OFFSET] (escape ':' in the path as '\\:')`);
   }
-  const [name, hostId, path, offset] = parts;
+  if (parts.length > 4) {
+    throw new UsageError(`-s "${arg}" has ${parts.length} fields; it must be LOCKSPACE:HOST_ID:PATH[:OFFSET]: escape ':' in the path as '\\:'`);
+  }
+  const [name, hostId, path, offset = '0'] = parts;
   return {
     name: parseName('lockspace', name, arg),
     hostId: parseUnsigned(hostId, 'host_id in -s', 0xffffffff),
@@ -256,6 +277,14 @@ export function parseClearOpt(s: string): boolean {
   if (s === '0') return false;
   if (s === '1') return true;
   throw new UsageError(`invalid -z "${s}": use -z 1 to write the cleared magic, -z 0 (default) for a usable lease`);
+}
+
+/**
+ * `-a 0|1`, sanlock's use-aio switch of the direct commands: checked, then ignored (lockagent
+ * always does its I/O with its own engine).
+ */
+export function parseAioOpt(s: string): void {
+  if (s !== '0' && s !== '1') throw new UsageError(`invalid -a "${s}": use -a 0 or -a 1 (sanlock's use-aio switch; lockagent accepts it and always uses its own I/O engine)`);
 }
 
 /** `-f 0|1|2` of dump */

@@ -2,7 +2,7 @@
  * `lockagent direct` refuses bad input with one clear line on stderr and a non-zero exit, never
  * a stack trace, and leaves the file exactly as it was. Runs the real CLI as a subprocess.
  */
-import { spawnSync } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
@@ -50,14 +50,18 @@ describe('lockagent direct: bad input is refused cleanly and writes nothing', ()
       ['-A 3M (sanlock ignores it silently)', (f) => ['init', '-s', `LS:0:${f}:0`, '-Z', '512', '-A', '3M'], /invalid -A "3M"/],
       ['-Z without -A', (f) => ['init', '-s', `LS:0:${f}:0`, '-Z', '4096'], /-Z and -A must be given together.*got only -Z/],
       ['-A without -Z', (f) => ['init', '-r', `LS:R:${f}:0`, '-A', '8M'], /-Z and -A must be given together.*got only -A/],
-      ['-Z without -A on read_leader', (f) => ['read_leader', '-s', `LS:1:${f}:0`, '-Z', '512'], /must be given together/],
+      ['-A without -Z on read_leader', (f) => ['read_leader', '-s', `LS:1:${f}:0`, '-A', '1M'], /must be given together.*got only -A/],
+      ['-A without -Z on dump', (f) => ['dump', f, '-A', '1M'], /must be given together.*got only -A/],
       ['-n above max_hosts', (f) => ['init', '-r', `LS:R:${f}:0`, '-n', '3000'], /-n 3000 exceeds max_hosts 2000 of 512\/1M/],
       ['-n above max_hosts of 4096/1M', (f) => ['init', '-r', `LS:R:${f}:0`, '-Z', '4096', '-A', '1M', '-n', '251'], /exceeds max_hosts 250/],
       ['-z 2', (f) => ['init', '-r', `LS:R:${f}:0`, '-z', '2'], /invalid -z "2"/],
       ['-o not a number', (f) => ['init', '-s', `LS:0:${f}:0`, '-o', 'ten'], /invalid -o io_timeout "ten"/],
       ['-o beyond 16 bits', (f) => ['init', '-s', `LS:0:${f}:0`, '-o', '70000'], /too large \(at most 65535\)/],
       ['offset with a K suffix', (f) => ['init', '-s', `LS:0:${f}:512K`], /invalid offset in -s "512K"/],
-      ['lockspace string with 3 fields', (f) => ['init', '-s', `LS:0:${f}`], /must be LOCKSPACE:HOST_ID:PATH:OFFSET/],
+      ['lockspace string with 2 fields', () => ['init', '-s', 'LS:0'], /must be LOCKSPACE:HOST_ID:PATH\[:OFFSET\]/],
+      ['lockspace string with 5 fields (an unescaped colon)', (f) => ['init', '-s', `LS:0:${f}:0:0`], /has 5 fields; .*escape ':' in the path/],
+      ['-r given twice (sanlock uses the first)', (f) => ['init', '-r', `LS:R:${f}:0`, '-r', `LS:R2:${f}:0`], /^lockagent: direct init: -r is given 2 times; .*give one -r$/],
+      ['-a 2', (f) => ['dump', f, '-a', '2'], /invalid -a "2": use -a 0 or -a 1/],
       ['resource with two disks', (f) => ['init', '-r', `LS:R:${f}:0:${f}:1M`], /names 2 disks; lockagent supports one disk per resource/],
       ['empty lockspace name', (f) => ['init', '-s', `:0:${f}:0`], /lockspace name is empty/],
       ['both -s and -r', (f) => ['init', '-s', `LS:0:${f}:0`, '-r', `LS:R:${f}:0`], /either -s or -r, not both/],
@@ -195,6 +199,35 @@ describe('lockagent direct: bad input is refused cleanly and writes nothing', ()
       } finally {
         removeTempDir(pdir);
       }
+    });
+  });
+
+  describe('bytes that are not UTF-8 in a name or a path, as the shell passes them', () => {
+    // Node turns argv byte 0xe9 into U+FFFD: written or opened, it would be other bytes than sanlock's
+    const viaShell = (arg: string, ...args: string[]) => run('sh', ['-c', `exec "$0" "$1" direct ${arg}`, process.execPath, cliEntry(), ...args]);
+    it.each([
+      ['a resource name', 'init -r "$(printf \'LS:R\\351:%s:0\' "$2")"', /resource name in .* contains bytes that are not UTF-8; lockagent takes names and paths in UTF-8 only/],
+      ['a path', 'init -s "$(printf \'LS:0:%s\\351:0\' "$2")"', /path in .* contains bytes that are not UTF-8/],
+      ['a dump path', 'dump "$(printf \'%s\\351\' "$2")"', /path in .* contains bytes that are not UTF-8/],
+    ])('%s: refused, exit 2, nothing written', async (_what, cmd, msg) => {
+      const before = sha256(lease);
+      const r = await viaShell(cmd, lease);
+      expect(sha256(lease)).toBe(before);
+      expect([r.code, r.stdout]).toEqual([2, '']);
+      expect(expectOneLine(r.stderr)).toMatch(msg);
+    });
+  });
+
+  describe('a closed stdout (`| head -1`)', () => {
+    it('ends quietly with 141, as a shell reports sanlock killed by SIGPIPE, never a stack', async () => {
+      const f = copyFixture('ls_bitmap.img', dir, 'epipe.img');
+      const child = spawn(process.execPath, [cliEntry(), 'direct', 'dump', f, '-f', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.destroy(); // the reader is gone before the CLI has printed anything
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+      const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+      expect(code).toBe(141);
+      expect(stderr.split('\n').filter((l) => l && !/falling back to O_DSYNC/.test(l))).toEqual([]);
     });
   });
 

@@ -55,7 +55,8 @@ describe('config', () => {
     // libvirt's reader takes the first value, others the last: neither is guessed
     ['host_id = 1\nio_timeout = 5\nhost_id = 2', /^test\.conf:3: host_id is set more than once \(first at line 1\); keep one/],
     // each lockspaces entry is checked here, not by the daemon once it has begun joining
-    ['lockspaces = [ "A:1:/x" ]', /:1: lockspaces entry "A:1:\/x": .*LOCKSPACE:HOST_ID:PATH:OFFSET/],
+    ['lockspaces = [ "A:1" ]', /:1: lockspaces entry "A:1": .*LOCKSPACE:HOST_ID:PATH\[:OFFSET\]/],
+    ['lockspaces = [ "A:1:/x:b:0" ]', /:1: lockspaces entry "A:1:\/x:b:0": .*has 5 fields/],
     ['lockspaces = [ "A:0:/x:0" ]', /lockspaces entry "A:0:\/x:0": host_id 0 is outside 1..2000/],
     ['lockspaces = [ "A:1:/x:0", "A:2:/y:0" ]', /lockspaces entry "A:2:\/y:0": lockspace A is also joined by another lockspaces entry; keep one/],
     ['auto_disk_leases = 1\nhost_id = 1\nlockspaces = [ "__LIBVIRT__DISKS__:1:/x:0" ]', /:3: .*also joined by auto_disk_leases = 1/],
@@ -81,6 +82,19 @@ describe('config', () => {
      // also for the checks that look at several keys: the line of the key to change
     expect(() => parseConfig('max_hosts = 250\n\nhost_id = 251\n', 'f.conf')).toThrow(/^f\.conf:3: host_id = 251/);
     expect(() => parseConfig('# c\nmetrics_listen = "0.0.0.0:9478"\n', 'f.conf')).toThrow(/^f\.conf:2: metrics_listen/);
+  });
+
+  it('at run time (daemon, hook, CLI) what earlier versions accepted warns instead; what they refused at start still is an error', () => {
+    const { config, warnings } = parseConfig('cleanup_schedule = "every sunday"\nstate_path = "state.db"\nsector_size = 4096\nhost_id = 300', 'r.conf', 'run');
+    expect(config).toMatchObject({ cleanupSchedule: 'every sunday', statePath: 'state.db', hostId: 300 });
+    expect(warnings).toEqual([
+      expect.stringMatching(/^r\.conf:4: host_id = 300 is above sector_size = 4096 .*config check refuses it\)$/),
+      expect.stringMatching(/^r\.conf:2: state_path = "state\.db" must be an absolute path/),
+      expect.stringMatching(/^r\.conf:1: cleanup_schedule = "every sunday" is not a cron expression .*no sweep is scheduled/),
+    ]);
+    expect(() => parseConfig('lockspaces = [ "A:1" ]', 'r.conf', 'run')).toThrow(/lockspaces entry "A:1"/);
+    expect(() => parseConfig('socket_user = "no-such-user-la"', 'r.conf', 'run')).toThrow(/no such user/);
+    expect(() => parseConfig('max_hosts = 250\nhost_id = 251', 'r.conf', 'run')).toThrow(/host_id = 251 is above max_hosts = 250/);
   });
 
   it('accepts what the refusals above leave: schedules of 5 or 6 fields or off, no log file, slots the geometry holds', () => {
@@ -163,6 +177,18 @@ describe('config check refuses what is not a config file', () => {
     expect(r.code).toBe(1);
     // A syntax error quotes at most a short piece of the line.
     expect(() => parseConfig(`host_id = ${'z'.repeat(100000)}`, 't.conf')).toThrow(/^t\.conf:1: expected a value .* but found "z{77}\.\.\."$/);
+  });
+
+  it('what earlier versions accepted: config check refuses it, --as-daemon (as the daemon and the hook read it) warns and goes on', async () => {
+    const legacy = join(dir, 'legacy.conf');
+    writeFileSync(legacy, 'host_id = 1\nhost_id = 2\nlease_failure_action = "ignore"\n');
+    const strict = await lockagent(['config', 'check', '-c', legacy], { timeoutMs: 20000 });
+    expect({ code: strict.code, err: strict.stderr }).toMatchObject({ code: 1, err: expect.stringMatching(/legacy\.conf:2: host_id is set more than once \(first at line 1\)/) });
+    const asDaemon = await lockagent(['config', 'check', '--as-daemon', '-c', legacy], { timeoutMs: 20000 });
+    expect(asDaemon.code).toBe(0);
+    expect(JSON.parse(asDaemon.stdout)).toMatchObject({ hostId: 2, leaseFailureAction: 'kill' });
+    expect(asDaemon.stderr).toMatch(/warning: .*legacy\.conf:2: host_id is set more than once .*the last value is used \(accepted, as earlier versions did; lockagent config check refuses it\)/);
+    expect(asDaemon.stderr).toMatch(/warning: .*legacy\.conf:3: lease_failure_action = "ignore" is not supported.*"kill" is used/);
   });
 
   it('a regular file still works', async () => {

@@ -94,6 +94,24 @@ describeInterop('lockagent direct init vs sanlock direct init', () => {
     expect(all.length).toBeGreaterThanOrEqual(60 - 18);
   });
 
+  it('sanlock\'s other spellings write the same bytes: -s without OFFSET, -a 0|1, -D', async () => {
+    const failures: string[] = [];
+    const variants: [string, (f: string) => string[]][] = [
+      ['-s without OFFSET', (f) => ['-s', `LSI:0:${f}`]],
+      ['-s with -a 0 -D', (f) => ['-s', `LSI:0:${f}:0`, '-a', '0', '-D']],
+      ['-r with -a 1', (f) => ['-r', `LSI:RESI:${f}:0`, '-a', '1', '-n', '10']],
+    ];
+    await pool(variants, 3, async ([name, args], i) => {
+      const a = sparseFile(path.join(dir, `g${i}a.img`), MiB);
+      const b = sparseFile(path.join(dir, `g${i}b.img`), MiB);
+      const ra = await sanlock(['direct', 'init', ...args(a)]);
+      const rb = await lockagentFor(i)(['direct', 'init', ...args(b)]);
+      if (ra.stdout !== 'init done 0\n' || rb.stdout !== ra.stdout || rb.code !== ra.code) failures.push(`${name}: sanlock ${JSON.stringify(ra.stdout)}, lockagent ${JSON.stringify(rb.stdout)} ${rb.stderr}`);
+      if (!fs.readFileSync(a).equals(fs.readFileSync(b))) failures.push(`${name}: files differ`);
+    });
+    expect(failures).toEqual([]);
+  });
+
   it('-z 1 (cleared resource) matches except the monotime write_timestamp and the checksum over it', async () => {
     const failures: string[] = [];
     await pool(GEOMETRIES, 3, async (geo, i) => {

@@ -131,6 +131,20 @@ describeInterop('lockagent direct dump/read_leader vs sanlock on sanlock-written
     }
   });
 
+  it('sanlock\'s other spellings print the same: -s without OFFSET, -Z without -A, -a 0|1 and -D', async () => {
+    // a 512-byte-sector resource in a file shorter than 4096 bytes: only -Z 512 reads it
+    const short = p('res_short.img');
+    fs.writeFileSync(short, fs.readFileSync(p('res.img')).subarray(0, 2048));
+    expect(await compareAll([
+      ['read_leader', '-s', `LS:1:${p('ls_acq.img')}`], ['read_leader', '-s', `LSO5:7:${p('ls_o5_acq.img')}`],
+      ['read_leader', '-r', `LS:RES1:${short}:0`, '-Z', '512'], ['read_leader', '-r', `LS:RES1:${p('res.img')}:0`, '-Z', '4096'],
+      ['read_leader', '-s', `LS:1:${p('ls_acq.img')}:0`, '-Z', '4096'], ['read_leader', '-s', `LS4K:1:${p('ls4k_8M.img')}:0`, '-Z', '512'],
+      ['dump', p('ls_acq.img'), '-Z', '4096'], ['dump', p('res4k_2M.img'), '-Z', '512', '-f', '2'],
+      ['read_leader', '-r', `LS:RES1:${p('res_acq.img')}:0`, '-a', '0', '-D'], ['read_leader', '-s', `LS:1:${p('ls_acq.img')}:0`, '-a', '1'],
+      ['dump', p('rx.img'), '-f', '1', '-D', '-a', '0'],
+    ])).toEqual([]);
+  });
+
   it('a shared mode block (flags=1 at 128, generation=5 at 136 of host 3\'s dblock sector) prints the same SH line', async () => {
     const f = copyFixture('res_acq_g2.img', dir, 'shared.img');
     const sector = (2 + 3 - 1) * 512;

@@ -1,9 +1,15 @@
-/** Argument strings of `lockagent direct` (sanlock syntax), parsed without any I/O. */
+/**
+ * Argument strings of `lockagent direct` (sanlock syntax), parsed without any I/O; and the
+ * options sanlock's parser gives every direct command, run in-process over an in-memory device.
+ */
+import { buildProgram, run } from '../../src/cli/program';
 import {
-  escapePath, parseAlignOpt, parseByteCount, parseClearOpt, parseDumpTarget, parseForceModeOpt, parseGeometryOpts,
+  escapePath, parseAioOpt, parseAlignOpt, parseByteCount, parseClearOpt, parseDumpTarget, parseForceModeOpt, parseGeometryOpts,
   parseIoTimeoutOpt, parseLockspaceArg, parseLockspaceName, parseNumHostsOpt, parsePidOpt, parseResourceArg, parseSectorSizeOpt,
   splitEscaped, UsageError,
 } from '../../src/config/sanlockargs';
+import { decodeLeader } from '../../src/ondisk';
+import { MemoryStorage, memoryContext } from '../helpers/memory-storage';
 
 const MiB = 1048576;
 
@@ -39,9 +45,15 @@ describe('-s LOCKSPACE', () => {
     expect(() => parseLockspaceArg(`${'é'.repeat(24)}x:0:/x:0`)).toThrow(/49 bytes/);
   });
   it('refuses malformed strings', () => {
-    for (const bad of ['LS:1:/x', 'LS:1:/x:0:9', ':1:/x:0', 'LS:one:/x:0', 'LS:1::0', 'LS:1:/x:-1', 'LS:1:/x:1.5M', 'LS:1:/x:1G', 'LS:1:/x:']) {
+    for (const bad of ['LS:1', 'LS:1:/x:0:9', ':1:/x:0', 'LS:one:/x:0', 'LS:1x:/x:0', 'LS:1::0', 'LS:1:/x:-1', 'LS:1:/x:1.5M', 'LS:1:/x:1G', 'LS:1:/x:']) {
       expect(() => parseLockspaceArg(bad)).toThrow(UsageError);
     }
+  });
+  it('without OFFSET the offset is 0, as in sanlock; a fifth field (an unescaped ":" in the path) is refused', () => {
+    expect(parseLockspaceArg('LS:1:/dev/sdb')).toEqual({ name: 'LS', hostId: 1, path: '/dev/sdb', offset: 0 });
+    expect(parseLockspaceArg('LS:1:/a\\:b')).toEqual({ name: 'LS', hostId: 1, path: '/a:b', offset: 0 });
+    // sanlock would open /a at offset atoll("b:0") = 0
+    expect(() => parseLockspaceArg('LS:1:/a:b:0')).toThrow(/has 5 fields; .*escape ':' in the path as '\\:'/);
   });
   it('refuses a path longer than sanlock\'s 1023 bytes', () => {
     expect(() => parseLockspaceArg(`LS:1:/${'p'.repeat(1023)}:0`)).toThrow(/longer than 1023 bytes/);
@@ -72,6 +84,23 @@ describe('-r RESOURCE', () => {
     expect(() => parseResourceArg(`${'L'.repeat(49)}:R:/p:0`)).toThrow(/lockspace name .* 49 bytes/);
     expect(() => parseResourceArg('LS:RES:/p:0:x')).toThrow(UsageError);
     expect(() => parseResourceArg('LS:RES:/p')).toThrow(UsageError);
+  });
+});
+
+describe('names and paths that are not UTF-8', () => {
+  // what Node makes of argv byte 0xe9 (latin1 "é"): a name or path sanlock would take as that byte
+  const BAD = '\uFFFD';
+  it('are refused in every name and path, naming the field', () => {
+    expect(() => parseLockspaceArg(`L${BAD}:1:/x:0`)).toThrow(/^lockspace name in ".*" contains bytes that are not UTF-8; lockagent takes names and paths in UTF-8 only/);
+    expect(() => parseLockspaceArg(`LS:1:/x${BAD}:0`)).toThrow(/^path in ".*" contains bytes that are not UTF-8/);
+    expect(() => parseResourceArg(`LS:R${BAD}:/p:0`)).toThrow(/^resource name in ".*" contains bytes that are not UTF-8/);
+    expect(() => parseResourceArg(`L${BAD}:R:/p:0`)).toThrow(/^lockspace name/);
+    expect(() => parseResourceArg(`LS:R:/p${BAD}:0`)).toThrow(/^path in/);
+    expect(() => parseDumpTarget(`/p${BAD}`)).toThrow(/^path in .*not UTF-8/);
+    expect(() => parseLockspaceName(`L${BAD}`)).toThrow(/not UTF-8/);
+  });
+  it('UTF-8 names and paths still pass', () => {
+    expect(parseResourceArg('LS:é:/p/é:0').path).toBe('/p/é');
   });
 });
 
@@ -116,6 +145,11 @@ describe('options', () => {
     expect(parsePidOpt('4194304')).toBe(4194304);
     for (const bad of ['0', '-1', '01', 'abc', '1.5', '', '2147483648']) expect(() => parsePidOpt(bad)).toThrow(/invalid -p .*positive integer/);
   });
+  it('-a 0|1 (sanlock\'s use-aio switch, ignored)', () => {
+    expect(() => parseAioOpt('0')).not.toThrow();
+    expect(() => parseAioOpt('1')).not.toThrow();
+    for (const bad of ['2', 'x', '', '01']) expect(() => parseAioOpt(bad)).toThrow(/invalid -a .*use -a 0 or -a 1/);
+  });
   it('-n, -z, -f', () => {
     expect(parseNumHostsOpt('0')).toBe(0);
     expect(parseNumHostsOpt('10')).toBe(10);
@@ -130,5 +164,133 @@ describe('options', () => {
     expect(parseByteCount('8M', 'x')).toBe(8 * MiB);
     expect(() => parseByteCount('99999999999999999999', 'x')).toThrow(/too large/);
     expect(() => parseByteCount(' 1', 'x')).toThrow(UsageError);
+  });
+});
+
+describe('sanlock\'s options on every direct command', () => {
+  const A = 'LS:R:/m:0';
+  const B = 'LS:R2:/other:0';
+  const direct = async (storage: MemoryStorage, ...args: string[]) => {
+    const { ctx, cap } = memoryContext(storage);
+    const code = await run(['node', 'lockagent', 'direct', ...args], ctx);
+    return { code, stdout: cap.stdout, stderr: cap.stderr };
+  };
+  /** A 1 MiB device with resource LS:R (512/1M) at 0. */
+  const resource = async (size = MiB) => {
+    const m = new MemoryStorage({ size });
+    expect((await direct(m, 'init', '-r', A)).code).toBe(0);
+    m.writes.length = 0;
+    return m;
+  };
+
+  it.each([
+    [['init', '-r', A, '-r', B]],
+    [['read_leader', '-r', A, '-r', B]],
+    [['acquire', '-r', A, '-r', B, '-i', '1']],
+    [['release', '-r', A, '-r', B, '-i', '1', '-g', '1']],
+    [['init', '-r', A, '-r', B, '-r', A]],
+  ])('a repeated -r is refused (sanlock uses the first, commander would keep the last): %j', async (args) => {
+    const m = await resource();
+    const r = await direct(m, ...args);
+    const n = args.filter((a) => a === '-r').length;
+    expect(r).toEqual({
+      code: 2, stdout: '',
+      stderr: [`lockagent: direct ${args[0]}: -r is given ${n} times; sanlock direct acts on the first and ignores the others, lockagent refuses to guess: give one -r`],
+    });
+    expect(m.writes).toEqual([]);
+  });
+
+  it('a repeated -s: the last one counts, as in sanlock', async () => {
+    const m = new MemoryStorage({ size: MiB });
+    expect((await direct(m, 'init', '-s', 'FIRST:0:/m:0', '-s', 'LAST:0:/m:0')).code).toBe(0);
+    expect(decodeLeader(m.data, 0).spaceName).toBe('LAST');
+  });
+
+  it('-s without OFFSET writes what the same -s with :0 writes', async () => {
+    const a = new MemoryStorage({ size: MiB });
+    const b = new MemoryStorage({ size: MiB });
+    expect(await direct(a, 'init', '-s', 'LS:0:/m')).toMatchObject({ code: 0, stdout: 'init done 0\n' });
+    expect((await direct(b, 'init', '-s', 'LS:0:/m:0')).code).toBe(0);
+    expect(a.data.equals(b.data)).toBe(true);
+    expect(await direct(a, 'read_leader', '-s', 'LS:1:/m')).toEqual(await direct(b, 'read_leader', '-s', 'LS:1:/m:0'));
+  });
+
+  it('-a 0|1 and -D are accepted on every direct command and change nothing', async () => {
+    const ls = new MemoryStorage({ size: MiB });
+    expect((await direct(ls, 'init', '-s', 'LS:0:/l:0')).code).toBe(0);
+    const cmds: [MemoryStorage | (() => Promise<MemoryStorage>), string[]][] = [
+      [resource, ['init', '-r', A, '-n', '5']],
+      [resource, ['read_leader', '-r', A]],
+      [ls, ['read_leader', '-s', 'LS:1:/l:0']],
+      [resource, ['dump', '/m', '-f', '2']],
+      [resource, ['acquire', '-r', A, '-i', '1', '-g', '1']],
+      [resource, ['release', '-r', A, '-i', '1', '-g', '1']],
+      // never acquired: -22 at once (acquire_id waits 2 x io_timeout; its options are the same)
+      [ls, ['renew_id', '-s', 'LS:1:/l:0']],
+      [ls, ['release_id', '-s', 'LS:1:/l:0']],
+    ];
+    for (const [dev, args] of cmds) {
+      const plain = await direct(typeof dev === 'function' ? await dev() : dev, ...args);
+      for (const extra of [['-a', '0'], ['-a', '1', '-D'], ['-D']]) {
+        const r = await direct(typeof dev === 'function' ? await dev() : dev, ...args, ...extra);
+        expect([args, extra, r]).toEqual([args, extra, plain]);
+      }
+    }
+    const directCmd = buildProgram(memoryContext(ls).ctx, () => undefined).commands.find((c) => c.name() === 'direct')!;
+    expect(directCmd.commands.map((c) => c.name()).sort()).toEqual(['acquire', 'acquire_id', 'dump', 'init', 'read_leader', 'release', 'release_id', 'renew_id']);
+    for (const c of directCmd.commands) expect([c.name(), c.options.filter((o) => o.short === '-a' || o.short === '-D').length]).toEqual([c.name(), 2]);
+  });
+
+  it('-a other than 0 or 1 is refused before any I/O', async () => {
+    const m = await resource();
+    expect(await direct(m, 'init', '-r', A, '-a', '2')).toEqual({
+      code: 2, stdout: '',
+      stderr: ['lockagent: direct init: invalid -a "2": use -a 0 or -a 1 (sanlock\'s use-aio switch; lockagent accepts it and always uses its own I/O engine)'],
+    });
+    expect(m.writes).toEqual([]);
+  });
+
+  it('-Z without -A: read_leader -r reads sector 0 with it, -s and dump ignore it, init refuses it (as sanlock)', async () => {
+    // a resource in a file shorter than 4096 bytes: sanlock reads it only with -Z 512
+    const short = await resource(2048);
+    const r4k = await direct(short, 'read_leader', '-r', A);
+    expect(r4k.stdout).toBe('read_leader done -90\n');
+    expect((await direct(short, 'read_leader', '-r', A, '-Z', '512')).stdout).toMatch(/^read_leader done 0\nmagic 0x6152010\n/);
+    expect((await direct(short, 'read_leader', '-r', A, '-Z', '1024')).code).toBe(2);
+    const ls = new MemoryStorage({ size: MiB });
+    expect((await direct(ls, 'init', '-s', 'LS:0:/l:0')).code).toBe(0);
+    const plain = await direct(ls, 'read_leader', '-s', 'LS:1:/l:0');
+    expect(plain.stdout).toMatch(/^read_leader done 0\n/);
+    expect(await direct(ls, 'read_leader', '-s', 'LS:1:/l:0', '-Z', '4096')).toEqual(plain);
+    // a 4096/8M lockspace: a lone -Z 512 still reads host 2 at 4096; with -A the sizes are taken as given
+    const ls4k = new MemoryStorage({ size: 8 * MiB });
+    expect((await direct(ls4k, 'init', '-s', 'L4:0:/l:0', '-Z', '4096', '-A', '8M')).code).toBe(0);
+    const host2 = await direct(ls4k, 'read_leader', '-s', 'L4:2:/l:0');
+    expect(host2.stdout).toMatch(/^read_leader done 0\n/);
+    expect(await direct(ls4k, 'read_leader', '-s', 'L4:2:/l:0', '-Z', '512')).toEqual(host2);
+    expect((await direct(ls4k, 'read_leader', '-s', 'L4:2:/l:0', '-Z', '512', '-A', '1M')).stdout).toMatch(/^read_leader done -223\n/);
+    const dump = await direct(ls, 'dump', '/l');
+    expect(await direct(ls, 'dump', '/l', '-Z', '4096')).toEqual(dump);
+    expect((await direct(ls, 'dump', '/l', '-Z', '1024')).code).toBe(2);
+    expect(await direct(new MemoryStorage({ size: MiB }), 'init', '-s', 'LS:0:/l:0', '-Z', '512')).toMatchObject({ code: 2, stderr: [expect.stringMatching(/-Z and -A must be given together/)] });
+  });
+
+  it('a short read names the host_id only where one places the record (-s)', async () => {
+    const short = await resource(2048);
+    const r = await direct(short, 'read_leader', '-r', A);
+    expect(r.stderr).toEqual([expect.stringMatching(/\(sanlock -90 EMSGSIZE\).*; remedy: check the offset against the size of the lease file or device$/)]);
+    const ls = new MemoryStorage({ size: MiB });
+    expect((await direct(ls, 'init', '-s', 'LS:0:/l:0')).code).toBe(0);
+    const s = await direct(ls, 'read_leader', '-s', 'LS:2049:/l:0');
+    expect(s.stdout.split('\n')[0]).toBe('read_leader done -90');
+    expect(s.stderr).toEqual([expect.stringMatching(/remedy: check the host_id and the offset .*host_id N is the record in sector N-1/)]);
+  });
+
+  it('a name or path that is not UTF-8 is refused before anything is written', async () => {
+    const m = new MemoryStorage({ size: MiB });
+    const r = await direct(m, 'init', '-r', 'LS:R\uFFFD:/m:0');
+    expect(r).toMatchObject({ code: 2, stdout: '', stderr: [expect.stringMatching(/^lockagent: direct init: resource name in .* contains bytes that are not UTF-8/)] });
+    expect(m.writes).toEqual([]);
+    expect((await direct(m, 'acquire_id', '-s', 'LS:1:/m:0', '-e', 'h\uFFFD')).stderr).toEqual([expect.stringMatching(/-e host name .* contains bytes that are not UTF-8/)]);
   });
 });

@@ -24,12 +24,15 @@ describe('lockagent client', () => {
   let seen: Request[];
   /** the code every request fails with, 0 for none */
   let failWith: number;
+  /** what acquire and inquire answer */
+  let held: unknown[];
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'la-cli-client-'));
     sock = join(dir, 'sock');
     seen = [];
     failWith = 0;
+    held = HELD;
     server = new ControlServer({
       path: sock,
       mode: 0o600,
@@ -37,7 +40,7 @@ describe('lockagent client', () => {
         seen.push(req);
         if (failWith) throw new LeaseError(failWith, 'disk /nfs/a.qcow2 is leased by host 3 (node03), last renewal 4 s ago');
         switch (req.op) {
-          case 'acquire': case 'inquire': return HELD;
+          case 'acquire': case 'inquire': return held;
           case 'release': return { released: 1 };
           case 'add_lockspace': return { lockspace: req.lockspace, hostId: req.hostId, generation: 2 };
           case 'rem_lockspace': return { removed: req.lockspace };
@@ -65,10 +68,23 @@ describe('lockagent client', () => {
   describe('stdout is sanlock\'s "<action> done <rv>"', () => {
     it('on success, before the lease lines of acquire and inquire', async () => {
       expect(await client('acquire', '-r', 'LS:R:/p:0', '--owner', 'o')).toEqual({ code: 0, stdout: 'acquire done 0\nr LS:R:/p:0:3\n', stderr: [], json: [] });
-      expect(await client('inquire', '--owner', 'o')).toMatchObject({ code: 0, stdout: 'inquire done 0\nr LS:R:/p:0:3\n' });
+      expect(await client('inquire', '--owner', 'o')).toMatchObject({ code: 0, stdout: 'inquire done 0 res_count 1\n"LS:R:/p:0:3"\n' });
       expect(await client('release', '--owner', 'o')).toMatchObject({ code: 0, stdout: 'release done 0\n' });
       expect(await client('add_lockspace', '-s', 'LS:1:/p:0')).toMatchObject({ code: 0, stdout: 'add_lockspace done 0\n' });
       expect(await client('rem_lockspace', '-s', 'LS')).toMatchObject({ code: 0, stdout: 'rem_lockspace done 0\n' });
+    });
+
+    // as `sanlock client inquire -p PID` prints them (3.8.5 main.c; seen against a real sanlock daemon)
+    it('inquire: "inquire done 0 res_count N", then sanlock\'s state string in quotes', async () => {
+      held = [...HELD, { lockspace: 'LS', resource: 'S', path: '/dir with space/s', offset: 1048576, mode: 'shared', lver: 9 }];
+      expect(await client('inquire', '-p', '42')).toEqual({
+        code: 0, stdout: 'inquire done 0 res_count 2\n"LS:R:/p:0:3 LS:S:/dir\\ with\\ space/s:1048576:SH"\n', stderr: [], json: [],
+      });
+      held = [];
+      expect(await client('inquire', '-p', '42')).toMatchObject({ code: 0, stdout: 'inquire done 0 res_count 0\n"(null)"\n' });
+      expect((await client('inquire', '-p', '42', '--json')).json).toEqual([[]]);
+      const none = await cli('client', 'inquire', '-p', '42', '--socket', join(dir, 'none.sock'));
+      expect([none.code, none.stdout]).toEqual([3, 'inquire done -111 res_count 0\n']);
     });
 
     it('--json: stdout is only the agent\'s answer', async () => {
@@ -89,7 +105,7 @@ describe('lockagent client', () => {
       const r = await client(action, ...args);
       expect(r).toEqual({
         code: 1,
-        stdout: `${action} done -243\n`,
+        stdout: `${action} done -243${action === 'inquire' ? ' res_count 0' : ''}\n`,
         stderr: [`lockagent: client ${action} failed: disk /nfs/a.qcow2 is leased by host 3 (node03), last renewal 4 s ago (sanlock -243 SANLK_ACQUIRE_IDLIVE)`],
         json: [],
       });
