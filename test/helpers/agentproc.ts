@@ -53,16 +53,17 @@ export function writeHostConfig(base: string, id: number, o: HostOptions): Agent
 
 /**
  * Start the daemon of host `h`. `env`: extra environment; `wrap`: a command that runs the daemon
- * (e.g. nsenter into a test-bed host's mount namespace) and must exec it.
+ * (e.g. nsenter into a test-bed host's mount namespace) and must exec it. `pipes`: its stdout and
+ * stderr are pipes (h.proc.stdout, h.proc.stderr) instead of the log file.
  */
-export function startHost(h: AgentHost, o: { env?: NodeJS.ProcessEnv; wrap?: string[] } = {}): AgentHost {
+export function startHost(h: AgentHost, o: { env?: NodeJS.ProcessEnv; wrap?: string[]; pipes?: boolean } = {}): AgentHost {
   const out = fs.openSync(h.logFile, 'a');
   // The fencing guard of this checkout (the test CLI build lives under node_modules/.cache,
   // which may be another checkout's when node_modules is shared).
   const guard = path.join(ROOT, 'native', 'build', 'Release', 'lockagent-guard');
   const argv = [...(o.wrap ?? []), process.execPath, ...DAEMON_NODE_FLAGS, cliEntry(), 'daemon', '-c', h.conf];
   h.proc = spawn(argv[0], argv.slice(1), {
-    stdio: ['ignore', out, out], env: { ...process.env, ...DAEMON_ENV, LOCKAGENT_SOCKET: '', LOCKAGENT_GUARD_BIN: guard, ...o.env },
+    stdio: o.pipes ? ['ignore', 'pipe', 'pipe'] : ['ignore', out, out], env: { ...process.env, ...DAEMON_ENV, LOCKAGENT_SOCKET: '', LOCKAGENT_GUARD_BIN: guard, ...o.env },
   });
   fs.closeSync(out);
   h.exited = new Promise((resolve) => h.proc!.once('exit', (code) => resolve(code)));
