@@ -54,6 +54,12 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
     .option('-L, --log-file-level <level>', 'log file level, as sanlock -L: 3 error, 4 warning, 6 info, 7 debug, -1 off (or a name)')
     .option('-S, --log-stderr-level <level>', 'stderr/journal level, as sanlock -S (same values)')
     .action(run('daemon', async (o) => {
+      // The daemon renews leases: losing its stdout or stderr (journald restarted) must not stop
+      // it, as it ends a command (main.ts). Its log file, if any, goes on; stderr's lines are lost.
+      for (const s of [process.stdout, process.stderr]) {
+        s.removeAllListeners('error');
+        s.on('error', () => undefined);
+      }
       const { runDaemon } = await import('../daemon/daemon');
       const { daemonExtensions } = await import('../daemon/extensions');
       const { parseLevel } = await import('../log/logger');

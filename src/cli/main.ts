@@ -7,8 +7,6 @@
  */
 import { run } from './program';
 
-const daemon = process.argv[2] === 'daemon';
-
 /** What a shell reports for a process killed by SIGPIPE (128 + 13). */
 const EXIT_SIGPIPE = 141;
 
@@ -20,9 +18,6 @@ const EXIT_SIGPIPE = 141;
  */
 function onOutputError(stream: 'stdout' | 'stderr') {
   return (err: NodeJS.ErrnoException) => {
-    // The daemon renews leases: losing its stderr (journald restarted) must not stop it. Its log
-    // file, if any, goes on; the lines for stderr are lost.
-    if (daemon) return;
     if (err.code === 'EPIPE') process.exit(EXIT_SIGPIPE);
     if (stream === 'stdout') {
       try {

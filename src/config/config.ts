@@ -1,6 +1,7 @@
 import { Cron, CronOptions } from 'croner';
 import { closeSync, constants as fsc, fstatSync, openSync, readSync } from 'fs';
 import { isIP } from 'net';
+import { join } from 'path';
 import { MAX_HOST_ID } from '../ondisk/constants';
 import { geometryFor } from '../ondisk/sizes';
 import { GROUP_FILE, lookupId, PASSWD_FILE } from './accounts';
@@ -332,7 +333,10 @@ export function configLockspaces(cfg: Pick<AgentConfig, 'lockspaces'>): Lockspac
  * rather than by the daemon once it has begun joining the others.
  */
 function validateLockspaces(cfg: AgentConfig, where: string, legacy: (msg: string) => void): void {
-  const names = new Set<string>();
+  // Each lockspace once: the same one twice was a no-op at start (a warning at run time), two
+  // different ones under one name stop the start (EEXIST) and are refused in both modes.
+  const joined = new Map<string, { hostId: number | 'auto'; path: string; offset: number; by: string }>();
+  if (cfg.autoDiskLeases) joined.set(DISKS_LOCKSPACE, { hostId: cfg.hostId, path: join(cfg.diskLeaseDir, DISKS_LOCKSPACE), offset: 0, by: 'auto_disk_leases = 1 (which joins it from disk_lease_dir)' });
   for (const s of cfg.lockspaces) {
     let ls: LockspaceArg;
     try {
@@ -343,11 +347,13 @@ function validateLockspaces(cfg: AgentConfig, where: string, legacy: (msg: strin
     if (ls.hostId < 1 || ls.hostId > MAX_HOST_ID) {
       throw new ConfigError(`${where}: lockspaces entry "${s}": host_id ${ls.hostId} is outside 1..${MAX_HOST_ID}; give this host's host_id in that lockspace`);
     }
-    if (names.has(ls.name) || (ls.name === DISKS_LOCKSPACE && cfg.autoDiskLeases)) {
-      const other = names.has(ls.name) ? 'another lockspaces entry' : 'auto_disk_leases = 1 (which joins it from disk_lease_dir)';
-      legacy(`${where}: lockspaces entry "${s}": lockspace ${ls.name} is also joined by ${other}; keep one`);
+    const first = joined.get(ls.name);
+    if (first) {
+      const msg = `${where}: lockspaces entry "${s}": lockspace ${ls.name} is also joined by ${first.by}`;
+      if (first.hostId === ls.hostId && first.path === ls.path && first.offset === ls.offset) legacy(`${msg}; keep one`);
+      else throw new ConfigError(`${msg}, with another host_id, path or offset; keep one`);
     }
-    names.add(ls.name);
+    joined.set(ls.name, { ...ls, by: 'another lockspaces entry' });
   }
 }
 
@@ -355,10 +361,14 @@ function validateLockspaces(cfg: AgentConfig, where: string, legacy: (msg: strin
  * A host whose host_id is above the num_hosts of the lease files it creates could not acquire
  * them (sanlock and lockagent both refuse with -228): refuse the config instead.
  */
+/** Host slots of the lease files this host creates: max_hosts, capped by the geometry (4096-byte sectors in 1 MiB: 250). */
+export function hostSlots(cfg: Pick<AgentConfig, 'maxHosts' | 'sectorSize' | 'alignSize'>): number {
+  return Math.min(cfg.maxHosts, geometryFor(cfg.sectorSize, cfg.alignSize).maxHosts);
+}
+
 function validateHostSlots(cfg: AgentConfig, at: (key: string) => string, legacy: (msg: string) => void): void {
-  // The geometry caps the slots too: a 4096-byte sector in a 1 MiB area holds 250 hosts.
   const g = geometryFor(cfg.sectorSize, cfg.alignSize);
-  const slots = Math.min(cfg.maxHosts, g.maxHosts);
+  const slots = hostSlots(cfg);
   if (typeof cfg.hostId === 'number' && cfg.hostId > slots) {
     const why = slots < cfg.maxHosts
       ? `sector_size = ${cfg.sectorSize} with align_size = ${cfg.alignSize / 1048576}M holds ${g.maxHosts} host slots`

@@ -1,6 +1,6 @@
 import { mkdirSync, promises as fsp } from 'fs';
 import { join } from 'path';
-import { AgentConfig, configLockspaces, DISKS_LOCKSPACE, loadConfig } from '../config/config';
+import { AgentConfig, configLockspaces, DISKS_LOCKSPACE, hostSlots, loadConfig } from '../config/config';
 import { ControlServer, Peer } from '../control/server';
 import { socketOwner } from '../control/peerpolicy';
 import { systemClock } from '../lease/clock';
@@ -67,8 +67,8 @@ const CONFIG_LOCKSPACES_META = 'config-lockspaces';
 function rejoinLockspaces(agent: Agent, store: StateStore, config: AgentConfig, log: Logger, autoHostIdLimit: number): string[] {
   let previous: string[] | undefined;
   try {
-    const v = store.getMeta(CONFIG_LOCKSPACES_META);
-    previous = v ? (JSON.parse(v) as string[]) : undefined;
+    const v: unknown = JSON.parse(store.getMeta(CONFIG_LOCKSPACES_META) ?? 'null');
+    previous = Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : undefined;
   } catch {
     previous = undefined; // unreadable: as an earlier build's
   }
@@ -151,7 +151,7 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   const notify = new SdNotifier({ log, native: ext.native });
 
   // host_id = auto claims a slot the lease files this host creates have: the geometry caps them.
-  const autoHostIdLimit = Math.min(config.maxHosts, geometryFor(config.sectorSize, config.alignSize).maxHosts);
+  const autoHostIdLimit = hostSlots(config);
   if (config.autoDiskLeases) {
     const path = join(config.diskLeaseDir, DISKS_LOCKSPACE);
     // Creation failures are retried by the join loop's own errors; the file is needed first.

@@ -204,6 +204,8 @@ export class DomainManager implements LeaseFailurePolicy {
       await this.ensureLeaseFiles(plan);
       await this.forgetEarlierRun(dom, st, plan);
       st.qemu = d.pid !== undefined ? identify(d.pid) : undefined;
+      // Kept for an agent restarted while it runs: its events are still the plugin's to answer.
+      this.o.store.write(() => (st.qemu ? this.o.store.setMeta(pluginKey(dom.uuid), JSON.stringify(st.qemu)) : this.o.store.deleteMeta(pluginKey(dom.uuid))));
       st.starting = true;
       this.o.log.debug(`lock_register ${dom.name}: ${plan.entries.length} lease(s) planned in ${(performance.now() - st.startedAt).toFixed(1)} ms`);
       return { leases: plan.entries.length };
@@ -353,6 +355,7 @@ export class DomainManager implements LeaseFailurePolicy {
             this.stopWatch(ev.uuid);
             await this.releaseAll(ev.uuid, `stopped (${ev.detail.toLowerCase()})`);
             this.domains.delete(ev.uuid);
+            this.o.store.write(() => this.o.store.deleteMeta(pluginKey(ev.uuid)));
             this.stale.delete(ev.uuid);
             return undefined;
           }
@@ -410,12 +413,24 @@ export class DomainManager implements LeaseFailurePolicy {
         this.o.log.warning(`${ev.name}: ${what}, but its live XML could not be read: its leases are checked again at the next libvirt resync`);
         return;
       }
+      // Which device came: a disk's lease is the attach's (its plan failing is a lease failure of
+      // the domain); a NIC or a controller takes none. Unknown (an XML not parsed here): the plan
+      // is checked as at a resync.
+      let disk: boolean | undefined;
+      try {
+        disk = parseDomainXml(xml).disks.some((x) => x.alias === ev.alias);
+      } catch {
+        disk = undefined;
+      }
+      if (ev.action === 'added' && disk === false) return;
       await this.queue.run(ev.uuid, async () => {
         if (ev.action === 'removed') return this.releaseDetached(ev.name, what, xml);
-        // A paused domain holds no lease: its resume takes the whole plan, the new disk's too. A
-        // state libvirt did not tell (no answer in time) is taken as running: the disk is in use.
-        if (now && now.stateName !== 'RUNNING') return;
-        await this.ensureHeld(ev.uuid, ev.name, what, xml, true);
+        // A paused domain holds no lease: its resume takes the whole plan, the new disk's too
+        // (with the lver check a take now would skip). A state libvirt did not tell (no answer in
+        // time) is taken from our record: paused if we released at its pause, else running.
+        const paused = now ? now.stateName !== 'RUNNING' : this.o.store.owner(ev.uuid)?.state === 'suspended';
+        if (paused) return;
+        await this.ensureHeld(ev.uuid, ev.name, what, xml, disk === true);
       });
     });
   }
@@ -492,9 +507,14 @@ export class DomainManager implements LeaseFailurePolicy {
    * pending then is abandoned for the fallback, whose SIGKILL goes out at once.
    */
   async onLeaseFailure(owner: FailedOwner): Promise<void> {
-    const action = owner.action ?? this.o.config.leaseFailureAction;
+    const action = failureAction(owner.action, this.o.config);
     const ctl = this.o.control();
     const who = `${owner.name} (${owner.uuid})`;
+    if (owner.action === 'ignore') {
+      // Started before lockagent refused it (startPlan): it must not outlive its leases.
+      this.o.log.error(`lease lost for ${who}: ${owner.reason}; on_lockfailure=ignore is not honoured (it would run on without its leases): ` +
+        `applying lease_failure_action = ${action} instead`);
+    }
     const inTime = <T>(p: Promise<T>) => this.beforeDeadline(owner, p);
     try {
       switch (action) {
@@ -520,11 +540,6 @@ export class DomainManager implements LeaseFailurePolicy {
               'or define it (virsh define) so that on_lockfailure=restart can restart it'
             : `restart of ${who} failed: ${(e as Error).message}`));
           return;
-        case 'ignore':
-          // Started before lockagent refused it (startPlan): it must not outlive its leases.
-          this.o.log.error(`lease lost for ${who}: ${owner.reason}; on_lockfailure=ignore is not honoured (it would run on without its leases): ` +
-            `applying lease_failure_action = ${this.o.config.leaseFailureAction} instead`);
-          return this.onLeaseFailure({ ...owner, action: failureAction(owner.action, this.o.config) });
         default:
           await this.kill.onLeaseFailure({ ...owner, pid: await this.ownerPid(owner) });
       }
@@ -891,7 +906,8 @@ export class DomainManager implements LeaseFailurePolicy {
       else if (known) this.o.log.info(`${name} is ${why}: its ${plan.entries.length} lease(s) are held again`);
       else this.o.log.warning(`${name} was ${why} without all its leases; they are now held`);
     } catch (e) {
-      if (this.heldDespitePlan(uuid, name, why, e)) return;
+      // A disk attached after the fact must have its lease: its plan failing is a lease failure.
+      if (!hotplug && this.heldDespitePlan(uuid, name, why, e)) return;
       const reason = hotplug ? `${why}, and its lease is refused (after the fact): ${(e as Error).message}${planRemedy(e)}`
         : `it runs without its leases (${why}): ${(e as Error).message}${planRemedy(e)}`;
       void this.onLeaseFailure({ uuid, name, reason, action: dom?.onLockFailure });
@@ -933,13 +949,23 @@ export class DomainManager implements LeaseFailurePolicy {
     const n = this.o.agent.inquire(uuid).length;
     if (!n) return false;
     this.o.log.error(`${name} (${why}): its lease plan cannot be made from its XML (${(e as Error).message}); the ${n} lease(s) it holds stay held, ` +
-      'none is taken or released for it until it stops (started through the lock-driver plugin, which resolves volumes, this is expected)');
+      'none is taken or released for it until it stops (expected for a domain started through the lock-driver plugin, for which libvirt resolves volumes)');
     return true;
   }
 
   /** Whether the domain runs the QEMU the lock-driver plugin registered: libvirt calls the plugin for its lease changes. */
   private pluginRuns(uuid: string): boolean {
-    const q = this.domains.get(uuid)?.qemu;
+    let q = this.domains.get(uuid)?.qemu;
+    if (!q) {
+      // Registered before an agent restart: the QEMU it registered, if it still runs.
+      try {
+        const v: unknown = JSON.parse(this.o.store.getMeta(pluginKey(uuid)) ?? 'null');
+        const p = v as Partial<ProcessId> | null;
+        if (p && typeof p.pid === 'number' && typeof p.startTime === 'number') q = { pid: p.pid, startTime: p.startTime };
+      } catch {
+        // unreadable: not known as the plugin's
+      }
+    }
     return !!q && isSame(q);
   }
 
@@ -1012,6 +1038,11 @@ function sameDisk(a: DiskInfo, b: DiskInfo): boolean {
 
 function sameLease(a: LeaseInfo, b: LeaseInfo): boolean {
   return a.key === b.key && a.lockspace === b.lockspace && a.path === b.path;
+}
+
+/** State database meta key: the QEMU the lock-driver plugin registered for a domain (ProcessId JSON). */
+function pluginKey(uuid: string): string {
+  return `plugin-qemu:${uuid}`;
 }
 
 /** Whether `dom` lists every disk and lease of `info`. */

@@ -43,6 +43,8 @@ export interface DiskInfo {
   shareable: boolean;
   /** `<transient/>` */
   transient: boolean;
+  /** `<alias name=...>` of live XML: what device events name */
+  alias?: string;
 }
 
 export interface LeaseInfo {
@@ -290,6 +292,8 @@ function parseDisk(el: XNode, index: number): DiskInfo {
 
   const has = (name: string) => first(el, name) !== undefined;
   const bus = targetEl ? attr(targetEl, 'bus') : undefined;
+  const aliasEl = first(el, 'alias');
+  const alias = aliasEl ? attr(aliasEl, 'name') : undefined;
   return {
     index,
     type,
@@ -301,6 +305,7 @@ function parseDisk(el: XNode, index: number): DiskInfo {
     readonly: has('readonly') || device === 'cdrom',
     shareable: has('shareable'),
     transient: has('transient'),
+    ...(alias ? { alias } : {}),
   };
 }
 

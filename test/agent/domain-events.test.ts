@@ -83,7 +83,8 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
     const uuid = `6d0c1f56-0f1b-4d0e-9a53-${(++n).toString(16).padStart(12, '0')}`;
     const xml = (ds: string[], extra = opts.extra ?? '') => `<domain type='kvm'><name>${name}</name><uuid>${uuid}</uuid><memory>1024</memory>` +
       `${opts.onLockFailure ? `<on_lockfailure>${opts.onLockFailure}</on_lockfailure>` : ''}<devices>` +
-      ds.map((p, i) => `<disk type='file' device='disk'><source file='${p}'/><target dev='vd${String.fromCharCode(97 + i)}' bus='virtio'/></disk>`).join('') +
+      // as in live XML: each disk carries the alias its device events name
+      ds.map((p, i) => `<disk type='file' device='disk'><source file='${p}'/><target dev='vd${String.fromCharCode(97 + i)}' bus='virtio'/><alias name='virtio-disk${i}'/></disk>`).join('') +
       `${extra}</devices></domain>`;
     return { uuid, name, xml };
   }
@@ -153,6 +154,35 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
       expect(held(other.uuid)).toEqual([leasePath(busy)]);
       await mgr.release(d.uuid, 'test');
       await mgr.release(other.uuid, 'test');
+    });
+
+    it('an attached disk whose lease cannot be planned (a volume, no resolver with the hook) is a lease failure, though the domain holds other leases', async () => {
+      const a = disk('hpv-a.img');
+      const d = domain('vm-hpv', { onLockFailure: 'pause' });
+      await mgr.prepare(d.xml([a]), 20000);
+      live(d, d.xml([a], "<disk type='volume' device='disk'><source pool='nfspool' volume='hp.qcow2'/><target dev='vdz' bus='virtio'/><alias name='virtio-disk9'/></disk>"));
+      await mgr.onDevice({ uuid: d.uuid, name: d.name, action: 'added', alias: 'virtio-disk9' });
+      await waitUntil(() => virt.calls.includes('suspend vm-hpv'));
+      expect(text()).toMatch(/lease lost for vm-hpv \(.*\): device virtio-disk9 hot-plugged, and its lease is refused \(after the fact\): .*hp\.qcow2.*; on_lockfailure=pause: pausing it/);
+      await mgr.release(d.uuid, 'test');
+    });
+
+    it('with libvirt not telling the state, a domain paused here (leases released at its pause) takes nothing at the attach', async () => {
+      const a = disk('hpu-a.img');
+      const b = disk('hpu-b.img');
+      const d = domain('vm-hpu');
+      await mgr.prepare(d.xml([a]), 20000);
+      await mgr.onLifecycle({ uuid: d.uuid, name: d.name, event: 'SUSPENDED', detail: 'PAUSED' });
+      live(d, d.xml([a, b]), 'PAUSED');
+      const state = virt.state;
+      virt.state = () => Promise.reject(new Error('libvirt timed out'));
+      try {
+        await mgr.onDevice({ uuid: d.uuid, name: d.name, action: 'added', alias: 'virtio-disk1' });
+      } finally {
+        virt.state = state;
+      }
+      expect(held(d.uuid)).toEqual([]);
+      await mgr.release(d.uuid, 'test');
     });
 
     it('a paused domain takes nothing at the attach (its resume takes the whole plan)', async () => {
@@ -238,7 +268,7 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
   });
 
   describe('a domain whose XML cannot be planned here but that holds its leases (a volume libvirt resolved for the plugin)', () => {
-    const volume = "<disk type='volume' device='disk'><source pool='nfspool' volume='v.qcow2'/><target dev='vda' bus='virtio'/></disk>";
+    const volume = "<disk type='volume' device='disk'><source pool='nfspool' volume='v.qcow2'/><target dev='vda' bus='virtio'/><alias name='virtio-disk0'/></disk>";
 
     it('is not acted on at a resume, a resync or a hot-plug, also after an agent restart forgot the plugin registered it', async () => {
       const v = disk('plugin-vol.img'); // the path libvirt resolved the volume to, as the plugin sends it
@@ -253,7 +283,8 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
         // An agent restarted: a manager that never saw the registration, over the same leases.
         const fresh = new DomainManager({ agent, config, store, log, control: () => virt, qemuRunDir: join(dir, 'run') });
         await fresh.onResync([{ uuid: d.uuid, name: d.name, state: 'RUNNING' }]);
-        await fresh.onDevice({ uuid: d.uuid, name: d.name, action: 'added', alias: 'net1' });
+        // a disk event, answered by the plugin inside libvirt (the restarted agent knows it from the state database)
+        await fresh.onDevice({ uuid: d.uuid, name: d.name, action: 'added', alias: 'virtio-disk0' });
         await fresh.onLifecycle({ uuid: d.uuid, name: d.name, event: 'RESUMED', detail: 'UNPAUSED' });
         await new Promise((r) => setTimeout(r, 200)); // a lock-failure action is started without being awaited
         expect(virt.calls).toEqual([]);

@@ -58,7 +58,7 @@ describe('config', () => {
     ['lockspaces = [ "A:1" ]', /:1: lockspaces entry "A:1": .*LOCKSPACE:HOST_ID:PATH\[:OFFSET\]/],
     ['lockspaces = [ "A:1:/x:b:0" ]', /:1: lockspaces entry "A:1:\/x:b:0": .*has 5 fields/],
     ['lockspaces = [ "A:0:/x:0" ]', /lockspaces entry "A:0:\/x:0": host_id 0 is outside 1..2000/],
-    ['lockspaces = [ "A:1:/x:0", "A:2:/y:0" ]', /lockspaces entry "A:2:\/y:0": lockspace A is also joined by another lockspaces entry; keep one/],
+    ['lockspaces = [ "A:1:/x:0", "A:2:/y:0" ]', /lockspaces entry "A:2:\/y:0": lockspace A is also joined by another lockspaces entry, with another host_id, path or offset; keep one/],
     ['auto_disk_leases = 1\nhost_id = 1\nlockspaces = [ "__LIBVIRT__DISKS__:1:/x:0" ]', /:3: .*also joined by auto_disk_leases = 1/],
     ['cleanup_schedule = "every sunday"', /^test\.conf:1: cleanup_schedule = "every sunday" is not a cron expression .*give 5 fields/],
     // croner alone would take a year field (a single run in 2027)
@@ -94,6 +94,11 @@ describe('config', () => {
     ]);
     expect(() => parseConfig('lockspaces = [ "A:1" ]', 'r.conf', 'run')).toThrow(/lockspaces entry "A:1"/);
     expect(() => parseConfig('socket_user = "no-such-user-la"', 'r.conf', 'run')).toThrow(/no such user/);
+    // the same lockspace twice was a no-op at start; two different ones under one name stopped it
+    const same = 'auto_disk_leases = 1\nhost_id = 1\ndisk_lease_dir = "/d"\nlockspaces = [ "__LIBVIRT__DISKS__:1:/d/__LIBVIRT__DISKS__:0" ]';
+    expect(parseConfig(same, 'r.conf', 'run').warnings).toEqual([expect.stringMatching(/^r\.conf:4: .*also joined by auto_disk_leases = 1 .*; keep one \(accepted/)]);
+    expect(() => parseConfig(same, 'r.conf')).toThrow(/also joined by auto_disk_leases = 1/);
+    expect(() => parseConfig(same.replace(':1:/d/', ':2:/d/'), 'r.conf', 'run')).toThrow(/with another host_id, path or offset; keep one/);
     expect(() => parseConfig('max_hosts = 250\nhost_id = 251', 'r.conf', 'run')).toThrow(/host_id = 251 is above max_hosts = 250/);
   });
 
