@@ -357,15 +357,15 @@ function validateLockspaces(cfg: AgentConfig, where: string, legacy: (msg: strin
   }
 }
 
-/**
- * A host whose host_id is above the num_hosts of the lease files it creates could not acquire
- * them (sanlock and lockagent both refuse with -228): refuse the config instead.
- */
 /** Host slots of the lease files this host creates: max_hosts, capped by the geometry (4096-byte sectors in 1 MiB: 250). */
 export function hostSlots(cfg: Pick<AgentConfig, 'maxHosts' | 'sectorSize' | 'alignSize'>): number {
   return Math.min(cfg.maxHosts, geometryFor(cfg.sectorSize, cfg.alignSize).maxHosts);
 }
 
+/**
+ * A host whose host_id is above the num_hosts of the lease files it creates could not acquire
+ * them (sanlock and lockagent both refuse with -228): refuse the config instead.
+ */
 function validateHostSlots(cfg: AgentConfig, at: (key: string) => string, legacy: (msg: string) => void): void {
   const g = geometryFor(cfg.sectorSize, cfg.alignSize);
   const slots = hostSlots(cfg);

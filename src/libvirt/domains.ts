@@ -204,8 +204,6 @@ export class DomainManager implements LeaseFailurePolicy {
       await this.ensureLeaseFiles(plan);
       await this.forgetEarlierRun(dom, st, plan);
       st.qemu = d.pid !== undefined ? identify(d.pid) : undefined;
-      // Kept for an agent restarted while it runs: its events are still the plugin's to answer.
-      this.o.store.write(() => (st.qemu ? this.o.store.setMeta(pluginKey(dom.uuid), JSON.stringify(st.qemu)) : this.o.store.deleteMeta(pluginKey(dom.uuid))));
       st.starting = true;
       this.o.log.debug(`lock_register ${dom.name}: ${plan.entries.length} lease(s) planned in ${(performance.now() - st.startedAt).toFixed(1)} ms`);
       return { leases: plan.entries.length };
@@ -355,7 +353,6 @@ export class DomainManager implements LeaseFailurePolicy {
             this.stopWatch(ev.uuid);
             await this.releaseAll(ev.uuid, `stopped (${ev.detail.toLowerCase()})`);
             this.domains.delete(ev.uuid);
-            this.o.store.write(() => this.o.store.deleteMeta(pluginKey(ev.uuid)));
             this.stale.delete(ev.uuid);
             return undefined;
           }
@@ -428,7 +425,7 @@ export class DomainManager implements LeaseFailurePolicy {
         // A paused domain holds no lease: its resume takes the whole plan, the new disk's too
         // (with the lver check a take now would skip). A state libvirt did not tell (no answer in
         // time) is taken from our record: paused if we released at its pause, else running.
-        const paused = now ? now.stateName !== 'RUNNING' : this.o.store.owner(ev.uuid)?.state === 'suspended';
+        const paused = now ? now.stateName !== 'RUNNING' : this.recordedPaused(ev.uuid);
         if (paused) return;
         await this.ensureHeld(ev.uuid, ev.name, what, xml, disk === true);
       });
@@ -953,15 +950,24 @@ export class DomainManager implements LeaseFailurePolicy {
     return true;
   }
 
+  /** Paused by our record (its leases released at its pause); an unreadable record: not paused. */
+  private recordedPaused(uuid: string): boolean {
+    try {
+      return this.o.store.owner(uuid)?.state === 'suspended';
+    } catch {
+      return false;
+    }
+  }
+
   /** Whether the domain runs the QEMU the lock-driver plugin registered: libvirt calls the plugin for its lease changes. */
   private pluginRuns(uuid: string): boolean {
-    let q = this.domains.get(uuid)?.qemu;
+    let q: ProcessId | undefined = this.domains.get(uuid)?.qemu;
     if (!q) {
-      // Registered before an agent restart: the QEMU it registered, if it still runs.
+      // Registered before an agent restart (this build's or an earlier one's): only the plugin's
+      // acquire watches a domain's QEMU (lockAcquire's watchPid), and the state database keeps it.
       try {
-        const v: unknown = JSON.parse(this.o.store.getMeta(pluginKey(uuid)) ?? 'null');
-        const p = v as Partial<ProcessId> | null;
-        if (p && typeof p.pid === 'number' && typeof p.startTime === 'number') q = { pid: p.pid, startTime: p.startTime };
+        const p = this.o.store.ownerProcess(uuid);
+        if (p?.watched) q = p;
       } catch {
         // unreadable: not known as the plugin's
       }
@@ -1038,11 +1044,6 @@ function sameDisk(a: DiskInfo, b: DiskInfo): boolean {
 
 function sameLease(a: LeaseInfo, b: LeaseInfo): boolean {
   return a.key === b.key && a.lockspace === b.lockspace && a.path === b.path;
-}
-
-/** State database meta key: the QEMU the lock-driver plugin registered for a domain (ProcessId JSON). */
-function pluginKey(uuid: string): string {
-  return `plugin-qemu:${uuid}`;
 }
 
 /** Whether `dom` lists every disk and lease of `info`. */

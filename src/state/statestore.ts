@@ -452,12 +452,6 @@ export class StateStore {
     }, 'writing');
   }
 
-  deleteMeta(key: string): void {
-    this.guard(() => {
-      this.stmt('DELETE FROM meta WHERE key = ?').run(key);
-    }, 'writing');
-  }
-
   saveLockspace(ls: LockspaceRow): void {
     this.guard(() => {
       this.stmt(`INSERT INTO lockspaces(name, host_id, path, offset, generation, io_timeout) VALUES (@name, @hostId, @path, @offset, @generation, @ioTimeout)
