@@ -73,7 +73,12 @@ function rejoinLockspaces(agent: Agent, store: StateStore, config: AgentConfig, 
     previous = undefined; // unreadable: as an earlier build's
   }
   const held = new Map<string, number>();
-  for (const r of store.leases()) if (r.held) held.set(r.lockspace, (held.get(r.lockspace) ?? 0) + 1);
+  let heldKnown = true;
+  try {
+    for (const r of store.leases()) if (r.held) held.set(r.lockspace, (held.get(r.lockspace) ?? 0) + 1);
+  } catch {
+    heldKnown = false; // unreadable (reported by the store): every lockspace is joined again, to be safe
+  }
   const kept: string[] = [];
   for (const row of store.lockspaces()) {
     if (agent.lockspaces.has(row.name)) continue;
@@ -83,13 +88,14 @@ function rejoinLockspaces(agent: Agent, store: StateStore, config: AgentConfig, 
       store.write(() => store.removeLockspace(row.name));
     };
     const configs = previous ? previous.includes(row.name) : row.name === DISKS_LOCKSPACE && row.path === join(config.diskLeaseDir, DISKS_LOCKSPACE);
-    const n = held.get(row.name) ?? 0;
+    const n = heldKnown ? held.get(row.name) ?? 0 : 1;
     if (configs && !n) {
       forget('info', 'the config no longer names it');
       continue;
     }
     if (configs) {
-      log.warning(`lockspace ${row.name} (${where}) is no longer in the config, but ${n} lease(s) are held in it (lockagent status): joined again so that ` +
+      const why = heldKnown ? `${n} lease(s) are held in it (lockagent status)` : 'the state database cannot tell whether leases are held in it';
+      log.warning(`lockspace ${row.name} (${where}) is no longer in the config, but ${why}: joined again so that ` +
         'their owners keep them; a start that finds none held leaves it (stop or release them, or put it back in the config)');
       kept.push(row.name);
     }
