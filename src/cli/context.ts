@@ -58,6 +58,8 @@ export const EXIT_USAGE = 2;
 export const EXIT_UNREACHABLE = 3;
 /** another host (or this one) is sweeping (cleanup) */
 export const EXIT_BUSY = 4;
+/** the reader of stdout went away: what a shell reports for a process killed by SIGPIPE (128 + 13), as sanlock is there */
+export const EXIT_SIGPIPE = 141;
 
 /** `lockagent: LABEL failed: SENTENCE (sanlock RV NAME)`, the name as the agent gave it when it answered. */
 function failedLine(label: string, err: LeaseError): string {

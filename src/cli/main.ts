@@ -5,10 +5,8 @@
  * be reached (agent commands), 4 another sweep is running (cleanup), 141 the reader of stdout
  * went away. docs/operator-guide.md.
  */
+import { EXIT_FAILED, EXIT_SIGPIPE } from './context';
 import { run } from './program';
-
-/** What a shell reports for a process killed by SIGPIPE (128 + 13). */
-const EXIT_SIGPIPE = 141;
 
 /**
  * A reader that went away (`lockagent direct dump FILE | head -1`) ends us quietly with the status
@@ -26,7 +24,7 @@ function onOutputError(stream: 'stdout' | 'stderr') {
         // stderr is gone too
       }
     }
-    process.exit(1);
+    process.exit(EXIT_FAILED);
   };
 }
 process.stdout.on('error', onOutputError('stdout'));

@@ -240,10 +240,10 @@ export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH, mode: Co
   const cfg = defaultConfig();
   cfg.source = source;
   const warnings: string[] = [];
-  /** Refused by config check; accepted at run time as earlier versions did, with a warning. */
-  const legacy = (msg: string): void => {
+  /** Refused by config check; accepted at run time as earlier versions did, with a warning saying what is done (`atRun`). */
+  const legacy = (msg: string, atRun = ''): void => {
     if (mode === 'check') throw new ConfigError(msg);
-    warnings.push(`${msg} (accepted, as earlier versions did; lockagent config check refuses it)`);
+    warnings.push(`${msg}${atRun} (accepted, as earlier versions did; lockagent config check refuses it)`);
   };
   let entries: ConfEntry[];
   try {
@@ -271,12 +271,12 @@ export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH, mode: Co
     // libvirt's qemu-sanlock.conf reader takes the first value, a last-wins reader the last:
     // which one was meant is the operator's to say.
     const first = lines.get(e.key);
-    if (first !== undefined) legacy(`${where}: ${e.key} is set more than once (first at line ${first}); keep one${mode === 'run' ? ': the last value is used' : ''}`);
+    if (first !== undefined) legacy(`${where}: ${e.key} is set more than once (first at line ${first}); keep one`, ': the last value is used');
     lines.set(e.key, e.line);
     if (e.key === 'lease_failure_action' && e.value === 'ignore') {
       legacy(`${where}: lease_failure_action = "ignore" is not supported: a domain left running once its leases are lost could write ` +
-        'a disk another host has leased since (libvirt\'s sanlock driver refuses on_lockfailure ignore too); use "kill", "poweroff" or "pause"' +
-        `${mode === 'run' ? '; "kill" is used' : ''}`);
+        'a disk another host has leased since (libvirt\'s sanlock driver refuses on_lockfailure ignore too); use "kill", "poweroff" or "pause"',
+        '; "kill" is used');
       cfg.leaseFailureAction = 'kill';
       continue;
     }
@@ -299,8 +299,8 @@ export function parseConfig(text: string, source = DEFAULT_CONFIG_PATH, mode: Co
     cleanupCron(cfg.cleanupSchedule)?.stop();
   } catch (e) {
     legacy(`${at('cleanup_schedule')}: cleanup_schedule = "${cfg.cleanupSchedule}" is not a cron expression (${(e as Error).message}); ` +
-      'give 5 fields (minute hour day month weekday, e.g. "0 3 * * 0"), or 6 with seconds first; "off" or "" turns the sweeper off' +
-      `${mode === 'run' ? '; no sweep is scheduled' : ''}`);
+      'give 5 fields (minute hour day month weekday, e.g. "0 3 * * 0"), or 6 with seconds first; "off" or "" turns the sweeper off',
+      '; no sweep is scheduled');
   }
   resolveOwner(cfg, at);
   return { config: cfg, warnings };
@@ -332,7 +332,7 @@ export function configLockspaces(cfg: Pick<AgentConfig, 'lockspaces'>): Lockspac
  * Each lockspaces entry is a lockspace the daemon joins at start: refused here, with the line,
  * rather than by the daemon once it has begun joining the others.
  */
-function validateLockspaces(cfg: AgentConfig, where: string, legacy: (msg: string) => void): void {
+function validateLockspaces(cfg: AgentConfig, where: string, legacy: (msg: string, atRun?: string) => void): void {
   // Each lockspace once: the same one twice was a no-op at start (a warning at run time), two
   // different ones under one name stop the start (EEXIST) and are refused in both modes.
   const joined = new Map<string, { hostId: number | 'auto'; path: string; offset: number; by: string }>();
@@ -366,7 +366,7 @@ export function hostSlots(cfg: Pick<AgentConfig, 'maxHosts' | 'sectorSize' | 'al
  * A host whose host_id is above the num_hosts of the lease files it creates could not acquire
  * them (sanlock and lockagent both refuse with -228): refuse the config instead.
  */
-function validateHostSlots(cfg: AgentConfig, at: (key: string) => string, legacy: (msg: string) => void): void {
+function validateHostSlots(cfg: AgentConfig, at: (key: string) => string, legacy: (msg: string, atRun?: string) => void): void {
   const g = geometryFor(cfg.sectorSize, cfg.alignSize);
   const slots = hostSlots(cfg);
   if (typeof cfg.hostId === 'number' && cfg.hostId > slots) {
@@ -440,7 +440,7 @@ export function parseListenAddress(s: string): ListenAddress {
   return { host, port, loopback };
 }
 
-function validateSafety(cfg: AgentConfig, at: (key: string) => string, legacy: (msg: string) => void): void {
+function validateSafety(cfg: AgentConfig, at: (key: string) => string, legacy: (msg: string, atRun?: string) => void): void {
   if (cfg.autoDiskLeases && cfg.hostId === 0) {
     throw new ConfigError(
       `${at('auto_disk_leases')}: Automatic disk lease mode enabled, but no host ID is set: ` +

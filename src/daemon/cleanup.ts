@@ -72,7 +72,7 @@ export function cleanupExtension(opts: CleanupExtensionOptions = {}): NonNullabl
         job = cleanupCron(schedule, scheduled, { protect: true, unref: true, catch: (e) => log.error(`cleanup (scheduled) failed: ${(e as Error).message}`) });
         log.info(`cleanup sweeper scheduled "${schedule}"; next run ${job?.nextRun()?.toISOString() ?? 'never'}`);
       } catch (e) {
-        // parseConfig refuses these; a config built in code (tests, the demo) may still have one
+        // config check refuses these; the daemon reads them as earlier versions did (a warning there)
         log.error(`cleanup_schedule "${schedule}" is not a valid cron expression (${(e as Error).message}); the sweeper will not run on a schedule`);
       }
     }

@@ -175,7 +175,7 @@ export class DomainManager implements LeaseFailurePolicy {
     return this.queue.run(dom.uuid, async () => {
       const st = this.state(dom, xml);
       const plan = this.plan(dom, st);
-      const missing = plan.entries.filter((e) => !this.o.agent.inquire(dom.uuid).some((h) => h.spec.resource === e.resource && h.spec.lockspace === e.lockspace));
+      const missing = plan.entries.filter((e) => !this.o.agent.inquire(dom.uuid).some((h) => sameResource(h.spec, e)));
       if (!missing.length) return;
       void this.acquirePlan(dom, plan, { withPid: true }).catch((e) => {
         // Outside the hook (deferred): apply the lock-failure action later.
@@ -247,7 +247,7 @@ export class DomainManager implements LeaseFailurePolicy {
       // The start's acquire lists every resource registered; an attach lists only the new one.
       const starting = state === undefined && !!st.starting && !!st.info && covers(dom, st.info);
       const attach = state === undefined && !starting && held.length > 0;
-      if (attach && !st.info && plan.entries.some((e) => held.some((h) => h.spec.lockspace === e.lockspace && h.spec.resource === e.resource))) {
+      if (attach && !st.info && plan.entries.some((e) => held.some((h) => sameResource(h.spec, e)))) {
         // Without the registered disk list a detach could not tell this disk from the one that
         // holds the lease already: refused, as sanlock refuses a resource its process holds.
         throw new LeaseError(SANLK.EEXIST, `${dom.name}: a lease of the disk being attached is held by this domain already (the same disk attached twice?)`);
@@ -315,7 +315,7 @@ export class DomainManager implements LeaseFailurePolicy {
         still = planLeases(st.info, this.o.config).entries;
       }
       const detached = planLeases(dom, this.o.config).entries.filter((e) => !still.some((x) => x.lockspace === e.lockspace && x.resource === e.resource));
-      const specs = detached.filter((e) => held.some((h) => h.spec.lockspace === e.lockspace && h.spec.resource === e.resource)).map(toSpec);
+      const specs = detached.filter((e) => held.some((h) => sameResource(h.spec, e))).map(toSpec);
       // keepRecord: the lvers a pause kept for the other leases stay (a detach while paused)
       const n = specs.length ? await this.o.agent.release({ uuid: dom.uuid, name: dom.name }, specs, { keepRecord: true }) : 0;
       for (const e of detached) this.o.store.forgetLease(dom.uuid, e.lockspace, e.resource);
@@ -819,7 +819,7 @@ export class DomainManager implements LeaseFailurePolicy {
       if (!dom) return undefined;
       const plan = this.plan(dom, this.state(dom));
       const have = this.o.agent.inquire(uuid);
-      const heldAlready = plan.entries.length > 0 && plan.entries.every((e) => have.some((h) => h.spec.lockspace === e.lockspace && h.spec.resource === e.resource));
+      const heldAlready = plan.entries.length > 0 && plan.entries.every((e) => have.some((h) => sameResource(h.spec, e)));
       await this.acquirePlan(dom, plan, {
         lvers: migrated ? undefined : lvers,
         retryMs: migrated ? this.o.migrationAcquireMs ?? 20000 : 0,
@@ -889,7 +889,7 @@ export class DomainManager implements LeaseFailurePolicy {
       if (!dom) return;
       const plan = this.plan(dom, this.state(dom));
       const have = this.o.agent.inquire(uuid);
-      const missing = plan.entries.filter((e) => !have.some((h) => h.spec.lockspace === e.lockspace && h.spec.resource === e.resource));
+      const missing = plan.entries.filter((e) => !have.some((h) => sameResource(h.spec, e)));
       if (!missing.length) {
         // Leases taken at `prepare` (before QEMU existed): record QEMU's pid for the kill policy.
         const pid = await this.qemuPid(dom.name);
@@ -927,10 +927,10 @@ export class DomainManager implements LeaseFailurePolicy {
 
   /** Release the leases the domain holds that its plan does not have, and forget their rows; the rows of the others (lvers kept at a pause) stay. */
   private async releaseUnplanned(dom: DomainInfo, plan: LeasePlan): Promise<number> {
-    const planned = (ls: string, res: string) => plan.entries.some((e) => e.lockspace === ls && e.resource === res);
-    const gone = this.o.agent.inquire(dom.uuid).filter((h) => !planned(h.spec.lockspace, h.spec.resource));
+    const planned = (x: { lockspace: string; resource: string }) => plan.entries.some((e) => sameResource(e, x));
+    const gone = this.o.agent.inquire(dom.uuid).filter((h) => !planned(h.spec));
     const n = gone.length ? await this.o.agent.release({ uuid: dom.uuid, name: dom.name }, gone.map((h) => h.spec), { keepRecord: true }) : 0;
-    for (const r of this.o.store.leases(dom.uuid)) if (!planned(r.lockspace, r.resource)) this.o.store.forgetLease(dom.uuid, r.lockspace, r.resource);
+    for (const r of this.o.store.leases(dom.uuid)) if (!planned(r)) this.o.store.forgetLease(dom.uuid, r.lockspace, r.resource);
     return n;
   }
 
@@ -942,7 +942,7 @@ export class DomainManager implements LeaseFailurePolicy {
    * logged. One holding nothing runs unprotected: that stays a lease failure.
    */
   private heldDespitePlan(uuid: string, name: string, why: string, e: unknown): boolean {
-    if (!(e instanceof LeasePlanError || e instanceof DomainXmlError)) return false;
+    if (!isPlanError(e)) return false;
     const n = this.o.agent.inquire(uuid).length;
     if (!n) return false;
     this.o.log.error(`${name} (${why}): its lease plan cannot be made from its XML (${(e as Error).message}); the ${n} lease(s) it holds stay held, ` +
@@ -1051,9 +1051,19 @@ function covers(dom: DomainInfo, info: DomainInfo): boolean {
   return info.disks.every((x) => dom.disks.some((y) => sameDisk(x, y))) && info.leases.every((x) => dom.leases.some((y) => sameLease(x, y)));
 }
 
+/** A domain's lease plan cannot be made from its XML (as opposed to a lease that cannot be taken). */
+function isPlanError(e: unknown): boolean {
+  return e instanceof LeasePlanError || e instanceof DomainXmlError;
+}
+
+/** The same lease: one lockspace, one resource name. */
+function sameResource(a: { lockspace: string; resource: string }, b: { lockspace: string; resource: string }): boolean {
+  return a.lockspace === b.lockspace && a.resource === b.resource;
+}
+
 /** What to do about a domain whose leases cannot be planned (libvirt would not start it), for the error's log line. */
 function planRemedy(e: unknown): string {
-  return e instanceof LeasePlanError || e instanceof DomainXmlError
+  return isPlanError(e)
     ? '; its lease plan cannot be made, so libvirt would not start it: correct its XML (or the disk lease settings in lockagent.conf)' : '';
 }
 

@@ -167,13 +167,19 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
       await mgr.release(d.uuid, 'test');
     });
 
-    it('with libvirt not telling the state, a domain paused here (leases released at its pause) takes nothing at the attach', async () => {
-      const a = disk('hpu-a.img');
-      const b = disk('hpu-b.img');
-      const d = domain('vm-hpu');
+    /** A domain started with disk a, paused (its leases released at the pause); its live XML then has disk b too. */
+    const pausedWithAttach = async (tag: string) => {
+      const a = disk(`${tag}-a.img`);
+      const b = disk(`${tag}-b.img`);
+      const d = domain(`vm-${tag}`);
       await mgr.prepare(d.xml([a]), 20000);
       await mgr.onLifecycle({ uuid: d.uuid, name: d.name, event: 'SUSPENDED', detail: 'PAUSED' });
       live(d, d.xml([a, b]), 'PAUSED');
+      return { a, b, d };
+    };
+
+    it('with libvirt not telling the state, a domain paused here (leases released at its pause) takes nothing at the attach', async () => {
+      const { d } = await pausedWithAttach('hpu');
       const state = virt.state;
       virt.state = () => Promise.reject(new Error('libvirt timed out'));
       try {
@@ -186,12 +192,7 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
     });
 
     it('a paused domain takes nothing at the attach (its resume takes the whole plan)', async () => {
-      const a = disk('hpp-a.img');
-      const b = disk('hpp-b.img');
-      const d = domain('vm-hpp');
-      await mgr.prepare(d.xml([a]), 20000);
-      await mgr.onLifecycle({ uuid: d.uuid, name: d.name, event: 'SUSPENDED', detail: 'PAUSED' });
-      live(d, d.xml([a, b]), 'PAUSED');
+      const { a, b, d } = await pausedWithAttach('hpp');
       await mgr.onDevice({ uuid: d.uuid, name: d.name, action: 'added', alias: 'virtio-disk1' });
       expect(held(d.uuid)).toEqual([]);
       live(d, d.xml([a, b]));
