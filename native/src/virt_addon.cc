@@ -165,6 +165,7 @@ Napi::Value resultValue(Napi::Env env, JsConn* js, const std::shared_ptr<JsConn>
       return o;
     }
     case Op::Define:
+    case Op::CreateXML:
       return domainObject(env, r.dom, false);
     case Op::GetXML:
       return Napi::String::New(env, r.str);
@@ -284,6 +285,7 @@ class VirtConnection : public Napi::ObjectWrap<VirtConnection> {
          InstanceMethod<&VirtConnection::Destroy>("destroy"),
          InstanceMethod<&VirtConnection::Create>("create"),
          InstanceMethod<&VirtConnection::DefineXML>("defineXML"),
+         InstanceMethod<&VirtConnection::CreateXML>("createXML"),
          InstanceMethod<&VirtConnection::Undefine>("undefine"),
          InstanceMethod<&VirtConnection::IsAlive>("isAlive"),
          InstanceMethod<&VirtConnection::Close>("close"),
@@ -324,7 +326,7 @@ class VirtConnection : public Napi::ObjectWrap<VirtConnection> {
       if (op == Op::Close)
         napi_resolve_deferred(env, deferred, env.Undefined());
       else
-        napi_reject_deferred(env, deferred, makeError(env, e, op, op == Op::Define ? "" : arg));
+        napi_reject_deferred(env, deferred, makeError(env, e, op, argIsXml(op) ? "" : arg));
       return Napi::Value(env, promise);
     }
     if (op == Op::Close) js_->closing = true;
@@ -361,6 +363,9 @@ class VirtConnection : public Napi::ObjectWrap<VirtConnection> {
   }
   Napi::Value DefineXML(const Napi::CallbackInfo& info) {
     return submit(info, Op::Define, argString(info, 0, "xml"), 0);
+  }
+  Napi::Value CreateXML(const Napi::CallbackInfo& info) {
+    return submit(info, Op::CreateXML, argString(info, 0, "xml"), argFlags(info, 1));
   }
   Napi::Value Undefine(const Napi::CallbackInfo& info) {
     return submit(info, Op::Undefine, argString(info, 0, "uuid"), argFlags(info, 1));

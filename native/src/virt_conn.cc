@@ -156,6 +156,7 @@ const char* opName(Op op) {
     case Op::Destroy: return "destroy";
     case Op::Create: return "create";
     case Op::Define: return "defineXML";
+    case Op::CreateXML: return "createXML";
     case Op::Undefine: return "undefine";
     case Op::IsAlive: return "isAlive";
     case Op::Sleep: return "_sleep";
@@ -193,7 +194,7 @@ void Connection::submit(Op op, std::string arg, unsigned flags, void* token) {
   std::unique_ptr<Result> r(new Result());
   r->op = op;
   r->token = token;
-  if (op != Op::Define) r->target = arg;
+  if (!argIsXml(op)) r->target = arg;
   if (op == Op::Close) {
     r->ok = true;
   } else {
@@ -227,7 +228,7 @@ void Connection::run() {
     std::unique_ptr<Result> r(new Result());
     r->op = job.op;
     r->token = job.token;
-    if (job.op != Op::Define) r->target = job.arg;
+    if (!argIsXml(job.op)) r->target = job.arg;
     bool last = false;
     if (job.op == Op::Open) {
       opened = doOpen(*r);
@@ -258,7 +259,7 @@ void Connection::run() {
     std::unique_ptr<Result> r(new Result());
     r->op = job.op;
     r->token = job.token;
-    if (job.op != Op::Define) r->target = job.arg;
+    if (!argIsXml(job.op)) r->target = job.arg;
     r->ok = job.op == Op::Close;
     if (!r->ok) r->err = closedError(job.op);
     sink_->result(std::move(r));
@@ -387,9 +388,10 @@ void Connection::execute(Job& job, Result& r) {
     r.ok = !failed;
     return;
   }
-  if (job.op == Op::Define) {
+  if (argIsXml(job.op)) {
     DomainRef dom;
-    dom.p = virDomainDefineXML(conn_, job.arg.c_str());
+    dom.p = job.op == Op::Define ? virDomainDefineXML(conn_, job.arg.c_str())
+                                 : virDomainCreateXML(conn_, job.arg.c_str(), job.flags);
     if (!dom.p || !describe(dom.p, r.dom)) {
       r.err = takeError(what);
       return;

@@ -1,7 +1,7 @@
 // One libvirt connection and the thread that owns it.
 //
 // Every blocking libvirt call for a connection (open, list, lookup, XML,
-// state, suspend, resume, destroy, define, create, undefine, close) runs on
+// state, suspend, resume, destroy, define, create, create from XML, undefine, close) runs on
 // that connection's own worker thread, one at a time in submission order, so
 // that a slow or hung libvirtd never blocks Node's event loop or libuv's
 // thread pool. Results and events leave through a Sink (the N-API bridge in
@@ -54,12 +54,15 @@ enum class Op {
   Destroy,
   Create,
   Define,
+  CreateXML,     // virDomainCreateXML: start a (transient) domain from its XML
   Undefine,
   IsAlive,
   Sleep,  // test hook: blocks the worker thread for `flags` ms
 };
 
 const char* opName(Op op);
+// Ops whose argument is a domain's XML, not the uuid or name they are about.
+inline bool argIsXml(Op op) { return op == Op::Define || op == Op::CreateXML; }
 
 struct Result {
   Op op = Op::Open;
@@ -69,7 +72,7 @@ struct Result {
   LvError err;
   std::string str;                   // GetXML
   std::vector<DomainInfo> domains;   // List
-  DomainInfo dom;                    // Lookup, LookupByName, State, Define
+  DomainInfo dom;                    // Lookup, LookupByName, State, Define, CreateXML
   bool flag = false;                 // IsAlive; Open: keepalive enabled
 };
 

@@ -296,6 +296,10 @@ export class LibvirtConnection extends EventEmitter<LibvirtConnectionEvents> {
   defineXML(xml: string): Promise<DomainRef> {
     return this.call('defineXML', (n) => n.defineXML(xml));
   }
+  /** Starts a transient domain from its XML (virDomainCreateXML). */
+  createXML(xml: string): Promise<DomainRef> {
+    return this.call('createXML', (n) => n.createXML(xml));
+  }
   undefine(uuid: string, flags = 0): Promise<void> {
     return this.call('undefine', (n) => n.undefine(uuid, flags));
   }

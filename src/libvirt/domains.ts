@@ -27,11 +27,14 @@ import { domainFromLockManager, formatLockState } from './lockmanager';
 /** The libvirt calls the manager needs, outside hook requests. */
 export interface DomainControl {
   listDomains(): Promise<Array<{ uuid: string; name: string; id?: number; state: number | string }>>;
-  getXML(uuid: string): Promise<string>;
+  /** inactive + secure: the configuration to start the domain from again (a transient one's restart) */
+  getXML(uuid: string, opts?: { inactive?: boolean; secure?: boolean }): Promise<string>;
   suspend(uuid: string): Promise<void>;
   resume(uuid: string): Promise<void>;
   destroy(uuid: string): Promise<void>;
   create(uuid: string): Promise<void>;
+  /** virDomainCreateXML: starts a transient domain from its XML */
+  createXML(xml: string): Promise<unknown>;
   /** virDomainGetState, to tell whether a failed action's goal is reached anyway */
   state?(uuid: string): Promise<{ stateName: string }>;
 }
@@ -525,18 +528,20 @@ export class DomainManager implements LeaseFailurePolicy {
           if (!ctl) throw new Error('libvirt is not connected');
           await inTime(ctl.suspend(owner.uuid));
           return;
-        case 'restart':
+        case 'restart': {
           this.o.log.error(`lease lost for ${who}: ${owner.reason}; on_lockfailure=restart: destroying it and starting it again (the start needs its leases)`);
           if (!ctl) throw new Error('libvirt is not connected');
+          // A transient domain is gone once destroyed: its configuration, read first, is what it
+          // starts from again (as libvirt's sanlock helper does). Without it the destroy still goes on.
+          const xml = await inTime(ctl.getXML(owner.uuid, { inactive: true, secure: true })).catch((e: unknown) => {
+            this.o.log.warning(`restart of ${who}: its configuration could not be read before the destroy (${(e as Error).message}); ` +
+              'if it is a transient domain, it cannot be started again');
+            return undefined;
+          });
           await inTime(ctl.destroy(owner.uuid));
-          await ctl.create(owner.uuid).catch((e) => this.o.log.error((e as { code?: unknown }).code === VIR_ERR.NO_DOMAIN
-            // libvirt's sanlock helper saves a transient domain's XML before the destroy and starts
-            // it from that (virDomainCreateXML); lockagent's libvirt binding has no such call.
-            ? `restart of ${who}: it is gone since the destroy (a transient domain, started from its XML with virsh create), and lockagent ` +
-              'cannot start a domain from its XML: it stays shut off. Start it again with virsh create once its leases can be taken, ' +
-              'or define it (virsh define) so that on_lockfailure=restart can restart it'
-            : `restart of ${who} failed: ${(e as Error).message}`));
+          await this.startAgain(who, owner.uuid, xml);
           return;
+        }
         default:
           await this.kill.onLeaseFailure({ ...owner, pid: await this.ownerPid(owner) });
       }
@@ -549,6 +554,40 @@ export class DomainManager implements LeaseFailurePolicy {
       }
       this.o.log.error(`lock-failure action ${action} for ${who} failed: ${(e as Error).message}; falling back to SIGTERM/SIGKILL`);
       await this.kill.onLeaseFailure({ ...owner, pid: await this.ownerPid(owner) });
+    }
+  }
+
+  /**
+   * on_lockfailure=restart, after the destroy: a defined domain starts from its definition, a
+   * transient one (gone since the destroy) from the XML read before it. Not bound by the kill
+   * deadline: the domain is down, and its start waits in the hook until its leases can be taken.
+   */
+  private async startAgain(who: string, uuid: string, xml: string | undefined): Promise<void> {
+    const ctl = this.o.control();
+    if (!ctl) {
+      this.o.log.error(`restart of ${who}: libvirt is not connected; it stays shut off`);
+      return;
+    }
+    try {
+      await ctl.create(uuid);
+      this.o.log.info(`restarted ${who}`);
+      return;
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== VIR_ERR.NO_DOMAIN) {
+        this.o.log.error(`restart of ${who} failed: ${(e as Error).message}`);
+        return;
+      }
+    }
+    if (xml === undefined) {
+      this.o.log.error(`restart of ${who}: it is gone since the destroy (a transient domain) and its configuration could not be read before it: ` +
+        'it stays shut off. Start it again with virsh create once its leases can be taken');
+      return;
+    }
+    try {
+      await ctl.createXML(xml);
+      this.o.log.info(`restarted ${who} from its configuration (a transient domain)`);
+    } catch (e) {
+      this.o.log.error(`restart of ${who} (a transient domain) from its configuration failed: ${(e as Error).message}; it stays shut off`);
     }
   }
 

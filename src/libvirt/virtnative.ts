@@ -104,6 +104,8 @@ export interface NativeVirtConnection {
   /** virDomainCreate: start a defined domain. */
   create(uuid: string): Promise<void>;
   defineXML(xml: string): Promise<NativeDomainRef>;
+  /** virDomainCreateXML: start a transient domain from its XML (flags: virDomainCreateFlags). */
+  createXML(xml: string, flags?: number): Promise<NativeDomainRef>;
   /** virDomainUndefineFlags. */
   undefine(uuid: string, flags?: number): Promise<void>;
   /** virConnectIsAlive: false once the transport to the daemon is gone. */

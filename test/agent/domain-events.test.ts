@@ -3,7 +3,7 @@
  * the actions it is asked for): hot-plug and unplug followed after the fact with the hook, and
  * skipped for a domain the lock-driver plugin registered; a domain whose leases cannot be planned
  * at a resync, a resume or the start-up reconcile, which must not stop the others from being
- * checked and must get its lock-failure action; on_lockfailure=restart of a transient domain.
+ * checked and must get its lock-failure action; on_lockfailure=restart of a persistent and of a transient domain.
  * Real files, O_DIRECT, io_timeout 1.
  */
 import { ChildProcess, spawn } from 'child_process';
@@ -37,8 +37,12 @@ class FakeLibvirt implements DomainControl {
   async listDomains() {
     return [...this.doms].map(([uuid, d]) => ({ uuid, name: d.name, state: d.state }));
   }
-  async getXML(uuid: string) {
+  /** getXML fails for these (a libvirt error) */
+  readonly xmlFails = new Set<string>();
+  async getXML(uuid: string, opts?: { inactive?: boolean; secure?: boolean }) {
     this.xmlReads.push(uuid);
+    if (opts) this.calls.push(`getXML ${this.get(uuid).name}${opts.inactive ? ' inactive' : ''}${opts.secure ? ' secure' : ''}`);
+    if (this.xmlFails.has(uuid)) throw Object.assign(new Error('internal error: test'), { code: 1 });
     return this.get(uuid).xml;
   }
   async state(uuid: string) {
@@ -62,6 +66,15 @@ class FakeLibvirt implements DomainControl {
     const d = this.get(uuid);
     this.calls.push(`create ${d.name}`);
     d.state = 'RUNNING';
+  }
+  /** what createXML was given */
+  readonly created: string[] = [];
+  async createXML(xml: string) {
+    const uuid = /<uuid>([^<]+)<\/uuid>/.exec(xml)![1];
+    const name = /<name>([^<]+)<\/name>/.exec(xml)![1];
+    this.calls.push(`createXML ${name}`);
+    this.created.push(xml);
+    this.doms.set(uuid, { name, xml, state: 'RUNNING', transient: true });
   }
 }
 
@@ -328,19 +341,33 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
   });
 
   describe('on_lockfailure=restart', () => {
-    it('a persistent domain is destroyed and started again', async () => {
+    it('a persistent domain is destroyed and started again from its definition', async () => {
       const d = domain('vm-rs');
       live(d, d.xml([]));
       await mgr.onLeaseFailure({ uuid: d.uuid, name: d.name, reason: 'test', action: 'restart' });
-      expect(virt.calls).toEqual(['destroy vm-rs', 'create vm-rs']);
+      expect(virt.calls).toEqual(['getXML vm-rs inactive secure', 'destroy vm-rs', 'create vm-rs']);
+      expect(text()).toMatch(/restarted vm-rs \(/);
     });
 
-    it('a transient domain is destroyed; that it cannot be started again is logged, with what to do', async () => {
+    it('a transient domain is started again from the configuration read before its destroy, as libvirt\'s sanlock helper does', async () => {
       const d = domain('vm-rst');
       live(d, d.xml([]), 'RUNNING', true);
       await mgr.onLeaseFailure({ uuid: d.uuid, name: d.name, reason: 'test', action: 'restart' });
-      expect(virt.calls).toEqual(['destroy vm-rst']);
-      expect(text()).toMatch(/restart of vm-rst \(.*\): it is gone since the destroy \(a transient domain, started from its XML with virsh create\), and lockagent cannot start a domain from its XML: it stays shut off\. Start it again with virsh create once its leases can be taken, or define it \(virsh define\)/);
+      expect(virt.calls).toEqual(['getXML vm-rst inactive secure', 'destroy vm-rst', 'createXML vm-rst']); // create: no such domain
+      expect(virt.created).toEqual([d.xml([])]);
+      expect(virt.doms.get(d.uuid)).toMatchObject({ state: 'RUNNING', transient: true });
+      expect(text()).toMatch(/restarted vm-rst \(.*\) from its configuration \(a transient domain\)/);
+    });
+
+    it('a transient domain whose configuration cannot be read is still destroyed; that it stays shut off is logged, with what to do', async () => {
+      const d = domain('vm-rsx');
+      live(d, d.xml([]), 'RUNNING', true);
+      virt.xmlFails.add(d.uuid);
+      await mgr.onLeaseFailure({ uuid: d.uuid, name: d.name, reason: 'test', action: 'restart' });
+      expect(virt.calls).toEqual(['getXML vm-rsx inactive secure', 'destroy vm-rsx']);
+      expect(virt.doms.has(d.uuid)).toBe(false);
+      expect(text()).toMatch(/restart of vm-rsx \(.*\): its configuration could not be read before the destroy \(internal error: test\)/);
+      expect(text()).toMatch(/restart of vm-rsx \(.*\): it is gone since the destroy \(a transient domain\) and its configuration could not be read before it: it stays shut off\. Start it again with virsh create/);
     });
   });
 });

@@ -329,6 +329,23 @@ describeLibvirt('LibvirtConnection on test:///default (real libvirt)', () => {
     expect((await main.state(testUuid)).stateName).toBe('RUNNING');
   });
 
+  it('createXML starts a transient domain, which libvirt forgets once it is destroyed', async () => {
+    const uuid = randomUUID();
+    const name = `la-transient-${uuid.slice(0, 8)}`;
+    const started = lifecycle(main, uuid, 'STARTED');
+    const ref = await main.createXML(domainXML(name, uuid));
+    expect(ref.uuid).toBe(uuid);
+    expect(ref.name).toBe(name);
+    expect(ref.id).toBeGreaterThan(0);
+    expect(await started).toMatchObject({ name, detailName: 'BOOTED' });
+    expect((await main.state(uuid)).stateName).toBe('RUNNING');
+    await main.destroy(uuid);
+    await expectLibvirtError(main.lookup(uuid), VIR_ERR.NO_DOMAIN, 'VIR_ERR_NO_DOMAIN');
+    const bad = await expectLibvirtError(main.createXML('<domain'), 35, 'VIR_ERR_XML_DETAIL');
+    expect(bad).toMatchObject({ op: 'createXML' });
+    expect(bad.target).toBeUndefined();
+  });
+
   it('keeps libvirt error numbers: code, domain, codeName and libvirt message', async () => {
     const missing = '00000000-0000-4000-8000-000000000000';
     const e = await expectLibvirtError(main.suspend(missing), 42, 'VIR_ERR_NO_DOMAIN');
