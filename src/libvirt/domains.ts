@@ -90,6 +90,8 @@ export interface DomainManagerOptions {
   migrationAcquireMs?: number;
   /** watch an incoming migration's leases for at most this long (default 10 min) */
   migrationWatchMs?: number;
+  /** on_lockfailure=restart: wait this long for the domain's lockspaces to join again (default 10 min) */
+  restartJoinWaitMs?: number;
 }
 
 const toSpec = (e: LeasePlan['entries'][number]): LeaseSpec => ({ lockspace: e.lockspace, resource: e.resource, path: e.path, offset: e.offset, mode: e.mode, disk: e.disk?.source });
@@ -538,8 +540,9 @@ export class DomainManager implements LeaseFailurePolicy {
               'if it is a transient domain, it cannot be started again');
             return undefined;
           });
+          const lockspaces = this.lockspacesOf(owner.uuid, xml);
           await inTime(ctl.destroy(owner.uuid));
-          await this.startAgain(who, owner.uuid, xml);
+          await this.startAgain(who, owner.uuid, xml, lockspaces);
           return;
         }
         default:
@@ -557,12 +560,41 @@ export class DomainManager implements LeaseFailurePolicy {
     }
   }
 
+  /** The lockspaces of a domain's leases: from its plan at its start, else from its configuration. */
+  private lockspacesOf(uuid: string, xml: string | undefined): string[] {
+    let plan = this.domains.get(uuid)?.plan;
+    if (!plan && xml) {
+      try {
+        plan = planLeases(parseDomainXml(xml), this.o.config);
+      } catch {
+        // the start plans it again, and refuses it with the reason
+      }
+    }
+    return [...new Set((plan?.entries ?? []).map((e) => e.lockspace))];
+  }
+
   /**
-   * on_lockfailure=restart, after the destroy: a defined domain starts from its definition, a
-   * transient one (gone since the destroy) from the XML read before it. Not bound by the kill
-   * deadline: the domain is down, and its start waits in the hook until its leases can be taken.
+   * on_lockfailure=restart, after the destroy: once every lockspace of its leases is joined again
+   * (a lost one rejoins at host_dead after its last renewal), a defined domain starts from its
+   * definition, a transient one (gone since the destroy) from the XML read before it. The wait is
+   * here, not in the start's hook: libvirtd would hold the domain (and our connection's calls)
+   * meanwhile, and refuse the start after the hook's timeout. Not bound by the kill deadline: the
+   * domain is down.
    */
-  private async startAgain(who: string, uuid: string, xml: string | undefined): Promise<void> {
+  private async startAgain(who: string, uuid: string, xml: string | undefined, lockspaces: string[]): Promise<void> {
+    for (const name of lockspaces) {
+      const ls = this.o.agent.lockspaces.get(name);
+      if (!ls || ls.state === 'joined') continue; // not ours: the start's hook refuses it, naming why
+      const waitMs = this.o.restartJoinWaitMs ?? 600000;
+      this.o.log.info(`restart of ${who} waits for lockspace ${name} to join (${ls.state}) before starting it: its start needs the leases`);
+      try {
+        await ls.waitJoined(waitMs);
+      } catch (e) {
+        this.o.log.error(`restart of ${who}: lockspace ${name} did not join within ${waitMs / 1000} s (${(e as Error).message}); ` +
+          'it stays shut off. Start it again once lockagent status shows the lockspace joined');
+        return;
+      }
+    }
     const ctl = this.o.control();
     if (!ctl) {
       this.o.log.error(`restart of ${who}: libvirt is not connected; it stays shut off`);

@@ -359,6 +359,41 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
       expect(text()).toMatch(/restarted vm-rst \(.*\) from its configuration \(a transient domain\)/);
     });
 
+    it('waits for a lockspace of its leases to join again before starting it (not in the start\'s hook), then starts it', async () => {
+      const LS2 = 'LSRESTART';
+      const lsFile = join(dir, LS2); // not there yet: the lockspace cannot join
+      agent.addLockspace({ name: LS2, hostId: 1, path: lsFile, offset: 0, ioTimeout: 1 });
+      try {
+        const d = domain('vm-rsw', { extra: `<lease><lockspace>${LS2}</lockspace><key>k-rsw</key><target path='${join(dir, 'k-rsw')}' offset='0'/></lease>` });
+        live(d, d.xml([]));
+        const done = mgr.onLeaseFailure({ uuid: d.uuid, name: d.name, reason: 'test', action: 'restart' });
+        await waitUntil(() => /restart of vm-rsw \(.*\) waits for lockspace LSRESTART to join \((joining|retrying)\) before starting it/.test(text()));
+        await new Promise((r) => setTimeout(r, 300));
+        expect(virt.calls).toEqual(['getXML vm-rsw inactive secure', 'destroy vm-rsw']);
+        await ensureLockspaceFile(lsFile, LS2, DEFAULT_GEOMETRY, 1);
+        await done;
+        expect(agent.lockspaces.get(LS2)!.state).toBe('joined');
+        expect(virt.calls).toEqual(['getXML vm-rsw inactive secure', 'destroy vm-rsw', 'create vm-rsw']);
+      } finally {
+        await agent.removeLockspace(LS2);
+      }
+    });
+
+    it('gives up when a lockspace of its leases does not join within restartJoinWaitMs: shut off, and the log says what to do', async () => {
+      const LS3 = 'LSNEVER';
+      agent.addLockspace({ name: LS3, hostId: 1, path: join(dir, LS3), offset: 0, ioTimeout: 1 });
+      try {
+        const m = new DomainManager({ agent, config, store, log, control: () => virt, qemuRunDir: join(dir, 'run'), restartJoinWaitMs: 300 });
+        const d = domain('vm-rsg', { extra: `<lease><lockspace>${LS3}</lockspace><key>k-rsg</key><target path='${join(dir, 'k-rsg')}' offset='0'/></lease>` });
+        live(d, d.xml([]));
+        await m.onLeaseFailure({ uuid: d.uuid, name: d.name, reason: 'test', action: 'restart' });
+        expect(virt.calls).toEqual(['getXML vm-rsg inactive secure', 'destroy vm-rsg']);
+        expect(text()).toMatch(/restart of vm-rsg \(.*\): lockspace LSNEVER did not join within 0.3 s \(.*\); it stays shut off\. Start it again once lockagent status shows the lockspace joined/);
+      } finally {
+        await agent.removeLockspace(LS3);
+      }
+    });
+
     it('a transient domain whose configuration cannot be read is still destroyed; that it stays shut off is logged, with what to do', async () => {
       const d = domain('vm-rsx');
       live(d, d.xml([]), 'RUNNING', true);

@@ -7,12 +7,12 @@
  *   driver refuses it: the guest would run on without its leases);
  *   no element -> the default, lease_failure_action "kill": SIGTERM to QEMU, SIGKILL after
  *   kill_grace_seconds (3 s here; QEMU is SIGSTOPped first so that the SIGKILL step shows);
- *   restart -> destroyed and started again: the start (hook `prepare`) waits for LSLOOP1, which
- *   the agent rejoins at host_dead after its last renewal; the storage is repaired meanwhile
+ *   restart -> destroyed and started again once LSLOOP1 is joined again (the agent waits for it,
+ *   not the start's hook), at host_dead after its last renewal; the storage is repaired meanwhile
  *   (its contents written back), so the domain runs again, holding both leases, new generation;
  *   restart of a transient domain (undefined while it runs) -> destroyed (libvirt forgets it),
  *   then started again from its configuration read before the destroy (virDomainCreateXML, as
- *   libvirt's sanlock helper does); its start waits for LSLOOP1 too, and it runs again, transient,
+ *   libvirt's sanlock helper does) once LSLOOP1 is back; it runs again, transient,
  *   with both leases.
  */
 import * as fs from 'fs';
@@ -137,13 +137,16 @@ describeE2E('e2e: on_lockfailure actions when lockspace storage fails (real libv
     expect(text).toMatch(/lease lost for la-e2e-lf-default \(.*pid \d+\).*sending SIGTERM, SIGKILL in 3 s/);
     expect(text).toMatch(/la-e2e-lf-default .* ignored SIGTERM for 3 s; sending SIGKILL/);
     expect(text).toMatch(/lease lost for la-e2e-lf-restart .*on_lockfailure=restart: destroying it and starting it again/);
-    // restart: destroyed (STOPPED released its disk lease), and its new start waits in the hook
-    // for LSLOOP1 (lost). No virsh query of it here: libvirtd holds the domain while its hook runs.
+    // restart: destroyed (STOPPED released its disk lease); the agent waits for LSLOOP1 (lost)
+    // to join again before it starts the domain, so libvirtd does not hold it in a hook meanwhile.
     await waitFor('the restart\'s destroy', async () => /released 1 lease\(s\) of la-e2e-lf-restart: libvirt stopped it/.test(log(A!)) || undefined, 10_000, 100);
-    await waitFor('the restart\'s start to wait for LSLOOP1', async () => /acquire of LSLOOP1:k-restart for la-e2e-lf-restart waits for lockspace LSLOOP1 to join/.test(log(A!)) || undefined, 10_000, 100);
-    // restart of the transient domain: destroyed (its start is tried once the other restart's is done, below)
+    await waitFor('the restart to wait for LSLOOP1', async () => /restart of la-e2e-lf-restart \(.*\) waits for lockspace LSLOOP1 to join/.test(log(A!)) || undefined, 10_000, 100);
+    expect(await domState(doms.restart.name)).toMatch(/^shut off/);
+    // restart of the transient domain: destroyed, gone from libvirt, waiting for LSLOOP1 too
     expect(log(A!)).toMatch(/lease lost for la-e2e-lf-transient .*on_lockfailure=restart: destroying it and starting it again/);
     await waitFor('the transient domain\'s destroy', async () => /released 1 lease\(s\) of la-e2e-lf-transient: libvirt stopped it/.test(log(A!)) || undefined, 10_000, 100);
+    await waitFor('the transient restart to wait for LSLOOP1', async () => /restart of la-e2e-lf-transient \(.*\) waits for lockspace LSLOOP1 to join/.test(log(A!)) || undefined, 10_000, 100);
+    expect((await virsh(['domstate', transient.name])).stderr).toMatch(/failed to get domain/);
 
     // The others gave up their disk leases too (stopped, or paused).
     for (const a of ['poweroff', 'pause', 'default'] as const) {
@@ -151,7 +154,7 @@ describeE2E('e2e: on_lockfailure actions when lockspace storage fails (real libv
     }
   });
 
-  it('restart: once the storage is back and LSLOOP1 rejoined (at host_dead), the waiting start goes through and the domain runs with both leases', async () => {
+  it('restart: once the storage is back and LSLOOP1 rejoined (at host_dead), the waiting restarts start both domains (the transient one from its XML), each running with both leases', async () => {
     await repairLoop(dev, backing, saved!);
     await waitFor('LSLOOP1 rejoined', async () => (/joined lockspace LSLOOP1 as host_id 1 generation (\d+)/.exec(log(A!).split('rejoining in').pop()!) ?? undefined), 90_000, 200);
     expect(await waitDomState(doms.restart.name, /^running/, 30_000)).toBeTruthy();
@@ -162,8 +165,7 @@ describeE2E('e2e: on_lockfailure actions when lockspace storage fails (real libv
     const ls = (await status(A!)).lockspaces.find((l) => l.name === LS)!;
     expect(ls.state).toBe('joined');
     expect(ls.generation).toBeGreaterThan(generation);
-    // The agent's libvirt calls run one at a time on its connection, so the transient domain's
-    // start from its XML was queued behind the restart's above, which waited in the hook.
+    // and the transient domain, from the configuration read before its destroy
     expect(await waitDomState(transient.name, /^running/, 30_000)).toBeTruthy();
     await waitFor('the restarted transient domain to hold both leases', async () => {
       const o = (await status(A!)).owners.find((x) => x.uuid === transient.uuid);
