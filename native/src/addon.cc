@@ -819,6 +819,20 @@ Napi::Value TestIoThreads(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// _testFailAioSetup(count, errno, retryMs) -> the failures the last call asked for still to come:
+// the AIO context pool's next `count` io_setup calls fail with `errno`; a failure then waits
+// retryMs (0: the production minute) before the pool tries again.
+Napi::Value TestFailAioSetup(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), testFailAioSetup(info[0].ToNumber().Uint32Value(),
+                                                        info[1].ToNumber().Int32Value(),
+                                                        info[2].ToNumber().Uint32Value()));
+}
+
+// _testDropFreeAioContexts() -> how many: destroys the pool's free AIO contexts.
+Napi::Value TestDropFreeAioContexts(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), testDropFreeAioContexts());
+}
+
 // deltaQuickScan({ words, hosts, step, prev, quick, names, spaceWords, ioTimeouts, lastLive,
 // ourIndex, ourBitWord, ourBitMask, now, slow }) -> how many sector indexes it wrote to slow
 // (deltascan.h; the rule: quickScanJs in src/lease/hostmonitor.ts). Every array's type and
@@ -1016,6 +1030,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("_testInjectStall", Napi::Function::New(env, TestInjectStall));
   exports.Set("_testWatchdogWakeups", Napi::Function::New(env, TestWatchdogWakeups));
   exports.Set("_testIoThreads", Napi::Function::New(env, TestIoThreads));
+  exports.Set("_testFailAioSetup", Napi::Function::New(env, TestFailAioSetup));
+  exports.Set("_testDropFreeAioContexts", Napi::Function::New(env, TestDropFreeAioContexts));
   exports.Set("deltaQuickScan", Napi::Function::New(env, DeltaQuickScan));
   // How early a scheduled request may start (kStartSlack): the storage contract's
   // SCHEDULE_SLACK_MS restates it, and a test holds the two equal.

@@ -47,6 +47,11 @@ struct TestHooks {
   std::atomic<bool> forceDirectEinval{false};
   std::mutex mu;
   std::vector<StallHook> stalls;
+  // testFailAioSetup: the next aioSetupFailures io_setup calls fail with aioSetupErrno, and a
+  // failure waits aioRetryMs (0: kAioRetryMs) before the pool tries again.
+  std::atomic<uint32_t> aioSetupFailures{0};
+  std::atomic<int> aioSetupErrno{0};
+  std::atomic<uint32_t> aioRetryMs{0};
 };
 TestHooks& hooks() {
   static TestHooks* h = new TestHooks();
@@ -914,8 +919,9 @@ class AioPool {
     }
     if (live_ >= kMaxAioContexts || Clock::now() < retryAt_) return 0;
     aio_context_t c = 0;
-    if (::syscall(SYS_io_setup, kMaxWritesTogether, &c) != 0) {
-      retryAt_ = Clock::now() + kAioRetryMs;
+    if (setupFailsForTest() || ::syscall(SYS_io_setup, kMaxWritesTogether, &c) != 0) {
+      const uint32_t testMs = hooks().aioRetryMs.load(std::memory_order_relaxed);
+      retryAt_ = Clock::now() + (testMs ? std::chrono::milliseconds(testMs) : kAioRetryMs);
       return 0;
     }
     live_++;
@@ -937,8 +943,32 @@ class AioPool {
     std::lock_guard<std::mutex> g(mu_);
     return live_;
   }
+  // testDropFreeAioContexts: destroys the free contexts, so the next request needs io_setup.
+  int dropFree() {
+    std::vector<aio_context_t> drop;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      drop.swap(free_);
+    }
+    for (aio_context_t c : drop) ::syscall(SYS_io_destroy, c);
+    std::lock_guard<std::mutex> g(mu_);
+    live_ -= static_cast<int>(drop.size());
+    return static_cast<int>(drop.size());
+  }
 
  private:
+  // testFailAioSetup: uses up one of the failures asked for, errno as io_setup would set it.
+  // Production pays one atomic load here (and one more when io_setup really fails), nothing else.
+  static bool setupFailsForTest() {
+    TestHooks& h = hooks();
+    uint32_t n = h.aioSetupFailures.load(std::memory_order_relaxed);
+    while (n && !h.aioSetupFailures.compare_exchange_weak(n, n - 1)) {
+    }
+    if (!n) return false;
+    errno = h.aioSetupErrno.load();
+    return true;
+  }
+
   std::mutex mu_;
   std::vector<aio_context_t> free_;
   int live_ = 0;
@@ -970,6 +1000,15 @@ IoThreadCounts testIoThreads() {
   c.aioContexts = aioPool().live();
   return c;
 }
+
+uint32_t testFailAioSetup(uint32_t count, int err, uint32_t retryMs) {
+  TestHooks& h = hooks();
+  h.aioSetupErrno.store(err);
+  h.aioRetryMs.store(retryMs);
+  return h.aioSetupFailures.exchange(count);
+}
+
+int testDropFreeAioContexts() { return aioPool().dropFree(); }
 
 int Handle::writeAll(const std::shared_ptr<Request>& req, int fd, char* data, uint64_t* written, uint64_t* nwrites) {
   const auto& writes = req->writes;

@@ -371,5 +371,11 @@ struct IoThreadCounts {
   int aioContexts;  // live AIO contexts of I/O threads (writeAll)
 };
 IoThreadCounts testIoThreads();
+// The next `count` io_setup calls of the AIO context pool fail with errno `err`; a failure then
+// waits retryMs (0: the production minute) before the pool tries again. Returns the failures
+// the last call asked for that were still to come (0: each was used).
+uint32_t testFailAioSetup(uint32_t count, int err, uint32_t retryMs);
+// Destroys the pool's free AIO contexts (so a test sees io_setup run); returns how many.
+int testDropFreeAioContexts();
 
 }  // namespace lockagent

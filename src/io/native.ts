@@ -106,6 +106,14 @@ export interface NativeBinding {
   scheduleSlackMs?: number;
   /** Test hook: handle threads created so far, and spare ones parked now (io_engine's ThreadPark). */
   _testIoThreads?(): { created: number; parked: number; aioContexts: number };
+  /**
+   * Test hook: the AIO context pool's next `count` io_setup calls fail with `errno`; a failure then
+   * waits `retryMs` (0: the production minute) before the pool tries again. Returns the failures
+   * the last call asked for that were still to come.
+   */
+  _testFailAioSetup?(count: number, errno: number, retryMs: number): number;
+  /** Test hook: destroys the AIO context pool's free contexts; returns how many. */
+  _testDropFreeAioContexts?(): number;
   /** One datagram to systemd's $NOTIFY_SOCKET (path or @abstract); `fd` goes along as SCM_RIGHTS. */
   sdNotify?(socketPath: string, text: string, fd?: number): boolean;
   /** libwdmd (loaded at run time): connect, register `name`, set the refcount; returns the connection fd. */
