@@ -230,6 +230,15 @@ export class Agent {
    * is used once; a stale one only costs that acquire the read it tried to save.
    */
   private readonly hints = new Map<string, AcquireHint>();
+  /**
+   * Leases whose acquire or release is on its way on disk, by key, with the owner doing it. One
+   * host_id runs one ballot per lease at a time: two owners here acquiring the same lease would
+   * both win it (the same dblock, the same owner on disk), and a release under way would free it
+   * under a new holder. Another owner's acquire waits for it to end (otherBusy), and is refused
+   * if yet another one began meanwhile, as sanlock's acquire_token refuses a resource being added
+   * (EBUSY) or removed (EAGAIN).
+   */
+  private readonly busy = new Map<string, { uuid: string; name: string; op: 'acquire' | 'release'; done: Promise<void> }>();
   private readonly openStorage: StorageOpener;
   private readonly identifyPath: (path: string, timeoutMs: number) => Promise<FileId | undefined>;
   private ownerWatch?: NodeJS.Timeout;
@@ -339,14 +348,24 @@ export class Agent {
     try {
       const first = new Map<string, number>();
       const todo: Array<{ i: number; s: LeaseSpec }> = [];
+      // No await unless one is busy: the check below and the marking must see the same state.
+      for (let b = this.otherBusy(owner.uuid, specs); b; b = this.otherBusy(owner.uuid, specs)) await b.done;
       for (const [i, s] of specs.entries()) {
         if (first.has(key(s))) continue; // named twice: the same lease (filled in below)
         first.set(key(s), i);
         const mine = st.leases.get(key(s)) ?? this.takeFromOrphan(st, s);
         if (mine) { taken[i] = mine; continue; }
-        this.checkLocalConflict(owner.uuid, s);
+        const shared = this.localHolder(owner.uuid, s);
+        if (shared) {
+          const h = this.joinShared(st, shared);
+          fresh.push(h);
+          taken[i] = h;
+          continue;
+        }
         todo.push({ i, s });
       }
+      // Before the next await: another owner here wanting one of them waits until it is done.
+      const done = todo.map(({ s }) => this.markBusy(s, owner.uuid, owner.name ?? owner.uuid, 'acquire'));
       // The leases of one request are taken side by side (each has its own file descriptor and
       // I/O thread): a domain with 64 disks waits for the slowest few, not for the sum of all.
       let refused: { e: unknown } | undefined;
@@ -360,7 +379,10 @@ export class Agent {
         } catch (e) {
           refused ??= { e };
         }
-      }).finally(() => { this.spareAcquires += extra; });
+      }).finally(() => {
+        this.spareAcquires += extra;
+        for (const d of done) d();
+      });
       if (refused) throw refused.e;
       for (const [i, s] of specs.entries()) taken[i] ??= taken[first.get(key(s))!];
       // With a fresh lease the owner row went in with its journal entry.
@@ -394,15 +416,69 @@ export class Agent {
     return id;
   }
 
-  /** Two owners on one host must not share an exclusive lease: sanlock refuses with -EEXIST. */
-  private checkLocalConflict(uuid: string, s: LeaseSpec): void {
+  /**
+   * Another owner on this host and the same lease, as sanlock's acquire_token judges it: being
+   * acquired (EBUSY) or released (EAGAIN) by it, or held by it with either of the two exclusive
+   * (EEXIST), is refused; held shared by it and wanted shared, its acquisition is returned, to be
+   * shared without a write (joinShared): this host_id's mode block already says SHARED.
+   */
+  private localHolder(uuid: string, s: LeaseSpec): HeldLease | undefined {
+    const b = this.busy.get(key(s));
+    if (b && b.uuid !== uuid) {
+      throw new LeaseError(b.op === 'acquire' ? SANLK.EBUSY : SANLK.EAGAIN,
+        `${s.path} (${key(s)}) is being ${b.op === 'acquire' ? 'acquired' : 'released'} on this host by ${b.name} (${b.uuid}); try again in a moment`);
+    }
     for (const [u, o] of this.owners) {
       if (u === uuid) continue;
       const h = o.leases.get(key(s));
-      if (h && (h.spec.mode === 'exclusive' || (s.mode ?? 'exclusive') === 'exclusive')) {
-        throw new LeaseError(SANLK.EEXIST, `${s.path} (${key(s)}) is already leased on this host by ${o.ref.name} (${u})`);
+      if (!h) continue;
+      if (h.spec.mode === 'exclusive' || (s.mode ?? 'exclusive') === 'exclusive' || h.spec.path !== s.path || h.spec.offset !== s.offset) {
+        throw new LeaseError(SANLK.EEXIST, `${s.path} (${key(s)}) is already leased on this host by ${o.ref.name} (${u})` +
+          (h.spec.path !== s.path || h.spec.offset !== s.offset ? `, at ${h.spec.path}:${h.spec.offset}` : ''));
       }
+      return h;
     }
+    return undefined;
+  }
+
+  /**
+   * A shared lease another owner here holds, now this owner's too (sanlock's "acquire_token add
+   * shared"): the same acquisition — token, open file — and nothing written. The last of them to
+   * release writes the release (releaseOne).
+   */
+  private joinShared(st: OwnerState, holder: HeldLease): HeldLease {
+    const h: HeldLease = { spec: { ...holder.spec }, token: holder.token, file: holder.file, storage: holder.storage };
+    const s = h.spec;
+    st.leases.set(key(s), h);
+    const owner = { uuid: st.ref.uuid, name: st.ref.name, pid: st.ref.pid ?? null, state: 'active' as const };
+    this.o.store.write(() => this.o.store.transaction(() => {
+      this.o.store.upsertOwner(owner);
+      this.o.store.recordLease({ ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode: s.mode, lver: h.token.lver, generation: h.token.host.generation });
+    }), `recording the lease ${key(s)}`);
+    this.housekeeping.later(() => this.o.log.info(`acquired shared lease ${key(s)} (${s.path}:${s.offset}) for ${st.ref.name}, with the other holders on this host`));
+    return h;
+  }
+
+  /** Another owner here holding this acquisition of the lease (a shared lease, joinShared). */
+  private sharedHere(uuid: string, h: HeldLease): boolean {
+    for (const [u, o] of this.owners) if (u !== uuid && o.leases.get(key(h.spec))?.token === h.token) return true;
+    return false;
+  }
+
+  /** `s` is being acquired or released by `uuid` until the returned function is called. */
+  private markBusy(s: LeaseSpec, uuid: string, name: string, op: 'acquire' | 'release'): () => void {
+    let end!: () => void;
+    const entry = { uuid, name, op, done: new Promise<void>((r) => { end = r; }) };
+    this.busy.set(key(s), entry);
+    return () => {
+      if (this.busy.get(key(s)) === entry) this.busy.delete(key(s));
+      end();
+    };
+  }
+
+  /** Another owner here acquiring or releasing one of `specs` (see busy). */
+  private otherBusy(uuid: string, specs: LeaseSpec[]): { done: Promise<void> } | undefined {
+    return specs.map((s) => this.busy.get(key(s))).find((b) => b !== undefined && b.uuid !== uuid);
   }
 
   /** See SPARE_ACQUIRES: up to `want` of them, never waiting; give them back with `+=`. */
@@ -574,6 +650,25 @@ export class Agent {
    */
   private async releaseOne(st: OwnerState, h: HeldLease, keepRecord = false, forgetIfEmpty = false): Promise<void> {
     const s = h.spec;
+    // Shared with another owner here (joinShared): this host still holds it, nothing changes on disk.
+    const alone = !this.sharedHere(st.ref.uuid, h);
+    if (!alone) {
+      st.leases.delete(key(s));
+      this.recordRelease(st, s, keepRecord, forgetIfEmpty, undefined);
+      this.housekeeping.later(() => this.o.log.info(`released shared lease ${key(s)} of ${st.ref.name}; other owners on this host still hold it`));
+      return;
+    }
+    // Before the first await: another owner here wanting the lease waits until the release is done.
+    const done = this.markBusy(s, st.ref.uuid, st.ref.name, 'release');
+    try {
+      await this.releaseAlone(st, h, keepRecord, forgetIfEmpty);
+    } finally {
+      done();
+    }
+  }
+
+  private async releaseAlone(st: OwnerState, h: HeldLease, keepRecord: boolean, forgetIfEmpty: boolean): Promise<void> {
+    const s = h.spec;
     // Not awaited here: the storage's writes wait for it, and so does everything below that uses the entry.
     const journalled = this.journal(undefined, { op: 'release', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode: s.mode });
     // A release that wrote nothing (it failed): its entry is closed, the lease stays held.
@@ -631,6 +726,11 @@ export class Agent {
     const op = await journalled;
     h.storage = undefined;
     st.leases.delete(key(s));
+    this.recordRelease(st, s, keepRecord, forgetIfEmpty, op.id);
+  }
+
+  /** A lease released (gone from st.leases): its record, and the owner's once it holds nothing (forgetIfEmpty). */
+  private recordRelease(st: OwnerState, s: LeaseSpec, keepRecord: boolean, forgetIfEmpty: boolean, opId: number | undefined): void {
     const forget = forgetIfEmpty && st.leases.size === 0 && this.owners.get(st.ref.uuid) === st;
     if (forget) this.owners.delete(st.ref.uuid);
     // Not awaited: the release is on disk and its journal entry committed, which is what a
@@ -641,7 +741,7 @@ export class Agent {
       if (keepRecord) this.o.store.markLeaseReleased(st.ref.uuid, s.lockspace, s.resource);
       else this.o.store.forgetLease(st.ref.uuid, s.lockspace, s.resource);
       if (forget) this.o.store.removeOwner(st.ref.uuid);
-      if (op.id !== undefined) this.o.store.endOp(op.id);
+      if (opId !== undefined) this.o.store.endOp(opId);
     }), `recording the release of ${key(s)}`, { lazy: true });
     this.housekeeping.later(() => this.o.store.commitWaiting());
   }

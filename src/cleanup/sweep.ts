@@ -99,7 +99,7 @@ export function isSweeping(agent: Agent): boolean {
 function heldByOther(e: unknown): boolean {
   const rv = (e as LeaseError).rv;
   if (rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER || rv === SANLK.ACQUIRE_OWNED_RETRY ||
-    rv === SANLK.ACQUIRE_SHRETRY || rv === SANLK.EAGAIN || rv === SANLK.EEXIST) return true;
+    rv === SANLK.ACQUIRE_SHRETRY || rv === SANLK.EAGAIN || rv === SANLK.EBUSY || rv === SANLK.EEXIST) return true;
   // The acquire gave up waiting for an owner that stopped renewing but is not dead yet.
   return rv === SANLK.ERROR && /deadline/.test((e as Error).message ?? '');
 }
