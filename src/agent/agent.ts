@@ -125,6 +125,8 @@ const OWNER_WATCH_MS = 1000;
  * gives up with -11. Each round means another host deleted the file while we held an fd of it.
  */
 export const FILE_REPLACED_RETRIES = 3;
+/** Refusals that mean another host holds (or just won) the lease: the file may be going away. */
+const HELD_ELSEWHERE: ReadonlySet<number> = new Set([SANLK.ACQUIRE_IDLIVE, SANLK.ACQUIRE_OWNED, SANLK.ACQUIRE_OTHER, SANLK.ACQUIRE_OWNED_RETRY]);
 
 async function identifyByOpen(path: string, timeoutMs: number): Promise<FileId | undefined> {
   let f: DirectFile;
@@ -559,7 +561,21 @@ export class Agent {
           this.o.log.debug(`acquire ${key(s)}: join+journal ${ms(t1 - t0)} ms, open ${ms(t2 - t1)}, paxos+check+record ${ms(performance.now() - t2)}${hint ? ' (from release hint)' : ''}`);
           return held;
         } catch (e) {
+          // Held by another host: is it still the file the path names (asked while our fd keeps
+          // its inode number from reuse)? A host deleting lease files holds the lease while it
+          // unlinks: refused on the old file, the path may name a new one (or none: the domain
+          // manager creates it again), which is what to try.
+          const retry = round < FILE_REPLACED_RETRIES && storage.fileId && e instanceof LeaseError && HELD_ELSEWHERE.has(e.rv);
+          const now = retry ? await this.checkLeasedFile(s.path, storage.fileId!, lease.ioTimeout).catch(() => 'same' as const) : 'same';
           await closeStorage(storage);
+          if (e instanceof LeaseError) {
+            if (now === 'other' || (now === 'missing' && opts.recreate)) {
+              this.o.log.info(`acquire of ${key(s)} for ${st.ref.name}: refused on ${s.path} (${e.message}), which ` +
+                `${now === 'missing' ? 'was deleted meanwhile (a lease-file cleanup?): creating it again' : 'was replaced by a new file meanwhile'} and trying again`);
+              if (now === 'missing') await opts.recreate!(s);
+              continue;
+            }
+          }
           throw e;
         }
       }

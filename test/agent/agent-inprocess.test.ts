@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'fs';
+import { mkdtempSync, readFileSync, rmSync, unlinkSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { Agent, SPARE_ACQUIRES } from '../../src/agent/agent';
@@ -219,6 +219,31 @@ describe('two agents over one lease directory (real files, O_DIRECT, io_timeout 
     };
     await new Promise((r) => setTimeout(r, 50));
     expect(onFile()).toBe(0);
+    expect(failures).toEqual([]);
+  }, 60000);
+
+  it('refused on a lease file another host deletes meanwhile (a cleanup holds the lease while it unlinks): follows the path, creates the file again, takes it', async () => {
+    const path = join(dir, 'disk-del');
+    await initResource(path, 'disk-del');
+    const lease = { lockspace: LS, resource: 'disk-del', path, offset: 0 };
+    const sweeper = mk(10, 'node-sweep');
+    const b = mk(11, 'node-start');
+    await b.lockspaces.get(LS)!.waitJoined(20000);
+    await sweeper.acquire({ uuid: 'cleanup:node-sweep', name: 'cleanup' }, [lease], { timeoutMs: 20000 });
+    let unlinked = false;
+    let recreated = 0;
+    const got = await b.acquire({ uuid: 'vm-del', name: 'vmDel' }, [lease], {
+      timeoutMs: 20000,
+      // b has the old file open; the sweeper unlinks it now, still holding its lease
+      checkFile: () => { if (!unlinked) { unlinked = true; unlinkSync(path); } },
+      recreate: async () => { recreated++; await initResource(path, 'disk-del'); },
+    });
+    expect(unlinked).toBe(true);
+    expect(recreated).toBe(1);
+    expect(got[0].token.lver).toBe(1);
+    expect(decodeLeader(readFileSync(path), 0)).toMatchObject({ ownerId: 11, lver: 1 });
+    await b.release({ uuid: 'vm-del' });
+    await sweeper.release({ uuid: 'cleanup:node-sweep' });
     expect(failures).toEqual([]);
   }, 60000);
 });
