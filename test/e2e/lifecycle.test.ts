@@ -11,7 +11,9 @@
  *   <on_reboot> is destroy stops it, and that releases its leases;
  * - libvirtd restarted while domains run, one of them killed while libvirtd is down: the running
  *   one loses nothing (same lease versions), the dead one's leases are released once libvirtd is
- *   back, and events move leases again.
+ *   back, and events move leases again;
+ * - two domains here sharing a shareable disk: one shared acquisition, kept on disk until the
+ *   last of them stops.
  *
  * Host 1 = agent A (libvirt, hook); host 2 = agent B, another lockagent on the same lease
  * directory standing for another machine.
@@ -229,5 +231,29 @@ describeE2E('e2e: 16 disks, managedsave, reboot, libvirtd restart (real libvirtd
     await virshOk(['destroy', big.name]);
     await monitor.waitSequence(big.name, [/^Stopped Destroyed/], from);
     await waitNoneHeld(big);
+  });
+
+  it('two domains here sharing a shareable disk: the first to stop leaves it SHARED on disk (host 2 is refused it exclusive); free once the second stops', async () => {
+    const shared: ExtraDisk = { kind: 'file', path: sparseFile(path.join(base, 'shared.img'), 1048576), shareable: true };
+    const [d1, d2] = [await defineDomain(base, 'la-e2e-lc-sh1', { memoryMiB: 16, disks: [shared] }), await defineDomain(base, 'la-e2e-lc-sh2', { memoryMiB: 16, disks: [shared] })];
+    const res = `${LS}:${md5(shared.path)}:${path.join(leaseDir, md5(shared.path))}:0`;
+    // Started together: the second start waits for the first's acquire of the shared disk, then shares it.
+    await Promise.all([virshOk(['start', d1.name]), virshOk(['start', d2.name])]);
+    for (const d of [d1, d2]) await waitAllHeld(d, [md5(d.disk), md5(shared.path)]);
+    expect((await bAcquire(res)).code).toBe(1);
+
+    const from = monitor.mark();
+    await virshOk(['destroy', d1.name]);
+    await monitor.waitSequence(d1.name, [/^Stopped Destroyed/], from);
+    await waitNoneHeld(d1);
+    expect(await heldSet(d2)).toEqual([md5(d2.disk), md5(shared.path)].sort());
+    const refused = await bAcquire(res);
+    expect(refused.code).toBe(1); // d2 still runs on it: host 1's SHARED mode block stays
+    expect(log(A!)).toMatch(new RegExp(`released shared lease ${LS}:${md5(shared.path)} of la-e2e-lc-sh1; other owners on this host still hold it`));
+
+    await virshOk(['destroy', d2.name]);
+    await waitNoneHeld(d2);
+    expect((await bAcquire(res)).code).toBe(0);
+    expect((await bRelease()).code).toBe(0);
   });
 });
