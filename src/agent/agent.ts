@@ -7,7 +7,7 @@ import { LeaseStorage } from '../lease/storage';
 import { AcquireHint, ResourceToken } from '../lease/token';
 import { LeaseAcquireError } from '../lease/paxos';
 import { IoBufferPool } from '../lease/iobuf';
-import { LeaderRecord, LeaseError, MAX_HOST_ID, MAX_IO_TIMEOUT, namesEqual, SANLK, verifyPaxosLeader } from '../ondisk';
+import { hostIdOutOfRange, LeaderRecord, LeaseError, MAX_IO_TIMEOUT, namesEqual, SANLK, verifyPaxosLeader } from '../ondisk';
 import { Logger } from '../log/logger';
 import { DeltaLease } from '../lease/delta';
 import { JournalRow, LeaseRow, OwnerRow, StateStore, StoreHealth } from '../state/statestore';
@@ -269,9 +269,8 @@ export class Agent {
     const spec = { ...given, hostId: given.hostId === 'auto' ? 0 : given.hostId, autoHostId: auto || undefined };
     // The control socket is an API: values the config file would refuse are refused here too,
     // before anything is joined (an absurd host_id would otherwise be retried for ever).
-    if (!auto && (!Number.isInteger(spec.hostId) || spec.hostId < 1 || spec.hostId > MAX_HOST_ID)) {
-      throw new LeaseError(SANLK.ADDLS_INVALID_HOSTID, `host_id ${spec.hostId} is outside 1..${MAX_HOST_ID}: give lockspace ${spec.name} this host's host_id`);
-    }
+    const outOfRange = auto ? undefined : hostIdOutOfRange(spec.hostId);
+    if (outOfRange) throw new LeaseError(SANLK.ADDLS_INVALID_HOSTID, `${outOfRange}: give lockspace ${spec.name} this host's host_id`);
     if (!Number.isInteger(spec.ioTimeout) || spec.ioTimeout < 1 || spec.ioTimeout > MAX_IO_TIMEOUT) {
       throw new LeaseError(SANLK.EINVAL, `io_timeout ${spec.ioTimeout} is outside 1..${MAX_IO_TIMEOUT} seconds (it is stored in one byte on disk); use this host's io_timeout, e.g. 10`);
     }

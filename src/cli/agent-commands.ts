@@ -9,9 +9,9 @@ import { callAgent } from '../control/client';
 import { LeaseSpec } from '../agent/types';
 import { Request } from '../control/protocol';
 import { allResults, explainResult, LeaseError } from '../ondisk/results';
-import { MAX_IO_TIMEOUT } from '../ondisk/constants';
+import { hostIdOutOfRange, MAX_IO_TIMEOUT } from '../ondisk/constants';
 import {
-  escapePath, formatSanlockResource, parseIoTimeoutOpt, parseLockspaceArg, parseLockspaceName, parsePidOpt, parseResourceArg, UsageError,
+  formatSanlockHeld, parseIoTimeoutOpt, parseLockspaceArg, parseLockspaceName, parsePidOpt, parseResourceArg, UsageError,
 } from '../config/sanlockargs';
 import type { HeldLeaseReply } from '../control/replies';
 import { CliContext, EXIT_OK, runCommand } from './context';
@@ -27,17 +27,14 @@ import { formatRenewal } from '../agent/renewals';
 export const pidOwner = (pid: number): string => `pid:${pid}`;
 
 /**
- * The state string `sanlock client inquire` prints: the held leases as LOCKSPACE:RESOURCE:PATH:
- * OFFSET:LVER (`:SH` for a shared one), separated by spaces; no lease prints as glibc prints a
- * NULL string. Names are the on-disk bytes; the path goes out as its UTF-8 bytes too (stdout is
- * written as latin1).
+ * The state string `sanlock client inquire` prints: the held leases as sanlock_res_to_str prints
+ * them (formatSanlockHeld: LOCKSPACE:RESOURCE:PATH:OFFSET:LVER, `:SH` for a shared one),
+ * separated by spaces; no lease prints as glibc prints a NULL string. A latin1 string of the
+ * bytes to print, as Output.out takes it.
  */
 export function inquireState(held: HeldLeaseReply[]): string {
   if (!held.length) return '(null)';
-  return held.map((l) => {
-    const fields = { ...l, path: Buffer.from(l.path, 'utf8').toString('latin1') };
-    return l.mode === 'shared' ? formatSanlockResource({ ...fields, mode: 'shared' }) : `${formatSanlockResource({ ...fields, mode: 'exclusive' })}:${l.lver}`;
-  }).join(' ');
+  return held.map(formatSanlockHeld).join(' ');
 }
 
 export function registerAgentCommands(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
@@ -145,10 +142,13 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
    * The agent's answer as sanlock prints it: `<action> done <rv>` on stdout, for a failure too
    * (not with --json: stdout stays one JSON document); runCommand explains a failure on stderr.
    * `tail` adds what sanlock prints after the code on that line (inquire's ` res_count N`).
+   * `reply` is called only after `before` is printed: sanlock prints its first line (`acquire
+   * pid N`) before it connects, so that line is there whatever the answer.
    */
-  const done = async <R>(action: string, json: boolean | undefined, reply: Promise<R>, tail: (r?: R) => string = () => ''): Promise<R> => {
+  const done = async <R>(action: string, json: boolean | undefined, reply: () => Promise<R>, tail: (r?: R) => string = () => '', before?: string): Promise<R> => {
+    if (!json && before !== undefined) ctx.output.out(`${before}\n`);
     try {
-      const r = await reply;
+      const r = await reply();
       if (!json) ctx.output.out(`${action} done 0${tail(r)}\n`);
       return r;
     } catch (err) {
@@ -180,12 +180,13 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
       const req: Request = name === 'acquire' ? { op: 'acquire', owner, leases, timeoutMs }
         : name === 'release' ? { op: 'release', owner, leases: leases.length ? leases : undefined }
           : { op: 'inquire', owner };
-      const reply = callAgent(resolveSocket(opts), req, timeoutMs ? timeoutMs + 10000 : undefined);
-      // sanlock's inquire: `inquire done RV res_count N`, then its state string in quotes
-      const r = await done(name, opts.json, reply, name === 'inquire' ? (held) => ` res_count ${Array.isArray(held) ? held.length : 0}` : undefined);
+      const reply = () => callAgent(resolveSocket(opts), req, timeoutMs ? timeoutMs + 10000 : undefined);
+      // sanlock's do_client: `<action> pid PID` (-1 without -p: its default) before the call;
+      // inquire's done line is `inquire done RV res_count N`, then its state string in quotes
+      const r = await done(name, opts.json, reply, name === 'inquire' ? (held) => ` res_count ${Array.isArray(held) ? held.length : 0}` : undefined, `${name} pid ${pid ?? -1}`);
       if (opts.json) ctx.output.json(r);
       else if (name === 'inquire' && Array.isArray(r)) ctx.output.out(`"${inquireState(r)}"\n`);
-      else if (Array.isArray(r)) ctx.output.out(r.map((l) => `r ${l.lockspace}:${l.resource}:${escapePath(l.path)}:${l.offset}:${l.mode === 'shared' ? 'SH' : l.lver}\n`).join(''));
+      else if (Array.isArray(r)) ctx.output.out(r.map((l) => `r ${formatSanlockHeld(l)}\n`).join(''));
       return EXIT_OK;
     }));
   leaseCmd('acquire');
@@ -198,9 +199,10 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
     .action(clientRun('add_lockspace', async (o) => {
       const opts = o as SocketOpts & { lockspace: string; ioTimeout?: string };
       const ls = parseLockspaceArg(opts.lockspace);
-      if (ls.hostId < 1) throw new UsageError('add_lockspace needs a host_id from 1 to 2000');
+      const outOfRange = hostIdOutOfRange(ls.hostId);
+      if (outOfRange) throw new UsageError(`-s "${opts.lockspace}": ${outOfRange}; add_lockspace joins as this host's host_id in that lockspace`);
       const ioTimeout = opts.ioTimeout !== undefined ? parseIoTimeoutOpt(opts.ioTimeout, MAX_IO_TIMEOUT) : undefined;
-      const r = await done('add_lockspace', opts.json, callAgent(resolveSocket(opts), { op: 'add_lockspace', lockspace: ls.name, hostId: ls.hostId, path: ls.path, offset: ls.offset, ioTimeout }, 15 * 60000));
+      const r = await done('add_lockspace', opts.json, () => callAgent(resolveSocket(opts), { op: 'add_lockspace', lockspace: ls.name, hostId: ls.hostId, path: ls.path, offset: ls.offset, ioTimeout }, 15 * 60000));
       if (opts.json) ctx.output.json(r);
       return EXIT_OK;
     }));
@@ -208,7 +210,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
     .requiredOption('-s, --lockspace <LS[:HOST_ID:PATH:OFF]>', 'lockspace to leave')
     .action(clientRun('rem_lockspace', async (o) => {
       const opts = o as SocketOpts & { lockspace: string };
-      const r = await done('rem_lockspace', opts.json, callAgent(resolveSocket(opts), { op: 'rem_lockspace', lockspace: parseLockspaceName(opts.lockspace) }));
+      const r = await done('rem_lockspace', opts.json, () => callAgent(resolveSocket(opts), { op: 'rem_lockspace', lockspace: parseLockspaceName(opts.lockspace) }));
       if (opts.json) ctx.output.json(r);
       return EXIT_OK;
     }));

@@ -6,9 +6,8 @@ import { promises as fsp, Stats } from 'fs';
 import { openLeaseStorage, OpenLeaseStorageOptions } from '../io/file-storage';
 import { systemClock } from '../lease/clock';
 import { UsageError } from '../config/sanlockargs';
-import { AgentError, AgentUnreachable } from '../control/client';
-import { LeaseError } from '../ondisk/results';
-import { resultInfo } from './messages';
+import { AgentUnreachable } from '../control/client';
+import { LeaseError, resultInfo } from '../ondisk/results';
 import type { WritableStorage } from './sanlock-io';
 
 export interface Output {
@@ -61,10 +60,9 @@ export const EXIT_BUSY = 4;
 /** the reader of stdout went away: what a shell reports for a process killed by SIGPIPE (128 + 13), as sanlock is there */
 export const EXIT_SIGPIPE = 141;
 
-/** `lockagent: LABEL failed: SENTENCE (sanlock RV NAME)`, the name as the agent gave it when it answered. */
+/** `lockagent: LABEL failed: SENTENCE (sanlock RV NAME)`, the code named by resultInfo, whoever gave it. */
 function failedLine(label: string, err: LeaseError): string {
-  const name = (err instanceof AgentError && err.rvName) || resultInfo(err.rv).name;
-  return `lockagent: ${label} failed: ${err.message} (sanlock ${err.rv} ${name})`;
+  return `lockagent: ${label} failed: ${err.message} (sanlock ${err.rv} ${resultInfo(err.rv).name})`;
 }
 
 /**

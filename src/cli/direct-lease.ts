@@ -32,7 +32,7 @@ import {
   isShared, LeaderRecord, LeaseError, listGeometries, namesEqual, SANLK,
 } from '../ondisk';
 import {
-  LockspaceArg, parseIoTimeoutOpt, parseLockspaceArg, parseResourceArg, refuseNonUtf8, ResourceArg, UsageError,
+  LockspaceArg, parseIoTimeoutOpt, parseLockspaceArg, parseResourceArg, parseUnsigned, refuseNonUtf8, ResourceArg, UsageError,
 } from '../config/sanlockargs';
 import { CliContext, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './context';
 import { describeOpenError, failureLine, leaseLabel, shellQuote, SHORT_READ_HOST_ID_REMEDY } from './messages';
@@ -316,12 +316,9 @@ export async function directRelease(ctx: CliContext, o: PaxosOptions): Promise<s
   return note;
 }
 
+/** `-i` and `-g`: sanlock reads them with strtoull(…, 0), a C literal (`-i 0x10` and `-i 020` are 16). */
 function parseU64Opt(s: string | undefined, opt: string): number | undefined {
-  if (s === undefined) return undefined;
-  if (!/^\d+$/.test(s)) throw new UsageError(`invalid ${opt} "${s}": expected a non-negative integer`);
-  const n = Number(s);
-  if (!Number.isSafeInteger(n)) throw new UsageError(`${opt} ${s} is too large`);
-  return n;
+  return s === undefined ? undefined : parseUnsigned(s, opt, { cLiteral: true });
 }
 
 /** Register the five commands under `lockagent direct`. */

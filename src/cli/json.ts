@@ -3,7 +3,7 @@
  * numbers when they are exact (≤ 2^53-1) and decimal strings otherwise; names are the on-disk
  * bytes decoded as UTF-8.
  */
-import { resultInfo } from './messages';
+import { resultInfo } from '../ondisk/results';
 import type {
   RawDblock, RawLeader, RawModeBlock, RawRequest, RawRindexEntry, RawRindexHeader,
 } from './sanlock-format';

@@ -5,39 +5,12 @@
 import {
   DELTA_DISK_MAGIC, PAXOS_DISK_CLEAR, PAXOS_DISK_MAGIC, RINDEX_DISK_MAGIC,
 } from '../ondisk/constants';
-import { getSystemErrorName } from 'util';
-import { explainResult, ResultInfo } from '../ondisk/results';
+import { resultInfo } from '../ondisk/results';
 import { escapePath } from '../config/sanlockargs';
 import type { RawLeader } from './sanlock-format';
 
-/** Result codes sanlock's direct commands return that are not in the SANLK table. */
-const EXTRA: Record<number, Omit<ResultInfo, 'code'>> = {
-  [-1]: { name: 'ERROR', meaning: 'the operation failed', remedy: 'see the message for the cause' },
-  [-12]: { name: 'ENOMEM', meaning: 'the leader describes sizes that cannot be used', remedy: 'give -Z and -A explicitly' },
-  [-19]: { name: 'ENODEV', meaning: 'the lease path could not be opened', remedy: 'check the path and its permissions' },
-  [-28]: { name: 'ENOSPC', meaning: 'the device is too small for the lease area', remedy: 'use a smaller offset or a larger device' },
-  [-30]: { name: 'EROFS', meaning: 'the lease path is on a read-only filesystem', remedy: 'remount it read-write' },
-  [-90]: { name: 'EMSGSIZE', meaning: 'the read went past the end of the file or device (short read)', remedy: 'check the offset against the size of the lease file or device' },
-};
-
 /** The remedy of a short read of a host_id's delta record (-s), which its host_id places too. */
 export const SHORT_READ_HOST_ID_REMEDY = 'check the host_id and the offset against the size of the lease file or device: host_id N is the record in sector N-1 of the lockspace';
-
-/** A result code in words, with its name; never a bare number. */
-export function resultInfo(rv: number): ResultInfo {
-  // sanlock's -1 is a generic failure, not EPERM
-  const known = rv === -1 ? undefined : explainResult(rv);
-  if (known) return known;
-  const extra = EXTRA[rv];
-  if (extra) return { code: rv, ...extra };
-  let name = `error ${rv}`;
-  try {
-    if (rv < 0) name = getSystemErrorName(rv);
-  } catch {
-    // not an errno
-  }
-  return { code: rv, name, meaning: `system error ${name}`, remedy: 'check the storage and the system log' };
-}
 
 export function magicName(magic: number): string {
   switch (magic >>> 0) {

@@ -2,12 +2,12 @@ import { Cron, CronOptions } from 'croner';
 import { closeSync, constants as fsc, fstatSync, openSync, readSync } from 'fs';
 import { isIP } from 'net';
 import { join } from 'path';
-import { MAX_HOST_ID } from '../ondisk/constants';
 import { geometryFor } from '../ondisk/sizes';
 import { GROUP_FILE, lookupId, PASSWD_FILE } from './accounts';
 import { ConfEntry, ConfSyntaxError, ConfValue, parseConfText } from './confsyntax';
 import { nearest } from './nearest';
 import { LockspaceArg, parseLockspaceArg } from './sanlockargs';
+import { hostIdOutOfRange } from '../ondisk/constants';
 
 /**
  * /etc/lockagent.conf: the keys of libvirt's qemu-sanlock.conf with libvirt's meaning and
@@ -344,9 +344,8 @@ function validateLockspaces(cfg: AgentConfig, where: string, legacy: (msg: strin
     } catch (e) {
       throw new ConfigError(`${where}: lockspaces entry "${s}": ${(e as Error).message}`);
     }
-    if (ls.hostId < 1 || ls.hostId > MAX_HOST_ID) {
-      throw new ConfigError(`${where}: lockspaces entry "${s}": host_id ${ls.hostId} is outside 1..${MAX_HOST_ID}; give this host's host_id in that lockspace`);
-    }
+    const outOfRange = hostIdOutOfRange(ls.hostId);
+    if (outOfRange) throw new ConfigError(`${where}: lockspaces entry "${s}": ${outOfRange}; give this host's host_id in that lockspace`);
     const first = joined.get(ls.name);
     if (first) {
       const msg = `${where}: lockspaces entry "${s}": lockspace ${ls.name} is also joined by ${first.by}`;

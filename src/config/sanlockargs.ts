@@ -7,9 +7,20 @@
  *   -r RESOURCE    lockspace:resource:path:offset[:lver|:SH]
  *   dump target    path[:offset[:size]]
  *
- * `\` escapes the next character (so `\:` and `\ ` can appear in a path); offsets and sizes are
- * byte counts or a number with an `M` suffix (MiB). Everything here is pure: a bad argument
- * throws a UsageError before any file is opened.
+ * A ':' after a '\' does not split. What the backslash then stands for is sanlock's rule for
+ * each string (sanlock 3.8.5 src/client.c, src/direct.c):
+ *
+ *   -r (sanlock_str_to_res): in every field `\x` is `x`, so `\:`, `\ ` and `\\` give a colon,
+ *      a space and a backslash;
+ *   -s (sanlock_str_to_lockspace) and the dump target (direct_dump): the lockspace name is kept
+ *      as written, backslashes and all (`-s 'my\:ls:1:/p:0'` is the 6-byte name my\:ls), and a
+ *      path loses every backslash (sanlock_path_import), so `\:` and `\ ` give a colon and a
+ *      space there too. A path holding `\\` is refused: sanlock would drop both backslashes
+ *      and open another file.
+ *
+ * Offsets and sizes are decimal byte counts or a number with an `M` suffix (MiB); every number
+ * goes through parseUnsigned. Everything here is pure: a bad argument throws a UsageError before
+ * any file is opened.
  */
 import { LeaseMode } from '../lease/token';
 import { NAME_ID_SIZE, SANLK_PATH_LEN } from '../ondisk/constants';
@@ -50,17 +61,18 @@ export interface DumpTarget {
 }
 
 /**
- * Split on unescaped `:`; `\x` stands for a literal `x`. A trailing lone backslash is refused
+ * Split on the ':' that no '\' escapes (sanlock's scan: a '\' takes the next character with
+ * it), keeping each field as written, backslashes included. A trailing lone backslash is refused
  * (sanlock would silently drop it).
  */
-export function splitEscaped(s: string, what: string): string[] {
+function splitFields(s: string, what: string): string[] {
   const parts: string[] = [];
   let cur = '';
   for (let i = 0; i < s.length; i++) {
     const c = s[i];
     if (c === '\\') {
-      if (i === s.length - 1) throw new UsageError(`${what} "${s}" ends with a lone backslash; use \\\\ for a backslash, \\: for a colon`);
-      cur += s[++i];
+      if (i === s.length - 1) throw new UsageError(`${what} "${s}" ends with a lone backslash; use \\: for a colon`);
+      cur += c + s[++i];
     } else if (c === ':') {
       parts.push(cur);
       cur = '';
@@ -72,9 +84,40 @@ export function splitEscaped(s: string, what: string): string[] {
   return parts;
 }
 
-/** Escape a path for display in sanlock syntax (`:`, space and `\` get a backslash). */
+/** Split as sanlock_str_to_res does: on unescaped `:`, and in every field `\x` stands for `x`. */
+export function splitEscaped(s: string, what: string): string[] {
+  return splitFields(s, what).map((f) => f.replace(/\\(.)/gs, '$1'));
+}
+
+/**
+ * A path of `-s` or of the dump target as sanlock_path_import reads it: every backslash is
+ * dropped. `\\` is refused rather than read as nothing, since a path holding a backslash cannot
+ * be named there at all (sanlock would open another file).
+ */
+function importPath(raw: string, what: string, arg: string): string {
+  if (raw.includes('\\\\')) {
+    throw new UsageError(`the path in ${what} "${arg}" holds "\\\\": sanlock drops every backslash of a ${what} path, so it would open another file; ` +
+      'a path with a backslash cannot be given here (\\: and \\ stand for a colon and a space)');
+  }
+  return raw.replace(/\\/g, '');
+}
+
+/**
+ * Escape a path for display in lockagent's messages, so that it can be pasted back into `-r`
+ * (`:`, space and `\` get a backslash). sanlock's own output escapes paths otherwise:
+ * exportPath.
+ */
 export function escapePath(p: string): string {
   return p.replace(/[\\: ]/g, (c) => `\\${c}`);
+}
+
+/**
+ * A path as sanlock_path_export prints it (sanlock's `client status`, `inquire`): a ':' or a
+ * space gets a backslash, a backslash is passed through with the character after it (as if it
+ * already escaped that one), everything else is copied.
+ */
+export function exportPath(p: string): string {
+  return p.replace(/\\[^]?|[: ]/g, (m) => (m[0] === '\\' ? m : `\\${m}`));
 }
 
 export interface SanlockResourceFields {
@@ -94,7 +137,8 @@ export interface SanlockResourceFields {
  * in every field, so we escape '\', ':' and ' ' wherever they occur, and the string always parses
  * back to the same fields. sanlock_path_export (used for its own output) escapes only ':' and ' '
  * and only in paths, passing an existing '\' through as if it already were an escape; for paths
- * and names without a backslash, and names without ':' or ' ', both give the same text.
+ * and names without a backslash, and names without ':' or ' ', both give the same text. What
+ * sanlock prints, byte for byte, is formatSanlockHeld's.
  */
 export function formatSanlockResource(r: SanlockResourceFields): string {
   if (!Number.isSafeInteger(r.offset) || r.offset < 0) throw new RangeError(`bad lease offset ${r.offset}`);
@@ -102,19 +146,66 @@ export function formatSanlockResource(r: SanlockResourceFields): string {
   return r.mode === 'shared' ? `${base}:SH` : base;
 }
 
-/** Byte count, or a number with an `M` suffix meaning MiB (sanlock's only suffix). */
-export function parseByteCount(s: string, what: string): number {
-  const m = /^(\d+)(M?)$/.exec(s);
-  if (!m) throw new UsageError(`invalid ${what} "${s}": use a byte count or a number of MiB with an M suffix (e.g. 1M)`);
-  const n = Number(m[1]) * (m[2] ? MiB : 1);
-  if (!Number.isSafeInteger(n)) throw new UsageError(`${what} "${s}" is too large`);
-  return n;
+/** A held lease as sanlock_res_to_str prints it: its fields, and its lver (exclusive, the default) or SH. */
+export interface HeldResourceFields extends Omit<SanlockResourceFields, 'mode'> {
+  mode?: LeaseMode;
+  lver: number;
 }
 
-function parseUnsigned(s: string, what: string, max = Number.MAX_SAFE_INTEGER): number {
-  if (!/^\d+$/.test(s)) throw new UsageError(`invalid ${what} "${s}": expected a non-negative integer`);
-  const n = Number(s);
-  if (!Number.isSafeInteger(n) || n > max) throw new UsageError(`${what} ${s} is too large (at most ${max})`);
+/**
+ * A held lease as sanlock prints one (sanlock_res_to_str in src/client.c: the `r` lines of
+ * `client status`, the state string of `client inquire`): LOCKSPACE:RESOURCE:PATH:OFFSET:LVER,
+ * or :SH for a shared one. The names go out as they are, with no escape (they are the on-disk
+ * bytes, a latin1 string here); the path as exportPath prints it, as its UTF-8 bytes (a latin1
+ * string, for an output that writes latin1). Unlike formatSanlockResource, this is sanlock's
+ * output, not a string meant to be parsed back: a ':' in a name reads as a separator.
+ */
+export function formatSanlockHeld(l: HeldResourceFields): string {
+  const path = Buffer.from(exportPath(l.path), 'utf8').toString('latin1');
+  return `${l.lockspace}:${l.resource}:${path}:${l.offset}:${l.mode === 'shared' ? 'SH' : l.lver}`;
+}
+
+/** Byte count, or a number with an `M` suffix meaning MiB (sanlock's only suffix). */
+export function parseByteCount(s: string, what: string): number {
+  const n = parseUnsigned(s.endsWith('M') ? s.slice(0, -1) : s, what, { expected: 'use a byte count or a number of MiB with an M suffix (e.g. 1M)', shown: s });
+  const bytes = s.endsWith('M') ? n * MiB : n;
+  if (!Number.isSafeInteger(bytes)) throw new UsageError(`${what} "${s}" is too large`);
+  return bytes;
+}
+
+/** How parseUnsigned reads a number, and what it takes. */
+export interface UnsignedRule {
+  /** smallest value taken (default 0) */
+  min?: number;
+  /** largest value taken (default and at most Number.MAX_SAFE_INTEGER) */
+  max?: number;
+  /**
+   * Read as a C literal, as strtoull(s, NULL, 0) does: `0x1f` is 31 and `017` is 15 (octal).
+   * Otherwise decimal, as atoi, atoll, strtoul(s, NULL, 10) and sscanf's %llu read it: `017` is 17.
+   */
+  cLiteral?: boolean;
+  /** what the refusal of a malformed or too small value says is expected */
+  expected?: string;
+  /** the argument as the operator wrote it, for the messages (default: s) */
+  shown?: string;
+}
+
+/**
+ * The one reader of the unsigned numbers in sanlock's arguments. The number is read as sanlock
+ * reads it (decimal, or with `cLiteral` a C literal), but all of it: what sanlock's atoi, atoll
+ * or strtoull would read only in part, or bend (`12x`, ` 1`, `+1`, `-1`, `08` as a C literal,
+ * an empty string), is refused.
+ */
+export function parseUnsigned(s: string, what: string, rule: UnsignedRule = {}): number {
+  const { min = 0, max = Number.MAX_SAFE_INTEGER, cLiteral = false, shown = s } = rule;
+  const form = cLiteral ? /^(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/ : /^[0-9]+$/;
+  const expected = rule.expected ?? `expected ${min > 0 ? `an integer of ${min} or more` : 'a non-negative integer'}` +
+    `${cLiteral ? ' (decimal, hex as 0x1f or octal as 017: sanlock reads it as a C literal)' : ''}`;
+  if (!form.test(s)) throw new UsageError(`invalid ${what} "${shown}": ${expected}`);
+  const v = cLiteral && /^0[0-7]/.test(s) ? BigInt(`0o${s.slice(1)}`) : BigInt(s);
+  if (v > BigInt(Math.min(max, Number.MAX_SAFE_INTEGER))) throw new UsageError(`${what} ${shown} is too large (at most ${max})`);
+  const n = Number(v);
+  if (n < min) throw new UsageError(`invalid ${what} "${shown}": ${expected}`);
   return n;
 }
 
@@ -154,12 +245,15 @@ function parsePath(p: string, arg: string): string {
 }
 
 /**
- * `-s name:host_id:path[:offset]`: without an offset it is 0, as in sanlock. More fields are
- * refused: sanlock reads everything after the third ':' as the offset (`atoll("b:0")` is 0), so
- * an unescaped ':' in the path would silently name another file.
+ * `-s name:host_id:path[:offset]`, read as sanlock_str_to_lockspace reads it: the name as
+ * written (a '\' stays in it), the path without its backslashes (importPath); without an offset
+ * it is 0. More fields are refused: sanlock reads everything after the third ':' as the offset
+ * (`atoll("b:0")` is 0), so an unescaped ':' in the path would silently name another file.
+ * (sanlock's own `M` suffix code splits at every ':', escaped or not, so sanlock misreads an
+ * escaped ':' before an offset such as `1M`; lockagent reads what was written.)
  */
 export function parseLockspaceArg(arg: string): LockspaceArg {
-  const parts = splitEscaped(arg, '-s');
+  const parts = splitFields(arg, '-s');
   if (parts.length < 3) {
     throw new UsageError(`-s "${arg}" must be LOCKSPACE:HOST_ID:PATH[:OFFSET] (escape ':' in the path as '\\:')`);
   }
@@ -169,22 +263,26 @@ export function parseLockspaceArg(arg: string): LockspaceArg {
   const [name, hostId, path, offset = '0'] = parts;
   return {
     name: parseName('lockspace', name, arg),
-    hostId: parseUnsigned(hostId, 'host_id in -s', 0xffffffff),
-    path: parsePath(path, arg),
+    hostId: parseUnsigned(hostId, 'host_id in -s', { max: 0xffffffff }),
+    path: parsePath(importPath(path, '-s', arg), arg),
     offset: parseByteCount(offset, 'offset in -s'),
   };
 }
 
 /**
  * The lockspace name of `-s` where only the name counts (`client rem_lockspace`, `host_status`,
- * `renewal`): `LOCKSPACE[:HOST_ID:PATH:OFFSET]`, the rest ignored. Escapes and the on-disk form
- * as for add_lockspace's `-s`, so both name the same lockspace.
+ * `renewal`): `LOCKSPACE[:HOST_ID:PATH:OFFSET]`, the rest ignored. The name is read as
+ * add_lockspace's `-s` reads it (as written, a '\' kept), so both name the same lockspace.
  */
 export function parseLockspaceName(arg: string): string {
-  return parseName('lockspace', splitEscaped(arg, '-s')[0], arg);
+  return parseName('lockspace', splitFields(arg, '-s')[0], arg);
 }
 
-/** `-r lockspace:resource:path:offset[:lver|:SH]` (one disk) */
+/**
+ * `-r lockspace:resource:path:offset[:lver|:SH]` (one disk), read as sanlock_str_to_res reads it:
+ * `\x` is `x` in every field; the offset is decimal (sscanf's %llu, or `M` MiB), the lver a C
+ * literal (strtoull base 0: `0x1f` is 31, `017` is 15).
+ */
 export function parseResourceArg(arg: string): ResourceArg {
   const parts = splitEscaped(arg, '-r');
   if (parts.length < 4) {
@@ -203,17 +301,17 @@ export function parseResourceArg(arg: string): ResourceArg {
   };
   if (tail !== undefined) {
     if (tail === 'SH') out.shared = true;
-    else out.lver = parseUnsigned(tail, 'lver in -r');
+    else out.lver = parseUnsigned(tail, 'lver in -r', { cLiteral: true });
   }
   return out;
 }
 
-/** `path[:offset[:size]]` of `direct dump`. */
+/** `path[:offset[:size]]` of `direct dump`; the path read as sanlock's direct_dump reads it (importPath). */
 export function parseDumpTarget(arg: string): DumpTarget {
-  const parts = splitEscaped(arg, 'dump path');
+  const parts = splitFields(arg, 'dump path');
   if (parts.length > 3) throw new UsageError(`dump target "${arg}" must be PATH[:OFFSET[:SIZE]] (escape ':' in the path as '\\:')`);
   return {
-    path: parsePath(parts[0], arg),
+    path: parsePath(importPath(parts[0], 'dump', arg), arg),
     offset: parts.length > 1 ? parseByteCount(parts[1], 'dump offset') : 0,
     size: parts.length > 2 ? parseByteCount(parts[2], 'dump size') : 0,
   };
@@ -256,20 +354,21 @@ export function parseGeometryOpts(sector?: string, align?: string): Geometry | u
  * lockspace's io_timeout in one byte, so `client add_lockspace` passes MAX_IO_TIMEOUT as `max`.
  */
 export function parseIoTimeoutOpt(s: string, max = 0xffff): number {
-  const n = parseUnsigned(s, '-o io_timeout', max);
+  const n = parseUnsigned(s, '-o io_timeout', { max });
   return n === 0 ? 10 : n;
 }
 
-/** `-p PID` of `client acquire|release|inquire`: the owner's process, 1 or more (a pid_t). */
+/**
+ * `-p PID` of `client acquire|release|inquire`: the owner's process, 1 or more (a pid_t).
+ * Decimal, leading zeros allowed, as sanlock's atoi reads it (`-p 01` is pid 1).
+ */
 export function parsePidOpt(s: string): number {
-  const n = /^[1-9]\d*$/.test(s) ? Number(s) : NaN;
-  if (!(n <= 0x7fffffff)) throw new UsageError(`invalid -p "${s}": the owner pid must be a positive integer`);
-  return n;
+  return parseUnsigned(s, '-p', { min: 1, max: 0x7fffffff, expected: 'the owner pid must be a positive integer' });
 }
 
 /** `-n`: 0 means max_hosts, as in sanlock. The upper bound depends on the geometry. */
 export function parseNumHostsOpt(s: string): number {
-  return parseUnsigned(s, '-n num_hosts', 0xffffffff);
+  return parseUnsigned(s, '-n num_hosts', { max: 0xffffffff });
 }
 
 /** `-z 0|1` */

@@ -1,5 +1,5 @@
 import net from 'net';
-import { LeaseError, SANLK } from '../ondisk/results';
+import { LeaseError, resultInfo, SANLK } from '../ondisk/results';
 import { Op, PROTOCOL_VERSION, RequestOf, Response, ResultOf } from './protocol';
 
 /**
@@ -61,16 +61,20 @@ function connectError(socketPath: string, e: NodeJS.ErrnoException): LeaseError 
   return new AgentUnreachable(e.code === 'EACCES' ? SANLK.EACCES : SANLK.ECONNREFUSED, why);
 }
 
-/** The agent's refusal of a request: its result code with the name the agent gave it. */
+/**
+ * The agent's refusal of a request: its result code and sentence. The code's name is
+ * resultInfo's, the one naming of a code (src/ondisk/results.ts), so that a code reads the same
+ * whether the agent answered it or the CLI met it; the reply's own `name` is not used.
+ */
 export class AgentError extends LeaseError {
-  constructor(rv: number, readonly rvName: string, message: string) {
-    super(rv, message);
+  get rvName(): string {
+    return resultInfo(this.rv).name;
   }
 }
 
 function settle<R>(r: Response<R>, resolve: (v: R) => void, reject: (e: Error) => void): void {
   if (r.ok) resolve(r.result);
-  else reject(new AgentError(r.error.rv, r.error.name, r.error.message));
+  else reject(new AgentError(r.error.rv, r.error.message));
 }
 
 /**

@@ -1,7 +1,7 @@
 import { chmodSync, chownSync, existsSync, mkdirSync, unlinkSync } from 'fs';
 import net from 'net';
 import { dirname } from 'path';
-import { explainResult, LeaseError, Refusal, SANLK } from '../ondisk/results';
+import { LeaseError, Refusal, resultInfo, SANLK } from '../ondisk/results';
 import { ErrorBody, parseRequest, PROTOCOL_VERSION, ProtocolError, Request, Response, SOCKET_LIMITS, SocketLimits } from './protocol';
 
 export interface Peer {
@@ -48,7 +48,7 @@ const REFUSAL_LOG_MS = 10_000;
  * SANLK_ERROR and logged with its stack.
  */
 export function mapRequestError(e: unknown): { body: ErrorBody; kind: 'refusal' | 'policy' | 'protocol' | 'fault' } {
-  const body = (rv: number, message: string) => ({ rv, name: explainResult(rv)?.name ?? 'SANLK_ERROR', message });
+  const body = (rv: number, message: string) => ({ rv, name: resultInfo(rv).name, message });
   if (e instanceof LeaseError) return { body: body(e.rv, e.message), kind: 'refusal' };
   if (e instanceof Refusal) return { body: body(e.rv, e.message), kind: 'policy' };
   if (e instanceof ProtocolError) return { body: body(SANLK.EINVAL, e.message), kind: 'protocol' };

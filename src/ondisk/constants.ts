@@ -59,5 +59,15 @@ export const LVB_SECTOR = 2002;
 export const DEFAULT_IO_TIMEOUT = 10;
 /** Highest host_id: sanlock's DEFAULT_MAX_HOSTS (fewer fit in some geometries; the join checks those). */
 export const MAX_HOST_ID = 2000;
+
+/**
+ * Why `hostId` cannot be this host's host_id in a lockspace it joins, or undefined when it can:
+ * 1..MAX_HOST_ID (sanlock's DEFAULT_MAX_HOSTS, 2000; a lockspace's geometry may hold fewer, which
+ * the join checks). The one range check of every place that joins: the config's `lockspaces`
+ * entries, the agent's add_lockspace, `lockagent client add_lockspace`; each adds its remedy.
+ */
+export function hostIdOutOfRange(hostId: number): string | undefined {
+  return Number.isInteger(hostId) && hostId >= 1 && hostId <= MAX_HOST_ID ? undefined : `host_id ${hostId} is outside 1..${MAX_HOST_ID}`;
+}
 /** Highest io_timeout: the delta record stores it in one byte. */
 export const MAX_IO_TIMEOUT = 255;

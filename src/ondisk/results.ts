@@ -2,6 +2,9 @@
  * sanlock 3.8.5 result codes (sanlock_rv.h) with the sentence an operator needs: what happened
  * and what to do about it. `lockagent explain CODE` prints these; errors never show a bare code.
  */
+import { constants as osConstants } from 'os';
+import { getSystemErrorMap } from 'util';
+
 export interface ResultInfo {
   code: number;
   name: string;
@@ -16,7 +19,6 @@ const R = <C extends number, N extends string>(code: C, name: N, meaning: string
 
 const TABLE = [
   R(0, 'OK', 'success', 'nothing to do'),
-  R(-1, 'EPERM', 'operation not permitted or invalid arguments', 'check the command line and permissions'),
   R(-2, 'ENOENT', 'the lease path does not exist', 'create and initialise the lease area (lockagent direct init), or fix the path'),
   R(-3, 'ESRCH', 'no such process: the pid given for the owner does not exist', 'pass the pid of the running process that uses the leases'),
   R(-5, 'EIO', 'the storage returned an I/O error', 'check the storage and its mount; see the kernel log'),
@@ -72,8 +74,25 @@ const TABLE = [
   R(-278, 'SANLK_RINDEX_NOSPACE', 'the resource index is full', 'grow the index or remove entries'),
 ];
 
-const BY_CODE = new Map<number, ResultInfo>(TABLE.map((r) => [r.code, r]));
-const BY_NAME = new Map<string, ResultInfo>(TABLE.map((r) => [r.name, r]));
+/**
+ * Codes that sanlock's direct commands return (and lockagent's, as sanlock's do) beside
+ * sanlock_rv.h, with the names lockagent gives them. Not in SANLK: the agent never answers them.
+ * -1 is sanlock's generic failure (a bare `return -1`); sanlock's sources never mean EPERM by it,
+ * so it is not called EPERM.
+ */
+const OTHER: readonly ResultInfo[] = [
+  R(-1, 'ERROR', 'the operation failed', 'see the message for the cause'),
+  R(-12, 'ENOMEM', 'the leader describes sizes that cannot be used', 'give -Z and -A explicitly'),
+  R(-19, 'ENODEV', 'the lease path could not be opened', 'check the path and its permissions'),
+  R(-30, 'EROFS', 'the lease path is on a read-only filesystem', 'remount it read-write'),
+  R(-90, 'EMSGSIZE', 'the read went past the end of the file or device (short read)', 'check the offset against the size of the lease file or device'),
+];
+
+const KNOWN: readonly ResultInfo[] = [...TABLE, ...OTHER].sort((a, b) => b.code - a.code);
+const BY_CODE = new Map<number, ResultInfo>(KNOWN.map((r) => [r.code, r]));
+const BY_NAME = new Map<string, ResultInfo>(KNOWN.map((r) => [r.name, r]));
+/** errno names of this platform by number (os.constants.errno: real errnos, not libuv's own codes) */
+const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
 
 type Row = (typeof TABLE)[number];
 type Short<N extends string> = N extends `SANLK_${infer K}` ? K : N;
@@ -98,14 +117,33 @@ export function explainResult(codeOrName: number | string): ResultInfo | undefin
   return BY_NAME.get(up) ?? BY_NAME.get(`SANLK_${up}`);
 }
 
+/** Every named code: sanlock_rv.h's, the errnos lockagent answers with, and OTHER. */
 export function allResults(): readonly ResultInfo[] {
-  return TABLE;
+  return KNOWN;
+}
+
+/**
+ * The one naming of a result code, for everything that shows one (the CLI's failure lines and
+ * JSON, the agent's refusals as the CLI reports them): sanlock prints only the number, so the
+ * names are lockagent's. A code of the table or OTHER has its row; any other negative errno its
+ * errno name (-9 is EBADF: what a system call said, which is clearer than a name of sanlock's own
+ * that the code is not, such as SANLK_ERROR, -201); a code that is neither is UNKNOWN.
+ */
+export function resultInfo(rv: number): ResultInfo {
+  const known = BY_CODE.get(rv);
+  if (known) return known;
+  const errno = rv < 0 ? ERRNO_NAMES.get(-rv) : undefined;
+  if (errno) {
+    const text = getSystemErrorMap().get(rv)?.[1];
+    return { code: rv, name: errno, meaning: `system error ${errno}${text ? ` (${text})` : ''}`, remedy: 'check the storage and the system log' };
+  }
+  return { code: rv, name: 'UNKNOWN', meaning: `result ${rv}, which neither sanlock nor lockagent defines`, remedy: 'see the message and the log for the cause' };
 }
 
 /** "the lease is held by another host that is alive (sanlock -243 SANLK_ACQUIRE_IDLIVE)" */
 export function describeResult(code: number): string {
-  const r = BY_CODE.get(code);
-  return r ? `${r.meaning} (sanlock ${code} ${r.name})` : `unknown result ${code}`;
+  const r = resultInfo(code);
+  return `${r.meaning} (sanlock ${code} ${r.name})`;
 }
 
 /**

@@ -4,11 +4,11 @@
  */
 import { buildProgram, run } from '../../src/cli/program';
 import {
-  escapePath, parseAioOpt, parseAlignOpt, parseByteCount, parseClearOpt, parseDumpTarget, parseForceModeOpt, parseGeometryOpts,
-  parseIoTimeoutOpt, parseLockspaceArg, parseLockspaceName, parseNumHostsOpt, parsePidOpt, parseResourceArg, parseSectorSizeOpt,
-  splitEscaped, UsageError,
+  escapePath, exportPath, formatSanlockHeld, parseAioOpt, parseAlignOpt, parseByteCount, parseClearOpt, parseDumpTarget,
+  parseForceModeOpt, parseGeometryOpts, parseIoTimeoutOpt, parseLockspaceArg, parseLockspaceName, parseNumHostsOpt, parsePidOpt,
+  parseResourceArg, parseSectorSizeOpt, parseUnsigned, splitEscaped, UsageError,
 } from '../../src/config/sanlockargs';
-import { decodeLeader } from '../../src/ondisk';
+import { decodeLeader, hostIdOutOfRange } from '../../src/ondisk';
 import { MemoryStorage, memoryContext } from '../helpers/memory-storage';
 
 const MiB = 1048576;
@@ -26,6 +26,57 @@ describe('splitEscaped / escapePath', () => {
     for (const p of ['/dev/mapper/vg-lv', '/tmp/a:b c/\\x', 'plain']) {
       expect(splitEscaped(`LS:0:${escapePath(p)}:0`, 'x')[2]).toBe(p);
     }
+  });
+});
+
+// sanlock_path_export and sanlock_res_to_str (sanlock src/client.c), as `sanlock client inquire`
+// and `client status` print them (seen against the real daemon; test/interop/client-strings)
+describe('exportPath / formatSanlockHeld: sanlock\'s printed form', () => {
+  it('escapes ":" and " " in a path, passes "\\" through with the character after it', () => {
+    expect(exportPath('/a:b/sp ace')).toBe('/a\\:b/sp\\ ace');
+    expect(exportPath('/b\\c')).toBe('/b\\c');
+    expect(exportPath('/b\\:c')).toBe('/b\\:c');
+    expect(exportPath('/b\\ c')).toBe('/b\\ c');
+    expect(exportPath('/end\\')).toBe('/end\\');
+    expect(exportPath('/p/é')).toBe('/p/é');
+  });
+  it('prints names as they are, the path exported in UTF-8 bytes, then the lver or SH', () => {
+    const held = { lockspace: 'L:S', resource: 'R 1', path: '/a:b/é', offset: 512, lver: 3 };
+    expect(Buffer.from(formatSanlockHeld(held), 'latin1').toString('utf8')).toBe('L:S:R 1:/a\\:b/é:512:3');
+    expect(formatSanlockHeld({ ...held, mode: 'exclusive' })).toBe(formatSanlockHeld(held));
+    expect(formatSanlockHeld({ ...held, path: '/p', mode: 'shared' })).toBe('L:S:R 1:/p:512:SH');
+  });
+});
+
+// sanlock reads its numbers with atoi/atoll/sscanf %llu (decimal) and strtoull(…, 0) (a C literal:
+// -r's lver, -i, -g); what those would read only in part is refused
+describe('parseUnsigned: the one reader of numbers', () => {
+  it('decimal, leading zeros allowed', () => {
+    expect(parseUnsigned('010', 'x')).toBe(10);
+    expect(parseUnsigned('0', 'x')).toBe(0);
+    for (const bad of ['0x10', '12x', ' 1', '+1', '-1', '', '1.5', '1e3']) expect(() => parseUnsigned(bad, 'x')).toThrow(/^invalid x ".*": expected a non-negative integer$/);
+  });
+  it('as a C literal: hex and octal as strtoull base 0 reads them', () => {
+    expect(parseUnsigned('0x1f', 'x', { cLiteral: true })).toBe(31);
+    expect(parseUnsigned('0X1F', 'x', { cLiteral: true })).toBe(31);
+    expect(parseUnsigned('017', 'x', { cLiteral: true })).toBe(15);
+    expect(parseUnsigned('0', 'x', { cLiteral: true })).toBe(0);
+    expect(parseUnsigned('19', 'x', { cLiteral: true })).toBe(19);
+    for (const bad of ['08', '0x', '1x', '0x1g', ' 5', '+5', '-1', '']) expect(() => parseUnsigned(bad, 'x', { cLiteral: true })).toThrow(/invalid x .*0x1f.*017/);
+  });
+  it('bounds: min and max, and never past 2^53 - 1', () => {
+    expect(() => parseUnsigned('0', 'x', { min: 1 })).toThrow(/^invalid x "0": expected an integer of 1 or more$/);
+    expect(() => parseUnsigned('11', 'x', { max: 10 })).toThrow(/^x 11 is too large \(at most 10\)$/);
+    expect(parseUnsigned('9007199254740991', 'x')).toBe(Number.MAX_SAFE_INTEGER);
+    expect(() => parseUnsigned('9007199254740992', 'x')).toThrow(/too large/);
+    expect(() => parseUnsigned('0x20000000000000', 'x', { cLiteral: true })).toThrow(/too large/);
+  });
+});
+
+describe('hostIdOutOfRange: the host_ids a host joins as', () => {
+  it('1..2000', () => {
+    for (const ok of [1, 2000]) expect(hostIdOutOfRange(ok)).toBeUndefined();
+    for (const bad of [0, 2001, 1.5, -1, NaN]) expect(hostIdOutOfRange(bad)).toBe(`host_id ${bad} is outside 1..2000`);
   });
 });
 
@@ -59,6 +110,21 @@ describe('-s LOCKSPACE', () => {
     expect(() => parseLockspaceArg(`LS:1:/${'p'.repeat(1023)}:0`)).toThrow(/longer than 1023 bytes/);
     expect(parseLockspaceArg(`LS:1:/${'p'.repeat(1022)}:0`).path.length).toBe(1023);
   });
+  // sanlock_str_to_lockspace: the name is copied as written, the path through sanlock_path_import
+  // (every backslash dropped); seen with `sanlock direct init -s 'my\:ls:0:…'` (space_name my\:ls)
+  it('keeps a backslash in the name and drops every backslash of the path, as sanlock', () => {
+    expect(parseLockspaceArg('my\\:ls:1:/x\\:y:0')).toEqual({ name: 'my\\:ls', hostId: 1, path: '/x:y', offset: 0 });
+    expect(parseLockspaceArg('a\\ b\\\\c:1:/sp\\ ace/\\q:0')).toEqual({ name: 'a\\ b\\\\c', hostId: 1, path: '/sp ace/q', offset: 0 });
+    expect(parseLockspaceName('my\\:ls')).toBe('my\\:ls');
+    // sanlock would drop both backslashes and open /ab
+    expect(() => parseLockspaceArg('LS:1:/a\\\\b:0')).toThrow(/path in -s .* holds "\\\\": sanlock drops every backslash/);
+    expect(() => parseDumpTarget('/a\\\\b')).toThrow(/path in dump .* holds "\\\\"/);
+    expect(parseDumpTarget('/a\\ b\\:c:1M').path).toBe('/a b:c');
+  });
+  it('reads host_id and offset as decimal, as atoll', () => {
+    expect(parseLockspaceArg('LS:01:/x:010')).toMatchObject({ hostId: 1, offset: 10 });
+    for (const bad of ['LS:0x1:/x:0', 'LS:1:/x:0x10']) expect(() => parseLockspaceArg(bad)).toThrow(UsageError);
+  });
   it('the name alone (rem_lockspace, host_status, renewal) is the name the whole string gives', () => {
     for (const s of ['LS:1:/x:0', 'my\\:ls:1:/x\\:y:0', 'é:0:/x:0']) {
       expect(parseLockspaceName(s)).toBe(parseLockspaceArg(s).name);
@@ -74,6 +140,14 @@ describe('-r RESOURCE', () => {
     expect(parseResourceArg('LS:RES:/p:1M')).toEqual({ lockspace: 'LS', resource: 'RES', path: '/p', offset: MiB });
     expect(parseResourceArg('LS:RES:/p:0:7')).toMatchObject({ lver: 7 });
     expect(parseResourceArg('LS:RES:/p:0:SH')).toMatchObject({ shared: true });
+  });
+  // sanlock_str_to_res: `\x` is `x` in every field, the offset is sscanf %llu (decimal), the lver
+  // strtoull(…, 0) (seen: `sanlock client inquire -D -r LS:R:/p:0:017` logs lver 15)
+  it('unescapes every field, reads the offset as decimal and the lver as a C literal', () => {
+    expect(parseResourceArg('L\\:S:R\\ 1:/a\\:b\\\\c:010:0x1f')).toEqual({ lockspace: 'L:S', resource: 'R 1', path: '/a:b\\c', offset: 10, lver: 31 });
+    expect(parseResourceArg('LS:R:/p:0:017').lver).toBe(15);
+    expect(parseResourceArg('LS:R:/p:0:0').lver).toBe(0);
+    for (const bad of ['LS:R:/p:0x10', 'LS:R:/p:0:08', 'LS:R:/p:0:1x', 'LS:R:/p:0:-1', 'LS:R:/p:0:SHX']) expect(() => parseResourceArg(bad)).toThrow(UsageError);
   });
   it('refuses more than one disk, names over 48 bytes, and a bad lver', () => {
     expect(() => parseResourceArg('LS:RES:/p:0:/q:0')).toThrow(/one disk per resource/);
@@ -140,10 +214,13 @@ describe('options', () => {
     expect(parseIoTimeoutOpt('255', 255)).toBe(255);
     expect(() => parseIoTimeoutOpt('256', 255)).toThrow(/-o io_timeout 256 is too large \(at most 255\)/);
   });
-  it('-p: a positive pid', () => {
+  it('-p: a positive pid, decimal as sanlock\'s atoi reads it', () => {
     expect(parsePidOpt('1')).toBe(1);
+    expect(parsePidOpt('01')).toBe(1);
     expect(parsePidOpt('4194304')).toBe(4194304);
-    for (const bad of ['0', '-1', '01', 'abc', '1.5', '', '2147483648']) expect(() => parsePidOpt(bad)).toThrow(/invalid -p .*positive integer/);
+    expect(parsePidOpt('2147483647')).toBe(2147483647);
+    for (const bad of ['0', '-1', 'abc', '1.5', '', '0x10']) expect(() => parsePidOpt(bad)).toThrow(/invalid -p .*positive integer/);
+    expect(() => parsePidOpt('2147483648')).toThrow(/^-p 2147483648 is too large \(at most 2147483647\)$/);
   });
   it('-a 0|1 (sanlock\'s use-aio switch, ignored)', () => {
     expect(() => parseAioOpt('0')).not.toThrow();

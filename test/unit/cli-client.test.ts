@@ -1,7 +1,9 @@
 /**
  * `lockagent client ...` in sanlock's syntax, run in-process against a real control server whose
- * handler answers canned replies: stdout `<action> done <rv>`, the stderr line of a failure, exit
- * statuses, `-p PID` owners, the sanlock-named aliases and the checks made before connecting.
+ * handler answers canned replies: stdout `<action> pid PID` and `<action> done <rv>`, the lease
+ * strings as sanlock prints them, the stderr line of a failure, exit statuses, `-p PID` owners,
+ * the sanlock-named aliases and the checks made before connecting. test/interop/client-strings
+ * compares the same output with the real sanlock's.
  */
 import { mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
@@ -67,9 +69,9 @@ describe('lockagent client', () => {
 
   describe('stdout is sanlock\'s "<action> done <rv>"', () => {
     it('on success, before the lease lines of acquire and inquire', async () => {
-      expect(await client('acquire', '-r', 'LS:R:/p:0', '--owner', 'o')).toEqual({ code: 0, stdout: 'acquire done 0\nr LS:R:/p:0:3\n', stderr: [], json: [] });
-      expect(await client('inquire', '--owner', 'o')).toMatchObject({ code: 0, stdout: 'inquire done 0 res_count 1\n"LS:R:/p:0:3"\n' });
-      expect(await client('release', '--owner', 'o')).toMatchObject({ code: 0, stdout: 'release done 0\n' });
+      expect(await client('acquire', '-r', 'LS:R:/p:0', '--owner', 'o')).toEqual({ code: 0, stdout: 'acquire pid -1\nacquire done 0\nr LS:R:/p:0:3\n', stderr: [], json: [] });
+      expect(await client('inquire', '--owner', 'o')).toMatchObject({ code: 0, stdout: 'inquire pid -1\ninquire done 0 res_count 1\n"LS:R:/p:0:3"\n' });
+      expect(await client('release', '--owner', 'o')).toMatchObject({ code: 0, stdout: 'release pid -1\nrelease done 0\n' });
       expect(await client('add_lockspace', '-s', 'LS:1:/p:0')).toMatchObject({ code: 0, stdout: 'add_lockspace done 0\n' });
       expect(await client('rem_lockspace', '-s', 'LS')).toMatchObject({ code: 0, stdout: 'rem_lockspace done 0\n' });
     });
@@ -78,13 +80,13 @@ describe('lockagent client', () => {
     it('inquire: "inquire done 0 res_count N", then sanlock\'s state string in quotes', async () => {
       held = [...HELD, { lockspace: 'LS', resource: 'S', path: '/dir with space/s', offset: 1048576, mode: 'shared', lver: 9 }];
       expect(await client('inquire', '-p', '42')).toEqual({
-        code: 0, stdout: 'inquire done 0 res_count 2\n"LS:R:/p:0:3 LS:S:/dir\\ with\\ space/s:1048576:SH"\n', stderr: [], json: [],
+        code: 0, stdout: 'inquire pid 42\ninquire done 0 res_count 2\n"LS:R:/p:0:3 LS:S:/dir\\ with\\ space/s:1048576:SH"\n', stderr: [], json: [],
       });
       held = [];
-      expect(await client('inquire', '-p', '42')).toMatchObject({ code: 0, stdout: 'inquire done 0 res_count 0\n"(null)"\n' });
+      expect(await client('inquire', '-p', '42')).toMatchObject({ code: 0, stdout: 'inquire pid 42\ninquire done 0 res_count 0\n"(null)"\n' });
       expect((await client('inquire', '-p', '42', '--json')).json).toEqual([[]]);
       const none = await cli('client', 'inquire', '-p', '42', '--socket', join(dir, 'none.sock'));
-      expect([none.code, none.stdout]).toEqual([3, 'inquire done -111 res_count 0\n']);
+      expect([none.code, none.stdout]).toEqual([3, 'inquire pid 42\ninquire done -111 res_count 0\n']);
     });
 
     it('--json: stdout is only the agent\'s answer', async () => {
@@ -105,7 +107,7 @@ describe('lockagent client', () => {
       const r = await client(action, ...args);
       expect(r).toEqual({
         code: 1,
-        stdout: `${action} done -243${action === 'inquire' ? ' res_count 0' : ''}\n`,
+        stdout: `${['acquire', 'release', 'inquire'].includes(action) ? `${action} pid -1\n` : ''}${action} done -243${action === 'inquire' ? ' res_count 0' : ''}\n`,
         stderr: [`lockagent: client ${action} failed: disk /nfs/a.qcow2 is leased by host 3 (node03), last renewal 4 s ago (sanlock -243 SANLK_ACQUIRE_IDLIVE)`],
         json: [],
       });
@@ -114,8 +116,101 @@ describe('lockagent client', () => {
     it('no agent: "done -111" and exit 3, nothing sent', async () => {
       const r = await cli('client', 'release', '--owner', 'o', '--socket', join(dir, 'none.sock'));
       expect(r.code).toBe(3);
-      expect(r.stdout).toBe('release done -111\n');
+      expect(r.stdout).toBe('release pid -1\nrelease done -111\n');
       expect(r.stderr).toEqual([expect.stringMatching(/^lockagent: client release failed: lockagent is not running \(no listener on .*; start it with: lockagent daemon \(sanlock -111 ECONNREFUSED\)$/)]);
+    });
+  });
+
+  // sanlock 3.8.5 main.c do_client prints `<action> pid PID` on stdout before it calls the daemon
+  // (PID -1, its default, without -p), then `<action> done <rv>`
+  describe('sanlock\'s first line: "<action> pid PID"', () => {
+    it('names the -p pid, -1 without -p, whatever the answer', async () => {
+      expect((await client('acquire', '-r', 'LS:R:/p:0', '-p', '4242')).stdout).toBe('acquire pid 4242\nacquire done 0\nr LS:R:/p:0:3\n');
+      expect((await client('acquire', '-r', 'LS:R:/p:0', '--owner', 'vm-1', '-p', '4242')).stdout).toBe('acquire pid 4242\nacquire done 0\nr LS:R:/p:0:3\n');
+      expect((await client('release', '-r', 'LS:R:/p:0', '-p', '4242')).stdout).toBe('release pid 4242\nrelease done 0\n');
+      failWith = -3;
+      expect(await client('acquire', '-r', 'LS:R:/p:0', '-p', '4242')).toMatchObject({ code: 1, stdout: 'acquire pid 4242\nacquire done -3\n' });
+      expect(await client('release', '--owner', 'o')).toMatchObject({ code: 1, stdout: 'release pid -1\nrelease done -3\n' });
+    });
+
+    it('not with --json (stdout stays one JSON document), nor when the command line is refused', async () => {
+      expect(await client('acquire', '-r', 'LS:R:/p:0', '-p', '4242', '--json')).toMatchObject({ code: 0, stdout: '' });
+      expect(await client('acquire', '-r', 'LS:R:/p', '-p', '4242')).toMatchObject({ code: 2, stdout: '' });
+    });
+  });
+
+  // what sanlock_res_to_str (src/client.c) prints, seen in `sanlock client inquire` and `client status`:
+  // names as they are, the path through sanlock_path_export (':' and ' ' escaped, an existing '\'
+  // passed through with the next character), every byte as it is (UTF-8 paths print as UTF-8)
+  describe('lease strings as sanlock prints them', () => {
+    const TRICKY = [
+      { lockspace: 'LS', resource: 'R:5', path: '/d/a:b/sp ace/b\\c/é/x', offset: 1048576, mode: 'exclusive', lver: 7 },
+      { lockspace: 'L S', resource: 'S', path: '/d/é', offset: 0, mode: 'shared', lver: 2 },
+    ];
+    const bytes = (s: string) => Buffer.from(s, 'latin1');
+    const TEXT = ['LS:R:5:/d/a\\:b/sp\\ ace/b\\c/é/x:1048576:7', 'L S:S:/d/é:0:SH'];
+
+    it('the r lines of acquire', async () => {
+      held = TRICKY;
+      const r = await client('acquire', '-r', 'LS:R\\:5:/d/a\\:b/sp\\ ace/b\\\\c/é/x:1M', '-p', '9');
+      expect(r.code).toBe(0);
+      expect(bytes(r.stdout)).toEqual(Buffer.from(`acquire pid 9\nacquire done 0\n${TEXT.map((t) => `r ${t}\n`).join('')}`, 'utf8'));
+    });
+
+    it('the state string of inquire', async () => {
+      held = TRICKY;
+      const r = await client('inquire', '-p', '9');
+      expect(bytes(r.stdout)).toEqual(Buffer.from(`inquire pid 9\ninquire done 0 res_count 2\n"${TEXT.join(' ')}"\n`, 'utf8'));
+    });
+
+    it('names are the on-disk bytes: a UTF-8 name prints as its bytes, once', async () => {
+      held = [{ lockspace: Buffer.from('é', 'utf8').toString('latin1'), resource: 'R', path: '/p', offset: 0, mode: 'exclusive', lver: 1 }];
+      expect(bytes((await client('inquire', '-p', '9')).stdout)).toEqual(Buffer.from('inquire pid 9\ninquire done 0 res_count 1\n"é:R:/p:0:1"\n', 'utf8'));
+    });
+  });
+
+  // sanlock_str_to_res reads the lver with strtoull(…, 0): a C literal
+  describe('-r LVER as sanlock reads it', () => {
+    it.each([['0x1f', 31], ['017', 15], ['0', 0], ['31', 31]])('%s is lver %d', async (lver, n) => {
+      expect((await client('acquire', '-r', `LS:R:/p:0:${lver}`, '-p', '9')).code).toBe(0);
+      expect(seen[0]).toMatchObject({ op: 'acquire', leases: [{ lver: n }] });
+    });
+
+    it.each(['08', '1x', '-1', '+5'])('%s (which sanlock reads only in part) is refused before connecting', async (lver) => {
+      const r = await client('acquire', '-r', `LS:R:/p:0:${lver}`, '-p', '9');
+      expect(r).toMatchObject({ code: 2, stdout: '', stderr: [expect.stringMatching(/invalid lver in -r ".*": .*0x1f.*017/)] });
+      expect(seen).toEqual([]);
+    });
+  });
+
+  // the code's name is resultInfo's (src/ondisk/results.ts) whoever named it first: the agent's
+  // reply says SANLK_ERROR for a code it does not know, EPERM for -1
+  describe('the name of a result code in the stderr line', () => {
+    it.each([[-9, 'EBADF'], [-1, 'ERROR'], [-999, 'UNKNOWN'], [-243, 'SANLK_ACQUIRE_IDLIVE']])('%d is %s', async (rv, name) => {
+      failWith = rv;
+      const r = await client('release', '--owner', 'o');
+      expect(r.code).toBe(1);
+      expect(r.stderr).toEqual([expect.stringMatching(new RegExp(`\\(sanlock ${rv} ${name}\\)$`))]);
+    });
+  });
+
+  describe('add_lockspace -s', () => {
+    it.each(['0', '2001'])('host_id %s is refused before connecting, as the agent and the config refuse it', async (id) => {
+      const r = await client('add_lockspace', '-s', `LS:${id}:/p:0`);
+      expect(r).toMatchObject({ code: 2, stdout: '' });
+      expect(r.stderr).toEqual([`lockagent: client add_lockspace: -s "LS:${id}:/p:0": host_id ${id} is outside 1..2000; add_lockspace joins as this host's host_id in that lockspace`]);
+      expect(seen).toEqual([]);
+    });
+
+    it('host_id 2000 is sent', async () => {
+      expect((await client('add_lockspace', '-s', 'LS:2000:/p:0')).code).toBe(0);
+      expect(seen[0]).toMatchObject({ op: 'add_lockspace', hostId: 2000 });
+    });
+
+    // sanlock_str_to_lockspace keeps the name as written and drops every '\' of the path
+    it('a "\\:" stays in the name, backslash and all, and is a colon in the path', async () => {
+      expect((await client('add_lockspace', '-s', 'my\\:ls:1:/p\\:q:0')).code).toBe(0);
+      expect(seen[0]).toMatchObject({ op: 'add_lockspace', lockspace: 'my\\:ls', path: '/p:q' });
     });
   });
 
@@ -134,11 +229,23 @@ describe('lockagent client', () => {
       expect(seen[0]).toMatchObject({ owner: { uuid: 'vm-1', pid: 4242 } });
     });
 
-    it.each(['0', 'abc', '1.5', '12x', '99999999999'])('-p %s is refused before connecting (exit 2, naming -p)', async (pid) => {
+    it.each(['0', 'abc', '1.5', '12x', '0x10', ' 1'])('-p %s is refused before connecting (exit 2, naming -p)', async (pid) => {
       const r = await client('acquire', '-r', 'LS:R:/p:0', '-p', pid);
       expect(r).toMatchObject({ code: 2, stdout: '' });
       expect(r.stderr).toEqual([`lockagent: client acquire: invalid -p "${pid}": the owner pid must be a positive integer`]);
       expect(seen).toEqual([]);
+    });
+
+    it('-p beyond a pid_t is refused, saying the bound', async () => {
+      const r = await client('acquire', '-r', 'LS:R:/p:0', '-p', '99999999999');
+      expect(r).toMatchObject({ code: 2, stdout: '', stderr: ['lockagent: client acquire: -p 99999999999 is too large (at most 2147483647)'] });
+      expect(seen).toEqual([]);
+    });
+
+    // sanlock reads -p with atoi: decimal, so "01" is pid 1 (seen: `sanlock client release -p 01` prints "release pid 1")
+    it('-p 01 is pid 1, as sanlock\'s atoi reads it', async () => {
+      expect(await client('release', '-p', '01')).toMatchObject({ code: 0, stdout: 'release pid 1\nrelease done 0\n' });
+      expect(seen[0]).toMatchObject({ owner: { uuid: pidOwner(1), pid: 1 } });
     });
 
     it('neither -p nor --owner: exit 2', async () => {
