@@ -236,9 +236,9 @@ export class Agent {
    * Leases whose acquire or release is on its way on disk, by key, with the owner doing it. One
    * host_id runs one ballot per lease at a time: two owners here acquiring the same lease would
    * both win it (the same dblock, the same owner on disk), and a release under way would free it
-   * under a new holder. Another owner's acquire waits for it to end (otherBusy), and is refused
-   * if yet another one began meanwhile, as sanlock's acquire_token refuses a resource being added
-   * (EBUSY) or removed (EAGAIN).
+   * under a new holder. Another owner's acquire waits for it to end, up to its own timeout
+   * (waitBusy: then EBUSY or EAGAIN, which sanlock's acquire_token answers at once for a
+   * resource being added or removed).
    */
   private readonly busy = new Map<string, { uuid: string; name: string; op: 'acquire' | 'release'; done: Promise<void> }>();
   private readonly openStorage: StorageOpener;
@@ -346,11 +346,14 @@ export class Agent {
     }
     const taken: HeldLease[] = new Array<HeldLease>(specs.length);
     const fresh: HeldLease[] = [];
+    // Ended once this call is over, its rollback included: a waiting owner then sees the outcome.
+    let done: Array<() => void> = [];
     try {
       const first = new Map<string, number>();
       const todo: Array<{ i: number; s: LeaseSpec }> = [];
       // No await unless one is busy: the check below and the marking must see the same state.
-      for (let b = this.otherBusy(owner.uuid, specs); b; b = this.otherBusy(owner.uuid, specs)) await b.done;
+      const waitUntil = opts.timeoutMs ? this.o.clock.nowMs() + opts.timeoutMs : undefined;
+      for (let b = this.otherBusy(owner.uuid, specs); b; b = this.otherBusy(owner.uuid, specs)) await this.waitBusy(b, waitUntil);
       for (const [i, s] of specs.entries()) {
         if (first.has(key(s))) continue; // named twice: the same lease (filled in below)
         first.set(key(s), i);
@@ -366,7 +369,7 @@ export class Agent {
         todo.push({ i, s });
       }
       // Before the next await: another owner here wanting one of them waits until it is done.
-      const done = todo.map(({ s }) => this.markBusy(s, owner.uuid, owner.name ?? owner.uuid, 'acquire'));
+      done = todo.map(({ s }) => this.markBusy(s, owner.uuid, owner.name ?? owner.uuid, 'acquire'));
       // The leases of one request are taken side by side (each has its own file descriptor and
       // I/O thread): a domain with 64 disks waits for the slowest few, not for the sum of all.
       let refused: { e: unknown } | undefined;
@@ -380,10 +383,7 @@ export class Agent {
         } catch (e) {
           refused ??= { e };
         }
-      }).finally(() => {
-        this.spareAcquires += extra;
-        for (const d of done) d();
-      });
+      }).finally(() => { this.spareAcquires += extra; });
       if (refused) throw refused.e;
       for (const [i, s] of specs.entries()) taken[i] ??= taken[first.get(key(s))!];
       // With a fresh lease the owner row went in with its journal entry.
@@ -398,6 +398,8 @@ export class Agent {
       // A sync while they were held may have given the guard this owner's pid.
       if (fresh.length) this.o.fence?.changed();
       throw e;
+    } finally {
+      for (const d of done) d();
     }
   }
 
@@ -478,8 +480,21 @@ export class Agent {
   }
 
   /** Another owner here acquiring or releasing one of `specs` (see busy). */
-  private otherBusy(uuid: string, specs: LeaseSpec[]): { done: Promise<void> } | undefined {
+  private otherBusy(uuid: string, specs: LeaseSpec[]): { name: string; uuid: string; op: 'acquire' | 'release'; done: Promise<void> } | undefined {
     return specs.map((s) => this.busy.get(key(s))).find((b) => b !== undefined && b.uuid !== uuid);
+  }
+
+  /** Until `b` is done, or refused (EBUSY or EAGAIN, as sanlock answers at once) at `until`. */
+  private async waitBusy(b: { name: string; uuid: string; op: 'acquire' | 'release'; done: Promise<void> }, until: number | undefined): Promise<void> {
+    if (until === undefined) return b.done;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((r) => { timer = setTimeout(() => r(true), Math.max(0, until - this.o.clock.nowMs())); });
+    const timedOut = await Promise.race([b.done.then(() => false), late]);
+    clearTimeout(timer);
+    if (timedOut) {
+      throw new LeaseError(b.op === 'acquire' ? SANLK.EBUSY : SANLK.EAGAIN,
+        `the lease is still being ${b.op === 'acquire' ? 'acquired' : 'released'} on this host by ${b.name} (${b.uuid}) at this request's timeout; try again`);
+    }
   }
 
   /** See SPARE_ACQUIRES: up to `want` of them, never waiting; give them back with `+=`. */
@@ -547,6 +562,14 @@ export class Agent {
             }
             await closeStorage(storage);
             continue;
+          }
+          // The lockspace lost or removed while the ballot ran (neither saw this lease: it was in no
+          // owner's list yet): not held, as sanlock's check_new_tokens_space answers. Checked in the
+          // same tick as the lease goes in: from then on a loss or a removal sees it.
+          if (this.lockspaces.get(s.lockspace) !== ls || ls.state !== 'joined' || ls.lease !== lease) {
+            await releaseResource(token, { clock: this.o.clock }).catch(() => undefined);
+            throw new LeaseError(SANLK.ENOSPC, `lockspace ${s.lockspace} was ${this.lockspaces.get(s.lockspace) === ls ? `lost (${ls.state})` : 'removed'} ` +
+              `while ${key(s)} was being acquired: not held (released again); try again once the lockspace is joined`);
           }
           const held: HeldLease = { spec: { lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode }, token, file: storage.fileId, storage };
           st.leases.set(key(s), held);
@@ -932,6 +955,11 @@ export class Agent {
       this.o.log.error(`restart recovery cannot read the state database: ${(e as Error).message}; what this host holds is taken from the lease directory`);
       return { adopted, released, forgotten };
     }
+    // Owners that are gone are released after the others are re-adopted: a shared lease of one
+    // that is gone and of one that runs is then the runner's (joinShared), and its release
+    // writes nothing; released first, it would clear this host's SHARED mode block under a
+    // running owner until that owner took it again.
+    const vanished: Array<() => Promise<void>> = [];
     for (const o of ownerRows) {
       const rows = this.knownRows(o.uuid);
       // The start time tells the registered process from a later one that got its pid.
@@ -975,15 +1003,18 @@ export class Agent {
         }
       } else if (!exists) {
         // Take and release: the leases are ours (older generation), so this is immediate.
-        try {
-          if (specs.length) await this.acquire(ref, specs);
-          released += await this.release(ref);
-        } catch (e) {
-          this.o.log.warning(`could not release the leases of vanished owner ${o.name}: ${(e as Error).message}`);
-        }
-        this.forgetOwner(o.uuid);
+        vanished.push(async () => {
+          try {
+            if (specs.length) await this.acquire(ref, specs);
+            released += await this.release(ref);
+          } catch (e) {
+            this.o.log.warning(`could not release the leases of vanished owner ${o.name}: ${(e as Error).message}`);
+          }
+          this.forgetOwner(o.uuid);
+        });
       }
     }
+    for (const release of vanished) await release();
     for (const p of pending) this.o.store.write(() => this.o.store.endOp(p.id));
     return { adopted, released, forgotten };
   }

@@ -1102,10 +1102,11 @@ export class DomainManager implements LeaseFailurePolicy {
   }
 }
 
-/** A resume refused because another host holds or has held the disk since the pause: the guest's view of it is stale. */
+/** A resume refused because another host (or another domain here) holds or has held the disk since the pause: the guest's view of it is stale. */
 function isStaleRefusal(e: unknown): boolean {
   const rv = (e as LeaseError).rv;
-  return rv === SANLK.ACQUIRE_LVER || rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER;
+  // EEXIST: another domain on this host took the disk while this one was paused.
+  return rv === SANLK.ACQUIRE_LVER || rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER || rv === SANLK.EEXIST;
 }
 
 /** The same disk in the plugin's resource lists (domainFromLockManager: a path each). */
