@@ -361,6 +361,12 @@ export class Agent {
         if (mine) { taken[i] = mine; continue; }
         const shared = this.localHolder(owner.uuid, s);
         if (shared) {
+          // A resume's version check holds for a shared lease joined here too: the one held here
+          // now is not the one it had if another host held the lease in between.
+          if (s.lver !== undefined && s.lver !== 0 && s.lver !== shared.token.lver) {
+            throw this.explainAcquireFailure(new LeaseAcquireError(SANLK.ACQUIRE_LVER,
+              `resource ${key(s)} is at lease version ${shared.token.lver} here, not the requested ${s.lver}: another host held it since`, { leader: shared.token.leader }), s);
+          }
           const h = this.joinShared(st, shared);
           fresh.push(h);
           taken[i] = h;

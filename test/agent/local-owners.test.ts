@@ -105,4 +105,24 @@ describe('two owners on one host and the same lease', () => {
     expect(got).toHaveLength(1);
     await b.release({ uuid: 'vm-other' });
   });
+
+  it('a resume (acquire with its lease version) joining a shared lease held here is checked too: refused (-240) if another host held the lease since', async () => {
+    const l = { ...(await lease()), mode: 'shared' as const };
+    const [x] = await a.acquire({ uuid: 'vm-p1', name: 'vmP1' }, [l]);
+    await a.acquire({ uuid: 'vm-p2', name: 'vmP2' }, [l]);
+    const kept = x.token.lver;
+    await a.release({ uuid: 'vm-p1' }, undefined, { keepRecord: true }); // paused
+    await a.release({ uuid: 'vm-p2' }); // the last holder here: written
+    const ex = { lockspace: l.lockspace, resource: l.resource, path: l.path, offset: 0 };
+    await b.acquire({ uuid: 'vm-b', name: 'vmB' }, [ex], { timeoutMs: 5000 });
+    await b.release({ uuid: 'vm-b' });
+    await a.acquire({ uuid: 'vm-p2', name: 'vmP2' }, [l]); // started again, shared
+    await expect(a.acquire({ uuid: 'vm-p1', name: 'vmP1' }, [{ ...l, lver: kept }])).rejects.toMatchObject({ rv: SANLK.ACQUIRE_LVER });
+    expect(a.inquire('vm-p1')).toEqual([]);
+    // Unchanged since (no other host in between): the same version joins.
+    const now = a.inquire('vm-p2')[0].token.lver;
+    expect((await a.acquire({ uuid: 'vm-p3', name: 'vmP3' }, [{ ...l, lver: now }]))[0].token.lver).toBe(now);
+    await a.release({ uuid: 'vm-p3' });
+    await a.release({ uuid: 'vm-p2' });
+  });
 });
