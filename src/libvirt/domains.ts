@@ -542,7 +542,14 @@ export class DomainManager implements LeaseFailurePolicy {
           });
           const lockspaces = this.lockspacesOf(owner.uuid, xml);
           await inTime(ctl.destroy(owner.uuid));
-          await this.startAgain(who, owner.uuid, xml, lockspaces);
+          const destroyedAt = performance.now();
+          // Still known to libvirt once destroyed: a defined (persistent) domain.
+          const persistent = ctl.state ? (await this.libvirtCall(() => ctl.state!(owner.uuid))) !== undefined : undefined;
+          // The action is done once the domain is down: its start waits for the lockspaces
+          // (host_dead at least), and a failure action still pending keeps the lockspace's
+          // watchdog armed (wdmd would reset the host meanwhile).
+          void this.startAgain(who, owner.uuid, xml, lockspaces, { destroyedAt, persistent })
+            .catch((e: unknown) => this.o.log.error(`restart of ${who} failed: ${(e as Error).message}`));
           return;
         }
         default:
@@ -581,7 +588,8 @@ export class DomainManager implements LeaseFailurePolicy {
    * meanwhile, and refuse the start after the hook's timeout. Not bound by the kill deadline: the
    * domain is down.
    */
-  private async startAgain(who: string, uuid: string, xml: string | undefined, lockspaces: string[]): Promise<void> {
+  private async startAgain(who: string, uuid: string, xml: string | undefined, lockspaces: string[],
+    since: { destroyedAt: number; persistent?: boolean }): Promise<void> {
     for (const name of lockspaces) {
       const ls = this.o.agent.lockspaces.get(name);
       if (!ls || ls.state === 'joined') continue; // not ours: the start's hook refuses it, naming why
@@ -595,6 +603,11 @@ export class DomainManager implements LeaseFailurePolicy {
         return;
       }
     }
+    // The operator may have acted during the wait: a start since the destroy is theirs to keep.
+    if (this.startedSince(uuid, since.destroyedAt)) {
+      this.o.log.info(`restart of ${who}: it was started again meanwhile; nothing more to do`);
+      return;
+    }
     const ctl = this.o.control();
     if (!ctl) {
       this.o.log.error(`restart of ${who}: libvirt is not connected; it stays shut off`);
@@ -607,6 +620,11 @@ export class DomainManager implements LeaseFailurePolicy {
     } catch (e) {
       if ((e as { code?: unknown }).code !== VIR_ERR.NO_DOMAIN) {
         this.o.log.error(`restart of ${who} failed: ${(e as Error).message}`);
+        return;
+      }
+      if (since.persistent) {
+        // Defined when it was destroyed, gone now: undefined meanwhile, on purpose.
+        this.o.log.info(`restart of ${who}: it was undefined meanwhile; not started again`);
         return;
       }
     }

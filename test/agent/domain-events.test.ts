@@ -345,6 +345,7 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
       const d = domain('vm-rs');
       live(d, d.xml([]));
       await mgr.onLeaseFailure({ uuid: d.uuid, name: d.name, reason: 'test', action: 'restart' });
+      await waitUntil(() => virt.calls.includes('create vm-rs'));
       expect(virt.calls).toEqual(['getXML vm-rs inactive secure', 'destroy vm-rs', 'create vm-rs']);
       expect(text()).toMatch(/restarted vm-rs \(/);
     });
@@ -353,6 +354,7 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
       const d = domain('vm-rst');
       live(d, d.xml([]), 'RUNNING', true);
       await mgr.onLeaseFailure({ uuid: d.uuid, name: d.name, reason: 'test', action: 'restart' });
+      await waitUntil(() => virt.calls.includes('createXML vm-rst'));
       expect(virt.calls).toEqual(['getXML vm-rst inactive secure', 'destroy vm-rst', 'createXML vm-rst']); // create: no such domain
       expect(virt.created).toEqual([d.xml([])]);
       expect(virt.doms.get(d.uuid)).toMatchObject({ state: 'RUNNING', transient: true });
@@ -366,12 +368,13 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
       try {
         const d = domain('vm-rsw', { extra: `<lease><lockspace>${LS2}</lockspace><key>k-rsw</key><target path='${join(dir, 'k-rsw')}' offset='0'/></lease>` });
         live(d, d.xml([]));
-        const done = mgr.onLeaseFailure({ uuid: d.uuid, name: d.name, reason: 'test', action: 'restart' });
+        // The action is done once the domain is down; its start waits apart.
+        await mgr.onLeaseFailure({ uuid: d.uuid, name: d.name, reason: 'test', action: 'restart' });
         await waitUntil(() => /restart of vm-rsw \(.*\) waits for lockspace LSRESTART to join \((joining|retrying)\) before starting it/.test(text()));
         await new Promise((r) => setTimeout(r, 300));
         expect(virt.calls).toEqual(['getXML vm-rsw inactive secure', 'destroy vm-rsw']);
         await ensureLockspaceFile(lsFile, LS2, DEFAULT_GEOMETRY, 1);
-        await done;
+        await waitUntil(() => virt.calls.includes('create vm-rsw'), 30000);
         expect(agent.lockspaces.get(LS2)!.state).toBe('joined');
         expect(virt.calls).toEqual(['getXML vm-rsw inactive secure', 'destroy vm-rsw', 'create vm-rsw']);
       } finally {
@@ -387,10 +390,36 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
         const d = domain('vm-rsg', { extra: `<lease><lockspace>${LS3}</lockspace><key>k-rsg</key><target path='${join(dir, 'k-rsg')}' offset='0'/></lease>` });
         live(d, d.xml([]));
         await m.onLeaseFailure({ uuid: d.uuid, name: d.name, reason: 'test', action: 'restart' });
+        await waitUntil(() => /restart of vm-rsg .* did not join/.test(text()));
         expect(virt.calls).toEqual(['getXML vm-rsg inactive secure', 'destroy vm-rsg']);
         expect(text()).toMatch(/restart of vm-rsg \(.*\): lockspace LSNEVER did not join within 0.3 s \(.*\); it stays shut off\. Start it again once lockagent status shows the lockspace joined/);
       } finally {
         await agent.removeLockspace(LS3);
+      }
+    });
+
+    it('not started again when the operator acted during the wait: started it, or undefined it', async () => {
+      const LS4 = 'LSOPERATOR';
+      const lsFile = join(dir, LS4);
+      agent.addLockspace({ name: LS4, hostId: 1, path: lsFile, offset: 0, ioTimeout: 1 });
+      try {
+        const lease = (k: string) => `<lease><lockspace>${LS4}</lockspace><key>${k}</key><target path='${join(dir, k)}' offset='0'/></lease>`;
+        const started = domain('vm-ops', { extra: lease('k-ops') });
+        const undefined_ = domain('vm-opu', { extra: lease('k-opu') });
+        live(started, started.xml([]));
+        live(undefined_, undefined_.xml([]));
+        await mgr.onLeaseFailure({ uuid: started.uuid, name: started.name, reason: 'test', action: 'restart' });
+        await mgr.onLeaseFailure({ uuid: undefined_.uuid, name: undefined_.name, reason: 'test', action: 'restart' });
+        await waitUntil(() => /restart of vm-opu .* waits for lockspace/.test(text()));
+        // Meanwhile: the operator starts one (its hook's prepare, refused here: the lockspace is not joined)...
+        await expect(mgr.prepare(started.xml([]), 200)).rejects.toBeDefined();
+        // ... and undefines the other.
+        virt.doms.delete(undefined_.uuid);
+        await ensureLockspaceFile(lsFile, LS4, DEFAULT_GEOMETRY, 1);
+        await waitUntil(() => /restart of vm-ops .*: it was started again meanwhile/.test(text()) && /restart of vm-opu .*: it was undefined meanwhile; not started again/.test(text()), 30000);
+        expect(virt.calls.filter((c) => /^create/.test(c))).toEqual([]);
+      } finally {
+        await agent.removeLockspace(LS4);
       }
     });
 
