@@ -25,7 +25,7 @@ export function daemonExtensions(): DaemonExtensions {
         const connect = async (attempt: number): Promise<void> => {
           if (stopped) return;
           const c = new LibvirtConnection(config.libvirtUri, {});
-          c.on('lifecycle', (ev) => void mgr.onLifecycle({ uuid: ev.uuid, name: ev.name, event: ev.eventName, detail: ev.detailName })
+          c.on('lifecycle', (ev) => void mgr.onLifecycle({ uuid: ev.uuid, name: ev.name, event: ev.eventName, detail: ev.detailName, receivedAt: performance.now() - (Date.now() - ev.ts) })
             .catch((e) => log.error(`handling ${ev.eventName}/${ev.detailName} of ${ev.name}: ${(e as Error).message}`)));
           // Hot-plug and unplug: after the fact with the hook (libvirt runs no hook for them); the plugin's are skipped.
           c.on('device', (ev) => void mgr.onDevice({ uuid: ev.uuid, name: ev.name, action: ev.action, alias: ev.alias })

@@ -44,6 +44,11 @@ export interface LifecycleEventLike {
   name: string;
   event: string;
   detail: string;
+  /**
+   * When libvirt handed it to us (performance.now() time), if earlier than its delivery: the
+   * connection holds events back while it lists the domains after a reconnect.
+   */
+  receivedAt?: number;
 }
 
 export interface DeviceEventLike {
@@ -119,6 +124,8 @@ export class DomainManager implements LeaseFailurePolicy {
   private readonly initialisedFiles = new Set<string>();
   /** Domains kept paused because another host had their disk while they were paused (status). */
   private readonly stale = new Map<string, { name: string; heldBy: string; since: string }>();
+  /** When each domain's last lifecycle event arrived (kept past its STOPPED): see changedSince. */
+  private readonly eventAt = new Map<string, number>();
 
   constructor(private readonly o: DomainManagerOptions) {
     this.kill = new KillPolicy({ graceSeconds: o.config.killGraceSeconds, log: (l, m) => o.log[l](m) });
@@ -338,7 +345,8 @@ export class DomainManager implements LeaseFailurePolicy {
   // ---- lifecycle events --------------------------------------------------------------------------
 
   onLifecycle(ev: LifecycleEventLike): Promise<void> {
-    const arrived = performance.now();
+    const arrived = Math.min(performance.now(), ev.receivedAt ?? Infinity);
+    this.eventAt.set(ev.uuid, arrived);
     return this.events.run(ev.uuid, async () => {
       const kind = `${ev.event}/${ev.detail}`;
       // libvirt calls happen here, before the lease work is queued behind hook requests.
@@ -361,6 +369,20 @@ export class DomainManager implements LeaseFailurePolicy {
             this.stale.delete(ev.uuid);
             return undefined;
           }
+          case 'SUSPENDED':
+          case 'RESUMED':
+          case 'STARTED':
+            // An event of the run before a start that began after it arrived (its lease work
+            // queued behind that start's prepare): the new run is not what it tells of.
+            if (this.startedSince(ev.uuid, arrived)) {
+              this.o.log.info(`${ev.name}: ${kind} is of an earlier run; a start began since, nothing to do`);
+              return undefined;
+            }
+            break;
+          default:
+            break;
+        }
+        switch (ev.event) {
           case 'SUSPENDED':
             await this.suspendRelease(ev.uuid, ev.name, kind);
             return undefined;
@@ -451,22 +473,29 @@ export class DomainManager implements LeaseFailurePolicy {
       if (!d || st === 'SHUTOFF' || st === 'CRASHED') {
         // A start since the list was taken (its leases taken at prepare) is not in it.
         await each(o.ref.uuid, o.ref.name, () => this.events.run(o.ref.uuid, () => this.queue.run(o.ref.uuid, async () => {
-          if (this.startedSince(o.ref.uuid, listedAt)) return;
+          if (this.changedSince(o.ref.uuid, listedAt)) return;
           this.stopWatch(o.ref.uuid);
           await this.releaseAll(o.ref.uuid, 'not running after libvirt resync');
         })));
-      } else if (st === 'PAUSED' && o.leases.length && d.reason !== 'STARTING_UP' && !this.domains.get(d.uuid)?.incoming && !this.startedSince(d.uuid, listedAt)) {
+      } else if (st === 'PAUSED' && o.leases.length && d.reason !== 'STARTING_UP' && !this.domains.get(d.uuid)?.incoming && !this.changedSince(d.uuid, listedAt)) {
         // Not while starting up (from the start gate to the CPUs starting: libvirt lists the
         // domain paused), migrating in (the watch took the leases before the CPUs start), or
         // started or resumed since the list (the plugin takes the leases just before the CPUs).
-        await each(d.uuid, d.name, () => this.events.run(d.uuid, () => this.queue.run(d.uuid, () => this.suspendRelease(d.uuid, d.name, 'paused at resync'))));
+        await each(d.uuid, d.name, () => this.events.run(d.uuid, () => this.queue.run(d.uuid, async () => {
+          // An event handled ahead of this (a RESUMED queued before it) is newer than the list.
+          if (this.changedSince(d.uuid, listedAt)) return;
+          await this.suspendRelease(d.uuid, d.name, 'paused at resync');
+        })));
       }
     }
     for (const d of domains) {
       if (stateName(d.state) !== 'RUNNING') continue;
       await each(d.uuid, d.name, () => this.events.run(d.uuid, async () => {
         const xml = await this.fetchXml(d.uuid);
-        await this.queue.run(d.uuid, () => this.ensureHeld(d.uuid, d.name, 'running at resync', xml));
+        await this.queue.run(d.uuid, async () => {
+          if (this.changedSince(d.uuid, listedAt)) return; // stopped or paused since the list: its events decided
+          await this.ensureHeld(d.uuid, d.name, 'running at resync', xml);
+        });
       }));
     }
   }
@@ -657,6 +686,11 @@ export class DomainManager implements LeaseFailurePolicy {
   /** Whether a start of the domain (prepare, or the plugin's register or acquire) began after `t` (performance.now()). */
   private startedSince(uuid: string, t: number): boolean {
     return (this.domains.get(uuid)?.startedAt ?? -Infinity) > t;
+  }
+
+  /** A start or a lifecycle event since `t` (a resync's listing): newer news than the list. */
+  private changedSince(uuid: string, t: number): boolean {
+    return this.startedSince(uuid, t) || (this.eventAt.get(uuid) ?? -Infinity) > t;
   }
 
   private state(dom: DomainInfo, xml?: string): DomainState {

@@ -313,6 +313,85 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
     });
   });
 
+  describe('events newer than what they race with (a resync\'s list, a new run\'s start)', () => {
+    /** getXML of `uuid` waits until the returned function is called (a slow libvirt). */
+    function slowXml(uuid?: string): () => void {
+      let open!: () => void;
+      const gate = new Promise<void>((r) => { open = r; });
+      const orig = virt.getXML.bind(virt);
+      virt.getXML = async (u, o) => { if (!uuid || u === uuid) await gate; return orig(u, o); };
+      return () => { virt.getXML = orig; open(); };
+    }
+
+    it('a resync does not release a domain its list shows paused but that was resumed since (its RESUMED handled first)', async () => {
+      const a = domain('vm-ra');
+      const x = domain('vm-rx');
+      live(a, a.xml([disk('ra.img')]));
+      live(x, x.xml([disk('rx.img')]));
+      await mgr.prepare(virt.doms.get(a.uuid)!.xml, 20000);
+      await mgr.prepare(virt.doms.get(x.uuid)!.xml, 20000);
+      virt.doms.get(a.uuid)!.state = 'PAUSED';
+      virt.doms.get(x.uuid)!.state = 'PAUSED';
+      const listedAt = performance.now();
+      const list = (await virt.listDomains()).map((d) => ({ ...d, reason: 'USER' }));
+      const open = slowXml(a.uuid); // a's RESUMED keeps the resync busy
+      virt.doms.get(a.uuid)!.state = 'RUNNING';
+      const evA = mgr.onLifecycle({ uuid: a.uuid, name: a.name, event: 'RESUMED', detail: 'UNPAUSED' });
+      const resync = mgr.onResync(list, listedAt);
+      virt.doms.get(x.uuid)!.state = 'RUNNING';
+      await mgr.onLifecycle({ uuid: x.uuid, name: x.name, event: 'RESUMED', detail: 'UNPAUSED' });
+      open();
+      await Promise.all([evA, resync]);
+      expect(agent.inquire(x.uuid)).toHaveLength(1);
+      for (const d of [a, x]) await mgr.release(d.uuid, 'test over');
+    });
+
+    it('a resync does not take leases again for a domain its list shows running but that stopped since', async () => {
+      const a = domain('vm-sa');
+      const x = domain('vm-sx');
+      live(a, a.xml([disk('sa.img')]));
+      live(x, x.xml([disk('sx.img')]));
+      await mgr.prepare(virt.doms.get(a.uuid)!.xml, 20000);
+      await mgr.prepare(virt.doms.get(x.uuid)!.xml, 20000);
+      const open = slowXml(a.uuid);
+      const listedAt = performance.now();
+      const resync = mgr.onResync(await virt.listDomains(), listedAt);
+      virt.doms.get(x.uuid)!.state = 'SHUTOFF';
+      await mgr.release(x.uuid, 'libvirt stopped it');
+      await mgr.onLifecycle({ uuid: x.uuid, name: x.name, event: 'STOPPED', detail: 'SHUTDOWN' });
+      open();
+      await resync;
+      expect(agent.inquire(x.uuid)).toEqual([]);
+      await mgr.release(a.uuid, 'test over');
+    });
+
+    it('events of a run before a new start (queued behind its prepare, or received before it) leave the new run\'s leases alone', async () => {
+      const d = domain('vm-old');
+      live(d, d.xml([disk('old.img')]));
+      const xml = virt.doms.get(d.uuid)!.xml;
+      await mgr.prepare(xml, 20000);
+      await mgr.onLifecycle({ uuid: d.uuid, name: d.name, event: 'SUSPENDED', detail: 'PAUSED' });
+      const open = slowXml();
+      const ev = [
+        mgr.onLifecycle({ uuid: d.uuid, name: d.name, event: 'RESUMED', detail: 'UNPAUSED' }), // its getXML is slow
+        mgr.onLifecycle({ uuid: d.uuid, name: d.name, event: 'SUSPENDED', detail: 'PAUSED' }),
+      ];
+      await mgr.release(d.uuid, 'libvirt stopped it');
+      ev.push(mgr.onLifecycle({ uuid: d.uuid, name: d.name, event: 'STOPPED', detail: 'DESTROYED' }));
+      const receivedBefore = performance.now();
+      await new Promise((r) => setTimeout(r, 20));
+      await mgr.prepare(xml, 20000); // the new run
+      open();
+      await Promise.all(ev);
+      expect(agent.inquire(d.uuid)).toHaveLength(1);
+      // A STOPPED the connection held back (received before the start, delivered after it).
+      await mgr.onLifecycle({ uuid: d.uuid, name: d.name, event: 'STOPPED', detail: 'DESTROYED', receivedAt: receivedBefore });
+      expect(agent.inquire(d.uuid)).toHaveLength(1);
+      expect(text()).toMatch(/vm-old: SUSPENDED\/PAUSED is of an earlier run; a start began since/);
+      await mgr.release(d.uuid, 'test over');
+    });
+  });
+
   describe('on_lockfailure=ignore: not supported, as by libvirt\'s sanlock driver', () => {
     it('refuses the start (hook and plugin) and an incoming migration, naming the element and what to use; nothing is taken', async () => {
       const a = disk('ign-a.img');
