@@ -109,6 +109,12 @@ export interface ClassifyContext {
    * agent refers to it (it will not be re-adopted), so it is an orphan.
    */
   ownOrphan?: (resource: string) => boolean;
+  /**
+   * This agent's start-up recovery has not finished: a lease of an earlier generation of this
+   * host may be one that recovery or the reconcile is about to take back for a running owner
+   * (after a lost state database no record refers to it), so it is not judged free.
+   */
+  recovering?: boolean;
 }
 
 /**
@@ -192,12 +198,16 @@ function judgeLease(buf: Buffer, name: string, ctx: ClassifyContext): LeaseJudge
     const ownerDblock = owner <= dblocksRead ? decodeDblock(buf, (2 + owner - 1) * ss) : undefined;
     const hv = view.host(owner);
     if (self && owner === self.hostId) {
-      if (gen < self.generation && ctx.ownOrphan?.(name)) {
+      if (gen < self.generation && !ctx.recovering && ctx.ownOrphan?.(name)) {
         freeWhy = `left by an earlier run of this host's agent (generation ${gen}) and recorded by no owner`;
       } else {
         holders.push({ hostId: owner, generation: gen, mode: 'EX', state: 'THIS HOST', owners: ctx.localOwners?.(name) });
         freeWhy = '';
-        if (gen < self.generation) notes.push(`held by an earlier generation (${gen}) of this host; the agent may re-adopt it`);
+        if (gen < self.generation) {
+          notes.push(ctx.recovering
+            ? `held by an earlier generation (${gen}) of this host; not decided: recovering (the agent is still recovering the leases it held before its restart)`
+            : `held by an earlier generation (${gen}) of this host; the agent may re-adopt it`);
+        }
       }
     } else if (leader.writeId !== leader.ownerId && ownerDblock && (ownerDblock.flags & DBLOCK_FL_RELEASED)) {
       freeWhy = `released by host ${owner} (lease version ${leader.lver}; host ${leader.writeId} wrote the leader)`;

@@ -22,7 +22,7 @@ export function summarize(files: Verdict[], dryRun: boolean): { summary: SweepSu
   for (const c of CLASS_ORDER) {
     const n = byClass[c];
     if (!n) continue;
-    parts.push(c === 'free' && dryRun ? `${n} free (would be deleted)` : `${n} ${c}`);
+    parts.push(!dryRun ? `${n} ${c}` : c === 'free' ? `${n} free (would be deleted)` : c === 'leftover' ? `${n} leftover (would be removed)` : `${n} ${c}`);
   }
   const total = files.length;
   const line = `${total} file${total === 1 ? '' : 's'}${dryRun ? ' (dry run)' : ''}: ${parts.length ? parts.join(', ') : 'nothing'}`;
@@ -47,11 +47,19 @@ export function shownClass(f: Verdict): string {
   return f.class;
 }
 
+/** The DETAIL column: in a dry run, what a sweep would do with a deletable entry. */
+function shownDetail(f: Verdict, dryRun: boolean): string {
+  if (!dryRun) return f.detail;
+  if (f.class === 'free') return `would delete: ${f.detail}`;
+  if (f.class === 'leftover' && f.deletable) return `would remove: ${f.detail}`;
+  return f.detail;
+}
+
 export function formatReport(r: SweepReport): string {
   if (r.status === 'busy') return `${busyLine(r)}; nothing done\n`;
   let out = `${r.dryRun ? 'dry run of ' : ''}cleanup of ${r.dir} (min age ${r.minAgeSeconds} s; liveness: ${r.liveness})\n`;
   if (r.files.length) {
-    out += table([['FILE', 'CLASS', 'DETAIL'], ...r.files.map((f) => [f.name, shownClass(f), f.class === 'free' && r.dryRun ? `would delete: ${f.detail}` : f.detail])]);
+    out += table([['FILE', 'CLASS', 'DETAIL'], ...r.files.map((f) => [f.name, shownClass(f), shownDetail(f, r.dryRun)])]);
   }
   for (const e of r.errors) out += `error: ${e}\n`;
   return `${out}${r.summaryLine}\n`;

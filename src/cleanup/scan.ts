@@ -17,6 +17,8 @@ export interface ScanOptions {
   /** files examined at a time (default 32) */
   concurrency?: number;
   onProgress?: (done: number, total: number) => void;
+  /** once aborted, no further entry is examined (those in hand finish); the result is shorter */
+  signal?: AbortSignal;
 }
 
 function toEntryStat(s: BigIntStats): EntryStat {
@@ -135,19 +137,24 @@ const DEFAULT_CONCURRENCY = 32;
  */
 const BATCH = 256;
 
-/** Classify every entry of `dir`, `concurrency` files at a time, in batches that yield. */
+/**
+ * Classify every entry of `dir`, `concurrency` files at a time, in batches that yield. Once
+ * `o.signal` is aborted no further entry is started: the verdicts of the entries examined are
+ * returned, in order (fewer than `entries`).
+ */
 export async function scanDirectory(dir: string, entries: Dirent[], ctx: () => ClassifyContext, o: ScanOptions): Promise<Verdict[]> {
   const out: Verdict[] = new Array(entries.length);
   const fast = canReadFileHead();
   const concurrency = Math.max(1, o.concurrency ?? DEFAULT_CONCURRENCY);
+  const stopped = () => o.signal?.aborted === true;
   let done = 0;
-  for (let from = 0; from < entries.length; from += BATCH) {
+  for (let from = 0; from < entries.length && !stopped(); from += BATCH) {
     if (from) await new Promise<void>((r) => setImmediate(r));
     const to = Math.min(entries.length, from + BATCH);
     const c = ctx();
     let next = from;
     const worker = async () => {
-      for (let i = next++; i < to; i = next++) {
+      for (let i = next++; i < to && !stopped(); i = next++) {
         const e = entries[i];
         const facts = fast && e.isFile() ? await inspectFile(dir, e.name, c.view, o.ioTimeoutMs) : await inspect(dir, e.name, c.view, o.ioTimeoutMs);
         out[i] = classifyEntry(facts, { ...c, nowMs: Date.now() });
@@ -157,5 +164,5 @@ export async function scanDirectory(dir: string, entries: Dirent[], ctx: () => C
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, to - from) }, worker));
   }
-  return out;
+  return done === entries.length ? out : out.filter((v) => v !== undefined);
 }

@@ -65,6 +65,8 @@ export interface SweepHooks {
   locked?(): Promise<void>;
   /** the directory is classified; nothing is deleted yet (tests change files here) */
   scanned?(): Promise<void>;
+  /** the second name of `name` is made and checked; its lease is not taken yet (tests use the lease here) */
+  acquiring?(name: string): Promise<void>;
 }
 
 /** The file gained another name after it was classified: nothing may be written to it. */
@@ -78,10 +80,22 @@ export interface SweepOptions {
   /** default: cleanup_min_age from the config */
   minAgeSeconds?: number;
   onProgress?: (done: number, total: number) => void;
-  /** stop between files (the daemon is stopping) */
+  /**
+   * The daemon is stopping: no further entry is examined and no further file deleted; the file
+   * in hand finishes its steps (second name removed, leases released) and the report says so.
+   */
   signal?: AbortSignal;
+  /**
+   * The daemon's start-up recovery (re-adoption and the reconcile with the lease directory) has
+   * not finished: a real sweep is refused (RECOVERING_TEXT); a dry run reports leases of an
+   * earlier generation of this host as not decided rather than free.
+   */
+  recovering?: boolean;
   hooks?: SweepHooks;
 }
+
+/** Why a real sweep is refused right after the agent started (see SweepOptions.recovering). */
+export const RECOVERING_TEXT = 'the agent is still recovering the leases it held before its restart; try again in a moment';
 
 /** The owner the sweeper's leases are held for: shown by `lockagent status`. */
 export function sweeperOwner(agent: Agent): OwnerRef & { name: string } {
@@ -95,11 +109,21 @@ export function isSweeping(agent: Agent): boolean {
   return sweeping.has(agent);
 }
 
-/** Refusals that mean "someone holds it" rather than "something is broken". */
+/**
+ * Refusals of an acquire that mean "someone holds it" rather than "something is broken"
+ * (docs/cleanup.md lists them): -243 a live owner, -244/-245 another host won the ballot or
+ * committed itself in ours, -246 a shared acquire outrun by others past its retries, -247 an
+ * owner not waited for, -11 live shared holders (or a release of it in progress here), -16 an
+ * acquire of it in progress here, -17 held by another owner here.
+ */
+export const HELD_BY_OTHER: readonly number[] = [
+  SANLK.ACQUIRE_IDLIVE, SANLK.ACQUIRE_OWNED, SANLK.ACQUIRE_OTHER, SANLK.ACQUIRE_SHRETRY, SANLK.ACQUIRE_OWNED_RETRY,
+  SANLK.EAGAIN, SANLK.EBUSY, SANLK.EEXIST,
+];
+
 function heldByOther(e: unknown): boolean {
   const rv = (e as LeaseError).rv;
-  if (rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER || rv === SANLK.ACQUIRE_OWNED_RETRY ||
-    rv === SANLK.ACQUIRE_SHRETRY || rv === SANLK.EAGAIN || rv === SANLK.EBUSY || rv === SANLK.EEXIST) return true;
+  if (HELD_BY_OTHER.includes(rv)) return true;
   // The acquire gave up waiting for an owner that stopped renewing but is not dead yet.
   return rv === SANLK.ERROR && /deadline/.test((e as Error).message ?? '');
 }
@@ -195,6 +219,7 @@ async function deleteLease(c: Ctx, v: Verdict): Promise<Verdict> {
     return kept('free', `${v.detail}; gone before the delete (${errMsg(e)})`);
   }
 
+  await c.hooks.acquiring?.(v.name);
   const spec: LeaseSpec = { lockspace: DISKS_LOCKSPACE, resource: v.name, path: alias, offset: 0, mode: 'exclusive' };
   // On the fd the acquire writes through, before its first write.
   const checkFile = (st: LeaseStorage) => {
@@ -227,7 +252,10 @@ async function deleteLease(c: Ctx, v: Verdict): Promise<Verdict> {
       // Another host's ballot committed us: it was acquiring this lease at the same moment, and
       // may still hold an fd of this file. Someone is about to use it; keep it.
       problem = `host ${ours.writeId} was acquiring it at the same moment (its ballot committed our lease)`;
-    } else if (held.token.lver !== expectLver) problem = `used by another host during the sweep (lease version ${held.token.lver - 1}, classified at ${expectLver - 1})`;
+    } else if (held.token.lver !== expectLver) {
+      // Someone took and gave back the lease in between: our commit overwrote who it was.
+      problem = `used during the sweep, by this host or another (lease version ${held.token.lver - 1}, classified at ${expectLver - 1})`;
+    }
     else {
       const p = await statEntry(path).catch(() => undefined);
       if (!p) problem = 'its name vanished while we held the lease';
@@ -304,13 +332,14 @@ async function removeLeftover(c: Ctx, v: Verdict): Promise<Verdict> {
   }
 }
 
-function classifyContext(deps: SweepDeps, view: LivenessView, minAgeSeconds: number, skipOwner?: string): () => ClassifyContext {
+function classifyContext(deps: SweepDeps, view: LivenessView, minAgeSeconds: number, skipOwner?: string, recovering?: boolean): () => ClassifyContext {
   const { agent, store } = deps;
   let referenced: Set<string> | undefined;
   return () => ({
     view,
     nowMs: Date.now(),
     minAgeSeconds,
+    recovering,
     localOwners: (resource) => agent.ownersList()
       .filter((o) => o.ref.uuid !== skipOwner && o.leases.some((l) => l.spec.lockspace === DISKS_LOCKSPACE && l.spec.resource === resource))
       .map((o) => o.ref.name),
@@ -322,6 +351,13 @@ function classifyContext(deps: SweepDeps, view: LivenessView, minAgeSeconds: num
       return !referenced.has(resource);
     } : undefined,
   });
+}
+
+/** The report's note of a sweep cut short by the daemon's stop (SweepOptions.signal). */
+function stoppedText(examined: number, total: number | undefined, notDeleted: number): string {
+  if (total === undefined) return 'the sweep was stopped (the agent is stopping) before the directory was read';
+  return `the sweep was stopped (the agent is stopping): ${examined} of ${total} entries examined` +
+    (notDeleted ? `, ${notDeleted} deletable left for the next sweep` : '');
 }
 
 function report(dir: string, dryRun: boolean, minAgeSeconds: number, started: number, files: Verdict[], extra: Partial<SweepReport>): SweepReport {
@@ -340,7 +376,11 @@ function report(dir: string, dryRun: boolean, minAgeSeconds: number, started: nu
  */
 export async function dryRunStandalone(
   config: SweepDeps['config'],
-  opts: { minAgeSeconds?: number; onProgress?: (done: number, total: number) => void; onWatch?: (seconds: number) => void; sleep?: (ms: number) => Promise<void> } = {},
+  opts: {
+    minAgeSeconds?: number; onProgress?: (done: number, total: number) => void; onWatch?: (seconds: number) => void; sleep?: (ms: number) => Promise<void>;
+    /** stop examining entries (the daemon is stopping); the report says so */
+    signal?: AbortSignal;
+  } = {},
 ): Promise<SweepReport> {
   const started = Date.now();
   const dir = config.diskLeaseDir;
@@ -358,9 +398,10 @@ export async function dryRunStandalone(
   }
   const ctx = () => ({ view, nowMs: Date.now(), minAgeSeconds: minAge });
   const names = await listDir(dir);
-  const files = await scanDirectory(dir, names, ctx, { ioTimeoutMs: ioMs, onProgress: opts.onProgress });
+  const files = await scanDirectory(dir, names, ctx, { ioTimeoutMs: ioMs, onProgress: opts.onProgress, signal: opts.signal });
+  if (files.length < names.length) errors.push(stoppedText(files.length, names.length, 0));
   const unsure = files.map((f, i) => (needsWatching(f) ? i : -1)).filter((i) => i >= 0);
-  if (watch && unsure.length) {
+  if (watch && unsure.length && !opts.signal?.aborted) {
     const hosts = [...new Set(unsure.flatMap((i) => files[i].holders!.map((h) => h.hostId)))];
     const secs = watch.watchSeconds(hosts);
     opts.onWatch?.(secs);
@@ -380,11 +421,12 @@ export async function sweep(deps: SweepDeps, opts: SweepOptions): Promise<SweepR
   const clock = deps.clock ?? systemClock;
   const dir = config.diskLeaseDir;
   const minAge = opts.minAgeSeconds ?? config.cleanupMinAge;
+  if (opts.recovering && !opts.dryRun) throw new LeaseError(SANLK.EBUSY, RECOVERING_TEXT);
   const ls = agent.lockspaces.get(DISKS_LOCKSPACE);
   const joined = ls && ls.state === 'joined' && ls.lease && ls.monitor ? ls : undefined;
 
   if (!joined) {
-    if (opts.dryRun) return dryRunStandalone(config, { minAgeSeconds: minAge, onProgress: opts.onProgress });
+    if (opts.dryRun) return dryRunStandalone(config, { minAgeSeconds: minAge, onProgress: opts.onProgress, signal: opts.signal });
     throw new LeaseError(SANLK.ENOSPC, `cleanup needs lockspace ${DISKS_LOCKSPACE} joined on this host to delete anything ` +
       `(${ls ? `it is ${ls.state}` : 'it is not configured: auto_disk_leases = 1'}); lockagent cleanup --dry-run works without it`);
   }
@@ -395,11 +437,16 @@ export async function sweep(deps: SweepDeps, opts: SweepOptions): Promise<SweepR
     deps, dir, owner, view, ioMs: io * 1000, acquireMs: (timeoutsFor(io).idRenewal + 2) * 1000, hooks: opts.hooks ?? {},
   };
   const host = { hostId: joined.spec.hostId, name: agent.hostName, generation: joined.lease!.generation };
-  const ctx = classifyContext(deps, view, minAge, owner.uuid);
+  const ctx = classifyContext(deps, view, minAge, owner.uuid, opts.recovering);
+  const scanOpts = { ioTimeoutMs: c.ioMs, onProgress: opts.onProgress, signal: opts.signal };
 
   if (opts.dryRun) {
-    const files = await scanDirectory(dir, await listDir(dir), ctx, { ioTimeoutMs: c.ioMs, onProgress: opts.onProgress });
-    return report(dir, true, minAge, started, files, { liveness: view.source, host });
+    const names = await listDir(dir);
+    const files = await scanDirectory(dir, names, ctx, scanOpts);
+    const liveness = view.source + (opts.recovering
+      ? '; the agent is still recovering the leases it held before its restart: leases of its earlier generations are not decided' : '');
+    const errors = files.length < names.length ? [stoppedText(files.length, names.length, 0)] : [];
+    return report(dir, true, minAge, started, files, { liveness, host, errors });
   }
 
   if (sweeping.has(agent)) {
@@ -412,6 +459,7 @@ export async function sweep(deps: SweepDeps, opts: SweepOptions): Promise<SweepR
       const n = await agent.release(owner).catch((e) => { log.warning(`cleanup: releasing leftovers of an earlier sweep: ${errMsg(e)}`); return 0; });
       if (n) log.info(`cleanup: released ${n} lease(s) left by an interrupted sweep`);
     }
+    if (opts.signal?.aborted) return report(dir, false, minAge, started, [], { liveness: view.source, host, errors: [stoppedText(0, undefined, 0)] });
     const lockPath = join(dir, SWEEP_LOCK_NAME);
     const lockSpec: LeaseSpec = { lockspace: DISKS_LOCKSPACE, resource: SWEEP_LOCK_NAME, path: lockPath, offset: 0, mode: 'exclusive' };
     await ensureResourceFile(lockPath, DISKS_LOCKSPACE, SWEEP_LOCK_NAME, joined.lease!.geometry ?? geometryFor(config.sectorSize, config.alignSize), leaseFileOwner(config));
@@ -427,19 +475,25 @@ export async function sweep(deps: SweepDeps, opts: SweepOptions): Promise<SweepR
     }
     try {
       await c.hooks.locked?.();
-      const names = await listDir(dir);
-      const files = await scanDirectory(dir, names, ctx, { ioTimeoutMs: c.ioMs, onProgress: opts.onProgress });
+      const listed = !opts.signal?.aborted;
+      const names = listed ? await listDir(dir) : [];
+      const files = await scanDirectory(dir, names, ctx, scanOpts);
       await c.hooks.scanned?.();
+      let notDeleted = 0;
       for (let i = 0; i < files.length; i++) {
         const v = files[i];
         if (!v.deletable) continue;
         if (opts.signal?.aborted) {
+          // Stopped between files: the one before finished all its steps.
           files[i] = { ...v, deletable: false, action: 'kept', detail: `${v.detail}; not deleted: the sweep was stopped` };
+          notDeleted++;
           continue;
         }
         files[i] = v.class === 'leftover' ? await removeLeftover(c, v) : await deleteLease(c, v);
       }
-      return report(dir, false, minAge, started, files, { liveness: view.source, host });
+      const stopped = !listed || files.length < names.length || notDeleted > 0;
+      const errors = stopped ? [stoppedText(files.length, listed ? names.length : undefined, notDeleted)] : [];
+      return report(dir, false, minAge, started, files, { liveness: view.source, host, errors });
     } finally {
       await agent.release(owner, [lockSpec]).catch((e) => log.warning(`cleanup: releasing the sweep lock: ${errMsg(e)}`));
     }

@@ -3,14 +3,16 @@
  *
  * Deleting runs inside the agent (op `cleanup` on the control socket): only a member of the
  * lockspace can take a lease. A dry run asks the agent too, and falls back to reading the
- * directory itself (read-only) when no agent is running, or with --standalone.
+ * directory itself (read-only) when the agent cannot be reached (not running, or its socket
+ * refuses us), or with --standalone.
  *
  * Exit status: 0 nothing failed, 1 some file or the sweep failed, 2 usage, 3 the agent is not
- * reachable (real sweep), 4 another host (or this one) is sweeping.
+ * reachable (real sweep), 4 no sweep could start now (another host or this one is sweeping,
+ * or the agent is still recovering after its restart, or stopping); nothing was done.
  */
 import { Command } from 'commander';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, parseDuration } from '../config/config';
-import { AgentUnreachable, callAgent } from '../control/client';
+import { AgentError, AgentUnreachable, callAgent } from '../control/client';
 import { CliContext, EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, runCommand } from './context';
 import { LeaseError, SANLK } from '../ondisk/results';
 import { resolveSocket } from './socket';
@@ -27,8 +29,13 @@ interface CleanupOpts {
   standalone?: boolean;
 }
 
-/** A sweep can take long on a large directory; the socket call waits this long. */
-const AGENT_CALL_MS = 12 * 3600 * 1000;
+/**
+ * How long the CLI waits for the agent's answer. A sweep can take long on a large directory
+ * (about 40 ms per file deleted). A dry run only reads, 4 KiB per entry, 32 at a time: minutes
+ * would be tens of thousands of entries on a slow NFS server, so a dry run that takes longer
+ * than this is given up (an agent that hangs), naming --standalone. Tests shorten them.
+ */
+export const agentCallMs = { sweep: 12 * 3600 * 1000, dryRun: 5 * 60 * 1000 };
 /** Progress is shown from this many directory entries on, and only on a terminal. */
 const PROGRESS_FROM = 500;
 
@@ -70,7 +77,7 @@ export function registerCleanupCommand(program: Command, ctx: CliContext, setExi
     .action((o: CleanupOpts) => runCommand(ctx, setExit, 'cleanup', () => runCleanup(ctx, o)));
 }
 
-/** 0 nothing failed, 1 some file or the sweep failed, 4 another host (or this one) is sweeping. */
+/** 0 nothing failed, 1 some file or the sweep failed (or was stopped), 4 another host (or this one) is sweeping. */
 export function exitStatus(r: SweepReport): number {
   if (r.status === 'busy') return EXIT_BUSY;
   return r.summary.failed > 0 || r.errors.length > 0 ? EXIT_FAILED : EXIT_OK;
@@ -101,14 +108,23 @@ async function runCleanup(ctx: CliContext, o: CleanupOpts): Promise<number> {
       }
       const started = Date.now();
       const ticker = setInterval(() => progress.note(`lockagent cleanup: the agent is sweeping… ${Math.round((Date.now() - started) / 1000)} s`), 1000);
+      const waitMs = o.dryRun ? agentCallMs.dryRun : agentCallMs.sweep;
       try {
-        report = await callAgent(socket, { op: 'cleanup', dryRun: !!o.dryRun, minAgeSeconds }, AGENT_CALL_MS);
+        report = await callAgent(socket, { op: 'cleanup', dryRun: !!o.dryRun, minAgeSeconds }, waitMs);
       } catch (e) {
-        if (!(e instanceof LeaseError) || e.rv !== SANLK.ECONNREFUSED || !o.dryRun) {
-          const code = e instanceof AgentUnreachable ? EXIT_UNREACHABLE : EXIT_FAILED;
+        if (o.dryRun && e instanceof AgentUnreachable) {
+          // Nothing was sent: read the directory here, as --standalone does.
+          ctx.output.err(e.rv === SANLK.EACCES
+            ? `lockagent: cleanup: cannot use the agent (${e.message}); the dry run reads the lease directory itself`
+            : 'lockagent: cleanup: the agent is not running; the dry run reads the lease directory itself');
+        } else if (o.dryRun && e instanceof LeaseError && !(e instanceof AgentError) && e.rv === SANLK.ETIMEDOUT) {
+          return fail(`the agent did not answer the dry run within ${Math.round(waitMs / 1000)} s (socket ${socket}): it may be hung; ` +
+            'read the lease directory here instead: lockagent cleanup --dry-run --standalone', EXIT_FAILED);
+        } else {
+          // EBUSY: the agent could not start a sweep now (recovering after its restart, or stopping); nothing was done.
+          const code = e instanceof AgentUnreachable ? EXIT_UNREACHABLE : e instanceof AgentError && e.rv === SANLK.EBUSY ? EXIT_BUSY : EXIT_FAILED;
           return fail((e as Error).message + (code === EXIT_UNREACHABLE ? ' (a dry run works without it: --dry-run)' : ''), code);
         }
-        ctx.output.err('lockagent: cleanup: the agent is not running; the dry run reads the lease directory itself');
       } finally {
         clearInterval(ticker);
         progress.end();

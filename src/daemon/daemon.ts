@@ -44,7 +44,12 @@ export interface DaemonExtensions {
   /** plugs in the libvirt integration; receives the agent, returns domain request handling */
   domain?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => Promise<{ handlers: DomainHandlers; policy?: LeaseFailurePolicy; ownerExists?: (o: { uuid: string; name: string; pid: number | null; startTime: number | null }) => Promise<boolean>; runningOwners?: RunningLeaseOwners; stop?: () => Promise<void>; domains?: () => DomainStatus[] }>;
   peerOf?: (sock: import('net').Socket) => Peer | undefined;
-  cleanup?: (d: Omit<DaemonHandle, 'server' | 'stop'>) => { handlers: CleanupHandlers; stop: () => void };
+  /**
+   * The cleanup sweeper. `recovering` is true until the start-up recovery and reconcile have
+   * ended (a real sweep waits for them; absent: nothing to wait for); `stop` resolves once a
+   * sweep in progress has ended.
+   */
+  cleanup?: (d: Omit<DaemonHandle, 'server' | 'stop'> & { recovering?: () => boolean }) => { handlers: CleanupHandlers; stop: () => Promise<void> };
   allowPeer?: (config: AgentConfig) => (p: Peer) => boolean;
   /** another native binding (tests) */
   native?: import('../io/native').NativeBinding;
@@ -183,7 +188,8 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
   const base = { agent, config, log, store, metrics };
   const domain = ext.domain ? await ext.domain(base) : undefined;
   if (domain?.policy) policy = domain.policy;
-  const cleanup = ext.cleanup?.(base);
+  let recovering = true;
+  const cleanup = ext.cleanup?.({ ...base, recovering: () => recovering });
 
   // Memory grown by a burst of requests is given back once the agent is quiet again.
   const trimmer = new IdleTrimmer(5000, (before, after) => log.debug(`idle: memory trimmed, RSS ${Math.round(before / 1048576)} → ${Math.round(after / 1048576)} MiB`),
@@ -238,7 +244,10 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
     if (r.found) log.warning(`start-up reconcile: ${r.found} lease(s) held on disk were unknown to the state database: ${r.readopted} re-adopted, ${r.released} released, ${r.kept} kept for an unknown owner`);
   }).catch((e) => log.error(`start-up reconcile with the lease directory failed: ${(e as Error).message}`))
     // Start-up is activity: the first quiet check gives back what it alone used (memtrim.ts).
-    .finally(() => trimmer.touch());
+    .finally(() => {
+      recovering = false;
+      trimmer.touch();
+    });
 
   return {
     ...base,
@@ -247,7 +256,8 @@ export async function startDaemon(config: AgentConfig, ext: DaemonExtensions = {
       notify.stopping();
       clearInterval(statusTimer);
       trimmer.stop();
-      cleanup?.stop();
+      // A sweep in progress stops at its next file and answers its caller before the socket closes.
+      await cleanup?.stop();
       await metrics?.close();
       await server.close();
       await domain?.stop?.();

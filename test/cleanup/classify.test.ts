@@ -4,7 +4,10 @@
 import {
   bytesNeeded, classifyEntry, ClassifyContext, EntryFacts, HostView, LivenessView, needsWatching, SWEEP_LOCK_NAME,
 } from '../../src/cleanup/classify';
+import { readFileSync } from 'fs';
+import { join } from 'path';
 import { formatReport, summarize } from '../../src/cleanup/report';
+import { HELD_BY_OTHER } from '../../src/cleanup/sweep';
 import { exitStatus } from '../../src/cli/cleanup-command';
 import { SweepReport } from '../../src/control/replies';
 import { HostState } from '../../src/lease/hostmonitor';
@@ -114,6 +117,18 @@ describe('classifyEntry', () => {
     expect(classifyEntry(file(MD5, old), ctx(view({}, self), { ownOrphan: () => true }))).toMatchObject({ class: 'free', deletable: true });
   });
 
+  it('while the agent recovers after its restart, a lease of an earlier generation of this host is not decided, even recorded by no owner', () => {
+    const self = { hostId: 1, generation: 4 };
+    const old = lease(MD5, { ownerId: 1, ownerGeneration: 2, lver: 2, timestamp: 5 });
+    const v = classifyEntry(file(MD5, old), ctx(view({}, self), { ownOrphan: () => true, recovering: true }));
+    expect(v).toMatchObject({ class: 'in use', deletable: false, holders: [{ hostId: 1, generation: 2, state: 'THIS HOST' }] });
+    expect(v.detail).toMatch(/held by an earlier generation \(2\) of this host; not decided: recovering \(the agent is still recovering the leases it held before its restart\)/);
+    // the current generation's leases are in use anyway; others' leases are judged as ever
+    const cur = lease(MD5, { ownerId: 1, ownerGeneration: 4, lver: 2, timestamp: 5 });
+    expect(classifyEntry(file(MD5, cur), ctx(view({}, self), { recovering: true })).detail).not.toMatch(/recovering/);
+    expect(classifyEntry(file(MD5, lease()), ctx(view({}, self), { recovering: true }))).toMatchObject({ class: 'free', deletable: true });
+  });
+
   it('not a lease: garbage, zeros, short, cleared, a lockspace, other names, bad checksum', () => {
     const cases: Array<[Buffer, RegExp]> = [
       [Buffer.alloc(100, 7), /too short/],
@@ -189,5 +204,31 @@ describe('report', () => {
     expect(exitStatus({ ...r, summary: summarize([{ name: 'x', class: 'error', detail: 'EIO', deletable: false }], true).summary })).toBe(1);
     expect(exitStatus({ ...r, status: 'busy', sweeper: { hostId: 2, name: 'node02', thisHost: false } })).toBe(4);
     expect(formatReport({ ...r, status: 'busy', sweeper: { hostId: 2, name: 'node02', thisHost: false } })).toBe('another host (host 2, node02) is sweeping; nothing done\n');
+  });
+
+  it('a dry run says that the second names an interrupted sweep left would be removed', () => {
+    const left = `.lockagent-cleanup.${MD5}`;
+    const files = [
+      classifyEntry(file(left, lease(), OLD, { nlink: 1 }), ctx(none)),
+      { name: 'b', class: 'in use', detail: '', deletable: false } as const,
+    ];
+    const dry = summarize(files, true);
+    expect(dry.line).toBe('2 files (dry run): 1 in use, 1 leftover (would be removed)');
+    expect(summarize(files, false).line).toBe('2 files: 0 deleted, 1 in use, 1 leftover');
+    const r: SweepReport = {
+      dir: '/d', dryRun: true, minAgeSeconds: 0, status: 'done', liveness: 'test', startedAt: '', durationMs: 1,
+      files, summary: dry.summary, summaryLine: dry.line, errors: [],
+    };
+    expect(formatReport(r)).toContain(`${left}  leftover  would remove: lease file unlinked by an interrupted sweep (no longer reachable by its name)\n`);
+    expect(formatReport({ ...r, dryRun: false })).not.toMatch(/would remove:/);
+  });
+});
+
+describe('docs/cleanup.md', () => {
+  it('lists every refusal the sweep takes for "someone holds it"', () => {
+    const doc = readFileSync(join(__dirname, '../../docs/cleanup.md'), 'utf8');
+    const para = doc.slice(doc.indexOf('Refused because someone holds it'), doc.indexOf('The second name is removed.', doc.indexOf('Refused because someone holds it')));
+    expect(para.length).toBeGreaterThan(100);
+    for (const rv of HELD_BY_OTHER) expect([rv, new RegExp(`−${-rv}(?!\\d)`).test(para)]).toEqual([rv, true]);
   });
 });

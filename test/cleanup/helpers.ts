@@ -6,7 +6,7 @@ import { ChildProcess, execFileSync, spawn } from 'child_process';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { DaemonHandle, startDaemon } from '../../src/daemon/daemon';
+import { DaemonExtensions, DaemonHandle, startDaemon } from '../../src/daemon/daemon';
 import { cleanupExtension } from '../../src/daemon/cleanup';
 import { loadConfig } from '../../src/config/config';
 import { DirectFile } from '../../src/io/directio';
@@ -40,8 +40,11 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
 
 export type TestDaemon = DaemonHandle & { logLines: string[]; socket: string; conf: string };
 
-/** A lockagent daemon in this process: its own state db and socket, the shared lease dir. */
-export async function startTestDaemon(base: string, leaseDir: string, hostId: number, extra = ''): Promise<TestDaemon> {
+/**
+ * A lockagent daemon in this process: its own state db and socket, the shared lease dir.
+ * `extra` is more config (it may set cleanup_schedule, "off" otherwise); `ext` more extensions.
+ */
+export async function startTestDaemon(base: string, leaseDir: string, hostId: number, extra = '', ext: DaemonExtensions = {}): Promise<TestDaemon> {
   const dir = path.join(base, `host${hostId}`);
   fs.mkdirSync(dir, { recursive: true });
   const socket = path.join(dir, 'sock');
@@ -57,12 +60,12 @@ export async function startTestDaemon(base: string, leaseDir: string, hostId: nu
     'log_stderr = 0',
     `host_name = "node0${hostId}"`,
     'libvirt_uri = ""',
-    'cleanup_schedule = "off"',
+    ...(/^\s*cleanup_schedule\s*=/m.test(extra) ? [] : ['cleanup_schedule = "off"']),
     extra,
   ].join('\n'));
   const { config } = loadConfig(conf);
   const log = memoryLogger();
-  const d = await startDaemon(config, { cleanup: cleanupExtension({ jitterMs: 0 }) }, log);
+  const d = await startDaemon(config, { cleanup: cleanupExtension({ jitterMs: 0 }), ...ext }, log);
   return Object.assign(d, { logLines: log.lines, socket, conf });
 }
 

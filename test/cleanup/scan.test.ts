@@ -90,4 +90,24 @@ describe('cleanup scan', () => {
     }
     expect(files.filter((v) => v.class === 'free')).toHaveLength(names.length - hung.length);
   });
+
+  it('a scan told to stop (the daemon is stopping) examines no further entry and returns those it examined, in order', async () => {
+    const names = Array.from({ length: 300 }, (_, i) => md5(`/images/stop-${i}`));
+    for (const n of names) await initLease(p(n));
+    const entries = await listDir(dir);
+    const abort = new AbortController();
+    let batches = 0;
+    const files = await scanDirectory(dir, entries, () => { batches++; return ctx(); }, {
+      ioTimeoutMs: 5000, concurrency: 4, signal: abort.signal,
+      onProgress: (done) => { if (done === 10) abort.abort(); },
+    });
+    // the 4 in hand when it stopped finish; nothing is started after (300 entries: 2 batches)
+    expect(files.length).toBeGreaterThanOrEqual(10);
+    expect(files.length).toBeLessThanOrEqual(13);
+    expect(files.map((v) => v.name)).toEqual(entries.slice(0, files.length).map((e) => e.name));
+    expect(files.every((v) => v.class === 'too recent')).toBe(true);
+    expect(batches).toBe(1);
+    // Already stopped: nothing is read at all.
+    expect(await scanDirectory(dir, entries, ctx, { ioTimeoutMs: 5000, signal: abort.signal })).toEqual([]);
+  });
 });
