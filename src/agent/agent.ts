@@ -351,8 +351,10 @@ export class Agent {
     try {
       const first = new Map<string, number>();
       const todo: Array<{ i: number; s: LeaseSpec }> = [];
-      // No await unless one is busy: the check below and the marking must see the same state.
+      // One deadline for the whole request: waits, joins and ballots share it.
       const waitUntil = opts.timeoutMs ? this.o.clock.nowMs() + opts.timeoutMs : undefined;
+      const left = () => (waitUntil === undefined ? undefined : Math.max(1, waitUntil - this.o.clock.nowMs()));
+      // No await unless one is busy: the check below and the marking must see the same state.
       for (let b = this.otherBusy(owner.uuid, specs); b; b = this.otherBusy(owner.uuid, specs)) await this.waitBusy(b, waitUntil);
       for (const [i, s] of specs.entries()) {
         if (first.has(key(s))) continue; // named twice: the same lease (filled in below)
@@ -383,7 +385,7 @@ export class Agent {
       await forEachLimited(todo, 1 + extra, async ({ i, s }) => {
         if (refused) return; // all or nothing: once one is refused, start no more
         try {
-          const h = await this.acquireOne(st, s, opts);
+          const h = await this.acquireOne(st, s, { ...opts, timeoutMs: left() });
           fresh.push(h);
           taken[i] = h;
         } catch (e) {
@@ -517,6 +519,7 @@ export class Agent {
     const mode: LeaseMode = s.mode ?? 'exclusive';
     if (ls.state !== 'joined') this.o.log.info(`acquire of ${key(s)} for ${st.ref.name} waits for lockspace ${ls.name} to join (${ls.state})`);
     const t0 = performance.now();
+    const deadline = timeoutMs ? this.o.clock.nowMs() + timeoutMs : undefined;
     const lease = await ls.waitJoined(timeoutMs ?? this.o.joinWaitMs ?? 120000);
     // Journalled (with the owner row: each lease's entry carries it, as the leases of one
     // request are taken side by side) before the first write to the lease: after a crash,
@@ -524,7 +527,6 @@ export class Agent {
     // A failing store does not stop the acquire (the intent is kept in memory and written when
     // it can be): after a crash, reconcile() finds a lease the database missed on disk.
     const op = await this.journal(() => this.saveOwner(st), { op: 'acquire', ownerUuid: st.ref.uuid, lockspace: s.lockspace, resource: s.resource, path: s.path, offset: s.offset, mode });
-    const deadline = timeoutMs ? this.o.clock.nowMs() + timeoutMs : undefined;
     try {
       for (let round = 0; ; round++) {
         const t1 = performance.now();

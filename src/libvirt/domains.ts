@@ -136,6 +136,8 @@ export class DomainManager implements LeaseFailurePolicy {
   /** `prepare begin`: the start gate. Resolves when every lease is ours; rejects with the reason. */
   prepare(xml: string, timeoutMs?: number): Promise<{ leases: number; deferred: boolean }> {
     const t0 = performance.now();
+    // The hook's budget counts from its request, the wait behind this domain's queue included.
+    const left = () => (timeoutMs === undefined ? undefined : Math.max(1, timeoutMs - (performance.now() - t0)));
     const dom = parseDomainXml(xml);
     const tParsed = performance.now();
     return this.queue.run(dom.uuid, async () => {
@@ -151,7 +153,7 @@ export class DomainManager implements LeaseFailurePolicy {
         return { leases: plan.entries.length, deferred: true };
       }
       const timing = { files: 0, acquire: 0 };
-      await this.acquirePlan(dom, plan, { timeoutMs, timing });
+      await this.acquirePlan(dom, plan, { timeoutMs: left(), timing });
       // Where the start gate's time goes (virsh start waits for all of it): docs/libvirt-integration.md
       const ms = (x: number) => x.toFixed(1);
       this.o.log.debug(`prepare ${dom.name}: ${plan.entries.length} lease(s) in ${ms(performance.now() - t0)} ms ` +
