@@ -260,6 +260,14 @@ export class DomainManager implements LeaseFailurePolicy {
       const incoming = state !== undefined && !kept.length;
       // The start's acquire lists every resource registered; an attach lists only the new one.
       const starting = state === undefined && !!st.starting && !!st.info && covers(dom, st.info);
+      // libvirt's fake reboot (an ACPI reboot, on_poweroff=restart) starts the CPUs again through
+      // the lock driver's resume with no state, listing every registered resource: all held
+      // already, and none of it an attach.
+      if (state === undefined && !starting && held.length > 0 && plan.entries.every((e) => held.some((h) => sameResource(h.spec, e))) &&
+        held.every((h) => plan.entries.some((e) => sameResource(h.spec, e)))) {
+        this.o.log.debug(`lock_acquire ${dom.name}: every lease listed is held already (its CPUs started again: a fake reboot); nothing to take`);
+        return { leases: plan.entries.length };
+      }
       const attach = state === undefined && !starting && held.length > 0;
       if (attach && !st.info && plan.entries.some((e) => held.some((h) => sameResource(h.spec, e)))) {
         // Without the registered disk list a detach could not tell this disk from the one that

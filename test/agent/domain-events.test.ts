@@ -313,6 +313,28 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
     });
   });
 
+  it('lock-driver plugin: libvirt\'s fake reboot re-lists every registered resource without a state: nothing taken or added (a later detach releases), also after an agent restart', async () => {
+    const qemu = spawn('sleep', ['60']);
+    try {
+      const a = disk('fr-a.img');
+      const b = disk('fr-b.img');
+      const uuid = '6d0c1f56-0f1b-4d0e-9a53-2b1c3f7a9e77';
+      const dom = (disks: string[]) => ({ uuid, name: 'vm-fr', pid: qemu.pid!, disks: disks.map((p) => ({ path: p, readonly: false, shared: false })), leases: [] });
+      await mgr.lockRegister(dom([a, b]));
+      await mgr.lockAcquire(dom([a, b])); // the start
+      await mgr.lockAcquire(dom([a, b])); // a fake reboot: StartCPUs with no lock state
+      await mgr.lockRelease(dom([b]), false); // virsh detach-disk b
+      expect(held(uuid)).toEqual([leasePath(a)]);
+      // An agent restarted: a manager that never saw the registration.
+      const again = new DomainManager({ agent, config, store, log, control: () => virt, qemuRunDir: join(dir, 'run') });
+      await expect(again.lockAcquire(dom([a]))).resolves.toMatchObject({ leases: 1 });
+      expect(held(uuid)).toEqual([leasePath(a)]);
+      await agent.release({ uuid });
+    } finally {
+      qemu.kill('SIGKILL');
+    }
+  });
+
   describe('events newer than what they race with (a resync\'s list, a new run\'s start)', () => {
     /** getXML of `uuid` waits until the returned function is called (a slow libvirt). */
     function slowXml(uuid?: string): () => void {
