@@ -9,18 +9,18 @@
  * - an acquire waiting for another owner's acquire of the same lease keeps its own timeout (EBUSY);
  * - an all-or-nothing rollback ends before a waiting owner looks: no false EEXIST.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { Agent } from '../../src/agent/agent';
 import { StorageOpener } from '../../src/agent/types';
 import { ensureLockspaceFile } from '../../src/agent/lockspacefile';
-import { DirectFile } from '../../src/io/directio';
+import { ensureResourceFile } from '../../src/agent/resourcefile';
 import { FileLeaseStorage } from '../../src/io/file-storage';
 import { systemClock } from '../../src/lease/clock';
 import { LeaseStorage } from '../../src/lease/storage';
 import { memoryLogger } from '../../src/log/logger';
-import { buildResourceArea, DEFAULT_GEOMETRY, LeaseError, SANLK } from '../../src/ondisk';
+import { DEFAULT_GEOMETRY, LeaseError, SANLK } from '../../src/ondisk';
 import { StateStore } from '../../src/state/statestore';
 
 const LS = '__LIBVIRT__DISKS__';
@@ -39,10 +39,7 @@ afterEach(async () => {
 
 async function resource(name: string): Promise<{ lockspace: string; resource: string; path: string; offset: number }> {
   const path = join(dir, name);
-  writeFileSync(path, Buffer.alloc(0));
-  const f = await DirectFile.open(path);
-  await f.write(0, buildResourceArea({ spaceName: LS, resourceName: name, geometry: DEFAULT_GEOMETRY }), 10000);
-  await f.close();
+  await ensureResourceFile(path, LS, name, DEFAULT_GEOMETRY);
   return { lockspace: LS, resource: name, path, offset: 0 };
 }
 

@@ -5,15 +5,16 @@
  * shared one held by two owners stays SHARED on disk until the last of them releases it.
  * Real files, O_DIRECT, io_timeout 1; host 2 is a second agent over the same directory.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { Agent } from '../../src/agent/agent';
 import { ensureLockspaceFile } from '../../src/agent/lockspacefile';
+import { ensureResourceFile } from '../../src/agent/resourcefile';
 import { DirectFile } from '../../src/io/directio';
 import { systemClock } from '../../src/lease/clock';
 import { memoryLogger } from '../../src/log/logger';
-import { buildResourceArea, decodeLeader, DEFAULT_GEOMETRY, SANLK } from '../../src/ondisk';
+import { decodeLeader, DEFAULT_GEOMETRY, SANLK } from '../../src/ondisk';
 import { StateStore } from '../../src/state/statestore';
 
 const LS = '__LIBVIRT__DISKS__';
@@ -28,10 +29,7 @@ describe('two owners on one host and the same lease', () => {
   async function lease(): Promise<{ lockspace: string; resource: string; path: string; offset: number }> {
     const name = `disk${++n}`;
     const path = join(dir, name);
-    writeFileSync(path, Buffer.alloc(0));
-    const f = await DirectFile.open(path);
-    await f.write(0, buildResourceArea({ spaceName: LS, resourceName: name, geometry: DEFAULT_GEOMETRY }), 10000);
-    await f.close();
+    await ensureResourceFile(path, LS, name, DEFAULT_GEOMETRY);
     return { lockspace: LS, resource: name, path, offset: 0 };
   }
   async function leader(path: string) {
