@@ -332,10 +332,13 @@ export class Agent {
    * and once those under way have ended the leases taken by this call are released again.
    */
   acquire(owner: OwnerRef, specs: LeaseSpec[], opts: AcquireOptions = {}): Promise<HeldLease[]> {
-    return observed(this.queue.run(owner.uuid, () => this.acquireNow(owner, specs, opts)), this.o.observer?.acquired);
+    // One deadline for the whole request, counted from here: the owner's queue, waits, joins and
+    // ballots share it.
+    const waitUntil = opts.timeoutMs ? this.o.clock.nowMs() + opts.timeoutMs : undefined;
+    return observed(this.queue.run(owner.uuid, () => this.acquireNow(owner, specs, opts, waitUntil)), this.o.observer?.acquired);
   }
 
-  private async acquireNow(owner: OwnerRef, specs: LeaseSpec[], opts: AcquireOptions): Promise<HeldLease[]> {
+  private async acquireNow(owner: OwnerRef, specs: LeaseSpec[], opts: AcquireOptions, waitUntil: number | undefined): Promise<HeldLease[]> {
     this.o.fence?.admit(owner, specs.map((s) => s.lockspace));
     const proc = owner.pid !== undefined ? this.registeredProcess(owner.pid, this.owners.get(owner.uuid)?.process) : undefined;
     const st = this.ownerState(owner, opts.action);
@@ -351,8 +354,6 @@ export class Agent {
     try {
       const first = new Map<string, number>();
       const todo: Array<{ i: number; s: LeaseSpec }> = [];
-      // One deadline for the whole request: waits, joins and ballots share it.
-      const waitUntil = opts.timeoutMs ? this.o.clock.nowMs() + opts.timeoutMs : undefined;
       const left = () => (waitUntil === undefined ? undefined : Math.max(1, waitUntil - this.o.clock.nowMs()));
       // No await unless one is busy: the check below and the marking must see the same state.
       for (let b = this.otherBusy(owner.uuid, specs); b; b = this.otherBusy(owner.uuid, specs)) await this.waitBusy(b, waitUntil);

@@ -8,7 +8,7 @@ import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/config';
 import { callAgent } from '../control/client';
 import { LeaseSpec } from '../agent/types';
 import { Request } from '../control/protocol';
-import { allResults, explainResult, LeaseError } from '../ondisk/results';
+import { allResults, explainResult, LeaseError, resultInfo } from '../ondisk/results';
 import { hostIdOutOfRange, MAX_IO_TIMEOUT } from '../ondisk/constants';
 import {
   formatSanlockHeld, parseIoTimeoutOpt, parseLockspaceArg, parseLockspaceName, parsePidOpt, parseResourceArg, UsageError,
@@ -223,7 +223,9 @@ export function registerAgentCommands(program: Command, ctx: CliContext, setExit
         ctx.output.out(allResults().map((r) => `${String(r.code).padStart(5)} ${r.name.padEnd(26)} ${r.meaning}\n`).join(''));
         return EXIT_OK;
       }
-      const r = explainResult(code as string);
+      // A number neither table lists may still be an errno, named as failure lines name it.
+      const errno = /^-\d+$/.test(code as string) ? resultInfo(Number(code)) : undefined;
+      const r = explainResult(code as string) ?? (errno && errno.name !== 'UNKNOWN' ? errno : undefined);
       if (!r) throw new UsageError(`unknown result code "${code}"; lockagent explain lists them all`);
       ctx.output.out(`${r.code} ${r.name}\n  what:   ${r.meaning}\n  remedy: ${r.remedy}\n`);
       return EXIT_OK;

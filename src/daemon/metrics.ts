@@ -10,7 +10,7 @@ import { metricsAddress } from '../config/config';
 import { ioStats } from '../io/directio';
 import { IoKind, setIoObserver } from '../lease/diskio';
 import { HostState } from '../lease/hostmonitor';
-import { explainResult } from '../ondisk/results';
+import { resultInfo } from '../ondisk/results';
 import type { Agent, AgentObserver } from '../agent/agent';
 import type { JoinState } from '../agent/lockspace';
 
@@ -21,9 +21,10 @@ const IO_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 /** an acquire may wait for a silent holder's host_dead (minutes) */
 const ACQUIRE_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
-/** A result code by name ("OK", "SANLK_ACQUIRE_IDLIVE"), never a bare number. */
+/** A result code by name ("OK", "SANLK_ACQUIRE_IDLIVE", "EBADF"), never a bare number (resultInfo's name; an unknown one keeps its number). */
 export function resultName(rv: number): string {
-  return explainResult(rv)?.name ?? `UNKNOWN_${Math.abs(rv)}`;
+  const { name } = resultInfo(rv);
+  return name === 'UNKNOWN' ? `UNKNOWN_${Math.abs(rv)}` : name;
 }
 
 /** The parts of a cleanup run the metrics count (cleanup's SweepReport has them). */

@@ -262,8 +262,11 @@ export class DomainManager implements LeaseFailurePolicy {
       const starting = state === undefined && !!st.starting && !!st.info && covers(dom, st.info);
       // libvirt's fake reboot (an ACPI reboot, on_poweroff=restart) starts the CPUs again through
       // the lock driver's resume with no state, listing every registered resource: all held
-      // already, and none of it an attach.
-      if (state === undefined && !starting && held.length > 0 && plan.entries.every((e) => held.some((h) => sameResource(h.spec, e))) &&
+      // already, and none of it an attach. A hot-plug lists one disk: with one resource the two
+      // cannot be told apart, and the attach's bookkeeping (below) is the safe side (a lease
+      // kept after a detach, never one released under a disk still in use).
+      if (state === undefined && !starting && held.length > 0 && dom.disks.length + dom.leases.length > 1 &&
+        plan.entries.every((e) => held.some((h) => sameResource(h.spec, e))) &&
         held.every((h) => plan.entries.some((e) => sameResource(h.spec, e)))) {
         this.o.log.debug(`lock_acquire ${dom.name}: every lease listed is held already (its CPUs started again: a fake reboot); nothing to take`);
         return { leases: plan.entries.length };
@@ -356,7 +359,9 @@ export class DomainManager implements LeaseFailurePolicy {
 
   onLifecycle(ev: LifecycleEventLike): Promise<void> {
     const arrived = Math.min(performance.now(), ev.receivedAt ?? Infinity);
-    this.eventAt.set(ev.uuid, arrived);
+    // Events that tell whether the domain runs (not DEFINED, UNDEFINED, ...): a resync's list
+    // older than one of them is not acted on for the domain.
+    if (['STARTED', 'STOPPED', 'SUSPENDED', 'RESUMED'].includes(ev.event)) this.eventAt.set(ev.uuid, Math.max(arrived, this.eventAt.get(ev.uuid) ?? -Infinity));
     return this.events.run(ev.uuid, async () => {
       const kind = `${ev.event}/${ev.detail}`;
       // libvirt calls happen here, before the lease work is queued behind hook requests.
@@ -583,7 +588,9 @@ export class DomainManager implements LeaseFailurePolicy {
           await inTime(ctl.destroy(owner.uuid));
           const destroyedAt = performance.now();
           // Still known to libvirt once destroyed: a defined (persistent) domain.
-          const persistent = ctl.state ? (await this.libvirtCall(() => ctl.state!(owner.uuid))) !== undefined : undefined;
+          const persistent = ctl.state
+            ? await this.libvirtCall(() => ctl.state!(owner.uuid).then(() => true, (e: { code?: unknown }) => (e.code === VIR_ERR.NO_DOMAIN ? false : undefined)))
+            : undefined;
           // The action is done once the domain is down: its start waits for the lockspaces
           // (host_dead at least), and a failure action still pending keeps the lockspace's
           // watchdog armed (wdmd would reset the host meanwhile).
@@ -785,6 +792,9 @@ export class DomainManager implements LeaseFailurePolicy {
   private async acquirePlan(dom: DomainInfo, plan: LeasePlan, opts: { timeoutMs?: number; lvers?: Map<string, number>; retryMs?: number; withPid?: boolean; pid?: number; watchPid?: boolean; timing?: { files: number; acquire: number } }): Promise<void> {
     if (!plan.entries.length) return;
     let t = performance.now();
+    // One deadline for the whole plan: the file checks and every try share it.
+    const deadline = opts.timeoutMs === undefined ? undefined : t + opts.timeoutMs;
+    const left = () => (deadline === undefined ? undefined : Math.max(1, deadline - performance.now()));
     let unchecked = await this.ensureLeaseFiles(plan);
     if (opts.timing) {
       opts.timing.files = performance.now() - t;
@@ -798,7 +808,7 @@ export class DomainManager implements LeaseFailurePolicy {
     for (;;) {
       try {
         await this.o.agent.acquire(owner, specs, {
-          timeoutMs: opts.timeoutMs, action: dom.onLockFailure, recreate: (s) => this.recreateLeaseFile(plan, s), watchPid: opts.watchPid,
+          timeoutMs: left(), action: dom.onLockFailure, recreate: (s) => this.recreateLeaseFile(plan, s), watchPid: opts.watchPid,
         });
         if (opts.timing) opts.timing.acquire = performance.now() - t;
         return;

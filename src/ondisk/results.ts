@@ -81,7 +81,7 @@ const TABLE = [
  * so it is not called EPERM.
  */
 const OTHER: readonly ResultInfo[] = [
-  R(-1, 'ERROR', 'the operation failed', 'see the message for the cause'),
+  R(-1, 'FAILED', 'the operation failed', 'see the message for the cause'),
   R(-12, 'ENOMEM', 'the leader describes sizes that cannot be used', 'give -Z and -A explicitly'),
   R(-19, 'ENODEV', 'the lease path could not be opened', 'check the path and its permissions'),
   R(-30, 'EROFS', 'the lease path is on a read-only filesystem', 'remount it read-write'),

@@ -186,7 +186,7 @@ describe('lockagent client', () => {
   // the code's name is resultInfo's (src/ondisk/results.ts) whoever named it first: the agent's
   // reply says SANLK_ERROR for a code it does not know, EPERM for -1
   describe('the name of a result code in the stderr line', () => {
-    it.each([[-9, 'EBADF'], [-1, 'ERROR'], [-999, 'UNKNOWN'], [-243, 'SANLK_ACQUIRE_IDLIVE']])('%d is %s', async (rv, name) => {
+    it.each([[-9, 'EBADF'], [-1, 'FAILED'], [-999, 'UNKNOWN'], [-243, 'SANLK_ACQUIRE_IDLIVE']])('%d is %s', async (rv, name) => {
       failWith = rv;
       const r = await client('release', '--owner', 'o');
       expect(r.code).toBe(1);

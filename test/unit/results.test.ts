@@ -13,11 +13,12 @@ describe('resultInfo', () => {
     expect(resultInfo(0).name).toBe('OK');
   });
 
-  it('-1 is sanlock\'s generic failure, ERROR, not EPERM (sanlock\'s sources never mean EPERM)', () => {
-    expect(resultInfo(-1)).toMatchObject({ name: 'ERROR', meaning: 'the operation failed' });
-    expect(explainResult(-1)?.name).toBe('ERROR');
-    expect(explainResult('-1')?.name).toBe('ERROR');
-    expect(describeResult(-1)).toBe('the operation failed (sanlock -1 ERROR)');
+  it('-1 is sanlock\'s generic failure, FAILED (not EPERM, and not SANLK_ERROR\'s short name) (sanlock\'s sources never mean EPERM)', () => {
+    expect(resultInfo(-1)).toMatchObject({ name: 'FAILED', meaning: 'the operation failed' });
+    expect(explainResult(-1)?.name).toBe('FAILED');
+    expect(explainResult('-1')?.name).toBe('FAILED');
+    expect(describeResult(-1)).toBe('the operation failed (sanlock -1 FAILED)');
+    expect(explainResult('ERROR')?.code).toBe(-201); // lockagent explain ERROR is SANLK_ERROR, as before
   });
 
   it('names the codes of the direct commands beside the table (-90 EMSGSIZE, -19 ENODEV, ...)', () => {
@@ -53,7 +54,7 @@ describe('resultInfo', () => {
 describe('AgentError', () => {
   it('names its code as resultInfo does, whatever name the reply carried', () => {
     expect(new AgentError(-9, 'no such file').rvName).toBe('EBADF');
-    expect(new AgentError(-1, 'x').rvName).toBe('ERROR');
+    expect(new AgentError(-1, 'x').rvName).toBe('FAILED');
     expect(new AgentError(-243, 'x').rvName).toBe('SANLK_ACQUIRE_IDLIVE');
   });
 });
