@@ -190,10 +190,16 @@ export async function stopBed(bed: Bed | undefined): Promise<void> {
     h.stopped = true;
     live.delete(h);
   }));
-  // Nothing of ours may be left: every pid of every host's namespace is gone.
+  // Nothing of ours may be left: every pid of every host's namespace is gone (a SIGKILLed QEMU
+  // may take a few seconds to exit on a loaded machine: its memory is being freed).
   for (const h of bed.hosts) {
-    const left = (await run('bash', [SCRIPT, 'pids', h.dir])).stdout.trim();
-    if (left) throw new Error(`processes of ${h.dir} still running after stop: ${left}`);
+    let left = '';
+    for (const until = Date.now() + 10_000; ;) {
+      left = (await run('bash', [SCRIPT, 'pids', h.dir])).stdout.trim();
+      if (!left || Date.now() >= until) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    if (left) throw new Error(`processes of ${h.dir} still running 10 s after stop: ${left}`);
   }
   if (!process.env.LOCKAGENT_E2E_KEEP) fs.rmSync(bed.dir, { recursive: true, force: true });
 }
