@@ -7,7 +7,7 @@ import { LeaseStorage } from '../lease/storage';
 import { AcquireHint, ResourceToken } from '../lease/token';
 import { LeaseAcquireError } from '../lease/paxos';
 import { IoBufferPool } from '../lease/iobuf';
-import { hostIdOutOfRange, LeaderRecord, LeaseError, MAX_IO_TIMEOUT, namesEqual, SANLK, verifyPaxosLeader } from '../ondisk';
+import { heldByAnotherHost, hostIdOutOfRange, LeaderRecord, LeaseError, MAX_IO_TIMEOUT, namesEqual, SANLK, verifyPaxosLeader } from '../ondisk';
 import { Logger } from '../log/logger';
 import { DeltaLease } from '../lease/delta';
 import { JournalRow, LeaseRow, OwnerRow, StateStore, StoreHealth } from '../state/statestore';
@@ -125,8 +125,15 @@ const OWNER_WATCH_MS = 1000;
  * gives up with -11. Each round means another host deleted the file while we held an fd of it.
  */
 export const FILE_REPLACED_RETRIES = 3;
-/** Refusals that mean another host holds (or just won) the lease: the file may be going away. */
-const HELD_ELSEWHERE: ReadonlySet<number> = new Set([SANLK.ACQUIRE_IDLIVE, SANLK.ACQUIRE_OWNED, SANLK.ACQUIRE_OTHER, SANLK.ACQUIRE_OWNED_RETRY]);
+
+/** An acquire or release of a lease on its way on disk here, by an owner; `done` when it ends (see Agent.busy). */
+interface LocalWork {
+  uuid: string;
+  name: string;
+  op: 'acquire' | 'release';
+  done: Promise<void>;
+}
+
 
 async function identifyByOpen(path: string, timeoutMs: number): Promise<FileId | undefined> {
   let f: DirectFile;
@@ -240,7 +247,7 @@ export class Agent {
    * (waitBusy: then EBUSY or EAGAIN, which sanlock's acquire_token answers at once for a
    * resource being added or removed).
    */
-  private readonly busy = new Map<string, { uuid: string; name: string; op: 'acquire' | 'release'; done: Promise<void> }>();
+  private readonly busy = new Map<string, LocalWork>();
   private readonly openStorage: StorageOpener;
   private readonly identifyPath: (path: string, timeoutMs: number) => Promise<FileId | undefined>;
   private ownerWatch?: NodeJS.Timeout;
@@ -429,17 +436,12 @@ export class Agent {
   }
 
   /**
-   * Another owner on this host and the same lease, as sanlock's acquire_token judges it: being
-   * acquired (EBUSY) or released (EAGAIN) by it, or held by it with either of the two exclusive
-   * (EEXIST), is refused; held shared by it and wanted shared, its acquisition is returned, to be
+   * Another owner on this host holding the same lease, as sanlock's acquire_token judges it (one
+   * acquiring or releasing it was waited for just before, waitBusy): held with either of the two
+   * exclusive, refused (EEXIST); held shared and wanted shared, its acquisition is returned, to be
    * shared without a write (joinShared): this host_id's mode block already says SHARED.
    */
   private localHolder(uuid: string, s: LeaseSpec): HeldLease | undefined {
-    const b = this.busy.get(key(s));
-    if (b && b.uuid !== uuid) {
-      throw new LeaseError(b.op === 'acquire' ? SANLK.EBUSY : SANLK.EAGAIN,
-        `${s.path} (${key(s)}) is being ${b.op === 'acquire' ? 'acquired' : 'released'} on this host by ${b.name} (${b.uuid}); try again in a moment`);
-    }
     for (const [u, o] of this.owners) {
       if (u === uuid) continue;
       const h = o.leases.get(key(s));
@@ -478,9 +480,9 @@ export class Agent {
   }
 
   /** `s` is being acquired or released by `uuid` until the returned function is called. */
-  private markBusy(s: LeaseSpec, uuid: string, name: string, op: 'acquire' | 'release'): () => void {
+  private markBusy(s: LeaseSpec, uuid: string, name: string, op: LocalWork['op']): () => void {
     let end!: () => void;
-    const entry = { uuid, name, op, done: new Promise<void>((r) => { end = r; }) };
+    const entry: LocalWork = { uuid, name, op, done: new Promise<void>((r) => { end = r; }) };
     this.busy.set(key(s), entry);
     return () => {
       if (this.busy.get(key(s)) === entry) this.busy.delete(key(s));
@@ -489,12 +491,12 @@ export class Agent {
   }
 
   /** Another owner here acquiring or releasing one of `specs` (see busy). */
-  private otherBusy(uuid: string, specs: LeaseSpec[]): { name: string; uuid: string; op: 'acquire' | 'release'; done: Promise<void> } | undefined {
+  private otherBusy(uuid: string, specs: LeaseSpec[]): LocalWork | undefined {
     return specs.map((s) => this.busy.get(key(s))).find((b) => b !== undefined && b.uuid !== uuid);
   }
 
   /** Until `b` is done, or refused (EBUSY or EAGAIN, as sanlock answers at once) at `until`. */
-  private async waitBusy(b: { name: string; uuid: string; op: 'acquire' | 'release'; done: Promise<void> }, until: number | undefined): Promise<void> {
+  private async waitBusy(b: LocalWork, until: number | undefined): Promise<void> {
     if (until === undefined) return b.done;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<boolean>((r) => { timer = setTimeout(() => r(true), Math.max(0, until - this.o.clock.nowMs())); });
@@ -596,7 +598,7 @@ export class Agent {
           // its inode number from reuse)? A host deleting lease files holds the lease while it
           // unlinks: refused on the old file, the path may name a new one (or none: the domain
           // manager creates it again), which is what to try.
-          const retry = round < FILE_REPLACED_RETRIES && storage.fileId && e instanceof LeaseError && HELD_ELSEWHERE.has(e.rv);
+          const retry = round < FILE_REPLACED_RETRIES && storage.fileId && e instanceof LeaseError && (heldByAnotherHost(e.rv) || e.rv === SANLK.ACQUIRE_OWNED_RETRY);
           const now = retry ? await this.checkLeasedFile(s.path, storage.fileId!, lease.ioTimeout).catch(() => 'same' as const) : 'same';
           await closeStorage(storage);
           if (e instanceof LeaseError) {

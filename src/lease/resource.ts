@@ -1,7 +1,7 @@
 import { DBLOCK_FL_RELEASED, LFL_SHORT_HOLD, MBLOCK_SHARED } from '../ondisk/constants';
 import { Dblock, decodeModeBlock, isShared, sealDblockInto } from '../ondisk/dblock';
 import { LeaderRecord } from '../ondisk/leader';
-import { describeResult, LeaseError, SANLK } from '../ondisk/results';
+import { describeResult, heldByAnotherHost, LeaseError, SANLK } from '../ondisk/results';
 import { DEFAULT_GEOMETRY, geometryFromLeader } from '../ondisk/sizes';
 import { verifyPaxosLeader } from '../ondisk/verify';
 import { dblockOffset, writeDblock } from './ballot';
@@ -42,7 +42,7 @@ export async function acquireResource(res: ResourceLocation, host: PaxosHost, op
     } catch (e) {
       if (!(e instanceof LeaseError)) throw e;
       const ae = e instanceof LeaseAcquireError ? e : undefined;
-      const held = e.rv === SANLK.ACQUIRE_IDLIVE || e.rv === SANLK.ACQUIRE_OWNED || e.rv === SANLK.ACQUIRE_OTHER;
+      const held = heldByAnotherHost(e.rv);
       if (held && shared && ae?.leader && (ae.leader.flags & LFL_SHORT_HOLD)) {
         if (shRetries < SH_RETRIES) {
           // Another shared acquirer holds it for a moment; it will be free again shortly.

@@ -10,7 +10,7 @@ import { LeaseSpec, LockManagerDomain } from '../agent/types';
 import { identify, isSame, ProcessId } from '../agent/process';
 import { Logger } from '../log/logger';
 import { LeaseAcquireError } from '../lease/paxos';
-import { geometryFor, LeaseError, SANLK } from '../ondisk';
+import { geometryFor, heldByAnotherHost, LeaseError, SANLK } from '../ondisk';
 import { StateStore } from '../state/statestore';
 import { VIR_ERR } from './connection';
 import { DiskInfo, DomainInfo, DomainXmlError, LeaseInfo, parseDomainXml } from './domainxml';
@@ -821,7 +821,7 @@ export class DomainManager implements LeaseFailurePolicy {
           unchecked = await this.ensureLeaseFiles(plan, true);
           continue;
         }
-        const busy = rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER;
+        const busy = heldByAnotherHost(rv);
         if (!busy || Date.now() >= until) throw e;
         // Try again as soon as the leases read free (the holder released them), or in 500 ms.
         const probe = this.probe();
@@ -899,7 +899,7 @@ export class DomainManager implements LeaseFailurePolicy {
               return true;
             } catch (e) {
               const rv = (e as LeaseError).rv;
-              if (rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER) return false;
+              if (heldByAnotherHost(rv)) return false;
               this.o.log.warning(`${dom.name}: incoming migration: taking its leases after the source released them failed: ${(e as Error).message}; trying again when it resumes here`);
               return true;
             }
@@ -1178,7 +1178,7 @@ export class DomainManager implements LeaseFailurePolicy {
 function isStaleRefusal(e: unknown): boolean {
   const rv = (e as LeaseError).rv;
   // EEXIST: another domain on this host took the disk while this one was paused.
-  return rv === SANLK.ACQUIRE_LVER || rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER || rv === SANLK.EEXIST;
+  return heldByAnotherHost(rv) || rv === SANLK.ACQUIRE_LVER || rv === SANLK.EEXIST;
 }
 
 /** The same disk in the plugin's resource lists (domainFromLockManager: a path each). */

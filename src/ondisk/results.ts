@@ -140,6 +140,15 @@ export function resultInfo(rv: number): ResultInfo {
   return { code: rv, name: 'UNKNOWN', meaning: `result ${rv}, which neither sanlock nor lockagent defines`, remedy: 'see the message and the log for the cause' };
 }
 
+/**
+ * An acquire's refusal because another host holds the lease or just won it (-243 a live owner,
+ * -244 another host won this lease version, -245 our ballot committed another host): contention,
+ * not a fault. The one rule; each caller adds what else it counts alike.
+ */
+export function heldByAnotherHost(rv: number): boolean {
+  return rv === SANLK.ACQUIRE_IDLIVE || rv === SANLK.ACQUIRE_OWNED || rv === SANLK.ACQUIRE_OTHER;
+}
+
 /** "the lease is held by another host that is alive (sanlock -243 SANLK_ACQUIRE_IDLIVE)" */
 export function describeResult(code: number): string {
   const r = resultInfo(code);

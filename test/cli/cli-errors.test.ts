@@ -286,6 +286,13 @@ describe('lockagent agent commands: exit statuses', () => {
     expect([r.code, r.stderr]).toEqual([0, '']);
   });
 
+  it('explain names a code as failure lines do: an errno by its name, ERROR as SANLK_ERROR, -1 as FAILED; a number nobody defines is refused', async () => {
+    expect((await lockagent(['explain', '-9'])).stdout).toMatch(/^-9 EBADF\n {2}what: {3}system error EBADF/);
+    expect((await lockagent(['explain', 'ERROR'])).stdout).toMatch(/^-201 SANLK_ERROR\n/);
+    expect((await lockagent(['explain', '-1'])).stdout).toMatch(/^-1 FAILED\n/);
+    expect((await lockagent(['explain', '-999'])).code).toBe(2);
+  });
+
   it('1: the operation ran and failed (a missing config; an agent that does not answer in time)', async () => {
     const a = await lockagent(['status', '-c', path.join(dir, 'missing.conf')]);
     expect(a.code).toBe(1);
