@@ -782,8 +782,9 @@ export class Agent {
   private recordRelease(st: OwnerState, s: LeaseSpec, keepRecord: boolean, forgetIfEmpty: boolean, opId: number | undefined): void {
     const forget = forgetIfEmpty && st.leases.size === 0 && this.owners.get(st.ref.uuid) === st;
     if (forget) this.owners.delete(st.ref.uuid);
-    // Not awaited: the release is on disk and its journal entry committed, which is what a
-    // restart needs to know it was let go (recover()). Queued now, so it goes in before any
+    // Not awaited: the release is on disk (or, shared with another owner here, needed no write)
+    // and its journal entry committed, which is what a restart needs to know it was let go
+    // (recover()). Queued now, so it goes in before any
     // later write (a new acquire of the same lease); lazily, so it shares the next request's
     // transaction, or goes in when the loop is quiet (StateStore.commit, Housekeeping).
     void this.o.store.commit(() => this.o.store.transaction(() => {

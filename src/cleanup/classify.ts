@@ -16,6 +16,9 @@ import {
   LeaderRecord, PAXOS_DISK_CLEAR, PAXOS_DISK_MAGIC, SANLK, verifyPaxosLeader,
 } from '../ondisk';
 
+/** Why this host's earlier-generation leases are not judged yet (SweepOptions.recovering). */
+export const RECOVERING = 'the agent is still recovering the leases it held before its restart';
+
 /** The lockspace file: never touched. */
 export const LOCKSPACE_FILE = DISKS_LOCKSPACE;
 /** The resource (and file) that makes one host of the cluster the only sweeper. */
@@ -205,7 +208,7 @@ function judgeLease(buf: Buffer, name: string, ctx: ClassifyContext): LeaseJudge
         freeWhy = '';
         if (gen < self.generation) {
           notes.push(ctx.recovering
-            ? `held by an earlier generation (${gen}) of this host; not decided: recovering (the agent is still recovering the leases it held before its restart)`
+            ? `held by an earlier generation (${gen}) of this host; not decided: recovering (${RECOVERING})`
             : `held by an earlier generation (${gen}) of this host; the agent may re-adopt it`);
         }
       }

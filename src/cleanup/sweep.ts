@@ -45,7 +45,7 @@ import { decodeLeader, geometryFor, leadersEqual, LeaseError, PAXOS_DISK_MAGIC, 
 import { StateStore } from '../state/statestore';
 import { LeaseStorage } from '../lease/storage';
 import {
-  classifyEntry, ClassifyContext, hardLinkText, LEFTOVER_PREFIX, LivenessView, needsWatching, SWEEP_LOCK_NAME,
+  classifyEntry, ClassifyContext, hardLinkText, LEFTOVER_PREFIX, LivenessView, needsWatching, RECOVERING, SWEEP_LOCK_NAME,
 } from './classify';
 import { joinedView, WatchView } from './liveness';
 import { SweepReport, Verdict } from '../control/replies';
@@ -95,7 +95,7 @@ export interface SweepOptions {
 }
 
 /** Why a real sweep is refused right after the agent started (see SweepOptions.recovering). */
-export const RECOVERING_TEXT = 'the agent is still recovering the leases it held before its restart; try again in a moment';
+export const RECOVERING_TEXT = `${RECOVERING}; try again in a moment`;
 
 /** The owner the sweeper's leases are held for: shown by `lockagent status`. */
 export function sweeperOwner(agent: Agent): OwnerRef & { name: string } {
@@ -444,7 +444,7 @@ export async function sweep(deps: SweepDeps, opts: SweepOptions): Promise<SweepR
     const names = await listDir(dir);
     const files = await scanDirectory(dir, names, ctx, scanOpts);
     const liveness = view.source + (opts.recovering
-      ? '; the agent is still recovering the leases it held before its restart: leases of its earlier generations are not decided' : '');
+      ? `; ${RECOVERING}: leases of its earlier generations are not decided` : '');
     const errors = files.length < names.length ? [stoppedText(files.length, names.length, 0)] : [];
     return report(dir, true, minAge, started, files, { liveness, host, errors });
   }

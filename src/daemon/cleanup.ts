@@ -15,6 +15,7 @@ import { cleanupCron, cleanupScheduleOff, DISKS_LOCKSPACE } from '../config/conf
 import { CleanupHandlers } from '../control/handler';
 import { busyLine } from '../cleanup/report';
 import { SweepReport } from '../control/replies';
+import { RECOVERING } from '../cleanup/classify';
 import { isSweeping, RECOVERING_TEXT, sweep, sweeperOwner } from '../cleanup/sweep';
 import { LeaseError, SANLK } from '../ondisk';
 
@@ -105,7 +106,7 @@ export function cleanupExtension(opts: CleanupExtensionOptions = {}): (d: Cleanu
     const scheduled = async () => {
       if (abort.signal.aborted) return;
       if (recovering()) {
-        log.warning(`cleanup (scheduled): skipped: ${RECOVERING_TEXT.replace(/; try again.*$/, '')}`);
+        log.warning(`cleanup (scheduled): skipped: ${RECOVERING}`);
         return;
       }
       const ls = agent.lockspaces.get(DISKS_LOCKSPACE);

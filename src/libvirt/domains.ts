@@ -101,6 +101,9 @@ export interface DomainManagerOptions {
 
 const toSpec = (e: LeasePlan['entries'][number]): LeaseSpec => ({ lockspace: e.lockspace, resource: e.resource, path: e.path, offset: e.offset, mode: e.mode, disk: e.disk?.source });
 
+/** Lifecycle events that tell whether a domain runs (not DEFINED, UNDEFINED, ...). */
+const RUN_EVENTS: ReadonlySet<string> = new Set(['STARTED', 'STOPPED', 'SUSPENDED', 'RESUMED']);
+
 /** Longest wait for a libvirt call made while handling an event (getXML). */
 const LIBVIRT_CALL_MS = 15000;
 /** libvirt runs `prepare begin` right after `migrate begin` (same Prepare step); a `migrate begin`
@@ -359,15 +362,21 @@ export class DomainManager implements LeaseFailurePolicy {
 
   onLifecycle(ev: LifecycleEventLike): Promise<void> {
     const arrived = Math.min(performance.now(), ev.receivedAt ?? Infinity);
-    // Events that tell whether the domain runs (not DEFINED, UNDEFINED, ...): a resync's list
-    // older than one of them is not acted on for the domain.
-    if (['STARTED', 'STOPPED', 'SUSPENDED', 'RESUMED'].includes(ev.event)) this.eventAt.set(ev.uuid, Math.max(arrived, this.eventAt.get(ev.uuid) ?? -Infinity));
+    // A resync's list older than one of these is not acted on for the domain.
+    if (RUN_EVENTS.has(ev.event)) this.eventAt.set(ev.uuid, Math.max(arrived, this.eventAt.get(ev.uuid) ?? -Infinity));
     return this.events.run(ev.uuid, async () => {
       const kind = `${ev.event}/${ev.detail}`;
       // libvirt calls happen here, before the lease work is queued behind hook requests.
       const wantsXml = ev.event === 'RESUMED' || (ev.event === 'STARTED' && ev.detail !== 'MIGRATED' && ev.detail !== 'WAKEUP');
       const xml = wantsXml ? await this.fetchXml(ev.uuid) : undefined;
       const after = await this.queue.run(ev.uuid, async (): Promise<(() => Promise<void>) | undefined> => {
+        // An event of the run before a start that began after it arrived (its lease work queued
+        // behind that start's prepare): the new run is not what it tells of. (STOPPED below also
+        // knows the plugin's registered QEMU.)
+        if (ev.event !== 'STOPPED' && RUN_EVENTS.has(ev.event) && this.startedSince(ev.uuid, arrived)) {
+          this.o.log.info(`${ev.name}: ${kind} is of an earlier run; a start began since, nothing to do`);
+          return undefined;
+        }
         switch (ev.event) {
           case 'STOPPED': {
             // With the lock-driver plugin no stop call comes from libvirt, and the next run may
@@ -384,20 +393,6 @@ export class DomainManager implements LeaseFailurePolicy {
             this.stale.delete(ev.uuid);
             return undefined;
           }
-          case 'SUSPENDED':
-          case 'RESUMED':
-          case 'STARTED':
-            // An event of the run before a start that began after it arrived (its lease work
-            // queued behind that start's prepare): the new run is not what it tells of.
-            if (this.startedSince(ev.uuid, arrived)) {
-              this.o.log.info(`${ev.name}: ${kind} is of an earlier run; a start began since, nothing to do`);
-              return undefined;
-            }
-            break;
-          default:
-            break;
-        }
-        switch (ev.event) {
           case 'SUSPENDED':
             await this.suspendRelease(ev.uuid, ev.name, kind);
             return undefined;

@@ -347,13 +347,19 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
       return () => { virt.getXML = orig; open(); };
     }
 
+    /** Two running domains started through the hook, each holding its disk's lease. */
+    async function twoRunning(p: string) {
+      const a = domain(`vm-${p}a`);
+      const x = domain(`vm-${p}x`);
+      for (const d of [a, x]) {
+        live(d, d.xml([disk(`${p}-${d.name}.img`)]));
+        await mgr.prepare(virt.doms.get(d.uuid)!.xml, 20000);
+      }
+      return { a, x };
+    }
+
     it('a resync does not release a domain its list shows paused but that was resumed since (its RESUMED handled first)', async () => {
-      const a = domain('vm-ra');
-      const x = domain('vm-rx');
-      live(a, a.xml([disk('ra.img')]));
-      live(x, x.xml([disk('rx.img')]));
-      await mgr.prepare(virt.doms.get(a.uuid)!.xml, 20000);
-      await mgr.prepare(virt.doms.get(x.uuid)!.xml, 20000);
+      const { a, x } = await twoRunning('r');
       virt.doms.get(a.uuid)!.state = 'PAUSED';
       virt.doms.get(x.uuid)!.state = 'PAUSED';
       const listedAt = performance.now();
@@ -371,12 +377,7 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
     });
 
     it('a resync does not take leases again for a domain its list shows running but that stopped since', async () => {
-      const a = domain('vm-sa');
-      const x = domain('vm-sx');
-      live(a, a.xml([disk('sa.img')]));
-      live(x, x.xml([disk('sx.img')]));
-      await mgr.prepare(virt.doms.get(a.uuid)!.xml, 20000);
-      await mgr.prepare(virt.doms.get(x.uuid)!.xml, 20000);
+      const { a, x } = await twoRunning('s');
       const open = slowXml(a.uuid);
       const listedAt = performance.now();
       const resync = mgr.onResync(await virt.listDomains(), listedAt);
