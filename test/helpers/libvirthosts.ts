@@ -193,13 +193,19 @@ export async function stopBed(bed: Bed | undefined): Promise<void> {
   // Nothing of ours may be left: every pid of every host's namespace is gone (a SIGKILLed QEMU
   // may take a few seconds to exit on a loaded machine: its memory is being freed).
   for (const h of bed.hosts) {
+    // A process started in the namespace while stop ran (after its list was taken) is killed
+    // here too, once a second.
     let left = '';
-    for (const until = Date.now() + 10_000; ;) {
+    for (let i = 0; i < 50; i++) {
       left = (await run('bash', [SCRIPT, 'pids', h.dir])).stdout.trim();
-      if (!left || Date.now() >= until) break;
+      if (!left) break;
+      if (i % 5 === 4) for (const pid of left.split(/\s+/)) try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
       await new Promise((r) => setTimeout(r, 200));
     }
-    if (left) throw new Error(`processes of ${h.dir} still running 10 s after stop: ${left}`);
+    if (left) {
+      const ps = (await run('ps', ['-o', 'pid,ppid,stat,etime,args', '-p', left.split(/\s+/).join(',')])).stdout.trim();
+      throw new Error(`processes of ${h.dir} still running 10 s after stop (SIGKILLed each second):\n${ps}`);
+    }
   }
   if (!process.env.LOCKAGENT_E2E_KEEP) fs.rmSync(bed.dir, { recursive: true, force: true });
 }
