@@ -146,6 +146,9 @@ stop() {
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
   fi
+  # Once its last process is gone the namespace's inode number may be given to a new namespace
+  # (another bed's host): forget it then, so that `pids` never names another host's processes.
+  [ -z "$(ns_pids "$dir")" ] && rm -f "$dir/mntns"
   rm -f "$dir/holder.pid" "$dir/libvirtd.pid"
   # The overlays' upper dirs hold what the host wrote; the mounts died with the namespace.
   rm -rf "$dir/ov" "$dir/priv/run" "$dir/priv/var" "$dir/priv/etc/libvirt/qemu" "$dir/sock"
