@@ -52,9 +52,19 @@ check_dir() {
 
 uri() { echo "qemu+unix:///system?socket=$1/sock/libvirt-sock"; }
 
-# The pids whose mount namespace is the host's (recorded at start as DIR/mntns).
+# The namespace is named by its inode number (DIR/mntns), which the kernel gives to a new
+# namespace once the old one is freed: a pin process (DIR/pin.pid, outside the namespace) holds it
+# open on fd 9 from start until stop has seen every process of it gone, so the number names only
+# this host's namespace while it is used. Without a live pin holding that namespace, no pids.
+pinned_ns() {
+  local dir=$1 ns pin; ns=$(cat "$dir/mntns" 2>/dev/null || true); pin=$(pid_of "$dir/pin.pid")
+  [ -n "$ns" ] && alive "$pin" && [ "$(readlink "/proc/$pin/fd/9" 2>/dev/null || true)" = "$ns" ] && echo "$ns"
+  return 0
+}
+
+# The pids whose mount namespace is the host's.
 ns_pids() {
-  local dir=$1 ns; ns=$(cat "$dir/mntns" 2>/dev/null || true)
+  local dir=$1 ns; ns=$(pinned_ns "$dir")
   [ -n "$ns" ] || return 0
   local p
   for p in /proc/[0-9]*; do
@@ -96,7 +106,7 @@ rm -f /etc/libvirt/qemu-sanlock.conf
 cd /
 exec tini -s -- libvirtd -f '$dir/libvirtd.conf' --pid-file '$dir/libvirtd.pid'
 INNER
-  rm -f "$dir/libvirtd.pid" "$dir/mntns"
+  rm -f "$dir/libvirtd.pid" "$dir/mntns" "$dir/pin.pid"
   # Not a process-group leader (no job control here), so setsid does not fork: $! is the holder.
   (exec setsid unshare --mount --propagation private -- bash "$dir/inner.sh" \
      > "$dir/logs/holder.log" 2>&1 < /dev/null) &
@@ -106,11 +116,20 @@ INNER
   local mine; mine=$(readlink /proc/self/ns/mnt)
   for _ in $(seq 1 50); do
     local ns; ns=$(readlink "/proc/$holder/ns/mnt" 2>/dev/null || true)
-    if [ -n "$ns" ] && [ "$ns" != "$mine" ]; then echo "$ns" > "$dir/mntns"; break; fi
+    if [ -n "$ns" ] && [ "$ns" != "$mine" ]; then
+      # The pin opens the holder's namespace, then checks it is still the one seen (the holder
+      # could have died and its pid been reused in between).
+      ( exec 9<"/proc/$holder/ns/mnt" && [ "$(readlink /proc/self/fd/9)" = "$ns" ] && exec sleep infinity ) \
+        > /dev/null 2>&1 < /dev/null &
+      echo $! > "$dir/pin.pid"
+      echo "$ns" > "$dir/mntns"
+      break
+    fi
     alive "$holder" || break
     sleep 0.05
   done
-  [ -s "$dir/mntns" ] || { cat "$dir/logs/holder.log" >&2; die "the namespace holder did not start"; }
+  for _ in $(seq 1 50); do [ -n "$(pinned_ns "$dir")" ] && break; alive "$(pid_of "$dir/pin.pid")" || break; sleep 0.02; done
+  [ -n "$(pinned_ns "$dir")" ] || { cat "$dir/logs/holder.log" >&2; stop "$dir" || true; die "the namespace holder did not start"; }
   local t0; t0=$(date +%s%N)
   for _ in $(seq 1 600); do
     virsh -c "$(uri "$dir")" version >/dev/null 2>&1 && break
@@ -145,10 +164,23 @@ stop() {
     log "still running after SIGTERM, SIGKILL: $(echo $pids)"
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
+    # A SIGKILLed QEMU may take seconds to exit on a loaded machine (I/O in flight).
+    for _ in $(seq 1 200); do
+      pids=$(ns_pids "$dir")
+      [ -z "$pids" ] && break
+      sleep 0.1
+    done
   fi
-  # Once its last process is gone the namespace's inode number may be given to a new namespace
-  # (another bed's host): forget it then, so that `pids` never names another host's processes.
-  [ -z "$(ns_pids "$dir")" ] && rm -f "$dir/mntns"
+  if [ -n "$pids" ]; then
+    # Kept pinned (mntns, pin.pid), so that `pids` and another `stop` still find them.
+    log "processes still running 20 s after SIGKILL:"
+    # shellcheck disable=SC2086
+    ps -o pid,ppid,stat,etime,args -p "$(echo $pids | tr ' ' ',')" >&2 || true
+    return 1
+  fi
+  local pin; pin=$(pid_of "$dir/pin.pid")
+  alive "$pin" && kill -KILL "$pin" 2>/dev/null || true
+  rm -f "$dir/mntns" "$dir/pin.pid"
   rm -f "$dir/holder.pid" "$dir/libvirtd.pid"
   # The overlays' upper dirs hold what the host wrote; the mounts died with the namespace.
   rm -rf "$dir/ov" "$dir/priv/run" "$dir/priv/var" "$dir/priv/etc/libvirt/qemu" "$dir/sock"
