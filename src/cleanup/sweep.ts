@@ -292,8 +292,8 @@ async function deleteLease(c: Ctx, v: Verdict): Promise<Verdict> {
   let note = '';
   try {
     await pinLeader(alias, held, c.ioMs);
-    log.info(`cleanup: deleted ${v.name} (${v.detail}); its lease stays held on the unlinked file, so the agent's release notes a changed leader`);
-    await agent.release(c.owner, [spec]).catch((e) => log.warning(`cleanup: releasing the lease of deleted ${v.name}: ${errMsg(e)}`));
+    log.info(`cleanup: deleted ${v.name} (${v.detail}); its lease stays held on the unlinked file, so the agent's release leaves it held`);
+    await agent.release(c.owner, [spec], { leaderPinned: true }).catch((e) => log.warning(`cleanup: releasing the lease of deleted ${v.name}: ${errMsg(e)}`));
   } catch (e) {
     // Never hand back a lease on an unreachable inode with a free leader: keep it held (in the
     // agent's records); the next sweep releases it, long after any late acquirer gave up.

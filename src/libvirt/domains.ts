@@ -325,8 +325,10 @@ export class DomainManager implements LeaseFailurePolicy {
       const st = this.state(dom);
       if (pause) {
         // libvirt's pause may call twice (its stop, then QEMU's STOP event): the second call
-        // releases nothing and must not blank the state the first one gave.
-        if (!held.length) return { released: 0, state: st.lockState ?? '' };
+        // releases nothing and must not blank the state the first one gave (libvirt keeps the
+        // last one). After an agent restart between the two it is rebuilt from the records the
+        // first one kept (their lvers, for the resume's check).
+        if (!held.length) return { released: 0, state: st.lockState ?? formatLockState(this.o.store.leases(dom.uuid).filter((r) => !r.held)) };
         st.lockState = formatLockState(held);
         await this.suspendRelease(dom.uuid, dom.name, 'paused by libvirt');
         return { released: held.length, state: st.lockState };

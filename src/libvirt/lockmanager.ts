@@ -1,6 +1,7 @@
 import { HeldLease } from '../agent/agent';
 import { LockManagerDomain } from '../agent/types';
 import { formatSanlockResource } from '../config/sanlockargs';
+import { LeaseRow } from '../state/statestore';
 import { DiskInfo, DomainInfo } from './domainxml';
 
 /**
@@ -37,7 +38,9 @@ export function domainFromLockManager(d: LockManagerDomain): DomainInfo {
  * status file. libvirt writes it into XML (the status file, the migration cookie) without
  * escaping, so '<', '>', '&', quotes and '%' are written as %XX.
  */
-export function formatLockState(held: HeldLease[]): string {
-  return held.map((h) => `${formatSanlockResource(h.spec)}:${h.token.lver}`).join(' ')
+export function formatLockState(leases: Array<HeldLease | LeaseRow>): string {
+  // A held lease, or the record of one released at a pause (its lver kept for the resume).
+  const text = (l: HeldLease | LeaseRow) => ('token' in l ? `${formatSanlockResource(l.spec)}:${l.token.lver}` : `${formatSanlockResource(l)}:${l.lver}`);
+  return leases.map(text).join(' ')
     .replace(/[<>&"'%]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
 }

@@ -31,6 +31,7 @@ describe('DomainManager: late events and resyncs leave a new start\'s leases alo
   let log: ReturnType<typeof memoryLogger>;
   let store: StateStore;
   let planPath: (disk: string) => string;
+  let config: ReturnType<typeof defaultConfig>;
   const held = () => agent.inquire(UUID).length;
 
   beforeAll(async () => {
@@ -39,7 +40,7 @@ describe('DomainManager: late events and resyncs leave a new start\'s leases alo
     await ensureLockspaceFile(join(dir, LS), LS, DEFAULT_GEOMETRY, 1);
     log = memoryLogger();
     store = new StateStore(join(dir, 'state.db'));
-    const config = { ...defaultConfig(), autoDiskLeases: true, hostId: 1, diskLeaseDir: join(dir, 'leases'), requireLeaseForDisks: true, ioTimeout: 1 };
+    config = { ...defaultConfig(), autoDiskLeases: true, hostId: 1, diskLeaseDir: join(dir, 'leases'), requireLeaseForDisks: true, ioTimeout: 1 };
     agent = new Agent({ clock: systemClock, log, store, hostName: 'node-a', policy: { onLeaseFailure: async () => undefined } });
     agent.addLockspace({ name: LS, hostId: 1, path: join(dir, LS), offset: 0, ioTimeout: 1 });
     await agent.lockspaces.get(LS)!.waitJoined(30000);
@@ -109,6 +110,22 @@ describe('DomainManager: late events and resyncs leave a new start\'s leases alo
       expect(store.leases(UUID).filter((r) => !r.held).map((r) => r.resource)).toHaveLength(1);
       await mgr.lockAcquire(dom([disk]), state);
       expect(leases()).toEqual([planPath(disk)]);
+    });
+
+    it('a second pause call (libvirt\'s stop, then QEMU\'s STOP event) keeps the first one\'s state, also from an agent restarted in between', async () => {
+      await mgr.lockRegister(dom([disk, other]));
+      await mgr.lockAcquire(dom([disk, other]));
+      const { state } = await mgr.lockRelease(dom([disk, other]), true);
+      expect(state).toMatch(/^__LIBVIRT__DISKS__:\S+:\S+:0:\d+ __LIBVIRT__DISKS__:\S+:\S+:0:\d+$/);
+      expect(await mgr.lockRelease(dom([disk, other]), true)).toEqual({ released: 0, state });
+      // A restarted agent has only its records (their lvers) to give libvirt, which keeps the last state.
+      const restarted = new DomainManager({ agent, config, store, log, control: () => undefined });
+      const again = await restarted.lockRelease(dom([disk, other]), true);
+      expect(again.released).toBe(0);
+      expect(again.state.split(' ').sort()).toEqual(state.split(' ').sort());
+      await restarted.lockAcquire(dom([disk, other]), again.state);
+      expect(leases()).toEqual([planPath(disk), planPath(other)].sort());
+      await restarted.release(UUID, 'test');
     });
 
     it('a start while the last run\'s leases are still held is no attach: a detach after it releases the detached disk\'s lease', async () => {

@@ -123,4 +123,20 @@ describe('two owners on one host and the same lease', () => {
     await a.release({ uuid: 'vm-p3' });
     await a.release({ uuid: 'vm-p2' });
   });
+
+  it('one request naming a lease twice: taken once in one mode; in two modes refused (EINVAL) before anything is taken', async () => {
+    const l = await lease();
+    const other = await lease();
+    const got = await a.acquire({ uuid: 'vm-d1', name: 'vmD1' }, [{ ...l, mode: 'exclusive' }, { ...l, mode: 'exclusive' }]);
+    expect(got).toHaveLength(2);
+    expect(got[0]).toBe(got[1]);
+    expect(a.inquire('vm-d1')).toHaveLength(1);
+    await a.release({ uuid: 'vm-d1' });
+    const twoModes = a.acquire({ uuid: 'vm-d2', name: 'vmD2' }, [{ ...other, mode: 'exclusive' }, { ...l, mode: 'shared' }, { ...l, mode: 'exclusive' }]);
+    await expect(twoModes).rejects.toMatchObject({ rv: SANLK.EINVAL, message: expect.stringContaining('named twice in one request, shared and exclusive') });
+    expect(a.inquire('vm-d2')).toEqual([]);
+    // Nothing was taken: host 2 gets both at once.
+    expect(await b.acquire({ uuid: 'vm-d3', name: 'vmD3' }, [{ ...other, mode: 'exclusive' }, { ...l, mode: 'exclusive' }], { timeoutMs: 5000 })).toHaveLength(2);
+    await b.release({ uuid: 'vm-d3' });
+  });
 });

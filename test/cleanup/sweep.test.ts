@@ -141,6 +141,7 @@ describe('cleanup sweeper with several lockagent hosts', () => {
   });
 
   it('the sweep deletes free, aged, MD5-named leases only, under the lease, and logs its summary', async () => {
+    const logFrom = A.logLines.length;
     const r = await cli(['cleanup', '--json', '--min-age', '1h', '--socket', A.socket]);
     expect(r.code).toBe(0);
     const rep = JSON.parse(r.stdout) as SweepReport;
@@ -157,6 +158,10 @@ describe('cleanup sweeper with several lockagent hosts', () => {
     expect(A.store.leases('cleanup:node01')).toEqual([]);
     expect(B.agent.inquire('vm-ex')).toHaveLength(1);
     expect(A.logLines.some((l) => /^info cleanup \(requested\): 15 files: 3 deleted, 3 in use/.test(l))).toBe(true);
+    // Each deleted file's lease was released on its pinned leader: expected, so not a warning.
+    const sweepLog = A.logLines.slice(logFrom);
+    expect(sweepLog.filter((l) => /^(warning|error) /.test(l))).toEqual([]);
+    expect(sweepLog.filter((l) => /^debug release of .* leader changed|^debug release of .*-251/.test(l)).length).toBe(3);
 
     // A second sweep finds nothing more to do; the lock file is classified, never deleted.
     const again = JSON.parse((await cli(['cleanup', '--json', '--min-age', '1h', '--socket', A.socket])).stdout) as SweepReport;
