@@ -407,6 +407,16 @@ export class DomainManager implements LeaseFailurePolicy {
             // Started through the lock-driver plugin: it takes the leases before the CPUs start
             // (a `virsh start --paused` holds none until its resume).
             if (this.pluginRuns(ev.uuid)) return undefined;
+            const st = this.domains.get(ev.uuid);
+            if (st?.incoming) {
+              // `prepare` let it through as an incoming migration (a `migrate begin` just before),
+              // but it booted: a plain start after a migration that failed before its own start.
+              // Its leases are taken now (or its lock-failure action applies), and its next
+              // resume is checked as any other.
+              st.incoming = false;
+              this.stopWatch(ev.uuid);
+              this.o.log.error(`${ev.name}: ${kind}, not an incoming migration as its start gate assumed (a \`migrate begin\` came just before it): it started without waiting for its leases; taking them now`);
+            }
             await this.ensureHeld(ev.uuid, ev.name, kind, xml);
             return undefined;
           }

@@ -417,6 +417,30 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
     });
   });
 
+  describe('a `migrate begin` with no start of its own (hook): a plain start just after it', () => {
+    it('passes the gate as an incoming migration, but its STARTED/BOOTED takes the leases or applies on_lockfailure (pause), naming the holder', async () => {
+      const a = disk('mig-a.img');
+      const src = domain('vm-mig-elsewhere'); // stands for the migration's source, still running
+      await mgr.prepare(src.xml([a]), 20000);
+      const d = domain('vm-mig', { onLockFailure: 'pause' });
+      live(d, d.xml([a]));
+      await mgr.migrateBegin(d.xml([a])); // the migration then failed before its start here
+      expect(await mgr.prepare(d.xml([a]), 20000)).toEqual({ leases: 1, deferred: true }); // the operator's `virsh start`
+      await mgr.onLifecycle({ uuid: d.uuid, name: d.name, event: 'STARTED', detail: 'BOOTED' });
+      await waitUntil(() => virt.calls.includes('suspend vm-mig'));
+      expect(text()).toMatch(/vm-mig: STARTED\/BOOTED, not an incoming migration as its start gate assumed .*taking them now/);
+      expect(text()).toMatch(/lease lost for vm-mig \(.*\): it runs without its leases \(STARTED\/BOOTED\): .*already leased on this host by vm-mig-elsewhere/);
+      expect(held(d.uuid)).toEqual([]);
+      expect(held(src.uuid)).toEqual([leasePath(a)]);
+      await mgr.release(src.uuid, 'test');
+      // Its next start is a start again: the gate waits for the leases.
+      await mgr.release(d.uuid, 'test');
+      expect(await mgr.prepare(d.xml([a]), 20000)).toEqual({ leases: 1, deferred: false });
+      expect(held(d.uuid)).toEqual([leasePath(a)]);
+      await mgr.release(d.uuid, 'test');
+    });
+  });
+
   describe('on_lockfailure=ignore: not supported, as by libvirt\'s sanlock driver', () => {
     it('refuses the start (hook and plugin) and an incoming migration, naming the element and what to use; nothing is taken', async () => {
       const a = disk('ign-a.img');
