@@ -80,6 +80,8 @@ interface DomainState {
   lockState?: string;
   /** performance.now() when its last start began (prepare, the plugin's register or acquire) */
   startedAt?: number;
+  /** performance.now() of the plugin's last pause call (lock_release with a state) */
+  pausedAt?: number;
 }
 
 export interface DomainManagerOptions {
@@ -249,7 +251,7 @@ export class DomainManager implements LeaseFailurePolicy {
    * migration: the state is the source's) the source may still be releasing, so a busy lease is
    * tried again for up to 20 s. Without a state, the first acquire after the registration is the
    * start's (or, after `virsh start --paused`, its first resume's), also while leases of the last
-   * run are still held; a later one by a domain that holds leases is attaching a disk.
+   * run are still held; a later one is attaching a disk (or libvirt's fake reboot, below).
    */
   lockAcquire(d: LockManagerDomain, state?: string, timeoutMs?: number): Promise<{ leases: number }> {
     const dom = domainFromLockManager(d);
@@ -268,14 +270,18 @@ export class DomainManager implements LeaseFailurePolicy {
       // already, and none of it an attach. A hot-plug lists one disk: with one resource the two
       // cannot be told apart, and the attach's bookkeeping (below) is the safe side (a lease
       // kept after a detach, never one released under a disk still in use).
-      if (state === undefined && !starting && held.length > 0 && dom.disks.length + dom.leases.length > 1 &&
+      // (Holding nothing, with nothing to take: the resume of a domain without leases, whose pause
+      // gave libvirt an empty state.)
+      if (state === undefined && !starting && dom.disks.length + dom.leases.length > 1 &&
         plan.entries.every((e) => held.some((h) => sameResource(h.spec, e))) &&
         held.every((h) => plan.entries.some((e) => sameResource(h.spec, e)))) {
         this.o.log.debug(`lock_acquire ${dom.name}: every lease listed is held already (its CPUs started again: a fake reboot); nothing to take`);
         return { leases: plan.entries.length };
       }
-      const attach = state === undefined && !starting && held.length > 0;
-      if (attach && !st.info && plan.entries.some((e) => held.some((h) => sameResource(h.spec, e)))) {
+      // Also by a domain holding no lease (no disk, or only read-only ones): the attached disk must
+      // be in the registered list, or libvirt's undo of a second attach of it would release it.
+      const attach = state === undefined && !starting;
+      if (attach && !st.info && held.length > 0 && plan.entries.some((e) => held.some((h) => sameResource(h.spec, e)))) {
         // Without the registered disk list a detach could not tell this disk from the one that
         // holds the lease already: refused, as sanlock refuses a resource its process holds.
         throw new LeaseError(SANLK.EEXIST, `${dom.name}: a lease of the disk being attached is held by this domain already (the same disk attached twice?)`);
@@ -328,22 +334,27 @@ export class DomainManager implements LeaseFailurePolicy {
         // releases nothing and must not blank the state the first one gave (libvirt keeps the
         // last one). After an agent restart between the two it is rebuilt from the records the
         // first one kept (their lvers, for the resume's check).
+        st.pausedAt = performance.now();
         if (!held.length) return { released: 0, state: st.lockState ?? formatLockState(this.o.store.leases(dom.uuid).filter((r) => !r.held)) };
         st.lockState = formatLockState(held);
         await this.suspendRelease(dom.uuid, dom.name, 'paused by libvirt');
         return { released: held.length, state: st.lockState };
       }
-      // The registered disk list, less one of each disk detached: what still needs a lease.
-      let still: LeasePlan['entries'] = [];
-      if (st.info) {
-        const disks = [...st.info.disks];
-        const leases = [...st.info.leases];
-        const drop = <T>(list: T[], i: number) => { if (i >= 0) list.splice(i, 1); };
-        for (const x of dom.disks) drop(disks, disks.findIndex((y) => sameDisk(x, y)));
-        for (const x of dom.leases) drop(leases, leases.findIndex((y) => sameLease(x, y)));
-        st.info = { ...st.info, disks, leases };
-        still = planLeases(st.info, this.o.config).entries;
+      if (!st.info) {
+        // Another disk of the domain may have the same path (and lease): without the list nothing
+        // tells, so nothing is released (QEMU's exit, or the STOPPED event, releases it).
+        this.o.log.info(`${dom.name}: detach of ${[...dom.disks.map((x) => x.target), ...dom.leases.map((x) => `<lease> ${x.key}`)].join(', ')}: ` +
+          'its lease(s) stay held until the domain stops (its registered disk list is not known after an agent restart, so whether another disk still uses them cannot be told)');
+        return { released: 0, state: '' };
       }
+      // The registered disk list, less one of each disk detached: what still needs a lease.
+      const disks = [...st.info.disks];
+      const leases = [...st.info.leases];
+      const drop = <T>(list: T[], i: number) => { if (i >= 0) list.splice(i, 1); };
+      for (const x of dom.disks) drop(disks, disks.findIndex((y) => sameDisk(x, y)));
+      for (const x of dom.leases) drop(leases, leases.findIndex((y) => sameLease(x, y)));
+      st.info = { ...st.info, disks, leases };
+      const still = planLeases(st.info, this.o.config).entries;
       const detached = planLeases(dom, this.o.config).entries.filter((e) => !still.some((x) => x.lockspace === e.lockspace && x.resource === e.resource));
       const specs = detached.filter((e) => held.some((h) => sameResource(h.spec, e))).map(toSpec);
       // keepRecord: the lvers a pause kept for the other leases stay (a detach while paused)
@@ -371,6 +382,10 @@ export class DomainManager implements LeaseFailurePolicy {
       // libvirt calls happen here, before the lease work is queued behind hook requests.
       const wantsXml = ev.event === 'RESUMED' || (ev.event === 'STARTED' && ev.detail !== 'MIGRATED' && ev.detail !== 'WAKEUP');
       const xml = wantsXml ? await this.fetchXml(ev.uuid) : undefined;
+      // A plugin domain's RESUMED: whether it runs now (see pluginResumed).
+      const asked = performance.now();
+      const ctl = ev.event === 'RESUMED' && this.pluginRuns(ev.uuid) ? this.o.control() : undefined;
+      const now = ctl?.state ? await this.libvirtCall(() => ctl.state!(ev.uuid)) : undefined;
       const after = await this.queue.run(ev.uuid, async (): Promise<(() => Promise<void>) | undefined> => {
         // An event of the run before a start that began after it arrived (its lease work queued
         // behind that start's prepare): the new run is not what it tells of. (STOPPED below also
@@ -396,11 +411,15 @@ export class DomainManager implements LeaseFailurePolicy {
             return undefined;
           }
           case 'SUSPENDED':
+            if (this.pluginRuns(ev.uuid)) {
+              // Late, it could release the leases a quick resume's plugin acquire has taken since.
+              this.o.log.debug(`${ev.name}: ${kind}: nothing to release, libvirt had the lock-driver plugin release its leases at the pause`);
+              return undefined;
+            }
             await this.suspendRelease(ev.uuid, ev.name, kind);
             return undefined;
           case 'RESUMED':
-            // Through the lock-driver plugin, libvirt had it take the leases before the CPUs ran.
-            if (this.pluginRuns(ev.uuid)) return undefined;
+            if (this.pluginRuns(ev.uuid)) return this.pluginResumed(ev, xml, now?.stateName, asked);
             return this.resumeAcquire(ev.uuid, ev.name, ev.detail, xml);
           case 'STARTED': {
             if (ev.detail === 'MIGRATED' || ev.detail === 'WAKEUP') return undefined;
@@ -956,7 +975,8 @@ export class DomainManager implements LeaseFailurePolicy {
    * failures (storage, lockspace not joined, a plan that cannot be made, as libvirt would refuse
    * the resume) apply the lock-failure action after the pause.
    */
-  private async resumeAcquire(uuid: string, name: string, detail: string, xml?: string): Promise<(() => Promise<void>) | undefined> {
+  private async resumeAcquire(uuid: string, name: string, detail: string, xml?: string,
+    plugin?: { info?: DomainInfo; pid?: number }): Promise<(() => Promise<void>) | undefined> {
     const st = this.domains.get(uuid);
     const rows = this.o.store.leases(uuid).filter((r) => !r.held);
     const lvers = new Map(rows.map((r) => [`${r.lockspace}:${r.resource}`, r.lver]));
@@ -965,7 +985,7 @@ export class DomainManager implements LeaseFailurePolicy {
     this.stopWatch(uuid);
     let dom: DomainInfo | undefined;
     try {
-      dom = this.domainInfo(uuid, name, xml);
+      dom = plugin?.info ?? this.domainInfo(uuid, name, xml);
       if (!dom) return undefined;
       const plan = this.plan(dom, this.state(dom));
       const have = this.o.agent.inquire(uuid);
@@ -974,6 +994,9 @@ export class DomainManager implements LeaseFailurePolicy {
         lvers: migrated ? undefined : lvers,
         retryMs: migrated ? this.o.migrationAcquireMs ?? 20000 : 0,
         withPid: true,
+        // a plugin domain's QEMU, watched as the plugin's acquire does: libvirt makes no stop call
+        pid: plugin?.pid,
+        watchPid: plugin?.pid !== undefined,
       });
       if (st) st.incoming = false;
       this.stale.delete(uuid);
@@ -1011,6 +1034,38 @@ export class DomainManager implements LeaseFailurePolicy {
         await this.onLeaseFailure({ uuid, name, reason: `resumed without its leases: ${reason}`, action });
       };
     }
+  }
+
+  /**
+   * RESUMED of a domain the plugin registered. libvirt had the plugin take the leases before the
+   * CPUs ran, except when QEMU was resumed behind its back (`virsh qemu-monitor-command --hmp
+   * cont`): then they are taken now, as at a resume with the hook (lver check, paused again on a
+   * refusal). Only if libvirt says it runs now and no pause call came since it was asked: a late
+   * RESUMED of a domain paused again must not take back leases its pause released (a migration's
+   * source lets them go for the destination). libvirt not answering: nothing is done.
+   */
+  private async pluginResumed(ev: LifecycleEventLike, xml: string | undefined, now: string | undefined, asked: number): Promise<(() => Promise<void>) | undefined> {
+    const st = this.domains.get(ev.uuid);
+    if (now !== 'RUNNING' || (st?.pausedAt ?? -Infinity) > asked) {
+      this.o.log.debug(`${ev.name}: RESUMED/${ev.detail}: ${now === undefined ? 'libvirt did not tell its state' : now !== 'RUNNING' ? `libvirt lists it ${now.toLowerCase()}` : 'paused again since'}; no lease taken`);
+      return undefined;
+    }
+    // The registered list is the plugin's view (volumes resolved by libvirt); after an agent restart, the live XML.
+    const info = st?.info;
+    const have = this.o.agent.inquire(ev.uuid);
+    try {
+      const dom = info ?? this.domainInfo(ev.uuid, ev.name, xml);
+      if (!dom || planLeases(dom, this.o.config).entries.every((e) => have.some((h) => sameResource(h.spec, e)))) return undefined;
+    } catch (e) {
+      // An XML the agent cannot plan (a volume libvirt resolved for the plugin) of a domain that
+      // holds leases: they stay as they are. Holding none, it runs unprotected: resumeAcquire acts.
+      if (have.length) {
+        this.o.log.debug(`${ev.name}: RESUMED/${ev.detail}: its lease plan cannot be made from its XML (${(e as Error).message}); the ${have.length} lease(s) it holds stay held`);
+        return undefined;
+      }
+    }
+    this.o.log.warning(`${ev.name} resumed without a lock-driver call (QEMU resumed behind libvirt's back?): taking its leases after the fact`);
+    return this.resumeAcquire(ev.uuid, ev.name, ev.detail, xml, { info, pid: this.pluginQemu(ev.uuid)?.pid });
   }
 
   /** A domain kept paused on a stale lease (status lists it until it stops), and the log line that says so. */
@@ -1111,6 +1166,11 @@ export class DomainManager implements LeaseFailurePolicy {
 
   /** Whether the domain runs the QEMU the lock-driver plugin registered: libvirt calls the plugin for its lease changes. */
   private pluginRuns(uuid: string): boolean {
+    return this.pluginQemu(uuid) !== undefined;
+  }
+
+  /** The QEMU the lock-driver plugin registered for the domain, if it still runs. */
+  private pluginQemu(uuid: string): ProcessId | undefined {
     let q: ProcessId | undefined = this.domains.get(uuid)?.qemu;
     if (!q) {
       // Registered before an agent restart (this build's or an earlier one's): only the plugin's
@@ -1122,7 +1182,7 @@ export class DomainManager implements LeaseFailurePolicy {
         // unreadable: not known as the plugin's
       }
     }
-    return !!q && isSame(q);
+    return q && isSame(q) ? q : undefined;
   }
 
   /** The live XML (fetched before the lease work is queued), else the one the hook sent. */

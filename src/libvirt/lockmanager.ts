@@ -1,6 +1,7 @@
 import { HeldLease } from '../agent/agent';
 import { LockManagerDomain } from '../agent/types';
-import { formatSanlockResource } from '../config/sanlockargs';
+import { formatSanlockResource, refuseNonUtf8 } from '../config/sanlockargs';
+import { Refusal, SANLK } from '../ondisk/results';
 import { LeaseRow } from '../state/statestore';
 import { DiskInfo, DomainInfo } from './domainxml';
 
@@ -11,6 +12,12 @@ import { DiskInfo, DomainInfo } from './domainxml';
  * either way in (docs/libvirt-integration.md, "The lock-driver plugin").
  */
 export function domainFromLockManager(d: LockManagerDomain): DomainInfo {
+  for (const x of d.disks) utf8Only(x.path, `${d.name}: disk path "${x.path}"`);
+  for (const l of d.leases) {
+    if (l.lockspace !== undefined) utf8Only(l.lockspace, `${d.name}: <lease> lockspace "${l.lockspace}" (key "${l.key}")`);
+    utf8Only(l.key, `${d.name}: <lease> key "${l.key}"`);
+    utf8Only(l.path, `${d.name}: <lease> path "${l.path}" (key "${l.key}")`);
+  }
   const disks: DiskInfo[] = d.disks.map((x, i) => ({
     index: i + 1,
     // libvirt lists only local storage, with its path resolved (volumes included)
@@ -29,6 +36,20 @@ export function domainFromLockManager(d: LockManagerDomain): DomainInfo {
     leases: d.leases.map((l, i) => ({ index: i + 1, lockspace: l.lockspace, key: l.key, path: l.path, offset: l.offset })),
     ...(d.action ? { onLockFailure: d.action } : {}),
   };
+}
+
+/**
+ * libvirt hands the plugin raw bytes, which the agent reads as UTF-8: a byte that is not UTF-8
+ * becomes U+FFFD, so the automatic lease name (MD5 of the path) would not be the one libvirt's
+ * sanlock driver computes for the same disk. Refused (fail closed), as a refusal of the request
+ * rather than the CLI's usage error.
+ */
+function utf8Only(s: string, what: string): void {
+  try {
+    refuseNonUtf8(s, what);
+  } catch (e) {
+    throw new Refusal(SANLK.EINVAL, `${(e as Error).message} (read as U+FFFD here, it would name another lease than libvirt's sanlock driver does)`);
+  }
 }
 
 /**

@@ -3,7 +3,8 @@
  * the actions it is asked for): hot-plug and unplug followed after the fact with the hook, and
  * skipped for a domain the lock-driver plugin registered; a domain whose leases cannot be planned
  * at a resync, a resume or the start-up reconcile, which must not stop the others from being
- * checked and must get its lock-failure action; on_lockfailure=restart of a persistent and of a transient domain.
+ * checked and must get its lock-failure action; a plugin domain resumed behind libvirt's back;
+ * on_lockfailure=restart of a persistent and of a transient domain.
  * Real files, O_DIRECT, io_timeout 1.
  */
 import { ChildProcess, spawn } from 'child_process';
@@ -335,6 +336,95 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
     } finally {
       qemu.kill('SIGKILL');
     }
+  });
+
+  describe('lock-driver plugin: a RESUMED libvirt made no lock call for (QEMU resumed behind its back: qemu-monitor-command cont)', () => {
+    let qemu: ChildProcess;
+    beforeEach(() => { qemu = spawn('sleep', ['60']); });
+    afterEach(async () => {
+      qemu.kill('SIGKILL');
+      await new Promise((r) => qemu.once('exit', r));
+    });
+
+    /** A domain started through the plugin and paused by libvirt (the plugin released its lease); libvirt lists it `state` with its live XML. */
+    async function pausedByPlugin(tag: string, state: string, onLockFailure?: string) {
+      const a = disk(`${tag}-a.img`);
+      const d = domain(`vm-${tag}`, { onLockFailure });
+      const pd = { uuid: d.uuid, name: d.name, pid: qemu.pid!, disks: [{ path: a, readonly: false, shared: false }], leases: [] };
+      await mgr.lockRegister(pd);
+      await mgr.lockAcquire(pd);
+      const lver = agent.inquire(d.uuid)[0].token.lver;
+      await mgr.lockRelease(pd, true);
+      expect(held(d.uuid)).toEqual([]);
+      live(d, d.xml([a]), state);
+      return { a, d, pd, lver };
+    }
+    const resumed = (d: { uuid: string; name: string }) => mgr.onLifecycle({ uuid: d.uuid, name: d.name, event: 'RESUMED', detail: 'UNPAUSED' });
+
+    it('takes its leases after the fact when libvirt says it runs, with the lver its pause kept, watching its QEMU', async () => {
+      const { a, d, lver } = await pausedByPlugin('prc', 'RUNNING');
+      await resumed(d);
+      expect(held(d.uuid)).toEqual([leasePath(a)]);
+      expect(agent.inquire(d.uuid)[0].token.lver).toBeGreaterThan(lver);
+      expect(store.ownerProcess(d.uuid)).toMatchObject({ pid: qemu.pid, watched: true });
+      expect(text()).toMatch(/warning vm-prc resumed without a lock-driver call \(QEMU resumed behind libvirt's back\?\): taking its leases after the fact/);
+      expect(virt.calls).toEqual([]);
+      // The RESUMED of a resume libvirt made through the plugin finds them held: nothing more.
+      await resumed(d);
+      expect(held(d.uuid)).toEqual([leasePath(a)]);
+      await mgr.release(d.uuid, 'test');
+    });
+
+    it('a stale lease (another domain had the disk since the pause) pauses it again and keeps it paused', async () => {
+      const { a, d } = await pausedByPlugin('prs', 'RUNNING', 'pause');
+      const other = domain('vm-prs-other');
+      await mgr.prepare(other.xml([a]), 20000); // took the disk while vm-prs was paused...
+      await mgr.release(other.uuid, 'test'); // ...and let it go: its lver moved on
+      await resumed(d);
+      expect(virt.calls).toEqual(['suspend vm-prs']);
+      expect(held(d.uuid)).toEqual([]);
+      expect(text()).toMatch(/vm-prs resumed but its leases cannot be taken: .*; pausing it again/);
+      expect(text()).toMatch(/vm-prs stays paused: stale lease/);
+      await mgr.release(d.uuid, 'test');
+    });
+
+    it('takes nothing when libvirt lists it paused again, or cannot tell its state (a late RESUMED must not undo a pause)', async () => {
+      const { d } = await pausedByPlugin('prp', 'PAUSED');
+      await resumed(d);
+      expect(held(d.uuid)).toEqual([]);
+      const state = virt.state;
+      virt.state = () => Promise.reject(new Error('libvirt timed out'));
+      try {
+        virt.doms.get(d.uuid)!.state = 'RUNNING';
+        await resumed(d);
+      } finally {
+        virt.state = state;
+      }
+      expect(held(d.uuid)).toEqual([]);
+      expect(virt.calls).toEqual([]);
+      await mgr.release(d.uuid, 'test');
+    });
+
+    it('takes nothing when a pause call came while libvirt was telling its state (the answer "running" is older than the pause)', async () => {
+      const { d, pd } = await pausedByPlugin('prr', 'RUNNING');
+      let open!: () => void;
+      const gate = new Promise<void>((r) => { open = r; });
+      let asked!: () => void;
+      const askedP = new Promise<void>((r) => { asked = r; });
+      const state = virt.state.bind(virt);
+      virt.state = async (u) => { const s = await state(u); asked(); await gate; return s; };
+      try {
+        const ev = resumed(d);
+        await Promise.race([askedP, ev]);
+        await mgr.lockRelease(pd, true); // libvirt pauses it (again) meanwhile
+        open();
+        await ev;
+      } finally {
+        virt.state = state;
+      }
+      expect(held(d.uuid)).toEqual([]);
+      await mgr.release(d.uuid, 'test');
+    });
   });
 
   describe('events newer than what they race with (a resync\'s list, a new run\'s start)', () => {

@@ -3,7 +3,9 @@
  * list shows the domain paused while it starts up (libvirt sets PAUSED/STARTING_UP before the
  * `prepare` hook), a resync whose list predates the start, and a STOPPED event of the domain's
  * previous run when the lock-driver plugin registered a QEMU that still runs, nor the start's
- * acquire taken for an attach while that run's leases are still held. And what must: a resync
+ * acquire taken for an attach while that run's leases are still held, nor a late SUSPENDED of a
+ * plugin domain resumed since, nor a detach whose disk's lease another disk may use (an attach
+ * to a domain holding no lease, a detach after an agent restart). And what must: a resync
  * listing it shut off after the start. Real files, O_DIRECT, io_timeout 1.
  */
 import { ChildProcess, spawn } from 'child_process';
@@ -141,6 +143,39 @@ describe('DomainManager: late events and resyncs leave a new start\'s leases alo
       await mgr.lockAcquire(dom([other]));
       await mgr.lockRelease(dom([other]), false); // libvirt undoes the second attach
       expect(leases()).toEqual([planPath(disk), planPath(other)].sort());
+    });
+
+    it('a disk attached to a domain that holds no lease, attached again and that undone by libvirt, keeps the lease the first one uses', async () => {
+      const ro = { uuid: UUID, name: 'vm2', pid: qemu.pid!, disks: [{ path: other, readonly: true, shared: false }], leases: [] };
+      await mgr.lockRegister(ro); // only a read-only disk: no lease
+      await mgr.lockAcquire(ro);
+      expect(held()).toBe(0);
+      await mgr.lockAcquire(dom([disk])); // virsh attach-disk
+      await mgr.lockAcquire(dom([disk])); // the same disk again, under another target
+      await mgr.lockRelease(dom([disk]), false); // libvirt undoes the second attach
+      expect(leases()).toEqual([planPath(disk)]);
+      await mgr.lockRelease(dom([disk]), false); // the real detach
+      expect(held()).toBe(0);
+    });
+
+    it('a detach after an agent restart releases nothing: another disk of the domain may use the lease, and the log says so', async () => {
+      await mgr.lockRegister(dom([disk]));
+      await mgr.lockAcquire(dom([disk]));
+      await mgr.lockAcquire(dom([disk])); // the same disk attached again, under another target
+      const restarted = new DomainManager({ agent, config, store, log, control: () => undefined });
+      await expect(restarted.lockRelease(dom([disk]), false)).resolves.toEqual({ released: 0, state: '' });
+      expect(leases()).toEqual([planPath(disk)]);
+      expect(log.lines.join('\n')).toMatch(/info vm2: detach of .*vm2\.qcow2: its lease\(s\) stay held until the domain stops \(its registered disk list is not known after an agent restart/);
+    });
+
+    it('a SUSPENDED event handled after a quick pause and resume (both through the plugin) releases nothing', async () => {
+      await mgr.lockRegister(dom([disk]));
+      await mgr.lockAcquire(dom([disk]));
+      const { state } = await mgr.lockRelease(dom([disk]), true); // virsh suspend
+      await mgr.lockAcquire(dom([disk]), state); // virsh resume, before the SUSPENDED event is handled
+      await mgr.onLifecycle({ uuid: UUID, name: 'vm2', event: 'SUSPENDED', detail: 'PAUSED' });
+      expect(leases()).toEqual([planPath(disk)]);
+      expect(log.lines.join('\n')).toMatch(/debug vm2: SUSPENDED\/PAUSED: nothing to release, libvirt had the lock-driver plugin release its leases at the pause/);
     });
 
     it('a start with --paused takes no lease at its STARTED event (the plugin takes them when the CPUs start)', async () => {

@@ -3,11 +3,14 @@
  * accepts and refuses, and how libvirt's resource list becomes the same lease plan the domain
  * XML gives (src/libvirt/lockmanager.ts).
  */
+import { createHash } from 'crypto';
 import { parseRequest, ProtocolError } from '../../src/control/protocol';
 import { domainFromLockManager, formatLockState } from '../../src/libvirt/lockmanager';
 import { parseDomainXml } from '../../src/libvirt/domainxml';
 import { LeasePlanError, md5hex, planLeases } from '../../src/libvirt/leaseplan';
 import { HeldLease } from '../../src/agent/agent';
+import { mapRequestError } from '../../src/control/server';
+import { SANLK } from '../../src/ondisk';
 
 const UUID = '3e0e4b7e-2a57-4d39-9e3a-1a2b3c4d5e6f';
 const line = (o: object) => JSON.stringify({ v: 1, id: 1, ...o });
@@ -59,6 +62,36 @@ describe('libvirt\'s resources → the lease plan', () => {
     expect(fromLibvirt.entries.map((e) => e.mode)).toEqual(['exclusive', 'exclusive', 'shared']);
     expect(fromLibvirt.domain).toEqual({ name: 'vm1', uuid: UUID });
     expect(fromLibvirt.onLockFailure).toBe('pause');
+  });
+
+  it('refuses a disk path that is not UTF-8 (libvirt\'s raw bytes, decoded as the server decodes them), naming the disk and the remedy', () => {
+    // '/nfs/caf\xe9.qcow2' in latin1: libvirt's sanlock driver names its lease MD5 of those bytes
+    const raw = Buffer.concat([Buffer.from(`{"v":1,"id":1,"op":"lock_register","domain":{"uuid":"${UUID}","name":"vm1","disks":[{"path":"/nfs/caf`),
+      Buffer.from([0xe9]), Buffer.from('.qcow2","readonly":false,"shared":false}],"leases":[]}}')]);
+    const { req } = parseRequest(raw.toString('utf8'));
+    let err: unknown;
+    try {
+      domainFromLockManager((req as { domain: Parameters<typeof domainFromLockManager>[0] }).domain);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as Error).message).toMatch(/^vm1: disk path "\/nfs\/caf\uFFFD\.qcow2" contains bytes that are not UTF-8; .*rename the file .*to a UTF-8 path/);
+    // answered as a refusal of the request, with its sentence, not as a fault of the agent
+    expect(mapRequestError(err)).toMatchObject({ kind: 'policy', body: { rv: SANLK.EINVAL } });
+  });
+
+  it.each([
+    ['lockspace', { lockspace: 'LS\uFFFD', key: 'k', path: '/l', offset: 0 }, /^vm1: <lease> lockspace "LS\uFFFD" \(key "k"\) contains bytes that are not UTF-8/],
+    ['key', { lockspace: 'LS', key: 'k\uFFFD', path: '/l', offset: 0 }, /^vm1: <lease> key "k\uFFFD" contains bytes that are not UTF-8/],
+    ['path', { lockspace: 'LS', key: 'k', path: '/l\uFFFD', offset: 0 }, /^vm1: <lease> path "\/l\uFFFD" \(key "k"\) contains bytes that are not UTF-8/],
+  ])('refuses a <lease> %s that is not UTF-8', (_, lease, msg) => {
+    expect(() => domainFromLockManager({ ...domain, leases: [lease] })).toThrow(msg);
+  });
+
+  it('takes a UTF-8 path that is not ASCII: its lease is MD5 of its bytes, as libvirt\'s sanlock driver names it', () => {
+    const path = '/nfs/café.qcow2';
+    const plan = planLeases(domainFromLockManager({ ...domain, disks: [{ path, readonly: false, shared: false }] }), conf);
+    expect(plan.entries.map((e) => e.resource)).toEqual([createHash('md5').update(Buffer.from(path, 'utf8')).digest('hex')]);
   });
 
   it('refuses a <lease> without a lockspace, as the XML path does', () => {
