@@ -14,6 +14,7 @@ import { JournalRow, LeaseRow, OwnerRow, StateStore, StoreHealth } from '../stat
 import { LeaseMode, LeaseSpec, OwnerRef, StorageOpener } from './types';
 import { FailedOwner, killDeadline, LeaseFailurePolicy } from './failure';
 import { currentBootId, JoinState, Lockspace, LockspaceSpec, RenewalReport } from './lockspace';
+import { machineIdentity } from './hostname';
 import { Housekeeping } from './housekeeping';
 import { KeyedQueue } from './keyedqueue';
 import { RenewalRecord } from './renewals';
@@ -32,6 +33,8 @@ export interface AgentOptions {
   store: StateStore;
   hostName: string;
   policy: LeaseFailurePolicy;
+  /** This machine's identity (hostname.ts machineIdentity, the default): tells our records from a clone's copy. */
+  machineIdentity?: () => string | undefined;
   /** default wait for a lockspace join before an acquire gives up */
   joinWaitMs?: number;
   openStorage?: StorageOpener;
@@ -227,6 +230,7 @@ const MAX_HINTS = 4096;
 
 export class Agent {
   readonly lockspaces = new Map<string, Lockspace>();
+  private identity?: { value: string | undefined };
   private readonly owners = new Map<string, OwnerState>();
   private readonly queue = new KeyedQueue();
   /**
@@ -307,11 +311,16 @@ export class Agent {
         } catch {
           return undefined; // an unreadable store is reported by the store
         }
-        return v ? (JSON.parse(v) as { bootId: string; generation: number; hostId?: number }) : undefined;
+        if (!v) return undefined;
+        const r = JSON.parse(v) as { bootId: string; generation: number; hostId?: number; identity?: string };
+        const here = this.machineIdentity();
+        return { bootId: r.bootId, generation: r.generation, hostId: r.hostId, sameMachine: here !== undefined && r.identity === here };
       },
       onRenewed: (l) => this.o.fence?.renewed(l),
       // The host_id is kept too: with host_id = auto it is how a restart finds its slot again.
-      onDeltaLease: (l, lease) => this.o.store.write(() => this.o.store.setMeta(`delta:${l.name}`, JSON.stringify({ bootId: currentBootId(), generation: lease.generation, hostId: lease.hostId }))),
+      // And the machine's identity: a clone's copy of the database must not pass for our record.
+      onDeltaLease: (l, lease) => this.o.store.write(() => this.o.store.setMeta(`delta:${l.name}`,
+        JSON.stringify({ bootId: currentBootId(), generation: lease.generation, hostId: lease.hostId, identity: this.machineIdentity() }))),
       onRenewal: (l, r) => this.o.observer?.renewal?.(l, r),
     }, this.openStorage);
     this.lockspaces.set(spec.name, ls);
@@ -673,6 +682,12 @@ export class Agent {
   }
 
   /** A host's name as its delta lease in the lockspace says, when we have seen it. */
+  /** Read once: machine-id and product UUID do not change while we run. */
+  private machineIdentity(): string | undefined {
+    this.identity ??= { value: (this.o.machineIdentity ?? machineIdentity)() };
+    return this.identity.value;
+  }
+
   private hostNameOf(lockspace: string, hostId: number): string | undefined {
     try {
       return this.lockspaces.get(lockspace)?.liveness().snapshot(hostId)?.ownerName || undefined;

@@ -43,14 +43,25 @@ export interface LockspaceHooks {
   onLost(ls: Lockspace, reason: string): void;
   /** A renewal succeeded after a loss: the lockspace is usable again (new generation). */
   onJoined?(ls: Lockspace): void;
-  /** Our delta lease as recorded before a restart, to continue it instead of acquiring anew. */
-  previousDelta?(ls: Lockspace): { bootId: string; generation: number; hostId?: number } | undefined;
+  /**
+   * Our delta lease as recorded before a restart, to continue it instead of acquiring anew.
+   * `sameMachine`: the record was written on this machine (its identity matches), not copied
+   * with the state database to a clone.
+   */
+  previousDelta?(ls: Lockspace): PreviousDelta | undefined;
   /** We hold this delta lease now (record it for a restart). */
   onDeltaLease?(ls: Lockspace, lease: DeltaLease): void;
   /** A renewal succeeded, or we joined: lease.lastSuccess moved (the fencing guard's deadline follows it). */
   onRenewed?(ls: Lockspace): void;
   /** Every renewal attempt (metrics). Must not throw. */
   onRenewal?(ls: Lockspace, r: RenewalReport): void;
+}
+
+export interface PreviousDelta {
+  bootId: string;
+  generation: number;
+  hostId?: number;
+  sameMachine?: boolean;
 }
 
 export interface RenewalReport {
@@ -205,11 +216,18 @@ export class Lockspace {
         this.storage ??= await this.openStorage(this.spec.path, { keepThreadMs: (2 * this.spec.ioTimeout + 1) * 1000 });
         if (this.spec.autoHostId && !this.spec.hostId) await this.chooseHostId(this.storage);
         const slot = await this.watchSlot(this.storage);
-        const lease = (await this.continueOwnLease(this.storage, slot)) ?? await deltaAcquire({
-          storage: this.storage, offset: this.spec.offset, spaceName: this.name, hostId: this.spec.hostId,
-          hostName: this.spec.hostName, ioTimeout: this.spec.ioTimeout, clock: this.clock, cancel: { signal: this.abort.signal },
-          requireFree: this.autoChoice === 'free',
-        });
+        let lease = await this.continueOwnLease(this.storage, slot);
+        if (!lease) {
+          // From here on a record under our name may be one this process wrote and never
+          // verified (a write that timed out here can land later): never continued.
+          this.acquireTried = true;
+          this.sayWait(slot.leader);
+          lease = await deltaAcquire({
+            storage: this.storage, offset: this.spec.offset, spaceName: this.name, hostId: this.spec.hostId,
+            hostName: this.spec.hostName, ioTimeout: this.spec.ioTimeout, clock: this.clock, cancel: { signal: this.abort.signal },
+            requireFree: this.autoChoice === 'free', ownNameProven: (l) => this.leftByThisMachine(l),
+          });
+        }
         if (this.autoChoice) this.log.info(`host_id = auto: lockspace ${this.name}: took host_id ${this.spec.hostId} (${this.autoChoice})`);
         this.autoChoice = undefined;
         this.hooks.onDeltaLease?.(this, lease);
@@ -235,8 +253,9 @@ export class Lockspace {
         const err = e as Error;
         this.lastError = err.message;
         this.state = 'retrying';
-        if (this.spec.autoHostId && this.autoChoice && err instanceof LeaseError && err.rv === SANLK.HOSTID_BUSY) {
-          // Another host has (or just took) the slot we chose: choose another one at once.
+        if (this.spec.autoHostId && err instanceof LeaseError && err.rv === SANLK.HOSTID_BUSY) {
+          // Another host has (or just took) the slot we chose, or took over the one we lost:
+          // choose another one at once.
           this.log.info(`host_id = auto: lockspace ${this.name}: host_id ${this.spec.hostId} is taken (${err.message}); choosing another`);
           this.autoRejected.add(this.spec.hostId);
           this.spec.hostId = 0;
@@ -253,6 +272,8 @@ export class Lockspace {
   }
 
   private autoChoice?: HostIdChoice['kind'];
+  /** This process has tried a delta acquire (see joinLoop): a record under our name is not continued. */
+  private acquireTried = false;
   private readonly autoRejected = new Set<number>();
 
   /** host_id = auto: pick the slot this join attempt tries (hostidclaim.ts says which and why). */
@@ -299,6 +320,38 @@ export class Lockspace {
     return { geometry, leader: last };
   }
 
+  /** Why the acquire about to run waits (deltaAcquire: a held slot is taken only once its writer proved dead). */
+  private sayWait(leader: LeaderRecord): void {
+    if (leader.timestamp === 0 || this.autoChoice === 'free') return;
+    const wait = deltaAcquireHeldDelay(leader.ioTimeout, this.spec.ioTimeout);
+    const who = `host "${leader.resourceName}" (generation ${leader.ownerGeneration}, timestamp ${leader.timestamp})`;
+    if (!namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47))) {
+      this.log.info(`lockspace ${this.name}: host_id ${this.spec.hostId} was last written by ${who}; waiting ${wait} s for it to prove dead before taking it`);
+    } else if (!this.leftByThisMachine(leader)) {
+      this.log.warning(`lockspace ${this.name}: host_id ${this.spec.hostId} carries our host name, but no record of this machine says it acquired ` +
+        `generation ${leader.ownerGeneration} (a clone or a copied config with our host_name, or a lost state database): waiting ${wait} s for ${who} to prove dead before taking it`);
+    }
+  }
+
+  /** Our record of the delta lease, if it is of the slot we are joining (host_id = auto may choose another). */
+  private previousForSlot(): PreviousDelta | undefined {
+    const prev = this.hooks.previousDelta?.(this);
+    return prev && (prev.hostId === undefined || prev.hostId === this.spec.hostId) ? prev : undefined;
+  }
+
+  /**
+   * The slot carries our name and the generation our record says this machine acquired (on this
+   * boot, or an earlier one of the same machine identity): nobody acquired it since, so sanlock's
+   * fast reacquire is safe. A clone (config and state database copied) has another boot and
+   * another machine identity, and a lost database no record: then our name proves nothing, and
+   * the acquire waits for the writer to prove dead.
+   */
+  private leftByThisMachine(leader: LeaderRecord): boolean {
+    const prev = this.previousForSlot();
+    return !!prev && (prev.sameMachine === true || prev.bootId === currentBootId()) &&
+      prev.generation === leader.ownerGeneration && namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47));
+  }
+
   /**
    * After an agent restart (kill -9 included) on the same boot, our delta lease on disk may still
    * be ours: under our name and our generation, renewed less than host_dead ago (as other hosts
@@ -311,20 +364,40 @@ export class Lockspace {
    * that, or from another boot, is acquired anew (after host_dead, when it is that close).
    */
   private async continueOwnLease(storage: LeaseStorage, slot: { geometry: Geometry; leader: LeaderRecord }): Promise<DeltaLease | undefined> {
-    const prev = this.hooks.previousDelta?.(this);
+    // Only a lease a previous process left: once this one tried an acquire, a record under our
+    // name may be its own unverified write (or another host's under our name), never ours to go on with.
+    if (this.acquireTried) return undefined;
+    const prev = this.previousForSlot();
     if (prev && prev.bootId !== currentBootId()) return undefined;
-    const { geometry: g, leader } = slot;
+    let { geometry: g, leader } = slot;
     // A lockspace we lost is joined with a new generation: its owners were stopped and its
     // leases are to be free for other hosts, whatever the sector's age says.
     if (this.lostGeneration !== undefined && leader.ownerGeneration === this.lostGeneration) return undefined;
     if (prev && leader.timestamp !== 0 && leader.ownerGeneration !== prev.generation && namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47))) {
       // Our name, but not the generation we hold: another agent under our name wrote it since.
-      // It may only be paused: wait as sanlock waits for a foreign owner before taking it.
-      const wait = deltaAcquireHeldDelay(leader.ioTimeout, this.spec.ioTimeout);
+      // It may only be paused: the acquire waits for it as sanlock waits for a foreign owner.
       this.log.warning(`lockspace ${this.name}: host_id ${this.spec.hostId} carries our host name but generation ${leader.ownerGeneration}, not ours (${prev.generation}): ` +
-        `another agent with our host name held it since; watching it ${wait} s before taking it`);
-      await this.watchSlot(storage, wait);
+        `another agent with our host name held it since; waiting ${deltaAcquireHeldDelay(leader.ioTimeout, this.spec.ioTimeout)} s for it to prove dead before taking it`);
       return undefined;
+    }
+    const t = timeoutsFor(this.spec.ioTimeout);
+    // Other hosts take our leases only host_dead after the last renewal they saw. Until then a
+    // renewal — same generation — keeps them ours; a new generation would free them at once
+    // while our domains run (nothing stopped them while the agent was down). Leave room for
+    // the first renewal's I/O.
+    const lastChance = t.hostDead - 2 * this.spec.ioTimeout - 1;
+    if (!prev && leader.timestamp !== 0 && leader.ownerId === this.spec.hostId && namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47))) {
+      // No record (the state database was lost): nothing says this machine wrote it on this boot.
+      // Another live host under our name (a second agent with a copied config) renews at least
+      // once per 8·io unless its own lease is failing: watch that long in all, if there is time
+      // left to continue after it; otherwise it is acquired anew, after host_dead.
+      const more = t.idRenewalFail - t.idRenewal;
+      const age0 = this.clock.monotime() - leader.timestamp;
+      if (age0 < 0 || age0 + more >= lastChance) return undefined;
+      this.log.warning(`lockspace ${this.name}: no record of our delta lease in the state database, but host_id ${this.spec.hostId} carries our host name ` +
+        `(generation ${leader.ownerGeneration}); watching it ${more} s more for another host renewing it before continuing it`);
+      ({ geometry: g, leader } = await this.watchSlot(storage, more));
+      if (leader.timestamp === 0) return undefined;
     }
     const age = this.clock.monotime() - leader.timestamp;
     if (leader.timestamp === 0 || leader.ownerId !== this.spec.hostId || (prev && leader.ownerGeneration !== prev.generation) ||
@@ -336,12 +409,6 @@ export class Lockspace {
         `(generation ${leader.ownerGeneration}, renewed ${age} s ago by this machine's clock) and nobody else renews it: continuing it; ` +
         'leases it covers are reconciled with what runs once joined');
     }
-    const t = timeoutsFor(this.spec.ioTimeout);
-    // Other hosts take our leases only host_dead after the last renewal they saw. Until then a
-    // renewal — same generation — keeps them ours; a new generation would free them at once
-    // while our domains run (nothing stopped them while the agent was down). Leave room for
-    // the first renewal's I/O.
-    const lastChance = t.hostDead - 2 * this.spec.ioTimeout - 1;
     if (age >= lastChance) {
       if (age < t.hostDead) {
         const wait = t.hostDead - age;

@@ -78,6 +78,13 @@ export interface DeltaAcquireParams {
    * host to prove dead (host_id = auto chose it as free: another host took it first).
    */
   requireFree?: boolean;
+  /**
+   * Whether a record under our own name may be taken at once (sanlock's fast reacquire). sanlock
+   * always does; a clone with our host name shares it, so the agent allows it only for the
+   * generation its own record says this machine acquired. Otherwise our name is treated as
+   * another's: wait for the writer to prove dead. Without it, sanlock's rule.
+   */
+  ownNameProven?: (leader: LeaderRecord) => boolean;
 }
 
 const ls = (space: string, hostId: number) => `host_id ${hostId} of lockspace ${space}`;
@@ -186,8 +193,9 @@ const describeOwner = (l: LeaderRecord) =>
   `host "${l.resourceName}" (generation ${l.ownerGeneration}, timestamp ${l.timestamp})`;
 
 /**
- * delta_lease_acquire. Free sector or our own name ("fast reacquire"): write at once. Held under
- * another name: wait max(host_dead, 8·io) of the previous owner's io_timeout, then take it only
+ * delta_lease_acquire. Free sector or our own name ("fast reacquire", unless ownNameProven says
+ * otherwise): write at once. Held under another name: wait max(host_dead, 8·io) of the previous
+ * owner's io_timeout, then take it only
  * if the record did not change or became free. After writing, wait 2·io and re-read: any
  * difference means another host is writing the same host_id (-262).
  */
@@ -206,10 +214,11 @@ export async function deltaAcquire(p: DeltaAcquireParams): Promise<DeltaLease> {
   // Delays concern the previous owner: use the io_timeout it wrote (ours if it wrote none).
   const otherIo = leader.ioTimeout;
 
-  if (p.requireFree && leader.timestamp !== 0 && !namesEqual(leader.resourceName, p.hostName)) {
+  if (p.requireFree && leader.timestamp !== 0) {
     throw new LeaseError(SANLK.HOSTID_BUSY, `${ls(spaceName, hostId)} is no longer free: ${describeOwner(leader)} took it`);
   }
-  if (leader.timestamp !== 0 && !namesEqual(leader.resourceName, p.hostName)) {
+  const ours = namesEqual(leader.resourceName, p.hostName) && (p.ownNameProven?.(leader) ?? true);
+  if (leader.timestamp !== 0 && !ours) {
     // Held by another name: it may be alive. Wait long enough that, if it is dead, its
     // watchdog has fired; if it renews meanwhile, the host_id is busy.
     const delay = deltaAcquireHeldDelay(otherIo, p.ioTimeout);
