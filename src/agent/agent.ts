@@ -163,6 +163,16 @@ async function identifyByOpen(path: string, timeoutMs: number): Promise<FileId |
 }
 
 /** A lease the start-up reconcile checks on disk (see Agent.reconcile). */
+/**
+ * A generation of our host_id that another host held: the slot was last written under another
+ * name before we acquired it (a dead host's slot taken with host_id = auto, or one a removed host
+ * left). Its leases are that host's; to other hosts they are free now, and not ours to take back.
+ */
+function ofPreviousHost(lease: DeltaLease, generation: number): boolean {
+  const p = lease.previous;
+  return !!p && p.ownerGeneration > 0 && !namesEqual(p.resourceName, lease.hostName.slice(0, 47)) && generation <= p.ownerGeneration;
+}
+
 export interface LeaseCandidate {
   lockspace: string;
   resource: string;
@@ -1153,7 +1163,7 @@ export class Agent {
       const lease = joined.get(c.lockspace);
       if (!lease) return;
       const leader = await this.readLeader(c, lease.ioTimeout).catch(() => undefined);
-      if (leader && leader.timestamp !== 0 && leader.ownerId === lease.hostId && leader.ownerGeneration <= lease.generation) found.push(c);
+      if (leader && leader.timestamp !== 0 && leader.ownerId === lease.hostId && leader.ownerGeneration <= lease.generation && !ofPreviousHost(lease, leader.ownerGeneration)) found.push(c);
     });
     const now = heldHere();
     const lost = found.filter((c) => !now.has(key(c)));

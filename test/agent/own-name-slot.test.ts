@@ -6,6 +6,8 @@
  * record wait for the writer to prove dead (host_dead), as for a foreign name; the writer
  * renewing meanwhile keeps the slot its own. Our own earlier boot (the same machine identity)
  * reacquires at once, as sanlock does.
+ * And a slot another host held before we acquired it: the start-up reconcile does not take that
+ * host's leases "back" as ours.
  * In-process agents, real files, O_DIRECT, io_timeout 1 (host_dead 68 s). The "writer" is a
  * delta record written by the test, renewed by hand.
  */
@@ -18,7 +20,7 @@ import { systemClock } from '../../src/lease/clock';
 import { memoryLogger } from '../../src/log/logger';
 import { DEFAULT_GEOMETRY } from '../../src/ondisk';
 import { StateStore } from '../../src/state/statestore';
-import { writeDeltaRecord } from '../cleanup/helpers';
+import { initLease, patchLeader, writeDeltaRecord } from '../cleanup/helpers';
 
 const LS = '__LIBVIRT__DISKS__';
 jest.setTimeout(90000);
@@ -76,5 +78,36 @@ describe('a slot carrying our own host name, its writer slow but maybe alive', (
     await sleep(9000);
     expect(ls.state).not.toBe('joined');
     expect(log.lines.join('\n')).toMatch(/to prove dead/);
+  });
+});
+
+describe('a slot another host held before us: its leases are not ours to take back', () => {
+  let dir: string;
+  let a: Agent;
+  afterAll(async () => {
+    await a?.shutdown(true).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the start-up reconcile takes back only generations of ours, never the previous host\'s', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'la-prevhost-'));
+    const path = join(dir, LS);
+    await ensureLockspaceFile(path, LS, DEFAULT_GEOMETRY, 1);
+    // host_id 1 was node-dead's (generation 3), released (or taken over once it was dead).
+    await writeDeltaRecord(path, 1, { ownerGeneration: 3, timestamp: 0, resourceName: 'node-dead', ioTimeout: 1 });
+    const log = memoryLogger();
+    a = new Agent({ clock: systemClock, log, store: new StateStore(join(dir, 'state.db')), hostName: 'node-a', policy: { onLeaseFailure: async () => undefined } });
+    const lease = await a.addLockspace({ name: LS, hostId: 1, path, offset: 0, ioTimeout: 1 }).waitJoined(30000);
+    expect(lease.generation).toBe(4);
+    const theirs = join(dir, 'theirs');
+    const ours = join(dir, 'ours');
+    for (const f of [theirs, ours]) await initLease(f);
+    await patchLeader(theirs, { ownerId: 1, ownerGeneration: 3, timestamp: 500, lver: 1, writeId: 1, writeGeneration: 3 });
+    await patchLeader(ours, { ownerId: 1, ownerGeneration: 4, timestamp: 500, lver: 1, writeId: 1, writeGeneration: 4 });
+    const c = (f: string) => ({ lockspace: LS, resource: f === theirs ? 'theirs' : 'ours', path: f, offset: 0 });
+    const r = await a.reconcile([c(theirs), c(ours)]);
+    expect(r).toMatchObject({ found: 1, kept: 1 });
+    expect(log.lines.join('\n')).toMatch(/found 1 lease\(s\) of host_id 1 on disk that no owner here holds .*: __LIBVIRT__DISKS__:ours /);
+    expect(a.inquire('unknown-owner:__LIBVIRT__DISKS__:theirs')).toEqual([]);
   });
 });
