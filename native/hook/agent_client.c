@@ -484,24 +484,37 @@ static int connect_fail(const char *sock, int e, char *err, size_t errlen) {
   return fail(err, errlen, "cannot reach lockagent on %s: %s", sock, strerror(e));
 }
 
-int lac_call(const char *sock, const struct buf *line, long timeout_ms, struct reply *r, char *err, size_t errlen) {
-  long long deadline = lac_now_ms() + timeout_ms;
+int lac_call(const char *sock, const struct buf *line, long timeout_ms, long restart_ms, struct reply *r, char *err, size_t errlen) {
+  long long start = lac_now_ms();
+  long long deadline = start + timeout_ms;
+  /* An agent restarting (a package upgrade) has no listener for a moment: retried until then. */
+  long long restart_until = start + (restart_ms < timeout_ms ? restart_ms : timeout_ms);
   struct sockaddr_un sa;
   memset(&sa, 0, sizeof sa);
   sa.sun_family = AF_UNIX;
   if (strlen(sock) >= sizeof sa.sun_path) return connect_fail(sock, ENAMETOOLONG, err, errlen);
   memcpy(sa.sun_path, sock, strlen(sock) + 1);
-  /* Non-blocking from the start: a full accept queue (EAGAIN) is waited out to the deadline. */
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return connect_fail(sock, errno, err, errlen);
-  while (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN && lac_now_ms() < deadline) {
-      poll(NULL, 0, 10);
+  int fd;
+  for (;;) {
+    /* Non-blocking from the start: a full accept queue (EAGAIN) is waited out to the deadline. */
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return connect_fail(sock, errno, err, errlen);
+    int e = 0;
+    while (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN && lac_now_ms() < deadline) {
+        poll(NULL, 0, 10);
+        continue;
+      }
+      e = errno;
+      break;
+    }
+    if (!e) break;
+    close(fd);
+    if ((e == ENOENT || e == ECONNREFUSED) && lac_now_ms() + 100 < restart_until) {
+      poll(NULL, 0, 100);
       continue;
     }
-    int e = errno;
-    close(fd);
     if (e == EAGAIN) return fail(err, errlen, "lockagent did not answer within %ld s (socket %s)", (timeout_ms + 500) / 1000, sock);
     return connect_fail(sock, e, err, errlen);
   }

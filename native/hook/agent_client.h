@@ -52,9 +52,19 @@ long long lac_now_ms(void);
 
 /*
  * Send one request line to the agent on `sock` and read its reply line, all within timeout_ms.
- * 0: *r holds the reply (ok or a refusal); -1: no reply, the reason in err (the agent is not
- * running, the socket is not allowed, no answer in time, an unreadable reply).
+ * No listener (the socket missing or refusing: an agent restarting) is tried again every 100 ms
+ * for up to restart_ms of that time. 0: *r holds the reply (ok or a refusal); -1: no reply, the
+ * reason in err (the agent is not running, the socket is not allowed, no answer in time, an
+ * unreadable reply).
  */
-int lac_call(const char *sock, const struct buf *line, long timeout_ms, struct reply *r, char *err, size_t errlen);
+int lac_call(const char *sock, const struct buf *line, long timeout_ms, long restart_ms, struct reply *r, char *err, size_t errlen);
+
+/*
+ * How long a call that gates a domain (a start, a resume, an incoming migration, an attach)
+ * waits for a missing listener: an agent restarted by a package upgrade listens again within a
+ * second or two, and a start in that window should not fail. Other calls do not wait (the
+ * agent's resync with libvirt catches up on what they would have said).
+ */
+#define LAC_RESTART_MS 5000L
 
 #endif

@@ -12,7 +12,7 @@
  *
  * Forwarded operations (FORWARDED_OPS of hook.ts; anything else: exit 0 at once, before reading
  * stdin or any file -- libvirt ignores the EPIPE of an unread hook stdin):
- *   prepare begin   -> domain_prepare {xml, timeoutMs: 85000}   refusal: exit 1 (the start gate)
+ *   prepare begin   -> domain_prepare {xml, timeoutMs: 80000}   refusal: exit 1 (the start gate)
  *   migrate begin   -> domain_migrate {xml}                     refusal: exit 1
  *   stopped end     -> domain_release {xml}                     never fails (exit 0)
  *   reconnect begin -> domain_reconnect {xml}                   never fails (libvirt would kill
@@ -161,17 +161,19 @@ int main(int argc, char **argv) {
     if (v > 0) timeout_ms = v;
   }
 
-  /* The request line: {"v":1,"id":1,"op":...,"xml":...[,"timeoutMs":85000]} */
+  /* The request line: {"v":1,"id":1,"op":...,"xml":...[,"timeoutMs":80000]} */
   struct buf line = {0};
   buf_printf(&line, "{\"v\":1,\"id\":1,\"op\":\"%s\",\"xml\":", req);
   json_string(&line, xml.p ? xml.p : "", xml.n);
-  if (!strcmp(req, "domain_prepare")) buf_printf(&line, ",\"timeoutMs\":%ld", timeout_ms - 5000 > 0 ? timeout_ms - 5000 : 0);
+  /* The agent's budget leaves room for the wait for a restarting agent and for the reply. */
+  long restart_ms = g_gate ? LAC_RESTART_MS : 0;
+  if (!strcmp(req, "domain_prepare")) buf_printf(&line, ",\"timeoutMs\":%ld", timeout_ms - 5000 - restart_ms > 0 ? timeout_ms - 5000 - restart_ms : 0);
   buf_add(&line, "}\n", 2);
   free(xml.p);
 
   struct reply r = {.ok = -1};
   char err[1024];
-  if (lac_call(sock, &line, timeout_ms, &r, err, sizeof err) < 0) finish_error(err);
+  if (lac_call(sock, &line, timeout_ms, restart_ms, &r, err, sizeof err) < 0) finish_error(err);
   if (r.ok == 1) return 0;
   /* callAgent: new LeaseError(rv, error.message) -- an absent message reads "undefined" there */
   finish_error(r.have_message ? (r.message.p ? r.message.p : "") : "undefined");

@@ -251,7 +251,8 @@ static int call(struct dom *d, const char *op, const char *extra, char **state_o
   buf_adds(&line, "}\n");
   struct reply r = {.ok = -1};
   char err[1024];
-  int rc = lac_call(g_socket, &line, CALL_TIMEOUT_MS, &r, err, sizeof err);
+  /* Every call here gates the domain (or, a release, keeps its leases held if it fails). */
+  int rc = lac_call(g_socket, &line, CALL_TIMEOUT_MS, LAC_RESTART_MS, &r, err, sizeof err);
   free(line.p);
   if (rc < 0) {
     report(ERR_OPERATION_FAILED, "lockagent: %s", err);
@@ -278,7 +279,7 @@ static int acquire(lm_manager *man, const char *state, unsigned int flags, int a
       buf_adds(&extra, ",\"state\":");
       json_string(&extra, state, strlen(state));
     }
-    buf_printf(&extra, ",\"timeoutMs\":%ld", CALL_TIMEOUT_MS - 5000);
+    buf_printf(&extra, ",\"timeoutMs\":%ld", CALL_TIMEOUT_MS - 5000 - LAC_RESTART_MS);
   }
   int rc = call(d, op, extra.p, NULL);
   free(extra.p);

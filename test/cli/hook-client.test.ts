@@ -84,10 +84,10 @@ describe('compiled hook client (native/hook/lockagent-hook.c)', () => {
     answer = async () => ({ leases: 1, deferred: false });
   });
 
-  it('prepare begin, allowed: exit 0, nothing on stderr; the agent gets domain_prepare with timeoutMs 85000', async () => {
+  it('prepare begin, allowed: exit 0, nothing on stderr; the agent gets domain_prepare with timeoutMs 80000 (90 s less the wait for a restarting agent and the reply)', async () => {
     const r = await runClient(['vm1', 'prepare', 'begin', '-'], '<domain><name>vm1</name></domain>', { LOCKAGENT_SOCKET: sock });
     expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
-    expect(seen).toEqual([{ op: 'domain_prepare', xml: '<domain><name>vm1</name></domain>', timeoutMs: 85000 }]);
+    expect(seen).toEqual([{ op: 'domain_prepare', xml: '<domain><name>vm1</name></domain>', timeoutMs: 80000 }]);
   });
 
   it('forwards each hook operation as hookMain does, and answers the others without the agent', async () => {
@@ -151,6 +151,28 @@ describe('compiled hook client (native/hook/lockagent-hook.c)', () => {
     }
     const r = await runClient(['vm1', 'stopped', 'end', '-'], '<domain/>', { LOCKAGENT_SOCKET: sock });
     expect(r.stderr).toBe('lockagent: stopped end of vm1: something went wrong\n');
+  });
+
+  it('an agent restarting (no listener for a moment, as during a package upgrade): prepare waits for it and goes through; stopped does not wait', async () => {
+    const later = join(work, 'restarting.sock');
+    const got: string[] = [];
+    const t0 = Date.now();
+    const pending = runClient(['vm1', 'prepare', 'begin', '-'], '<domain/>', { LOCKAGENT_SOCKET: later });
+    await new Promise((r) => setTimeout(r, 1500));
+    const back = new ControlServer({ path: later, mode: 0o600, handler: async (req) => { got.push(req.op); return {}; } });
+    await back.listen();
+    try {
+      expect(await pending).toEqual({ code: 0, stdout: '', stderr: '' });
+      expect(got).toEqual(['domain_prepare']);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1500);
+    } finally {
+      await back.close();
+    }
+    const t1 = Date.now();
+    const r = await runClient(['vm1', 'stopped', 'end', '-'], '<domain/>', { LOCKAGENT_SOCKET: later });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/lockagent is not running \(no listener on /);
+    expect(Date.now() - t1).toBeLessThan(1500);
   });
 
   it('unreachable agent: prepare and migrate fail closed (exit 1); stopped and reconnect exit 0', async () => {

@@ -83,7 +83,7 @@ d('lock-driver plugin, as libvirtd calls it', () => {
 
   it('acquire (before the CPUs start) sends lock_acquire with the state libvirt kept', async () => {
     expect((await run('acquire', ['LS:k1:/nfs/leases:1048576:3'])).out).toMatch(/rc=0/);
-    expect(seen[0]).toEqual({ v: 1, id: 1, op: 'lock_acquire', domain: DOMAIN, action: 'pause', state: 'LS:k1:/nfs/leases:1048576:3', timeoutMs: 85000 });
+    expect(seen[0]).toEqual({ v: 1, id: 1, op: 'lock_acquire', domain: DOMAIN, action: 'pause', state: 'LS:k1:/nfs/leases:1048576:3', timeoutMs: 80000 });
     await run('acquire');
     expect(seen[1]).not.toHaveProperty('state');
   });
