@@ -264,6 +264,8 @@ export class Lockspace {
           await new Promise((r) => setTimeout(r, 100 + Math.floor(this.clock.random() * 400)));
           continue;
         }
+        // No slot left to try: those found busy before may be free by the next attempt.
+        if (this.spec.autoHostId && err instanceof LeaseError && err.rv === SANLK.ENOSPC) this.autoRejected.clear();
         const delay = backoffDelay(this.joinAttempts - 1, { initial: 1, max: BACKOFF_MAX_S });
         this.log.error(`cannot join lockspace ${this.name} as host_id ${this.spec.hostId} (attempt ${this.joinAttempts}): ${err.message}; retrying in ${delay} s`);
         await new Promise((r) => setTimeout(r, delay * 1000));
