@@ -163,14 +163,19 @@ async function identifyByOpen(path: string, timeoutMs: number): Promise<FileId |
 }
 
 /** A lease the start-up reconcile checks on disk (see Agent.reconcile). */
-/**
- * A generation of our host_id that another host held: the slot was last written under another
- * name before we acquired it (a dead host's slot taken with host_id = auto, or one a removed host
- * left). Its leases are that host's; to other hosts they are free now, and not ours to take back.
- */
-function ofPreviousHost(lease: DeltaLease, generation: number): boolean {
-  const p = lease.previous;
-  return !!p && p.ownerGeneration > 0 && !namesEqual(p.resourceName, lease.hostName.slice(0, 47)) && generation <= p.ownerGeneration;
+/** What the state database keeps of our delta lease per lockspace (meta `delta:<name>`). */
+interface DeltaRecord {
+  bootId: string;
+  generation: number;
+  hostId?: number;
+  /** machine identity (hostname.ts) of the writer: a clone's copy of the database is not ours */
+  identity?: string;
+  /**
+   * Generations up to this one of our host_id were another host's (a dead host's slot taken
+   * with host_id = auto, or one a removed host left): their leases are that host's, free to
+   * everyone now, and not ours to take back at the start-up reconcile.
+   */
+  foreignUpTo?: number;
 }
 
 export interface LeaseCandidate {
@@ -315,22 +320,21 @@ export class Agent {
     const ls = new Lockspace({ ...spec, hostName: this.o.hostName }, this.o.clock, this.o.log, {
       onLost: (l, reason) => this.onLockspaceLost(l, reason),
       previousDelta: (l) => {
-        let v: string | undefined;
-        try {
-          v = this.o.store.getMeta(`delta:${l.name}`);
-        } catch {
-          return undefined; // an unreadable store is reported by the store
-        }
-        if (!v) return undefined;
-        const r = JSON.parse(v) as { bootId: string; generation: number; hostId?: number; identity?: string };
+        const r = this.deltaRecord(l.name);
+        if (!r) return undefined;
         const here = this.machineIdentity();
         return { bootId: r.bootId, generation: r.generation, hostId: r.hostId, sameMachine: here !== undefined && r.identity === here };
       },
       onRenewed: (l) => this.o.fence?.renewed(l),
       // The host_id is kept too: with host_id = auto it is how a restart finds its slot again.
-      // And the machine's identity: a clone's copy of the database must not pass for our record.
-      onDeltaLease: (l, lease) => this.o.store.write(() => this.o.store.setMeta(`delta:${l.name}`,
-        JSON.stringify({ bootId: currentBootId(), generation: lease.generation, hostId: lease.hostId, identity: this.machineIdentity() }))),
+      // And the machine's identity: a clone's copy of the database must not pass for our record;
+      // and the generations another host held in this slot (see ofPreviousHost), carried on.
+      onDeltaLease: (l, lease) => {
+        const rec: DeltaRecord = { bootId: currentBootId(), generation: lease.generation, hostId: lease.hostId, identity: this.machineIdentity() };
+        const foreign = this.foreignUpTo(l.name, lease);
+        if (foreign) rec.foreignUpTo = foreign;
+        this.o.store.write(() => this.o.store.setMeta(`delta:${l.name}`, JSON.stringify(rec)));
+      },
       onRenewal: (l, r) => this.o.observer?.renewal?.(l, r),
     }, this.openStorage);
     this.lockspaces.set(spec.name, ls);
@@ -692,6 +696,28 @@ export class Agent {
   }
 
   /** A host's name as its delta lease in the lockspace says, when we have seen it. */
+  /** Our record of the delta lease of a lockspace (written at each join), if readable. */
+  private deltaRecord(lockspace: string): DeltaRecord | undefined {
+    try {
+      const v = this.o.store.getMeta(`delta:${lockspace}`);
+      return v ? (JSON.parse(v) as DeltaRecord) : undefined;
+    } catch {
+      return undefined; // an unreadable store is reported by the store
+    }
+  }
+
+  /**
+   * The highest generation of our host_id that another host held (0: none known): the record we
+   * replaced when we acquired the slot named another host, or our record says so from an earlier
+   * join of the same slot (a continued lease, or a fast reacquire, replaces only our own record).
+   */
+  private foreignUpTo(lockspace: string, lease: DeltaLease): number {
+    const p = lease.previous;
+    const replaced = p && p.ownerGeneration > 0 && !namesEqual(p.resourceName, lease.hostName.slice(0, 47)) ? p.ownerGeneration : 0;
+    const r = this.deltaRecord(lockspace);
+    return Math.max(replaced, r && r.hostId === lease.hostId ? r.foreignUpTo ?? 0 : 0);
+  }
+
   /** Read once: machine-id and product UUID do not change while we run. */
   private machineIdentity(): string | undefined {
     this.identity ??= { value: (this.o.machineIdentity ?? machineIdentity)() };
@@ -1163,7 +1189,7 @@ export class Agent {
       const lease = joined.get(c.lockspace);
       if (!lease) return;
       const leader = await this.readLeader(c, lease.ioTimeout).catch(() => undefined);
-      if (leader && leader.timestamp !== 0 && leader.ownerId === lease.hostId && leader.ownerGeneration <= lease.generation && !ofPreviousHost(lease, leader.ownerGeneration)) found.push(c);
+      if (leader && leader.timestamp !== 0 && leader.ownerId === lease.hostId && leader.ownerGeneration <= lease.generation && leader.ownerGeneration > this.foreignUpTo(c.lockspace, lease)) found.push(c);
     });
     const now = heldHere();
     const lost = found.filter((c) => !now.has(key(c)));

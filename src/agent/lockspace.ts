@@ -104,6 +104,12 @@ export function currentBootId(): string {
   }
 }
 
+/** A record's boot is this one: never when the boot id cannot be read (every such record would match). */
+function sameBoot(bootId: string): boolean {
+  const now = currentBootId();
+  return now !== 'unknown' && bootId === now;
+}
+
 export class Lockspace {
   state: JoinState = 'joining';
   lease?: DeltaLease;
@@ -230,6 +236,7 @@ export class Lockspace {
         }
         if (this.autoChoice) this.log.info(`host_id = auto: lockspace ${this.name}: took host_id ${this.spec.hostId} (${this.autoChoice})`);
         this.autoChoice = undefined;
+        this.joinedGeneration = lease.generation;
         this.hooks.onDeltaLease?.(this, lease);
         if (this.stopped) return;
         this.lease = lease;
@@ -276,6 +283,8 @@ export class Lockspace {
   private autoChoice?: HostIdChoice['kind'];
   /** This process has tried a delta acquire (see joinLoop): a record under our name is not continued. */
   private acquireTried = false;
+  /** The generation this process last joined with (see leftByThisMachine). */
+  private joinedGeneration?: number;
   private readonly autoRejected = new Set<number>();
 
   /** host_id = auto: pick the slot this join attempt tries (hostidclaim.ts says which and why). */
@@ -349,9 +358,12 @@ export class Lockspace {
    * the acquire waits for the writer to prove dead.
    */
   private leftByThisMachine(leader: LeaderRecord): boolean {
+    if (!namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47))) return false;
+    // This process joined with it (a lockspace lost and joined again; the record may lag behind
+    // while the state database fails).
+    if (this.joinedGeneration !== undefined && leader.ownerGeneration === this.joinedGeneration) return true;
     const prev = this.previousForSlot();
-    return !!prev && (prev.sameMachine === true || prev.bootId === currentBootId()) &&
-      prev.generation === leader.ownerGeneration && namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47));
+    return !!prev && (prev.sameMachine === true || sameBoot(prev.bootId)) && prev.generation === leader.ownerGeneration;
   }
 
   /**
@@ -370,7 +382,7 @@ export class Lockspace {
     // name may be its own unverified write (or another host's under our name), never ours to go on with.
     if (this.acquireTried) return undefined;
     const prev = this.previousForSlot();
-    if (prev && prev.bootId !== currentBootId()) return undefined;
+    if (prev && !sameBoot(prev.bootId)) return undefined;
     let { geometry: g, leader } = slot;
     // A lockspace we lost is joined with a new generation: its owners were stopped and its
     // leases are to be free for other hosts, whatever the sector's age says.
@@ -393,13 +405,16 @@ export class Lockspace {
       // Another live host under our name (a second agent with a copied config) renews at least
       // once per 8·io unless its own lease is failing: watch that long in all, if there is time
       // left to continue after it; otherwise it is acquired anew, after host_dead.
-      const more = t.idRenewalFail - t.idRenewal;
+      // (The domains' leases come first: the watch is cut short to what host_dead leaves.)
       const age0 = this.clock.monotime() - leader.timestamp;
-      if (age0 < 0 || age0 + more >= lastChance) return undefined;
-      this.log.warning(`lockspace ${this.name}: no record of our delta lease in the state database, but host_id ${this.spec.hostId} carries our host name ` +
-        `(generation ${leader.ownerGeneration}); watching it ${more} s more for another host renewing it before continuing it`);
-      ({ geometry: g, leader } = await this.watchSlot(storage, more));
-      if (leader.timestamp === 0) return undefined;
+      if (age0 < 0) return undefined;
+      const more = Math.min(t.idRenewalFail - t.idRenewal, lastChance - age0 - 1);
+      if (more >= 1) {
+        this.log.warning(`lockspace ${this.name}: no record of our delta lease in the state database, but host_id ${this.spec.hostId} carries our host name ` +
+          `(generation ${leader.ownerGeneration}); watching it ${more} s more for another host renewing it before continuing it`);
+        ({ geometry: g, leader } = await this.watchSlot(storage, more));
+        if (leader.timestamp === 0) return undefined;
+      }
     }
     const age = this.clock.monotime() - leader.timestamp;
     if (leader.timestamp === 0 || leader.ownerId !== this.spec.hostId || (prev && leader.ownerGeneration !== prev.generation) ||

@@ -325,7 +325,7 @@ export class DomainManager implements LeaseFailurePolicy {
    * an attach being undone), the leases no other disk of the domain still uses.
    */
   lockRelease(d: LockManagerDomain, pause: boolean): Promise<{ released: number; state: string }> {
-    const dom = domainFromLockManager(d);
+    const dom = domainFromLockManager(d, { checkUtf8: false });
     return this.queue.run(dom.uuid, async () => {
       const held = this.o.agent.inquire(dom.uuid);
       const st = this.state(dom);
@@ -1057,12 +1057,12 @@ export class DomainManager implements LeaseFailurePolicy {
       const dom = info ?? this.domainInfo(ev.uuid, ev.name, xml);
       if (!dom || planLeases(dom, this.o.config).entries.every((e) => have.some((h) => sameResource(h.spec, e)))) return undefined;
     } catch (e) {
-      // An XML the agent cannot plan (a volume libvirt resolved for the plugin) of a domain that
-      // holds leases: they stay as they are. Holding none, it runs unprotected: resumeAcquire acts.
-      if (have.length) {
-        this.o.log.debug(`${ev.name}: RESUMED/${ev.detail}: its lease plan cannot be made from its XML (${(e as Error).message}); the ${have.length} lease(s) it holds stay held`);
-        return undefined;
-      }
+      // An XML the agent cannot plan (a volume libvirt resolved for the plugin; its registered
+      // list is gone with an agent restart): nothing tells what it lacks, so nothing is done —
+      // pausing or killing it for a plan only libvirt could make would be the agent's fault.
+      this.o.log.warning(`${ev.name}: RESUMED/${ev.detail}: its lease plan cannot be made from its XML (${(e as Error).message}); ` +
+        `the ${have.length} lease(s) it holds stay as they are, none is taken`);
+      return undefined;
     }
     this.o.log.warning(`${ev.name} resumed without a lock-driver call (QEMU resumed behind libvirt's back?): taking its leases after the fact`);
     return this.resumeAcquire(ev.uuid, ev.name, ev.detail, xml, { info, pid: this.pluginQemu(ev.uuid)?.pid });

@@ -11,13 +11,10 @@ import { DiskInfo, DomainInfo } from './domainxml';
  * them into the DomainInfo the lease plan is made from, so a domain gets the same leases by
  * either way in (docs/libvirt-integration.md, "The lock-driver plugin").
  */
-export function domainFromLockManager(d: LockManagerDomain): DomainInfo {
-  for (const x of d.disks) utf8Only(x.path, `${d.name}: disk path "${x.path}"`);
-  for (const l of d.leases) {
-    if (l.lockspace !== undefined) utf8Only(l.lockspace, `${d.name}: <lease> lockspace "${l.lockspace}" (key "${l.key}")`);
-    utf8Only(l.key, `${d.name}: <lease> key "${l.key}"`);
-    utf8Only(l.path, `${d.name}: <lease> path "${l.path}" (key "${l.key}")`);
-  }
+export function domainFromLockManager(d: LockManagerDomain, opts: { checkUtf8?: boolean } = {}): DomainInfo {
+  // Only what gets a lease (a read-only disk gets none, as with libvirt's sanlock driver); a
+  // release checks nothing (refusing it would only keep the leases of a domain started before).
+  if (opts.checkUtf8 !== false) checkUtf8(d);
   const disks: DiskInfo[] = d.disks.map((x, i) => ({
     index: i + 1,
     // libvirt lists only local storage, with its path resolved (volumes included)
@@ -36,6 +33,16 @@ export function domainFromLockManager(d: LockManagerDomain): DomainInfo {
     leases: d.leases.map((l, i) => ({ index: i + 1, lockspace: l.lockspace, key: l.key, path: l.path, offset: l.offset })),
     ...(d.action ? { onLockFailure: d.action } : {}),
   };
+}
+
+/** The fields that name a lease: see utf8Only. */
+function checkUtf8(d: LockManagerDomain): void {
+  for (const x of d.disks) if (!x.readonly) utf8Only(x.path, `${d.name}: disk path "${x.path}"`);
+  for (const l of d.leases) {
+    if (l.lockspace !== undefined) utf8Only(l.lockspace, `${d.name}: <lease> lockspace "${l.lockspace}" (key "${l.key}")`);
+    utf8Only(l.key, `${d.name}: <lease> key "${l.key}"`);
+    utf8Only(l.path, `${d.name}: <lease> path "${l.path}" (key "${l.key}")`);
+  }
 }
 
 /**

@@ -405,6 +405,22 @@ describe('DomainManager with libvirt: hot-plug, unplannable domains, restart', (
       await mgr.release(d.uuid, 'test');
     });
 
+    it('after an agent restart, an XML the agent cannot plan (a volume only libvirt resolves) takes nothing and acts on nothing: a warning says so', async () => {
+      const d = domain('vm-prv', { extra: "<disk type='volume' device='disk'><source pool='nfspool' volume='v.qcow2'/><target dev='vda' bus='virtio'/></disk>", onLockFailure: 'poweroff' });
+      const pd = { uuid: d.uuid, name: d.name, pid: qemu.pid!, disks: [{ path: disk('prv.img'), readonly: false, shared: false }], leases: [] };
+      await mgr.lockRegister(pd);
+      await mgr.lockAcquire(pd);
+      await mgr.lockRelease(pd, true);
+      live(d, d.xml([]), 'RUNNING');
+      const fresh = new DomainManager({ agent, config, store, log, control: () => virt, qemuRunDir: join(dir, 'run') });
+      await fresh.onLifecycle({ uuid: d.uuid, name: d.name, event: 'RESUMED', detail: 'UNPAUSED' });
+      await new Promise((r) => setTimeout(r, 200)); // a lock-failure action is started without being awaited
+      expect(virt.calls).toEqual([]);
+      expect(held(d.uuid)).toEqual([]);
+      expect(text()).toMatch(/warning vm-prv: RESUMED\/UNPAUSED: its lease plan cannot be made from its XML \(.*nfspool.*\); the 0 lease\(s\) it holds stay as they are, none is taken/);
+      await mgr.release(d.uuid, 'test');
+    });
+
     it('takes nothing when a pause call came while libvirt was telling its state (the answer "running" is older than the pause)', async () => {
       const { d, pd } = await pausedByPlugin('prr', 'RUNNING');
       let open!: () => void;

@@ -109,5 +109,10 @@ describe('a slot another host held before us: its leases are not ours to take ba
     expect(r).toMatchObject({ found: 1, kept: 1 });
     expect(log.lines.join('\n')).toMatch(/found 1 lease\(s\) of host_id 1 on disk that no owner here holds .*: __LIBVIRT__DISKS__:ours /);
     expect(a.inquire('unknown-owner:__LIBVIRT__DISKS__:theirs')).toEqual([]);
+    // The agent restarted (its record kept): the slot's lease is ours now, but not node-dead's generations.
+    await a.shutdown(true);
+    a = new Agent({ clock: systemClock, log, store: new StateStore(join(dir, 'state.db')), hostName: 'node-a', policy: { onLeaseFailure: async () => undefined } });
+    expect((await a.addLockspace({ name: LS, hostId: 1, path, offset: 0, ioTimeout: 1 }).waitJoined(30000)).generation).toBe(5);
+    expect(await a.reconcile([c(theirs)])).toMatchObject({ found: 0 });
   });
 });

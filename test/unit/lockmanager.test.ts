@@ -88,6 +88,14 @@ describe('libvirt\'s resources → the lease plan', () => {
     expect(() => domainFromLockManager({ ...domain, leases: [lease] })).toThrow(msg);
   });
 
+  it('a read-only disk that is not UTF-8 gets no lease, so it is not refused; a release checks nothing', () => {
+    const iso = { path: '/isos/caf\uFFFD.iso', readonly: true, shared: false };
+    expect(planLeases(domainFromLockManager({ ...domain, disks: [iso] }), conf).entries).toEqual([]);
+    const disk = { path: '/nfs/caf\uFFFD.qcow2', readonly: false, shared: false };
+    expect(() => domainFromLockManager({ ...domain, disks: [disk] })).toThrow(/not UTF-8/);
+    expect(domainFromLockManager({ ...domain, disks: [disk] }, { checkUtf8: false }).disks).toHaveLength(1);
+  });
+
   it('takes a UTF-8 path that is not ASCII: its lease is MD5 of its bytes, as libvirt\'s sanlock driver names it', () => {
     const path = '/nfs/café.qcow2';
     const plan = planLeases(domainFromLockManager({ ...domain, disks: [{ path, readonly: false, shared: false }] }), conf);
