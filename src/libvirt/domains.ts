@@ -281,10 +281,12 @@ export class DomainManager implements LeaseFailurePolicy {
       // Also by a domain holding no lease (no disk, or only read-only ones): the attached disk must
       // be in the registered list, or libvirt's undo of a second attach of it would release it.
       const attach = state === undefined && !starting;
-      if (attach && !st.info && held.length > 0 && plan.entries.some((e) => held.some((h) => sameResource(h.spec, e)))) {
-        // Without the registered disk list a detach could not tell this disk from the one that
-        // holds the lease already: refused, as sanlock refuses a resource its process holds.
-        throw new LeaseError(SANLK.EEXIST, `${dom.name}: a lease of the disk being attached is held by this domain already (the same disk attached twice?)`);
+      if (attach && !st.info && plan.entries.some((e) => held.some((h) => sameResource(h.spec, e)))) {
+        // The registered disk list is gone with an agent restart: a fake reboot listing one
+        // resource and an attach of a disk the domain has already look alike. Taken as it comes
+        // (what is held stays held, nothing is written): refusing it left a rebooting guest
+        // paused. Safe, as a detach without the list releases nothing until the domain stops.
+        this.o.log.debug(`lock_acquire ${dom.name}: a lease listed is held by this domain already (a fake reboot, or the same disk attached twice; its registered disk list is not known after an agent restart)`);
       }
       this.stopWatch(dom.uuid);
       try {
