@@ -141,6 +141,17 @@ INNER
   log "host in $dir up after $(( ($(date +%s%N) - t0) / 1000000 )) ms (holder pid $holder, libvirtd pid $(pid_of "$dir/libvirtd.pid"))"
 }
 
+# Poll (every 0.1 s, at most N times) until no process of the host is left; print those left.
+wait_gone() {
+  local dir=$1 n=$2 pids
+  for _ in $(seq 1 "$n"); do
+    pids=$(ns_pids "$dir")
+    [ -z "$pids" ] && return 0
+    sleep 0.1
+  done
+  echo "$pids"
+}
+
 stop() {
   local dir=$1
   check_dir "$dir"
@@ -155,21 +166,13 @@ stop() {
   local pids; pids=$(ns_pids "$dir")
   # shellcheck disable=SC2086
   [ -n "$pids" ] && kill -TERM $pids 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    pids=$(ns_pids "$dir")
-    [ -z "$pids" ] && break
-    sleep 0.1
-  done
+  pids=$(wait_gone "$dir" 50)
   if [ -n "$pids" ]; then
     log "still running after SIGTERM, SIGKILL: $(echo $pids)"
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
     # A SIGKILLed QEMU may take seconds to exit on a loaded machine (I/O in flight).
-    for _ in $(seq 1 200); do
-      pids=$(ns_pids "$dir")
-      [ -z "$pids" ] && break
-      sleep 0.1
-    done
+    pids=$(wait_gone "$dir" 200)
   fi
   if [ -n "$pids" ]; then
     # Kept pinned (mntns, pin.pid), so that `pids` and another `stop` still find them.

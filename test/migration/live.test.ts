@@ -181,7 +181,8 @@ describeBed('migration: virsh migrate --live between two libvirt hosts, leases f
     await hvirshOk(A, ['domjobabort', slow.name]);
     const r = await mig;
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/cancel|abort/i);
+    // libvirt names the cancel, or (the destination QEMU closing first) the broken stream
+    expect(r.stderr).toMatch(/cancel|abort|qemu unexpectedly closed the monitor/i);
     expect(await hostDomState(A, slow.name)).toMatch(/^running/);
     expect(await held(A, slow)).toBeDefined();
     expect(leader(slow)).toMatchObject({ ownerId: 1, lver });
