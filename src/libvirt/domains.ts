@@ -261,10 +261,16 @@ export class DomainManager implements LeaseFailurePolicy {
       st.startedAt = t0;
       const plan = planLeases(dom, this.o.config);
       const held = this.o.agent.inquire(dom.uuid);
-      const kept = state !== undefined ? this.o.store.leases(dom.uuid).filter((r) => !r.held) : [];
-      const incoming = state !== undefined && !kept.length;
       // The start's acquire lists every resource registered; an attach lists only the new one.
       const starting = state === undefined && !!st.starting && !!st.info && covers(dom, st.info);
+      const pausedRows = this.o.store.leases(dom.uuid).filter((r) => !r.held);
+      // A resume whose lock state libvirt does not have (its pause call failed or timed out on
+      // libvirt's side, though the agent released): every lease it lists was released at a pause
+      // here, so it is one, and their lvers are checked as with the state.
+      const resumeWithoutState = state === undefined && !starting && held.length === 0 && plan.entries.length > 0 &&
+        plan.entries.every((e) => pausedRows.some((r) => r.lockspace === e.lockspace && r.resource === e.resource));
+      const kept = state !== undefined || resumeWithoutState ? pausedRows : [];
+      const incoming = state !== undefined && !kept.length;
       // libvirt's fake reboot (an ACPI reboot, on_poweroff=restart) starts the CPUs again through
       // the lock driver's resume with no state, listing every registered resource: all held
       // already, and none of it an attach. A hot-plug lists one disk: with one resource the two
@@ -280,7 +286,7 @@ export class DomainManager implements LeaseFailurePolicy {
       }
       // Also by a domain holding no lease (no disk, or only read-only ones): the attached disk must
       // be in the registered list, or libvirt's undo of a second attach of it would release it.
-      const attach = state === undefined && !starting;
+      const attach = state === undefined && !starting && !resumeWithoutState;
       if (attach && !st.info && plan.entries.some((e) => held.some((h) => sameResource(h.spec, e)))) {
         // The registered disk list is gone with an agent restart: a fake reboot listing one
         // resource and an attach of a disk the domain has already look alike. Taken as it comes
@@ -315,7 +321,7 @@ export class DomainManager implements LeaseFailurePolicy {
         this.stale.delete(dom.uuid);
         this.o.store.setOwnerState(dom.uuid, 'active');
       }
-      if (state !== undefined) st.lockState = undefined;
+      if (state !== undefined || resumeWithoutState) st.lockState = undefined;
       this.o.log.debug(`lock_acquire ${dom.name}: ${plan.entries.length} lease(s) in ${(performance.now() - t0).toFixed(1)} ms`);
       return { leases: plan.entries.length };
     });

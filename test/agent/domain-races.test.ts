@@ -18,7 +18,7 @@ import { defaultConfig } from '../../src/config/config';
 import { systemClock } from '../../src/lease/clock';
 import { DomainManager } from '../../src/libvirt/domains';
 import { memoryLogger } from '../../src/log/logger';
-import { DEFAULT_GEOMETRY } from '../../src/ondisk';
+import { DEFAULT_GEOMETRY, SANLK } from '../../src/ondisk';
 import { StateStore } from '../../src/state/statestore';
 
 const LS = '__LIBVIRT__DISKS__';
@@ -100,6 +100,18 @@ describe('DomainManager: late events and resyncs leave a new start\'s leases alo
       await mgr.lockRelease(dom([disk]), false); // libvirt undoes the failed attach
       expect(held()).toBe(1);
       await mgr.lockRelease(dom([disk]), false); // the real detach
+      expect(held()).toBe(0);
+    });
+
+    it('a resume without the lock state (libvirt\'s pause call failed on its side) is still checked against the lvers the pause kept', async () => {
+      await mgr.lockRegister(dom([disk]));
+      await mgr.lockAcquire(dom([disk]));
+      await mgr.lockRelease(dom([disk]), true); // the agent released; libvirt kept no state
+      // Meanwhile the disk was used elsewhere: its lease version moved on.
+      const spec = { lockspace: LS, resource: createHash('md5').update(disk).digest('hex'), path: planPath(disk), offset: 0 };
+      await agent.acquire({ uuid: 'vm-elsewhere', name: 'vm-elsewhere' }, [spec]);
+      await agent.release({ uuid: 'vm-elsewhere' });
+      await expect(mgr.lockAcquire(dom([disk]))).rejects.toMatchObject({ rv: SANLK.ACQUIRE_LVER });
       expect(held()).toBe(0);
     });
 
