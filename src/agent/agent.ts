@@ -715,7 +715,8 @@ export class Agent {
     const p = lease.previous;
     const replaced = p && p.ownerGeneration > 0 && !namesEqual(p.resourceName, lease.hostName.slice(0, 47)) ? p.ownerGeneration : 0;
     const r = this.deltaRecord(lockspace);
-    return Math.max(replaced, r && r.hostId === lease.hostId ? r.foreignUpTo ?? 0 : 0);
+    // Carried on only within the slot's history (a lockspace initialised again starts it afresh).
+    return Math.max(replaced, r && r.hostId === lease.hostId && r.generation <= lease.generation ? r.foreignUpTo ?? 0 : 0);
   }
 
   /** Read once: machine-id and product UUID do not change while we run. */

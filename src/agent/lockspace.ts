@@ -236,7 +236,7 @@ export class Lockspace {
         }
         if (this.autoChoice) this.log.info(`host_id = auto: lockspace ${this.name}: took host_id ${this.spec.hostId} (${this.autoChoice})`);
         this.autoChoice = undefined;
-        this.joinedGeneration = lease.generation;
+        this.joined = { hostId: this.spec.hostId, generation: lease.generation };
         this.hooks.onDeltaLease?.(this, lease);
         if (this.stopped) return;
         this.lease = lease;
@@ -283,8 +283,8 @@ export class Lockspace {
   private autoChoice?: HostIdChoice['kind'];
   /** This process has tried a delta acquire (see joinLoop): a record under our name is not continued. */
   private acquireTried = false;
-  /** The generation this process last joined with (see leftByThisMachine). */
-  private joinedGeneration?: number;
+  /** The slot and generation this process last joined with (see leftByThisMachine). */
+  private joined?: { hostId: number; generation: number };
   private readonly autoRejected = new Set<number>();
 
   /** host_id = auto: pick the slot this join attempt tries (hostidclaim.ts says which and why). */
@@ -361,7 +361,7 @@ export class Lockspace {
     if (!namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47))) return false;
     // This process joined with it (a lockspace lost and joined again; the record may lag behind
     // while the state database fails).
-    if (this.joinedGeneration !== undefined && leader.ownerGeneration === this.joinedGeneration) return true;
+    if (this.joined && this.joined.hostId === this.spec.hostId && leader.ownerGeneration === this.joined.generation) return true;
     const prev = this.previousForSlot();
     return !!prev && (prev.sameMachine === true || sameBoot(prev.bootId)) && prev.generation === leader.ownerGeneration;
   }
@@ -409,12 +409,12 @@ export class Lockspace {
       const age0 = this.clock.monotime() - leader.timestamp;
       if (age0 < 0) return undefined;
       const more = Math.min(t.idRenewalFail - t.idRenewal, lastChance - age0 - 1);
-      if (more >= 1) {
-        this.log.warning(`lockspace ${this.name}: no record of our delta lease in the state database, but host_id ${this.spec.hostId} carries our host name ` +
-          `(generation ${leader.ownerGeneration}); watching it ${more} s more for another host renewing it before continuing it`);
-        ({ geometry: g, leader } = await this.watchSlot(storage, more));
-        if (leader.timestamp === 0) return undefined;
-      }
+      // age0 is our clock against the writer's: a renewal period more at least, or not continued.
+      if (more < t.idRenewal + this.spec.ioTimeout) return undefined;
+      this.log.warning(`lockspace ${this.name}: no record of our delta lease in the state database, but host_id ${this.spec.hostId} carries our host name ` +
+        `(generation ${leader.ownerGeneration}); watching it ${more} s more for another host renewing it before continuing it`);
+      ({ geometry: g, leader } = await this.watchSlot(storage, more));
+      if (leader.timestamp === 0) return undefined;
     }
     const age = this.clock.monotime() - leader.timestamp;
     if (leader.timestamp === 0 || leader.ownerId !== this.spec.hostId || (prev && leader.ownerGeneration !== prev.generation) ||

@@ -264,13 +264,22 @@ export class DomainManager implements LeaseFailurePolicy {
       // The start's acquire lists every resource registered; an attach lists only the new one.
       const starting = state === undefined && !!st.starting && !!st.info && covers(dom, st.info);
       const pausedRows = this.o.store.leases(dom.uuid).filter((r) => !r.held);
+      const wasPaused = (e: LeasePlan['entries'][number]) => pausedRows.some((r) => r.lockspace === e.lockspace && r.resource === e.resource);
       // A resume whose lock state libvirt does not have (its pause call failed or timed out on
-      // libvirt's side, though the agent released): every lease it lists was released at a pause
-      // here, so it is one, and their lvers are checked as with the state.
-      const resumeWithoutState = state === undefined && !starting && held.length === 0 && plan.entries.length > 0 &&
-        plan.entries.every((e) => pausedRows.some((r) => r.lockspace === e.lockspace && r.resource === e.resource));
-      const kept = state !== undefined || resumeWithoutState ? pausedRows : [];
-      const incoming = state !== undefined && !kept.length;
+      // libvirt's side, though the agent released): it lists every registered resource (an attach
+      // lists one), some released at a pause here and the rest held (attached while paused).
+      // With one resource the two look alike (libvirt gives paths, not devices): taken as an
+      // attach, the safe side of the bookkeeping; its lvers are checked either way (below).
+      // Unknown list (an agent restart): every lease it lists released at the pause or held.
+      const listed = dom.disks.length + dom.leases.length;
+      const listsAll = st.info ? listed > 1 && covers(dom, st.info) && listed === st.info.disks.length + st.info.leases.length
+        : plan.entries.every((e) => wasPaused(e) || held.some((h) => sameResource(h.spec, e)));
+      const resumeWithoutState = state === undefined && !starting && listsAll && plan.entries.some(wasPaused);
+      // Leases released at a pause here keep their lvers for any acquire but the start's: a resume
+      // (with libvirt's state or without) and an attach while paused of a disk sharing one alike.
+      const kept = state !== undefined || !starting ? pausedRows : [];
+      const resuming = state !== undefined ? pausedRows.length > 0 : resumeWithoutState;
+      const incoming = state !== undefined && !pausedRows.length;
       // libvirt's fake reboot (an ACPI reboot, on_poweroff=restart) starts the CPUs again through
       // the lock driver's resume with no state, listing every registered resource: all held
       // already, and none of it an attach. A hot-plug lists one disk: with one resource the two
@@ -305,7 +314,7 @@ export class DomainManager implements LeaseFailurePolicy {
           watchPid: d.pid !== undefined,
         });
       } catch (e) {
-        if (kept.length && isStaleRefusal(e)) this.markStale(dom.uuid, dom.name, e, 'libvirt keeps its CPUs stopped');
+        if (resuming && isStaleRefusal(e)) this.markStale(dom.uuid, dom.name, e, 'libvirt keeps its CPUs stopped');
         throw e;
       }
       // An attach is added as it comes (a disk attached twice is listed twice: libvirt's undo of
@@ -317,7 +326,7 @@ export class DomainManager implements LeaseFailurePolicy {
         st.info = { ...info, disks: [...info.disks, ...dom.disks.filter((x) => !info.disks.some((y) => sameDisk(x, y)))], leases: [...info.leases, ...dom.leases.filter((x) => !info.leases.some((y) => sameLease(x, y)))] };
         st.starting = false;
       }
-      if (kept.length) {
+      if (resuming) {
         this.stale.delete(dom.uuid);
         this.o.store.setOwnerState(dom.uuid, 'active');
       }

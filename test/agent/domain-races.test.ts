@@ -115,6 +115,17 @@ describe('DomainManager: late events and resyncs leave a new start\'s leases alo
       expect(held()).toBe(0);
     });
 
+    it('a disk attached while paused with the path of a paused disk is an attach, not a resume: libvirt\'s undo of it leaves the first disk\'s lease', async () => {
+      await mgr.lockRegister(dom([disk, other]));
+      await mgr.lockAcquire(dom([disk, other]));
+      const { state } = await mgr.lockRelease(dom([disk, other]), true);
+      await mgr.lockAcquire(dom([disk])); // the same image attached again while paused (its lease taken, lver checked)
+      await mgr.lockRelease(dom([disk]), false); // libvirt undoes the attach
+      expect(leases()).toEqual([planPath(disk)]);
+      await mgr.lockAcquire(dom([disk, other]), state); // the resume
+      expect(leases()).toEqual([planPath(disk), planPath(other)].sort());
+    });
+
     it('a detach while paused keeps the lvers of the other leases for the resume check', async () => {
       await mgr.lockRegister(dom([disk, other]));
       await mgr.lockAcquire(dom([disk, other]));
