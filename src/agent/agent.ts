@@ -147,7 +147,6 @@ interface LocalWork {
   done: Promise<void>;
 }
 
-
 async function identifyByOpen(path: string, timeoutMs: number): Promise<FileId | undefined> {
   let f: DirectFile;
   try {
@@ -162,7 +161,6 @@ async function identifyByOpen(path: string, timeoutMs: number): Promise<FileId |
   return f.fileId;
 }
 
-/** A lease the start-up reconcile checks on disk (see Agent.reconcile). */
 /** What the state database keeps of our delta lease per lockspace (meta `delta:<name>`). */
 interface DeltaRecord {
   bootId: string;
@@ -178,6 +176,7 @@ interface DeltaRecord {
   foreignUpTo?: number;
 }
 
+/** A lease the start-up reconcile checks on disk (see Agent.reconcile). */
 export interface LeaseCandidate {
   lockspace: string;
   resource: string;
@@ -328,7 +327,7 @@ export class Agent {
       onRenewed: (l) => this.o.fence?.renewed(l),
       // The host_id is kept too: with host_id = auto it is how a restart finds its slot again.
       // And the machine's identity: a clone's copy of the database must not pass for our record;
-      // and the generations another host held in this slot (see ofPreviousHost), carried on.
+      // and the generations another host held in this slot (see foreignUpTo), carried on.
       onDeltaLease: (l, lease) => {
         const rec: DeltaRecord = { bootId: currentBootId(), generation: lease.generation, hostId: lease.hostId, identity: this.machineIdentity() };
         const foreign = this.foreignUpTo(l.name, lease);
@@ -695,7 +694,6 @@ export class Agent {
     return new LeaseError(e.rv, `${s.path} [${key(s)}]: ${e.message}`);
   }
 
-  /** A host's name as its delta lease in the lockspace says, when we have seen it. */
   /** Our record of the delta lease of a lockspace (written at each join), if readable. */
   private deltaRecord(lockspace: string): DeltaRecord | undefined {
     try {
@@ -725,6 +723,7 @@ export class Agent {
     return this.identity.value;
   }
 
+  /** A host's name as its delta lease in the lockspace says, when we have seen it. */
   private hostNameOf(lockspace: string, hostId: number): string | undefined {
     try {
       return this.lockspaces.get(lockspace)?.liveness().snapshot(hostId)?.ownerName || undefined;
@@ -747,7 +746,7 @@ export class Agent {
       // Side by side, as they were acquired (a domain's disks): each has its own file.
       await forEachLimited(which, ACQUIRE_CONCURRENCY, async (h) => {
         try {
-          await this.releaseOne(st, h, opts.keepRecord, !opts.keepRecord, opts.leaderPinned);
+          await this.releaseOne(st, h, { ...opts, forgetIfEmpty: !opts.keepRecord });
           n++;
         } catch (e) {
           firstErr ??= e as Error;
@@ -770,7 +769,8 @@ export class Agent {
    * the write).
    * With `forgetIfEmpty`, an owner left without leases is removed in the same commit.
    */
-  private async releaseOne(st: OwnerState, h: HeldLease, keepRecord = false, forgetIfEmpty = false, leaderPinned = false): Promise<void> {
+  private async releaseOne(st: OwnerState, h: HeldLease, opts: ReleaseOptions & { forgetIfEmpty?: boolean } = {}): Promise<void> {
+    const { keepRecord = false, forgetIfEmpty = false, leaderPinned = false } = opts;
     const s = h.spec;
     // Shared with another owner here (joinShared): this host still holds it, nothing changes on disk.
     const alone = !this.sharedHere(st.ref.uuid, h);
@@ -1180,9 +1180,13 @@ export class Agent {
       return true;
     });
     const joined = new Map<string, DeltaLease>();
+    const foreign = new Map<string, number>();
     for (const name of new Set(todo.map((c) => c.lockspace))) {
       const lease = await this.lockspaces.get(name)!.waitJoined(this.o.joinWaitMs ?? 120000).catch(() => undefined);
-      if (lease) joined.set(name, lease);
+      if (lease) {
+        joined.set(name, lease);
+        foreign.set(name, this.foreignUpTo(name, lease));
+      }
       else this.o.log.error(`start-up reconcile: lockspace ${name} did not join; the leases this host may hold in it are not checked`);
     }
     const found: LeaseCandidate[] = [];
@@ -1190,7 +1194,7 @@ export class Agent {
       const lease = joined.get(c.lockspace);
       if (!lease) return;
       const leader = await this.readLeader(c, lease.ioTimeout).catch(() => undefined);
-      if (leader && leader.timestamp !== 0 && leader.ownerId === lease.hostId && leader.ownerGeneration <= lease.generation && leader.ownerGeneration > this.foreignUpTo(c.lockspace, lease)) found.push(c);
+      if (leader && leader.timestamp !== 0 && leader.ownerId === lease.hostId && leader.ownerGeneration <= lease.generation && leader.ownerGeneration > foreign.get(c.lockspace)!) found.push(c);
     });
     const now = heldHere();
     const lost = found.filter((c) => !now.has(key(c)));

@@ -2,7 +2,7 @@ import { readFileSync } from 'fs';
 import { FileLeaseStorage } from '../io/file-storage';
 import { nativeQuickScan } from '../io/native';
 import { Clock } from '../lease/clock';
-import { canScheduleRenewal, DeltaLease, deltaAcquire, deltaRelease, deltaRenew, isCorruptRenewal, readDeltaLeader, readLockspaceGeometry } from '../lease/delta';
+import { canScheduleRenewal, DeltaLease, deltaAcquire, describeOwner, deltaRelease, deltaRenew, isCorruptRenewal, readDeltaLeader, readLockspaceGeometry } from '../lease/delta';
 import { HostMonitor, HostState, HostStatus } from '../lease/hostmonitor';
 import { HostLiveness, lockspaceLiveness } from '../lease/liveness';
 import { LeaseStorage, NOT_STARTED, StartWindow } from '../lease/storage';
@@ -315,7 +315,7 @@ export class Lockspace {
     const first = await read();
     if (first.timestamp === 0) return { geometry, leader: first };
     const watchMs = (seconds ?? slotWatchSeconds(first.ioTimeout || this.spec.ioTimeout)) * 1000;
-    const ours = namesEqual(first.resourceName, this.spec.hostName.slice(0, 47));
+    const ours = this.isOurName(first.resourceName);
     this.log.info(`host_id ${this.spec.hostId} of ${this.name} was last written by ${ours ? 'our host name' : `"${first.resourceName}"`} ` +
       `(generation ${first.ownerGeneration}); watching it ${watchMs / 1000} s for renewals by another host before ${ours ? 'continuing' : 'taking'} it`);
     const until = this.clock.nowMs() + watchMs;
@@ -325,18 +325,23 @@ export class Lockspace {
       if (this.stopped) break;
       const now = await read();
       if (now.timestamp === 0) return { geometry, leader: now };
-      if (!sameLeader(now, last)) throw slotBusyError(this.name, this.spec.hostId, now, namesEqual(now.resourceName, this.spec.hostName.slice(0, 47)));
+      if (!sameLeader(now, last)) throw slotBusyError(this.name, this.spec.hostId, now, this.isOurName(now.resourceName));
       last = now;
     }
     return { geometry, leader: last };
+  }
+
+  /** A name in a delta record is ours (as stored: at most 47 bytes). */
+  private isOurName(name: string): boolean {
+    return namesEqual(name, this.spec.hostName.slice(0, 47));
   }
 
   /** Why the acquire about to run waits (deltaAcquire: a held slot is taken only once its writer proved dead). */
   private sayWait(leader: LeaderRecord): void {
     if (leader.timestamp === 0 || this.autoChoice === 'free') return;
     const wait = deltaAcquireHeldDelay(leader.ioTimeout, this.spec.ioTimeout);
-    const who = `host "${leader.resourceName}" (generation ${leader.ownerGeneration}, timestamp ${leader.timestamp})`;
-    if (!namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47))) {
+    const who = describeOwner(leader);
+    if (!this.isOurName(leader.resourceName)) {
       this.log.info(`lockspace ${this.name}: host_id ${this.spec.hostId} was last written by ${who}; waiting ${wait} s for it to prove dead before taking it`);
     } else if (!this.leftByThisMachine(leader)) {
       this.log.warning(`lockspace ${this.name}: host_id ${this.spec.hostId} carries our host name, but no record of this machine says it acquired ` +
@@ -358,7 +363,7 @@ export class Lockspace {
    * the acquire waits for the writer to prove dead.
    */
   private leftByThisMachine(leader: LeaderRecord): boolean {
-    if (!namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47))) return false;
+    if (!this.isOurName(leader.resourceName)) return false;
     // This process joined with it (a lockspace lost and joined again; the record may lag behind
     // while the state database fails).
     if (this.joined && this.joined.hostId === this.spec.hostId && leader.ownerGeneration === this.joined.generation) return true;
@@ -387,7 +392,7 @@ export class Lockspace {
     // A lockspace we lost is joined with a new generation: its owners were stopped and its
     // leases are to be free for other hosts, whatever the sector's age says.
     if (this.lostGeneration !== undefined && leader.ownerGeneration === this.lostGeneration) return undefined;
-    if (prev && leader.timestamp !== 0 && leader.ownerGeneration !== prev.generation && namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47))) {
+    if (prev && leader.timestamp !== 0 && leader.ownerGeneration !== prev.generation && this.isOurName(leader.resourceName)) {
       // Our name, but not the generation we hold: another agent under our name wrote it since.
       // It may only be paused: the acquire waits for it as sanlock waits for a foreign owner.
       this.log.warning(`lockspace ${this.name}: host_id ${this.spec.hostId} carries our host name but generation ${leader.ownerGeneration}, not ours (${prev.generation}): ` +
@@ -400,7 +405,7 @@ export class Lockspace {
     // while our domains run (nothing stopped them while the agent was down). Leave room for
     // the first renewal's I/O.
     const lastChance = t.hostDead - 2 * this.spec.ioTimeout - 1;
-    if (!prev && leader.timestamp !== 0 && leader.ownerId === this.spec.hostId && namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47))) {
+    if (!prev && leader.timestamp !== 0 && leader.ownerId === this.spec.hostId && this.isOurName(leader.resourceName)) {
       // No record (the state database was lost): nothing says this machine wrote it on this boot.
       // Another live host under our name (a second agent with a copied config) renews at least
       // once per 8·io unless its own lease is failing: watch that long in all, if there is time
@@ -418,7 +423,7 @@ export class Lockspace {
     }
     const age = this.clock.monotime() - leader.timestamp;
     if (leader.timestamp === 0 || leader.ownerId !== this.spec.hostId || (prev && leader.ownerGeneration !== prev.generation) ||
-        !namesEqual(leader.resourceName, this.spec.hostName.slice(0, 47)) || age < 0) {
+        !this.isOurName(leader.resourceName) || age < 0) {
       return undefined;
     }
     if (!prev) {

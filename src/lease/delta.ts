@@ -189,7 +189,8 @@ async function writeDeltaSector(
   }
 }
 
-const describeOwner = (l: LeaderRecord) =>
+/** A delta record's writer, as acquire messages name it. */
+export const describeOwner = (l: LeaderRecord) =>
   `host "${l.resourceName}" (generation ${l.ownerGeneration}, timestamp ${l.timestamp})`;
 
 /**

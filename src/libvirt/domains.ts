@@ -11,7 +11,7 @@ import { identify, isSame, ProcessId } from '../agent/process';
 import { Logger } from '../log/logger';
 import { LeaseAcquireError } from '../lease/paxos';
 import { geometryFor, heldByAnotherHost, LeaseError, SANLK } from '../ondisk';
-import { StateStore } from '../state/statestore';
+import { LeaseRow, StateStore } from '../state/statestore';
 import { VIR_ERR } from './connection';
 import { DiskInfo, DomainInfo, DomainXmlError, LeaseInfo, parseDomainXml } from './domainxml';
 import { LeasePlan, LeasePlanError, planLeases } from './leaseplan';
@@ -263,7 +263,7 @@ export class DomainManager implements LeaseFailurePolicy {
       const held = this.o.agent.inquire(dom.uuid);
       // The start's acquire lists every resource registered; an attach lists only the new one.
       const starting = state === undefined && !!st.starting && !!st.info && covers(dom, st.info);
-      const pausedRows = this.o.store.leases(dom.uuid).filter((r) => !r.held);
+      const pausedRows = this.pausedLeases(dom.uuid);
       const wasPaused = (e: LeasePlan['entries'][number]) => pausedRows.some((r) => r.lockspace === e.lockspace && r.resource === e.resource);
       // A resume whose lock state libvirt does not have (its pause call failed or timed out on
       // libvirt's side, though the agent released): it lists every registered resource (an attach
@@ -287,7 +287,7 @@ export class DomainManager implements LeaseFailurePolicy {
       // kept after a detach, never one released under a disk still in use).
       // (Holding nothing, with nothing to take: the resume of a domain without leases, whose pause
       // gave libvirt an empty state.)
-      if (state === undefined && !starting && dom.disks.length + dom.leases.length > 1 &&
+      if (state === undefined && !starting && listed > 1 &&
         plan.entries.every((e) => held.some((h) => sameResource(h.spec, e))) &&
         held.every((h) => plan.entries.some((e) => sameResource(h.spec, e)))) {
         this.o.log.debug(`lock_acquire ${dom.name}: every lease listed is held already (its CPUs started again: a fake reboot); nothing to take`);
@@ -352,7 +352,7 @@ export class DomainManager implements LeaseFailurePolicy {
         // last one). After an agent restart between the two it is rebuilt from the records the
         // first one kept (their lvers, for the resume's check).
         st.pausedAt = performance.now();
-        if (!held.length) return { released: 0, state: st.lockState ?? formatLockState(this.o.store.leases(dom.uuid).filter((r) => !r.held)) };
+        if (!held.length) return { released: 0, state: st.lockState ?? formatLockState(this.pausedLeases(dom.uuid)) };
         st.lockState = formatLockState(held);
         await this.suspendRelease(dom.uuid, dom.name, 'paused by libvirt');
         return { released: held.length, state: st.lockState };
@@ -995,7 +995,7 @@ export class DomainManager implements LeaseFailurePolicy {
   private async resumeAcquire(uuid: string, name: string, detail: string, xml?: string,
     plugin?: { info?: DomainInfo; pid?: number }): Promise<(() => Promise<void>) | undefined> {
     const st = this.domains.get(uuid);
-    const rows = this.o.store.leases(uuid).filter((r) => !r.held);
+    const rows = this.pausedLeases(uuid);
     const lvers = new Map(rows.map((r) => [`${r.lockspace}:${r.resource}`, r.lver]));
     const migrated = detail === 'MIGRATED' || st?.incoming;
     // The CPUs run here now: take the leases in this queue (the watch's acquire, queued behind, stops).
@@ -1179,6 +1179,11 @@ export class DomainManager implements LeaseFailurePolicy {
     } catch {
       return false;
     }
+  }
+
+  /** The records of leases released at a pause (their lvers, for the resume's check). */
+  private pausedLeases(uuid: string): LeaseRow[] {
+    return this.o.store.leases(uuid).filter((r) => !r.held);
   }
 
   /** Whether the domain runs the QEMU the lock-driver plugin registered: libvirt calls the plugin for its lease changes. */

@@ -172,7 +172,7 @@ describe('compiled hook client (native/hook/lockagent-hook.c)', () => {
     const r = await runClient(['vm1', 'stopped', 'end', '-'], '<domain/>', { LOCKAGENT_SOCKET: later });
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/lockagent is not running \(no listener on /);
-    expect(Date.now() - t1).toBeLessThan(1500);
+    expect(Date.now() - t1).toBeLessThan(5000); // did not wait out the 5 s a gate call waits
   });
 
   it('unreachable agent: prepare and migrate fail closed (exit 1); stopped and reconnect exit 0', async () => {
